@@ -1,0 +1,33 @@
+# `make test` is the one test command: README.md names it and .ci/run calls it.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: setup tools test unit e2e lint demo clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+# Go-built harness binaries (kube-apiserver, kine, kwok, pulumi, provider), cached outside the repo.
+tools:
+	bash tools/harness/build.sh
+
+lint: setup
+	$(PY) -m ruff check jupyternetes tests benchmarks
+
+unit: setup
+	$(PY) -m pytest -q tests/unit
+
+e2e: setup tools
+	$(PY) -m pytest -q tests/e2e
+
+test: setup tools lint
+	$(PY) -m pytest -q tests
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
