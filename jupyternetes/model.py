@@ -1,0 +1,413 @@
+"""Typed views of JupyterNotebookTemplate, JupyterNotebookInstance and the instance status contract.
+
+Pure: parsed from plain dicts (YAML documents or API objects). Every parse error names the source
+(a file, or `namespace/name`) and the field path, because an admin reads it in `kubectl describe`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from jupyternetes.naming import is_dns1123_label
+
+GROUP = "kadense.io"
+VERSION = "v1"
+API_VERSION = f"{GROUP}/{VERSION}"
+TEMPLATE_KIND = "JupyterNotebookTemplate"
+INSTANCE_KIND = "JupyterNotebookInstance"
+
+ENTRY_GROUPS = ("pvcs", "pods", "otherResources")
+# Pods and PVCs have a fixed kind; an entry may restate it but not change it.
+FIXED_KINDS = {"pods": ("v1", "Pod"), "pvcs": ("v1", "PersistentVolumeClaim")}
+
+PROVISIONED_STATES = ("Pending", "Processing", "Completed", "Failed")
+
+_SIMPLE_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class ModelError(ValueError):
+    """A template or instance that does not fit the contract; says where and what to change."""
+
+
+def key_path(parent: str, key: object) -> str:
+    """`parent.key`, or `parent["key"]` when the key has dots, slashes etc.; also used by render."""
+    if isinstance(key, str) and _SIMPLE_KEY.match(key):
+        return f"{parent}.{key}" if parent else key
+    text = f'"{key}"' if isinstance(key, str) else str(key)
+    return f"{parent}[{text}]"
+
+
+class _Reader:
+    """Field access with the error message format shared by templates and instances."""
+
+    def __init__(self, what: str, source: str) -> None:
+        self.what = what
+        self.source = source
+
+    def fail(self, path: str, message: str) -> ModelError:
+        return ModelError(f"{self.what} {self.source}: {path}: {message}")
+
+    def mapping(self, obj: Mapping, key: str, path: str, required: bool = False) -> Mapping:
+        value = obj.get(key)
+        if value is None:
+            if required:
+                raise self.fail(path, "required object is missing")
+            return {}
+        if not isinstance(value, Mapping):
+            raise self.fail(path, f"must be an object, got {type(value).__name__}")
+        return value
+
+    def string(self, obj: Mapping, key: str, path: str, required: bool = False) -> str | None:
+        value = obj.get(key)
+        if value is None:
+            if required:
+                raise self.fail(path, "required string is missing")
+            return None
+        if not isinstance(value, str):
+            raise self.fail(path, f"must be a string, got {type(value).__name__} {value!r}")
+        if required and not value:
+            raise self.fail(path, "required string is empty")
+        return value
+
+    def string_map(self, obj: Mapping, key: str, path: str) -> dict[str, str]:
+        result: dict[str, str] = {}
+        for k, v in self.mapping(obj, key, path).items():
+            if not isinstance(k, str):
+                raise self.fail(key_path(path, k), "keys must be strings")
+            if not isinstance(v, str):
+                raise self.fail(
+                    key_path(path, k),
+                    f"must be a string, got {type(v).__name__} {v!r} (quote it in YAML)",
+                )
+            result[k] = v
+        return result
+
+    def optional_int(self, obj: Mapping, key: str, path: str) -> int | None:
+        value = obj.get(key)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.fail(path, f"must be an integer, got {value!r}")
+        return value
+
+
+def _check_kind(reader: _Reader, obj: Mapping, kind: str) -> None:
+    actual = obj.get("kind")
+    if actual != kind:
+        raise reader.fail("kind", f"expected {kind!r}, got {actual!r}")
+    api_version = obj.get("apiVersion")
+    if api_version is not None and api_version != API_VERSION:
+        raise reader.fail("apiVersion", f"expected {API_VERSION!r}, got {api_version!r}")
+
+
+def _source(obj: Mapping, source: str | None) -> str:
+    if source:
+        return source
+    meta = obj.get("metadata") if isinstance(obj.get("metadata"), Mapping) else {}
+    return f"{meta.get('namespace') or '?'}/{meta.get('name') or '?'}"
+
+
+def _require_mapping(obj: object, what: str, source: str | None) -> Mapping:
+    if not isinstance(obj, Mapping):
+        raise ModelError(f"{what} {source or '?'}: expected a YAML/JSON object, got "
+                         f"{type(obj).__name__}")
+    return obj
+
+
+@dataclass(frozen=True)
+class TemplateEntry:
+    name: str
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    spec: dict
+    api_version: str | None = None
+    kind: str | None = None
+
+
+@dataclass(frozen=True)
+class Template:
+    name: str
+    namespace: str | None
+    pods: tuple[TemplateEntry, ...]
+    pvcs: tuple[TemplateEntry, ...]
+    other_resources: tuple[TemplateEntry, ...]
+    generation: int | None = None
+    uid: str | None = None
+
+    def entries(self, group: str) -> tuple[TemplateEntry, ...]:
+        return {"pods": self.pods, "pvcs": self.pvcs, "otherResources": self.other_resources}[group]
+
+    @classmethod
+    def from_dict(cls, obj: Mapping, source: str | None = None) -> Template:
+        obj = _require_mapping(obj, "template", source)
+        r = _Reader("template", _source(obj, source))
+        _check_kind(r, obj, TEMPLATE_KIND)
+        meta = r.mapping(obj, "metadata", "metadata", required=True)
+        name = r.string(meta, "name", "metadata.name", required=True)
+        namespace = r.string(meta, "namespace", "metadata.namespace")
+        spec = r.mapping(obj, "spec", "spec", required=True)
+        groups = {g: _parse_entries(r, spec, g) for g in ENTRY_GROUPS}
+        return cls(
+            name=name or "",
+            namespace=namespace or None,
+            pods=groups["pods"],
+            pvcs=groups["pvcs"],
+            other_resources=groups["otherResources"],
+            generation=r.optional_int(meta, "generation", "metadata.generation"),
+            uid=r.string(meta, "uid", "metadata.uid"),
+        )
+
+
+def _parse_entries(r: _Reader, spec: Mapping, group: str) -> tuple[TemplateEntry, ...]:
+    raw = spec.get(group)
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise r.fail(f"spec.{group}", f"must be a list, got {type(raw).__name__}")
+    entries: list[TemplateEntry] = []
+    seen: set[str] = set()
+    for index, item in enumerate(raw):
+        path = f"spec.{group}[{index}]"
+        if not isinstance(item, Mapping):
+            raise r.fail(path, f"must be an object, got {type(item).__name__}")
+        name = r.string(item, "name", f"{path}.name", required=True) or ""
+        # The entry name becomes part of object names and of `{jupyternetes.<group>.<entry>}`.
+        if not is_dns1123_label(name):
+            raise r.fail(f"{path}.name", f"{name!r} must be a DNS-1123 label "
+                         "(lowercase letters, digits and '-', at most 63 characters)")
+        if name in seen:
+            raise r.fail(f"{path}.name", f"duplicate entry name {name!r} in spec.{group}")
+        seen.add(name)
+        path = f"spec.{group}[{name}]"
+        api_version = r.string(item, "apiVersion", f"{path}.apiVersion")
+        kind = r.string(item, "kind", f"{path}.kind")
+        if group in FIXED_KINDS:
+            fixed_api, fixed_kind = FIXED_KINDS[group]
+            if api_version not in (None, fixed_api) or kind not in (None, fixed_kind):
+                raise r.fail(path, f"entries of spec.{group} are {fixed_api} {fixed_kind}, got "
+                             f"{api_version} {kind}")
+        elif not api_version or not kind:
+            raise r.fail(path, "otherResources entries need apiVersion and kind")
+        entries.append(TemplateEntry(
+            name=name,
+            labels=r.string_map(item, "labels", f"{path}.labels"),
+            annotations=r.string_map(item, "annotations", f"{path}.annotations"),
+            spec=dict(r.mapping(item, "spec", f"{path}.spec")),
+            api_version=api_version,
+            kind=kind,
+        ))
+    return tuple(entries)
+
+
+@dataclass(frozen=True)
+class TemplateRef:
+    name: str
+    namespace: str | None = None
+
+
+@dataclass(frozen=True)
+class Instance:
+    name: str
+    namespace: str
+    template: TemplateRef
+    variables: dict[str, str]
+    generation: int | None = None
+    uid: str | None = None
+    resource_version: str | None = None
+    deletion_timestamp: str | None = None
+    finalizers: tuple[str, ...] = ()
+
+    @property
+    def template_namespace(self) -> str:
+        return self.template.namespace or self.namespace
+
+    @classmethod
+    def from_dict(cls, obj: Mapping, source: str | None = None) -> Instance:
+        """Parse an instance; a missing metadata.namespace means `default`, as for kubectl."""
+        obj = _require_mapping(obj, "instance", source)
+        r = _Reader("instance", _source(obj, source))
+        _check_kind(r, obj, INSTANCE_KIND)
+        meta = r.mapping(obj, "metadata", "metadata", required=True)
+        name = r.string(meta, "name", "metadata.name", required=True) or ""
+        namespace = r.string(meta, "namespace", "metadata.namespace") or "default"
+        spec = r.mapping(obj, "spec", "spec", required=True)
+        ref = r.mapping(spec, "template", "spec.template", required=True)
+        variables = r.string_map(spec, "variables", "spec.variables")
+        # Lookup is case-insensitive, so names differing only in case would be ambiguous.
+        folded: dict[str, str] = {}
+        for key in variables:
+            other = folded.setdefault(key.lower(), key)
+            if other != key:
+                raise r.fail(key_path("spec.variables", key),
+                             f"differs from {other!r} only in case; variable names are "
+                             "case-insensitive")
+        finalizers = meta.get("finalizers") or []
+        if not isinstance(finalizers, list) or not all(isinstance(f, str) for f in finalizers):
+            raise r.fail("metadata.finalizers", "must be a list of strings")
+        return cls(
+            name=name,
+            namespace=namespace,
+            template=TemplateRef(
+                name=r.string(ref, "name", "spec.template.name", required=True) or "",
+                namespace=r.string(ref, "namespace", "spec.template.namespace") or None,
+            ),
+            variables=variables,
+            generation=r.optional_int(meta, "generation", "metadata.generation"),
+            uid=r.string(meta, "uid", "metadata.uid"),
+            resource_version=r.string(meta, "resourceVersion", "metadata.resourceVersion"),
+            deletion_timestamp=r.string(meta, "deletionTimestamp", "metadata.deletionTimestamp"),
+            finalizers=tuple(finalizers),
+        )
+
+
+# ---- status contract -------------------------------------------------------------------------
+
+
+def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
+    # Absent beats null: a merge patch with null would delete the field, which is not intended.
+    return {k: v for k, v in d.items() if v is not None}
+
+
+@dataclass(frozen=True)
+class ResourceStatus:
+    resource_name: str
+    state: str
+    error_message: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return _drop_none({"resourceName": self.resource_name, "state": self.state,
+                           "errorMessage": self.error_message})
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> ResourceStatus:
+        return cls(d.get("resourceName", ""), d.get("state", ""), d.get("errorMessage"))
+
+
+@dataclass(frozen=True)
+class PodStatus(ResourceStatus):
+    pod_address: str | None = None
+    port_number: int | None = None
+    phase: str | None = None
+    ready: bool | None = None
+    reason: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), **_drop_none({
+            "podAddress": self.pod_address, "portNumber": self.port_number,
+            "phase": self.phase, "ready": self.ready, "reason": self.reason})}
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> PodStatus:
+        return cls(d.get("resourceName", ""), d.get("state", ""), d.get("errorMessage"),
+                   d.get("podAddress"), d.get("portNumber"), d.get("phase"), d.get("ready"),
+                   d.get("reason"))
+
+
+@dataclass(frozen=True)
+class Condition:
+    type: str
+    status: str
+    reason: str
+    message: str
+    observed_generation: int | None = None
+    last_transition_time: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return _drop_none({"type": self.type, "status": self.status, "reason": self.reason,
+                           "message": self.message,
+                           "observedGeneration": self.observed_generation,
+                           "lastTransitionTime": self.last_transition_time})
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> Condition:
+        return cls(d.get("type", ""), d.get("status", ""), d.get("reason", ""),
+                   d.get("message", ""), d.get("observedGeneration"),
+                   d.get("lastTransitionTime"))
+
+
+@dataclass(frozen=True)
+class StackUpdate:
+    result: str
+    started_at: str | None = None
+    finished_at: str | None = None
+    change_summary: dict[str, int] = field(default_factory=dict)
+    message: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return _drop_none({"result": self.result, "startedAt": self.started_at,
+                           "finishedAt": self.finished_at,
+                           "changeSummary": dict(self.change_summary), "message": self.message})
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> StackUpdate:
+        return cls(d.get("result", ""), d.get("startedAt"), d.get("finishedAt"),
+                   dict(d.get("changeSummary") or {}), d.get("message"))
+
+
+@dataclass(frozen=True)
+class StackStatus:
+    name: str
+    last_update: StackUpdate | None = None
+    desired_hash: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return _drop_none({"name": self.name,
+                           "lastUpdate": self.last_update.to_dict() if self.last_update else None,
+                           "desiredHash": self.desired_hash})
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> StackStatus:
+        last = d.get("lastUpdate")
+        return cls(d.get("name", ""), StackUpdate.from_dict(last) if last else None,
+                   d.get("desiredHash"))
+
+
+@dataclass(frozen=True)
+class InstanceStatus:
+    pods: dict[str, PodStatus] = field(default_factory=dict)
+    pvcs: dict[str, ResourceStatus] = field(default_factory=dict)
+    other_resources: dict[str, ResourceStatus] = field(default_factory=dict)
+    pods_provisioned: str = "Pending"
+    pvcs_provisioned: str = "Pending"
+    other_resources_provisioned: str = "Pending"
+    conditions: tuple[Condition, ...] = ()
+    observed_generation: int | None = None
+    stack: StackStatus | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return _drop_none({
+            "pods": {k: v.to_dict() for k, v in self.pods.items()},
+            "pvcs": {k: v.to_dict() for k, v in self.pvcs.items()},
+            "otherResources": {k: v.to_dict() for k, v in self.other_resources.items()},
+            "podsProvisioned": self.pods_provisioned,
+            "pvcsProvisioned": self.pvcs_provisioned,
+            "otherResourcesProvisioned": self.other_resources_provisioned,
+            "conditions": [c.to_dict() for c in self.conditions],
+            "observedGeneration": self.observed_generation,
+            "stack": self.stack.to_dict() if self.stack else None,
+        })
+
+    @classmethod
+    def from_dict(cls, d: Mapping | None) -> InstanceStatus:
+        """Lenient on purpose: status written by older versions (or the seed's `{}`) still loads."""
+        d = d or {}
+
+        def provisioned(key: str) -> str:
+            value = d.get(key)
+            return value if isinstance(value, str) and value in PROVISIONED_STATES else "Pending"
+
+        return cls(
+            pods={k: PodStatus.from_dict(v) for k, v in (d.get("pods") or {}).items()},
+            pvcs={k: ResourceStatus.from_dict(v) for k, v in (d.get("pvcs") or {}).items()},
+            other_resources={k: ResourceStatus.from_dict(v)
+                             for k, v in (d.get("otherResources") or {}).items()},
+            pods_provisioned=provisioned("podsProvisioned"),
+            pvcs_provisioned=provisioned("pvcsProvisioned"),
+            other_resources_provisioned=provisioned("otherResourcesProvisioned"),
+            conditions=tuple(Condition.from_dict(c) for c in d.get("conditions") or []),
+            observed_generation=d.get("observedGeneration"),
+            stack=StackStatus.from_dict(d["stack"]) if d.get("stack") else None,
+        )

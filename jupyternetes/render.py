@@ -1,0 +1,213 @@
+"""(Template, Instance) -> Rendered: the placeholder grammar and complete object manifests.
+
+Pure, no I/O. Grammar: `{name}` (name = ASCII letters, digits, `.`, `_`, `-`) is a placeholder,
+looked up case-insensitively; `{{` and `}}` are literal braces; every other brace is literal, so
+JSON inside a string just works. Substitution happens on parsed values (strings and mapping keys),
+never on YAML text, and a substituted value is never scanned again, so a variable cannot inject
+structure or further placeholders.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from jupyternetes.model import FIXED_KINDS, Instance, Template, TemplateEntry, key_path
+from jupyternetes.naming import (
+    LABEL_ENTRY,
+    LABEL_ENTRY_GROUP,
+    LABEL_INSTANCE,
+    LABEL_INSTANCE_NAMESPACE,
+    LABEL_TEMPLATE,
+    LABEL_TEMPLATE_NAMESPACE,
+    MANAGED_BY,
+    label_value,
+    object_name,
+)
+
+# One token per match: an escape, a placeholder, or a single literal character run.
+_TOKEN = re.compile(r"\{\{|\}\}|\{([A-Za-z0-9._-]+)\}|[^{}]+|[{}]")
+
+
+class RenderError(ValueError):
+    """A template that cannot be rendered for an instance; `.missing` lists (name, path)."""
+
+    def __init__(self, message: str, missing: tuple[tuple[str, str], ...] = ()) -> None:
+        super().__init__(message)
+        self.missing = missing
+
+
+@dataclass(frozen=True)
+class RenderedObject:
+    group: str
+    entry: str
+    manifest: dict
+
+    @property
+    def name(self) -> str:
+        return self.manifest["metadata"]["name"]
+
+    @property
+    def namespace(self) -> str:
+        return self.manifest["metadata"]["namespace"]
+
+    @property
+    def kind(self) -> str:
+        return self.manifest["kind"]
+
+    @property
+    def api_version(self) -> str:
+        return self.manifest["apiVersion"]
+
+
+@dataclass(frozen=True)
+class Rendered:
+    pvcs: tuple[RenderedObject, ...]
+    pods: tuple[RenderedObject, ...]
+    other_resources: tuple[RenderedObject, ...]
+
+    def objects(self) -> tuple[RenderedObject, ...]:
+        # PVCs first: a pod's volume claims the PVC by name, so it should exist before the pod.
+        return self.pvcs + self.pods + self.other_resources
+
+    def manifests(self) -> list[dict]:
+        return [o.manifest for o in self.objects()]
+
+
+def substitute(text: str, variables: Mapping[str, str], path: str,
+               missing: list[tuple[str, str]]) -> str:
+    """One pass over `text`; `variables` keys must be lowercase. Unknown names go to `missing`."""
+    out: list[str] = []
+    for match in _TOKEN.finditer(text):
+        token = match.group(0)
+        name = match.group(1)
+        if name is not None:
+            value = variables.get(name.lower())
+            if value is None:
+                missing.append((name, path))
+                out.append(token)
+            else:
+                out.append(value)
+        elif token == "{{":
+            out.append("{")
+        elif token == "}}":
+            out.append("}")
+        else:
+            out.append(token)
+    return "".join(out)
+
+
+def substitute_tree(value: Any, variables: Mapping[str, str], path: str,
+                    missing: list[tuple[str, str]]) -> Any:
+    """Copy of a parsed YAML/JSON value with strings and mapping keys substituted."""
+    if isinstance(value, str):
+        return substitute(value, variables, path, missing)
+    if isinstance(value, Mapping):
+        result: dict = {}
+        for key, item in value.items():
+            item_path = key_path(path, key)
+            new_key = (substitute(key, variables, f"{item_path} (key)", missing)
+                       if isinstance(key, str) else key)
+            if new_key in result:
+                raise RenderError(f"{item_path}: key renders to {new_key!r}, which another key "
+                                  "in the same object also renders to; make the keys distinct")
+            result[new_key] = substitute_tree(item, variables, item_path, missing)
+        return result
+    if isinstance(value, list):
+        return [substitute_tree(item, variables, f"{path}[{i}]", missing)
+                for i, item in enumerate(value)]
+    return value
+
+
+def builtin_variables(template: Template, instance: Instance) -> dict[str, str]:
+    """The facts every render provides; keys in their documented spelling."""
+    names = {
+        "jupyternetes.instance.name": instance.name,
+        "jupyternetes.instance.namespace": instance.namespace,
+        "jupyternetes.template.name": template.name,
+        "jupyternetes.template.namespace": template.namespace or instance.template_namespace,
+    }
+    for group in ("pvcs", "pods", "otherResources"):
+        for entry in template.entries(group):
+            names[f"jupyternetes.{group}.{entry.name}"] = object_name(instance.name, entry.name)
+    return names
+
+
+def render(template: Template, instance: Instance) -> Rendered:
+    """Render every entry of `template` for `instance` into complete manifests.
+
+    Variables are the instance's own plus the built-ins (`builtin_variables`). Built-ins win over
+    an instance variable of the same name: they are facts about the objects being made (the seed's
+    instance restates `jupyternetes.instance.name`; a disagreeing value would only break
+    references). Every unknown placeholder is reported, with its path, in one RenderError.
+    Contract labels win over an entry's own labels of the same key, because the operator finds
+    its objects by them.
+    """
+    _check_match(template, instance)
+    variables = {k.lower(): v for k, v in instance.variables.items()}
+    variables.update({k.lower(): v for k, v in builtin_variables(template, instance).items()})
+    missing: list[tuple[str, str]] = []
+    groups: dict[str, tuple[RenderedObject, ...]] = {}
+    for group in ("pvcs", "pods", "otherResources"):
+        groups[group] = tuple(
+            _render_entry(template, instance, group, entry, variables, missing)
+            for entry in template.entries(group)
+        )
+    if missing:
+        listed = "; ".join(f"{{{name}}} at {path}" for name, path in missing)
+        unique = sorted({name for name, _ in missing}, key=str.lower)
+        raise RenderError(
+            f"template {_ref(template.namespace, template.name)} for instance "
+            f"{instance.namespace}/{instance.name}: unknown placeholder(s) "
+            f"{', '.join(unique)}: {listed}. Add them to the instance's spec.variables, or write "
+            "{{ and }} for literal braces",
+            tuple(missing),
+        )
+    return Rendered(groups["pvcs"], groups["pods"], groups["otherResources"])
+
+
+def _ref(namespace: str | None, name: str) -> str:
+    return f"{namespace}/{name}" if namespace else name
+
+
+def _check_match(template: Template, instance: Instance) -> None:
+    wanted = _ref(instance.template_namespace, instance.template.name)
+    if template.name != instance.template.name or (
+        template.namespace is not None and template.namespace != instance.template_namespace
+    ):
+        raise RenderError(
+            f"instance {instance.namespace}/{instance.name} references template {wanted} "
+            f"(spec.template), but the template given is "
+            f"{_ref(template.namespace, template.name)}"
+        )
+
+
+def _render_entry(template: Template, instance: Instance, group: str, entry: TemplateEntry,
+                  variables: Mapping[str, str], missing: list[tuple[str, str]]) -> RenderedObject:
+    base = f"spec.{group}[{entry.name}]"
+    api_version, kind = FIXED_KINDS.get(group, (entry.api_version, entry.kind))
+    labels = substitute_tree(entry.labels, variables, f"{base}.labels", missing)
+    labels.update({
+        LABEL_INSTANCE: label_value(instance.name),
+        LABEL_INSTANCE_NAMESPACE: instance.namespace,
+        LABEL_TEMPLATE: label_value(template.name),
+        LABEL_TEMPLATE_NAMESPACE: label_value(template.namespace or instance.template_namespace),
+        LABEL_ENTRY: entry.name,
+        LABEL_ENTRY_GROUP: group,
+        MANAGED_BY[0]: MANAGED_BY[1],
+    })
+    manifest = {
+        "apiVersion": api_version,
+        "kind": kind,
+        "metadata": {
+            "name": object_name(instance.name, entry.name),
+            "namespace": instance.namespace,
+            "labels": labels,
+            "annotations": substitute_tree(entry.annotations, variables,
+                                           f"{base}.annotations", missing),
+        },
+        "spec": substitute_tree(entry.spec, variables, f"{base}.spec", missing),
+    }
+    return RenderedObject(group=group, entry=entry.name, manifest=manifest)
