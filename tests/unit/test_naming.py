@@ -1,0 +1,104 @@
+"""naming.py: deterministic, valid, reversible names."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from jupyternetes import naming
+from jupyternetes.naming import (
+    instance_name_for_user,
+    is_dns1123_label,
+    is_label_value,
+    label_value,
+    object_name,
+    parse_stack_name,
+    stack_name,
+)
+
+
+def test_seed_user_instance_name():
+    assert instance_name_for_user("jovyan") == "8dc366d8a0f05869bfdb6e7eb3d83f65"
+
+
+def test_named_server_is_distinct_stable_and_cannot_collide_with_joined_strings():
+    named = instance_name_for_user("jovyan", "gpu")
+    assert named == instance_name_for_user("jovyan", "gpu")
+    assert named != instance_name_for_user("jovyan")
+    assert named != instance_name_for_user("jovyan", "cpu")
+    # "a/b" default vs user "a" server "b" would collide with a naive "user/server" join.
+    assert instance_name_for_user("a", "b") != instance_name_for_user("a/b")
+    expected = uuid.uuid5(uuid.uuid5(uuid.UUID(int=0), "jovyan"), "gpu").hex
+    assert named == expected
+
+
+def test_object_name_plain_when_valid():
+    assert object_name("8dc366d8a0f05869bfdb6e7eb3d83f65", "workspace") == (
+        "8dc366d8a0f05869bfdb6e7eb3d83f65-workspace"
+    )
+
+
+@pytest.mark.parametrize(
+    ("instance", "entry"),
+    [
+        ("a" * 60, "notebook"),
+        ("x" * 253, "y" * 63),
+        ("UPPER.case.dotted", "entry"),
+        ("my.instance.example.com", "pvc"),
+        ("-", "-"),
+    ],
+)
+def test_object_name_shortened_is_valid_and_stable(instance, entry):
+    name = object_name(instance, entry)
+    assert is_dns1123_label(name), name
+    assert len(name) <= 63
+    assert name == object_name(instance, entry)
+
+
+def test_object_name_distinct_for_long_names_sharing_a_prefix():
+    a = object_name("p" * 70 + "a", "notebook")
+    b = object_name("p" * 70 + "b", "notebook")
+    assert a != b
+    assert a.startswith("ppp")
+
+
+def test_label_value_keeps_valid_and_shortens_long():
+    assert label_value("default-template") == "default-template"
+    long = "t" * 200 + ".example.com"
+    value = label_value(long)
+    assert is_label_value(value) and len(value) <= 63
+    assert value != label_value("t" * 200 + ".example.org")
+
+
+@pytest.mark.parametrize(
+    ("namespace", "name"),
+    [("default", "8dc366d8a0f05869bfdb6e7eb3d83f65"), ("kadense", "my.dotted.name"), ("a", "b")],
+)
+def test_stack_name_round_trip(namespace, name):
+    stack = stack_name(namespace, name)
+    assert naming.is_valid_stack_name(stack)
+    assert parse_stack_name(stack) == (namespace, name)
+
+
+def test_stack_name_too_long_is_shortened_valid_and_marked():
+    stack = stack_name("n" * 63, "x" * 200)
+    assert len(stack) <= naming.STACK_NAME_MAX
+    assert naming.is_valid_stack_name(stack)
+    assert naming.is_shortened_stack_name(stack)
+    assert stack == stack_name("n" * 63, "x" * 200)
+    assert stack != stack_name("n" * 63, "x" * 199)
+    with pytest.raises(ValueError, match="shortened"):
+        parse_stack_name(stack)
+
+
+@pytest.mark.parametrize("bad", ["nodot", "Upper.x", ".x", "ns.", "ns.a..b"])
+def test_parse_stack_name_rejects_foreign_names(bad):
+    with pytest.raises(ValueError):
+        parse_stack_name(bad)
+
+
+@pytest.mark.parametrize(("namespace", "name"), [("with.dot", "x"), ("ok", "Bad_Name"), ("", "x")])
+def test_stack_name_rejects_invalid_inputs(namespace, name):
+    with pytest.raises(ValueError):
+        stack_name(namespace, name)
