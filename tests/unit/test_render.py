@@ -1,0 +1,265 @@
+"""render.py: the seed's must-shows, the placeholder grammar, built-ins, labels and errors."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from jupyternetes.model import Instance, Template
+from jupyternetes.naming import MANAGED_BY
+from jupyternetes.render import RenderError, render, substitute
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+SEED_NAME = "8dc366d8a0f05869bfdb6e7eb3d83f65"
+
+
+def doc(name: str) -> dict:
+    return yaml.safe_load((EXAMPLES / name).read_text())
+
+
+def seed() -> tuple[Template, Instance]:
+    return (Template.from_dict(doc("seed-template.yaml")),
+            Instance.from_dict(doc("seed-instance.yaml")))
+
+
+def env_of(pod: dict) -> dict[str, str | None]:
+    return {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
+
+
+def make(spec: dict, variables: dict[str, str] | None = None, name: str = "inst",
+         template_ns: str | None = None) -> tuple[Template, Instance]:
+    template = Template.from_dict({
+        "apiVersion": "kadense.io/v1", "kind": "JupyterNotebookTemplate",
+        "metadata": {"name": "t", "namespace": "ns"}, "spec": spec})
+    instance = Instance.from_dict({
+        "apiVersion": "kadense.io/v1", "kind": "JupyterNotebookInstance",
+        "metadata": {"name": name, "namespace": "ns"},
+        "spec": {"template": {"name": "t", "namespace": template_ns},
+                 "variables": variables or {}}})
+    return template, instance
+
+
+def one_value(text: str, variables: dict[str, str] | None = None) -> str:
+    template, instance = make({"pvcs": [{"name": "p", "annotations": {"a": text}}]}, variables)
+    return render(template, instance).pvcs[0].manifest["metadata"]["annotations"]["a"]
+
+
+# ---- the seed's must-shows -------------------------------------------------------------------
+
+
+def test_seed_pvc():
+    rendered = render(*seed())
+    assert len(rendered.pvcs) == 1
+    pvc = rendered.pvcs[0].manifest
+    assert pvc["apiVersion"] == "v1" and pvc["kind"] == "PersistentVolumeClaim"
+    assert pvc["metadata"]["name"] == f"{SEED_NAME}-workspace"
+    assert pvc["metadata"]["namespace"] == "default"
+    assert pvc["metadata"]["labels"]["jupyternetes.kadense.io/userId"] == "1"
+    assert pvc["spec"]["resources"]["requests"]["storage"] == "1Gi"
+    assert pvc["spec"]["accessModes"] == ["ReadWriteOnce"]
+
+
+def test_seed_pod():
+    rendered = render(*seed())
+    assert len(rendered.pods) == 1
+    obj = rendered.pods[0]
+    pod = obj.manifest
+    assert (obj.kind, obj.api_version, obj.name, obj.namespace) == (
+        "Pod", "v1", f"{SEED_NAME}-notebook", "default")
+    volume = pod["spec"]["volumes"][0]
+    assert volume["name"] == "workspace-pvc"
+    assert volume["persistentVolumeClaim"]["claimName"] == rendered.pvcs[0].name
+    env = env_of(pod)
+    assert env["JUPYTERHUB_USER"] == "jovyan"
+    assert env["JUPYTERHUB_API_URL"] == "http://hub.kadense.svc.cluster.local:8081/hub/api"
+    assert env["JUPYTERHUB_OAUTH_SCOPES"] == (
+        '["access:servers!server=jovyan/", "access:servers!user=jovyan"]')
+    assert env["JUPYTERHUB_OAUTH_ACCESS_SCOPES"] == env["JUPYTERHUB_OAUTH_SCOPES"]
+    assert env["JUPYTERHUB_SERVICE_PREFIX"] == "/user/jovyan/"
+    assert env["JUPYTERHUB_HOST"] is None  # entries without a value stay without one
+    assert env["JPY_API_TOKEN"] == "852dc4bd4e4e4360b7ae94cffa4f1c76"
+    mount = pod["spec"]["containers"][0]["volumeMounts"][0]
+    assert mount == {"mountPath": "/home/jovyan/work", "name": "workspace-pvc"}
+    assert pod["metadata"]["labels"]["jupyternetes.kadense.io/userId"] == "1"
+
+
+def test_seed_contract_labels_and_order():
+    rendered = render(*seed())
+    assert [o.group for o in rendered.objects()] == ["pvcs", "pods"]
+    assert rendered.manifests() == [o.manifest for o in rendered.objects()]
+    labels = rendered.pods[0].manifest["metadata"]["labels"]
+    assert labels == {
+        "jupyternetes.kadense.io/userId": "1",
+        "jupyternetes.kadense.io/instance": SEED_NAME,
+        "jupyternetes.kadense.io/instanceNamespace": "default",
+        "jupyternetes.kadense.io/template": "default-template",
+        "jupyternetes.kadense.io/templateNamespace": "kadense",
+        "jupyternetes.kadense.io/entry": "notebook",
+        "jupyternetes.kadense.io/entryGroup": "pods",
+        MANAGED_BY[0]: MANAGED_BY[1],
+    }
+    for obj in rendered.objects():
+        assert "status" not in obj.manifest
+        assert not any(k.startswith("pulumi.com/") for k in obj.manifest["metadata"]["annotations"])
+
+
+def test_render_does_not_mutate_inputs():
+    template, instance = seed()
+    before = copy.deepcopy(template.pods[0].spec)
+    render(template, instance)
+    assert template.pods[0].spec == before
+
+
+# ---- grammar ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("{x}", "X"),
+        ("a{x}b{x}", "aXbX"),
+        ("{X}", "X"),  # lookup is case-insensitive
+        ("{{x}}", "{x}"),  # escapes
+        ("{{{x}}}", "{X}"),
+        ("{{", "{"),
+        ("}}", "}"),
+        ("{", "{"),
+        ("}", "}"),
+        ("{}", "{}"),
+        ("{ x }", "{ x }"),
+        ("{a b}", "{a b}"),
+        ('{"k": "{x}"}', '{"k": "X"}'),  # JSON in a string just works
+        ("{x}}", "X}"),
+        ("{{x}", "{x}"),
+        ("{x.y_z-1}", "V"),
+    ],
+)
+def test_grammar(text, expected):
+    assert substitute(text, {"x": "X", "x.y_z-1": "V"}, "p", []) == expected
+
+
+def test_value_is_not_rescanned():
+    assert one_value("{a}", {"a": "{b}", "b": "no"}) == "{b}"
+    assert one_value("{a}", {"a": "{{"}) == "{{"
+
+
+def test_mapping_keys_are_substituted_but_not_rescanned():
+    template, instance = make(
+        {"pvcs": [{"name": "p", "spec": {"{k}": {"{k}-inner": "{v}"}}}]},
+        {"k": "key", "v": "{k}"})
+    spec = render(template, instance).pvcs[0].manifest["spec"]
+    assert spec == {"key": {"key-inner": "{k}"}}
+
+
+def test_keys_rendering_to_the_same_value_fail():
+    template, instance = make({"pvcs": [{"name": "p", "spec": {"{a}": 1, "same": 2}}]},
+                              {"a": "same"})
+    with pytest.raises(RenderError, match="another key"):
+        render(template, instance)
+
+
+def test_non_string_values_untouched():
+    template, instance = make({"pvcs": [{"name": "p", "spec": {"n": 3, "b": True, "z": None,
+                                                                "f": 1.5}}]})
+    assert render(template, instance).pvcs[0].manifest["spec"] == {
+        "n": 3, "b": True, "z": None, "f": 1.5}
+
+
+# ---- built-ins -------------------------------------------------------------------------------
+
+
+def test_builtins_and_cross_references():
+    spec = {
+        "pvcs": [{"name": "data"}],
+        "pods": [{"name": "nb", "spec": {"refs": [
+            "{jupyternetes.instance.name}", "{jupyternetes.instance.namespace}",
+            "{jupyternetes.template.name}", "{jupyternetes.template.namespace}",
+            "{jupyternetes.pvcs.data}", "{jupyternetes.pods.nb}",
+            "{JUPYTERNETES.otherResources.svc}", "{jupyternetes.otherresources.svc}"]}}],
+        "otherResources": [{"name": "svc", "apiVersion": "v1", "kind": "Service"}],
+    }
+    template, instance = make(spec)
+    rendered = render(template, instance)
+    assert rendered.pods[0].manifest["spec"]["refs"] == [
+        "inst", "ns", "t", "ns", "inst-data", "inst-nb", "inst-svc", "inst-svc"]
+    assert [o.name for o in rendered.objects()] == ["inst-data", "inst-nb", "inst-svc"]
+    svc = rendered.other_resources[0]
+    assert (svc.kind, svc.api_version, svc.group, svc.entry) == ("Service", "v1",
+                                                                 "otherResources", "svc")
+    assert svc.manifest["metadata"]["labels"]["jupyternetes.kadense.io/entryGroup"] == (
+        "otherResources")
+
+
+def test_builtins_win_over_instance_variables():
+    template, instance = make({"pvcs": [{"name": "p", "annotations": {
+        "a": "{jupyternetes.instance.name}"}}]}, {"jupyternetes.instance.name": "liar"})
+    assert render(template, instance).pvcs[0].manifest["metadata"]["annotations"]["a"] == "inst"
+
+
+def test_contract_labels_win_over_entry_labels():
+    template, instance = make({"pvcs": [{"name": "p", "labels": {
+        "jupyternetes.kadense.io/instance": "other", "mine": "{v}"}}]}, {"v": "yes"})
+    labels = render(template, instance).pvcs[0].manifest["metadata"]["labels"]
+    assert labels["jupyternetes.kadense.io/instance"] == "inst"
+    assert labels["mine"] == "yes"
+
+
+def test_long_instance_name_gives_valid_labels_and_names():
+    long_name = "a" * 120 + ".example"
+    template, instance = make({"pods": [{"name": "nb"}]}, name=long_name)
+    obj = render(template, instance).pods[0]
+    assert len(obj.name) <= 63
+    assert len(obj.manifest["metadata"]["labels"]["jupyternetes.kadense.io/instance"]) <= 63
+
+
+# ---- errors ----------------------------------------------------------------------------------
+
+
+def test_every_unknown_placeholder_reported_with_path():
+    template, instance = seed()
+    doc_i = doc("seed-instance.yaml")
+    del doc_i["spec"]["variables"]["jupyterhub.user.name"]
+    del doc_i["spec"]["variables"]["jupyterhub.user.id"]
+    instance = Instance.from_dict(doc_i)
+    with pytest.raises(RenderError) as err:
+        render(template, instance)
+    missing = err.value.missing
+    assert ("jupyterhub.user.id", 'spec.pvcs[workspace].labels["jupyternetes.kadense.io/userId"]'
+            ) in missing
+    assert ("jupyterhub.user.name", "spec.pods[notebook].spec.containers[0].env[1].value"
+            ) in missing
+    assert ("jupyterhub.user.name",
+            "spec.pods[notebook].spec.containers[0].volumeMounts[0].mountPath") in missing
+    assert {name for name, _ in missing} == {"jupyterhub.user.id", "jupyterhub.user.name"}
+    # 2 labels + 9 env values with the user name + the mount path
+    assert len(missing) == 12
+    message = str(err.value)
+    assert "unknown placeholder(s) jupyterhub.user.id, jupyterhub.user.name" in message
+    assert "spec.pods[notebook].spec.containers[0].env[1].value" in message
+    assert f"default/{SEED_NAME}" in message
+
+
+def test_unknown_placeholder_in_key_has_key_path():
+    template, instance = make({"pvcs": [{"name": "p", "spec": {"a": {"{nope}": 1}}}]})
+    with pytest.raises(RenderError) as err:
+        render(template, instance)
+    assert err.value.missing == (("nope", 'spec.pvcs[p].spec.a["{nope}"] (key)'),)
+
+
+def test_template_name_mismatch():
+    template, instance = make({}, template_ns="ns")
+    other = Instance.from_dict({
+        "apiVersion": "kadense.io/v1", "kind": "JupyterNotebookInstance",
+        "metadata": {"name": "i", "namespace": "ns"}, "spec": {"template": {"name": "u"}}})
+    with pytest.raises(RenderError, match=r"references template ns/u.*template given is ns/t"):
+        render(template, other)
+    wrong_ns = Instance.from_dict({
+        "apiVersion": "kadense.io/v1", "kind": "JupyterNotebookInstance",
+        "metadata": {"name": "i", "namespace": "ns"},
+        "spec": {"template": {"name": "t", "namespace": "elsewhere"}}})
+    with pytest.raises(RenderError, match="references template elsewhere/t"):
+        render(template, wrong_ns)
+    render(template, instance)  # same name and namespace renders

@@ -1,0 +1,127 @@
+"""Property tests: variable values come out verbatim, never add structure, rendering is
+deterministic, and every generated name is a valid DNS-1123 label of at most 63 characters."""
+
+from __future__ import annotations
+
+import copy
+
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from jupyternetes.model import Instance, Template
+from jupyternetes.naming import is_dns1123_label, is_label_value, object_name
+from jupyternetes.render import render, substitute
+
+# Values an attacker or a careless admin might put in a variable.
+NASTY = st.one_of(
+    st.text(),
+    st.sampled_from(["{", "}", "{{", "}}", "{x}", "{{x}}", "{jupyternetes.instance.name}",
+                     "a: b\nc: [1, 2]", "- item", "---\nkind: Secret", '{"json": {"x": 1}}',
+                     "\u00e9\u4e2d\U0001f600", "", "null", "true", "1e3"]),
+    st.lists(st.sampled_from(["{", "}", "x", ":", "\n", "-", " ", "{v}", "é"])).map("".join),
+)
+DNS_LABEL = st.from_regex(r"\A[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\Z")
+SUBDOMAIN = st.lists(DNS_LABEL, min_size=1, max_size=5).map(".".join).filter(
+    lambda s: len(s) <= 253)
+
+
+def make(value: str, extra: str = "v") -> tuple[Template, Instance]:
+    template = Template.from_dict({
+        "apiVersion": "kadense.io/v1", "kind": "JupyterNotebookTemplate",
+        "metadata": {"name": "t", "namespace": "ns"},
+        "spec": {
+            "pvcs": [{"name": "data", "labels": {"l": "{v}"}}],
+            "pods": [{"name": "nb", "annotations": {"a": "pre-{v}-post"}, "spec": {
+                "list": ["{v}", "{V}", "fixed"],
+                "map": {"{v}": "{v}", "plain": "{{v}}"},
+                "nested": [{"env": [{"name": "X", "value": "{v}{v}"}]}],
+            }}],
+        },
+    })
+    instance = Instance.from_dict({
+        "apiVersion": "kadense.io/v1", "kind": "JupyterNotebookInstance",
+        "metadata": {"name": "inst", "namespace": "ns"},
+        "spec": {"template": {"name": "t"}, "variables": {"v": value, "w": extra}},
+    })
+    return template, instance
+
+
+def shape(value: object) -> object:
+    """Structure without strings: the same shape means no keys or list items were added."""
+    if isinstance(value, dict):
+        return {"dict": len(value), "items": sorted((shape(v) for v in value.values()), key=repr)}
+    if isinstance(value, list):
+        return [shape(v) for v in value]
+    return type(value).__name__
+
+
+@settings(max_examples=300, deadline=None)
+@given(NASTY)
+def test_values_come_out_verbatim_and_add_no_structure(value):
+    # A key rendering to the literal key "plain" must fail instead of merging; that case is
+    # tested in test_render.py::test_keys_rendering_to_the_same_value_fail.
+    assume(value != "plain")
+    template, instance = make(value)
+    spec_before = copy.deepcopy(template.pods[0].spec)
+    rendered = render(template, instance)
+    pod = rendered.pods[0].manifest
+    assert pod["spec"]["list"] == [value, value, "fixed"]
+    assert pod["spec"]["nested"] == [{"env": [{"name": "X", "value": value + value}]}]
+    assert pod["metadata"]["annotations"]["a"] == f"pre-{value}-post"
+    assert rendered.pvcs[0].manifest["metadata"]["labels"]["l"] == value
+    assert pod["spec"]["map"] == {value: value, "plain": "{v}"}
+    assert shape(pod["spec"]) == shape(spec_before)
+    assert template.pods[0].spec == spec_before
+
+
+@given(NASTY, NASTY)
+def test_substitution_is_single_pass(a, b):
+    # Whatever `a` contains (placeholders, escapes), it is inserted as is and not looked at again.
+    assert substitute("{a}|{b}", {"a": a, "b": b}, "p", []) == f"{a}|{b}"
+
+
+@settings(max_examples=100, deadline=None)
+@given(NASTY, NASTY)
+def test_rendering_is_deterministic(value, extra):
+    first = render(*make(value, extra)).manifests()
+    second = render(*make(value, extra)).manifests()
+    assert first == second
+    assert [list(m["metadata"]["labels"]) for m in first] == [
+        list(m["metadata"]["labels"]) for m in second]
+
+
+@settings(max_examples=300)
+@given(SUBDOMAIN, DNS_LABEL)
+def test_object_names_valid(instance_name, entry):
+    name = object_name(instance_name, entry)
+    assert is_dns1123_label(name) and len(name) <= 63
+    assert name == object_name(instance_name, entry)
+
+
+@settings(max_examples=300)
+@given(st.text(), st.text())
+def test_object_names_valid_even_for_garbage(instance_name, entry):
+    assert is_dns1123_label(object_name(instance_name, entry))
+
+
+@settings(max_examples=100, deadline=None)
+@given(SUBDOMAIN, st.lists(DNS_LABEL, min_size=1, max_size=4, unique=True))
+def test_rendered_names_and_labels_valid(instance_name, entries):
+    template = Template.from_dict({
+        "apiVersion": "kadense.io/v1", "kind": "JupyterNotebookTemplate",
+        "metadata": {"name": "t", "namespace": "ns"},
+        "spec": {"pods": [{"name": e} for e in entries], "pvcs": [{"name": e} for e in entries]},
+    })
+    instance = Instance.from_dict({
+        "apiVersion": "kadense.io/v1", "kind": "JupyterNotebookInstance",
+        "metadata": {"name": instance_name, "namespace": "ns"},
+        "spec": {"template": {"name": "t"}},
+    })
+    rendered = render(template, instance)
+    names = [o.name for o in rendered.objects()]
+    assert all(is_dns1123_label(n) for n in names)
+    # Pods and PVCs are different kinds, so the same entry name in both is fine; within a kind
+    # names must be distinct.
+    assert len(set(o.name for o in rendered.pods)) == len(entries)
+    for obj in rendered.objects():
+        assert all(is_label_value(v) for v in obj.manifest["metadata"]["labels"].values())
