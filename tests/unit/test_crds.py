@@ -1,0 +1,205 @@
+"""Offline checks of crds/: structural-schema rules, and the schemas accept the seed examples and
+the status the model writes, and reject what the contract forbids.
+
+`jsonschema` stands in for the apiserver's OpenAPI validation here (x-kubernetes-* keywords are
+ignored by it); a test against a real kube-apiserver lives in tests/e2e.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+
+from jupyternetes.model import (
+    Condition,
+    InstanceStatus,
+    PodStatus,
+    ResourceStatus,
+    StackStatus,
+    StackUpdate,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+CRDS = {p.name: yaml.safe_load(p.read_text()) for p in (ROOT / "crds").glob("*.yaml")}
+TEMPLATE_CRD = CRDS["jupyternotebooktemplates.kadense.io.yaml"]
+INSTANCE_CRD = CRDS["jupyternotebookinstances.kadense.io.yaml"]
+
+# Keywords the apiserver forbids in structural schemas (apiextensions v1 validation).
+FORBIDDEN = {"$ref", "definitions", "id", "$schema", "additionalItems", "patternProperties",
+             "dependencies", "uniqueItems"}
+
+
+def schema_of(crd: dict) -> dict:
+    (version,) = crd["spec"]["versions"]
+    return version["schema"]["openAPIV3Schema"]
+
+
+def nodes(schema: dict, path: str = "") -> Iterator[tuple[str, dict]]:
+    yield path, schema
+    for key, sub in (schema.get("properties") or {}).items():
+        yield from nodes(sub, f"{path}.{key}")
+    if isinstance(schema.get("items"), dict):
+        yield from nodes(schema["items"], f"{path}[]")
+    if isinstance(schema.get("additionalProperties"), dict):
+        yield from nodes(schema["additionalProperties"], f"{path}{{}}")
+
+
+def validator(crd: dict) -> Any:
+    schema = schema_of(crd)
+    jsonschema.Draft7Validator.check_schema(schema)
+    return jsonschema.Draft7Validator(schema)
+
+
+def errors(crd: dict, obj: dict) -> list[str]:
+    return [f"{'.'.join(map(str, e.absolute_path))}: {e.message}"
+            for e in validator(crd).iter_errors(obj)]
+
+
+def as_created(obj: dict) -> dict:
+    # With the status subresource the apiserver drops status on create before validating.
+    obj = copy.deepcopy(obj)
+    obj.pop("status", None)
+    return obj
+
+
+def example(name: str) -> dict:
+    return yaml.safe_load((ROOT / "examples" / name).read_text())
+
+
+@pytest.mark.parametrize("crd", [TEMPLATE_CRD, INSTANCE_CRD], ids=["template", "instance"])
+def test_crd_envelope(crd):
+    spec = crd["spec"]
+    assert crd["apiVersion"] == "apiextensions.k8s.io/v1"
+    assert crd["metadata"]["name"] == f"{spec['names']['plural']}.{spec['group']}"
+    assert spec["group"] == "kadense.io" and spec["scope"] == "Namespaced"
+    assert [v["name"] for v in spec["versions"]] == ["v1"]
+    assert spec["versions"][0]["served"] and spec["versions"][0]["storage"]
+    assert "jupyternetes" in spec["names"]["categories"]
+
+
+def test_short_names_and_subresources():
+    assert TEMPLATE_CRD["spec"]["names"]["shortNames"] == ["jnt"]
+    assert INSTANCE_CRD["spec"]["names"]["shortNames"] == ["jni"]
+    assert INSTANCE_CRD["spec"]["versions"][0]["subresources"] == {"status": {}}
+
+
+@pytest.mark.parametrize("crd", [TEMPLATE_CRD, INSTANCE_CRD], ids=["template", "instance"])
+def test_structural_schema(crd):
+    schema = schema_of(crd)
+    assert schema["type"] == "object"
+    # Only type may be said about metadata at the root.
+    assert schema["properties"]["metadata"] == {"type": "object"}
+    for path, node in nodes(schema):
+        forbidden = FORBIDDEN & node.keys()
+        assert not forbidden, f"{path}: forbidden {forbidden}"
+        if not (node.get("x-kubernetes-int-or-string")
+                or node.get("x-kubernetes-preserve-unknown-fields")):
+            assert node.get("type"), f"{path}: structural schemas need a type on every node"
+        assert not ("properties" in node and "additionalProperties" in node), path
+        if node.get("x-kubernetes-list-type") == "map":
+            keys = node["x-kubernetes-list-map-keys"]
+            assert set(keys) <= set(node["items"].get("required", [])), path
+
+
+def test_entry_specs_preserve_unknown_fields():
+    entries = schema_of(TEMPLATE_CRD)["properties"]["spec"]["properties"]
+    assert set(entries) == {"pods", "pvcs", "otherResources"}
+    for group, schema in entries.items():
+        item = schema["items"]
+        assert item["properties"]["spec"] == {"type": "object",
+                                              "x-kubernetes-preserve-unknown-fields": True}, group
+        assert "name" in item["required"]
+
+
+def test_instance_printer_columns_point_at_schema_fields():
+    columns = INSTANCE_CRD["spec"]["versions"][0]["additionalPrinterColumns"]
+    assert [c["name"] for c in columns] == ["Template", "Pods", "PVCs", "Ready", "Age"]
+    schema = schema_of(INSTANCE_CRD)
+    known = {path for path, _ in nodes(schema)}
+    for column in columns:
+        json_path = column["jsonPath"].split("[")[0]
+        if json_path.startswith(".metadata"):
+            continue
+        assert json_path in known, column
+
+
+def test_seed_template_validates():
+    assert errors(TEMPLATE_CRD, example("seed-template.yaml")) == []
+
+
+def test_seed_instance_validates_as_created():
+    assert errors(INSTANCE_CRD, as_created(example("seed-instance.yaml"))) == []
+
+
+def test_own_examples_validate():
+    assert errors(TEMPLATE_CRD, example("service-template.yaml")) == []
+    assert errors(INSTANCE_CRD, example("service-instance.yaml")) == []
+
+
+def test_instance_without_template_name_rejected():
+    doc = as_created(example("seed-instance.yaml"))
+    del doc["spec"]["template"]["name"]
+    assert any("'name' is a required property" in e for e in errors(INSTANCE_CRD, doc))
+
+
+@pytest.mark.parametrize("value", [1, True, None, ["a"], {"a": "b"}])
+def test_instance_with_non_string_variable_rejected(value):
+    doc = as_created(example("seed-instance.yaml"))
+    doc["spec"]["variables"]["jupyterhub.user.id"] = value
+    assert any(e.startswith("spec.variables.jupyterhub.user.id:")
+               for e in errors(INSTANCE_CRD, doc))
+
+
+def test_template_rejects_bad_entries():
+    doc = example("seed-template.yaml")
+    doc["spec"]["otherResources"] = [{"name": "svc", "spec": {}}]
+    assert any("'apiVersion' is a required property" in e for e in errors(TEMPLATE_CRD, doc))
+    doc = example("seed-template.yaml")
+    doc["spec"]["pods"][0]["labels"]["n"] = 5
+    assert errors(TEMPLATE_CRD, doc)
+    doc = example("seed-template.yaml")
+    doc["spec"]["pvcs"][0]["name"] = "Not_A_Label"
+    assert errors(TEMPLATE_CRD, doc)
+
+
+def test_status_written_by_the_model_validates():
+    status = InstanceStatus(
+        pods={"notebook": PodStatus("x-notebook", "Completed", None, "10.0.0.5", 8888,
+                                    "Running", True, None)},
+        pvcs={"workspace": ResourceStatus("x-workspace", "Failed", "quota exceeded")},
+        other_resources={"svc": ResourceStatus("x-svc", "Completed")},
+        pods_provisioned="Completed", pvcs_provisioned="Failed",
+        other_resources_provisioned="Completed",
+        conditions=(Condition("Ready", "False", "PVCFailed", "quota", 2, "2026-01-01T00:00:00Z"),
+                    Condition("Degraded", "True", "PVCFailed", "quota", 2,
+                              "2026-01-01T00:00:00Z")),
+        observed_generation=2,
+        stack=StackStatus("default.x", StackUpdate("failed", "2026-01-01T00:00:00Z",
+                                                   "2026-01-01T00:00:09Z",
+                                                   {"create": 1, "same": 1}, "boom"), "abc"),
+    )
+    doc = as_created(example("seed-instance.yaml"))
+    doc["status"] = status.to_dict()
+    assert errors(INSTANCE_CRD, doc) == []
+    doc["status"]["podsProvisioned"] = "Exploded"
+    assert errors(INSTANCE_CRD, doc)
+    doc["status"]["podsProvisioned"] = "Completed"
+    doc["status"]["stack"]["lastUpdate"]["changeSummary"]["create"] = "one"
+    assert errors(INSTANCE_CRD, doc)
+
+
+def test_seed_status_quirk_is_known():
+    # The seed writes otherResourcesProvisioned as {} (not a state). It never reaches validation
+    # on create (status is dropped), and the operator always writes a state string.
+    seed_status = example("seed-instance.yaml")["status"]
+    assert seed_status["otherResourcesProvisioned"] == {}
+    doc = as_created(example("seed-instance.yaml"))
+    doc["status"] = seed_status
+    assert {e.split(":")[0] for e in errors(INSTANCE_CRD, doc)} == {
+        "status.otherResourcesProvisioned"}
