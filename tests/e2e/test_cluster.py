@@ -1,0 +1,152 @@
+"""End-to-end: the harness's control plane is a real, working Kubernetes API.
+
+Through the Python kubernetes client a namespace, ConfigMap, PVC and Pod are created, and the
+pod is scheduled onto kwok's fake node, gets an IP and reaches Running; nothing writes pod
+status except kwok. The shell launcher leaves no process behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from kubernetes import client, config
+
+from jupyternetes.harness.cluster import FAKE_NODE
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parents[2]
+BUILD_SCRIPT = REPO / "tools" / "harness" / "kube" / "build.sh"
+
+
+def _wait_for(what: str, check, timeout: float = 60.0):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def test_version_reports_a_real_release(cluster):
+    with cluster.api_client() as api:
+        info = client.VersionApi(api).get_code()
+    # pulumi-kubernetes refuses a cluster that reports v0.0: the ldflags must be set.
+    m = re.fullmatch(r"v1\.(\d+)\.\d+", info.git_version)
+    assert m, info.git_version
+    assert info.major == "1"
+    assert info.minor.rstrip("+") == m.group(1)
+    if cluster.dev is not None:
+        # The harness's apiserver reports exactly the release pinned in the build script.
+        pinned = re.search(r"^KUBE_VERSION=(v\S+)", BUILD_SCRIPT.read_text(), re.M)
+        assert pinned and info.git_version == pinned.group(1)
+
+
+def test_default_service_account_exists(cluster):
+    with cluster.api_client() as api:
+        sa = client.CoreV1Api(api).read_namespaced_service_account("default", "default")
+    assert sa.metadata.name == "default"
+
+
+def test_namespace_configmap_pvc_and_running_pod(cluster, namespace):
+    with cluster.api_client() as api:
+        core = client.CoreV1Api(api)
+        assert core.read_namespace(namespace).status.phase == "Active"
+        # A fresh namespace gets its service account from the controller-manager; pods are
+        # refused by the ServiceAccount admission plugin until it exists.
+        _wait_for("default service account in the test namespace",
+                  lambda: any(sa.metadata.name == "default" for sa in
+                              core.list_namespaced_service_account(namespace).items))
+
+        core.create_namespaced_config_map(namespace, client.V1ConfigMap(
+            metadata=client.V1ObjectMeta(name="settings"), data={"greeting": "hello"}))
+        assert core.read_namespaced_config_map("settings", namespace).data == {"greeting": "hello"}
+
+        core.create_namespaced_persistent_volume_claim(namespace, client.V1PersistentVolumeClaim(
+            metadata=client.V1ObjectMeta(name="workspace"),
+            spec=client.V1PersistentVolumeClaimSpec(
+                access_modes=["ReadWriteOnce"],
+                resources=client.V1VolumeResourceRequirements(requests={"storage": "1Gi"}))))
+        pvc = core.read_namespaced_persistent_volume_claim("workspace", namespace)
+        assert pvc.spec.resources.requests["storage"] == "1Gi"
+
+        core.create_namespaced_pod(namespace, client.V1Pod(
+            metadata=client.V1ObjectMeta(name="notebook", labels={"app": "notebook"}),
+            spec=client.V1PodSpec(containers=[client.V1Container(
+                name="notebook", image="quay.io/jupyter/base-notebook:latest",
+                env=[client.V1EnvVar(name="GREETING", value_from=client.V1EnvVarSource(
+                    config_map_key_ref=client.V1ConfigMapKeySelector(
+                        name="settings", key="greeting")))],
+                ports=[client.V1ContainerPort(container_port=8888, name="http")])])))
+
+        def running():
+            pod = core.read_namespaced_pod("notebook", namespace)
+            return pod if pod.status.phase == "Running" and pod.status.pod_ip else None
+
+        pod = _wait_for("pod notebook Running with an IP", running)
+        assert pod.spec.node_name, "the scheduler did not bind the pod"
+        if cluster.dev is not None:
+            assert pod.spec.node_name == FAKE_NODE
+        assert re.fullmatch(r"\d+\.\d+\.\d+\.\d+", pod.status.pod_ip)
+        ready = {c.type: c.status for c in pod.status.conditions}
+        assert ready.get("PodScheduled") == "True"
+        assert ready.get("Ready") == "True"
+
+        core.delete_namespaced_pod("notebook", namespace, grace_period_seconds=0)
+        _wait_for("pod notebook deleted",
+                  lambda: not core.list_namespaced_pod(namespace).items, timeout=30)
+
+
+def _pids_alive(pids: list[int]) -> list[int]:
+    alive = []
+    for pid in pids:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            continue
+        # A zombie is already dead; only count processes that still run.
+        stat = Path(f"/proc/{pid}/stat")
+        if stat.exists() and stat.read_text().split(") ")[-1].startswith("Z"):
+            continue
+        alive.append(pid)
+    return alive
+
+
+def test_shell_up_env_down_leaves_no_process(tmp_path):
+    root = tmp_path / "cluster"
+    cmd = [sys.executable, "-m", "jupyternetes.harness.cluster"]
+    started = time.monotonic()
+    up = subprocess.run([*cmd, "up", str(root)], cwd=REPO, capture_output=True, text=True,
+                        timeout=180)
+    assert up.returncode == 0, up.stderr
+    elapsed = time.monotonic() - started
+    kubeconfig = root / "kubeconfig"
+    assert f"export KUBECONFIG={kubeconfig}" in up.stdout
+    state = json.loads((root / "state.json").read_text())
+    pids = [state["supervisor"], *state["pids"]]
+    assert len(state["pids"]) == 5  # etcd, apiserver, controller-manager, scheduler, kwok
+    assert not set(pids) - set(_pids_alive(pids)), "a component died right after start"
+    print(f"shell up took {elapsed:.1f} s; cluster timing {state['timing']}")
+
+    env = subprocess.run([*cmd, "env", str(root)], cwd=REPO, capture_output=True, text=True)
+    assert env.returncode == 0
+    assert env.stdout.startswith(f"export KUBECONFIG={kubeconfig}\n")
+
+    with config.new_client_from_config(config_file=str(kubeconfig)) as api:
+        nodes = client.CoreV1Api(api).list_node().items
+    assert [n.metadata.name for n in nodes] == [FAKE_NODE]
+
+    down = subprocess.run([*cmd, "down", str(root)], cwd=REPO, capture_output=True, text=True,
+                          timeout=60)
+    assert down.returncode == 0, down.stderr
+    assert _pids_alive(pids) == []
+    assert not root.exists()

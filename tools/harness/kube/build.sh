@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Builds the Kubernetes half of the e2e harness into the tools cache:
+#   kube-apiserver, kube-controller-manager, kube-scheduler  (k8s.io/kubernetes, wrapper ./kubernetes)
+#   kwok                                                     (sigs.k8s.io/kwok, wrapper ./kwok)
+#   etcd                                                     (Debian etcd-server, linked into the cache)
+# A tool is rebuilt only when its binary is missing or its stamp (pinned version + flags) differs.
+# Tools dir: $JUPYTERNETES_TOOLS, else ${JUPYTERNETES_CACHE:-$HOME/.cache/jupyternetes}/tools
+# (same rule as jupyternetes/harness/paths.py).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+tools=${JUPYTERNETES_TOOLS:-${JUPYTERNETES_CACHE:-$HOME/.cache/jupyternetes}/tools}
+mkdir -p "$tools"
+
+KUBE_VERSION=v1.36.3   # must match the require line in kubernetes/go.mod
+KWOK_VERSION=v0.8.0    # must match the require line in kwok/go.mod
+# Both wrappers are built with the machine's Go; 2 cores on CI, so keep parallelism modest.
+export CGO_ENABLED=0 GOFLAGS="${GOFLAGS:--mod=mod} -buildvcs=false"
+GO_P=${GO_P:-2}
+
+log() { printf '[kube-build] %s\n' "$*" >&2; }
+
+# up_to_date NAME STAMP: true when the binary exists and was built with exactly STAMP.
+up_to_date() {
+	[[ -x "$tools/$1" && -f "$tools/.$1.stamp" && "$(cat "$tools/.$1.stamp")" == "$2" ]]
+}
+
+# ---- kube-apiserver, kube-controller-manager, kube-scheduler --------------------------------
+kube_bins=(kube-apiserver kube-controller-manager kube-scheduler)
+minor=${KUBE_VERSION#v1.}; minor=${minor%%.*}
+kube_ldflags="-s -w"
+# component-base drives /version and the binary's compatibility version; client-go's copy is
+# what clients built into the binaries report. pulumi-kubernetes refuses a cluster at v0.0.
+for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+	kube_ldflags+=" -X $pkg.gitVersion=$KUBE_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
+	kube_ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
+done
+kube_stamp="$KUBE_VERSION $kube_ldflags"
+missing=()
+for b in "${kube_bins[@]}"; do up_to_date "$b" "$kube_stamp" || missing+=("$b"); done
+if ((${#missing[@]})); then
+	log "building ${missing[*]} $KUBE_VERSION (cold: ~15-25 min on 2 cores)"
+	start=$SECONDS
+	pkgs=()
+	for b in "${missing[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$b"); done
+	# One go invocation so the shared packages are compiled once.
+	(cd "$here/kubernetes" && go build -p "$GO_P" -trimpath -ldflags "$kube_ldflags" -o "$tools/" "${pkgs[@]}")
+	for b in "${missing[@]}"; do echo "$kube_stamp" >"$tools/.$b.stamp"; done
+	log "built ${missing[*]} in $((SECONDS - start)) s"
+else
+	log "kube-apiserver, kube-controller-manager, kube-scheduler $KUBE_VERSION up to date"
+fi
+
+# ---- kwok (simulated nodes: pods get scheduled, an IP and Running without a kubelet) -----------
+kwok_ldflags="-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=${KWOK_VERSION#v}"
+kwok_stamp="$KWOK_VERSION $kwok_ldflags"
+if ! up_to_date kwok "$kwok_stamp"; then
+	log "building kwok $KWOK_VERSION"
+	start=$SECONDS
+	(cd "$here/kwok" && go build -p "$GO_P" -trimpath -ldflags "$kwok_ldflags" -o "$tools/kwok" sigs.k8s.io/kwok/cmd/kwok)
+	echo "$kwok_stamp" >"$tools/.kwok.stamp"
+	log "built kwok in $((SECONDS - start)) s"
+else
+	log "kwok $KWOK_VERSION up to date"
+fi
+# kwok refuses to start without Stage objects; kwokctl ships these defaults in the module's
+# kustomize/ folder (not compiled in), so concatenate them into one config file next to kwok.
+if [[ ! -f "$tools/kwok-stages.yaml" || "$(head -1 "$tools/kwok-stages.yaml")" != "# kwok $KWOK_VERSION" ]]; then
+	kwok_src=$(cd "$here/kwok" && go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)
+	{
+		echo "# kwok $KWOK_VERSION"
+		for f in node/fast/node-initialize.yaml node/heartbeat/node-heartbeat.yaml \
+			pod/fast/pod-ready.yaml pod/fast/pod-complete.yaml pod/fast/pod-delete.yaml; do
+			echo "---"
+			cat "$kwok_src/kustomize/stage/$f"
+		done
+	} >"$tools/kwok-stages.yaml.tmp"
+	mv "$tools/kwok-stages.yaml.tmp" "$tools/kwok-stages.yaml"
+	log "wrote $tools/kwok-stages.yaml"
+fi
+
+# ---- etcd (Debian etcd-server; the apiserver's datastore) --------------------------------------
+if ! command -v etcd >/dev/null 2>&1; then
+	log "installing Debian etcd-server with apt-get"
+	start=$SECONDS
+	if [[ $(id -u) -eq 0 ]]; then sudo=(); else sudo=(sudo); fi
+	"${sudo[@]}" apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends etcd-server >/dev/null
+	log "installed etcd-server in $((SECONDS - start)) s"
+fi
+etcd_path=$(command -v etcd)
+etcd_stamp="$(dpkg-query -W -f='${Version}' etcd-server 2>/dev/null || echo unknown) $etcd_path"
+if ! up_to_date etcd "$etcd_stamp"; then
+	ln -sf "$etcd_path" "$tools/etcd"
+	echo "$etcd_stamp" >"$tools/.etcd.stamp"
+	log "linked $tools/etcd -> $etcd_path"
+else
+	log "etcd up to date ($etcd_stamp)"
+fi
