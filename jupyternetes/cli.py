@@ -26,6 +26,17 @@ COMMAND_MODULES: tuple[str, ...] = (
 EXIT_USAGE = 2
 
 
+class _KubeYamlLoader(yaml.SafeLoader):
+    """SafeLoader without the timestamp type: like kubectl, `2024-01-01` stays a string (a date
+    object is not JSON and no Kubernetes field wants one)."""
+
+
+_KubeYamlLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
 class InputError(Exception):
     """A file that cannot be read or parsed; the message names the file."""
 
@@ -44,7 +55,7 @@ def load_document(path: str, what: str) -> tuple[Any, str]:
     except UnicodeDecodeError as exc:
         raise InputError(f"cannot read {what} file {source}: not UTF-8 text ({exc})") from exc
     try:
-        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+        docs = [d for d in yaml.load_all(text, Loader=_KubeYamlLoader) if d is not None]
     except yaml.YAMLError as exc:
         detail = " ".join(str(exc).split())
         raise InputError(f"{what} file {source} is not valid YAML: {detail}") from exc

@@ -191,3 +191,13 @@ def test_console_script_end_to_end(tmp_path):
          "-i", INSTANCE], capture_output=True, text=True, check=False)
     assert failed.returncode == 2
     assert failed.stderr.count("\n") == 1 and "Traceback" not in failed.stderr
+
+
+def test_yaml_dates_stay_strings_in_json(capsys, tmp_path):
+    template, _ = seed_docs()
+    template["spec"]["pods"][0]["annotations"] = {"since": "DATE"}
+    text = yaml.safe_dump(template).replace("'DATE'", "2024-01-01").replace("DATE", "2024-01-01")
+    path = write(tmp_path, "t.yaml", text)
+    code, out, _ = run(capsys, "render", "-t", path, "-i", INSTANCE, "-o", "json")
+    assert code == 0
+    assert json.loads(out)["items"][1]["metadata"]["annotations"] == {"since": "2024-01-01"}
