@@ -1,0 +1,244 @@
+"""The Pulumi inline program of one instance stack: rendered objects -> Kubernetes resources.
+
+Runs inside a Pulumi deployment (the stack worker, or `pulumi.runtime.set_mocks` in unit tests).
+PVCs are declared first, pods depend on them, other objects follow. Every object is declared as a
+raw `pulumi.CustomResource` whose type token is derived from apiVersion/kind, with the manifest
+passed through untouched (camelCase keys and all): the Kubernetes provider reads the live
+object's schema by its group/version/kind, so one code path serves built-in kinds and CRDs alike,
+and no Python input-type translation can rename a field.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as kubernetes
+from pulumi_kubernetes import _utilities as k8s_utilities
+
+GROUP_ORDER = ("pvcs", "pods", "otherResources")
+
+SKIP_AWAIT = "pulumi.com/skipAwait"
+PATCH_FORCE = "pulumi.com/patchForce"
+
+# The stack output the operator reads: a list of OBJECT_OUTPUT_KEYS dicts, one per object.
+OBJECTS_OUTPUT = "objects"
+OBJECT_OUTPUT_KEYS = ("group", "entry", "apiVersion", "kind", "name", "namespace", "uid")
+
+PROVIDER_NAME = "kubernetes"
+
+
+class ProgramError(ValueError):
+    """Rendered input the program cannot declare (a bug upstream, not an engine failure)."""
+
+
+@dataclass(frozen=True)
+class ObjectSpec:
+    """One rendered object as the program needs it: where it came from and its manifest."""
+
+    group: str
+    entry: str
+    manifest: Mapping[str, Any]
+
+    @property
+    def resource_name(self) -> str:
+        # Stable per entry: the URN must not change when a variable (and so a name) changes,
+        # otherwise Pulumi would see a delete + create of two unrelated resources.
+        return f"{self.group}/{self.entry}"
+
+
+def as_object_specs(objects: Iterable[Any]) -> list[ObjectSpec]:
+    """Normalise render.RenderedObject instances or `{group, entry, manifest}` dicts."""
+    specs: list[ObjectSpec] = []
+    seen: set[str] = set()
+    for obj in objects:
+        if isinstance(obj, Mapping):
+            group, entry, manifest = obj.get("group"), obj.get("entry"), obj.get("manifest")
+        else:
+            group, entry, manifest = obj.group, obj.entry, obj.manifest
+        if group not in GROUP_ORDER:
+            raise ProgramError(f"object group {group!r} is not one of {', '.join(GROUP_ORDER)}")
+        if not isinstance(entry, str) or not entry:
+            raise ProgramError(f"object in group {group} has no entry name")
+        if not isinstance(manifest, Mapping):
+            raise ProgramError(f"{group}/{entry}: manifest must be an object")
+        for field in ("apiVersion", "kind"):
+            if not isinstance(manifest.get(field), str) or not manifest.get(field):
+                raise ProgramError(f"{group}/{entry}: manifest.{field} is missing")
+        metadata = manifest.get("metadata")
+        if not isinstance(metadata, Mapping) or not metadata.get("name"):
+            raise ProgramError(f"{group}/{entry}: manifest.metadata.name is missing")
+        spec = ObjectSpec(group, entry, manifest)
+        if spec.resource_name in seen:
+            raise ProgramError(f"{spec.resource_name} appears twice")
+        seen.add(spec.resource_name)
+        specs.append(spec)
+    # Declaration order is part of the contract (PVCs, pods, others); keep input order within.
+    return sorted(specs, key=lambda s: GROUP_ORDER.index(s.group))
+
+
+def type_token(api_version: str, kind: str) -> str:
+    """`kubernetes:<group>/<version>:<kind>`, the provider's token (core group is `core`)."""
+    group, _, version = api_version.rpartition("/")
+    return f"kubernetes:{group or 'core'}/{version}:{kind}"
+
+
+def with_annotations(manifest: Mapping[str, Any], annotations: Mapping[str, str]) -> dict:
+    """A deep copy of `manifest` with `annotations` added to metadata.annotations."""
+    result = copy.deepcopy(dict(manifest))
+    metadata = dict(result.get("metadata") or {})
+    merged = dict(metadata.get("annotations") or {})
+    merged.update(annotations)
+    metadata["annotations"] = merged
+    result["metadata"] = metadata
+    return result
+
+
+def contains_secret(value: str, secret_values: Collection[str]) -> bool:
+    return any(secret and secret in value for secret in secret_values)
+
+
+def secret_paths(value: Any, secret_values: Collection[str], path: str = "") -> list[str]:
+    """Paths of the string leaves (and mapping keys) that hold a secret value, for tests/logs."""
+    found: list[str] = []
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            child = f"{path}.{key}" if path else str(key)
+            if isinstance(key, str) and contains_secret(key, secret_values):
+                found.append(child)
+            found.extend(secret_paths(item, secret_values, child))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found.extend(secret_paths(item, secret_values, f"{path}[{index}]"))
+    elif isinstance(value, str) and contains_secret(value, secret_values):
+        found.append(path)
+    return found
+
+
+def wrap_secrets(value: Any, secret_values: Collection[str]) -> Any:
+    """`value` with every string leaf that contains a secret replaced by `Output.secret(leaf)`.
+
+    Only the leaf becomes secret, so the rest of the object stays readable in diffs and state.
+    Substring match: a token is often embedded (`Authorization: token <x>`, a URL). A mapping
+    whose *key* contains a secret cannot be wrapped per key, so the whole mapping is wrapped.
+    """
+    if not secret_values:
+        return value
+    if isinstance(value, Mapping):
+        if any(isinstance(k, str) and contains_secret(k, secret_values) for k in value):
+            return pulumi.Output.secret(dict(value))
+        return {k: wrap_secrets(v, secret_values) for k, v in value.items()}
+    if isinstance(value, list):
+        return [wrap_secrets(item, secret_values) for item in value]
+    if isinstance(value, str) and contains_secret(value, secret_values):
+        return pulumi.Output.secret(value)
+    return value
+
+
+def resource_options(spec: ObjectSpec, provider: pulumi.ProviderResource,
+                     depends_on: Sequence[pulumi.Resource]) -> pulumi.ResourceOptions:
+    return pulumi.ResourceOptions(
+        provider=provider,
+        depends_on=list(depends_on),
+        # Object names are fixed, so create-before-delete would collide with itself.
+        delete_before_replace=True,
+        # User data: `destroy` forgets a PVC but leaves it in the cluster, and the next stack
+        # for the same instance adopts it (server-side apply upserts on create).
+        retain_on_delete=spec.group == "pvcs",
+        # Most pod spec fields are immutable; replace on any spec change rather than let an
+        # in-place patch fail half way (or silently update only the mutable image field).
+        replace_on_changes=["spec"] if spec.group == "pods" else None,
+        version=k8s_utilities.get_version(),
+    )
+
+
+def object_annotations(spec: ObjectSpec) -> dict[str, str]:
+    # skipAwait: `up` returns once objects exist; readiness is the pod watch's business, so a
+    # slow image pull never holds an engine worker.
+    annotations = {SKIP_AWAIT: "true"}
+    if spec.group == "pvcs":
+        # Adoption of a PVC retained by an earlier stack: its fields belong to that stack's
+        # field manager; force makes this stack's apply take them over instead of conflicting.
+        annotations[PATCH_FORCE] = "true"
+    return annotations
+
+
+@dataclass
+class Declared:
+    spec: ObjectSpec
+    resource: pulumi.CustomResource
+
+    def output(self) -> pulumi.Output[dict]:
+        metadata = pulumi.Output.from_input(getattr(self.resource, "metadata", None))
+        manifest = self.spec.manifest
+        return metadata.apply(lambda live: {
+            "group": self.spec.group,
+            "entry": self.spec.entry,
+            "apiVersion": manifest["apiVersion"],
+            "kind": manifest["kind"],
+            "name": (live or {}).get("name", manifest["metadata"]["name"]),
+            "namespace": (live or {}).get("namespace", manifest["metadata"].get("namespace")),
+            "uid": (live or {}).get("uid"),
+        })
+
+
+def declare(objects: Iterable[Any], provider: pulumi.ProviderResource,
+            secret_values: Collection[str] = ()) -> list[Declared]:
+    """Declare every object; PVCs first, pods depending on all PVCs, other objects last."""
+    specs = as_object_specs(objects)
+    secrets = [s for s in secret_values if s]
+    declared: list[Declared] = []
+    pvcs: list[pulumi.Resource] = []
+    for spec in specs:
+        manifest = with_annotations(spec.manifest, object_annotations(spec))
+        props = wrap_secrets(manifest, secrets)
+        depends_on = pvcs if spec.group == "pods" else []
+        resource = pulumi.CustomResource(
+            type_token(manifest["apiVersion"], manifest["kind"]),
+            spec.resource_name,
+            props,
+            opts=resource_options(spec, provider, depends_on),
+        )
+        if spec.group == "pvcs":
+            pvcs.append(resource)
+        declared.append(Declared(spec, resource))
+    return declared
+
+
+def make_provider(kubeconfig: str | None, context: str | None) -> kubernetes.Provider:
+    # Explicit provider: the stack never depends on whatever ambient default provider config
+    # the engine process happens to see. No kubeconfig = in-cluster config / $KUBECONFIG.
+    args: dict[str, Any] = {}
+    if kubeconfig:
+        args["kubeconfig"] = kubeconfig
+    if context:
+        args["context"] = context
+    return kubernetes.Provider(PROVIDER_NAME, **args)
+
+
+def declare_stack(objects: Iterable[Any], kubeconfig: str | None = None,
+                  context: str | None = None,
+                  secret_values: Collection[str] = ()) -> pulumi.Output[list[dict]]:
+    """Provider + objects; returns the OBJECTS_OUTPUT value (a list of per-object dicts)."""
+    provider = make_provider(kubeconfig, context)
+    declared = declare(objects, provider, secret_values)
+    return pulumi.Output.all(*[d.output() for d in declared])
+
+
+def make_program(objects: Iterable[Any], kubeconfig: str | None = None,
+                 context: str | None = None,
+                 secret_values: Collection[str] = ()) -> Callable[[], None]:
+    """The inline program (a zero-argument function) for `LocalWorkspace`."""
+    specs = as_object_specs(objects)  # validate before the engine starts
+
+    def program() -> None:
+        pulumi.export(OBJECTS_OUTPUT, declare_stack(specs, kubeconfig, context, secret_values))
+
+    return program
+
+
+def empty_program() -> None:
+    """The program for operations that must not declare anything (destroy, stack removal)."""

@@ -1,0 +1,238 @@
+"""program.py under Pulumi's own mocks: what the inline program registers with the engine.
+
+A recording monitor keeps the raw RegisterResource requests, so the tests check what the engine
+would really receive: type tokens, dependencies, resource options and secret markers on the wire.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pulumi
+import pytest
+import yaml
+from google.protobuf import json_format
+from pulumi.runtime.mocks import MockMonitor, Mocks
+
+from jupyternetes import program
+from jupyternetes.model import Instance, Template
+from jupyternetes.render import render
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+SECRET_SIG = "4dabf18193072939515e22adb298388d"
+SECRET_VALUE = "1b47061264138c4ac30d75fd1eb44270"
+
+
+class EchoMocks(Mocks):
+    """Returns inputs as state plus a uid, like the apiserver would (uid derived from name)."""
+
+    def new_resource(self, args):
+        state = dict(args.inputs)
+        metadata = dict(state.get("metadata") or {})
+        if args.typ != "pulumi:providers:kubernetes":
+            metadata["uid"] = f"uid-{args.name}"
+            state["metadata"] = metadata
+        namespace = metadata.get("namespace", "default")
+        return f"{namespace}/{metadata.get('name', args.name)}", state
+
+    def call(self, args):
+        return {}
+
+
+class RecordingMonitor(MockMonitor):
+    def __init__(self, mocks: Mocks) -> None:
+        super().__init__(mocks)
+        self.requests: list = []
+
+    def RegisterResource(self, request):
+        self.requests.append(request)
+        return super().RegisterResource(request)
+
+    def by_name(self) -> dict:
+        return {r.name: r for r in self.requests if r.type != "pulumi:pulumi:Stack"}
+
+
+@pytest.fixture
+def monitor():
+    mocks = EchoMocks()
+    recording = RecordingMonitor(mocks)
+    pulumi.runtime.set_mocks(mocks, project="jupyternetes-instances", stack="default.x",
+                             preview=False, monitor=recording)
+    yield recording
+
+
+@pytest.fixture
+def seed_rendered():
+    template = Template.from_dict(yaml.safe_load((EXAMPLES / "seed-template.yaml").read_text()))
+    instance = Instance.from_dict(yaml.safe_load((EXAMPLES / "seed-instance.yaml").read_text()))
+    return render(template, instance), instance
+
+
+def wire(request) -> dict:
+    return json_format.MessageToDict(request.object)
+
+
+def is_secret(value) -> bool:
+    return isinstance(value, dict) and value.get(SECRET_SIG) == SECRET_VALUE
+
+
+def config_map(entry: str = "settings", data: dict | None = None) -> dict:
+    return {"group": "otherResources", "entry": entry, "manifest": {
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": f"x-{entry}", "namespace": "default"},
+        "data": data or {"a": "b"}}}
+
+
+def test_type_tokens():
+    assert program.type_token("v1", "Pod") == "kubernetes:core/v1:Pod"
+    assert program.type_token("apps/v1", "Deployment") == "kubernetes:apps/v1:Deployment"
+    assert program.type_token("kadense.io/v1", "JupyterNotebookInstance") == \
+        "kubernetes:kadense.io/v1:JupyterNotebookInstance"
+
+
+def test_wrap_secrets_only_touches_leaves_with_a_secret():
+    value = {"env": [{"name": "TOKEN", "value": "abc"}, {"name": "URL", "value": "h://x?t=abc"},
+                     {"name": "OTHER", "value": "zzz"}], "n": 3}
+    wrapped = program.wrap_secrets(value, ["abc"])
+    assert isinstance(wrapped["env"][0]["value"], pulumi.Output)
+    assert isinstance(wrapped["env"][1]["value"], pulumi.Output)
+    assert wrapped["env"][2]["value"] == "zzz"
+    assert wrapped["env"][0]["name"] == "TOKEN"
+    assert wrapped["n"] == 3
+    assert program.secret_paths(value, ["abc"]) == ["env[0].value", "env[1].value"]
+    # An empty secret would match every string; it is ignored.
+    assert program.wrap_secrets(value, [""]) == value
+
+
+def test_as_object_specs_orders_groups_and_rejects_bad_input():
+    pvc = {"group": "pvcs", "entry": "w", "manifest": {
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "x-w"}}}
+    pod = {"group": "pods", "entry": "n", "manifest": {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x-n"}}}
+    ordered = program.as_object_specs([config_map(), pod, pvc])
+    assert [s.resource_name for s in ordered] == ["pvcs/w", "pods/n", "otherResources/settings"]
+    with pytest.raises(program.ProgramError, match="appears twice"):
+        program.as_object_specs([pod, pod])
+    with pytest.raises(program.ProgramError, match=r"metadata\.name"):
+        program.as_object_specs([{"group": "pods", "entry": "n", "manifest": {
+            "apiVersion": "v1", "kind": "Pod", "metadata": {}}}])
+    with pytest.raises(program.ProgramError, match="group"):
+        program.as_object_specs([{"group": "services", "entry": "n", "manifest": {}}])
+
+
+@pulumi.runtime.test
+def test_seed_declares_pvc_then_pod_with_options(monitor, seed_rendered):
+    rendered, instance = seed_rendered
+    token = instance.variables["jupyterhub.api_token"]
+    objects = program.declare_stack(rendered.objects(), kubeconfig="/k", context="ctx",
+                                    secret_values=[token])
+
+    def check(objects):
+        reqs = monitor.by_name()
+        assert set(reqs) == {"kubernetes", "pvcs/workspace", "pods/notebook"}
+        provider, pvc, pod = reqs["kubernetes"], reqs["pvcs/workspace"], reqs["pods/notebook"]
+        assert provider.type == "pulumi:providers:kubernetes"
+        assert wire(provider)["kubeconfig"] == "/k"
+        assert wire(provider)["context"] == "ctx"
+        assert pvc.type == "kubernetes:core/v1:PersistentVolumeClaim"
+        assert pod.type == "kubernetes:core/v1:Pod"
+        # Both go through the explicit provider.
+        assert pvc.provider.startswith(provider_urn(monitor))
+        assert pod.provider.startswith(provider_urn(monitor))
+        # The pod waits for the PVC; the PVC waits for nothing of ours.
+        pvc_urn = urn_of(monitor, "pvcs/workspace")
+        assert pvc_urn in pod.dependencies
+        assert not [d for d in pvc.dependencies if "kubernetes:core" in d]
+        # Options: PVC kept on destroy, pod replaced on spec change, fixed names.
+        assert pvc.retainOnDelete is True
+        assert pod.retainOnDelete is False
+        assert list(pod.replaceOnChanges) == ["spec"]
+        assert list(pvc.replaceOnChanges) == []
+        assert pvc.deleteBeforeReplace and pod.deleteBeforeReplace
+        pvc_wire, pod_wire = wire(pvc), wire(pod)
+        assert pvc_wire["metadata"]["annotations"][program.SKIP_AWAIT] == "true"
+        assert pvc_wire["metadata"]["annotations"][program.PATCH_FORCE] == "true"
+        assert pod_wire["metadata"]["annotations"][program.SKIP_AWAIT] == "true"
+        assert program.PATCH_FORCE not in pod_wire["metadata"]["annotations"]
+        assert pod_wire["metadata"]["name"] == f"{instance.name}-notebook"
+        # camelCase keys reach the engine untouched.
+        assert pod_wire["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"] == \
+            f"{instance.name}-workspace"
+        # The token is a secret on the wire, in both env vars; other values are plain.
+        env = {e["name"]: e.get("value") for e in pod_wire["spec"]["containers"][0]["env"]}
+        assert is_secret(env["JPY_API_TOKEN"]) and is_secret(env["JUPYTERHUB_API_TOKEN"])
+        assert env["JUPYTERHUB_USER"] == "jovyan"
+        assert token not in json.dumps(pod_wire).replace(json.dumps(env["JPY_API_TOKEN"]), "")\
+            .replace(json.dumps(env["JUPYTERHUB_API_TOKEN"]), "")
+        # The stack output: one entry per object, with the uid the "apiserver" assigned.
+        assert objects == [
+            {"group": "pvcs", "entry": "workspace", "apiVersion": "v1",
+             "kind": "PersistentVolumeClaim", "name": f"{instance.name}-workspace",
+             "namespace": "default", "uid": "uid-pvcs/workspace"},
+            {"group": "pods", "entry": "notebook", "apiVersion": "v1", "kind": "Pod",
+             "name": f"{instance.name}-notebook", "namespace": "default",
+             "uid": "uid-pods/notebook"},
+        ]
+
+    return objects.apply(check)
+
+
+def provider_urn(monitor) -> str:
+    return urn_of(monitor, "kubernetes")
+
+
+def urn_of(monitor, name: str) -> str:
+    return next(urn for urn in monitor.resources if urn.endswith(f"::{name}"))
+
+
+@pulumi.runtime.test
+def test_other_resources_generic_kind_without_spec(monitor):
+    crd_object = {"group": "otherResources", "entry": "quota", "manifest": {
+        "apiVersion": "kadense.io/v1", "kind": "Thing",
+        "metadata": {"name": "x-quota", "namespace": "default", "labels": {"a": "b"}},
+        "spec": {"size": 3}}}
+    declared = program.declare([config_map(data={"k": "v"}), crd_object],
+                               program.make_provider(None, None))
+
+    def check(outputs):
+        reqs = monitor.by_name()
+        cm, thing = reqs["otherResources/settings"], reqs["otherResources/quota"]
+        assert cm.type == "kubernetes:core/v1:ConfigMap"
+        assert wire(cm)["data"] == {"k": "v"}
+        assert thing.type == "kubernetes:kadense.io/v1:Thing"
+        assert wire(thing)["spec"] == {"size": 3.0}
+        assert wire(thing)["metadata"]["labels"] == {"a": "b"}
+        assert not cm.retainOnDelete and list(cm.replaceOnChanges) == []
+        # The provider without kubeconfig/context passes neither (in-cluster or $KUBECONFIG).
+        assert "kubeconfig" not in wire(reqs["kubernetes"])
+        assert [o["uid"] for o in outputs] == ["uid-otherResources/settings",
+                                               "uid-otherResources/quota"]
+
+    return pulumi.Output.all(*[d.output() for d in declared]).apply(check)
+
+
+@pulumi.runtime.test
+def test_secret_in_a_label_key_wraps_the_mapping(monitor):
+    obj = config_map(data={"token-s3cr3t": "x", "plain": "y"})
+    declared = program.declare([obj], program.make_provider(None, None),
+                               secret_values={"s3cr3t"})
+
+    def check(_):
+        data = wire(monitor.by_name()["otherResources/settings"])["data"]
+        assert is_secret(data)
+
+    return declared[0].output().apply(check)
+
+
+def test_make_program_validates_before_the_engine_runs():
+    with pytest.raises(program.ProgramError, match=r"manifest\.kind"):
+        program.make_program([{"group": "pods", "entry": "n", "manifest": {
+            "apiVersion": "v1", "metadata": {"name": "x"}}}])
+
+
+def test_manifest_is_not_mutated():
+    obj = config_map()
+    before = json.dumps(obj, sort_keys=True)
+    program.with_annotations(obj["manifest"], {"a": "b"})
+    assert json.dumps(obj, sort_keys=True) == before
