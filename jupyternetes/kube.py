@@ -1,0 +1,352 @@
+"""Kubernetes client wiring for the operator: config, both CRDs, pods, status, finalizers, Events.
+
+Everything here returns plain dicts (the API's JSON), not the client's typed models: the rest of the
+code reads them with `model.py`, and raw JSON is much cheaper than the generated models for pods.
+Errors from the apiserver are turned into `KubeError` carrying the apiserver's own message, because
+that message is what an admin needs to see in `kubectl describe jni`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+from kubernetes.watch.watch import iter_resp_lines
+
+from jupyternetes.model import GROUP, INSTANCE_KIND, VERSION
+from jupyternetes.naming import MANAGED_BY
+
+log = logging.getLogger(__name__)
+
+INSTANCE_PLURAL = "jupyternotebookinstances"
+TEMPLATE_PLURAL = "jupyternotebooktemplates"
+FINALIZER = "jupyternetes.kadense.io/stack"
+MANAGED_SELECTOR = f"{MANAGED_BY[0]}={MANAGED_BY[1]}"
+MERGE_PATCH = "application/merge-patch+json"
+COMPONENT = "jupyternetes-operator"
+
+# Watches are long polls; the pool must hold them plus one request per worker.
+POOL_MAXSIZE = 64
+CONFLICT_RETRIES = 8
+
+
+class KubeError(Exception):
+    """An apiserver request failed; `message` is the apiserver's own explanation."""
+
+    def __init__(self, status: int | None, message: str, what: str = "") -> None:
+        self.status = status
+        self.message = message
+        self.what = what
+        super().__init__(f"{what}: {message}" if what else message)
+
+
+class WatchExpired(Exception):
+    """The resourceVersion a watch resumed from is gone (HTTP 410): relist."""
+
+
+def api_message(exc: ApiException) -> str:
+    """The `message` of the Status object the apiserver returned, else the HTTP reason."""
+    body = exc.body
+    if isinstance(body, bytes):
+        body = body.decode("utf-8", errors="replace")
+    if body:
+        try:
+            status = json.loads(body)
+        except ValueError:
+            return str(body).strip()
+        if isinstance(status, dict) and status.get("message"):
+            return str(status["message"])
+    return f"HTTP {exc.status} {exc.reason or ''}".strip()
+
+
+def to_kube_error(exc: ApiException, what: str) -> KubeError:
+    return KubeError(exc.status, api_message(exc), what)
+
+
+def api_client(kubeconfig: str | None = None, context: str | None = None) -> client.ApiClient:
+    """A client from `kubeconfig`/`context`, $KUBECONFIG, ~/.kube/config, or the service account.
+
+    In a pod with no kubeconfig given, the in-cluster service account is the right identity; an
+    explicit kubeconfig always wins so tests and admins can point at any cluster.
+    """
+    cfg = client.Configuration()
+    default_path = Path(os.environ.get("KUBECONFIG", "~/.kube/config").split(os.pathsep)[0])
+    if kubeconfig or context or default_path.expanduser().exists():
+        config.load_kube_config(config_file=kubeconfig, context=context,
+                                client_configuration=cfg, persist_config=False)
+    else:
+        config.load_incluster_config(client_configuration=cfg)
+    cfg.connection_pool_maxsize = POOL_MAXSIZE
+    return client.ApiClient(cfg)
+
+
+def now_rfc3339() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class WatchStream:
+    """One watch request: iterate `(type, object)` events; `close()` from another thread ends it."""
+
+    def __init__(self, response: Any, what: str) -> None:
+        self._response = response
+        self._what = what
+        self._closed = False
+
+    def __iter__(self) -> Iterator[tuple[str, dict]]:
+        try:
+            for line in iter_resp_lines(self._response):
+                if not line:
+                    continue
+                event = json.loads(line)
+                kind, obj = event.get("type", ""), event.get("object") or {}
+                if kind == "ERROR":
+                    if obj.get("code") == 410:
+                        raise WatchExpired(obj.get("message", "resource version too old"))
+                    raise KubeError(obj.get("code"), obj.get("message", str(obj)), self._what)
+                yield kind, obj
+        except (OSError, ValueError, AttributeError) as exc:
+            # Closing the response from another thread surfaces as a read error here.
+            if not self._closed:
+                raise KubeError(None, f"watch stream broke: {exc}", self._what) from exc
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            # shutdown() unblocks a reader stuck in recv(); release_conn returns nothing to the pool
+            # because the connection is not reusable mid-stream.
+            sock = getattr(getattr(self._response, "connection", None), "sock", None)
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+            self._response.close()
+            self._response.release_conn()
+        except Exception:  # closing is best effort
+            log.debug("closing watch %s", self._what, exc_info=True)
+
+
+class Kube:
+    """Typed helpers over one ApiClient; thread-safe (urllib3 pools are)."""
+
+    def __init__(self, api: client.ApiClient, component: str = COMPONENT) -> None:
+        self.api = api
+        self.custom = client.CustomObjectsApi(api)
+        self.core = client.CoreV1Api(api)
+        self.component = component
+        self.host = socket.gethostname()
+
+    # ---- instances and templates ------------------------------------------------------------
+
+    def get_instance(self, namespace: str, name: str) -> dict | None:
+        return self._get(lambda: self.custom.get_namespaced_custom_object(
+            GROUP, VERSION, namespace, INSTANCE_PLURAL, name), f"instance {namespace}/{name}")
+
+    def get_template(self, namespace: str, name: str) -> dict | None:
+        return self._get(lambda: self.custom.get_namespaced_custom_object(
+            GROUP, VERSION, namespace, TEMPLATE_PLURAL, name), f"template {namespace}/{name}")
+
+    def list_instances(self, namespace: str | None = None) -> tuple[list[dict], str]:
+        what = f"list instances in {namespace or 'all namespaces'}"
+        try:
+            if namespace:
+                result = self.custom.list_namespaced_custom_object(
+                    GROUP, VERSION, namespace, INSTANCE_PLURAL)
+            else:
+                result = self.custom.list_cluster_custom_object(GROUP, VERSION, INSTANCE_PLURAL)
+        except ApiException as exc:
+            raise to_kube_error(exc, what) from exc
+        return list(result.get("items") or []), str(result["metadata"].get("resourceVersion", ""))
+
+    def watch_instances(self, namespace: str | None, resource_version: str,
+                        timeout_seconds: int) -> WatchStream:
+        what = f"watch instances in {namespace or 'all namespaces'}"
+        kwargs = self._watch_kwargs(resource_version, timeout_seconds)
+        try:
+            if namespace:
+                resp = self.custom.list_namespaced_custom_object(
+                    GROUP, VERSION, namespace, INSTANCE_PLURAL, **kwargs)
+            else:
+                resp = self.custom.list_cluster_custom_object(
+                    GROUP, VERSION, INSTANCE_PLURAL, **kwargs)
+        except ApiException as exc:
+            if exc.status == 410:
+                raise WatchExpired(api_message(exc)) from exc
+            raise to_kube_error(exc, what) from exc
+        return WatchStream(resp, what)
+
+    # ---- pods -------------------------------------------------------------------------------
+
+    def list_pods(self, namespace: str | None, selector: str) -> tuple[list[dict], str]:
+        what = f"list pods {selector} in {namespace or 'all namespaces'}"
+        try:
+            if namespace:
+                resp = self.core.list_namespaced_pod(namespace, label_selector=selector,
+                                                     _preload_content=False)
+            else:
+                resp = self.core.list_pod_for_all_namespaces(label_selector=selector,
+                                                             _preload_content=False)
+            result = json.loads(resp.data)
+        except ApiException as exc:
+            raise to_kube_error(exc, what) from exc
+        return list(result.get("items") or []), str(result["metadata"].get("resourceVersion", ""))
+
+    def watch_pods(self, namespace: str | None, selector: str, resource_version: str,
+                   timeout_seconds: int) -> WatchStream:
+        what = f"watch pods {selector} in {namespace or 'all namespaces'}"
+        kwargs = self._watch_kwargs(resource_version, timeout_seconds)
+        try:
+            if namespace:
+                resp = self.core.list_namespaced_pod(namespace, label_selector=selector, **kwargs)
+            else:
+                resp = self.core.list_pod_for_all_namespaces(label_selector=selector, **kwargs)
+        except ApiException as exc:
+            if exc.status == 410:
+                raise WatchExpired(api_message(exc)) from exc
+            raise to_kube_error(exc, what) from exc
+        return WatchStream(resp, what)
+
+    def get_pod(self, namespace: str, name: str) -> dict | None:
+        def read() -> dict:
+            resp = self.core.read_namespaced_pod(name, namespace, _preload_content=False)
+            return json.loads(resp.data)
+        return self._get(read, f"pod {namespace}/{name}")
+
+    # ---- status, finalizers -----------------------------------------------------------------
+
+    def patch_instance_status(self, namespace: str, name: str, status: dict) -> dict | None:
+        """JSON merge patch of `status` on the status subresource; None when the instance is gone.
+
+        Merge patch, not update: no resourceVersion race with spec edits, and fields this call
+        does not mention are left alone. Lists (conditions) are replaced whole, maps merged.
+        """
+        what = f"patch status of instance {namespace}/{name}"
+        try:
+            return self.custom.patch_namespaced_custom_object_status(
+                GROUP, VERSION, namespace, INSTANCE_PLURAL, name, {"status": status},
+                field_manager=self.component, _content_type=MERGE_PATCH)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise to_kube_error(exc, what) from exc
+
+    def add_finalizer(self, namespace: str, name: str, finalizer: str = FINALIZER) -> dict | None:
+        return self._edit_finalizers(namespace, name, finalizer, add=True)
+
+    def remove_finalizer(self, namespace: str, name: str,
+                         finalizer: str = FINALIZER) -> dict | None:
+        return self._edit_finalizers(namespace, name, finalizer, add=False)
+
+    def _edit_finalizers(self, namespace: str, name: str, finalizer: str,
+                         add: bool) -> dict | None:
+        """Add/remove one finalizer, keeping everyone else's; retried on resourceVersion conflicts.
+
+        The merge patch replaces the whole list, so it carries the resourceVersion it was computed
+        from: a concurrent edit by another controller makes it fail with 409 instead of silently
+        dropping that controller's finalizer.
+        """
+        what = f"{'add' if add else 'remove'} finalizer {finalizer} on instance {namespace}/{name}"
+        for attempt in range(CONFLICT_RETRIES):
+            obj = self.get_instance(namespace, name)
+            if obj is None:
+                return None
+            meta = obj.get("metadata") or {}
+            current = list(meta.get("finalizers") or [])
+            if (finalizer in current) == add:
+                return obj
+            wanted = [*current, finalizer] if add else [f for f in current if f != finalizer]
+            patch = {"metadata": {"finalizers": wanted,
+                                  "resourceVersion": meta.get("resourceVersion")}}
+            try:
+                return self.custom.patch_namespaced_custom_object(
+                    GROUP, VERSION, namespace, INSTANCE_PLURAL, name, patch,
+                    field_manager=self.component, _content_type=MERGE_PATCH)
+            except ApiException as exc:
+                if exc.status == 404:
+                    return None
+                if exc.status == 409 and attempt + 1 < CONFLICT_RETRIES:
+                    time.sleep(0.05 * (attempt + 1))
+                    continue
+                raise to_kube_error(exc, what) from exc
+        raise KubeError(409, "conflicts on every retry", what)
+
+    # ---- events -----------------------------------------------------------------------------
+
+    def emit_event(self, instance: dict, event_type: str, reason: str, message: str) -> None:
+        """A core/v1 Event on the instance (what `kubectl describe jni` shows). Never raises:
+        losing an Event must not fail a reconcile whose real result is already in status."""
+        meta = instance.get("metadata") or {}
+        namespace, name = meta.get("namespace", "default"), meta.get("name", "")
+        stamp = now_rfc3339()
+        body = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{name[:200]}.", "namespace": namespace},
+            "involvedObject": {
+                "apiVersion": f"{GROUP}/{VERSION}", "kind": INSTANCE_KIND,
+                "namespace": namespace, "name": name, "uid": meta.get("uid"),
+                "resourceVersion": meta.get("resourceVersion"),
+            },
+            "reason": reason,
+            # The apiserver caps Event messages at 1 KiB.
+            "message": message if len(message) <= 1024 else message[:1021] + "...",
+            "type": event_type,
+            "firstTimestamp": stamp,
+            "lastTimestamp": stamp,
+            "count": 1,
+            "source": {"component": self.component, "host": self.host},
+            "reportingComponent": self.component,
+            "reportingInstance": self.host,
+        }
+        try:
+            self.core.create_namespaced_event(namespace, client.CoreV1Event.from_dict(body))
+        except ApiException as exc:
+            log.warning("could not record event %s on %s/%s: %s", reason, namespace, name,
+                        api_message(exc))
+        except Exception:  # see docstring
+            log.warning("could not record event %s on %s/%s", reason, namespace, name,
+                        exc_info=True)
+
+    def list_events(self, namespace: str, name: str) -> list[dict]:
+        """Events about one instance, oldest first (used by tests and `describe`-like tooling)."""
+        selector = f"involvedObject.name={name},involvedObject.kind={INSTANCE_KIND}"
+        resp = self.core.list_namespaced_event(namespace, field_selector=selector,
+                                               _preload_content=False)
+        items = json.loads(resp.data).get("items") or []
+        return sorted(items, key=lambda e: e["metadata"].get("creationTimestamp") or "")
+
+    # ---- helpers ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _watch_kwargs(resource_version: str, timeout_seconds: int) -> dict[str, Any]:
+        return {
+            "watch": True,
+            "resource_version": resource_version or None,
+            "allow_watch_bookmarks": True,
+            "timeout_seconds": timeout_seconds,
+            "_preload_content": False,
+            # The server ends the watch after timeout_seconds; the client read timeout is a
+            # backstop for a dead connection that never sends a FIN.
+            "_request_timeout": (10, timeout_seconds + 30),
+        }
+
+    @staticmethod
+    def _get(call: Callable[[], dict], what: str) -> dict | None:
+        try:
+            return call()
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise to_kube_error(exc, f"get {what}") from exc

@@ -1,0 +1,434 @@
+"""`jupyternetes operator`: watches + work queue + workers + reconciler, with /healthz and /metrics.
+
+Wiring only; each concern lives in its own module (watch, queue, reconcile, podstatus, metrics).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from jupyternetes import stacks
+from jupyternetes.kube import MANAGED_SELECTOR, Kube, api_client
+from jupyternetes.naming import LABEL_INSTANCE, LABEL_INSTANCE_NAMESPACE, label_value
+from jupyternetes.operator.metrics import Metrics
+from jupyternetes.operator.queue import Backoff, ShutDown, WorkQueue
+from jupyternetes.operator.reconcile import (
+    DriftFlags,
+    EnginePort,
+    KubePort,
+    ReconcileConfig,
+    Reconciler,
+)
+from jupyternetes.operator.watch import (
+    ADDED,
+    DELETED,
+    RESYNC,
+    KubeSource,
+    ListWatcher,
+    object_key,
+)
+
+log = logging.getLogger("jupyternetes.operator")
+
+
+class Operator:
+    """One operator process: watches feed the queue, workers drain it through the reconciler."""
+
+    def __init__(self, kube: Kube, engine: EnginePort, *, namespaces: Sequence[str] = (),
+                 workers: int = 4, resync_seconds: float = 300.0,
+                 config: ReconcileConfig | None = None, metrics: Metrics | None = None,
+                 backoff: Backoff | None = None, shutdown_grace: float = 30.0,
+                 watch_timeout_seconds: int = 290) -> None:
+        self.kube = kube
+        self.engine = engine
+        self.metrics = metrics or Metrics()
+        self.workers = max(1, workers)
+        self.shutdown_grace = shutdown_grace
+        self.queue = WorkQueue(backoff or Backoff(), on_depth=self.metrics.set_queue_depth)
+        self.drift = DriftFlags()
+        self.reconciler = Reconciler(kube, engine, config, pod_lookup=self.lookup_pod,
+                                     drift=self.drift, metrics=self.metrics)
+        self._seen: dict[str, tuple[Any, ...]] = {}
+        self._seen_lock = threading.Lock()
+        scopes: list[str | None] = list(dict.fromkeys(namespaces)) or [None]
+        self.instance_watchers = [
+            ListWatcher(f"instances@{ns or '*'}", _instance_source(kube, ns), self.on_instance,
+                        resync_seconds=resync_seconds,
+                        watch_timeout_seconds=watch_timeout_seconds)
+            for ns in scopes]
+        # Pods live in their instance's namespace, so the same scopes cover them. No resync:
+        # the instance resync already re-checks every pod through reconcile.
+        self.pod_watchers = [
+            ListWatcher(f"pods@{ns or '*'}", _pod_source(kube, ns), self.on_pod,
+                        resync_seconds=0, watch_timeout_seconds=watch_timeout_seconds)
+            for ns in scopes]
+        self._threads: list[threading.Thread] = []
+        self._stopping = threading.Event()
+        self._busy: dict[str, float] = {}
+        self._busy_lock = threading.Lock()
+
+    # ---- event handlers ---------------------------------------------------------------------
+
+    def on_instance(self, event_type: str, obj: dict) -> None:
+        key = object_key(obj)
+        meta = obj.get("metadata") or {}
+        # Our own status patches come back as MODIFIED events; only spec (generation) and
+        # lifecycle changes need a reconcile. Resync and ADDED always do.
+        fingerprint = (meta.get("generation"), meta.get("deletionTimestamp"),
+                       tuple(meta.get("finalizers") or ()))
+        with self._seen_lock:
+            previous = self._seen.get(key)
+            if event_type == DELETED:
+                self._seen.pop(key, None)
+            else:
+                self._seen[key] = fingerprint
+        if event_type in (ADDED, RESYNC, DELETED) or previous != fingerprint:
+            self.queue.add(key)
+
+    def on_pod(self, event_type: str, pod: dict) -> None:
+        key = self.instance_key_of_pod(pod)
+        if key is None:
+            return
+        if event_type == DELETED:
+            instance = self._instance(key)
+            if instance is not None and not (instance.get("metadata") or {}).get(
+                    "deletionTimestamp"):
+                log.info("pod %s of instance %s deleted; re-queueing with drift",
+                         object_key(pod), key, extra={"instance": key})
+                self.drift.flag(key)
+        self.queue.add(key)
+
+    def instance_key_of_pod(self, pod: dict) -> str | None:
+        labels = (pod.get("metadata") or {}).get("labels") or {}
+        namespace = labels.get(LABEL_INSTANCE_NAMESPACE) or (pod.get("metadata") or {}).get(
+            "namespace")
+        label = labels.get(LABEL_INSTANCE)
+        if not namespace or not label:
+            return None
+        direct = f"{namespace}/{label}"
+        if self._instance(direct) is not None:
+            return direct
+        # Long instance names are hashed in labels; find the instance whose label matches.
+        for watcher in self.instance_watchers:
+            for key in watcher.cached_keys():
+                ns, _, name = key.partition("/")
+                if ns == namespace and label_value(name) == label:
+                    return key
+        return direct
+
+    def _instance(self, key: str) -> dict | None:
+        for watcher in self.instance_watchers:
+            obj = watcher.get(key)
+            if obj is not None:
+                return obj
+        return None
+
+    def lookup_pod(self, namespace: str, name: str) -> dict | None:
+        for watcher in self.pod_watchers:
+            if watcher.has_synced:
+                pod = watcher.get(f"{namespace}/{name}")
+                if pod is not None:
+                    return pod
+        return None
+
+    # ---- workers ----------------------------------------------------------------------------
+
+    def worker(self) -> None:
+        while True:
+            try:
+                key = self.queue.get()
+            except ShutDown:
+                return
+            if key is None:
+                continue
+            try:
+                self.process(key)
+            finally:
+                self.queue.done(key)
+
+    def process(self, key: str) -> None:
+        started = time.monotonic()
+        with self._busy_lock:
+            self._busy[key] = started
+        self.metrics.in_flight.inc()
+        outcome = "error"
+        try:
+            result = self.reconciler.reconcile(key, failures=self.queue.num_requeues(key))
+            outcome = result.action
+            if result.failed:
+                floor = self.queue.backoff.cap if result.degraded else 0.0
+                delay = self.queue.add_rate_limited(key, floor=floor)
+                log.warning("instance %s: %s; retry in %.1fs", key, result.message, delay,
+                            extra={"instance": key})
+            else:
+                self.queue.forget(key)
+                if result.requeue_after:
+                    self.queue.add_after(key, result.requeue_after)
+        except Exception as exc:
+            delay = self.queue.add_rate_limited(key)
+            self.metrics.failure("exception")
+            log.exception("instance %s: reconcile raised %s; retry in %.1fs", key,
+                          type(exc).__name__, delay, extra={"instance": key})
+        finally:
+            seconds = time.monotonic() - started
+            self.metrics.in_flight.dec()
+            self.metrics.observe_reconcile(outcome, seconds)
+            with self._busy_lock:
+                self._busy.pop(key, None)
+            if outcome not in ("unchanged", "gone"):
+                log.info("instance %s: %s in %.2fs", key, outcome, seconds,
+                         extra={"instance": key})
+
+    # ---- lifecycle --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        cleared = self.engine_clear_locks()
+        if cleared:
+            log.info("cleared stale stack locks: %s", cleared)
+        for watcher in self.pod_watchers + self.instance_watchers:
+            watcher.start()
+        for index in range(self.workers):
+            # Daemon: an engine operation that ignores shutdown must not keep the process alive
+            # past the grace period (its stack lock is cleared at the next start).
+            thread = threading.Thread(target=self.worker, name=f"worker-{index}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        log.info("operator started: %d worker(s), watching %s", self.workers,
+                 ", ".join(w.name for w in self.instance_watchers))
+
+    def engine_clear_locks(self) -> Any:
+        clear = getattr(self.engine, "clear_stale_locks", None)
+        if clear is None:
+            return None
+        try:
+            return clear()
+        except Exception:
+            log.exception("clearing stale stack locks failed; continuing")
+            return None
+
+    def healthy(self) -> bool:
+        watchers = self.instance_watchers + self.pod_watchers
+        return (not self._stopping.is_set() and all(w.alive() for w in watchers)
+                and all(t.is_alive() for t in self._threads))
+
+    def ready(self) -> bool:
+        return self.healthy() and all(w.has_synced for w in self.instance_watchers)
+
+    def in_flight(self) -> list[str]:
+        with self._busy_lock:
+            return sorted(self._busy)
+
+    def stop(self) -> list[str]:
+        """Stop watching, let in-flight operations finish within the grace period.
+
+        Returns the keys abandoned mid-operation (their stacks may hold a lock; the next start
+        clears stale locks and re-runs `up`, which converges).
+        """
+        self._stopping.set()
+        for watcher in self.instance_watchers + self.pod_watchers:
+            watcher.stop(timeout=2.0)
+        self.queue.shutdown()
+        deadline = time.monotonic() + self.shutdown_grace
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        abandoned = self.in_flight()
+        if abandoned:
+            log.warning("shutdown grace period over; abandoning in-flight operations: %s",
+                        ", ".join(abandoned))
+        return abandoned
+
+
+def _instance_source(kube: Kube, namespace: str | None) -> KubeSource:
+    return KubeSource(lambda: kube.list_instances(namespace),
+                      lambda rv, timeout: kube.watch_instances(namespace, rv, timeout))
+
+
+def _pod_source(kube: Kube, namespace: str | None) -> KubeSource:
+    return KubeSource(lambda: kube.list_pods(namespace, MANAGED_SELECTOR),
+                      lambda rv, timeout: kube.watch_pods(namespace, MANAGED_SELECTOR, rv,
+                                                          timeout))
+
+
+# ---- HTTP: /healthz, /readyz, /metrics ----------------------------------------------------------
+
+
+def make_http_server(address: str, port: int, *, health: Callable[[], bool] | None,
+                     ready: Callable[[], bool] | None,
+                     metrics: Metrics | None) -> ThreadingHTTPServer:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            path = self.path.split("?", 1)[0]
+            if path == "/healthz" and health is not None:
+                ok = health()
+                self._send(200 if ok else 503, b"ok\n" if ok else b"unhealthy\n", "text/plain")
+            elif path == "/readyz" and ready is not None:
+                ok = ready()
+                self._send(200 if ok else 503, b"ok\n" if ok else b"not ready\n", "text/plain")
+            elif path == "/metrics" and metrics is not None:
+                body, content_type = metrics.exposition()
+                self._send(200, body, content_type)
+            else:
+                self._send(404, b"not found\n", "text/plain")
+
+        def _send(self, code: int, body: bytes, content_type: str) -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            log.debug("http: " + format, *args)
+
+    server = ThreadingHTTPServer((address, port), Handler)
+    server.daemon_threads = True
+    return server
+
+
+def serve(server: ThreadingHTTPServer) -> threading.Thread:
+    thread = threading.Thread(target=server.serve_forever, name="http", daemon=True)
+    thread.start()
+    return thread
+
+
+# ---- logging --------------------------------------------------------------------------------
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: machine-readable, and `instance` is a field to filter on."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        doc: dict[str, Any] = {
+            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        instance = getattr(record, "instance", None)
+        if instance:
+            doc["instance"] = instance
+        if record.exc_info:
+            doc["exc"] = self.formatException(record.exc_info)
+        return json.dumps(doc, ensure_ascii=False)
+
+
+def setup_logging(level: str, fmt: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        formatter: logging.Formatter = JsonFormatter()
+        formatter.converter = time.gmtime  # type: ignore[assignment]
+    else:
+        formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # The client logs every request at DEBUG; keep it out unless asked for explicitly.
+    logging.getLogger("urllib3").setLevel(max(logging.INFO, root.level))
+
+
+# ---- CLI ------------------------------------------------------------------------------------
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "operator", help="run the operator: every instance becomes a Pulumi stack",
+        description="Watch JupyterNotebookInstances and keep one Pulumi stack per instance "
+                    "up to date, mirroring what exists into each instance's status.")
+    parser.add_argument("--namespace", action="append", default=[], metavar="NS",
+                        help="watch only this namespace (repeatable; default: all namespaces)")
+    parser.add_argument("--workers", type=int, default=4, metavar="N",
+                        help="instances processed in parallel (default 4)")
+    parser.add_argument("--resync-seconds", type=float, default=300.0, metavar="S",
+                        help="re-check every instance this often (default 300; 0 disables)")
+    parser.add_argument("--health-port", type=int, default=8080,
+                        help="port for /healthz and /readyz (default 8080; 0 disables)")
+    parser.add_argument("--metrics-port", type=int, default=8080,
+                        help="port for /metrics (default 8080, same server as health; "
+                             "0 disables)")
+    parser.add_argument("--bind-address", default="0.0.0.0",
+                        help="address the HTTP server listens on (default 0.0.0.0)")
+    parser.add_argument("--shutdown-grace", type=float, default=30.0, metavar="S",
+                        help="on SIGTERM, wait this long for in-flight stack operations")
+    parser.add_argument("--degraded-after", type=int, default=5, metavar="N",
+                        help="consecutive failed updates before Degraded=True (default 5)")
+    parser.add_argument("--backoff-base", type=float, default=1.0, metavar="S")
+    parser.add_argument("--backoff-cap", type=float, default=300.0, metavar="S")
+    parser.add_argument("--template-retry-seconds", type=float, default=30.0, metavar="S",
+                        help="re-check an instance whose template is missing this often")
+    parser.add_argument("--log-level", default="info",
+                        choices=("debug", "info", "warning", "error"))
+    parser.add_argument("--log-format", default="json", choices=("json", "text"))
+    stacks.add_stack_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def settings_fingerprint(settings: Any) -> dict[str, Any]:
+    """Settings that change what `up` does; the passphrase and state paths do not."""
+    return {
+        "project": getattr(settings, "project", None),
+        "kubeconfig": getattr(settings, "kubeconfig", None),
+        "context": getattr(settings, "context", None),
+        "backendUrl": getattr(settings, "backend_url", None),
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    setup_logging(args.log_level, args.log_format)
+    settings = stacks.settings_from_args(args)
+    kube = Kube(api_client(getattr(args, "kubeconfig", None), getattr(args, "context", None)))
+    engine = stacks.StackEngine(settings)
+    metrics = Metrics()
+    config = ReconcileConfig(
+        secret_variables=frozenset(settings.secret_variables),
+        settings_fingerprint=settings_fingerprint(settings),
+        degraded_after=args.degraded_after,
+        template_retry_seconds=args.template_retry_seconds,
+    )
+    operator = Operator(kube, engine, namespaces=args.namespace, workers=args.workers,
+                        resync_seconds=args.resync_seconds, config=config, metrics=metrics,
+                        backoff=Backoff(base=args.backoff_base, cap=args.backoff_cap),
+                        shutdown_grace=args.shutdown_grace)
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        log.info("received %s; shutting down", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    servers = []
+    ports = {p for p in (args.health_port, args.metrics_port) if p}
+    for port in sorted(ports):
+        server = make_http_server(
+            args.bind_address, port,
+            health=operator.healthy if port == args.health_port else None,
+            ready=operator.ready if port == args.health_port else None,
+            metrics=metrics if port == args.metrics_port else None)
+        serve(server)
+        servers.append(server)
+        log.info("serving http on %s:%d", args.bind_address, server.server_address[1])
+
+    operator.start()
+    while not stop.wait(1.0):
+        pass
+    abandoned = operator.stop()
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+    log.info("stopped%s", f" (abandoned: {', '.join(abandoned)})" if abandoned else "")
+    return 0
+
+
+__all__ = ["KubePort", "Operator", "add_parser", "run"]
