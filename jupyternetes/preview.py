@@ -1,0 +1,215 @@
+"""`jupyternetes preview`: what the operator's next `up` would change for one instance.
+
+`preview NAMESPACE/NAME` reads the instance and its template from the cluster;
+`preview -t TEMPLATE.yaml -i INSTANCE.yaml` takes them from files. Either way the objects are
+rendered and the instance's stack is previewed against the cluster (refreshed first, so objects
+deleted or changed out of band show up), printed per object with the changed fields.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Collection, Mapping
+from typing import Any
+
+from jupyternetes.model import GROUP, VERSION, Instance, ModelError, Template
+from jupyternetes.render import RenderError, render
+from jupyternetes.stacks import (
+    PreviewResult,
+    PreviewStep,
+    StackConfigError,
+    StackEngine,
+    add_stack_arguments,
+    mask_secrets,
+    settings_from_args,
+    summarize_changes,
+)
+
+EXIT_CHANGES = 1
+EXIT_ERROR = 2
+
+INSTANCE_PLURAL = "jupyternotebookinstances"
+TEMPLATE_PLURAL = "jupyternotebooktemplates"
+
+# Operations shown per object; `same` and the bookkeeping steps of a replacement are not.
+SYMBOLS = {"create": "+", "update": "~", "replace": "+-", "delete": "-", "import": "=",
+           "create-replacement": "+-", "delete-replaced": "+-", "discard": "-"}
+REPLACEMENT_PARTS = ("create-replacement", "delete-replaced")
+DIFF_SYMBOLS = {"add": "+", "add-replace": "+", "delete": "-", "delete-replace": "-",
+                "update": "~", "update-replace": "~"}
+VALUE_LIMIT = 120
+
+
+class PreviewError(Exception):
+    """One clear line for the admin: what failed and where."""
+
+
+def format_value(value: Any, secret_values: Collection[str] = ()) -> str:
+    if value is None:
+        return "(none)"
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+    text = mask_secrets(text, secret_values)
+    return text if len(text) <= VALUE_LIMIT else text[: VALUE_LIMIT - 3] + "..."
+
+
+def visible_steps(steps: Collection[PreviewStep]) -> list[PreviewStep]:
+    """Changed objects of the instance, one line each (a replacement's parts folded in)."""
+    replaced = {s.urn for s in steps if s.op == "replace"}
+    shown: list[PreviewStep] = []
+    seen: set[tuple[str, str]] = set()
+    for step in steps:
+        if step.op not in SYMBOLS or step.type.startswith("pulumi:"):
+            continue
+        if step.op in REPLACEMENT_PARTS and step.urn in replaced:
+            continue
+        op = "replace" if step.op in REPLACEMENT_PARTS else step.op
+        if (step.urn, op) in seen:
+            continue
+        seen.add((step.urn, op))
+        shown.append(step if op == step.op else PreviewStep(
+            op, step.urn, step.type, step.name, step.object_name, step.changed,
+            step.detailed_diff))
+    return shown
+
+
+def format_preview(result: PreviewResult, stack: str,
+                   secret_values: Collection[str] = ()) -> str:
+    lines = [f"Stack {stack}:"]
+    steps = visible_steps(result.steps)
+    width = max((len(s.name) for s in steps), default=0)
+    for step in steps:
+        target = f"{step.kind} {step.object_name}" if step.object_name else step.kind
+        lines.append(f"  {SYMBOLS[step.op]:<2} {step.op:<8} {step.name:<{width}}  {target}")
+        if step.op in ("update", "replace"):
+            details = step.detailed_diff or {path: {"kind": "update"} for path in step.changed}
+            for path in sorted(details):
+                diff = details[path]
+                kind = str(diff.get("kind", "update"))
+                marker = DIFF_SYMBOLS.get(kind, "~")
+                forces = " (forces replacement)" if kind.endswith("-replace") else ""
+                if "old" in diff or "new" in diff:
+                    change = (f"{format_value(diff.get('old'), secret_values)} -> "
+                              f"{format_value(diff.get('new'), secret_values)}")
+                    lines.append(f"       {marker} {path}: {change}{forces}")
+                else:
+                    lines.append(f"       {marker} {path}{forces}")
+    if not steps:
+        lines.append("  (no changes)")
+    lines.append(f"Changes: {summarize_changes(result.change_summary)}")
+    return mask_secrets("\n".join(lines), secret_values) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def parse_ref(ref: str) -> tuple[str, str]:
+    namespace, slash, name = ref.partition("/")
+    if not slash or not namespace or not name or "/" in name:
+        raise PreviewError(f"instance {ref!r} must be written NAMESPACE/NAME")
+    return namespace, name
+
+
+def load_from_cluster(ref: str, kubeconfig: str | None,
+                      context: str | None) -> tuple[Template, Instance]:
+    from kubernetes import client, config
+    from kubernetes.client.exceptions import ApiException
+    from kubernetes.config.config_exception import ConfigException
+
+    namespace, name = parse_ref(ref)
+    try:
+        if kubeconfig or context:
+            api = config.new_client_from_config(config_file=kubeconfig, context=context)
+        else:
+            try:
+                api = config.new_client_from_config()
+            except ConfigException:
+                config.load_incluster_config()
+                api = client.ApiClient()
+    except (ConfigException, OSError) as exc:
+        raise PreviewError(f"cannot load Kubernetes configuration: {exc}") from exc
+    objects = client.CustomObjectsApi(api)
+
+    def get(plural: str, ns: str, obj_name: str, what: str) -> Mapping[str, Any]:
+        try:
+            return objects.get_namespaced_custom_object(GROUP, VERSION, ns, plural, obj_name)
+        except ApiException as exc:
+            if exc.status == 404:
+                raise PreviewError(f"{what} {ns}/{obj_name} not found") from exc
+            raise PreviewError(f"cannot read {what} {ns}/{obj_name}: HTTP {exc.status} "
+                               f"{exc.reason}") from exc
+        except OSError as exc:  # urllib3 connection errors are OSErrors
+            raise PreviewError(f"cannot reach the Kubernetes API server: {exc}") from exc
+
+    instance = Instance.from_dict(get(INSTANCE_PLURAL, namespace, name, "instance"), ref)
+    template_ns = instance.template_namespace
+    template = Template.from_dict(
+        get(TEMPLATE_PLURAL, template_ns, instance.template.name, "template"),
+        f"{template_ns}/{instance.template.name}")
+    return template, instance
+
+
+def load_from_files(template_path: str, instance_path: str) -> tuple[Template, Instance]:
+    from jupyternetes.cli import load_document
+
+    template_doc, template_source = load_document(template_path, "template")
+    instance_doc, instance_source = load_document(instance_path, "instance")
+    return (Template.from_dict(template_doc, template_source),
+            Instance.from_dict(instance_doc, instance_source))
+
+
+def run_preview(args: argparse.Namespace) -> int:
+    from jupyternetes.cli import InputError  # cli imports this module: import at call time
+
+    try:
+        if args.instance_ref and (args.template or args.instance):
+            raise PreviewError("give either NAMESPACE/NAME or -t/-i, not both")
+        if args.instance_ref:
+            template, instance = load_from_cluster(args.instance_ref, args.kubeconfig,
+                                                   args.context)
+        elif args.template and args.instance:
+            template, instance = load_from_files(args.template, args.instance)
+        else:
+            raise PreviewError("give NAMESPACE/NAME, or both -t TEMPLATE.yaml and "
+                               "-i INSTANCE.yaml")
+        rendered = render(template, instance)
+        settings = settings_from_args(args)
+        secret_values = settings.secret_values(instance.variables)
+        engine = StackEngine(settings)
+        result = engine.preview(instance.namespace, instance.name, rendered, secret_values,
+                                refresh=not args.no_refresh)
+    except (PreviewError, StackConfigError, ModelError, RenderError, InputError) as exc:
+        return fail(exc)
+    if result.result != "succeeded":
+        first = result.message.strip().splitlines()
+        return fail(f"preview of {instance.namespace}/{instance.name} failed: "
+                    + ("; ".join(first) if first else "see the Pulumi output above"))
+    sys.stdout.write(format_preview(result, engine.stack_name(instance.namespace, instance.name),
+                                    secret_values))
+    return EXIT_CHANGES if args.exit_code and result.has_changes else 0
+
+
+def fail(error: object) -> int:
+    print(f"jupyternetes preview: error: {' '.join(str(error).split())}", file=sys.stderr)
+    return EXIT_ERROR
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "preview", help="show what the operator would change for an instance",
+        description="Render an instance's template and preview its Pulumi stack against the "
+                    "cluster: per object create / update / replace / delete with the changed "
+                    "fields, then the change summary.")
+    parser.add_argument("instance_ref", nargs="?", metavar="NAMESPACE/NAME",
+                        help="instance to read (with its template) from the cluster")
+    parser.add_argument("-t", "--template", metavar="TEMPLATE.yaml",
+                        help="template file (with -i, instead of NAMESPACE/NAME)")
+    parser.add_argument("-i", "--instance", metavar="INSTANCE.yaml", help="instance file")
+    parser.add_argument("--exit-code", action="store_true",
+                        help="exit 1 when there are changes (0: none, 2: error)")
+    parser.add_argument("--no-refresh", action="store_true",
+                        help="compare with the stack's recorded state only, without reading "
+                             "the live objects first")
+    add_stack_arguments(parser)
+    parser.set_defaults(func=run_preview)

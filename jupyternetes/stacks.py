@@ -1,0 +1,582 @@
+"""One Pulumi stack per instance: settings, backend, passphrase, and the isolated stack engine.
+
+Every engine operation (up, preview, destroy, repair) runs in its own worker subprocess
+(`python -m jupyternetes.stackworker`): Pulumi's Python runtime keeps process-global state
+(settings, the language server, mocks), so two inline programs in one process interfere. The
+worker gets a JSON request on stdin and answers with one JSON object on stdout; its logs go to
+stderr. It dies with the thread that started it (PR_SET_PDEATHSIG, set by the worker itself) so
+an operator killed with SIGKILL leaves no engine holding a stack lock, and it is killed after a
+timeout. The worker's answer carries the engine time, so callers see the subprocess overhead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import re
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+from jupyternetes import naming
+
+log = logging.getLogger(__name__)
+
+PROJECT = "jupyternetes-instances"
+DEFAULT_STATE_DIR = "~/.jupyternetes/state"
+PASSPHRASE_FILE = "passphrase"
+WORKSPACES_DIR = "workspaces"
+DEFAULT_SECRET_VARIABLES = frozenset({"jupyterhub.api_token"})
+DEFAULT_TIMEOUT_SECONDS = 600.0
+# After SIGTERM the worker asks the Pulumi CLI to cancel (SIGINT), which finishes in-flight
+# steps, writes the checkpoint and releases the lock; this is how long that may take.
+CANCEL_GRACE_SECONDS = 20.0
+MESSAGE_LIMIT = 1500
+SECRET_MASK = "[secret]"
+
+# Pulumi's DIY backend keeps a lock file per running operation here (pkg/backend/diy/lock.go):
+# .pulumi/locks/<organization>/<project>/<stack>/<lock-id>.json holding {pid, hostname, ...}.
+DIY_ORGANIZATION = "organization"
+
+
+class StackConfigError(RuntimeError):
+    """The stack engine is misconfigured (no pulumi CLI, unreadable passphrase file, ...)."""
+
+
+@dataclass(frozen=True)
+class StackSettings:
+    backend_url: str
+    passphrase: str
+    kubeconfig: str | None
+    context: str | None
+    pulumi_home: str | None
+    project: str = PROJECT
+    # Root of the per-stack Pulumi workspaces (Pulumi.yaml + Pulumi.<stack>.yaml). None: a
+    # temporary directory per operation.
+    work_dir: str | None = None
+    secret_variables: frozenset[str] = DEFAULT_SECRET_VARIABLES
+
+    def secret_values(self, variables: Mapping[str, str]) -> frozenset[str]:
+        """The values of the secret variables among `variables` (names are case-insensitive,
+        like placeholders); empty values are ignored, they would match every string."""
+        wanted = {name.lower() for name in self.secret_variables}
+        return frozenset(v for k, v in variables.items() if k.lower() in wanted and v)
+
+    def to_request(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["secret_variables"] = sorted(self.secret_variables)
+        return data
+
+    def __repr__(self) -> str:  # never print the passphrase in logs or tracebacks
+        return (f"StackSettings(backend_url={self.backend_url!r}, kubeconfig={self.kubeconfig!r}, "
+                f"context={self.context!r}, project={self.project!r}, passphrase=***)")
+
+
+@dataclass(frozen=True)
+class OperationResult:
+    operation: str
+    result: str  # "succeeded" | "failed"
+    started_at: str
+    finished_at: str
+    change_summary: dict[str, int]
+    # {"objects": [{group, entry, apiVersion, kind, name, namespace, uid}], "errors": {...}}
+    outputs: dict
+    message: str
+    engine_seconds: float
+    # Wall time of the whole operation including the worker process (engine_seconds <= this).
+    wall_seconds: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def succeeded(self) -> bool:
+        return self.result == "succeeded"
+
+    @property
+    def objects(self) -> list[dict]:
+        return list(self.outputs.get("objects") or [])
+
+    @property
+    def errors(self) -> dict[str, str]:
+        """Per-resource errors (`pods/notebook` -> apiserver message) of a failed operation."""
+        return dict(self.outputs.get("errors") or {})
+
+
+@dataclass(frozen=True)
+class PreviewStep:
+    op: str  # create | update | replace | delete | same | create-replacement | ...
+    urn: str
+    type: str
+    name: str  # resource name in the stack, e.g. pods/notebook
+    object_name: str | None
+    changed: tuple[str, ...]
+    # path -> {"kind": "add|update|delete|...-replace", "old": value, "new": value}
+    detailed_diff: dict[str, dict]
+
+    @property
+    def kind(self) -> str:
+        return self.type.rsplit(":", 1)[-1]
+
+
+@dataclass(frozen=True)
+class PreviewResult:
+    result: str
+    steps: tuple[PreviewStep, ...]
+    change_summary: dict[str, int]
+    message: str
+    engine_seconds: float
+    wall_seconds: float = 0.0
+
+    @property
+    def has_changes(self) -> bool:
+        return any(op != "same" and count for op, count in self.change_summary.items())
+
+    @staticmethod
+    def from_dict(data: Mapping[str, Any]) -> PreviewResult:
+        steps = tuple(PreviewStep(
+            op=s["op"], urn=s["urn"], type=s["type"], name=s["name"],
+            object_name=s.get("object_name"), changed=tuple(s.get("changed") or ()),
+            detailed_diff=dict(s.get("detailed_diff") or {}),
+        ) for s in data.get("steps") or ())
+        return PreviewResult(
+            result=data["result"], steps=steps,
+            change_summary=dict(data.get("change_summary") or {}),
+            message=data.get("message", ""),
+            engine_seconds=float(data.get("engine_seconds") or 0.0),
+            wall_seconds=float(data.get("wall_seconds") or 0.0),
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Settings from the command line (shared by `operator` and `preview`)
+
+
+def add_stack_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("Pulumi stacks")
+    group.add_argument("--state-dir", default=DEFAULT_STATE_DIR,
+                       help="local state: the default file:// backend, the generated passphrase "
+                            "file and the stack workspaces (default %(default)s)")
+    group.add_argument("--backend-url", default=None,
+                       help="any Pulumi backend URL (s3://, azblob://, gs://, postgres://, "
+                            "https://api.pulumi.com); default file://<state-dir>")
+    group.add_argument("--kubeconfig", default=None,
+                       help="kubeconfig for the stacks' Kubernetes provider "
+                            "(default: in-cluster config, else $KUBECONFIG)")
+    group.add_argument("--context", default=None, help="kubeconfig context to use")
+    group.add_argument("--secret-variable", action="append", default=[], metavar="NAME",
+                       help="instance variable whose value is a Pulumi secret (repeatable; "
+                            "jupyterhub.api_token always is)")
+    group.add_argument("--pulumi-home", default=None,
+                       help="PULUMI_HOME holding the Kubernetes provider plugin "
+                            "(default: $PULUMI_HOME or ~/.pulumi)")
+
+
+def settings_from_args(args: argparse.Namespace,
+                       environ: Mapping[str, str] | None = None) -> StackSettings:
+    env = os.environ if environ is None else environ
+    state_dir = Path(os.path.expanduser(args.state_dir)).absolute()
+    ensure_private_dir(state_dir)
+    backend_url = args.backend_url or file_backend_url(state_dir)
+    return StackSettings(
+        backend_url=backend_url,
+        passphrase=resolve_passphrase(state_dir, env),
+        kubeconfig=os.path.abspath(os.path.expanduser(args.kubeconfig)) if args.kubeconfig
+        else None,
+        context=args.context,
+        pulumi_home=args.pulumi_home or env.get("PULUMI_HOME") or None,
+        work_dir=str(state_dir / WORKSPACES_DIR),
+        secret_variables=DEFAULT_SECRET_VARIABLES | frozenset(args.secret_variable or ()),
+    )
+
+
+def ensure_private_dir(path: Path) -> None:
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+
+def file_backend_url(state_dir: Path) -> str:
+    return f"file://{state_dir}"
+
+
+def file_backend_path(backend_url: str) -> Path | None:
+    """The directory of a `file://` backend URL, None for any other backend."""
+    parsed = urlparse(backend_url)
+    if parsed.scheme != "file":
+        return None
+    # file://~ is Pulumi's spelling of the home directory; file:///abs and file://abs both occur.
+    raw = unquote(parsed.netloc + parsed.path)
+    return Path(os.path.expanduser(raw))
+
+
+def resolve_passphrase(state_dir: Path, environ: Mapping[str, str]) -> str:
+    """PULUMI_CONFIG_PASSPHRASE, else PULUMI_CONFIG_PASSPHRASE_FILE, else <state-dir>/passphrase
+    (created once with a random value, mode 0600, and reused)."""
+    if environ.get("PULUMI_CONFIG_PASSPHRASE"):
+        return environ["PULUMI_CONFIG_PASSPHRASE"]
+    if environ.get("PULUMI_CONFIG_PASSPHRASE_FILE"):
+        return read_passphrase_file(Path(environ["PULUMI_CONFIG_PASSPHRASE_FILE"]))
+    path = state_dir / PASSPHRASE_FILE
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return read_passphrase_file(path)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(secrets.token_urlsafe(32) + "\n")
+    log.info("created Pulumi passphrase file %s (mode 0600); keep it with the state", path)
+    return read_passphrase_file(path)
+
+
+def read_passphrase_file(path: Path) -> str:
+    try:
+        value = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise StackConfigError(f"cannot read the Pulumi passphrase file {path}: "
+                               f"{exc.strerror or exc}") from exc
+    if not value:
+        raise StackConfigError(f"the Pulumi passphrase file {path} is empty; write a "
+                               "passphrase into it or remove it to have one generated")
+    return value
+
+
+# ---------------------------------------------------------------------------------------------
+# Pure helpers: messages, summaries
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]|<\{%[^%]*%\}>")
+# Lines that say only that something failed, not what: dropped when something better exists.
+_GENERIC = re.compile(
+    r"^(error: )?(update|preview|refresh|destroy) failed$|^error: \d+ error(s)? occurred|"
+    r"^\d+ error(s)? occurred:?$|^Resources:|^Duration:|^\s*$|^error: (update|preview) failed")
+
+
+def mask_secrets(text: str, secret_values: Collection[str]) -> str:
+    # Longest first, so a secret that contains another is masked whole.
+    for value in sorted((s for s in secret_values if s), key=len, reverse=True):
+        text = text.replace(value, SECRET_MASK)
+    return text
+
+
+def clean_line(line: str) -> str:
+    return _ANSI.sub("", line).rstrip()
+
+
+def trim_message(diagnostics: Iterable[tuple[str | None, str]], stderr: str = "",
+                 secret_values: Collection[str] = (), limit: int = MESSAGE_LIMIT) -> str:
+    """The useful part of an engine failure: each error diagnostic, prefixed by its resource.
+
+    `diagnostics` are (resource name or None, message) from the engine's error events; when
+    there are none, the `error:` lines of the CLI's stderr are used. Generic lines ("update
+    failed") are dropped, duplicates removed, secrets masked, the result capped at `limit`.
+    """
+    lines: list[str] = []
+    seen: set[str] = set()
+
+    def add(prefix: str | None, message: str) -> None:
+        for raw in message.splitlines():
+            line = clean_line(raw).strip()
+            if line.startswith("error: "):
+                line = line[len("error: "):]
+            if not line or _GENERIC.match(line):
+                continue
+            text = f"{prefix}: {line}" if prefix else line
+            if line in seen:
+                continue
+            seen.add(line)
+            lines.append(text)
+
+    for name, message in diagnostics:
+        add(name, message)
+    if not lines:
+        for raw in stderr.splitlines():
+            line = clean_line(raw).strip()
+            if line.startswith("error:") or "error" in line.lower():
+                add(None, line)
+    if not lines:
+        tail = [clean_line(x).strip() for x in stderr.splitlines() if clean_line(x).strip()]
+        lines = tail[-3:]
+    text = mask_secrets("\n".join(lines), secret_values)
+    if len(text) > limit:
+        text = text[: limit - 3].rstrip() + "..."
+    return text
+
+
+def summarize_changes(change_summary: Mapping[str, int]) -> str:
+    """`2 to create, 1 to replace` style line; `no changes` when only `same` is counted."""
+    order = ("create", "update", "replace", "delete", "create-replacement", "delete-replaced",
+             "read", "refresh", "import")
+    parts = [f"{change_summary[op]} {op}" for op in order if change_summary.get(op)]
+    parts += [f"{n} {op}" for op, n in sorted(change_summary.items())
+              if op not in order and op != "same" and n]
+    unchanged = change_summary.get("same", 0)
+    if not parts:
+        return f"no changes ({unchanged} unchanged)"
+    return ", ".join(parts) + (f", {unchanged} unchanged" if unchanged else "")
+
+
+def utc_now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+# ---------------------------------------------------------------------------------------------
+# Stale locks of the file backend
+
+
+def lock_dir(backend_dir: Path, project: str) -> Path:
+    return backend_dir / ".pulumi" / "locks" / DIY_ORGANIZATION / project
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def stale_lock_files(backend_dir: Path, project: str, hostname: str | None = None,
+                     pid_alive=_pid_alive) -> list[Path]:
+    """Lock files of our project whose holder is gone.
+
+    A lock from this host whose pid is not running is stale. A lock from another host is
+    treated as stale too: a file:// backend has one writer (this operator) by design, and a
+    restarted operator pod comes back with a new hostname. Unreadable lock files are stale.
+    """
+    root = lock_dir(backend_dir, project)
+    if not root.is_dir():
+        return []
+    host = hostname or socket.gethostname()
+    stale: list[Path] = []
+    for path in sorted(root.glob("*/*.json")):
+        try:
+            content = json.loads(path.read_text(encoding="utf-8"))
+            pid, holder = int(content.get("pid", 0)), content.get("hostname")
+        except (OSError, ValueError, TypeError, AttributeError):
+            stale.append(path)
+            continue
+        if holder != host or not pid or not pid_alive(pid):
+            stale.append(path)
+    return stale
+
+
+def stacks_with_pending_operations(backend_dir: Path, project: str) -> list[str]:
+    """Stacks of the file backend whose checkpoint lists pending operations (a crashed `up`)."""
+    root = backend_dir / ".pulumi" / "stacks" / project
+    found: list[str] = []
+    if not root.is_dir():
+        return found
+    for path in sorted(root.glob("*.json")):
+        try:
+            checkpoint = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        deployment = (checkpoint.get("checkpoint") or {}).get("latest") or {}
+        if deployment.get("pending_operations"):
+            found.append(path.name[: -len(".json")])
+    return found
+
+
+# ---------------------------------------------------------------------------------------------
+# The engine
+
+
+class StackEngine:
+    """Runs stack operations, each in a fresh worker process. Thread-safe; operations on one
+    stack are serialised here as well as by the caller's queue (a second line of defence)."""
+
+    def __init__(self, settings: StackSettings, env: Mapping[str, str] | None = None,
+                 timeout: float = DEFAULT_TIMEOUT_SECONDS) -> None:
+        self.settings = settings
+        self.timeout = timeout
+        # Environment of the worker (PATH must find `pulumi`); default: this process's.
+        self._env = dict(os.environ if env is None else env)
+        self._stack_locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    # -- public operations --------------------------------------------------------------------
+
+    def stack_name(self, namespace: str, name: str) -> str:
+        return naming.stack_name(namespace, name)
+
+    def up(self, namespace: str, name: str, rendered: Any, secret_values: Collection[str],
+           refresh: bool = False) -> OperationResult:
+        """Create/update the instance's objects. refresh=True refreshes first (drift seen)."""
+        request = self._request("up", namespace, name, rendered, secret_values, refresh=refresh)
+        return self._operation(request)
+
+    def preview(self, namespace: str, name: str, rendered: Any, secret_values: Collection[str],
+                refresh: bool = True) -> PreviewResult:
+        """What `up` would do, per object; the stack is not changed (and not left behind when
+        it did not exist before)."""
+        request = self._request("preview", namespace, name, rendered, secret_values,
+                                refresh=refresh)
+        started = time.monotonic()
+        answer = self._run(request)
+        answer["wall_seconds"] = time.monotonic() - started
+        return PreviewResult.from_dict(answer)
+
+    def destroy(self, namespace: str, name: str) -> OperationResult:
+        """Delete the instance's objects (PVCs are retained) and remove the stack."""
+        return self._operation(self._request("destroy", namespace, name, (), ()))
+
+    def repair(self, namespace: str, name: str) -> OperationResult:
+        """Refresh with pending CREATEs cleared: converges a stack an interrupted `up` left."""
+        return self._operation(self._request("repair", namespace, name, (), ()))
+
+    def clear_stale_locks(self) -> list[str]:
+        """At operator start: remove lock files left by crashed operations and repair stacks
+        with pending operations. Returns what was done, one line per action (for logs)."""
+        backend_dir = file_backend_path(self.settings.backend_url)
+        if backend_dir is None:
+            # Other DIY backends lock the same way in their bucket; Pulumi Cloud has
+            # `pulumi cancel`. Neither is reachable from here without credentials of its own.
+            log.info("stale lock clean-up only applies to file:// backends; %s skipped",
+                     urlparse(self.settings.backend_url).scheme)
+            return []
+        actions: list[str] = []
+        for path in stale_lock_files(backend_dir, self.settings.project):
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                continue
+            actions.append(f"removed stale lock {path.parent.name}/{path.name}")
+        for stack in stacks_with_pending_operations(backend_dir, self.settings.project):
+            try:
+                namespace, name = naming.parse_stack_name(stack)
+            except ValueError:
+                actions.append(f"stack {stack}: pending operations, name not reversible, skipped")
+                continue
+            result = self.repair(namespace, name)
+            actions.append(f"stack {stack}: cleared pending operations ({result.result}"
+                           f"{': ' + result.message if result.message else ''})")
+        for line in actions:
+            log.warning("%s", line)
+        return actions
+
+    # -- plumbing -----------------------------------------------------------------------------
+
+    def _request(self, op: str, namespace: str, name: str, rendered: Any,
+                 secret_values: Collection[str], refresh: bool = False) -> dict[str, Any]:
+        objects = rendered.objects() if hasattr(rendered, "objects") else rendered
+        return {
+            "op": op,
+            "stack": self.stack_name(namespace, name),
+            "instance": {"namespace": namespace, "name": name},
+            "settings": self.settings.to_request(),
+            "objects": [_object_dict(o) for o in objects],
+            "secret_values": sorted({s for s in secret_values if s}),
+            "refresh": refresh,
+        }
+
+    def _operation(self, request: dict[str, Any]) -> OperationResult:
+        started_at, started = utc_now(), time.monotonic()
+        answer = self._run(request)
+        return OperationResult(
+            operation=request["op"],
+            result=answer.get("result", "failed"),
+            started_at=answer.get("started_at") or started_at,
+            finished_at=answer.get("finished_at") or utc_now(),
+            change_summary=dict(answer.get("change_summary") or {}),
+            outputs=dict(answer.get("outputs") or {}),
+            message=answer.get("message", ""),
+            engine_seconds=float(answer.get("engine_seconds") or 0.0),
+            wall_seconds=time.monotonic() - started,
+            timings=dict(answer.get("timings") or {}),
+        )
+
+    def _lock_for(self, stack: str) -> threading.Lock:
+        with self._guard:
+            return self._stack_locks.setdefault(stack, threading.Lock())
+
+    def _run(self, request: dict[str, Any]) -> dict[str, Any]:
+        with self._lock_for(request["stack"]):
+            return run_worker(request, self._env, self.timeout)
+
+
+def _object_dict(obj: Any) -> dict[str, Any]:
+    if isinstance(obj, Mapping):
+        return {"group": obj["group"], "entry": obj["entry"], "manifest": obj["manifest"]}
+    return {"group": obj.group, "entry": obj.entry, "manifest": obj.manifest}
+
+
+def run_worker(request: Mapping[str, Any], env: Mapping[str, str],
+               timeout: float) -> dict[str, Any]:
+    """Run one request in a fresh `python -m jupyternetes.stackworker`; its JSON answer.
+
+    Engine failures come back as an answer with result "failed"; a worker that cannot run at
+    all (no pulumi CLI, bad settings) raises StackConfigError; a timeout or a crashed worker is
+    an answer with result "failed" naming what happened.
+    """
+    worker_env = dict(env)
+    worker_env["JUPYTERNETES_WORKER_PARENT_PID"] = str(os.getpid())
+    # The passphrase travels in the request (stdin), never in argv where `ps` shows it.
+    worker_env.pop("PULUMI_CONFIG_PASSPHRASE", None)
+    worker_env.pop("PULUMI_CONFIG_PASSPHRASE_FILE", None)
+    started_at = utc_now()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jupyternetes.stackworker"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env=worker_env, start_new_session=True,  # own process group: killable as a whole
+    )
+    try:
+        stdout, stderr = proc.communicate(json.dumps(request).encode(), timeout=timeout)
+    except subprocess.TimeoutExpired:
+        stdout, stderr = stop_worker(proc)
+        log.error("stack %s: %s timed out after %.0fs", request["stack"], request["op"], timeout)
+        return failed_answer(
+            request, started_at,
+            f"Pulumi {request['op']} of stack {request['stack']} did not finish within "
+            f"{timeout:.0f}s and was cancelled; the next reconcile retries it",
+            stderr.decode(errors="replace"))
+    except BaseException:
+        stop_worker(proc)
+        raise
+    err_text = stderr.decode(errors="replace")
+    for line in err_text.splitlines():
+        log.debug("worker %s %s: %s", request["op"], request["stack"], line)
+    try:
+        answer = json.loads(stdout.decode() or "null")
+    except ValueError:
+        answer = None
+    if not isinstance(answer, dict):
+        return failed_answer(
+            request, started_at,
+            f"the stack worker for {request['stack']} exited with code {proc.returncode} "
+            "without an answer", err_text)
+    if answer.get("config_error"):
+        raise StackConfigError(answer["config_error"])
+    return answer
+
+
+def stop_worker(proc: subprocess.Popen) -> tuple[bytes, bytes]:
+    """SIGTERM (the worker cancels its Pulumi CLI gracefully), then SIGKILL the whole group."""
+    try:
+        proc.send_signal(signal.SIGTERM)
+        return proc.communicate(timeout=CANCEL_GRACE_SECONDS + 5)
+    except subprocess.TimeoutExpired:
+        pass
+    except ProcessLookupError:
+        return b"", b""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    return proc.communicate()
+
+
+def failed_answer(request: Mapping[str, Any], started_at: str, message: str,
+                  stderr: str = "") -> dict[str, Any]:
+    detail = trim_message([], stderr, request.get("secret_values") or ())
+    full = f"{message}: {detail}" if detail else message
+    return {"result": "failed", "message": mask_secrets(full, request.get("secret_values") or ()),
+            "started_at": started_at, "finished_at": utc_now(), "change_summary": {},
+            "outputs": {}, "engine_seconds": 0.0, "steps": []}

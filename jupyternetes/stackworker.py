@@ -1,0 +1,398 @@
+"""`python -m jupyternetes.stackworker`: run ONE stack operation and exit.
+
+Request: one JSON object on stdin (see stacks.StackEngine._request). Answer: one JSON object on
+stdout. Logs: stderr. A fresh process per operation because Pulumi's Python runtime (settings,
+language server, mocks) is process-global; see stacks.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import logging
+import os
+import signal
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from collections.abc import Callable, Collection, Mapping
+from pathlib import Path
+from typing import Any
+
+T_START = time.monotonic()
+
+# Imported after T_START on purpose: the import cost of the Pulumi SDK is part of the measured
+# worker overhead.
+from pulumi import automation as auto  # noqa: E402
+from pulumi.automation import events as auto_events  # noqa: E402
+
+from jupyternetes import program as stack_program  # noqa: E402
+from jupyternetes.stacks import (  # noqa: E402
+    CANCEL_GRACE_SECONDS,
+    mask_secrets,
+    trim_message,
+    utc_now,
+)
+
+T_IMPORTED = time.monotonic()
+
+log = logging.getLogger("jupyternetes.stackworker")
+
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """SIGTERM when the thread that started us dies (set here, not in preexec_fn, because
+    preexec_fn is unsafe in a multi-threaded parent such as the operator)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except OSError:  # not Linux: the timeout in the parent still bounds us
+        return
+    expected = os.environ.get("JUPYTERNETES_WORKER_PARENT_PID")
+    # The parent may have died before prctl took effect; then we are already orphaned.
+    if expected and os.getppid() != int(expected):
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def child_pids() -> list[int]:
+    pids: list[int] = []
+    for task in Path(f"/proc/{os.getpid()}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            pids += [int(p) for p in (task / "children").read_text().split()]
+    return pids
+
+
+def on_sigterm(_signum: int, _frame: Any) -> None:
+    """Cancel the Pulumi CLI like Ctrl-C does (it finishes in-flight steps, saves the
+    checkpoint and releases the stack lock), then make sure nothing of ours is left."""
+    log.warning("terminating: cancelling the Pulumi CLI")
+    children = child_pids()
+    for pid in children:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGINT)
+    deadline = time.monotonic() + CANCEL_GRACE_SECONDS
+    while time.monotonic() < deadline and any(_alive(p) for p in children):
+        time.sleep(0.2)
+    for pid in children:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    os._exit(143)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie child still "exists"; it has exited for our purpose.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+class Collector:
+    """Engine events of one operation: error diagnostics and per-resource steps."""
+
+    def __init__(self) -> None:
+        self.errors: list[tuple[str | None, str]] = []
+        self.steps: dict[str, dict[str, Any]] = {}
+        self.outputs: dict[str, dict[str, Any]] = {}
+        self.failed: set[str] = set()
+        self.lock = threading.Lock()
+
+    def __call__(self, event: auto_events.EngineEvent) -> None:
+        with self.lock:
+            diag = event.diagnostic_event
+            if diag is not None and diag.severity == "error":
+                self.errors.append((resource_name(diag.urn), diag.message))
+            pre = event.resource_pre_event
+            if pre is not None and pre.metadata is not None:
+                self.steps[pre.metadata.urn + "|" + str(pre.metadata.op)] = step_dict(pre.metadata)
+            out = event.res_outputs_event
+            if out is not None and out.metadata is not None and out.metadata.new is not None:
+                self.outputs[out.metadata.urn] = dict(out.metadata.new.outputs or {})
+            failed = event.res_op_failed_event
+            if failed is not None and failed.metadata is not None:
+                self.failed.add(failed.metadata.urn)
+
+    def errors_by_resource(self, secret_values: Collection[str]) -> dict[str, str]:
+        grouped: dict[str, list[tuple[str | None, str]]] = {}
+        for name, message in self.errors:
+            if name:
+                grouped.setdefault(name, []).append((None, message))
+        return {name: trim_message(items, "", secret_values) for name, items in grouped.items()}
+
+
+def resource_name(urn: str | None) -> str | None:
+    if not urn:
+        return None
+    name = urn.rsplit("::", 1)[-1]
+    # The stack itself and the provider are not objects of the instance.
+    return None if urn.endswith("pulumi:pulumi:Stack::" + name) else name
+
+
+def op_name(op: Any) -> str:
+    return str(getattr(op, "value", op))
+
+
+def get_path(value: Any, path: str) -> Any:
+    """`value` at a Pulumi property path like `spec.containers[0].env[3].value` (None when
+    absent). Keys with dots appear quoted: `metadata.annotations["a.b/c"]`."""
+    current = value
+    for part in split_path(path):
+        if isinstance(part, int):
+            if not isinstance(current, list) or part >= len(current):
+                return None
+            current = current[part]
+        else:
+            if not isinstance(current, Mapping) or part not in current:
+                return None
+            current = current[part]
+    return current
+
+
+def split_path(path: str) -> list[str | int]:
+    parts: list[str | int] = []
+    i, n = 0, len(path)
+    buf = ""
+    while i < n:
+        ch = path[i]
+        if ch == ".":
+            if buf:
+                parts.append(buf)
+            buf = ""
+            i += 1
+        elif ch == "[":
+            if buf:
+                parts.append(buf)
+            buf = ""
+            end = path.find("]", i)
+            inner = path[i + 1:end if end >= 0 else n]
+            if inner.startswith('"') and inner.endswith('"'):
+                parts.append(json.loads(inner))
+            elif inner.isdigit():
+                parts.append(int(inner))
+            else:
+                parts.append(inner)
+            i = (end if end >= 0 else n) + 1
+        else:
+            buf += ch
+            i += 1
+    if buf:
+        parts.append(buf)
+    return parts
+
+
+def step_dict(meta: auto_events.StepEventMetadata) -> dict[str, Any]:
+    old_inputs = dict(meta.old.inputs or {}) if meta.old is not None else {}
+    new_inputs = dict(meta.new.inputs or {}) if meta.new is not None else {}
+    detailed: dict[str, dict] = {}
+    for path, diff in (meta.detailed_diff or {}).items():
+        kind = op_name(getattr(diff, "diff_kind", "update"))
+        detailed[path] = {"kind": kind, "old": get_path(old_inputs, path),
+                          "new": get_path(new_inputs, path)}
+    object_name = (get_path(new_inputs, "metadata.name") or get_path(old_inputs, "metadata.name"))
+    return {
+        "op": op_name(meta.op),
+        "urn": meta.urn,
+        "type": meta.type,
+        "name": meta.urn.rsplit("::", 1)[-1],
+        "object_name": object_name,
+        "changed": list(meta.diffs or meta.keys or []),
+        "detailed_diff": detailed,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def workspace_options(settings: Mapping[str, Any], stack: str,
+                      temp_root: list[str]) -> auto.LocalWorkspaceOptions:
+    env_vars = {
+        "PULUMI_CONFIG_PASSPHRASE": settings["passphrase"],
+        "PULUMI_BACKEND_URL": settings["backend_url"],
+        "PULUMI_SKIP_UPDATE_CHECK": "true",
+        # No network: a missing plugin must fail with a message, not hang on a download.
+        "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
+    }
+    if settings.get("pulumi_home"):
+        env_vars["PULUMI_HOME"] = settings["pulumi_home"]
+    if settings.get("work_dir"):
+        work_dir = Path(settings["work_dir"]) / stack
+        work_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    else:
+        work_dir = Path(tempfile.mkdtemp(prefix="jupyternetes-stack-"))
+        temp_root.append(str(work_dir))
+    return auto.LocalWorkspaceOptions(
+        work_dir=str(work_dir),
+        pulumi_home=settings.get("pulumi_home"),
+        env_vars=env_vars,
+        secrets_provider="passphrase",
+        project_settings=auto.ProjectSettings(
+            name=settings["project"], runtime="python",
+            backend=auto.ProjectBackend(url=settings["backend_url"])),
+        pulumi_command=auto.PulumiCommand(skip_version_check=True),
+    )
+
+
+def open_stack(request: Mapping[str, Any], program: Callable[[], None], create: bool,
+               temp_root: list[str]) -> tuple[auto.Stack | None, bool]:
+    """(stack, existed_before). With create=False a missing stack gives (None, False)."""
+    settings = request["settings"]
+    opts = workspace_options(settings, request["stack"], temp_root)
+    try:
+        stack = auto.select_stack(request["stack"], project_name=settings["project"],
+                                  program=program, opts=opts)
+        return stack, True
+    except auto.StackNotFoundError:
+        if not create:
+            return None, False
+    stack = auto.create_stack(request["stack"], project_name=settings["project"],
+                              program=program, opts=opts)
+    return stack, False
+
+
+def plain_outputs(outputs: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: getattr(value, "value", value) for key, value in outputs.items()}
+
+
+def run(request: Mapping[str, Any]) -> dict[str, Any]:
+    op = request["op"]
+    settings = request["settings"]
+    secret_values: list[str] = list(request.get("secret_values") or [])
+    collector = Collector()
+    temp_root: list[str] = []
+    timings: dict[str, float] = {"imports": T_IMPORTED - T_START}
+    answer: dict[str, Any] = {"result": "failed", "message": "", "change_summary": {},
+                              "outputs": {}, "steps": [], "engine_seconds": 0.0,
+                              "started_at": utc_now()}
+    if op in ("up", "preview"):
+        program = stack_program.make_program(
+            request.get("objects") or [], settings.get("kubeconfig"), settings.get("context"),
+            secret_values)
+    else:
+        program = stack_program.empty_program
+    t0 = time.monotonic()
+    stack, existed = open_stack(request, program, create=op in ("up", "preview"),
+                                temp_root=temp_root)
+    timings["workspace"] = time.monotonic() - t0
+    engine_started = time.monotonic()
+    try:
+        if op == "up":
+            result = stack.up(refresh=bool(request.get("refresh")), on_event=collector,
+                              color="never", suppress_progress=True)
+            answer["change_summary"] = dict(result.summary.resource_changes or {})
+            answer["outputs"] = {
+                **plain_outputs(result.outputs),
+                "errors": {},
+            }
+            answer["result"] = "succeeded"
+        elif op == "preview":
+            result = stack.preview(refresh=bool(request.get("refresh")), on_event=collector,
+                                   color="never", diff=True, suppress_progress=True)
+            answer["change_summary"] = {op_name(k): v for k, v in
+                                        (result.change_summary or {}).items()}
+            answer["result"] = "succeeded"
+        elif op == "destroy":
+            if stack is None:
+                answer.update(result="succeeded", message="no stack to destroy")
+            else:
+                result = stack.destroy(on_event=collector, color="never",
+                                       suppress_progress=True, remove=True)
+                answer["change_summary"] = dict(result.summary.resource_changes or {})
+                answer["result"] = "succeeded"
+        elif op == "repair":
+            if stack is None:
+                answer.update(result="succeeded", message="no stack to repair")
+            else:
+                result = stack.refresh(clear_pending_creates=True, on_event=collector,
+                                       color="never", suppress_progress=True)
+                answer["change_summary"] = dict(result.summary.resource_changes or {})
+                answer["result"] = "succeeded"
+        else:
+            raise ValueError(f"unknown operation {op!r}")
+    except auto.CommandError as exc:
+        answer["result"] = "failed"
+        answer["message"] = trim_message(collector.errors, exc.stderr or str(exc), secret_values)
+        answer["outputs"] = {"objects": objects_from_events(collector),
+                             "errors": collector.errors_by_resource(secret_values)}
+    finally:
+        answer["engine_seconds"] = time.monotonic() - engine_started
+        # A preview must not leave a stack behind for an instance that was never deployed.
+        if op == "preview" and stack is not None and not existed:
+            with contextlib.suppress(auto.CommandError):
+                stack.workspace.remove_stack(request["stack"])
+        for path in temp_root:
+            _rmtree(path)
+    answer["steps"] = list(collector.steps.values()) if op == "preview" else []
+    answer["finished_at"] = utc_now()
+    timings["engine"] = answer["engine_seconds"]
+    timings["worker_total"] = time.monotonic() - T_START
+    answer["timings"] = timings
+    answer["message"] = mask_secrets(answer["message"], secret_values)
+    return answer
+
+
+def objects_from_events(collector: Collector) -> list[dict[str, Any]]:
+    """Objects the engine did apply before an update failed (their live uid included)."""
+    objects = []
+    for urn, outputs in collector.outputs.items():
+        name = resource_name(urn)
+        if not name or "/" not in name or urn in collector.failed:
+            continue
+        group, entry = name.split("/", 1)
+        if group not in stack_program.GROUP_ORDER:
+            continue
+        metadata = outputs.get("metadata") or {}
+        objects.append({"group": group, "entry": entry, "apiVersion": outputs.get("apiVersion"),
+                        "kind": outputs.get("kind"), "name": metadata.get("name"),
+                        "namespace": metadata.get("namespace"), "uid": metadata.get("uid")})
+    return objects
+
+
+def _rmtree(path: str) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def main() -> int:
+    logging.basicConfig(level=os.environ.get("JUPYTERNETES_WORKER_LOG", "INFO"),
+                        stream=sys.stderr, format="%(asctime)s %(name)s %(message)s")
+    die_with_parent()
+    signal.signal(signal.SIGTERM, on_sigterm)
+    request = json.load(sys.stdin)
+    try:
+        answer = run(request)
+    except (FileNotFoundError, PermissionError) as exc:
+        # Typically no `pulumi` on PATH or an unusable PULUMI_HOME / work dir.
+        answer = {"config_error": f"cannot run the Pulumi CLI for stack {request.get('stack')}: "
+                                  f"{exc}; check PATH (pulumi), --pulumi-home and --state-dir"}
+    except stack_program.ProgramError as exc:
+        answer = {"result": "failed", "message": f"invalid rendered objects: {exc}",
+                  "started_at": utc_now(), "finished_at": utc_now()}
+    except Exception as exc:  # an engine/SDK error outside CommandError: report, don't crash
+        traceback.print_exc(file=sys.stderr)
+        answer = {"result": "failed", "started_at": utc_now(), "finished_at": utc_now(),
+                  "message": mask_secrets(f"stack {request.get('stack')}: {op_label(request)}: "
+                                          f"{type(exc).__name__}: {exc}",
+                                          request.get("secret_values") or [])}
+    sys.stdout.write(json.dumps(answer))
+    sys.stdout.flush()
+    return 0
+
+
+def op_label(request: Mapping[str, Any]) -> str:
+    return str(request.get("op"))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
