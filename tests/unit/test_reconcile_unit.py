@@ -1,0 +1,489 @@
+"""Reconcile decisions, with in-memory recorders standing in for the kube and engine edges.
+
+The recorders apply status patches with JSON merge patch semantics (RFC 7386), as the apiserver
+does, so the status a sequence of reconciles leaves behind is what the tests read.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import yaml
+
+from jupyternetes.kube import FINALIZER
+from jupyternetes.model import Instance, Template
+from jupyternetes.operator.metrics import Metrics
+from jupyternetes.operator.reconcile import (
+    DriftFlags,
+    ReconcileConfig,
+    Reconciler,
+    desired_hash,
+    secret_values,
+)
+from jupyternetes.render import render
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+KEY = "default/8dc366d8a0f05869bfdb6e7eb3d83f65"
+NS, NAME = KEY.split("/")
+POD_NAME = f"{NAME}-notebook"
+PVC_NAME = f"{NAME}-workspace"
+
+
+def merge_patch(target, patch):
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result
+
+
+class KubeRecorder:
+    def __init__(self, instance: dict, template: dict | None) -> None:
+        self.instances = {KEY: instance}
+        self.templates = {}
+        if template is not None:
+            meta = template["metadata"]
+            self.templates[f"{meta['namespace']}/{meta['name']}"] = template
+        self.pods: dict[str, dict] = {}
+        self.calls: list[tuple] = []
+        self.events: list[tuple[str, str, str]] = []
+        self.status_patches: list[dict] = []
+
+    def get_instance(self, namespace, name):
+        self.calls.append(("get_instance", namespace, name))
+        obj = self.instances.get(f"{namespace}/{name}")
+        return copy.deepcopy(obj) if obj else None
+
+    def get_template(self, namespace, name):
+        self.calls.append(("get_template", namespace, name))
+        return copy.deepcopy(self.templates.get(f"{namespace}/{name}"))
+
+    def get_pod(self, namespace, name):
+        self.calls.append(("get_pod", namespace, name))
+        return copy.deepcopy(self.pods.get(f"{namespace}/{name}"))
+
+    def patch_instance_status(self, namespace, name, status):
+        self.calls.append(("patch_status", namespace, name))
+        obj = self.instances.get(f"{namespace}/{name}")
+        if obj is None:
+            return None
+        self.status_patches.append(copy.deepcopy(status))
+        obj["status"] = merge_patch(obj.get("status") or {}, status)
+        return copy.deepcopy(obj)
+
+    def add_finalizer(self, namespace, name, finalizer=FINALIZER):
+        self.calls.append(("add_finalizer", namespace, name))
+        obj = self.instances.get(f"{namespace}/{name}")
+        if obj is None:
+            return None
+        fins = obj["metadata"].setdefault("finalizers", [])
+        if finalizer not in fins:
+            fins.append(finalizer)
+        return copy.deepcopy(obj)
+
+    def remove_finalizer(self, namespace, name, finalizer=FINALIZER):
+        self.calls.append(("remove_finalizer", namespace, name))
+        obj = self.instances.get(f"{namespace}/{name}")
+        if obj is None:
+            return None
+        obj["metadata"]["finalizers"] = [f for f in obj["metadata"].get("finalizers", [])
+                                         if f != finalizer]
+        return copy.deepcopy(obj)
+
+    def emit_event(self, instance, event_type, reason, message):
+        self.events.append((event_type, reason, message))
+
+    @property
+    def status(self) -> dict:
+        return self.instances[KEY].get("status") or {}
+
+    def condition(self, type_: str) -> dict:
+        return next(c for c in self.status.get("conditions", []) if c["type"] == type_)
+
+
+@dataclass
+class FakeResult:
+    operation: str
+    result: str
+    message: str = ""
+    change_summary: dict = field(default_factory=dict)
+    outputs: dict = field(default_factory=dict)
+    started_at: str = "2026-01-01T00:00:00Z"
+    finished_at: str = "2026-01-01T00:00:03Z"
+    engine_seconds: float = 2.5
+
+
+class EngineRecorder:
+    """Scripted engine: `fail_next` makes the next ups fail with a message; records calls."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+        self.failures: list[FakeResult] = []
+        self.raise_next: Exception | None = None
+
+    def up(self, namespace, name, rendered, secret_values, refresh=False):
+        self.calls.append(("up", namespace, name, rendered, frozenset(secret_values), refresh))
+        if self.raise_next:
+            exc, self.raise_next = self.raise_next, None
+            raise exc
+        if self.failures:
+            return self.failures.pop(0)
+        objects = [{"group": o.group, "entry": o.entry, "apiVersion": o.api_version,
+                    "kind": o.kind, "name": o.name, "namespace": o.namespace,
+                    "uid": f"uid-{o.name}-{len(self.calls)}"} for o in rendered.objects()]
+        return FakeResult("up", "succeeded", change_summary={"create": len(objects)},
+                          outputs={"objects": objects})
+
+    def destroy(self, namespace, name):
+        self.calls.append(("destroy", namespace, name))
+        if self.failures:
+            return self.failures.pop(0)
+        return FakeResult("destroy", "succeeded", change_summary={"delete": 1})
+
+    def ups(self):
+        return [c for c in self.calls if c[0] == "up"]
+
+
+def seed(name: str) -> dict:
+    return yaml.safe_load((EXAMPLES / name).read_text())
+
+
+@pytest.fixture
+def env():
+    instance = seed("seed-instance.yaml")
+    instance["metadata"].pop("resourceVersion")
+    kube = KubeRecorder(instance, seed("seed-template.yaml"))
+    engine = EngineRecorder()
+    pods: dict[str, dict] = {}
+    reconciler = Reconciler(kube, engine, ReconcileConfig(degraded_after=3),
+                            pod_lookup=lambda ns, name: pods.get(f"{ns}/{name}"),
+                            drift=DriftFlags(), metrics=Metrics(),
+                            clock=lambda: "2026-01-01T00:00:05Z")
+    return kube, engine, reconciler, pods
+
+
+def running_pod(uid: str, ready: bool = True) -> dict:
+    return {"metadata": {"name": POD_NAME, "namespace": NS, "uid": uid},
+            "spec": {"containers": [{"name": "notebook", "ports": [{"containerPort": 8888}]}]},
+            "status": {"phase": "Running", "podIP": "10.1.2.3",
+                       "conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}}
+
+
+def test_first_reconcile_adds_finalizer_before_up_and_writes_the_status_contract(env):
+    kube, engine, reconciler, _ = env
+    result = reconciler.reconcile(KEY)
+    assert result.action == "provisioned" and not result.failed
+    names = [c[0] for c in kube.calls]
+    assert names.index("add_finalizer") < names.index("patch_status")
+    assert FINALIZER in kube.instances[KEY]["metadata"]["finalizers"]
+    # Processing was written before the engine ran, Completed after.
+    assert kube.status_patches[0]["podsProvisioned"] == "Processing"
+    assert kube.status_patches[0]["pvcs"]["workspace"]["state"] == "Processing"
+    status = kube.status
+    assert status["pvcsProvisioned"] == status["podsProvisioned"] == "Completed"
+    assert status["otherResourcesProvisioned"] == "Completed"
+    assert status["pods"]["notebook"]["resourceName"] == POD_NAME
+    assert status["pods"]["notebook"]["state"] == "Completed"
+    assert status["pvcs"]["workspace"] == {"resourceName": PVC_NAME, "state": "Completed"}
+    assert status["observedGeneration"] == 1
+    assert status["stack"]["name"] == f"{NS}.{NAME}"
+    assert status["stack"]["lastUpdate"]["result"] == "succeeded"
+    assert status["stack"]["lastUpdate"]["changeSummary"] == {"create": 2}
+    assert status["stack"]["desiredHash"].startswith("sha256:")
+    assert kube.condition("Provisioned")["status"] == "True"
+    assert kube.condition("Provisioned")["observedGeneration"] == 1
+    assert kube.condition("Degraded")["status"] == "False"
+    # No pod seen yet: provisioned, but not Ready.
+    assert kube.condition("Ready")["status"] == "False"
+    assert [e[:2] for e in kube.events] == [("Normal", "Provisioned")]
+    # The api token is passed as a secret value.
+    (_, ns, name, rendered, secrets, refresh), = engine.ups()
+    assert (ns, name, refresh) == (NS, NAME, False)
+    assert secrets == frozenset({"852dc4bd4e4e4360b7ae94cffa4f1c76"})
+    assert [o.name for o in rendered.objects()] == [PVC_NAME, POD_NAME]
+
+
+def test_unchanged_instance_skips_the_engine_and_only_mirrors_pods(env):
+    kube, engine, reconciler, pods = env
+    reconciler.reconcile(KEY)
+    pods[f"{NS}/{POD_NAME}"] = running_pod("p1")
+    events_before = len(kube.events)
+    result = reconciler.reconcile(KEY)
+    assert result.action == "unchanged"
+    assert len(engine.ups()) == 1
+    last = kube.status_patches[-1]
+    assert set(last) == {"pods", "conditions"}
+    assert last["pods"]["notebook"]["podAddress"] == "10.1.2.3"
+    assert kube.status["pods"]["notebook"]["portNumber"] == 8888
+    assert kube.status["pods"]["notebook"]["ready"] is True
+    assert kube.condition("Ready")["status"] == "True"
+    assert kube.condition("Provisioned")["status"] == "True"  # untouched
+    assert len(kube.events) == events_before
+    # Nothing changed at all: no patch either.
+    patches = len(kube.status_patches)
+    assert reconciler.reconcile(KEY).action == "unchanged"
+    assert len(kube.status_patches) == patches
+
+
+def test_spec_change_runs_up_again(env):
+    kube, engine, reconciler, pods = env
+    reconciler.reconcile(KEY)
+    pods[f"{NS}/{POD_NAME}"] = running_pod("p1")
+    old_hash = kube.status["stack"]["desiredHash"]
+    inst = kube.instances[KEY]
+    inst["spec"]["variables"]["jupyterhub.user.id"] = "2"
+    inst["metadata"]["generation"] = 2
+    assert reconciler.reconcile(KEY).action == "provisioned"
+    assert len(engine.ups()) == 2
+    assert kube.status["stack"]["desiredHash"] != old_hash
+    assert kube.status["observedGeneration"] == 2
+    # The pod in the cache is the one from before the replacement (uid differs from the
+    # output's): its address must not be reported for the new pod.
+    assert "podAddress" not in kube.status["pods"]["notebook"]
+    assert kube.status["pods"]["notebook"]["ready"] is False
+
+
+def test_deleted_pod_is_drift_and_triggers_refresh_up(env):
+    kube, engine, reconciler, _pods = env
+    reconciler.reconcile(KEY)
+    # Pod absent from cache and from the apiserver: drift.
+    reconciler.drift.flag(KEY)
+    result = reconciler.reconcile(KEY)
+    assert result.action == "provisioned"
+    assert engine.ups()[-1][5] is True  # refresh=True
+    assert ("get_pod", NS, POD_NAME) in kube.calls
+    assert "drift repaired" in kube.events[-1][2]
+
+
+def test_cache_lag_is_not_drift_when_the_apiserver_has_the_pod(env):
+    kube, engine, reconciler, _ = env
+    reconciler.reconcile(KEY)
+    kube.pods[f"{NS}/{POD_NAME}"] = running_pod("p1")
+    assert reconciler.reconcile(KEY).action == "unchanged"
+    assert len(engine.ups()) == 1
+
+
+def test_render_error_fails_without_engine_and_names_missing_variables(env):
+    kube, engine, reconciler, _ = env
+    del kube.instances[KEY]["spec"]["variables"]["jupyterhub.user.name"]
+    del kube.instances[KEY]["spec"]["variables"]["jupyterhub.oauth_client_id"]
+    result = reconciler.reconcile(KEY)
+    assert result.action == "render-failed"
+    assert result.requeue_after is None and not result.failed  # no hot retry
+    assert engine.calls == []
+    status = kube.status
+    assert status["podsProvisioned"] == status["pvcsProvisioned"] == "Failed"
+    for type_ in ("Provisioned", "Ready"):
+        cond = kube.condition(type_)
+        assert cond["status"] == "False" and cond["reason"] == "RenderFailed"
+        assert "jupyterhub.user.name" in cond["message"]
+        assert "jupyterhub.oauth_client_id" in cond["message"]
+    assert [e[1] for e in kube.events] == ["RenderFailed"]
+    # Reconciling again (resync) neither patches nor emits again.
+    patches = len(kube.status_patches)
+    reconciler.reconcile(KEY)
+    assert len(kube.status_patches) == patches and len(kube.events) == 1
+
+
+def test_missing_template_is_reported_and_retried_later(env):
+    kube, engine, reconciler, _ = env
+    kube.templates.clear()
+    result = reconciler.reconcile(KEY)
+    assert result.action == "template-missing"
+    assert result.requeue_after == 30.0
+    assert engine.calls == []
+    cond = kube.condition("Provisioned")
+    assert cond["reason"] == "TemplateNotFound"
+    assert "kadense/default-template" in cond["message"]
+    assert kube.status["podsProvisioned"] == "Pending"
+
+
+def test_engine_failure_marks_failed_with_apiserver_message_and_backs_off(env):
+    kube, engine, reconciler, _ = env
+    apiserver = ('Pod "x-notebook" is invalid: spec.containers[0].image: Required value')
+    engine.failures = [FakeResult("up", "failed", message=f"pods/notebook: {apiserver}",
+                                  outputs={"errors": {"pods/notebook": apiserver}})]
+    result = reconciler.reconcile(KEY, failures=0)
+    assert result.failed and not result.degraded
+    status = kube.status
+    assert status["podsProvisioned"] == "Failed"
+    assert status["pvcsProvisioned"] == "Completed"  # declared before the failing pods
+    assert status["pods"]["notebook"]["state"] == "Failed"
+    assert status["pods"]["notebook"]["errorMessage"] == apiserver
+    assert apiserver in kube.condition("Provisioned")["message"]
+    assert kube.condition("Degraded")["status"] == "False"
+    assert status["stack"]["lastUpdate"]["result"] == "failed"
+    assert "desiredHash" not in status["stack"]  # so the next attempt runs up again
+    assert kube.events[-1][:2] == ("Warning", "ProvisionFailed")
+
+
+def test_repeated_failures_set_degraded_and_success_clears_it(env):
+    kube, engine, reconciler, _ = env
+    engine.failures = [FakeResult("up", "failed", message="connection refused")] * 3
+    for attempt in range(3):
+        result = reconciler.reconcile(KEY, failures=attempt)
+    assert result.degraded
+    cond = kube.condition("Degraded")
+    assert cond["status"] == "True" and "connection refused" in cond["message"]
+    assert reconciler.reconcile(KEY, failures=3).action == "provisioned"
+    assert kube.condition("Degraded")["status"] == "False"
+
+
+def test_engine_exception_is_a_failed_update_not_a_crash(env):
+    kube, engine, reconciler, _ = env
+    engine.raise_next = RuntimeError("pulumi CLI not found on PATH")
+    result = reconciler.reconcile(KEY)
+    assert result.failed
+    assert "pulumi CLI not found" in kube.condition("Provisioned")["message"]
+
+
+def test_deletion_destroys_then_removes_finalizer(env):
+    kube, engine, reconciler, _ = env
+    reconciler.reconcile(KEY)
+    kube.instances[KEY]["metadata"]["deletionTimestamp"] = "2026-01-01T00:01:00Z"
+    result = reconciler.reconcile(KEY)
+    assert result.action == "destroyed"
+    assert engine.calls[-1] == ("destroy", NS, NAME)
+    assert FINALIZER not in kube.instances[KEY]["metadata"]["finalizers"]
+    assert kube.events[-1][1] == "Destroyed"
+
+
+def test_deletion_with_template_gone_still_cleans_up(env):
+    kube, _engine, reconciler, _ = env
+    reconciler.reconcile(KEY)
+    kube.templates.clear()
+    kube.instances[KEY]["metadata"]["deletionTimestamp"] = "2026-01-01T00:01:00Z"
+    assert reconciler.reconcile(KEY).action == "destroyed"
+    assert FINALIZER not in kube.instances[KEY]["metadata"]["finalizers"]
+
+
+def test_failed_destroy_keeps_the_finalizer(env):
+    kube, engine, reconciler, _ = env
+    reconciler.reconcile(KEY)
+    kube.instances[KEY]["metadata"]["deletionTimestamp"] = "2026-01-01T00:01:00Z"
+    engine.failures = [FakeResult("destroy", "failed", message="backend unreachable")]
+    result = reconciler.reconcile(KEY)
+    assert result.failed
+    assert FINALIZER in kube.instances[KEY]["metadata"]["finalizers"]
+    assert "backend unreachable" in kube.status["stack"]["lastUpdate"]["message"]
+
+
+def test_deleting_without_our_finalizer_does_nothing(env):
+    kube, engine, reconciler, _ = env
+    kube.instances[KEY]["metadata"]["deletionTimestamp"] = "2026-01-01T00:01:00Z"
+    assert reconciler.reconcile(KEY).action == "deleting"
+    assert engine.calls == []
+
+
+def test_gone_instance_is_nothing_to_do(env):
+    kube, engine, reconciler, _ = env
+    del kube.instances[KEY]
+    assert reconciler.reconcile(KEY).action == "gone"
+    assert engine.calls == [] and kube.events == []
+
+
+def test_desired_hash_covers_manifests_secret_names_and_settings():
+    template = Template.from_dict(seed("seed-template.yaml"))
+    instance = Instance.from_dict(seed("seed-instance.yaml"))
+    rendered = render(template, instance)
+    base = desired_hash(rendered, {"jupyterhub.api_token"}, {"context": None})
+    assert base == desired_hash(rendered, {"JupyterHub.API_Token"}, {"context": None})
+    assert base != desired_hash(rendered, {"jupyterhub.api_token", "x"}, {"context": None})
+    assert base != desired_hash(rendered, {"jupyterhub.api_token"}, {"context": "other"})
+    changed = Instance.from_dict({**seed("seed-instance.yaml"), "spec": {
+        **seed("seed-instance.yaml")["spec"],
+        "variables": {**instance.variables, "jupyterhub.user.id": "9"}}})
+    assert base != desired_hash(render(template, changed), {"jupyterhub.api_token"},
+                                {"context": None})
+
+
+def test_secret_values_are_case_insensitive_and_skip_empty():
+    instance = Instance.from_dict(seed("seed-instance.yaml"))
+    assert secret_values(instance, {"JUPYTERHUB.API_TOKEN"}) == frozenset(
+        {"852dc4bd4e4e4360b7ae94cffa4f1c76"})
+    assert secret_values(instance, {"missing"}) == frozenset()
+
+
+# ---- event handlers of the operator (which events queue which instance) -----------------------
+
+
+def operator_with(instances: list[dict]):
+    from jupyternetes.operator.run import Operator
+
+    op = Operator(kube=None, engine=EngineRecorder(), workers=1)  # type: ignore[arg-type]
+    for obj in instances:
+        op.instance_watchers[0]._cache[f"{obj['metadata']['namespace']}/"
+                                       f"{obj['metadata']['name']}"] = obj
+    return op
+
+
+def drain(queue) -> list[str]:
+    keys = []
+    while (key := queue.get(timeout=0)) is not None:
+        keys.append(key)
+        queue.done(key)
+    return keys
+
+
+def test_status_only_updates_do_not_requeue_but_spec_changes_do():
+    inst = seed("seed-instance.yaml")
+    op = operator_with([inst])
+    op.on_instance("ADDED", inst)
+    assert drain(op.queue) == [KEY]
+    status_only = copy.deepcopy(inst)
+    status_only["status"] = {"podsProvisioned": "Completed"}
+    op.on_instance("MODIFIED", status_only)
+    assert drain(op.queue) == []
+    spec_change = copy.deepcopy(inst)
+    spec_change["metadata"]["generation"] = 2
+    op.on_instance("MODIFIED", spec_change)
+    deleting = copy.deepcopy(spec_change)
+    deleting["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    op.on_instance("MODIFIED", deleting)
+    assert drain(op.queue) == [KEY]  # coalesced
+    op.on_instance("RESYNC", deleting)
+    assert drain(op.queue) == [KEY]
+
+
+def managed_pod(instance_name: str, ns: str = NS) -> dict:
+    return {"metadata": {"name": f"{instance_name}-notebook", "namespace": ns, "labels": {
+        "jupyternetes.kadense.io/instance": instance_name,
+        "jupyternetes.kadense.io/instanceNamespace": ns}}}
+
+
+def test_pod_events_queue_the_instance_and_deletion_flags_drift():
+    inst = seed("seed-instance.yaml")
+    op = operator_with([inst])
+    op.on_pod("MODIFIED", managed_pod(NAME))
+    assert drain(op.queue) == [KEY]
+    assert KEY not in op.drift
+    op.on_pod("DELETED", managed_pod(NAME))
+    assert drain(op.queue) == [KEY]
+    assert KEY in op.drift
+
+
+def test_pod_deleted_with_its_instance_is_not_drift():
+    inst = seed("seed-instance.yaml")
+    inst["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    op = operator_with([inst])
+    op.on_pod("DELETED", managed_pod(NAME))
+    assert KEY not in op.drift
+
+
+def test_long_instance_names_are_found_through_their_hashed_label():
+    from jupyternetes.naming import label_value
+
+    long_name = "a" * 70
+    inst = seed("seed-instance.yaml")
+    inst["metadata"]["name"] = long_name
+    op = operator_with([inst])
+    pod = managed_pod(long_name)
+    pod["metadata"]["labels"]["jupyternetes.kadense.io/instance"] = label_value(long_name)
+    assert op.instance_key_of_pod(pod) == f"{NS}/{long_name}"

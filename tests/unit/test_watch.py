@@ -1,0 +1,234 @@
+"""The list+watch loop against a scripted event source (the loop's logic, not the apiserver)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from jupyternetes.kube import KubeError, WatchExpired
+from jupyternetes.operator.watch import ListWatcher
+
+
+def obj(name: str, rv: str, ns: str = "ns") -> dict:
+    return {"metadata": {"namespace": ns, "name": name, "resourceVersion": rv}}
+
+
+class Stream:
+    def __init__(self, events: list) -> None:
+        self.events = events
+        self.closed = False
+
+    def __iter__(self):
+        for event in self.events:
+            if isinstance(event, BaseException):
+                raise event
+            yield event
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class ScriptedSource:
+    """list() answers from `lists`; watch() from `watches` (each a list of events or an
+    exception); records the resourceVersion every call resumed from."""
+
+    def __init__(self, lists: list, watches: list, on_exhausted=None) -> None:
+        self.lists = list(lists)
+        self.watches = list(watches)
+        self.watch_calls: list[str] = []
+        self.list_calls = 0
+        self.streams: list[Stream] = []
+        self.on_exhausted = on_exhausted
+
+    def list(self):
+        self.list_calls += 1
+        item = self.lists.pop(0)
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def watch(self, resource_version: str, timeout_seconds: int):
+        if not self.watches:
+            self.on_exhausted()
+            return Stream([])
+        self.watch_calls.append(resource_version)
+        item = self.watches.pop(0)
+        if isinstance(item, BaseException):
+            raise item
+        stream = Stream(item)
+        self.streams.append(stream)
+        return stream
+
+
+def run_until_exhausted(source: ScriptedSource, **kwargs):
+    events: list[tuple[str, str]] = []
+    watcher: ListWatcher
+
+    def handler(event_type: str, o: dict) -> None:
+        events.append((event_type, o["metadata"]["name"]))
+
+    def stop() -> None:
+        watcher._stop.set()
+
+    source.on_exhausted = stop
+    sleeps: list[float] = []
+
+    def fake_sleep(seconds: float) -> bool:
+        sleeps.append(seconds)
+        return False
+
+    watcher = ListWatcher("test", source, handler, resync_seconds=0, sleep=fake_sleep, **kwargs)
+    thread = threading.Thread(target=watcher.run)
+    thread.start()
+    thread.join(5)
+    assert not thread.is_alive()
+    return watcher, events, sleeps
+
+
+def test_lists_then_watches_from_list_rv_and_resumes_from_last_seen_rv():
+    source = ScriptedSource(
+        lists=[([obj("a", "10")], "11")],
+        watches=[
+            [("ADDED", obj("b", "12")), ("MODIFIED", obj("a", "13"))],
+            # Server-side timeout ended the first watch; the next resumes from 13.
+            [("BOOKMARK", {"metadata": {"resourceVersion": "20"}})],
+            [("DELETED", obj("b", "21"))],
+            [],
+        ])
+    watcher, events, _ = run_until_exhausted(source)
+    assert events == [("ADDED", "a"), ("ADDED", "b"), ("MODIFIED", "a"), ("DELETED", "b")]
+    assert source.watch_calls == ["11", "13", "20", "21"]
+    assert source.list_calls == 1
+    assert watcher.cached_keys() == ["ns/a"]
+    assert watcher.get("ns/a")["metadata"]["resourceVersion"] == "13"
+    assert all(s.closed for s in source.streams)
+
+
+def test_410_gone_relists_and_diffs_against_the_cache():
+    source = ScriptedSource(
+        lists=[
+            ([obj("a", "1"), obj("b", "2"), obj("c", "3")], "5"),
+            # After the relist: a unchanged, b modified, c deleted, d new.
+            ([obj("a", "1"), obj("b", "7"), obj("d", "8")], "9"),
+        ],
+        watches=[
+            [("MODIFIED", obj("a", "1")), WatchExpired("too old resource version")],
+            [],
+        ])
+    watcher, events, _ = run_until_exhausted(source)
+    assert source.list_calls == 2
+    assert source.watch_calls[-1] == "9"
+    # The MODIFIED a from the watch carried rv 1 (same as cached); the relist then reports b
+    # changed, d new and c gone.
+    assert events[3:] == [("MODIFIED", "a"), ("MODIFIED", "b"), ("ADDED", "d"),
+                          ("DELETED", "c")]
+    assert sorted(watcher.cached_keys()) == ["ns/a", "ns/b", "ns/d"]
+
+
+def test_410_on_watch_request_itself_relists():
+    source = ScriptedSource(lists=[([], "1"), ([obj("x", "4")], "5")],
+                            watches=[WatchExpired("gone"), []])
+    _, events, _ = run_until_exhausted(source)
+    assert source.list_calls == 2
+    assert events == [("ADDED", "x")]
+    assert source.watch_calls == ["1", "5"]
+
+
+def test_other_errors_retry_with_growing_backoff_without_relisting():
+    source = ScriptedSource(
+        lists=[([], "1")],
+        watches=[KubeError(500, "boom"), KubeError(500, "boom"),
+                 [("ADDED", obj("x", "3"))], KubeError(None, "stream broke"), []])
+    _, events, sleeps = run_until_exhausted(source, retry_seconds=1.0)
+    assert source.list_calls == 1
+    assert source.watch_calls == ["1", "1", "1", "3", "3"]
+    assert sleeps == [1.0, 2.0, 1.0]  # reset after a successful watch
+    assert events == [("ADDED", "x")]
+
+
+def test_failed_initial_list_is_retried():
+    source = ScriptedSource(lists=[KubeError(503, "unavailable"), ([obj("a", "1")], "2")],
+                            watches=[[]])
+    _, events, sleeps = run_until_exhausted(source)
+    assert source.list_calls == 2
+    assert sleeps == [1.0]
+    assert events == [("ADDED", "a")]
+
+
+def test_handler_errors_do_not_stop_the_watch():
+    source = ScriptedSource(lists=[([], "1")],
+                            watches=[[("ADDED", obj("bad", "2")), ("ADDED", obj("ok", "3"))]])
+    seen = []
+
+    def handler(event_type, o):
+        if o["metadata"]["name"] == "bad":
+            raise RuntimeError("handler bug")
+        seen.append(o["metadata"]["name"])
+
+    watcher = ListWatcher("t", source, handler, resync_seconds=0)
+    source.on_exhausted = watcher._stop.set
+    watcher.run()
+    assert seen == ["ok"]
+    assert sorted(watcher.cached_keys()) == ["ns/bad", "ns/ok"]
+
+
+def test_resync_redelivers_every_cached_object_periodically():
+    resynced = []
+    gate = threading.Event()
+
+    class Idle:
+        def list(self):
+            return [obj("a", "1"), obj("b", "2")], "3"
+
+        def watch(self, rv, timeout):
+            class Blocking:
+                def __iter__(self_inner):
+                    gate.wait(5)
+                    return iter(())
+
+                def close(self_inner):
+                    gate.set()
+            return Blocking()
+
+    def handler(event_type, o):
+        if event_type == "RESYNC":
+            resynced.append(o["metadata"]["name"])
+
+    watcher = ListWatcher("t", Idle(), handler, resync_seconds=0.05)
+    watcher.start()
+    assert watcher.wait_synced(2)
+    deadline = time.monotonic() + 3
+    while len(resynced) < 4 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    watcher.stop()
+    assert resynced.count("a") >= 2 and resynced.count("b") >= 2
+    assert not watcher.alive()
+
+
+def test_stop_closes_the_open_stream():
+    opened = threading.Event()
+    closed = threading.Event()
+
+    class Source:
+        def list(self):
+            return [], "1"
+
+        def watch(self, rv, timeout):
+            class Blocking:
+                def __iter__(self_inner):
+                    opened.set()
+                    closed.wait(5)
+                    return iter(())
+
+                def close(self_inner):
+                    closed.set()
+            return Blocking()
+
+    watcher = ListWatcher("t", Source(), lambda *_: None, resync_seconds=0)
+    watcher.start()
+    assert opened.wait(2)
+    started = time.monotonic()
+    watcher.stop()
+    assert closed.is_set()
+    assert time.monotonic() - started < 2
+    assert not watcher.alive()
