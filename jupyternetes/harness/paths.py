@@ -23,7 +23,8 @@ def tool(name: str) -> Path:
     path = tools_dir() / name
     if not path.is_file():
         raise FileNotFoundError(
-            f"harness tool {name!r} not found at {path}; build it with `bash tools/harness/build.sh`"
+            f"harness tool {name!r} not found at {path}; "
+            "build it with `bash tools/harness/build.sh`"
         )
     return path
 
