@@ -73,6 +73,7 @@ class Operator:
             for ns in scopes]
         self._threads: list[threading.Thread] = []
         self._stopping = threading.Event()
+        self._started = threading.Event()
         self._busy: dict[str, float] = {}
         self._busy_lock = threading.Lock()
 
@@ -202,6 +203,7 @@ class Operator:
             thread = threading.Thread(target=self.worker, name=f"worker-{index}", daemon=True)
             thread.start()
             self._threads.append(thread)
+        self._started.set()
         log.info("operator started: %d worker(s), watching %s", self.workers,
                  ", ".join(w.name for w in self.instance_watchers))
 
@@ -216,12 +218,18 @@ class Operator:
             return None
 
     def healthy(self) -> bool:
+        """Alive: not shutting down and no watch or worker thread died. True while starting
+        (clearing stale locks may repair stacks for a while; that is not a reason to restart)."""
+        if self._stopping.is_set():
+            return False
+        if not self._started.is_set():
+            return True
         watchers = self.instance_watchers + self.pod_watchers
-        return (not self._stopping.is_set() and all(w.alive() for w in watchers)
-                and all(t.is_alive() for t in self._threads))
+        return all(w.alive() for w in watchers) and all(t.is_alive() for t in self._threads)
 
     def ready(self) -> bool:
-        return self.healthy() and all(w.has_synced for w in self.instance_watchers)
+        return (self._started.is_set() and self.healthy()
+                and all(w.has_synced for w in self.instance_watchers + self.pod_watchers))
 
     def in_flight(self) -> list[str]:
         with self._busy_lock:

@@ -487,3 +487,33 @@ def test_long_instance_names_are_found_through_their_hashed_label():
     pod = managed_pod(long_name)
     pod["metadata"]["labels"]["jupyternetes.kadense.io/instance"] = label_value(long_name)
     assert op.instance_key_of_pod(pod) == f"{NS}/{long_name}"
+
+
+def test_worker_backs_off_failures_jumps_to_cap_when_degraded_and_forgets_on_success():
+    from jupyternetes.operator.queue import Backoff, WorkQueue
+    from jupyternetes.operator.reconcile import Result
+    from jupyternetes.operator.run import Operator
+
+    op = Operator(kube=None, engine=EngineRecorder(), workers=1,  # type: ignore[arg-type]
+                  backoff=Backoff(base=1.0, cap=60.0, jitter=0.0))
+    results = [Result("up-failed", failed=True), Result("up-failed", failed=True),
+               Result("up-failed", failed=True, degraded=True), Result("provisioned"),
+               Result("template-missing", requeue_after=30.0)]
+    seen_failures = []
+
+    class Scripted:
+        def reconcile(self, key, failures=0):
+            seen_failures.append(failures)
+            return results.pop(0)
+
+    op.reconciler = Scripted()  # type: ignore[assignment]
+    op.queue = WorkQueue(Backoff(base=1.0, cap=60.0, jitter=0.0), clock=lambda: 0.0)
+    for _ in range(5):
+        op.process(KEY)
+    assert seen_failures == [0, 1, 2, 3, 0]
+    assert op.queue.num_requeues(KEY) == 0
+    # Due times (clock frozen at 0) = delays: 1, 2, then the cap instead of 4, then the
+    # template retry's 30.
+    assert [due for due, _, _ in sorted(op.queue._waiting)] == [1.0, 2.0, 30.0, 60.0]
+    samples = op.metrics.exposition()[0].decode()
+    assert 'jupyternetes_reconciles_total{result="up-failed"} 3.0' in samples

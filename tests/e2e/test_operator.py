@@ -1,0 +1,658 @@
+"""End to end: `jupyternetes operator` against the harness's real apiserver and real Pulumi engine.
+
+Each test runs the operator as a subprocess (`python -m jupyternetes.cli operator`), exactly as an
+admin would, scoped to the test's namespace, with its own file:// Pulumi backend. What is
+checked is what exists in the cluster (PVCs, pods, finalizers, Events, status) and in the
+backend folder, never the operator's own idea of it.
+
+The harness has no volume provisioner, so each test pre-creates a static PersistentVolume bound
+to the PVC name the template will produce (as an admin would without dynamic provisioning);
+otherwise the scheduler would keep the notebook pod Pending on its unbound claim.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client
+
+from jupyternetes.kube import FINALIZER, Kube
+from jupyternetes.naming import LABEL_INSTANCE, stack_name
+
+pytest_plugins = ["tests.e2e.fixtures_cluster", "tests.e2e.fixtures_pulumi"]
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLES = REPO / "examples"
+GROUP, VERSION = "kadense.io", "v1"
+INSTANCES, TEMPLATES = "jupyternotebookinstances", "jupyternotebooktemplates"
+HUB_NAMESPACE = "kadense"
+SEED_TEMPLATE = "default-template"
+SEED_NAME = "8dc366d8a0f05869bfdb6e7eb3d83f65"
+API_TOKEN = "852dc4bd4e4e4360b7ae94cffa4f1c76"
+# Generous: two cores shared with other work, and each `up` starts a Pulumi engine + provider.
+PROVISION_TIMEOUT = 180.0
+
+
+# ---- small helpers ---------------------------------------------------------------------------
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float = PROVISION_TIMEOUT,
+             describe: Callable[[], str] | None = None) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            detail = describe() if describe else ""
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}\n{detail}")
+        time.sleep(0.25)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def seed(name: str) -> dict:
+    return yaml.safe_load((EXAMPLES / name).read_text())
+
+
+def strip_server_fields(obj: dict) -> dict:
+    obj = copy.deepcopy(obj)
+    obj.pop("status", None)
+    for key in ("resourceVersion", "uid", "generation", "creationTimestamp", "managedFields"):
+        obj["metadata"].pop(key, None)
+    return obj
+
+
+def condition(inst: dict | None, type_: str) -> dict:
+    for cond in ((inst or {}).get("status") or {}).get("conditions") or []:
+        if cond.get("type") == type_:
+            return cond
+    return {}
+
+
+class Cluster:
+    """Thin test-side access to the cluster (separate from the operator's own client)."""
+
+    def __init__(self, api: client.ApiClient) -> None:
+        self.api = api
+        self.core = client.CoreV1Api(api)
+        self.custom = client.CustomObjectsApi(api)
+        self.kube = Kube(api)
+
+    def instance(self, ns: str, name: str) -> dict | None:
+        return self.kube.get_instance(ns, name)
+
+    def create_instance(self, ns: str, name: str, variables: dict | None = None,
+                        template: str = SEED_TEMPLATE) -> dict:
+        body = strip_server_fields(seed("seed-instance.yaml"))
+        body["metadata"] = {"name": name, "namespace": ns}
+        body["spec"]["template"] = {"name": template, "namespace": HUB_NAMESPACE}
+        body["spec"]["variables"]["jupyternetes.instance.name"] = name
+        body["spec"]["variables"]["jupyternetes.instance.namespace"] = ns
+        if variables is not None:
+            body["spec"]["variables"] = variables
+        return self.custom.create_namespaced_custom_object(GROUP, VERSION, ns, INSTANCES, body)
+
+    def patch_variables(self, ns: str, name: str, variables: dict) -> dict:
+        return self.custom.patch_namespaced_custom_object(
+            GROUP, VERSION, ns, INSTANCES, name, {"spec": {"variables": variables}},
+            _content_type="application/merge-patch+json")
+
+    def delete_instance(self, ns: str, name: str) -> None:
+        self.custom.delete_namespaced_custom_object(GROUP, VERSION, ns, INSTANCES, name)
+
+    def pods(self, ns: str, instance: str) -> list[dict]:
+        resp = self.core.list_namespaced_pod(ns, label_selector=f"{LABEL_INSTANCE}={instance}",
+                                             _preload_content=False)
+        return json.loads(resp.data)["items"]
+
+    def pvcs(self, ns: str, instance: str) -> list[dict]:
+        resp = self.core.list_namespaced_persistent_volume_claim(
+            ns, label_selector=f"{LABEL_INSTANCE}={instance}", _preload_content=False)
+        return json.loads(resp.data)["items"]
+
+    def pod(self, ns: str, name: str) -> dict | None:
+        return self.kube.get_pod(ns, name)
+
+    def events(self, ns: str, name: str) -> list[tuple[str, str, str]]:
+        return [(e.get("type"), e.get("reason"), e.get("message"))
+                for e in self.kube.list_events(ns, name)]
+
+    def describe(self, ns: str, name: str) -> str:
+        inst = self.instance(ns, name)
+        pods = [(p["metadata"]["name"], (p.get("status") or {}).get("phase"))
+                for p in self.pods(ns, name)]
+        return (f"instance {ns}/{name} status: {json.dumps((inst or {}).get('status'), indent=1)}"
+                f"\npods: {pods}\nevents: {self.events(ns, name)}")
+
+
+# ---- fixtures --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def hub(cluster, crds_installed) -> Iterator[Cluster]:
+    """The hub namespace `kadense` holding the seed template (and a broken one for tests)."""
+    api = cluster.api_client()
+    c = Cluster(api)
+    try:
+        c.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(
+            name=HUB_NAMESPACE)))
+        created_ns = True
+    except client.ApiException as exc:
+        if exc.status != 409:
+            raise
+        created_ns = False
+    templates = [strip_server_fields(seed("seed-template.yaml"))]
+    broken = strip_server_fields(seed("seed-template.yaml"))
+    broken["metadata"] = {"name": "rejected-template", "namespace": HUB_NAMESPACE}
+    broken["spec"] = {"pods": [{"name": "notebook", "spec": {"containers": [{
+        # Underscores and capitals: the apiserver rejects this container name.
+        "name": "Not_A_Valid_Name", "image": "quay.io/jupyter/base-notebook",
+        "ports": [{"containerPort": 8888}]}]}}]}
+    templates.append(broken)
+    for body in templates:
+        try:
+            c.custom.create_namespaced_custom_object(GROUP, VERSION, HUB_NAMESPACE, TEMPLATES,
+                                                     body)
+        except client.ApiException as exc:
+            if exc.status != 409:
+                raise
+    yield c
+    if created_ns:
+        c.core.delete_namespace(HUB_NAMESPACE)
+    api.close()
+
+
+class Volumes:
+    """Static PVs pre-bound to the PVC names instances will get (no provisioner in harness)."""
+
+    def __init__(self, core: client.CoreV1Api) -> None:
+        self.core = core
+        self.names: list[str] = []
+
+    def provide(self, ns: str, instance: str, entry: str = "workspace") -> None:
+        claim = f"{instance}-{entry}"
+        name = f"pv-{ns}-{claim}"[:253]
+        self.core.create_persistent_volume({
+            "apiVersion": "v1", "kind": "PersistentVolume",
+            "metadata": {"name": name, "labels": {"jupyternetes.e2e/test": "true"}},
+            "spec": {
+                "capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+                "persistentVolumeReclaimPolicy": "Retain", "storageClassName": "",
+                "hostPath": {"path": f"/tmp/jupyternetes-e2e/{name}"},
+                "claimRef": {"namespace": ns, "name": claim},
+            }})
+        self.names.append(name)
+
+    def cleanup(self) -> None:
+        for name in self.names:
+            try:
+                self.core.delete_persistent_volume(name)
+            except client.ApiException as exc:
+                if exc.status != 404:
+                    raise
+
+
+@pytest.fixture
+def volumes(hub: Cluster) -> Iterator[Volumes]:
+    v = Volumes(hub.core)
+    yield v
+    v.cleanup()
+
+
+class OperatorProcess:
+    """`python -m jupyternetes.cli operator ...` as a subprocess with its own log file."""
+
+    def __init__(self, kubeconfig: Path, env: dict[str, str], backend_url: str,
+                 state_dir: Path, pulumi_home: Path, namespaces: list[str], log_path: Path,
+                 workers: int = 4, extra: tuple[str, ...] = ()) -> None:
+        self.port = free_port()
+        self.log_path = log_path
+        self.state_dir = state_dir
+        self.backend_dir = Path(backend_url.removeprefix("file://"))
+        self.env = dict(env)
+        self.env["PYTHONPATH"] = str(REPO)
+        self.args = [
+            sys.executable, "-m", "jupyternetes.cli", "operator",
+            "--kubeconfig", str(kubeconfig), "--state-dir", str(state_dir),
+            "--backend-url", backend_url, "--pulumi-home", str(pulumi_home),
+            "--workers", str(workers), "--health-port", str(self.port),
+            "--metrics-port", str(self.port), "--bind-address", "127.0.0.1",
+            "--resync-seconds", "20", "--backoff-base", "0.5", "--backoff-cap", "10",
+            "--log-format", "text", "--log-level", "info",
+            *[arg for ns in namespaces for arg in ("--namespace", ns)], *extra]
+        self.proc: subprocess.Popen | None = None
+        self.starts = 0
+
+    def start(self) -> OperatorProcess:
+        self.starts += 1
+        log = self.log_path.open("a")
+        log.write(f"\n===== start {self.starts} =====\n")
+        log.flush()
+        self.proc = subprocess.Popen(self.args, env=self.env, stdout=log,
+                                     stderr=subprocess.STDOUT, cwd=str(REPO))
+        log.close()
+        wait_for("operator /healthz", lambda: self.http("/healthz")[0] == 200, timeout=60,
+                 describe=self.log_tail)
+        return self
+
+    def http(self, path: str) -> tuple[int, str]:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise AssertionError(f"operator exited with {self.proc.returncode}\n"
+                                 f"{self.log_tail()}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}",
+                                        timeout=5) as resp:
+                return resp.status, resp.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, ""
+        except OSError:
+            return 0, ""
+
+    def terminate(self, timeout: float = 90.0) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(10)
+
+    def log_tail(self, lines: int = 60) -> str:
+        text = self.log_path.read_text() if self.log_path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stack_files(self) -> list[Path]:
+        return sorted(p for p in (self.backend_dir / ".pulumi" / "stacks").rglob("*.json*"))
+
+    def metric(self, text: str, name: str) -> float:
+        total = 0.0
+        for line in text.splitlines():
+            if line.startswith(name):
+                total += float(line.rsplit(" ", 1)[1])
+        return total
+
+
+@pytest.fixture
+def start_operator(cluster, pulumi_env, tmp_path, hub) -> Iterator[Callable[..., OperatorProcess]]:
+    """Factory: start an operator for some namespaces; on teardown delete what the test left
+    (while the operator still runs, so finalizers are honoured) and stop it with SIGTERM."""
+    started: list[tuple[OperatorProcess, list[str]]] = []
+
+    def start(namespaces: list[str], workers: int = 4,
+              extra: tuple[str, ...] = ()) -> OperatorProcess:
+        op = OperatorProcess(cluster.kubeconfig, pulumi_env.env, pulumi_env.backend_url,
+                             tmp_path / "operator-state", pulumi_env.pulumi_home, namespaces,
+                             tmp_path / f"operator-{len(started)}.log", workers, extra)
+        started.append((op, namespaces))
+        return op.start()
+
+    yield start
+    for op, namespaces in started:
+        if op.proc is None or op.proc.poll() is not None:
+            continue
+        for ns in namespaces:
+            items = hub.custom.list_namespaced_custom_object(GROUP, VERSION, ns, INSTANCES)
+            for item in items["items"]:
+                hub.delete_instance(ns, item["metadata"]["name"])
+            try:
+                wait_for(f"instances in {ns} deleted", lambda ns=ns: not hub.custom
+                         .list_namespaced_custom_object(GROUP, VERSION, ns, INSTANCES)["items"],
+                         timeout=120)
+            finally:
+                # Never leave a namespace stuck Terminating on our finalizer.
+                for item in hub.custom.list_namespaced_custom_object(
+                        GROUP, VERSION, ns, INSTANCES)["items"]:
+                    hub.custom.patch_namespaced_custom_object(
+                        GROUP, VERSION, ns, INSTANCES, item["metadata"]["name"],
+                        {"metadata": {"finalizers": None}},
+                        _content_type="application/merge-patch+json")
+        code = op.terminate()
+        assert code == 0, f"operator exit code {code} after SIGTERM\n{op.log_tail()}"
+
+
+def provisioned(hub: Cluster, ns: str, name: str) -> Callable[[], dict | None]:
+    def check() -> dict | None:
+        inst = hub.instance(ns, name)
+        status = (inst or {}).get("status") or {}
+        if (status.get("podsProvisioned") == "Completed"
+                and status.get("pvcsProvisioned") == "Completed"
+                and status.get("observedGeneration") == inst["metadata"]["generation"]
+                and condition(inst, "Provisioned").get("status") == "True"):
+            return inst
+        return None
+    return check
+
+
+def ready(hub: Cluster, ns: str, name: str) -> Callable[[], dict | None]:
+    def check() -> dict | None:
+        inst = provisioned(hub, ns, name)()
+        pod = ((inst or {}).get("status") or {}).get("pods", {}).get("notebook", {})
+        if inst and condition(inst, "Ready").get("status") == "True" and pod.get("podAddress"):
+            return inst
+        return None
+    return check
+
+
+def env_of(pod: dict) -> dict[str, str]:
+    return {e["name"]: e.get("value", "") for e in pod["spec"]["containers"][0].get("env", [])}
+
+
+# ---- the Must-show list ----------------------------------------------------------------------
+
+
+def test_seed_instance_gets_pvc_and_pod_completed_and_ready(hub, namespace, volumes,
+                                                            start_operator, tmp_path):
+    ns, name = namespace, SEED_NAME
+    volumes.provide(ns, name)
+    op = start_operator([ns])
+    created = time.monotonic()
+    hub.create_instance(ns, name)
+    pod = wait_for("the notebook pod", lambda: hub.pod(ns, f"{name}-notebook"))
+    pod_seconds = time.monotonic() - created
+    inst = wait_for("Completed", provisioned(hub, ns, name), describe=lambda: hub.describe(
+        ns, name) + "\n" + op.log_tail())
+    inst = wait_for("Ready", ready(hub, ns, name), describe=lambda: hub.describe(ns, name))
+    ready_seconds = time.monotonic() - created
+    print(f"\ninstance created -> pod exists {pod_seconds:.1f}s, -> Ready {ready_seconds:.1f}s")
+
+    # Rendered values in the real objects.
+    pvc = hub.core.read_namespaced_persistent_volume_claim(f"{name}-workspace", ns)
+    assert pvc.metadata.labels["jupyternetes.kadense.io/userId"] == "1"
+    assert pvc.metadata.labels["app.kubernetes.io/managed-by"] == "jupyternetes"
+    assert pvc.spec.resources.requests["storage"] == "1Gi"
+    pod = hub.pod(ns, f"{name}-notebook")
+    env = env_of(pod)
+    assert env["JUPYTERHUB_USER"] == "jovyan"
+    assert env["JUPYTERHUB_API_URL"] == "http://hub.kadense.svc.cluster.local:8081/hub/api"
+    assert env["JUPYTERHUB_SERVICE_PREFIX"] == "/user/jovyan/"
+    assert env["JUPYTERHUB_API_TOKEN"] == API_TOKEN  # the pod needs it; the state must not
+    assert pod["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"] == f"{name}-workspace"
+    assert pod["spec"]["containers"][0]["volumeMounts"][0]["mountPath"] == "/home/jovyan/work"
+    assert pod["metadata"]["annotations"]["pulumi.com/skipAwait"] == "true"
+    assert pod["status"]["phase"] == "Running"
+
+    # The status contract.
+    status = inst["status"]
+    entry = status["pods"]["notebook"]
+    assert entry["resourceName"] == f"{name}-notebook"
+    assert entry["state"] == "Completed"
+    assert entry["podAddress"] == pod["status"]["podIP"]
+    assert entry["portNumber"] == 8888
+    assert entry["ready"] is True and entry["phase"] == "Running"
+    assert status["pvcs"]["workspace"] == {"resourceName": f"{name}-workspace",
+                                           "state": "Completed"}
+    assert condition(inst, "Provisioned")["observedGeneration"] == 1
+    assert condition(inst, "Degraded")["status"] == "False"
+    assert status["stack"]["name"] == stack_name(ns, name)
+    assert status["stack"]["lastUpdate"]["result"] == "succeeded"
+    assert status["stack"]["lastUpdate"]["changeSummary"].get("create", 0) >= 2
+    assert status["stack"]["desiredHash"].startswith("sha256:")
+    assert FINALIZER in inst["metadata"]["finalizers"]
+    assert ("Normal", "Provisioned") in [e[:2] for e in hub.events(ns, name)]
+
+    # The api token is a Pulumi secret: nowhere in the backend's files in plain text.
+    state_files = [p for p in op.backend_dir.rglob("*") if p.is_file()]
+    assert state_files
+    assert not [p for p in state_files if API_TOKEN.encode() in p.read_bytes()]
+
+    # Ops endpoints.
+    assert op.http("/healthz") == (200, "ok\n")
+    code, metrics = op.http("/metrics")
+    assert code == 200
+    assert op.metric(metrics, 'jupyternetes_reconciles_total{result="provisioned"}') >= 1
+    assert op.metric(metrics, 'jupyternetes_engine_operation_duration_seconds_count'
+                              '{operation="up"}') >= 1
+    assert "jupyternetes_queue_depth" in metrics
+
+    # Nothing changed: periodic resyncs must not call the engine again.
+    ups = op.metric(metrics, 'jupyternetes_engine_operations_total{operation="up"')
+    time.sleep(25)  # > --resync-seconds 20
+    _, metrics = op.http("/metrics")
+    assert op.metric(metrics, 'jupyternetes_engine_operations_total{operation="up"') == ups
+    assert op.metric(metrics, 'jupyternetes_reconciles_total{result="unchanged"}') >= 1
+
+
+def test_variable_change_replaces_pod_and_keeps_pvc(hub, namespace, volumes, start_operator):
+    ns, name = namespace, "alice"
+    volumes.provide(ns, name)
+    start_operator([ns])
+    hub.create_instance(ns, name)
+    wait_for("Completed", provisioned(hub, ns, name), describe=lambda: hub.describe(ns, name))
+    pod_before = wait_for("pod", lambda: hub.pod(ns, f"{name}-notebook"))
+    pvc_uid = hub.core.read_namespaced_persistent_volume_claim(f"{name}-workspace",
+                                                               ns).metadata.uid
+
+    hub.patch_variables(ns, name, {"jupyterhub.user.name": "alice2"})
+
+    def replaced() -> dict | None:
+        pod = hub.pod(ns, f"{name}-notebook")
+        if pod and pod["metadata"]["uid"] != pod_before["metadata"]["uid"]:
+            return pod
+        return None
+    pod_after = wait_for("the pod replaced", replaced, describe=lambda: hub.describe(ns, name))
+    assert env_of(pod_after)["JUPYTERHUB_USER"] == "alice2"
+    inst = wait_for("Ready at generation 2", ready(hub, ns, name),
+                    describe=lambda: hub.describe(ns, name))
+    assert inst["status"]["observedGeneration"] == 2
+    assert inst["status"]["stack"]["lastUpdate"]["changeSummary"].get("replace", 0) >= 1
+    assert inst["status"]["pods"]["notebook"]["podAddress"] == pod_after["status"]["podIP"]
+    pvc = hub.core.read_namespaced_persistent_volume_claim(f"{name}-workspace", ns)
+    assert pvc.metadata.uid == pvc_uid
+    assert len(hub.pods(ns, name)) == 1
+
+
+def test_delete_removes_pod_stack_and_finalizer_keeps_pvc_and_recreate_adopts_it(
+        hub, namespace, volumes, start_operator):
+    ns, name = namespace, "bob"
+    volumes.provide(ns, name)
+    op = start_operator([ns])
+    hub.create_instance(ns, name)
+    wait_for("Completed", provisioned(hub, ns, name), describe=lambda: hub.describe(ns, name))
+    pvc_uid = hub.core.read_namespaced_persistent_volume_claim(f"{name}-workspace",
+                                                               ns).metadata.uid
+    assert [p for p in op.stack_files() if stack_name(ns, name) in p.name]
+
+    hub.delete_instance(ns, name)
+    wait_for("instance gone (finalizer dropped)", lambda: hub.instance(ns, name) is None,
+             describe=lambda: hub.describe(ns, name) + "\n" + op.log_tail())
+    wait_for("pod gone", lambda: not hub.pods(ns, name))
+    pvcs = hub.pvcs(ns, name)
+    assert [p["metadata"]["uid"] for p in pvcs] == [pvc_uid]
+    assert pvcs[0]["metadata"].get("deletionTimestamp") is None
+    assert not [p for p in op.stack_files() if stack_name(ns, name) in p.name], \
+        "the stack must be removed from the backend"
+
+    hub.create_instance(ns, name)
+    inst = wait_for("Ready again", ready(hub, ns, name), describe=lambda: hub.describe(ns, name))
+    pvc = hub.core.read_namespaced_persistent_volume_claim(f"{name}-workspace", ns)
+    assert pvc.metadata.uid == pvc_uid, "the retained PVC must be adopted, not recreated"
+    assert inst["status"]["pvcs"]["workspace"]["state"] == "Completed"
+    assert len(hub.pods(ns, name)) == 1
+
+
+def test_render_error_and_rejected_object_fail_without_affecting_others(
+        hub, namespace, volumes, start_operator):
+    ns = namespace
+    volumes.provide(ns, "good")
+    op = start_operator([ns])
+    variables = dict(seed("seed-instance.yaml")["spec"]["variables"])
+    del variables["jupyterhub.user.name"]
+    del variables["jupyterhub.oauth_client_id"]
+    hub.create_instance(ns, "norender", variables=variables)
+    hub.create_instance(ns, "rejected", template="rejected-template")
+    hub.create_instance(ns, "good")
+
+    def failed_with(name: str, reason: str) -> Callable[[], dict | None]:
+        def check() -> dict | None:
+            inst = hub.instance(ns, name)
+            if (inst and inst.get("status", {}).get("podsProvisioned") == "Failed"
+                    and condition(inst, "Provisioned").get("reason") == reason):
+                return inst
+            return None
+        return check
+
+    norender = wait_for("render failure", failed_with("norender", "RenderFailed"),
+                        describe=lambda: hub.describe(ns, "norender"))
+    message = condition(norender, "Provisioned")["message"]
+    assert "jupyterhub.user.name" in message and "jupyterhub.oauth_client_id" in message
+    assert condition(norender, "Ready")["status"] == "False"
+    assert "stack" not in norender["status"]  # the engine was never called for it
+    assert not [p for p in op.stack_files() if stack_name(ns, "norender") in p.name]
+    assert ("Warning", "RenderFailed") in [e[:2] for e in hub.events(ns, "norender")]
+
+    rejected = wait_for("apiserver rejection", failed_with("rejected", "UpFailed"),
+                        describe=lambda: hub.describe(ns, "rejected") + op.log_tail())
+    message = condition(rejected, "Provisioned")["message"]
+    # The apiserver's own words, naming the field and the value.
+    assert "Not_A_Valid_Name" in message and "Invalid value" in message, message
+    entry = rejected["status"]["pods"]["notebook"]
+    assert entry["state"] == "Failed" and "Not_A_Valid_Name" in entry["errorMessage"]
+    assert ("Warning", "ProvisionFailed") in [e[:2] for e in hub.events(ns, "rejected")]
+
+    wait_for("the good instance Ready", ready(hub, ns, "good"),
+             describe=lambda: hub.describe(ns, "good"))
+    assert len(hub.pods(ns, "good")) == 1
+
+    # The rejected one keeps failing with backoff and, after 5 attempts, is Degraded.
+    degraded = wait_for("Degraded", lambda: condition(hub.instance(ns, "rejected"),
+                                                      "Degraded").get("status") == "True"
+                        and hub.instance(ns, "rejected"), timeout=240,
+                        describe=lambda: hub.describe(ns, "rejected"))
+    assert "Not_A_Valid_Name" in condition(degraded, "Degraded")["message"]
+    # and the good one is still fine.
+    assert ready(hub, ns, "good")()
+
+
+def test_pod_deleted_out_of_band_is_recreated(hub, namespace, volumes, start_operator):
+    ns, name = namespace, "carol"
+    volumes.provide(ns, name)
+    op = start_operator([ns])
+    hub.create_instance(ns, name)
+    wait_for("Ready", ready(hub, ns, name), describe=lambda: hub.describe(ns, name))
+    old = hub.pod(ns, f"{name}-notebook")
+    hub.core.delete_namespaced_pod(f"{name}-notebook", ns, grace_period_seconds=0)
+
+    def recreated() -> dict | None:
+        pod = hub.pod(ns, f"{name}-notebook")
+        return pod if pod and pod["metadata"]["uid"] != old["metadata"]["uid"] else None
+    new = wait_for("the pod recreated", recreated,
+                   describe=lambda: hub.describe(ns, name) + op.log_tail())
+    inst = wait_for("Ready with the new pod's address", lambda: (
+        (i := ready(hub, ns, name)()) and i["status"]["pods"]["notebook"]["podAddress"]
+        == (hub.pod(ns, f"{name}-notebook") or {}).get("status", {}).get("podIP") and i),
+        describe=lambda: hub.describe(ns, name))
+    assert new["metadata"]["name"] == old["metadata"]["name"]
+    assert len(hub.pods(ns, name)) == 1
+    assert "drift repaired" in " ".join(e[2] for e in hub.events(ns, name))
+    assert inst["status"]["stack"]["lastUpdate"]["result"] == "succeeded"
+
+
+def test_operator_killed_during_up_restarts_and_converges(hub, namespace, volumes,
+                                                         start_operator):
+    ns = namespace
+    names = ["kill-a", "kill-b", "kill-c"]
+    for name in names:
+        volumes.provide(ns, name)
+    op = start_operator([ns], workers=3)
+    for name in names:
+        hub.create_instance(ns, name)
+
+    # Kill the moment an `up` is under way: status says Processing (the engine was called).
+    def processing() -> bool:
+        return any(((hub.instance(ns, n) or {}).get("status") or {}).get("podsProvisioned")
+                   == "Processing" for n in names)
+    wait_for("an up in progress", processing, timeout=120)
+    time.sleep(1.0)  # let the engine get into its steps
+    op.kill()
+    states = {n: ((hub.instance(ns, n) or {}).get("status") or {}).get("podsProvisioned")
+              for n in names}
+    print(f"\nstates at SIGKILL: {states}")
+
+    op.start()
+    for name in names:
+        wait_for(f"{name} Ready after restart", ready(hub, ns, name),
+                 describe=lambda name=name: hub.describe(ns, name) + op.log_tail())
+    for name in names:
+        assert len(hub.pods(ns, name)) == 1, f"duplicate pods for {name}"
+        assert len(hub.pvcs(ns, name)) == 1, f"duplicate PVCs for {name}"
+    # No orphans: every managed pod in the namespace belongs to one of the instances.
+    managed = client.CoreV1Api(hub.api).list_namespaced_pod(
+        ns, label_selector="app.kubernetes.io/managed-by=jupyternetes").items
+    assert sorted(p.metadata.name for p in managed) == sorted(f"{n}-notebook" for n in names)
+    # No stack stays locked.
+    locks = list((op.backend_dir / ".pulumi" / "locks").rglob("*.json"))
+    assert locks == [], locks
+
+
+def test_parallel_instances_reconcile_concurrently(hub, namespace, volumes, start_operator):
+    ns = namespace
+    names = [f"par-{i}" for i in range(5)]
+    for name in names:
+        volumes.provide(ns, name)
+    op = start_operator([ns], workers=5)
+    started = time.monotonic()
+    for name in names:
+        hub.create_instance(ns, name)
+    done = {}
+    for name in names:
+        done[name] = wait_for(f"{name} Completed", provisioned(hub, ns, name),
+                              describe=lambda name=name: hub.describe(ns, name) + op.log_tail())
+    wall = time.monotonic() - started
+    for name in names:
+        assert len(hub.pods(ns, name)) == 1 and len(hub.pvcs(ns, name)) == 1
+        env = env_of(hub.pod(ns, f"{name}-notebook"))
+        assert env["JUPYTERHUB_USER"] == "jovyan"
+
+    def stamp(text: str) -> float:
+        return time.mktime(time.strptime(text, "%Y-%m-%dT%H:%M:%SZ"))
+    intervals = [(stamp(d["status"]["stack"]["lastUpdate"]["startedAt"]),
+                  stamp(d["status"]["stack"]["lastUpdate"]["finishedAt"]))
+                 for d in done.values()]
+    # Largest number of `up`s running at one instant (1 s timestamp resolution).
+    peak = max(sum(1 for s, f in intervals if s <= t <= f) for t, _ in intervals)
+    engine_total = sum(f - s for s, f in intervals)
+    print(f"\n{len(names)} instances: wall {wall:.1f}s, sum of up durations "
+          f"{engine_total:.0f}s, peak concurrent ups {peak}")
+    assert peak >= 4, intervals
+    for name in names:
+        wait_for(f"{name} Ready", ready(hub, ns, name), describe=lambda name=name: hub.describe(
+            ns, name))
+
+
+def test_sigterm_stops_cleanly(hub, namespace, start_operator):
+    op = start_operator([namespace])
+    assert op.http("/healthz")[0] == 200
+    started = time.monotonic()
+    assert op.terminate(timeout=60) == 0
+    assert time.monotonic() - started < 30
+    assert "stopped" in op.log_tail()
+
+
+if os.environ.get("JUPYTERNETES_E2E_KEEP_LOGS"):  # pragma: no cover - debugging aid
+    @pytest.fixture(autouse=True)
+    def _print_logs(tmp_path):
+        yield
+        for log in sorted(tmp_path.glob("operator-*.log")):
+            print(log.read_text())
