@@ -238,6 +238,33 @@ def _fast_tmp() -> str | None:
     return str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
 
 
+def _pid_alive(pid: int) -> bool:
+    """True while `pid` runs; a zombie (exited, not yet reaped) counts as gone."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state != "Z"
+
+
+def _sweep_stale() -> None:
+    """Remove folders left by dev clusters whose owning process was killed (SIGKILL skips
+    atexit; the components themselves die with it via PR_SET_PDEATHSIG). Folder names carry
+    the owner's pid."""
+    for parent in {Path(tempfile.gettempdir()), *([Path(d)] if (d := _fast_tmp()) else [])}:
+        for d in parent.glob("jupyternetes-*-*-*"):
+            kind, _, rest = d.name.removeprefix("jupyternetes-").partition("-")
+            pid = rest.partition("-")[0]
+            if kind in ("cluster", "etcd") and pid.isdigit() and not _pid_alive(int(pid)):
+                shutil.rmtree(d, ignore_errors=True)
+
+
 @dataclass
 class DevCluster:
     """etcd + kube-apiserver + controller-manager + scheduler + kwok on 127.0.0.1.
@@ -274,8 +301,9 @@ class DevCluster:
 
     def start(self, timeout: float = START_TIMEOUT) -> DevCluster:
         t0 = time.monotonic()
+        _sweep_stale()
         if self.root is None:
-            self.root = Path(tempfile.mkdtemp(prefix="jupyternetes-cluster-"))
+            self.root = Path(tempfile.mkdtemp(prefix=f"jupyternetes-cluster-{os.getpid()}-"))
             self._owns_root = True
         else:
             self.root.mkdir(parents=True, exist_ok=True)
@@ -298,7 +326,8 @@ class DevCluster:
 
         etcd_port, etcd_peer = free_port(), free_port()
         self.apiserver_port = free_port()
-        self._etcd_dir = Path(tempfile.mkdtemp(prefix="jupyternetes-etcd-", dir=_fast_tmp()))
+        self._etcd_dir = Path(tempfile.mkdtemp(prefix=f"jupyternetes-etcd-{os.getpid()}-",
+                                               dir=_fast_tmp()))
         write_kubeconfig(self.kubeconfig, self.server, pki)
         ctx = _ssl_context(pki)
 
@@ -310,6 +339,8 @@ class DevCluster:
             f"--initial-advertise-peer-urls=http://127.0.0.1:{etcd_peer}",
             f"--initial-cluster=node0=http://127.0.0.1:{etcd_peer}",
             "--auto-compaction-retention=1", "--quota-backend-bytes=4294967296",
+            # Throwaway data on tmpfs: durability buys nothing here, fsync costs seconds.
+            "--unsafe-no-fsync=true",
             "--logger=zap", "--log-outputs=stderr",
         ])
         apiserver = self._component("kube-apiserver", [
@@ -325,6 +356,9 @@ class DevCluster:
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
             f"--service-cluster-ip-range={SERVICE_CIDR}",
             "--authorization-mode=Node,RBAC", "--allow-privileged=true",
+            # The `kubernetes` Service may not have a loopback endpoint (validation refuses
+            # 127.0.0.0/8); nothing in-cluster dials it here, so publish none.
+            "--endpoint-reconciler-type=none",
             # Single user on loopback: no request throttling, no profiling endpoints.
             "--enable-priority-and-fairness=false", "--profiling=false",
             "--max-requests-inflight=0", "--max-mutating-requests-inflight=0",
@@ -452,16 +486,6 @@ def shell_dir() -> Path:
 
 def _state_file(root: Path) -> Path:
     return root / "state.json"
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _env_lines(kubeconfig: Path) -> str:

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from kubernetes import client, config
 
-from jupyternetes.harness.cluster import FAKE_NODE
+from jupyternetes.harness.cluster import FAKE_NODE, DevCluster
 
 pytestmark = pytest.mark.e2e
 
@@ -150,3 +150,34 @@ def test_shell_up_env_down_leaves_no_process(tmp_path):
     assert down.returncode == 0, down.stderr
     assert _pids_alive(pids) == []
     assert not root.exists()
+
+
+LAUNCH_AND_HANG = """
+import json, sys, time
+from jupyternetes.harness.cluster import DevCluster
+c = DevCluster()
+c.start()
+print(json.dumps({"pids": c.pids(), "root": str(c.root), "etcd": str(c._etcd_dir)}), flush=True)
+time.sleep(600)
+"""
+
+
+def test_components_die_with_a_killed_launcher():
+    """A test process killed with SIGKILL runs no cleanup code; the control plane must still go
+    (PR_SET_PDEATHSIG), and the next start removes the folders it left."""
+    proc = subprocess.Popen([sys.executable, "-c", LAUNCH_AND_HANG], cwd=REPO,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        info = json.loads(proc.stdout.readline())
+    finally:
+        proc.kill()
+        proc.wait()
+    assert len(info["pids"]) == 5
+    _wait_for("components to exit", lambda: _pids_alive(info["pids"]) == [], timeout=15)
+    assert Path(info["root"]).exists()  # nothing ran to remove it...
+
+    with DevCluster():
+        pass
+    # ...until the next cluster started.
+    assert not Path(info["root"]).exists()
+    assert not Path(info["etcd"]).exists()

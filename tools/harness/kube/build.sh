@@ -2,7 +2,7 @@
 # Builds the Kubernetes half of the e2e harness into the tools cache:
 #   kube-apiserver, kube-controller-manager, kube-scheduler  (k8s.io/kubernetes, wrapper ./kubernetes)
 #   kwok                                                     (sigs.k8s.io/kwok, wrapper ./kwok)
-#   etcd                                                     (Debian etcd-server, linked into the cache)
+#   etcd                                                     (go.etcd.io/etcd/server/v3, wrapper ./etcd)
 # A tool is rebuilt only when its binary is missing or its stamp (pinned version + flags) differs.
 # Tools dir: $JUPYTERNETES_TOOLS, else ${JUPYTERNETES_CACHE:-$HOME/.cache/jupyternetes}/tools
 # (same rule as jupyternetes/harness/paths.py).
@@ -13,6 +13,7 @@ mkdir -p "$tools"
 
 KUBE_VERSION=v1.36.3   # must match the require line in kubernetes/go.mod
 KWOK_VERSION=v0.8.0    # must match the require line in kwok/go.mod
+ETCD_VERSION=v3.6.8    # must match the require line in etcd/go.mod
 # Both wrappers are built with the machine's Go; 2 cores on CI, so keep parallelism modest.
 export CGO_ENABLED=0 GOFLAGS="${GOFLAGS:--mod=mod} -buildvcs=false"
 GO_P=${GO_P:-2}
@@ -78,21 +79,16 @@ if [[ ! -f "$tools/kwok-stages.yaml" || "$(head -1 "$tools/kwok-stages.yaml")" !
 	log "wrote $tools/kwok-stages.yaml"
 fi
 
-# ---- etcd (Debian etcd-server; the apiserver's datastore) --------------------------------------
-if ! command -v etcd >/dev/null 2>&1; then
-	log "installing Debian etcd-server with apt-get"
-	start=$SECONDS
-	if [[ $(id -u) -eq 0 ]]; then sudo=(); else sudo=(sudo); fi
-	"${sudo[@]}" apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends etcd-server >/dev/null
-	log "installed etcd-server in $((SECONDS - start)) s"
-fi
-etcd_path=$(command -v etcd)
-etcd_stamp="$(dpkg-query -W -f='${Version}' etcd-server 2>/dev/null || echo unknown) $etcd_path"
+# ---- etcd (the apiserver's datastore; same release as the etcd client k8s.io/apiserver uses) -----
+etcd_ldflags="-s -w"
+etcd_stamp="$ETCD_VERSION $etcd_ldflags"
 if ! up_to_date etcd "$etcd_stamp"; then
-	ln -sf "$etcd_path" "$tools/etcd"
+	log "building etcd $ETCD_VERSION"
+	start=$SECONDS
+	rm -f "$tools/etcd" # an older harness linked Debian's etcd here
+	(cd "$here/etcd" && go build -p "$GO_P" -trimpath -ldflags "$etcd_ldflags" -o "$tools/etcd" .)
 	echo "$etcd_stamp" >"$tools/.etcd.stamp"
-	log "linked $tools/etcd -> $etcd_path"
+	log "built etcd in $((SECONDS - start)) s"
 else
-	log "etcd up to date ($etcd_stamp)"
+	log "etcd $ETCD_VERSION up to date"
 fi
