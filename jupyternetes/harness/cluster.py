@@ -155,7 +155,8 @@ except OSError:
 def _die_with_parent() -> None:
     """In the child before exec: get SIGKILL when the launching process dies, even by SIGKILL,
     so a crashed pytest never leaves a control plane behind. Also a new process group, so stop()
-    reaches anything the component forks."""
+    reaches anything the component forks. (The kernel ties this to the launching *thread*: start
+    a DevCluster from the main thread or one that lives as long as the cluster.)"""
     os.setsid()
     if _LIBC is not None:
         _LIBC.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG

@@ -11,11 +11,17 @@ here=$(cd "$(dirname "$0")" && pwd)
 tools=${JUPYTERNETES_TOOLS:-${JUPYTERNETES_CACHE:-$HOME/.cache/jupyternetes}/tools}
 mkdir -p "$tools"
 
-KUBE_VERSION=v1.36.3   # must match the require line in kubernetes/go.mod
-KWOK_VERSION=v0.8.0    # must match the require line in kwok/go.mod
-ETCD_VERSION=v3.6.8    # must match the require line in etcd/go.mod
-# Both wrappers are built with the machine's Go; 2 cores on CI, so keep parallelism modest.
-export CGO_ENABLED=0 GOFLAGS="${GOFLAGS:--mod=mod} -buildvcs=false"
+# The pinned versions live in one place: the require line of each wrapper go.mod.
+pinned() { awk -v m="$2" '$1 == "require" && $2 == m { print $3 }' "$here/$1/go.mod"; }
+KUBE_VERSION=$(pinned kubernetes k8s.io/kubernetes)
+KWOK_VERSION=$(pinned kwok sigs.k8s.io/kwok)
+ETCD_VERSION=$(pinned etcd go.etcd.io/etcd/server/v3)
+for v in KUBE_VERSION KWOK_VERSION ETCD_VERSION; do
+	[[ -n ${!v} ]] || { echo "[kube-build] cannot read $v: keep the single-line 'require <module> <version>' in its wrapper go.mod" >&2; exit 1; }
+done
+# Built with the machine's Go; 2 cores on CI, so keep parallelism modest.
+# readonly: the committed go.mod/go.sum are complete; a build must never rewrite them.
+export CGO_ENABLED=0 GOFLAGS="${GOFLAGS:-} -mod=readonly -buildvcs=false"
 GO_P=${GO_P:-2}
 
 log() { printf '[kube-build] %s\n' "$*" >&2; }
