@@ -24,7 +24,16 @@ DNS1123_LABEL_MAX = 63
 STACK_NAME_MAX = 100
 HASH_LEN = 10
 
+# Kinds whose object names the apiserver validates as DNS-1035 labels (a leading letter) rather
+# than DNS-1123 labels. Kept explicit: a kind is added here only when its validation says so.
+# `Service` covers core v1 Services (ValidateServiceName) and Knative Services alike.
+DNS1035_KINDS = frozenset({"Service"})
+# Put in front of `<instance>` when a DNS-1035 kind's name would start with a digit. Hub instance
+# names are uuid hex, which never starts with `j`, so no hub-made instance can collide with it.
+DNS1035_PREFIX = "j-"
+
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 _DNS1123_PART = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 _DNS1123_SUBDOMAIN = re.compile(rf"^{_DNS1123_PART}(\.{_DNS1123_PART})*$")
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
@@ -40,12 +49,25 @@ def is_dns1123_label(value: str) -> bool:
     return len(value) <= DNS1123_LABEL_MAX and bool(_DNS1123_LABEL.match(value))
 
 
+def is_dns1035_label(value: str) -> bool:
+    return len(value) <= DNS1123_LABEL_MAX and bool(_DNS1035_LABEL.match(value))
+
+
 def is_dns1123_subdomain(value: str) -> bool:
     return len(value) <= 253 and bool(_DNS1123_SUBDOMAIN.match(value))
 
 
 def is_label_value(value: str) -> bool:
     return len(value) <= 63 and bool(_LABEL_VALUE.match(value))
+
+
+def is_qualified_name(value: str) -> bool:
+    """A label or annotation key: `[prefix/]name`, prefix a DNS-1123 subdomain, name <= 63 chars
+    of letters, digits, `-`, `_`, `.` starting and ending alphanumeric (IsQualifiedName)."""
+    prefix, slash, name = value.rpartition("/")
+    if slash and not is_dns1123_subdomain(prefix):
+        return False
+    return bool(name) and is_label_value(name)
 
 
 def _shorten(base: str, original: str, limit: int, strip: str) -> str:
@@ -60,14 +82,31 @@ def object_name(instance_name: str, entry: str) -> str:
     """`<instance>-<entry>` as a DNS-1123 label (<= 63 chars).
 
     Used verbatim when already valid; otherwise lowercased, invalid characters turned into `-`,
-    and truncated with a `-<10 hex of sha256(original)>` suffix. Note: a Service additionally
-    needs a leading letter (DNS-1035); hub instance names are hex and may start with a digit.
+    and truncated with a `-<10 hex of sha256(original)>` suffix. A Service additionally needs a
+    leading letter (DNS-1035): use `object_name_for_kind` for names of objects of a known kind.
     """
     joined = f"{instance_name}-{entry}"
     if is_dns1123_label(joined):
         return joined
     cleaned = re.sub(r"-+", "-", re.sub(r"[^a-z0-9-]", "-", joined.lower())).strip("-")
     return _shorten(cleaned, joined, DNS1123_LABEL_MAX, "-")
+
+
+def object_name_for_kind(instance_name: str, entry: str, kind: str | None) -> str:
+    """`object_name`, made a DNS-1035 label (leading letter) for the kinds in DNS1035_KINDS.
+
+    Rule: when `kind` is in DNS1035_KINDS and `object_name(instance, entry)` starts with a digit,
+    the name is `object_name("j-" + instance, entry)` instead, i.e. `j-<instance>-<entry>`, or, when
+    that is over 63 characters, its truncated form with the hash suffix (which keeps the leading
+    `j`). Names that already start with a letter are unchanged, and other kinds always get
+    `object_name`. Deterministic, so the object keeps its name across renders. The only possible
+    clash is with a hand-made instance literally named `j-<the other instance>` in the same
+    namespace; hub instance names are uuid hex and never start with `j`.
+    """
+    name = object_name(instance_name, entry)
+    if kind not in DNS1035_KINDS or name[:1].isalpha():
+        return name
+    return object_name(DNS1035_PREFIX + instance_name, entry)
 
 
 def label_value(value: str) -> str:

@@ -9,10 +9,13 @@ import pytest
 from jupyternetes import naming
 from jupyternetes.naming import (
     instance_name_for_user,
+    is_dns1035_label,
     is_dns1123_label,
     is_label_value,
+    is_qualified_name,
     label_value,
     object_name,
+    object_name_for_kind,
     parse_stack_name,
     stack_name,
 )
@@ -102,3 +105,45 @@ def test_parse_stack_name_rejects_foreign_names(bad):
 def test_stack_name_rejects_invalid_inputs(namespace, name):
     with pytest.raises(ValueError):
         stack_name(namespace, name)
+
+
+# ---- DNS-1035 names (Services) -------------------------------------------------------------
+
+
+def test_service_name_of_hub_instance_gets_prefix():
+    seed = instance_name_for_user("jovyan")
+    assert seed[0].isdigit()
+    assert object_name_for_kind(seed, "http", "Service") == f"j-{seed}-http"
+    assert object_name_for_kind(seed, "http", "ConfigMap") == f"{seed}-http"
+    assert object_name_for_kind(seed, "http", None) == f"{seed}-http"
+
+
+def test_service_names_starting_with_a_letter_unchanged():
+    assert object_name_for_kind("alice-lab", "http", "Service") == "alice-lab-http"
+
+
+def test_long_service_name_truncated_keeps_letter_and_is_stable():
+    name = object_name_for_kind("1" * 70, "http", "Service")
+    assert is_dns1035_label(name) and len(name) == 63 and name.startswith("j-111")
+    assert name == object_name_for_kind("1" * 70, "http", "Service")
+    assert name != object_name_for_kind("1" * 71, "http", "Service")
+
+
+def test_dns1035_kinds_are_explicit():
+    assert frozenset({"Service"}) == naming.DNS1035_KINDS
+
+
+@pytest.mark.parametrize(("value", "ok"), [("a", True), ("a-1", True), ("1a", False),
+                                           ("a-", False), ("A", False), ("a" * 64, False)])
+def test_is_dns1035_label(value, ok):
+    assert is_dns1035_label(value) is ok
+
+
+@pytest.mark.parametrize(("value", "ok"), [
+    ("app", True), ("example.com/app", True), ("a.b_c-d", True), ("x/Y.z", True),
+    ("", False), ("/app", False), ("example.com/", False), ("Example.com/app", False),
+    ("a b", False), ("a/b/c", False), ("-a", False), ("a" * 64, False),
+    ("a" * 63, True), ("example.com/" + "a" * 64, False), ("has space/x", False),
+])
+def test_is_qualified_name(value, ok):
+    assert is_qualified_name(value) is ok
