@@ -117,14 +117,36 @@ def _require_mapping(obj: object, what: str, source: str | None) -> Mapping:
     return obj
 
 
+# Keys of an entry with a meaning of their own; everything else in an otherResources entry is a
+# further top-level body field of the object (ConfigMap `data`, RoleBinding `subjects`, ...).
+ENTRY_KEYS = ("name", "labels", "annotations", "apiVersion", "kind", "spec")
+# Top-level fields an entry must not carry: metadata is generated (name/labels/annotations are
+# the entry's own keys), status belongs to the object's controller.
+FORBIDDEN_BODY_FIELDS = {
+    "metadata": "the object's metadata is generated; set name, labels and annotations on the "
+                "entry itself",
+    "status": "status is written by the object's controller, never by a template",
+}
+
+
 @dataclass(frozen=True)
 class TemplateEntry:
+    """One entry of spec.pods, spec.pvcs or spec.otherResources.
+
+    `body`: further top-level fields of an otherResources object besides spec (`data`, `type`,
+    `rules`, ...), copied to the object after substitution; always empty for pods and PVCs.
+    `has_spec`: whether the entry wrote `spec`; an otherResources object without it gets no
+    `spec` (a ConfigMap has none).
+    """
+
     name: str
     labels: dict[str, str]
     annotations: dict[str, str]
     spec: dict
     api_version: str | None = None
     kind: str | None = None
+    body: dict[str, Any] = field(default_factory=dict)
+    has_spec: bool = True
 
 
 @dataclass(frozen=True)
@@ -198,8 +220,33 @@ def _parse_entries(r: _Reader, spec: Mapping, group: str) -> tuple[TemplateEntry
             spec=dict(r.mapping(item, "spec", f"{path}.spec")),
             api_version=api_version,
             kind=kind,
+            # Pods and PVCs keep their fixed shape: other keys are dropped, as the apiserver
+            # prunes them (their CRD schema does not preserve unknown fields).
+            body={} if group in FIXED_KINDS else _body_fields(r, item, path),
+            has_spec=group in FIXED_KINDS or item.get("spec") is not None,
         ))
     return tuple(entries)
+
+
+def _body_fields(r: _Reader, item: Mapping, path: str) -> dict[str, Any]:
+    """The extra top-level fields of an otherResources entry; metadata/status and near-miss
+    spellings of the entry's own keys (`Spec`, `apiversion`) are rejected, naming the field."""
+    own = {key.lower(): key for key in ENTRY_KEYS}
+    body: dict[str, Any] = {}
+    for key, value in item.items():
+        if key in ENTRY_KEYS:
+            continue
+        field_path = key_path(path, key)
+        if not isinstance(key, str) or not key:
+            raise r.fail(field_path, "top-level field names must be non-empty strings")
+        reason = FORBIDDEN_BODY_FIELDS.get(key.lower())
+        if reason:
+            raise r.fail(field_path, f"an entry may not set {key!r}: {reason}")
+        if key.lower() in own:
+            raise r.fail(field_path, f"{key!r} differs from the entry field {own[key.lower()]!r} "
+                         f"only in case; spell it exactly {own[key.lower()]!r}")
+        body[key] = value
+    return body
 
 
 @dataclass(frozen=True)

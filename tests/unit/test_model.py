@@ -180,3 +180,57 @@ def test_seed_status_loads_leniently(instance_doc):
     status = InstanceStatus.from_dict(instance_doc["status"])
     assert status.other_resources_provisioned == "Pending"
     assert status.pods == {} and status.stack is None
+
+
+# ---- otherResources entries with further top-level fields ------------------------------------
+
+
+def entry_template(template_doc: dict, entry: dict, group: str = "otherResources") -> dict:
+    doc = copy.deepcopy(template_doc)
+    doc["spec"][group] = [entry]
+    return doc
+
+
+def test_other_resource_body_fields_parsed(template_doc):
+    doc = entry_template(template_doc, {
+        "name": "settings", "apiVersion": "v1", "kind": "ConfigMap",
+        "data": {"a": "{x}"}, "immutable": True, "binaryData": None})
+    (entry,) = Template.from_dict(doc, "t.yaml").other_resources
+    assert entry.body == {"data": {"a": "{x}"}, "immutable": True, "binaryData": None}
+    assert entry.has_spec is False and entry.spec == {}
+
+
+def test_other_resource_with_spec_has_spec(template_doc):
+    doc = entry_template(template_doc, {"name": "svc", "apiVersion": "v1", "kind": "Service",
+                                        "spec": {}})
+    (entry,) = Template.from_dict(doc, "t.yaml").other_resources
+    assert entry.has_spec is True and entry.body == {}
+
+
+@pytest.mark.parametrize("field", ["metadata", "status", "Metadata", "STATUS"])
+def test_other_resource_metadata_and_status_refused(template_doc, field):
+    doc = entry_template(template_doc, {"name": "cm", "apiVersion": "v1", "kind": "ConfigMap",
+                                        field: {"name": "x"}})
+    with pytest.raises(ModelError) as err:
+        Template.from_dict(doc, "t.yaml")
+    message = str(err.value)
+    assert message.startswith(f"template t.yaml: spec.otherResources[cm].{field}: ")
+    assert f"may not set {field!r}" in message
+
+
+@pytest.mark.parametrize(("field", "own"), [("Kind", "kind"), ("apiversion", "apiVersion"),
+                                            ("Spec", "spec"), ("Labels", "labels")])
+def test_other_resource_near_duplicates_of_entry_fields_refused(template_doc, field, own):
+    doc = entry_template(template_doc, {"name": "cm", "apiVersion": "v1", "kind": "ConfigMap",
+                                        field: "x"})
+    with pytest.raises(ModelError, match=rf"spec\.otherResources\[cm\]\.{field}: .*only in case; "
+                                         rf"spell it exactly '{own}'"):
+        Template.from_dict(doc, "t.yaml")
+
+
+@pytest.mark.parametrize("group", ["pods", "pvcs"])
+def test_pods_and_pvcs_take_no_body_fields(template_doc, group):
+    # As the apiserver prunes them (the schema there is closed), other keys are dropped.
+    doc = entry_template(template_doc, {"name": "x", "data": {"a": "b"}, "metadata": {}}, group)
+    (entry,) = Template.from_dict(doc, "t.yaml").entries(group)
+    assert entry.body == {} and entry.has_spec is True
