@@ -5,6 +5,20 @@ looked up case-insensitively; `{{` and `}}` are literal braces; every other brac
 JSON inside a string just works. Substitution happens on parsed values (strings and mapping keys),
 never on YAML text, and a substituted value is never scanned again, so a variable cannot inject
 structure or further placeholders.
+
+Object names are `<instance>-<entry>` (naming.object_name_for_kind): a Service whose name would
+start with a digit (hub instance names are uuid hex) is named `j-<instance>-<entry>`, and the
+built-in `{jupyternetes.otherResources.<entry>}` gives that same name.
+
+An otherResources entry may carry further top-level fields besides name, labels, annotations,
+apiVersion, kind and spec, for kinds without a `spec` (ConfigMap/Secret `data`, `stringData`,
+`type`, `immutable`; Role `rules`; RoleBinding `subjects`, `roleRef`; ...). They are substituted
+like everything else and copied to the object's top level; an entry without `spec` renders an
+object without `spec`. `metadata` and `status` are refused (model.py).
+
+After substitution, entry label keys and annotation keys must be qualified names and label values
+valid label values, so a variable like an e-mail address in a label fails here, naming the path,
+instead of at the apiserver.
 """
 
 from __future__ import annotations
@@ -23,8 +37,10 @@ from jupyternetes.naming import (
     LABEL_TEMPLATE,
     LABEL_TEMPLATE_NAMESPACE,
     MANAGED_BY,
+    is_label_value,
+    is_qualified_name,
     label_value,
-    object_name,
+    object_name_for_kind,
 )
 
 # One token per match: an escape, a placeholder, or a single literal character run.
@@ -131,8 +147,14 @@ def builtin_variables(template: Template, instance: Instance) -> dict[str, str]:
     }
     for group in ("pvcs", "pods", "otherResources"):
         for entry in template.entries(group):
-            names[f"jupyternetes.{group}.{entry.name}"] = object_name(instance.name, entry.name)
+            names[f"jupyternetes.{group}.{entry.name}"] = _object_name(instance, group, entry)
     return names
+
+
+def _object_name(instance: Instance, group: str, entry: TemplateEntry) -> str:
+    # One function for the object's name and the variable naming it, so references match.
+    kind = FIXED_KINDS[group][1] if group in FIXED_KINDS else entry.kind
+    return object_name_for_kind(instance.name, entry.name, kind)
 
 
 def render(template: Template, instance: Instance) -> Rendered:
@@ -149,10 +171,11 @@ def render(template: Template, instance: Instance) -> Rendered:
     variables = {k.lower(): v for k, v in instance.variables.items()}
     variables.update({k.lower(): v for k, v in builtin_variables(template, instance).items()})
     missing: list[tuple[str, str]] = []
+    invalid: list[str] = []
     groups: dict[str, tuple[RenderedObject, ...]] = {}
     for group in ("pvcs", "pods", "otherResources"):
         groups[group] = tuple(
-            _render_entry(template, instance, group, entry, variables, missing)
+            _render_entry(template, instance, group, entry, variables, missing, invalid)
             for entry in template.entries(group)
         )
     if missing:
@@ -164,6 +187,14 @@ def render(template: Template, instance: Instance) -> Rendered:
             f"{', '.join(unique)}: {listed}. Add them to the instance's spec.variables, or write "
             "{{ and }} for literal braces",
             tuple(missing),
+        )
+    # After the placeholder check: an unfilled `{x}` is itself an invalid label value, and the
+    # unknown name is the thing to fix first.
+    if invalid:
+        raise RenderError(
+            f"template {_ref(template.namespace, template.name)} for instance "
+            f"{instance.namespace}/{instance.name}: invalid labels/annotations after "
+            f"substitution: {'; '.join(invalid)}"
         )
     return Rendered(groups["pvcs"], groups["pods"], groups["otherResources"])
 
@@ -184,11 +215,45 @@ def _check_match(template: Template, instance: Instance) -> None:
         )
 
 
+_LABEL_VALUE_RULE = ("at most 63 characters: letters, digits, '-', '_' and '.', starting and "
+                     "ending with a letter or digit, or empty")
+_KEY_RULE = ("a qualified name: an optional DNS subdomain prefix and '/', then at most 63 "
+             "characters of letters, digits, '-', '_' and '.', starting and ending with a letter "
+             "or digit")
+
+
+def check_metadata(entry: TemplateEntry, base: str, labels: Mapping[str, str],
+                   annotations: Mapping[str, str]) -> list[str]:
+    """Problems with an entry's rendered labels and annotations, one message per bad key/value.
+
+    `labels`/`annotations` are the rendered forms of entry.labels/entry.annotations (same order),
+    so each problem can name the template path, which uses the key as written.
+    """
+    problems: list[str] = []
+    for what, written, rendered in (("labels", entry.labels, labels),
+                                    ("annotations", entry.annotations, annotations)):
+        for original, (key, value) in zip(written, rendered.items(), strict=True):
+            path = key_path(f"{base}.{what}", original)
+            if not is_qualified_name(key):
+                problems.append(f"{path}: key renders to {key!r}, which is not {_KEY_RULE}; "
+                                f"change the key (or the variable it uses)")
+            if what == "labels" and not is_label_value(value):
+                problems.append(f"{path}: value renders to {value!r}, which is not a valid label "
+                                f"value ({_LABEL_VALUE_RULE}); use a variable that fits, or move "
+                                "it to annotations, whose values may be any text")
+    return problems
+
+
 def _render_entry(template: Template, instance: Instance, group: str, entry: TemplateEntry,
-                  variables: Mapping[str, str], missing: list[tuple[str, str]]) -> RenderedObject:
+                  variables: Mapping[str, str], missing: list[tuple[str, str]],
+                  invalid: list[str]) -> RenderedObject:
     base = f"spec.{group}[{entry.name}]"
     api_version, kind = FIXED_KINDS.get(group, (entry.api_version, entry.kind))
+    missing_before = len(missing)
     labels = substitute_tree(entry.labels, variables, f"{base}.labels", missing)
+    annotations = substitute_tree(entry.annotations, variables, f"{base}.annotations", missing)
+    if len(missing) == missing_before:
+        invalid.extend(check_metadata(entry, base, labels, annotations))
     labels.update({
         LABEL_INSTANCE: label_value(instance.name),
         LABEL_INSTANCE_NAMESPACE: instance.namespace,
@@ -198,16 +263,19 @@ def _render_entry(template: Template, instance: Instance, group: str, entry: Tem
         LABEL_ENTRY_GROUP: group,
         MANAGED_BY[0]: MANAGED_BY[1],
     })
-    manifest = {
+    manifest: dict[str, Any] = {
         "apiVersion": api_version,
         "kind": kind,
         "metadata": {
-            "name": object_name(instance.name, entry.name),
+            "name": _object_name(instance, group, entry),
             "namespace": instance.namespace,
             "labels": labels,
-            "annotations": substitute_tree(entry.annotations, variables,
-                                           f"{base}.annotations", missing),
+            "annotations": annotations,
         },
-        "spec": substitute_tree(entry.spec, variables, f"{base}.spec", missing),
     }
+    if entry.has_spec:
+        manifest["spec"] = substitute_tree(entry.spec, variables, f"{base}.spec", missing)
+    for key, value in entry.body.items():
+        # model.py refused metadata/status and near-miss spellings of the entry's own keys.
+        manifest[key] = substitute_tree(value, variables, key_path(base, key), missing)
     return RenderedObject(group=group, entry=entry.name, manifest=manifest)

@@ -263,3 +263,148 @@ def test_template_name_mismatch():
     with pytest.raises(RenderError, match="references template elsewhere/t"):
         render(template, wrong_ns)
     render(template, instance)  # same name and namespace renders
+
+
+# ---- otherResources without spec: further top-level fields -----------------------------------
+
+
+def test_configmap_with_data_and_placeholder():
+    template, instance = make({"otherResources": [{
+        "name": "settings", "apiVersion": "v1", "kind": "ConfigMap",
+        "labels": {"app": "{v}"},
+        "data": {"user": "{v}", "{v}.json": '{"owner": "{v}"}', "literal": "{{v}}"},
+        "immutable": True,
+    }]}, {"v": "alice"})
+    cm = render(template, instance).other_resources[0].manifest
+    assert cm["data"] == {"user": "alice", "alice.json": '{"owner": "alice"}', "literal": "{v}"}
+    assert cm["immutable"] is True
+    assert "spec" not in cm  # a ConfigMap has no spec, so none is invented
+    assert set(cm) == {"apiVersion", "kind", "metadata", "data", "immutable"}
+    assert cm["metadata"]["name"] == "inst-settings"
+    assert cm["metadata"]["labels"]["app"] == "alice"
+
+
+def test_rolebinding_and_secret_fields():
+    template, instance = make({"otherResources": [
+        {"name": "reader", "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+         "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"],
+                    "resourceNames": ["{jupyternetes.otherResources.token}"]}]},
+        {"name": "read", "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+         "subjects": [{"kind": "ServiceAccount", "name": "{jupyternetes.otherResources.sa}",
+                       "namespace": "{jupyternetes.instance.namespace}"}],
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                     "name": "{jupyternetes.otherResources.reader}"}},
+        {"name": "sa", "apiVersion": "v1", "kind": "ServiceAccount"},
+        {"name": "token", "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+         "stringData": {"token": "{t}"}},
+    ]}, {"t": "s3cret"})
+    role, binding, sa, secret = (o.manifest for o in render(template, instance).other_resources)
+    assert role["rules"][0]["resourceNames"] == ["inst-token"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "inst-sa",
+                                    "namespace": "ns"}]
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                                  "name": "inst-reader"}
+    assert set(sa) == {"apiVersion", "kind", "metadata"}
+    assert secret["type"] == "Opaque" and secret["stringData"] == {"token": "s3cret"}
+    assert "spec" not in binding and "spec" not in secret
+
+
+def test_unknown_placeholder_in_body_field_has_path():
+    template, instance = make({"otherResources": [{
+        "name": "cm", "apiVersion": "v1", "kind": "ConfigMap", "data": {"k": "{nope}"}}]})
+    with pytest.raises(RenderError) as err:
+        render(template, instance)
+    assert err.value.missing == (("nope", "spec.otherResources[cm].data.k"),)
+
+
+def test_spec_kept_for_other_resources_that_write_it():
+    template, instance = make({"otherResources": [
+        {"name": "svc", "apiVersion": "v1", "kind": "Service", "spec": {}},
+        {"name": "cr", "apiVersion": "example.com/v1", "kind": "Thing",
+         "spec": {"size": 1}, "extra": {"who": "{jupyternetes.instance.name}"}}]})
+    svc, cr = (o.manifest for o in render(template, instance).other_resources)
+    assert svc["spec"] == {}
+    assert cr["spec"] == {"size": 1} and cr["extra"] == {"who": "inst"}
+
+
+# ---- Service names: DNS-1035 ------------------------------------------------------------------
+
+
+def test_service_of_seed_style_instance_gets_a_leading_letter():
+    template = Template.from_dict(doc("service-template.yaml"))
+    instance_doc = doc("service-instance.yaml")
+    instance_doc["metadata"]["name"] = SEED_NAME  # what the hub names jovyan's server
+    rendered = render(template, Instance.from_dict(instance_doc))
+    by_entry = {o.entry: o for o in rendered.objects()}
+    assert by_entry["http"].name == f"j-{SEED_NAME}-http"
+    # Other kinds keep `<instance>-<entry>`; the ConfigMap example renders too.
+    assert by_entry["notebook"].name == f"{SEED_NAME}-notebook"
+    assert by_entry["settings"].name == f"{SEED_NAME}-settings"
+    assert "spec" not in by_entry["settings"].manifest
+
+
+def test_service_reference_matches_service_name():
+    template, instance = make({
+        "pods": [{"name": "nb", "spec": {"url": "http://{jupyternetes.otherResources.web}"}}],
+        "otherResources": [{"name": "web", "apiVersion": "v1", "kind": "Service"}],
+    }, name="0abc")
+    rendered = render(template, instance)
+    assert rendered.other_resources[0].name == "j-0abc-web"
+    assert rendered.pods[0].manifest["spec"]["url"] == "http://j-0abc-web"
+
+
+def test_letter_started_service_names_unchanged():
+    template, instance = make({"otherResources": [
+        {"name": "web", "apiVersion": "v1", "kind": "Service"}]}, name="alice-lab")
+    assert render(template, instance).other_resources[0].name == "alice-lab-web"
+
+
+# ---- labels and annotations are checked after substitution -------------------------------------
+
+
+def test_label_value_from_variable_must_be_a_label_value():
+    template, instance = make({"pods": [{"name": "nb", "labels": {
+        "example.com/user": "{email}", "ok": "{v}"}}]}, {"email": "alice@example.com", "v": "a"})
+    with pytest.raises(RenderError) as err:
+        render(template, instance)
+    message = str(err.value)
+    assert 'spec.pods[nb].labels["example.com/user"]' in message
+    assert "'alice@example.com'" in message
+    assert "not a valid label value" in message and "annotations" in message
+    assert "ns/inst" in message
+    assert "ok" not in message.split("substitution:")[1]
+
+
+def test_too_long_label_value_rejected():
+    template, instance = make({"pvcs": [{"name": "p", "labels": {"l": "{v}"}}]}, {"v": "a" * 64})
+    with pytest.raises(RenderError, match=r"spec\.pvcs\[p\]\.labels\.l: value renders to"):
+        render(template, instance)
+
+
+@pytest.mark.parametrize("key", ["{v}", "example.com/{v}", "{v}/x"])
+def test_keys_must_be_qualified_names(key):
+    template, instance = make({"pvcs": [{"name": "p", "annotations": {key: "any text: {v}"},
+                                         "labels": {key: "fine"}}]}, {"v": "has space"})
+    with pytest.raises(RenderError) as err:
+        render(template, instance)
+    message = str(err.value)
+    assert message.count("key renders to") == 2
+    assert f"spec.pvcs[p].annotations[\"{key}\"]" in message
+    assert f"spec.pvcs[p].labels[\"{key}\"]" in message
+    assert "qualified name" in message
+
+
+def test_valid_keys_and_any_annotation_value_render():
+    template, instance = make({"pvcs": [{"name": "p",
+                                         "annotations": {"example.com/{v}": "a b: {{c}} é"},
+                                         "labels": {"{v}": "{v}", "x.y/z_1": ""}}]}, {"v": "a.b"})
+    meta = render(template, instance).pvcs[0].manifest["metadata"]
+    assert meta["annotations"] == {"example.com/a.b": "a b: {c} é"}
+    assert meta["labels"]["a.b"] == "a.b" and meta["labels"]["x.y/z_1"] == ""
+
+
+def test_missing_placeholders_reported_before_label_checks():
+    template, instance = make({"pvcs": [{"name": "p", "labels": {"l": "{nope}"}}]})
+    with pytest.raises(RenderError) as err:
+        render(template, instance)
+    assert err.value.missing == (("nope", "spec.pvcs[p].labels.l"),)

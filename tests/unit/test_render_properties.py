@@ -1,16 +1,25 @@
 """Property tests: variable values come out verbatim, never add structure, rendering is
-deterministic, and every generated name is a valid DNS-1123 label of at most 63 characters."""
+deterministic, every generated name is a valid DNS-1123 label of at most 63 characters (a
+DNS-1035 label for Services), and a label renders only when its value is a valid label value."""
 
 from __future__ import annotations
 
 import copy
 
+import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from jupyternetes.model import Instance, Template
-from jupyternetes.naming import is_dns1123_label, is_label_value, object_name
-from jupyternetes.render import render, substitute
+from jupyternetes.naming import (
+    instance_name_for_user,
+    is_dns1035_label,
+    is_dns1123_label,
+    is_label_value,
+    object_name,
+    object_name_for_kind,
+)
+from jupyternetes.render import RenderError, render, substitute
 
 # Values an attacker or a careless admin might put in a variable.
 NASTY = st.one_of(
@@ -30,7 +39,8 @@ def make(value: str, extra: str = "v") -> tuple[Template, Instance]:
         "apiVersion": "kadense.io/v1", "kind": "JupyterNotebookTemplate",
         "metadata": {"name": "t", "namespace": "ns"},
         "spec": {
-            "pvcs": [{"name": "data", "labels": {"l": "{v}"}}],
+            # Annotation values may be any text (label values are checked: see below).
+            "pvcs": [{"name": "data", "annotations": {"l": "{v}"}}],
             "pods": [{"name": "nb", "annotations": {"a": "pre-{v}-post"}, "spec": {
                 "list": ["{v}", "{V}", "fixed"],
                 "map": {"{v}": "{v}", "plain": "{{v}}"},
@@ -68,7 +78,7 @@ def test_values_come_out_verbatim_and_add_no_structure(value):
     assert pod["spec"]["list"] == [value, value, "fixed"]
     assert pod["spec"]["nested"] == [{"env": [{"name": "X", "value": value + value}]}]
     assert pod["metadata"]["annotations"]["a"] == f"pre-{value}-post"
-    assert rendered.pvcs[0].manifest["metadata"]["labels"]["l"] == value
+    assert rendered.pvcs[0].manifest["metadata"]["annotations"]["l"] == value
     assert pod["spec"]["map"] == {value: value, "plain": "{v}"}
     assert shape(pod["spec"]) == shape(spec_before)
     assert template.pods[0].spec == spec_before
@@ -125,3 +135,76 @@ def test_rendered_names_and_labels_valid(instance_name, entries):
     assert len(set(o.name for o in rendered.pods)) == len(entries)
     for obj in rendered.objects():
         assert all(is_label_value(v) for v in obj.manifest["metadata"]["labels"].values())
+
+
+# Hub-made instance names: uuid hex, often starting with a digit.
+HUB_NAME = st.builds(instance_name_for_user, st.text(min_size=1), st.text())
+
+
+def service_template(entries: list[str]) -> Template:
+    return Template.from_dict({
+        "apiVersion": "kadense.io/v1", "kind": "JupyterNotebookTemplate",
+        "metadata": {"name": "t", "namespace": "ns"},
+        "spec": {
+            "pods": [{"name": "nb", "spec": {"refs": [
+                f"{{jupyternetes.otherResources.{e}}}" for e in entries]}}],
+            "otherResources": [{"name": e, "apiVersion": "v1", "kind": "Service",
+                                "spec": {"ports": [{"port": 80}]}} for e in entries],
+        },
+    })
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.one_of(HUB_NAME, SUBDOMAIN), st.lists(DNS_LABEL, min_size=1, max_size=3, unique=True))
+def test_every_service_name_is_a_dns1035_label(instance_name, entries):
+    instance = Instance.from_dict({
+        "apiVersion": "kadense.io/v1", "kind": "JupyterNotebookInstance",
+        "metadata": {"name": instance_name, "namespace": "ns"},
+        "spec": {"template": {"name": "t"}},
+    })
+    rendered = render(service_template(entries), instance)
+    names = [o.name for o in rendered.other_resources]
+    for name in names:
+        assert is_dns1035_label(name) and len(name) <= 63, name
+    assert len(set(names)) == len(entries)
+    # The built-in variable names the very same object.
+    assert rendered.pods[0].manifest["spec"]["refs"] == names
+    # Stable, and unchanged from object_name whenever that already starts with a letter.
+    assert names == [o.name for o in render(service_template(entries), instance).other_resources]
+    for entry, name in zip(entries, names, strict=True):
+        plain = object_name(instance_name, entry)
+        assert name == plain if plain[0].isalpha() else name.startswith("j")
+
+
+@settings(max_examples=300)
+@given(st.text(), st.text(), st.sampled_from(["Service", "ConfigMap", None]))
+def test_kind_names_valid_even_for_garbage(instance_name, entry, kind):
+    name = object_name_for_kind(instance_name, entry, kind)
+    assert is_dns1123_label(name)
+    if kind == "Service":
+        assert is_dns1035_label(name)
+    else:
+        assert name == object_name(instance_name, entry)
+
+
+@settings(max_examples=300, deadline=None)
+@given(NASTY)
+def test_label_value_renders_only_when_valid(value):
+    template = Template.from_dict({
+        "apiVersion": "kadense.io/v1", "kind": "JupyterNotebookTemplate",
+        "metadata": {"name": "t", "namespace": "ns"},
+        "spec": {"pvcs": [{"name": "data", "labels": {"example.com/l": "{v}"}}]},
+    })
+    instance = Instance.from_dict({
+        "apiVersion": "kadense.io/v1", "kind": "JupyterNotebookInstance",
+        "metadata": {"name": "inst", "namespace": "ns"},
+        "spec": {"template": {"name": "t"}, "variables": {"v": value}},
+    })
+    if is_label_value(value):
+        labels = render(template, instance).pvcs[0].manifest["metadata"]["labels"]
+        assert labels["example.com/l"] == value
+    else:
+        with pytest.raises(RenderError) as err:
+            render(template, instance)
+        assert 'spec.pvcs[data].labels["example.com/l"]' in str(err.value)
+        assert repr(value) in str(err.value)
