@@ -68,6 +68,28 @@ def as_created(obj: dict) -> dict:
     return obj
 
 
+def pruned(schema: dict, value: Any, path: str = "") -> list[str]:
+    """Paths of the fields the apiserver would silently drop from `value` (structural pruning):
+    those neither declared in `properties`/`additionalProperties` nor under a node with
+    x-kubernetes-preserve-unknown-fields. The root's metadata is the apiserver's own business."""
+    found: list[str] = []
+    if isinstance(value, dict):
+        props = schema.get("properties") or {}
+        for key, item in value.items():
+            if not path and key == "metadata":
+                continue
+            if key in props:
+                found += pruned(props[key], item, f"{path}.{key}")
+            elif isinstance(schema.get("additionalProperties"), dict):
+                found += pruned(schema["additionalProperties"], item, f"{path}.{key}")
+            elif not schema.get("x-kubernetes-preserve-unknown-fields"):
+                found.append(f"{path}.{key}")
+    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
+        for i, item in enumerate(value):
+            found += pruned(schema["items"], item, f"{path}[{i}]")
+    return found
+
+
 def example(name: str) -> dict:
     return yaml.safe_load((ROOT / "examples" / name).read_text())
 
@@ -203,3 +225,59 @@ def test_seed_status_quirk_is_known():
     doc["status"] = seed_status
     assert {e.split(":")[0] for e in errors(INSTANCE_CRD, doc)} == {
         "status.otherResourcesProvisioned"}
+
+
+def test_examples_lose_nothing_to_pruning():
+    for name, crd in (("seed-template.yaml", TEMPLATE_CRD), ("service-template.yaml", TEMPLATE_CRD),
+                      ("service-instance.yaml", INSTANCE_CRD)):
+        assert pruned(schema_of(crd), example(name)) == [], name
+    assert pruned(schema_of(INSTANCE_CRD), as_created(example("seed-instance.yaml"))) == []
+
+
+def spec_less_entries() -> list[dict]:
+    return [
+        {"name": "settings", "apiVersion": "v1", "kind": "ConfigMap",
+         "labels": {"app": "{jupyterhub.user.name}"},
+         "data": {"owner": "{jupyterhub.user.name}"}, "immutable": True},
+        {"name": "token", "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+         "stringData": {"token": "{jupyterhub.api_token}"}},
+        {"name": "read", "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+         "subjects": [{"kind": "ServiceAccount", "name": "default", "namespace": "default"}],
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "r"}},
+    ]
+
+
+def test_other_resources_keep_further_top_level_fields():
+    doc = example("seed-template.yaml")
+    doc["spec"]["otherResources"] = spec_less_entries()
+    assert errors(TEMPLATE_CRD, doc) == []
+    assert pruned(schema_of(TEMPLATE_CRD), doc) == []
+    # Pods and PVCs entries stay closed: an unknown field there is pruned, as before.
+    doc["spec"]["pods"][0]["data"] = {"x": "y"}
+    assert pruned(schema_of(TEMPLATE_CRD), doc) == [".spec.pods[0].data"]
+
+
+def test_other_resources_still_type_their_own_fields():
+    item = schema_of(TEMPLATE_CRD)["properties"]["spec"]["properties"]["otherResources"]["items"]
+    assert item["x-kubernetes-preserve-unknown-fields"] is True
+    assert set(item["required"]) == {"name", "apiVersion", "kind"}
+    for entry in ({"name": "Bad_Name", "apiVersion": "v1", "kind": "ConfigMap"},
+                  {"name": "cm", "apiVersion": 1, "kind": "ConfigMap"},
+                  {"name": "cm", "apiVersion": "v1", "kind": "ConfigMap", "labels": {"a": 1}},
+                  {"name": "cm", "kind": "ConfigMap", "data": {}}):
+        doc = example("seed-template.yaml")
+        doc["spec"]["otherResources"] = [entry]
+        assert errors(TEMPLATE_CRD, doc), entry
+
+
+def test_other_resources_refuse_metadata_and_status_by_rule():
+    # jsonschema does not run CEL; the rules are checked against a real apiserver in e2e. Here:
+    # they exist, name the field, and the fields they test are declared (CEL sees no others).
+    item = schema_of(TEMPLATE_CRD)["properties"]["spec"]["properties"]["otherResources"]["items"]
+    rules = {r["fieldPath"]: r for r in item["x-kubernetes-validations"]}
+    assert set(rules) == {".metadata", ".status"}
+    for field, rule in rules.items():
+        name = field.lstrip(".")
+        assert rule["rule"] == f"!has(self.{name})"
+        assert rule["message"].startswith(f"{name} is not allowed")
+        assert name in item["properties"]
