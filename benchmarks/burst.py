@@ -1,0 +1,123 @@
+"""Burst: N instances created at once; time until every pod exists; peak memory.
+
+The operator is started and idle; then N instances of the seed template are created from a
+small thread pool (all within a fraction of a second). Measured:
+- time from the first create call until every instance's pod is seen by our own pod watch
+  (and the per-pod latencies), and until every instance's `up` has finished and the operator
+  is idle again;
+- peak RSS of the operator process and peak summed RSS of its engine processes (stack worker
+  subprocesses, the pulumi CLI, the Kubernetes provider plugin), sampling /proc of the
+  operator's process tree every `--sample-interval` seconds; plus the kernel's own peak
+  (VmHWM) of the operator. Summed RSS counts pages shared between processes (the same
+  provider binary mapped by every operation) once per process: an upper bound.
+
+Usage: .venv/bin/python benchmarks/burst.py [--count 50] [--workers 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from benchlib import (
+    Bench,
+    BenchError,
+    PodWatch,
+    count_states,
+    emit,
+    log,
+    machine,
+    mib,
+    peak_rss_hwm,
+    rounded,
+    summary,
+    wait_until,
+)
+
+from jupyternetes.naming import object_name
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--count", type=int, default=50, help="instances (default 50)")
+    parser.add_argument("--workers", type=int, default=4, help="operator --workers (default 4)")
+    parser.add_argument("--create-threads", type=int, default=16,
+                        help="parallel create calls (default 16)")
+    parser.add_argument("--sample-interval", type=float, default=0.1,
+                        help="seconds between /proc samples (default 0.1)")
+    parser.add_argument("--timeout", type=float, default=3600.0)
+    args = parser.parse_args(argv)
+
+    names = [f"burst-{i:03d}" for i in range(args.count)]
+    with Bench("burst") as bench:
+        bench.provide_volumes(bench.namespace, names)
+        op = bench.start_operator(workers=args.workers, sample_interval=args.sample_interval)
+        assert op.sampler is not None
+        before = op.wait_idle(quiet=1.0)
+        watch = PodWatch(bench.api, [bench.namespace]).start()
+        try:
+            log(f"creating {args.count} instances at once")
+            started = time.time()
+            bench.create_instances(names, parallel=args.create_threads)
+            created = time.time()
+            pods = [f"{bench.namespace}/{object_name(n, 'notebook')}" for n in names]
+            seen = watch.wait_for(pods, args.timeout)
+        finally:
+            watch.stop()
+        all_pods = max(seen.values())
+        log(f"every pod exists after {all_pods - started:.1f}s; waiting for the ups to finish")
+        wait_until("every up finished",
+                   lambda: op.metrics().engine_count("up") - before.engine_count("up")
+                   >= args.count, args.timeout, interval=0.5, describe=op.log_tail)
+        ups_done = time.time()
+        after = op.wait_idle(quiet=2.0)
+        hwm = peak_rss_hwm(op.pid)
+        states = count_states(bench.instances())
+        tree = op.sampler.report()
+        engine_ups = after.engine_count("up") - before.engine_count("up")
+        engine_up_seconds = after.engine_seconds("up") - before.engine_seconds("up")
+        failures = after.value("jupyternetes_engine_operations_total", result="failed") - \
+            before.value("jupyternetes_engine_operations_total", result="failed")
+
+    latencies = [seen[p] - started for p in pods]
+    emit({
+        "benchmark": "burst",
+        "what": f"{args.count} instances created at once",
+        "cluster": "external" if bench.external else "harness DevCluster (kwok node)",
+        "machine": machine(),
+        "instances": args.count,
+        "operator_workers": args.workers,
+        "create_calls_s": rounded(created - started),
+        "time_until_every_pod_exists_s": rounded(all_pods - started),
+        "pod_latency_s": summary(latencies),
+        "time_until_every_up_finished_s": rounded(ups_done - started),
+        "engine_up_operations": engine_ups,
+        "engine_up_failures": failures,
+        "engine_up_seconds_mean": rounded(engine_up_seconds / engine_ups if engine_ups else None),
+        "throughput_pods_per_minute": rounded(60 * args.count / (all_pods - started), 1),
+        "memory": {
+            "operator_peak_rss_mib_sampled": tree["peak_operator_rss_mib"],
+            "operator_peak_rss_mib_vmhwm": mib(hwm),
+            "engine_peak_rss_sum_mib": tree["peak_engine_rss_sum_mib"],
+            "engine_peak_rss_sum_by_kind_mib": tree["peak_engine_rss_by_kind_mib"],
+            "engine_peak_processes": tree["peak_engine_processes"],
+            "engine_peak_concurrent_workers": tree["peak_concurrent_workers"],
+            "engine_processes_seen": tree["engine_processes_seen"],
+            "sample_interval_s": tree["sample_interval_s"],
+            "samples": tree["samples"],
+        },
+        "states_after": states,
+    })
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        log("interrupted")
+        sys.exit(130)
+    except BenchError as exc:
+        log(f"benchmark failed: {exc}")
+        sys.exit(1)
