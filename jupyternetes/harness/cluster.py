@@ -274,7 +274,8 @@ class DevCluster:
     `keep` is set, removed on stop) by this object."""
 
     root: Path | None = None
-    keep: bool = False
+    # JUPYTERNETES_KEEP_CLUSTER=1 keeps the folder (logs, kubeconfig, pki) after stop.
+    keep: bool = field(default_factory=lambda: os.environ.get("JUPYTERNETES_KEEP_CLUSTER") == "1")
     apiserver_port: int = 0
     timing: dict[str, float] = field(default_factory=dict)
     components: list[Component] = field(default_factory=list)
@@ -451,6 +452,13 @@ class DevCluster:
         if self._stopped:
             return
         self._stopped = True
+        crashed = [c for c in self.components if c.proc is not None and not c.running()]
+        if crashed and self.timing.get("total"):
+            # A component died while tests ran: its log explains the errors they saw.
+            print(self._failure("components exited before stop: "
+                                + ", ".join(f"{c.name} (code {c.proc.returncode})"
+                                            for c in crashed if c.proc is not None)),
+                  file=sys.stderr)
         # Reverse order: kwok and controllers first, the datastore last.
         for comp in reversed(self.components):
             comp.stop()
