@@ -12,7 +12,7 @@ import pytest
 import yaml
 from kubernetes import client
 
-from tests.e2e.fixtures_cluster import load_crd_documents
+from jupyternetes.harness.crds import load_crd_documents
 
 pytestmark = pytest.mark.e2e
 
