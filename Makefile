@@ -29,5 +29,10 @@ e2e: setup tools
 test: setup tools lint
 	$(PY) -m pytest -q tests
 
+# The main job: a local cluster, the CRDs and seed template, the operator, the seed instance
+# reaching Completed with its PVC and pod. DEMO_ARGS=--keep leaves it running.
+demo: setup tools
+	$(PY) -m jupyternetes.harness.demo $(DEMO_ARGS)
+
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
