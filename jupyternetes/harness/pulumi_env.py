@@ -7,6 +7,7 @@ Used by the end-to-end tests and usable by the operator: the functions here only
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -50,12 +51,15 @@ def pulumi_env(
     passphrase: str,
     pulumi_home: Path | str | None = None,
     base_env: Mapping[str, str] | None = None,
+    python_cmd: str | None = sys.executable,
 ) -> dict[str, str]:
     """Environment variables for running the harness-built Pulumi CLI against `backend`.
 
     `backend` is any Pulumi backend URL (use `backend_url()` for a local folder). The result
     starts from `base_env` (default: the current process environment) so that HOME, proxies
     and locale still reach the engine, and puts the harness tools first on PATH.
+    `python_cmd` is the interpreter the Python language host runs Pulumi.yaml programs with
+    (default: this process's, which has the pinned pulumi SDK); None leaves python3 on PATH.
     """
     env = dict(os.environ if base_env is None else base_env)
     home = Path(pulumi_home) if pulumi_home is not None else paths.pulumi_home()
@@ -66,6 +70,10 @@ def pulumi_env(
     env["PULUMI_CONFIG_PASSPHRASE"] = passphrase
     # A passphrase file set by the caller's shell would take precedence over the passphrase.
     env.pop("PULUMI_CONFIG_PASSPHRASE_FILE", None)
+    if python_cmd:
+        # The harness language host ignores Pulumi.yaml's virtualenv option (see
+        # tools/harness/pulumi/language-python/go.mod) but honours this variable.
+        env["PULUMI_PYTHON_CMD"] = python_cmd
     env.update(_OFFLINE_SWITCHES)
     return env
 

@@ -194,3 +194,64 @@ def test_inline_stack_creates_previews_noops_and_destroys(
                 time.sleep(0.5)
         finally:
             stack.workspace.remove_stack(stack.name, force=True)
+
+
+PROJECT_PROGRAM = '''\
+import pulumi
+import pulumi_kubernetes as k8s
+
+config = pulumi.Config()
+provider = k8s.Provider("cluster", kubeconfig=config.require_secret("kubeconfig"))
+cm = k8s.core.v1.ConfigMap(
+    "config",
+    metadata={"name": "project-cm", "namespace": config.require("namespace"),
+              "annotations": {"pulumi.com/skipAwait": "true"}},
+    data={"runtime": "python"},
+    opts=pulumi.ResourceOptions(provider=provider),
+)
+pulumi.export("uid", cm.metadata.uid)
+'''
+
+
+def test_python_project_runs_through_the_language_host(
+    cluster: ClusterHandle, namespace: str, pulumi_env: PulumiTestEnv
+) -> None:
+    """`pulumi up` of a Pulumi.yaml project (runtime: python): the harness language host runs it."""
+    project = pulumi_env.work_dir
+    (project / "Pulumi.yaml").write_text("name: jupyternetes-project-e2e\nruntime: python\n")
+    (project / "__main__.py").write_text(PROJECT_PROGRAM)
+    stack = auto.create_stack(
+        "project-e2e",
+        work_dir=str(project),
+        opts=auto.LocalWorkspaceOptions(
+            pulumi_home=str(pulumi_env.pulumi_home),
+            pulumi_command=pulumi_env.command,
+            env_vars=pulumi_env.env,
+            secrets_provider="passphrase",
+        ),
+    )
+    stack.set_config("kubeconfig", auto.ConfigValue(cluster.kubeconfig.read_text(), secret=True))
+    stack.set_config("namespace", auto.ConfigValue(namespace))
+    with cluster.api_client() as api:
+        core = client.CoreV1Api(api)
+        try:
+            up = stack.up()
+            assert up.summary.result == "succeeded"
+            # Stack + provider + ConfigMap.
+            assert _counts(up.summary.resource_changes) == {"create": 3}
+            cm = core.read_namespaced_config_map("project-cm", namespace)
+            assert cm.data == {"runtime": "python"}
+            assert up.outputs["uid"].value == cm.metadata.uid
+            # The kubeconfig went in as a secret: it must not be stored in plain text.
+            state = "".join(p.read_text() for p in
+                            Path(pulumi_env.backend_url.removeprefix("file://")).rglob("*.json"))
+            assert "project-cm" in state, "stack state not found under the file:// backend"
+            assert "certificate-authority-data" not in state
+
+            down = stack.destroy()
+            assert down.summary.result == "succeeded"
+            with pytest.raises(client.ApiException) as missing:
+                core.read_namespaced_config_map("project-cm", namespace)
+            assert missing.value.status == 404
+        finally:
+            stack.workspace.remove_stack(stack.name, force=True)

@@ -3,6 +3,9 @@
 #   pulumi                       (github.com/pulumi/pulumi/pkg/v3/cmd/pulumi, wrapper ./cli)
 #       -> <tools>/pulumi-cli/bin/pulumi (the layout PulumiCommand(root=...) wants),
 #          linked as <tools>/pulumi so it is on PATH with the other tools
+#   pulumi-language-python       (sdk/v3 python/cmd/pulumi-language-python, wrapper ./language-python)
+#       -> <tools>/pulumi-cli/bin/, next to the CLI, where the engine looks for bundled language
+#          hosts; only `pulumi up` of a Pulumi.yaml project needs it. Optional: a failed build warns.
 #   pulumi-resource-kubernetes   (github.com/pulumi/pulumi-kubernetes/provider/v4, wrapper ./kubernetes)
 #       -> <pulumi-home>/plugins/resource-kubernetes-v<VERSION>/, so the engine never downloads it
 # A tool is rebuilt only when its binary is missing or its stamp (pinned versions + flags + wrapper
@@ -61,6 +64,35 @@ else
 	log "pulumi $PULUMI_VERSION up to date"
 fi
 ln -sfn pulumi-cli/bin/pulumi "$tools/pulumi"
+
+# ---- pulumi-language-python (optional) ---------------------------------------------------------
+lp_mod=$here/language-python/go.mod
+LP_VERSION=$(required github.com/pulumi/pulumi/sdk/v3 "$lp_mod")
+lp_ldflags="-s -w -X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=$LP_VERSION"
+lp_bin=$tools/pulumi-cli/bin/pulumi-language-python
+lp_stamp="$LP_VERSION $lp_ldflags $(fingerprint "$here/language-python/go.mod" "$here/language-python/go.sum")"
+if ! up_to_date "$lp_bin" "$tools/.pulumi-language-python.stamp" "$lp_stamp"; then
+	log "building pulumi-language-python $LP_VERSION (newest host the proxy serves; see language-python/go.mod)"
+	start=$SECONDS
+	if (
+		cd "$here/language-python"
+		go build -p "$GO_P" -trimpath -ldflags "$lp_ldflags" -o "$lp_bin.tmp" \
+			github.com/pulumi/pulumi/sdk/v3/python/cmd/pulumi-language-python
+		# The host runs Python programs through this script, shipped beside it in releases.
+		exec_script=$(go list -m -f '{{.Dir}}' github.com/pulumi/pulumi/sdk/v3)/python/cmd/pulumi-language-python-exec
+		install -m 0755 "$exec_script" "$(dirname "$lp_bin")/pulumi-language-python-exec"
+	); then
+		mv -f "$lp_bin.tmp" "$lp_bin"
+		echo "$lp_stamp" >"$tools/.pulumi-language-python.stamp"
+		log "built pulumi-language-python $LP_VERSION in $((SECONDS - start)) s"
+	else
+		rm -f "$lp_bin.tmp"
+		log "warning: pulumi-language-python $LP_VERSION did not build; Pulumi.yaml projects with" \
+			"runtime: python will not run (Automation API inline programs still do)"
+	fi
+else
+	log "pulumi-language-python $LP_VERSION up to date"
+fi
 
 # ---- pulumi-resource-kubernetes ---------------------------------------------------------------
 k8s_mod=$here/kubernetes/go.mod
