@@ -10,8 +10,12 @@ and no Python input-type translation can rename a field.
 
 from __future__ import annotations
 
+import asyncio
 import copy
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+import functools
+import json
+import time
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +27,11 @@ GROUP_ORDER = ("pvcs", "pods", "otherResources")
 
 SKIP_AWAIT = "pulumi.com/skipAwait"
 PATCH_FORCE = "pulumi.com/patchForce"
+
+POD_GONE_HOOK = "jupyternetes-wait-for-old-pod"
+# How long a replacement pod waits for its predecessor (same name) to finish terminating:
+# longer than the usual 30 s grace period, short enough to free the engine worker.
+TERMINATION_WAIT_SECONDS = 300.0
 
 # The stack output the operator reads: a list of OBJECT_OUTPUT_KEYS dicts, one per object.
 OBJECTS_OUTPUT = "objects"
@@ -138,8 +147,82 @@ def wrap_secrets(value: Any, secret_values: Collection[str]) -> Any:
     return value
 
 
+async def wait_until_gone(read: Callable[[], Mapping[str, Any] | None], what: str,
+                          timeout: float = TERMINATION_WAIT_SECONDS, interval: float = 0.5,
+                          clock: Callable[[], float] = time.monotonic,
+                          sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep) -> None:
+    """Return once `read()` finds no object, or one that is not terminating; raise on timeout.
+
+    `read` is a blocking API call (run in a thread so the program's event loop keeps serving
+    other resources). An existing object that is *not* being deleted is left alone: creating
+    over it is an adoption, which server-side apply handles.
+    """
+    deadline = clock() + timeout
+    while True:
+        live = await asyncio.to_thread(read)
+        if live is None or not (live.get("metadata") or {}).get("deletionTimestamp"):
+            return
+        if clock() >= deadline:
+            raise TimeoutError(
+                f"{what} is still terminating after {timeout:.0f}s, so its replacement (same "
+                "name) cannot be created yet; the next reconcile retries")
+        await sleep(interval)
+
+
+@functools.lru_cache(maxsize=4)
+def _core_api(kubeconfig: str | None, context: str | None) -> Any:
+    from kubernetes import client, config
+
+    if kubeconfig or context:
+        return client.CoreV1Api(config.new_client_from_config(config_file=kubeconfig,
+                                                              context=context))
+    try:
+        return client.CoreV1Api(config.new_client_from_config())
+    except config.ConfigException:
+        config.load_incluster_config()
+        return client.CoreV1Api()
+
+
+def pod_reader(kubeconfig: str | None, context: str | None, namespace: str,
+               name: str) -> Callable[[], Mapping[str, Any] | None]:
+    def read() -> Mapping[str, Any] | None:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            response = _core_api(kubeconfig, context).read_namespaced_pod(
+                name, namespace, _preload_content=False)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return json.loads(response.data)
+
+    return read
+
+
+def old_pod_hook(kubeconfig: str | None, context: str | None) -> pulumi.ResourceHook:
+    """before_create hook for pods: wait until a terminating pod of the same name is gone.
+
+    pulumi-kubernetes skips the *deletion* await of a Pod marked skipAwait (legacy behaviour
+    it keeps for Pod), so when a changed spec replaces a pod, the delete returns while the old
+    pod is still terminating and the create would be applied onto it. Waiting here keeps
+    skipAwait's fast create and refresh, and makes the replacement correct.
+    """
+
+    async def before_create(args: pulumi.ResourceHookArgs) -> None:
+        metadata = (args.new_inputs or {}).get("metadata") or {}
+        name, namespace = metadata.get("name"), metadata.get("namespace") or "default"
+        if not isinstance(name, str):
+            return
+        await wait_until_gone(pod_reader(kubeconfig, context, namespace, name),
+                              f"the old pod {namespace}/{name}")
+
+    return pulumi.ResourceHook(POD_GONE_HOOK, before_create)
+
+
 def resource_options(spec: ObjectSpec, provider: pulumi.ProviderResource,
-                     depends_on: Sequence[pulumi.Resource]) -> pulumi.ResourceOptions:
+                     depends_on: Sequence[pulumi.Resource],
+                     pod_hook: pulumi.ResourceHook | None = None) -> pulumi.ResourceOptions:
     return pulumi.ResourceOptions(
         provider=provider,
         depends_on=list(depends_on),
@@ -151,6 +234,8 @@ def resource_options(spec: ObjectSpec, provider: pulumi.ProviderResource,
         # Most pod spec fields are immutable; replace on any spec change rather than let an
         # in-place patch fail half way (or silently update only the mutable image field).
         replace_on_changes=["spec"] if spec.group == "pods" else None,
+        hooks=pulumi.ResourceHookBinding(before_create=[pod_hook])
+        if pod_hook is not None and spec.group == "pods" else None,
         version=k8s_utilities.get_version(),
     )
 
@@ -186,7 +271,8 @@ class Declared:
 
 
 def declare(objects: Iterable[Any], provider: pulumi.ProviderResource,
-            secret_values: Collection[str] = ()) -> list[Declared]:
+            secret_values: Collection[str] = (),
+            pod_hook: pulumi.ResourceHook | None = None) -> list[Declared]:
     """Declare every object; PVCs first, pods depending on all PVCs, other objects last."""
     specs = as_object_specs(objects)
     secrets = [s for s in secret_values if s]
@@ -200,7 +286,7 @@ def declare(objects: Iterable[Any], provider: pulumi.ProviderResource,
             type_token(manifest["apiVersion"], manifest["kind"]),
             spec.resource_name,
             props,
-            opts=resource_options(spec, provider, depends_on),
+            opts=resource_options(spec, provider, depends_on, pod_hook),
         )
         if spec.group == "pvcs":
             pvcs.append(resource)
@@ -220,11 +306,15 @@ def make_provider(kubeconfig: str | None, context: str | None) -> kubernetes.Pro
 
 
 def declare_stack(objects: Iterable[Any], kubeconfig: str | None = None,
-                  context: str | None = None,
-                  secret_values: Collection[str] = ()) -> pulumi.Output[list[dict]]:
-    """Provider + objects; returns the OBJECTS_OUTPUT value (a list of per-object dicts)."""
+                  context: str | None = None, secret_values: Collection[str] = (),
+                  hooks: bool = True) -> pulumi.Output[list[dict]]:
+    """Provider + objects; returns the OBJECTS_OUTPUT value (a list of per-object dicts).
+
+    hooks=False leaves out the pod hook (Pulumi's unit-test mocks have no callback server).
+    """
     provider = make_provider(kubeconfig, context)
-    declared = declare(objects, provider, secret_values)
+    pod_hook = old_pod_hook(kubeconfig, context) if hooks else None
+    declared = declare(objects, provider, secret_values, pod_hook)
     return pulumi.Output.all(*[d.output() for d in declared])
 
 

@@ -37,7 +37,6 @@ log = logging.getLogger(__name__)
 PROJECT = "jupyternetes-instances"
 DEFAULT_STATE_DIR = "~/.jupyternetes/state"
 PASSPHRASE_FILE = "passphrase"
-WORKSPACES_DIR = "workspaces"
 DEFAULT_SECRET_VARIABLES = frozenset({"jupyterhub.api_token"})
 DEFAULT_TIMEOUT_SECONDS = 600.0
 # After SIGTERM the worker asks the Pulumi CLI to cancel (SIGINT), which finishes in-flight
@@ -63,8 +62,8 @@ class StackSettings:
     context: str | None
     pulumi_home: str | None
     project: str = PROJECT
-    # Root of the per-stack Pulumi workspaces (Pulumi.yaml + Pulumi.<stack>.yaml). None: a
-    # temporary directory per operation.
+    # Root of persistent per-stack Pulumi workspaces (Pulumi.yaml + Pulumi.<stack>.yaml), kept
+    # for inspection; None (the default): a temporary directory per operation.
     work_dir: str | None = None
     secret_variables: frozenset[str] = DEFAULT_SECRET_VARIABLES
 
@@ -165,8 +164,8 @@ class PreviewResult:
 def add_stack_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("Pulumi stacks")
     group.add_argument("--state-dir", default=DEFAULT_STATE_DIR,
-                       help="local state: the default file:// backend, the generated passphrase "
-                            "file and the stack workspaces (default %(default)s)")
+                       help="local state: the default file:// backend and the generated "
+                            "passphrase file (default %(default)s)")
     group.add_argument("--backend-url", default=None,
                        help="any Pulumi backend URL (s3://, azblob://, gs://, postgres://, "
                             "https://api.pulumi.com); default file://<state-dir>")
@@ -195,7 +194,9 @@ def settings_from_args(args: argparse.Namespace,
         else None,
         context=args.context,
         pulumi_home=args.pulumi_home or env.get("PULUMI_HOME") or None,
-        work_dir=str(state_dir / WORKSPACES_DIR),
+        # Temporary workspace per operation: the passphrase salt lives in the stack's state,
+        # so nothing in a workspace needs to persist, and nothing accumulates per instance.
+        work_dir=None,
         secret_variables=DEFAULT_SECRET_VARIABLES | frozenset(args.secret_variable or ()),
     )
 
@@ -342,7 +343,13 @@ def _pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    # A killed CLI whose parent died too may linger as a zombie when nothing reaps orphans
+    # (minimal init in containers/VMs); it holds nothing.
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state != "Z"
 
 
 def stale_lock_files(backend_dir: Path, project: str, hostname: str | None = None,

@@ -309,6 +309,8 @@ def run(request: Mapping[str, Any]) -> dict[str, Any]:
                                        suppress_progress=True, remove=True)
                 answer["change_summary"] = dict(result.summary.resource_changes or {})
                 answer["result"] = "succeeded"
+                if settings.get("work_dir"):  # the stack is gone; so is its workspace
+                    temp_root.append(str(Path(settings["work_dir"]) / request["stack"]))
         elif op == "repair":
             if stack is None:
                 answer.update(result="succeeded", message="no stack to repair")
@@ -321,7 +323,7 @@ def run(request: Mapping[str, Any]) -> dict[str, Any]:
             raise ValueError(f"unknown operation {op!r}")
     except auto.CommandError as exc:
         answer["result"] = "failed"
-        answer["message"] = trim_message(collector.errors, exc.stderr or str(exc), secret_values)
+        answer["message"] = trim_message(collector.errors, str(exc), secret_values)
         answer["outputs"] = {"objects": objects_from_events(collector),
                              "errors": collector.errors_by_resource(secret_values)}
     finally:

@@ -126,7 +126,7 @@ def test_seed_declares_pvc_then_pod_with_options(monitor, seed_rendered):
     rendered, instance = seed_rendered
     token = instance.variables["jupyterhub.api_token"]
     objects = program.declare_stack(rendered.objects(), kubeconfig="/k", context="ctx",
-                                    secret_values=[token])
+                                    secret_values=[token], hooks=False)
 
     def check(objects):
         reqs = monitor.by_name()
@@ -236,3 +236,32 @@ def test_manifest_is_not_mutated():
     before = json.dumps(obj, sort_keys=True)
     program.with_annotations(obj["manifest"], {"a": "b"})
     assert json.dumps(obj, sort_keys=True) == before
+
+
+def test_wait_until_gone_waits_for_a_terminating_object_only():
+    import asyncio
+
+    states = [{"metadata": {"deletionTimestamp": "t"}}, {"metadata": {"deletionTimestamp": "t"}},
+              None]
+    reads: list[int] = []
+
+    def read():
+        reads.append(1)
+        return states[len(reads) - 1]
+
+    async def no_sleep(_):
+        return None
+
+    asyncio.run(program.wait_until_gone(read, "pod x", timeout=60, sleep=no_sleep))
+    assert len(reads) == 3
+    # A live pod that is not being deleted: adoption, no waiting.
+    reads.clear()
+    states[:] = [{"metadata": {"name": "x"}}]
+    asyncio.run(program.wait_until_gone(read, "pod x", timeout=60, sleep=no_sleep))
+    assert len(reads) == 1
+    # Still terminating at the deadline: a clear error.
+    clock = iter([0.0, 5.0, 11.0])
+    with pytest.raises(TimeoutError, match=r"pod x is still terminating after 10s"):
+        asyncio.run(program.wait_until_gone(
+            lambda: {"metadata": {"deletionTimestamp": "t"}}, "pod x", timeout=10,
+            clock=lambda: next(clock), sleep=no_sleep))

@@ -50,7 +50,7 @@ def test_settings_defaults_create_a_private_passphrase_file_and_reuse_it(tmp_pat
     assert stat.S_IMODE(state.stat().st_mode) == 0o700
     assert len(first.passphrase) >= 32
     assert first.backend_url == f"file://{state}"
-    assert first.work_dir == str(state / stacks.WORKSPACES_DIR)
+    assert first.work_dir is None
     assert first.project == "jupyternetes-instances"
     assert first.secret_variables == frozenset({"jupyterhub.api_token"})
     again = stacks.settings_from_args(parse(["--state-dir", str(state)]), environ={})

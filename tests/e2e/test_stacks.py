@@ -1,0 +1,370 @@
+"""StackEngine end to end: the real Pulumi CLI and Kubernetes provider against the real apiserver.
+
+Every test renders the seed template for the seed instance moved into a fresh namespace, runs
+stack operations through StackEngine (worker subprocesses, as the operator does), and checks the
+objects in the cluster and the files of the state backend.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import signal
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import yaml
+from kubernetes import client
+
+from jupyternetes import naming, stacks
+from jupyternetes.model import Instance, Template
+from jupyternetes.render import render
+from jupyternetes.stacks import StackEngine, StackSettings
+
+pytestmark = pytest.mark.e2e
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+TOKEN = "852dc4bd4e4e4360b7ae94cffa4f1c76"
+
+
+def seed_docs(namespace: str, name: str | None = None, **variables: str) -> tuple[dict, dict]:
+    template = yaml.safe_load((EXAMPLES / "seed-template.yaml").read_text())
+    instance = yaml.safe_load((EXAMPLES / "seed-instance.yaml").read_text())
+    template["metadata"] = {"name": "default-template", "namespace": namespace}
+    instance["metadata"] = {"name": name or instance["metadata"]["name"],
+                            "namespace": namespace}
+    instance.pop("status", None)
+    instance["spec"]["template"]["namespace"] = namespace
+    instance["spec"]["variables"].update(variables)
+    return template, instance
+
+
+def rendered_for(namespace: str, name: str | None = None, **variables: str):
+    template_doc, instance_doc = seed_docs(namespace, name, **variables)
+    instance = Instance.from_dict(instance_doc)
+    return render(Template.from_dict(template_doc), instance), instance
+
+
+@pytest.fixture
+def engine(cluster, pulumi_env) -> StackEngine:
+    settings = StackSettings(
+        backend_url=pulumi_env.backend_url, passphrase=pulumi_env.passphrase,
+        kubeconfig=str(cluster.kubeconfig), context=None,
+        pulumi_home=str(pulumi_env.pulumi_home))
+    return StackEngine(settings, env=pulumi_env.env, timeout=300)
+
+
+@pytest.fixture
+def core(cluster):
+    with cluster.api_client() as api:
+        yield client.CoreV1Api(api)
+
+
+def secrets_of(engine: StackEngine, instance: Instance) -> frozenset[str]:
+    return engine.settings.secret_values(instance.variables)
+
+
+def backend_dir(engine: StackEngine) -> Path:
+    path = stacks.file_backend_path(engine.settings.backend_url)
+    assert path is not None
+    return path
+
+
+def stack_file(engine: StackEngine, namespace: str, name: str) -> Path:
+    return (backend_dir(engine) / ".pulumi" / "stacks" / engine.settings.project
+            / f"{naming.stack_name(namespace, name)}.json")
+
+
+def read_or_none(fn, *args):
+    try:
+        return fn(*args)
+    except client.ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+def wait_gone(fn, *args, timeout: float = 60) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if read_or_none(fn, *args) is None:
+            return True
+        time.sleep(0.3)
+    return False
+
+
+def assert_no_plain_token(root: Path, token: str) -> None:
+    leaks = []
+    for path in root.rglob("*"):
+        if path.is_file() and token.encode() in path.read_bytes():
+            leaks.append(str(path))
+    assert leaks == [], f"API token in plain text in {leaks}"
+
+
+def test_lifecycle_up_noop_replace_destroy_adopt(engine, core, namespace):
+    rendered, instance = rendered_for(namespace)
+    name = instance.name
+    pvc_name, pod_name = f"{name}-workspace", f"{name}-notebook"
+
+    # 1. First up: PVC and pod exist, with the rendered values and our annotations.
+    first = engine.up(namespace, name, rendered, secrets_of(engine, instance))
+    assert first.result == "succeeded", first.message
+    # Pulumi counts the stack and the provider too: 2 objects + 2.
+    assert first.change_summary == {"create": 4}, first.change_summary
+    pvc = core.read_namespaced_persistent_volume_claim(pvc_name, namespace)
+    pod = core.read_namespaced_pod(pod_name, namespace)
+    env = {e.name: e.value for e in pod.spec.containers[0].env}
+    assert env["JUPYTERHUB_USER"] == "jovyan"
+    assert env["JUPYTERHUB_API_TOKEN"] == TOKEN  # the cluster gets the real value
+    assert pod.spec.volumes[0].persistent_volume_claim.claim_name == pvc_name
+    assert pod.metadata.annotations["pulumi.com/skipAwait"] == "true"
+    assert pod.metadata.labels[naming.LABEL_ENTRY] == "notebook"
+    by_entry = {o["entry"]: o for o in first.objects}
+    assert by_entry["workspace"]["uid"] == pvc.metadata.uid
+    assert by_entry["notebook"]["uid"] == pod.metadata.uid
+    assert by_entry["notebook"] == {
+        "group": "pods", "entry": "notebook", "apiVersion": "v1", "kind": "Pod",
+        "name": pod_name, "namespace": namespace, "uid": pod.metadata.uid}
+    assert 0 < first.engine_seconds < first.wall_seconds
+
+    # 2. The same desired state again: nothing changes.
+    second = engine.up(namespace, name, rendered, secrets_of(engine, instance))
+    assert second.result == "succeeded", second.message
+    assert set(second.change_summary) == {"same"}, second.change_summary
+    assert core.read_namespaced_pod(pod_name, namespace).metadata.uid == pod.metadata.uid
+
+    # 3. A variable change: the pod is replaced (new uid), the PVC stays (same uid).
+    changed, instance2 = rendered_for(namespace, **{"jupyterhub.user.name": "alice"})
+    third = engine.up(namespace, name, changed, secrets_of(engine, instance2))
+    assert third.result == "succeeded", third.message
+    assert third.change_summary.get("replace") == 1, third.change_summary
+    new_pod = core.read_namespaced_pod(pod_name, namespace)
+    assert new_pod.metadata.uid != pod.metadata.uid
+    assert {e.name: e.value for e in new_pod.spec.containers[0].env}["JUPYTERHUB_USER"] == "alice"
+    assert core.read_namespaced_persistent_volume_claim(pvc_name, namespace).metadata.uid == \
+        pvc.metadata.uid
+    assert {o["entry"]: o["uid"] for o in third.objects}["notebook"] == new_pod.metadata.uid
+
+    # 4. Destroy: the pod goes, the PVC stays, the stack is removed from the backend.
+    assert stack_file(engine, namespace, name).exists()
+    gone = engine.destroy(namespace, name)
+    assert gone.result == "succeeded", gone.message
+    assert wait_gone(core.read_namespaced_pod, pod_name, namespace)
+    assert core.read_namespaced_persistent_volume_claim(pvc_name, namespace).metadata.uid == \
+        pvc.metadata.uid
+    assert not stack_file(engine, namespace, name).exists()
+    # Destroying again is harmless.
+    assert engine.destroy(namespace, name).result == "succeeded"
+
+    # 5. A new stack for the same instance adopts the retained PVC without error.
+    again = engine.up(namespace, name, changed, secrets_of(engine, instance2))
+    assert again.result == "succeeded", again.message
+    adopted = core.read_namespaced_persistent_volume_claim(pvc_name, namespace)
+    assert adopted.metadata.uid == pvc.metadata.uid
+    assert {o["entry"]: o["uid"] for o in again.objects}["workspace"] == pvc.metadata.uid
+    assert core.read_namespaced_pod(pod_name, namespace).metadata.uid != new_pod.metadata.uid
+
+    # The token was in every up; it is nowhere in plain text in the state backend.
+    assert_no_plain_token(backend_dir(engine), TOKEN)
+
+
+def test_rejected_object_fails_with_the_apiserver_message(engine, core, namespace):
+    rendered, instance = rendered_for(namespace, name="broken")
+    pod = copy.deepcopy(rendered.pods[0].manifest)
+    del pod["spec"]["containers"][0]["image"]
+    objects = [rendered.pvcs[0], {"group": "pods", "entry": "notebook", "manifest": pod}]
+    result = engine.up(namespace, "broken", objects, secrets_of(engine, instance))
+    assert result.result == "failed"
+    assert 'Pod "broken-notebook" is invalid' in result.message
+    assert "spec.containers[0].image: Required value" in result.message
+    assert TOKEN not in result.message
+    assert "spec.containers[0].image: Required value" in result.errors["pods/notebook"]
+    # What did get applied is reported with its uid: the PVC.
+    pvc = core.read_namespaced_persistent_volume_claim("broken-workspace", namespace)
+    assert [o["uid"] for o in result.objects if o["entry"] == "workspace"] == [pvc.metadata.uid]
+    # Fixing the object converges the same stack.
+    fixed = engine.up(namespace, "broken", rendered, secrets_of(engine, instance))
+    assert fixed.result == "succeeded", fixed.message
+    assert core.read_namespaced_pod("broken-notebook", namespace).spec.containers[0].image
+
+
+def test_pod_deleted_out_of_band_comes_back_with_refresh(engine, core, namespace):
+    rendered, instance = rendered_for(namespace, name="drift")
+    first = engine.up(namespace, "drift", rendered, secrets_of(engine, instance))
+    assert first.succeeded, first.message
+    old_uid = core.read_namespaced_pod("drift-notebook", namespace).metadata.uid
+    core.delete_namespaced_pod("drift-notebook", namespace, grace_period_seconds=0)
+    assert wait_gone(core.read_namespaced_pod, "drift-notebook", namespace)
+    result = engine.up(namespace, "drift", rendered, secrets_of(engine, instance), refresh=True)
+    assert result.result == "succeeded", result.message
+    assert result.change_summary.get("create") == 1, result.change_summary
+    assert core.read_namespaced_pod("drift-notebook", namespace).metadata.uid != old_uid
+
+
+def test_four_stacks_up_in_parallel(engine, core, namespace):
+    names = [f"par-{i}" for i in range(4)]
+
+    def up(name: str):
+        rendered, instance = rendered_for(namespace, name=name,
+                                          **{"jupyterhub.user.name": f"user-{name}"})
+        return engine.up(namespace, name, rendered, secrets_of(engine, instance))
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(up, names))
+    wall = time.monotonic() - started
+    for name, result in zip(names, results, strict=True):
+        assert result.result == "succeeded", f"{name}: {result.message}"
+        pod = core.read_namespaced_pod(f"{name}-notebook", namespace)
+        assert {e.name: e.value for e in pod.spec.containers[0].env}["JUPYTERHUB_USER"] == \
+            f"user-{name}"
+        assert {o["entry"]: o["uid"] for o in result.objects}["notebook"] == pod.metadata.uid
+    # Parallel, not serialised: less wall time than the sum of the operations.
+    assert wall < sum(r.wall_seconds for r in results)
+    print(json.dumps({"parallel_4_wall_s": round(wall, 2),
+                      "per_op_wall_s": [round(r.wall_seconds, 2) for r in results],
+                      "per_op_engine_s": [round(r.engine_seconds, 2) for r in results]}))
+
+
+def test_stale_lock_blocks_until_cleared(engine, core, namespace):
+    rendered, instance = rendered_for(namespace, name="locked")
+    first = engine.up(namespace, "locked", rendered, secrets_of(engine, instance))
+    assert first.succeeded, first.message
+    lock = (stacks.lock_dir(backend_dir(engine), engine.settings.project)
+            / naming.stack_name(namespace, "locked") / "crashed-operator.json")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    lock.write_text(json.dumps({"pid": 999_999_999, "username": "root",
+                                "hostname": os.uname().nodename,
+                                "timestamp": "2026-01-01T00:00:00Z"}))
+    blocked = engine.up(namespace, "locked", rendered, secrets_of(engine, instance))
+    assert blocked.result == "failed"
+    assert "locked" in blocked.message
+    actions = engine.clear_stale_locks()
+    assert f"removed stale lock {naming.stack_name(namespace, 'locked')}/crashed-operator.json" \
+        in actions
+    unlocked = engine.up(namespace, "locked", rendered, secrets_of(engine, instance))
+    assert unlocked.succeeded, unlocked.message
+
+
+def test_worker_killed_during_up_converges_after_restart(engine, core, namespace):
+    """SIGKILL the worker's whole process group (worker + pulumi CLI) in the middle of `up`,
+    as a node crash would; then clear_stale_locks + up converge: one PVC, one pod."""
+    rendered, instance = rendered_for(namespace, name="crash")
+    lock_root = stacks.lock_dir(backend_dir(engine), engine.settings.project)
+    killed = threading.Event()
+
+    def killer() -> None:
+        # The lock file appears when the engine starts the update; kill right then.
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not killed.is_set():
+            if list(lock_root.glob("*/*.json")):
+                for pid in worker_pgids():
+                    os.killpg(pid, signal.SIGKILL)
+                killed.set()
+                return
+            time.sleep(0.02)
+
+    thread = threading.Thread(target=killer)
+    thread.start()
+    result = engine.up(namespace, "crash", rendered, secrets_of(engine, instance))
+    killed.set()
+    thread.join()
+    assert result.result == "failed"
+    actions = engine.clear_stale_locks()
+    print("clear_stale_locks:", actions)
+    assert not list(lock_root.glob("*/*.json"))
+    converged = engine.up(namespace, "crash", rendered, secrets_of(engine, instance))
+    assert converged.result == "succeeded", converged.message
+    pods = core.list_namespaced_pod(namespace, label_selector=f"{naming.LABEL_INSTANCE}=crash")
+    pvcs = core.list_namespaced_persistent_volume_claim(
+        namespace, label_selector=f"{naming.LABEL_INSTANCE}=crash")
+    assert [p.metadata.name for p in pods.items] == ["crash-notebook"]
+    assert [p.metadata.name for p in pvcs.items] == ["crash-workspace"]
+    again = engine.up(namespace, "crash", rendered, secrets_of(engine, instance))
+    assert set(again.change_summary) == {"same"}, again.change_summary
+
+
+def worker_pgids() -> list[int]:
+    """Process groups of running stack workers started by this test process."""
+    me = os.getpid()
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+            ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == me and b"jupyternetes.stackworker" in cmdline:
+            found.append(os.getpgid(int(proc.name)))
+    return found
+
+
+def test_replacement_waits_for_the_old_pod_to_terminate(engine, core, namespace):
+    """A pod that takes time to terminate (here: held by a finalizer for ~4 s, as a kubelet
+    grace period would) is not overwritten by its replacement of the same name."""
+    rendered, instance = rendered_for(namespace, name="slow")
+    first = engine.up(namespace, "slow", rendered, secrets_of(engine, instance))
+    assert first.succeeded, first.message
+    old_uid = core.read_namespaced_pod("slow-notebook", namespace).metadata.uid
+    core.patch_namespaced_pod("slow-notebook", namespace,
+                              {"metadata": {"finalizers": ["e2e.jupyternetes/hold"]}})
+
+    def release() -> None:
+        # Wait until the engine has asked for the deletion, hold a little, then let it go.
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            pod = read_or_none(core.read_namespaced_pod, "slow-notebook", namespace)
+            if pod is not None and pod.metadata.deletion_timestamp:
+                time.sleep(4)
+                core.patch_namespaced_pod("slow-notebook", namespace,
+                                          {"metadata": {"finalizers": None}})
+                return
+            time.sleep(0.1)
+
+    releaser = threading.Thread(target=release)
+    releaser.start()
+    changed, instance2 = rendered_for(namespace, name="slow", **{"jupyterhub.user.name": "eve"})
+    started = time.monotonic()
+    result = engine.up(namespace, "slow", changed, secrets_of(engine, instance2))
+    releaser.join()
+    assert result.result == "succeeded", result.message
+    assert time.monotonic() - started >= 4
+    pod = core.read_namespaced_pod("slow-notebook", namespace)
+    assert pod.metadata.uid != old_uid and pod.metadata.deletion_timestamp is None
+    assert {e.name: e.value for e in pod.spec.containers[0].env}["JUPYTERHUB_USER"] == "eve"
+
+
+def test_pending_create_left_by_a_crash_is_repaired(engine, core, namespace):
+    """The state a crash in the middle of creating the pod leaves: the pod exists in the cluster,
+    the checkpoint lists it only as a pending CREATE. clear_stale_locks repairs the stack and
+    the next up adopts the pod: one pod, same uid, nothing pending."""
+    rendered, instance = rendered_for(namespace, name="pending")
+    first = engine.up(namespace, "pending", rendered, secrets_of(engine, instance))
+    assert first.succeeded, first.message
+    uid = core.read_namespaced_pod("pending-notebook", namespace).metadata.uid
+    path = stack_file(engine, namespace, "pending")
+    checkpoint = json.loads(path.read_text())
+    latest = checkpoint["checkpoint"]["latest"]
+    pod_state = next(r for r in latest["resources"] if r["urn"].endswith("::pods/notebook"))
+    latest["resources"].remove(pod_state)
+    latest["pending_operations"] = [{"resource": pod_state, "type": "creating"}]
+    path.write_text(json.dumps(checkpoint))
+    assert stacks.stacks_with_pending_operations(backend_dir(engine), engine.settings.project) \
+        == [naming.stack_name(namespace, "pending")]
+
+    actions = engine.clear_stale_locks()
+    assert any("cleared pending operations (succeeded" in a for a in actions), actions
+    assert stacks.stacks_with_pending_operations(backend_dir(engine),
+                                                 engine.settings.project) == []
+    result = engine.up(namespace, "pending", rendered, secrets_of(engine, instance))
+    assert result.result == "succeeded", result.message
+    pods = core.list_namespaced_pod(namespace,
+                                    label_selector=f"{naming.LABEL_INSTANCE}=pending").items
+    assert [(p.metadata.name, p.metadata.uid) for p in pods] == [("pending-notebook", uid)]
+    assert {o["entry"]: o["uid"] for o in result.objects}["notebook"] == uid
