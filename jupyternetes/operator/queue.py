@@ -54,6 +54,7 @@ class WorkQueue:
         self._dirty: set[str] = set()
         # Delayed adds: (due time, sequence, key); the sequence keeps heap order stable.
         self._waiting: list[tuple[float, int, str]] = []
+        self._due: dict[str, float] = {}
         self._seq = itertools.count()
         self._failures: dict[str, int] = {}
         self._shutdown = False
@@ -71,7 +72,14 @@ class WorkQueue:
         with self._cond:
             if self._shutdown:
                 return
-            heapq.heappush(self._waiting, (self._clock() + delay, next(self._seq), key))
+            due = self._clock() + delay
+            # One pending delayed add per key, the earliest: otherwise every extra trigger of
+            # a failing key (a resync, an event) would start one more retry chain.
+            current = self._due.get(key)
+            if current is not None and current <= due:
+                return
+            self._due[key] = due
+            heapq.heappush(self._waiting, (due, next(self._seq), key))
             self._cond.notify()
 
     def add_rate_limited(self, key: str, floor: float = 0.0) -> float:
@@ -151,8 +159,14 @@ class WorkQueue:
             return set(self._processing)
 
     def waiting(self) -> int:
+        """Keys scheduled for later."""
         with self._cond:
-            return len(self._waiting)
+            return len(self._due)
+
+    def is_waiting(self, key: str) -> bool:
+        """`key` has a delayed add pending (a retry with backoff is already scheduled)."""
+        with self._cond:
+            return key in self._due
 
     # ---- internals --------------------------------------------------------------------------
 
@@ -175,7 +189,10 @@ class WorkQueue:
     def _promote_due_locked(self) -> None:
         now = self._clock()
         while self._waiting and self._waiting[0][0] <= now:
-            _, _, key = heapq.heappop(self._waiting)
+            due, _, key = heapq.heappop(self._waiting)
+            if self._due.get(key) != due:
+                continue  # superseded by an earlier due time for the same key
+            del self._due[key]
             self._add_locked(key)
 
     def _report_depth_locked(self) -> None:

@@ -92,6 +92,8 @@ class Operator:
                 self._seen.pop(key, None)
             else:
                 self._seen[key] = fingerprint
+        if event_type == RESYNC and self.queue.is_waiting(key):
+            return  # a retry with backoff is already scheduled; a resync must not hurry it
         if event_type in (ADDED, RESYNC, DELETED) or previous != fingerprint:
             self.queue.add(key)
 

@@ -12,6 +12,7 @@ otherwise the scheduler would keep the notebook pod Pending on its unbound claim
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
@@ -279,12 +280,32 @@ class OperatorProcess:
         self.proc.kill()
         self.proc.wait(10)
 
+    def kill_tree(self) -> list[int]:
+        """SIGKILL the operator and every process under it (stack workers, the Pulumi CLI,
+        language host and provider), as when its container is killed: nothing gets to clean
+        up, so locks and pending operations stay behind in the backend."""
+        assert self.proc is not None
+        pids, todo = [], [self.proc.pid]
+        while todo:
+            pid = todo.pop()
+            pids.append(pid)
+            for task in Path(f"/proc/{pid}/task").glob("*"):
+                with contextlib.suppress(OSError):
+                    todo += [int(c) for c in (task / "children").read_text().split()]
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self.proc.wait(10)
+        return pids
+
     def log_tail(self, lines: int = 60) -> str:
         text = self.log_path.read_text() if self.log_path.exists() else ""
         return "\n".join(text.splitlines()[-lines:])
 
     def stack_files(self) -> list[Path]:
-        return sorted(p for p in (self.backend_dir / ".pulumi" / "stacks").rglob("*.json*"))
+        """Live stack checkpoints (Pulumi keeps `.bak` copies of removed stacks; not those)."""
+        return sorted(p for p in (self.backend_dir / ".pulumi" / "stacks").rglob("*")
+                      if p.name.endswith((".json", ".json.gz")))
 
     def metric(self, text: str, name: str) -> float:
         total = 0.0
@@ -579,16 +600,20 @@ def test_operator_killed_during_up_restarts_and_converges(hub, namespace, volume
     for name in names:
         hub.create_instance(ns, name)
 
-    # Kill the moment an `up` is under way: status says Processing (the engine was called).
-    def processing() -> bool:
-        return any(((hub.instance(ns, n) or {}).get("status") or {}).get("podsProvisioned")
-                   == "Processing" for n in names)
-    wait_for("an up in progress", processing, timeout=120)
-    time.sleep(1.0)  # let the engine get into its steps
-    op.kill()
-    states = {n: ((hub.instance(ns, n) or {}).get("status") or {}).get("podsProvisioned")
-              for n in names}
-    print(f"\nstates at SIGKILL: {states}")
+    # Kill in the middle of an `up`: while the engine holds the stack's lock in the backend
+    # (`.pulumi/locks/...`), i.e. between the start and the end of the Pulumi update.
+    lock_root = op.backend_dir / ".pulumi" / "locks"
+
+    def locked() -> list[Path]:
+        return list(lock_root.rglob("*.json")) if lock_root.exists() else []
+    wait_for("a stack update holding its lock", locked, timeout=120)
+    killed = op.kill_tree()
+    locks_at_kill = locked()
+    states = {n: (((hub.instance(ns, n) or {}).get("status") or {}).get("podsProvisioned"),
+                  len(hub.pvcs(ns, n)), len(hub.pods(ns, n))) for n in names}
+    print(f"\nSIGKILL of {len(killed)} processes with {len(locks_at_kill)} stack lock(s) held; "
+          f"(state, pvcs, pods): {states}")
+    assert locks_at_kill, "the kill must leave a held lock behind for the restart to clear"
 
     op.start()
     for name in names:
@@ -604,6 +629,11 @@ def test_operator_killed_during_up_restarts_and_converges(hub, namespace, volume
     # No stack stays locked.
     locks = list((op.backend_dir / ".pulumi" / "locks").rglob("*.json"))
     assert locks == [], locks
+    restart_log = op.log_path.read_text().split("===== start 2 =====")[1]
+    cleared = [line for line in restart_log.splitlines() if "stale lock" in line
+               or "pending operations" in line]
+    print("\n".join(cleared))
+    assert cleared, "the restart should report the stale locks it cleared"
 
 
 def test_parallel_instances_reconcile_concurrently(hub, namespace, volumes, start_operator):

@@ -184,3 +184,20 @@ def test_depth_callback_reports_queue_length():
     q.add("b")
     q.get(timeout=0)
     assert depths == [1, 2, 1]
+
+
+def test_delayed_adds_of_one_key_keep_only_the_earliest():
+    clock = FakeClock()
+    q = WorkQueue(clock=clock)
+    q.add_after("a", 10.0)
+    q.add_after("a", 20.0)  # later: ignored
+    q.add_after("a", 5.0)  # earlier: wins
+    assert q.waiting() == 1 and q.is_waiting("a")
+    clock.now += 5
+    assert q.get(timeout=0) == "a"
+    q.done("a")
+    clock.now += 100
+    # The superseded entries (10 s, 20 s) must not fire as extra runs.
+    assert q.get(timeout=0) is None
+    assert not q.is_waiting("a")
+

@@ -450,6 +450,10 @@ def test_status_only_updates_do_not_requeue_but_spec_changes_do():
     assert drain(op.queue) == [KEY]  # coalesced
     op.on_instance("RESYNC", deleting)
     assert drain(op.queue) == [KEY]
+    # A key waiting for its backoff retry is not hurried by a resync.
+    op.queue.add_after(KEY, 100.0)
+    op.on_instance("RESYNC", deleting)
+    assert drain(op.queue) == []
 
 
 def managed_pod(instance_name: str, ns: str = NS) -> dict:
@@ -508,12 +512,15 @@ def test_worker_backs_off_failures_jumps_to_cap_when_degraded_and_forgets_on_suc
 
     op.reconciler = Scripted()  # type: ignore[assignment]
     op.queue = WorkQueue(Backoff(base=1.0, cap=60.0, jitter=0.0), clock=lambda: 0.0)
+    delays: list[float] = []
+    schedule = op.queue.add_after
+    op.queue.add_after = lambda key, delay: (delays.append(delay), schedule(key, delay))[1]
     for _ in range(5):
         op.process(KEY)
     assert seen_failures == [0, 1, 2, 3, 0]
     assert op.queue.num_requeues(KEY) == 0
-    # Due times (clock frozen at 0) = delays: 1, 2, then the cap instead of 4, then the
-    # template retry's 30.
-    assert [due for due, _, _ in sorted(op.queue._waiting)] == [1.0, 2.0, 30.0, 60.0]
+    # 1, 2, then the cap instead of 4 (Degraded), then the template retry's 30.
+    assert delays == [1.0, 2.0, 60.0, 30.0]
+    assert op.queue.waiting() == 1  # one pending retry per key, the earliest
     samples = op.metrics.exposition()[0].decode()
     assert 'jupyternetes_reconciles_total{result="up-failed"} 3.0' in samples
