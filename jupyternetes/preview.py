@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Collection, Mapping
 from typing import Any
@@ -74,6 +75,11 @@ def visible_steps(steps: Collection[PreviewStep]) -> list[PreviewStep]:
     return shown
 
 
+def natural_key(path: str) -> list[Any]:
+    """env[2] before env[10]."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path)]
+
+
 def format_preview(result: PreviewResult, stack: str,
                    secret_values: Collection[str] = ()) -> str:
     lines = [f"Stack {stack}:"]
@@ -84,7 +90,7 @@ def format_preview(result: PreviewResult, stack: str,
         lines.append(f"  {SYMBOLS[step.op]:<2} {step.op:<8} {step.name:<{width}}  {target}")
         if step.op in ("update", "replace"):
             details = step.detailed_diff or {path: {"kind": "update"} for path in step.changed}
-            for path in sorted(details):
+            for path in sorted(details, key=natural_key):
                 diff = details[path]
                 kind = str(diff.get("kind", "update"))
                 marker = DIFF_SYMBOLS.get(kind, "~")

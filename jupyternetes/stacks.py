@@ -260,6 +260,9 @@ _GENERIC = re.compile(
     r"^\d+ error(s)? occurred:?$|^Resources:|^Duration:|^\s*$|^error: (update|preview) failed")
 
 
+_DIFF_DUMP = re.compile(r"^@@ -\d+(,\d+)? \+\d+(,\d+)? @@")
+
+
 def mask_secrets(text: str, secret_values: Collection[str]) -> str:
     # Longest first, so a secret that contains another is masked whole.
     for value in sorted((s for s in secret_values if s), key=len, reverse=True):
@@ -285,6 +288,10 @@ def trim_message(diagnostics: Iterable[tuple[str | None, str]], stderr: str = ""
     def add(prefix: str | None, message: str) -> None:
         for raw in message.splitlines():
             line = clean_line(raw).strip()
+            if _DIFF_DUMP.match(line):
+                # The apiserver appends a dump of the whole object diff to some errors (pod
+                # updates): noise for an admin, and it holds old values, secrets included.
+                break
             if line.startswith("error: "):
                 line = line[len("error: "):]
             if not line or _GENERIC.match(line):

@@ -32,6 +32,7 @@ from pulumi.automation import events as auto_events  # noqa: E402
 from jupyternetes import program as stack_program  # noqa: E402
 from jupyternetes.stacks import (  # noqa: E402
     CANCEL_GRACE_SECONDS,
+    SECRET_MASK,
     mask_secrets,
     trim_message,
     utc_now,
@@ -101,8 +102,12 @@ def _alive(pid: int) -> bool:
 class Collector:
     """Engine events of one operation: error diagnostics and per-resource steps."""
 
-    def __init__(self) -> None:
+    def __init__(self, manifests: Mapping[str, Any] | None = None,
+                 secret_values: Collection[str] = ()) -> None:
+        self.manifests = manifests or {}
+        self.secret_values = secret_values
         self.errors: list[tuple[str | None, str]] = []
+        self.error_urns: list[tuple[str | None, str]] = []
         self.steps: dict[str, dict[str, Any]] = {}
         self.outputs: dict[str, dict[str, Any]] = {}
         self.failed: set[str] = set()
@@ -113,9 +118,11 @@ class Collector:
             diag = event.diagnostic_event
             if diag is not None and diag.severity == "error":
                 self.errors.append((resource_name(diag.urn), diag.message))
+                self.error_urns.append((diag.urn, diag.message))
             pre = event.resource_pre_event
             if pre is not None and pre.metadata is not None:
-                self.steps[pre.metadata.urn + "|" + str(pre.metadata.op)] = step_dict(pre.metadata)
+                self.steps[pre.metadata.urn + "|" + str(pre.metadata.op)] = step_dict(
+                    pre.metadata, self.manifests, self.secret_values)
             out = event.res_outputs_event
             if out is not None and out.metadata is not None and out.metadata.new is not None:
                 self.outputs[out.metadata.urn] = dict(out.metadata.new.outputs or {})
@@ -143,11 +150,21 @@ def op_name(op: Any) -> str:
     return str(getattr(op, "value", op))
 
 
+SECRET_SIG = "4dabf18193072939515e22adb298388d"
+
+
+def is_secret_wrapper(value: Any) -> bool:
+    return isinstance(value, Mapping) and SECRET_SIG in value
+
+
 def get_path(value: Any, path: str) -> Any:
     """`value` at a Pulumi property path like `spec.containers[0].env[3].value` (None when
-    absent). Keys with dots appear quoted: `metadata.annotations["a.b/c"]`."""
+    absent). Keys with dots appear quoted: `metadata.annotations["a.b/c"]`. Inside a secret
+    (the engine shows those as a signature wrapper) the answer is SECRET_MASK."""
     current = value
     for part in split_path(path):
+        if is_secret_wrapper(current):
+            return SECRET_MASK
         if isinstance(part, int):
             if not isinstance(current, list) or part >= len(current):
                 return None
@@ -156,7 +173,17 @@ def get_path(value: Any, path: str) -> Any:
             if not isinstance(current, Mapping) or part not in current:
                 return None
             current = current[part]
-    return current
+    return SECRET_MASK if is_secret_wrapper(current) else current
+
+
+def mask_value(value: Any, secret_values: Collection[str]) -> Any:
+    if value is None:
+        return None
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+    masked = mask_secrets(text, secret_values)
+    if masked == text:
+        return value
+    return SECRET_MASK if isinstance(value, str) else masked
 
 
 def split_path(path: str) -> list[str | int]:
@@ -191,14 +218,26 @@ def split_path(path: str) -> list[str | int]:
     return parts
 
 
-def step_dict(meta: auto_events.StepEventMetadata) -> dict[str, Any]:
+def step_dict(meta: auto_events.StepEventMetadata,
+              manifests: Mapping[str, Any] | None = None,
+              secret_values: Collection[str] = ()) -> dict[str, Any]:
+    """A step of the event stream as plain data, with old and new values per changed path.
+
+    The Kubernetes provider marks a whole list secret when any item holds a secret (e.g. all
+    `containers` for one env var), so the engine shows those values only as [secret]. New
+    values are then taken from our own rendered manifest (`manifests`, by resource name) with
+    the known secrets masked; old ones are only in the encrypted state and stay [secret].
+    """
     old_inputs = dict(meta.old.inputs or {}) if meta.old is not None else {}
     new_inputs = dict(meta.new.inputs or {}) if meta.new is not None else {}
+    manifest = (manifests or {}).get(meta.urn.rsplit("::", 1)[-1])
     detailed: dict[str, dict] = {}
     for path, diff in (meta.detailed_diff or {}).items():
         kind = op_name(getattr(diff, "diff_kind", "update"))
-        detailed[path] = {"kind": kind, "old": get_path(old_inputs, path),
-                          "new": get_path(new_inputs, path)}
+        new = get_path(new_inputs, path)
+        if new == SECRET_MASK and manifest is not None:
+            new = mask_value(get_path(manifest, path), secret_values)
+        detailed[path] = {"kind": kind, "old": get_path(old_inputs, path), "new": new}
     object_name = (get_path(new_inputs, "metadata.name") or get_path(old_inputs, "metadata.name"))
     return {
         "op": op_name(meta.op),
@@ -268,7 +307,9 @@ def run(request: Mapping[str, Any]) -> dict[str, Any]:
     op = request["op"]
     settings = request["settings"]
     secret_values: list[str] = list(request.get("secret_values") or [])
-    collector = Collector()
+    collector = Collector(
+        {f"{o['group']}/{o['entry']}": o["manifest"] for o in request.get("objects") or []},
+        secret_values)
     temp_root: list[str] = []
     timings: dict[str, float] = {"imports": T_IMPORTED - T_START}
     answer: dict[str, Any] = {"result": "failed", "message": "", "change_summary": {},
@@ -296,10 +337,7 @@ def run(request: Mapping[str, Any]) -> dict[str, Any]:
             }
             answer["result"] = "succeeded"
         elif op == "preview":
-            result = stack.preview(refresh=bool(request.get("refresh")), on_event=collector,
-                                   color="never", diff=True, suppress_progress=True)
-            answer["change_summary"] = {op_name(k): v for k, v in
-                                        (result.change_summary or {}).items()}
+            answer["change_summary"] = run_preview(stack, request, collector)
             answer["result"] = "succeeded"
         elif op == "destroy":
             if stack is None:
@@ -341,6 +379,58 @@ def run(request: Mapping[str, Any]) -> dict[str, Any]:
     answer["timings"] = timings
     answer["message"] = mask_secrets(answer["message"], secret_values)
     return answer
+
+
+# The apiserver's answers to a dry-run apply of a replacement onto the object it replaces (the
+# old object still exists in a preview): not a problem of the desired state.
+DRY_RUN_REPLACE_ERRORS = ("pod updates may not change fields", "field is immutable")
+REPLACE_OPS = ("replace", "create-replacement", "delete-replaced")
+
+
+def dry_run_replacements(collector: Collector) -> list[str]:
+    """URNs whose preview failed only because their replacement was dry-run onto the old object.
+
+    pulumi-kubernetes previews a create by a server-side dry-run apply; for a replacement under
+    the same name that apply hits the still-existing old object. The provider retries under a
+    generated name for "field is immutable", but not for a Pod's "pod updates may not change
+    fields" (a Forbidden cause inside an Invalid error), so a pod replacement cannot be
+    previewed. Returns [] when any error is something else.
+    """
+    replaced = {s["urn"] for s in collector.steps.values() if s["op"] in REPLACE_OPS}
+    urns: list[str] = []
+    for urn, message in collector.error_urns:
+        if urn is None and not any(m in message for m in DRY_RUN_REPLACE_ERRORS):
+            continue  # the summary line ("preview failed") of the same failure
+        if urn not in replaced or not any(m in message for m in DRY_RUN_REPLACE_ERRORS):
+            return []
+        if urn not in urns:
+            urns.append(urn)
+    return urns
+
+
+def run_preview(stack: auto.Stack, request: Mapping[str, Any],
+                collector: Collector) -> dict[str, int]:
+    """The change summary of a preview; pod replacements are previewed around the provider's
+    dry-run limitation (see dry_run_replacements) by previewing everything else without them."""
+    def preview(**extra: Any) -> dict[str, int]:
+        result = stack.preview(refresh=bool(request.get("refresh")), on_event=collector,
+                               color="never", diff=True, suppress_progress=True, **extra)
+        return {op_name(k): v for k, v in (result.change_summary or {}).items()}
+
+    try:
+        return preview()
+    except auto.CommandError:
+        urns = dry_run_replacements(collector)
+        if not urns:
+            raise
+    log.info("previewing %d replacement(s) without their dry-run: %s", len(urns), urns)
+    collector.errors.clear()
+    collector.error_urns.clear()
+    summary = preview(exclude=urns)
+    summary["replace"] = summary.get("replace", 0) + len(urns)
+    if summary.get("same", 0) >= len(urns):
+        summary["same"] -= len(urns)  # excluded resources are counted as unchanged
+    return summary
 
 
 def objects_from_events(collector: Collector) -> list[dict[str, Any]]:

@@ -377,3 +377,24 @@ def write_sleeper(tmp_path: Path) -> Path:
     script.write_text("#!/bin/sh\nexec sleep 60\n")
     script.chmod(0o755)
     return script
+
+
+def test_trim_message_drops_the_object_diff_dump_with_old_values():
+    message = ('resource x was not successfully created by the Kubernetes API server: Pod "x" '
+               "is invalid: spec: Forbidden: pod updates may not change fields other than "
+               "`spec.containers[*].image`\n@@ -145,12 +145,12 @@\n \"Env\": [\n {\n"
+               '-  "Value": "old-token-123",\n+  "Value": "[secret]",\n')
+    trimmed = stacks.trim_message([("pods/notebook", message)], "")
+    assert trimmed.startswith('pods/notebook: resource x was not successfully created')
+    assert trimmed.endswith("`spec.containers[*].image`")
+    assert "old-token-123" not in trimmed
+
+
+def test_values_inside_secrets_are_masked():
+    wrapped = {"spec": {"containers": {stackworker.SECRET_SIG: "1b47061264138c4ac30d75fd1eb44270",
+                                       "value": "[secret]"}}}
+    assert stackworker.get_path(wrapped, "spec.containers[0].env[0].value") == "[secret]"
+    assert stackworker.get_path(wrapped, "spec.containers") == "[secret]"
+    assert stackworker.mask_value("Bearer tok", ["tok"]) == "[secret]"
+    assert stackworker.mask_value("bob", ["tok"]) == "bob"
+    assert stackworker.mask_value({"a": "tok"}, ["tok"]) == '{"a": "[secret]"}'
