@@ -139,6 +139,14 @@ class Cluster:
         return [(e.get("type"), e.get("reason"), e.get("message"))
                 for e in self.kube.list_events(ns, name)]
 
+    def wait_event(self, ns: str, name: str, type_: str, reason: str,
+                   text: str = "") -> tuple[str, str, str]:
+        """The Event is written right after the status it explains: wait for it briefly."""
+        return wait_for(f"event {type_}/{reason} on {ns}/{name}", lambda: next(
+            (e for e in self.events(ns, name)
+             if e[:2] == (type_, reason) and text in (e[2] or "")), None), timeout=30,
+            describe=lambda: str(self.events(ns, name)))
+
     def describe(self, ns: str, name: str) -> str:
         inst = self.instance(ns, name)
         pods = [(p["metadata"]["name"], (p.get("status") or {}).get("phase"))
@@ -431,7 +439,7 @@ def test_seed_instance_gets_pvc_and_pod_completed_and_ready(hub, namespace, volu
     assert status["stack"]["lastUpdate"]["changeSummary"].get("create", 0) >= 2
     assert status["stack"]["desiredHash"].startswith("sha256:")
     assert FINALIZER in inst["metadata"]["finalizers"]
-    assert ("Normal", "Provisioned") in [e[:2] for e in hub.events(ns, name)]
+    hub.wait_event(ns, name, "Normal", "Provisioned")
 
     # The api token is a Pulumi secret: nowhere in the backend's files in plain text.
     state_files = [p for p in op.backend_dir.rglob("*") if p.is_file()]
@@ -541,7 +549,7 @@ def test_render_error_and_rejected_object_fail_without_affecting_others(
     assert condition(norender, "Ready")["status"] == "False"
     assert "stack" not in norender["status"]  # the engine was never called for it
     assert not [p for p in op.stack_files() if stack_name(ns, "norender") in p.name]
-    assert ("Warning", "RenderFailed") in [e[:2] for e in hub.events(ns, "norender")]
+    hub.wait_event(ns, "norender", "Warning", "RenderFailed")
 
     rejected = wait_for("apiserver rejection", failed_with("rejected", "UpFailed"),
                         describe=lambda: hub.describe(ns, "rejected") + op.log_tail())
@@ -550,7 +558,7 @@ def test_render_error_and_rejected_object_fail_without_affecting_others(
     assert "Not_A_Valid_Name" in message and "Invalid value" in message, message
     entry = rejected["status"]["pods"]["notebook"]
     assert entry["state"] == "Failed" and "Not_A_Valid_Name" in entry["errorMessage"]
-    assert ("Warning", "ProvisionFailed") in [e[:2] for e in hub.events(ns, "rejected")]
+    hub.wait_event(ns, "rejected", "Warning", "ProvisionFailed", "Not_A_Valid_Name")
 
     wait_for("the good instance Ready", ready(hub, ns, "good"),
              describe=lambda: hub.describe(ns, "good"))
@@ -586,7 +594,7 @@ def test_pod_deleted_out_of_band_is_recreated(hub, namespace, volumes, start_ope
         describe=lambda: hub.describe(ns, name))
     assert new["metadata"]["name"] == old["metadata"]["name"]
     assert len(hub.pods(ns, name)) == 1
-    assert "drift repaired" in " ".join(e[2] for e in hub.events(ns, name))
+    hub.wait_event(ns, name, "Normal", "Provisioned", "drift repaired")
     assert inst["status"]["stack"]["lastUpdate"]["result"] == "succeeded"
 
 
