@@ -197,14 +197,18 @@ def descendants(root: int, table: Mapping[int, Proc]) -> list[Proc]:
     return found
 
 
-def engine_kind(proc: Proc) -> str:
-    """Which part of an engine operation a descendant of the operator is (comm is cut at 15)."""
+def engine_kind(proc: Proc, root: int | None = None) -> str:
+    """Which part of an engine operation a descendant of the operator (`root`) is.
+
+    comm is cut at 15 characters. A process caught between fork and exec still carries its
+    parent's name: a python child of anything but the operator is such a fork (the worker
+    launching the pulumi CLI), not a worker."""
     if proc.comm.startswith("pulumi-resource"):
         return "provider"
     if proc.comm == "pulumi":
         return "pulumi_cli"
-    if proc.comm.startswith("python") or proc.comm == "jupyternetes":
-        return "worker"
+    if proc.comm.startswith("python") and (root is None or proc.ppid == root):
+        return "worker"  # `python -m jupyternetes.stackworker`
     return "other"
 
 
@@ -265,20 +269,24 @@ class TreeSampler:
         below = descendants(self.root, table)
         by_kind: dict[str, int] = {}
         for proc in below:
-            by_kind[engine_kind(proc)] = by_kind.get(engine_kind(proc), 0) + proc.rss
+            kind = engine_kind(proc, self.root)
+            by_kind[kind] = by_kind.get(kind, 0) + proc.rss
         with self._lock:
             self.samples += 1
             self.peak_operator_rss = max(self.peak_operator_rss, root.rss)
             self.peak_engine_rss = max(self.peak_engine_rss, sum(p.rss for p in below))
             self.peak_engine_processes = max(self.peak_engine_processes, len(below))
             self.peak_workers = max(self.peak_workers,
-                                    sum(1 for p in below if engine_kind(p) == "worker"))
+                                    sum(1 for p in below if engine_kind(p, self.root) == "worker"))
             for kind, rss in by_kind.items():
                 self.peak_by_kind[kind] = max(self.peak_by_kind.get(kind, 0), rss)
-            new = [p for p in below if (p.pid, p.start) not in self.seen]
-            for proc in new:
+            # New processes, and processes that exec'd since the last sample (a fork seen
+            # before its exec carries its parent's name and command line).
+            new = [p for p in below if (old := self.seen.get((p.pid, p.start))) is None
+                   or old.comm != p.comm]
+            for proc in below:
                 self.seen[(proc.pid, proc.start)] = proc
-        for proc in new:  # read once per process, outside the lock
+        for proc in new:  # outside the lock
             cmdline = read_cmdline(proc.pid)
             with self._lock:
                 self.cmdlines[(proc.pid, proc.start)] = cmdline
@@ -292,7 +300,7 @@ class TreeSampler:
             cmdlines = dict(self.cmdlines)
         times = []
         for ident, proc in items:
-            if engine_kind(proc) != kind:
+            if engine_kind(proc, self.root) != kind:
                 continue
             args = cmdlines.get(ident) or []
             # The Automation API puts `--non-interactive` before the command.
@@ -311,9 +319,24 @@ class TreeSampler:
                 self.sample_once()
             self._stop.wait(max(0.0, self.interval - (time.monotonic() - started)))
 
+    def commands(self) -> dict[str, int]:
+        """How many engine processes of each kind/command were seen, e.g. `pulumi_cli up`.
+        Processes shorter than the sampling interval can be missed."""
+        with self._lock:
+            items = [(engine_kind(p, self.root), self.cmdlines.get(ident) or [])
+                     for ident, p in self.seen.items()]
+        counts: dict[str, int] = {}
+        for kind, args in items:
+            command = next((a for a in args[1:] if not a.startswith("-")), "") \
+                if kind == "pulumi_cli" else ""
+            label = f"{kind} {command}".strip()
+            counts[label] = counts.get(label, 0) + 1
+        return dict(sorted(counts.items()))
+
     def seen_count(self, kind: str | None = None) -> int:
         with self._lock:
-            return sum(1 for p in self.seen.values() if kind is None or engine_kind(p) == kind)
+            return sum(1 for p in self.seen.values()
+                       if kind is None or engine_kind(p, self.root) == kind)
 
     def report(self) -> dict[str, Any]:
         with self._lock:
@@ -328,6 +351,9 @@ class TreeSampler:
                 "peak_concurrent_workers": self.peak_workers,
                 "engine_processes_seen": len(self.seen),
             }
+
+    def full_report(self) -> dict[str, Any]:
+        return {**self.report(), "engine_processes_seen_by_command": self.commands()}
 
 
 # ---- Prometheus /metrics -----------------------------------------------------------------------

@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         after = op.wait_idle(quiet=2.0)
         hwm = peak_rss_hwm(op.pid)
         states = count_states(bench.instances())
-        tree = op.sampler.report()
+        tree = op.sampler.full_report()
         engine_ups = after.engine_count("up") - before.engine_count("up")
         engine_up_seconds = after.engine_seconds("up") - before.engine_seconds("up")
         failures = after.value("jupyternetes_engine_operations_total", result="failed") - \
@@ -104,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
             "engine_peak_processes": tree["peak_engine_processes"],
             "engine_peak_concurrent_workers": tree["peak_concurrent_workers"],
             "engine_processes_seen": tree["engine_processes_seen"],
+            "engine_processes_seen_by_command": tree["engine_processes_seen_by_command"],
             "sample_interval_s": tree["sample_interval_s"],
             "samples": tree["samples"],
         },

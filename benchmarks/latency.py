@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
                     rows.append(row)
         finally:
             watch.stop()
-        sampler = op.sampler.report() if op.sampler else {}
+        sampler = op.sampler.full_report() if op.sampler else {}
 
     latencies = column(rows, "latency_s")
     op_summary = summary(latencies)
@@ -185,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         "rounds": args.count,
         "warmup_rounds": args.warmup,
         "operator_workers": args.workers,
+        "engine_up_operations": len(rows) + args.warmup,
         "operator_s": op_summary,
         "floor_s": floor_summary,
         "ratio_p50": ratio(op_summary.get("p50"), floor_summary.get("p50")),
