@@ -260,6 +260,7 @@ _GENERIC = re.compile(
     r"^\d+ error(s)? occurred:?$|^Resources:|^Duration:|^\s*$|^error: (update|preview) failed")
 
 
+_URN_REF = re.compile(r'resource "urn:pulumi:[^"]*"')
 _DIFF_DUMP = re.compile(r"^@@ -\d+(,\d+)? \+\d+(,\d+)? @@")
 
 
@@ -294,6 +295,8 @@ def trim_message(diagnostics: Iterable[tuple[str | None, str]], stderr: str = ""
                 break
             if line.startswith("error: "):
                 line = line[len("error: "):]
+            # The resource is named by the prefix already; its URN is noise in a status.
+            line = _URN_REF.sub("resource", line)
             if not line or _GENERIC.match(line):
                 continue
             text = f"{prefix}: {line}" if prefix else line
@@ -444,9 +447,10 @@ class StackEngine:
         """Delete the instance's objects (PVCs are retained) and remove the stack."""
         return self._operation(self._request("destroy", namespace, name, (), ()))
 
-    def repair(self, namespace: str, name: str) -> OperationResult:
-        """Refresh with pending CREATEs cleared: converges a stack an interrupted `up` left."""
-        return self._operation(self._request("repair", namespace, name, (), ()))
+    def repair(self, namespace: str, name: str, stack: str | None = None) -> OperationResult:
+        """Refresh with pending CREATEs cleared: converges a stack an interrupted `up` left.
+        `stack` overrides the name (a shortened stack name cannot be parsed back)."""
+        return self._operation(self._request("repair", namespace, name, (), (), stack=stack))
 
     def clear_stale_locks(self) -> list[str]:
         """At operator start: remove lock files left by crashed operations and repair stacks
@@ -466,12 +470,8 @@ class StackEngine:
                 continue
             actions.append(f"removed stale lock {path.parent.name}/{path.name}")
         for stack in stacks_with_pending_operations(backend_dir, self.settings.project):
-            try:
-                namespace, name = naming.parse_stack_name(stack)
-            except ValueError:
-                actions.append(f"stack {stack}: pending operations, name not reversible, skipped")
-                continue
-            result = self.repair(namespace, name)
+            # By stack name: a shortened (hashed) stack name cannot be parsed back.
+            result = self.repair(stack.partition(".")[0], "", stack=stack)
             actions.append(f"stack {stack}: cleared pending operations ({result.result}"
                            f"{': ' + result.message if result.message else ''})")
         for line in actions:
@@ -481,11 +481,12 @@ class StackEngine:
     # -- plumbing -----------------------------------------------------------------------------
 
     def _request(self, op: str, namespace: str, name: str, rendered: Any,
-                 secret_values: Collection[str], refresh: bool = False) -> dict[str, Any]:
+                 secret_values: Collection[str], refresh: bool = False,
+                 stack: str | None = None) -> dict[str, Any]:
         objects = rendered.objects() if hasattr(rendered, "objects") else rendered
         return {
             "op": op,
-            "stack": self.stack_name(namespace, name),
+            "stack": stack or self.stack_name(namespace, name),
             "instance": {"namespace": namespace, "name": name},
             "settings": self.settings.to_request(),
             "objects": [_object_dict(o) for o in objects],

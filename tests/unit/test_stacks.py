@@ -398,3 +398,18 @@ def test_values_inside_secrets_are_masked():
     assert stackworker.mask_value("Bearer tok", ["tok"]) == "[secret]"
     assert stackworker.mask_value("bob", ["tok"]) == "bob"
     assert stackworker.mask_value({"a": "tok"}, ["tok"]) == '{"a": "[secret]"}'
+
+
+def test_urns_are_dropped_from_messages():
+    diag = ('resource "urn:pulumi:ns.x::jupyternetes-instances::kubernetes:core/v1:Pod::'
+            'pods/notebook" was not successfully created by the Kubernetes API server: Pod "x" '
+            "is invalid: spec.containers[0].image: Required value")
+    assert stacks.trim_message([("pods/notebook", diag)]) == (
+        "pods/notebook: resource was not successfully created by the Kubernetes API server: "
+        'Pod "x" is invalid: spec.containers[0].image: Required value')
+
+
+def test_repair_request_by_stack_name(tmp_path):
+    engine = StackEngine(settings(tmp_path))
+    request = engine._request("repair", "ns", "", (), (), stack="ns..abcdef-0123456789")
+    assert request["stack"] == "ns..abcdef-0123456789"
