@@ -368,3 +368,18 @@ def test_pending_create_left_by_a_crash_is_repaired(engine, core, namespace):
                                     label_selector=f"{naming.LABEL_INSTANCE}=pending").items
     assert [(p.metadata.name, p.metadata.uid) for p in pods] == [("pending-notebook", uid)]
     assert {o["entry"]: o["uid"] for o in result.objects}["notebook"] == uid
+
+
+def test_existing_pvc_made_outside_pulumi_is_adopted(engine, core, namespace):
+    """A PVC that already exists (e.g. from the original system, created by kubectl) is taken
+    over by the stack without error and keeps its uid: user data survives the migration."""
+    rendered, instance = rendered_for(namespace, name="legacy")
+    pvc = copy.deepcopy(rendered.pvcs[0].manifest)
+    pvc["metadata"]["labels"] = {"owner": "someone-else"}
+    created = core.create_namespaced_persistent_volume_claim(namespace, pvc)
+    result = engine.up(namespace, "legacy", rendered, secrets_of(engine, instance))
+    assert result.result == "succeeded", result.message
+    adopted = core.read_namespaced_persistent_volume_claim("legacy-workspace", namespace)
+    assert adopted.metadata.uid == created.metadata.uid
+    assert adopted.metadata.labels[naming.LABEL_INSTANCE] == "legacy"
+    assert {o["entry"]: o["uid"] for o in result.objects}["workspace"] == created.metadata.uid
