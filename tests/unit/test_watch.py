@@ -232,3 +232,70 @@ def test_stop_closes_the_open_stream():
     assert closed.is_set()
     assert time.monotonic() - started < 2
     assert not watcher.alive()
+
+
+# ---- kube.WatchStream: the apiserver's watch wire format -> events ---------------------------
+
+
+class FakeResponse:
+    """What urllib3 gives for a watch: chunks that do not align with lines."""
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        self.chunks = chunks
+        self.closed = False
+
+    def stream(self, amt=None, decode_content=False):
+        yield from self.chunks
+
+    def close(self):
+        self.closed = True
+
+    def release_conn(self):
+        pass
+
+
+def test_watch_stream_parses_split_lines_and_closes():
+    import json as _json
+
+    from jupyternetes.kube import WatchStream
+
+    lines = [_json.dumps({"type": "ADDED", "object": obj("a", "5")}),
+             _json.dumps({"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "9"}}})]
+    wire = ("\n".join(lines) + "\n").encode()
+    resp = FakeResponse([wire[:7], wire[7:40], wire[40:]])
+    events = list(WatchStream(resp, "watch test"))
+    assert [e[0] for e in events] == ["ADDED", "BOOKMARK"]
+    assert events[0][1]["metadata"]["name"] == "a"
+    assert resp.closed
+
+
+def test_watch_stream_error_events():
+    import json as _json
+
+    import pytest
+
+    from jupyternetes.kube import WatchStream
+
+    gone = _json.dumps({"type": "ERROR", "object": {
+        "kind": "Status", "code": 410, "reason": "Expired",
+        "message": "too old resource version: 5 (80)"}}) + "\n"
+    with pytest.raises(WatchExpired, match="too old"):
+        list(WatchStream(FakeResponse([gone.encode()]), "w"))
+    forbidden = _json.dumps({"type": "ERROR", "object": {
+        "kind": "Status", "code": 403, "message": "pods is forbidden"}}) + "\n"
+    with pytest.raises(KubeError, match="pods is forbidden") as info:
+        list(WatchStream(FakeResponse([forbidden.encode()]), "w"))
+    assert info.value.status == 403
+
+
+def test_api_message_prefers_the_status_message():
+    from kubernetes.client.exceptions import ApiException
+
+    from jupyternetes.kube import api_message
+
+    exc = ApiException(status=422, reason="Unprocessable Entity")
+    exc.body = ('{"kind":"Status","message":"Pod \\"x\\" is invalid: spec.containers[0].name: '
+                'Invalid value: \\"A_B\\""}')
+    assert api_message(exc) == 'Pod "x" is invalid: spec.containers[0].name: Invalid value: "A_B"'
+    bare = ApiException(status=503, reason="Service Unavailable")
+    assert api_message(bare) == "HTTP 503 Service Unavailable"
