@@ -332,7 +332,7 @@ class Reconciler:
                 return Result("unchanged")
             drift = True
             log.info("instance %s: drift (%s missing%s); refresh + up", key, ", ".join(missing),
-                     ", pod deletion seen" if flagged else "")
+                     ", pod deletion seen" if flagged else "", extra={"instance": key})
         return self._up(obj, instance, status, rendered, digest, failures, refresh=drift)
 
     def _up(self, obj: dict, instance: Instance, status: Mapping[str, Any], rendered: Rendered,
@@ -562,7 +562,7 @@ class Reconciler:
 
     def _engine(self, operation: str, call: Callable[[], Any], key: str) -> Any:
         started = time.monotonic()
-        log.info("instance %s: %s starting", key, operation)
+        log.info("instance %s: %s starting", key, operation, extra={"instance": key})
         try:
             result = call()
         except KubeError:
@@ -570,13 +570,13 @@ class Reconciler:
         except Exception as exc:
             # An engine that raises instead of returning a failed result is still a failure the
             # admin must see on the instance, not only in the operator's log.
-            log.exception("instance %s: %s raised", key, operation)
+            log.exception("instance %s: %s raised", key, operation, extra={"instance": key})
             result = _RaisedResult(operation, f"{type(exc).__name__}: {exc}")
         seconds = time.monotonic() - started
         if self.metrics:
             self.metrics.observe_engine(operation, result.result, seconds)
         log.info("instance %s: %s %s in %.2fs (%s)", key, operation, result.result, seconds,
-                 summary_text(result.change_summary or {}))
+                 summary_text(result.change_summary or {}), extra={"instance": key})
         return result
 
 

@@ -78,3 +78,18 @@ def test_http_server_serves_health_and_metrics():
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_json_logs_carry_the_instance_as_a_field():
+    import json
+    import logging
+
+    from jupyternetes.operator.run import JsonFormatter
+
+    record = logging.LogRecord("jupyternetes.operator", logging.WARNING, __file__, 1,
+                               "instance %s: %s", ("ns/a", "up failed"), None)
+    record.instance = "ns/a"
+    doc = json.loads(JsonFormatter().format(record))
+    assert doc["instance"] == "ns/a"
+    assert doc["level"] == "warning"
+    assert doc["msg"] == "instance ns/a: up failed"
