@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup tools test unit e2e lint demo clean
+.PHONY: setup tools test unit e2e lint demo bench clean
 
 setup: $(VENV)/.installed
 
@@ -33,6 +33,12 @@ test: setup tools lint
 # reaching Completed with its PVC and pod. DEMO_ARGS=--keep leaves it running.
 demo: setup tools
 	$(PY) -m jupyternetes.harness.demo $(DEMO_ARGS)
+
+# Figures, not assertions: each script prints one JSON object (see benchmarks/README.md).
+bench: setup tools
+	$(PY) benchmarks/latency.py
+	$(PY) benchmarks/noop_resync.py
+	$(PY) benchmarks/burst.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
