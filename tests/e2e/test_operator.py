@@ -679,6 +679,36 @@ def test_parallel_instances_reconcile_concurrently(hub, namespace, volumes, star
             ns, name))
 
 
+def test_namespace_flags_scope_the_operator(hub, namespace, volumes, start_operator):
+    """`--namespace` twice: both namespaces are served, a third one is left alone."""
+    second, ignored = f"{namespace}-b", f"{namespace}-c"
+    for ns in (second, ignored):
+        hub.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(
+            name=ns, labels={"jupyternetes.e2e/test": "true"})))
+    try:
+        for ns in (namespace, second, ignored):
+            volumes.provide(ns, "scoped")
+        start_operator([namespace, second])
+        for ns in (namespace, second, ignored):
+            hub.create_instance(ns, "scoped")
+        for ns in (namespace, second):
+            wait_for(f"{ns}/scoped Completed", provisioned(hub, ns, "scoped"),
+                     describe=lambda ns=ns: hub.describe(ns, "scoped"))
+        time.sleep(3)
+        outside = hub.instance(ignored, "scoped")
+        assert not outside.get("status") and not outside["metadata"].get("finalizers")
+        assert hub.pods(ignored, "scoped") == []
+    finally:
+        hub.delete_instance(ignored, "scoped")
+        for ns in (second, ignored):
+            # The start_operator teardown cleans `namespace`; this one is ours to empty first.
+            if ns == second:
+                hub.delete_instance(ns, "scoped")
+                wait_for(f"{ns}/scoped deleted", lambda ns=ns: hub.instance(ns, "scoped") is None,
+                         timeout=120)
+            hub.core.delete_namespace(ns)
+
+
 def test_sigterm_stops_cleanly(hub, namespace, start_operator):
     op = start_operator([namespace])
     assert op.http("/healthz")[0] == 200
