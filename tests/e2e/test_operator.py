@@ -679,6 +679,25 @@ def test_parallel_instances_reconcile_concurrently(hub, namespace, volumes, star
             ns, name))
 
 
+def test_deleting_an_instance_whose_template_is_gone_still_cleans_up(hub, namespace, volumes,
+                                                                     start_operator):
+    ns, name, template = namespace, "orphan", f"gone-{namespace}"[:63]
+    body = strip_server_fields(seed("seed-template.yaml"))
+    body["metadata"] = {"name": template, "namespace": HUB_NAMESPACE}
+    hub.custom.create_namespaced_custom_object(GROUP, VERSION, HUB_NAMESPACE, TEMPLATES, body)
+    volumes.provide(ns, name)
+    op = start_operator([ns])
+    hub.create_instance(ns, name, template=template)
+    wait_for("Completed", provisioned(hub, ns, name), describe=lambda: hub.describe(ns, name))
+    hub.custom.delete_namespaced_custom_object(GROUP, VERSION, HUB_NAMESPACE, TEMPLATES, template)
+    hub.delete_instance(ns, name)
+    wait_for("instance gone", lambda: hub.instance(ns, name) is None,
+             describe=lambda: hub.describe(ns, name) + op.log_tail())
+    wait_for("pod gone", lambda: not hub.pods(ns, name))
+    assert len(hub.pvcs(ns, name)) == 1  # user data stays
+    assert not [p for p in op.stack_files() if stack_name(ns, name) in p.name]
+
+
 def test_namespace_flags_scope_the_operator(hub, namespace, volumes, start_operator):
     """`--namespace` twice: both namespaces are served, a third one is left alone."""
     second, ignored = f"{namespace}-b", f"{namespace}-c"
