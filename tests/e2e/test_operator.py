@@ -728,6 +728,27 @@ def test_namespace_flags_scope_the_operator(hub, namespace, volumes, start_opera
             hub.core.delete_namespace(ns)
 
 
+def test_sigterm_during_an_up_finishes_it_and_exits_zero(hub, namespace, volumes,
+                                                        start_operator):
+    ns, name = namespace, "term"
+    volumes.provide(ns, name)
+    op = start_operator([ns])
+    hub.create_instance(ns, name)
+    lock_root = op.backend_dir / ".pulumi" / "locks"
+    wait_for("an up holding its lock", lambda: lock_root.exists()
+             and list(lock_root.rglob("*.json")), timeout=120)
+    started = time.monotonic()
+    assert op.terminate(timeout=90) == 0
+    print(f"\nSIGTERM during up: exit 0 after {time.monotonic() - started:.1f}s")
+    # In-flight work was finished within the grace period, not abandoned.
+    assert "abandoning" not in op.log_tail()
+    assert list(lock_root.rglob("*.json")) == []
+    inst = hub.instance(ns, name)
+    assert inst["status"]["stack"]["lastUpdate"]["result"] == "succeeded", hub.describe(ns, name)
+    op.start()  # so the fixture's teardown can delete the instance through the finalizer
+    wait_for("Completed", provisioned(hub, ns, name), describe=lambda: hub.describe(ns, name))
+
+
 def test_sigterm_stops_cleanly(hub, namespace, start_operator):
     op = start_operator([namespace])
     assert op.http("/healthz")[0] == 200
