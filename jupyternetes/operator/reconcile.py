@@ -368,6 +368,12 @@ class Reconciler:
             instance.namespace, instance.name, rendered, secrets, refresh=refresh), key)
         pods = self._live_pods(rendered, confirm=False)
         if result.result == SUCCEEDED:
+            # A cached pod from before a replacement must not count as the new one (ready).
+            uids = {out.get("name"): out.get("uid")
+                    for out in output_objects(result.outputs or {}).values()}
+            pods = {name: pod if pod is None or not uids.get(name)
+                    or (pod.get("metadata") or {}).get("uid") == uids[name] else None
+                    for name, pod in pods.items()}
             patch = self._success_status(instance, rendered, result, digest, conditions, pods)
             self.kube.patch_instance_status(instance.namespace, instance.name, patch)
             self.kube.emit_event(obj, "Normal", "Provisioned",

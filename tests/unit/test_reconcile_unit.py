@@ -524,3 +524,17 @@ def test_worker_backs_off_failures_jumps_to_cap_when_degraded_and_forgets_on_suc
     assert op.queue.waiting() == 1  # one pending retry per key, the earliest
     samples = op.metrics.exposition()[0].decode()
     assert 'jupyternetes_reconciles_total{result="up-failed"} 3.0' in samples
+
+
+def test_a_ready_pod_from_before_a_replacement_does_not_make_the_instance_ready(env):
+    kube, _engine, reconciler, pods = env
+    reconciler.reconcile(KEY)
+    pods[f"{NS}/{POD_NAME}"] = running_pod("old-uid", ready=True)
+    reconciler.reconcile(KEY)
+    assert kube.condition("Ready")["status"] == "True"
+    kube.instances[KEY]["spec"]["variables"]["jupyterhub.user.id"] = "7"
+    kube.instances[KEY]["metadata"]["generation"] = 2
+    assert reconciler.reconcile(KEY).action == "provisioned"
+    # The engine reported a new uid for the pod; the cache still holds the old, ready one.
+    assert kube.condition("Ready")["status"] == "False"
+    assert "missing" in kube.condition("Ready")["message"]
