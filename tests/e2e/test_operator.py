@@ -482,11 +482,18 @@ def test_variable_change_replaces_pod_and_keeps_pvc(hub, namespace, volumes, sta
         return None
     pod_after = wait_for("the pod replaced", replaced, describe=lambda: hub.describe(ns, name))
     assert env_of(pod_after)["JUPYTERHUB_USER"] == "alice2"
-    inst = wait_for("Ready at generation 2", ready(hub, ns, name),
+    def ready_with_new_pod() -> dict | None:
+        inst = ready(hub, ns, name)()
+        pod = hub.pod(ns, f"{name}-notebook") or {}
+        ip = (pod.get("status") or {}).get("podIP")
+        if inst and ip and inst["status"]["pods"]["notebook"]["podAddress"] == ip:
+            return inst
+        return None
+    inst = wait_for("Ready at generation 2 with the new pod's address", ready_with_new_pod,
                     describe=lambda: hub.describe(ns, name))
     assert inst["status"]["observedGeneration"] == 2
     assert inst["status"]["stack"]["lastUpdate"]["changeSummary"].get("replace", 0) >= 1
-    assert inst["status"]["pods"]["notebook"]["podAddress"] == pod_after["status"]["podIP"]
+    assert hub.pod(ns, f"{name}-notebook")["metadata"]["uid"] == pod_after["metadata"]["uid"]
     pvc = hub.core.read_namespaced_persistent_volume_claim(f"{name}-workspace", ns)
     assert pvc.metadata.uid == pvc_uid
     assert len(hub.pods(ns, name)) == 1
