@@ -34,8 +34,6 @@ from kubernetes import client
 from jupyternetes.kube import FINALIZER, Kube
 from jupyternetes.naming import LABEL_INSTANCE, stack_name
 
-pytest_plugins = ["tests.e2e.fixtures_cluster", "tests.e2e.fixtures_pulumi"]
-
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
