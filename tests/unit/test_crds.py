@@ -204,11 +204,16 @@ def test_status_written_by_the_model_validates():
         observed_generation=2,
         stack=StackStatus("default.x", StackUpdate("failed", "2026-01-01T00:00:00Z",
                                                    "2026-01-01T00:00:09Z",
-                                                   {"create": 1, "same": 1}, "boom"), "abc"),
+                                                   {"create": 1, "same": 1}, "boom"), "abc",
+                          template_generation=4),
     )
     doc = as_created(example("seed-instance.yaml"))
     doc["status"] = status.to_dict()
+    assert doc["status"]["stack"]["templateGeneration"] == 4
     assert errors(INSTANCE_CRD, doc) == []
+    doc["status"]["stack"]["templateGeneration"] = "four"
+    assert errors(INSTANCE_CRD, doc)
+    doc["status"]["stack"]["templateGeneration"] = 4
     doc["status"]["podsProvisioned"] = "Exploded"
     assert errors(INSTANCE_CRD, doc)
     doc["status"]["podsProvisioned"] = "Completed"

@@ -161,7 +161,7 @@ def test_status_to_dict_is_camel_case_and_round_trips():
         observed_generation=3,
         stack=StackStatus("default.x", StackUpdate("succeeded", "2026-01-01T00:00:00Z",
                                                    "2026-01-01T00:00:05Z", {"create": 2}, "ok"),
-                          "abc"),
+                          "abc", template_generation=7),
     )
     d = status.to_dict()
     assert d["pods"]["notebook"] == {
@@ -172,7 +172,16 @@ def test_status_to_dict_is_camel_case_and_round_trips():
     assert d["conditions"][0]["observedGeneration"] == 3
     assert d["stack"]["lastUpdate"]["changeSummary"] == {"create": 2}
     assert d["otherResourcesProvisioned"] == "Completed"
+    assert d["stack"]["templateGeneration"] == 7
     assert InstanceStatus.from_dict(d) == status
+
+
+def test_stack_template_generation_is_optional_and_only_an_int():
+    # Status written before templateGeneration existed still loads; junk is not trusted.
+    assert StackStatus.from_dict({"name": "s"}).template_generation is None
+    assert "templateGeneration" not in StackStatus("s").to_dict()
+    assert StackStatus.from_dict({"name": "s", "templateGeneration": "4"}).template_generation \
+        is None
 
 
 def test_seed_status_loads_leniently(instance_doc):
