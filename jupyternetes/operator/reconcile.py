@@ -6,9 +6,14 @@ later). The decisions, in order:
 
 1. instance gone: nothing to do;
 2. being deleted: `destroy` the stack (PVCs are retained by the program), drop the finalizer;
-3. template missing / invalid, render error: status says so precisely, no engine call;
+3. template missing / invalid, render error: status says so precisely, no engine call (a server
+   that is already up keeps running when its template is deleted);
 4. desired state unchanged (hash, generation) and nothing drifted: only mirror pod status;
-5. otherwise: finalizer, `Processing`, `up`, status from the outputs, one Event.
+5. own spec unchanged, stack up, nothing drifted, but the render differs (the template or the
+   operator's settings changed) under the `next-start` rollout: leave the running server alone,
+   say `TemplateCurrent=False` (KubeSpawner semantics: a config change applies to servers started
+   after it; the spawner restarts a server by deleting and recreating its instance);
+6. otherwise: finalizer, `Processing`, `up`, status from the outputs, one Event.
 
 The kube and engine edges are small protocols so the decisions are unit-tested with recorders.
 """
@@ -37,6 +42,10 @@ GROUPS = ("pvcs", "pods", "otherResources")
 PROVISIONED_KEY = {"pvcs": "pvcsProvisioned", "pods": "podsProvisioned",
                    "otherResources": "otherResourcesProvisioned"}
 SUCCEEDED, FAILED = "succeeded", "failed"
+TEMPLATE_CURRENT = "TemplateCurrent"
+# Template rollout policies: when a template edit reaches servers that are already running.
+NEXT_START, IMMEDIATE = "next-start", "immediate"
+ROLLOUTS = (NEXT_START, IMMEDIATE)
 
 
 # ---- edges ------------------------------------------------------------------------------------
@@ -110,6 +119,14 @@ class ReconcileConfig:
     settings_fingerprint: Mapping[str, Any] = field(default_factory=dict)
     degraded_after: int = 5
     template_retry_seconds: float = 30.0
+    # next-start: running servers keep what they were started with until they restart;
+    # immediate: every template edit replaces the running pods at once (kernels are lost).
+    template_rollout: str = NEXT_START
+
+    def __post_init__(self) -> None:
+        if self.template_rollout not in ROLLOUTS:
+            raise ValueError(f"template_rollout must be one of {', '.join(ROLLOUTS)}, "
+                             f"not {self.template_rollout!r}")
 
 
 # ---- pure helpers -----------------------------------------------------------------------------
@@ -155,7 +172,7 @@ def merge_conditions(previous: Iterable[Mapping[str, Any]],
     result = {c.get("type"): dict(c) for c in previous}
     for cond in updates:
         result[cond["type"]] = cond
-    order = {"Ready": 0, "Provisioned": 1, "Degraded": 2}
+    order = {"Ready": 0, "Provisioned": 1, "Degraded": 2, TEMPLATE_CURRENT: 3}
     return sorted(result.values(), key=lambda c: (order.get(c.get("type"), 9), c.get("type")))
 
 
@@ -210,6 +227,28 @@ def failed_entries(result: Any, rendered: Rendered) -> dict[tuple[str, str], str
         elif not errors and (obj.name in message or resource in message):
             found[(obj.group, obj.entry)] = message
     return found
+
+
+def template_generation(tpl_obj: Mapping[str, Any]) -> int | None:
+    generation = (tpl_obj.get("metadata") or {}).get("generation")
+    return generation if isinstance(generation, int) else None
+
+
+def stack_is_up(status: Mapping[str, Any]) -> bool:
+    """The last stack operation succeeded: the server exists as `status.stack` describes."""
+    stack = status.get("stack") or {}
+    return bool(stack.get("desiredHash")) and (stack.get("lastUpdate") or {}).get(
+        "result") == SUCCEEDED
+
+
+def running_pods(status: Mapping[str, Any], namespace: str,
+                 fallback: Iterable[tuple[str, str, str]] = ()) -> list[tuple[str, str, str]]:
+    """(entry, namespace, name) of the pods the last successful `up` made, from the status
+    contract; what a new render would name may differ (a template edit can rename entries)."""
+    found = [(entry, namespace, value.get("resourceName"))
+             for entry, value in sorted((status.get("pods") or {}).items())
+             if isinstance(value, Mapping) and value.get("resourceName")]
+    return found or list(fallback)
 
 
 def summary_text(change_summary: Mapping[str, int]) -> str:
@@ -294,6 +333,8 @@ class Reconciler:
         generation = instance.generation
         tpl_ns, tpl_name = instance.template_namespace, instance.template.name
         tpl_obj = self.kube.get_template(tpl_ns, tpl_name)
+        if tpl_obj is None and stack_is_up(status):
+            return self._template_gone(obj, instance, status)
         if tpl_obj is None:
             message = (f"template {tpl_ns}/{tpl_name} (spec.template) not found: create it, or "
                        f"point spec.template at an existing JupyterNotebookTemplate; retrying "
@@ -302,41 +343,143 @@ class Reconciler:
                                     message)
             return Result("template-missing", requeue_after=self.config.template_retry_seconds,
                           message=message)
+        # Under next-start a template edit must not break a running server, even a bad edit.
+        holding = (self.config.template_rollout == NEXT_START and stack_is_up(status)
+                   and status.get("observedGeneration") == generation)
         try:
             template = Template.from_dict(tpl_obj, source=f"{tpl_ns}/{tpl_name}")
             rendered = render(template, instance)
-        except ModelError as exc:
-            message = f"{exc}; fix the template"
-            self._not_provisionable(obj, status, generation, "Failed", "InvalidTemplate", message)
-            return Result("invalid-template", requeue_after=self.config.template_retry_seconds,
-                          message=message)
-        except RenderError as exc:
+        except (ModelError, RenderError) as exc:
+            if holding:
+                message = (f"template {tpl_ns}/{tpl_name} generation "
+                           f"{template_generation(tpl_obj)} cannot be applied to this server: "
+                           f"{exc}. The running server is left as it is; fix the template "
+                           "before it restarts, or the restart will fail.")
+                self._keep_running(obj, instance, status, "TemplateInvalid", message)
+                return Result("template-invalid", message=message)
+            if isinstance(exc, ModelError):
+                message = f"{exc}; fix the template"
+                self._not_provisionable(obj, status, generation, "Failed", "InvalidTemplate",
+                                        message)
+                return Result("invalid-template",
+                              requeue_after=self.config.template_retry_seconds, message=message)
             self._not_provisionable(obj, status, generation, "Failed", "RenderFailed", str(exc))
             # No retry: a spec change (new generation) or the periodic resync brings it back.
             return Result("render-failed", message=str(exc))
 
         digest = desired_hash(rendered, self.config.secret_variables,
                               self.config.settings_fingerprint)
+        tpl_generation = template_generation(tpl_obj)
         flagged = self.drift.take(key)
         stack_status = status.get("stack") or {}
-        unchanged = (stack_status.get("desiredHash") == digest
-                     and status.get("observedGeneration") == generation
-                     and (stack_status.get("lastUpdate") or {}).get("result") == SUCCEEDED)
+        # The server is up as the instance's current spec asked; only the template (or the
+        # operator's settings) may have moved since.
+        settled = stack_is_up(status) and status.get("observedGeneration") == generation
+        same_render = stack_status.get("desiredHash") == digest
+        hold = not same_render and self.config.template_rollout == NEXT_START
         drift = False
-        if unchanged:
+        if settled and (same_render or hold):
             # Drift = a pod the stack made is gone (deleted out of band, or while we were down).
-            pods = self._live_pods(rendered, confirm=True)
-            missing = [o.name for o in rendered.pods if pods.get(o.name) is None]
+            # Checked against the pods the stack made, not the new render's names.
+            rendered_pods = [(o.entry, o.namespace, o.name) for o in rendered.pods]
+            expected = rendered_pods if same_render else running_pods(
+                status, instance.namespace, rendered_pods)
+            pods = self._live_pods([(ns, name) for _, ns, name in expected], confirm=True)
+            missing = [name for _, _, name in expected if pods.get(name) is None]
             if not missing:
-                self._mirror(instance, status, rendered, pods)
-                return Result("unchanged")
+                current = (self._template_current(status, tpl_ns, tpl_name, tpl_generation,
+                                                  generation, only_if_not_true=True)
+                           if same_render else
+                           self._template_changed(obj, status, tpl_ns, tpl_name, tpl_generation,
+                                                  generation))
+                self._mirror(instance, status, expected, pods, current)
+                if current is not None and current["status"] == "False":
+                    self.kube.emit_event(obj, "Normal", current["reason"], current["message"])
+                return Result("unchanged" if same_render else "template-pending")
+            # A server that lost its pod is restarted anyway: with the current template.
             drift = True
             log.info("instance %s: drift (%s missing%s); refresh + up", key, ", ".join(missing),
                      ", pod deletion seen" if flagged else "", extra={"instance": key})
-        return self._up(obj, instance, status, rendered, digest, failures, refresh=drift)
+        return self._up(obj, instance, status, rendered, digest, failures, refresh=drift,
+                        template_gen=tpl_generation)
+
+    # ---- template rollout -------------------------------------------------------------------
+
+    def _template_current(self, status: Mapping[str, Any], tpl_ns: str, tpl_name: str,
+                          tpl_generation: int | None, generation: int | None,
+                          only_if_not_true: bool = False) -> dict[str, Any] | None:
+        """TemplateCurrent=True; None when `only_if_not_true` and it already says so."""
+        previous = find_condition(status, TEMPLATE_CURRENT)
+        if only_if_not_true and previous is not None and previous.get("status") == "True":
+            return None
+        gen = f" generation {tpl_generation}" if tpl_generation is not None else ""
+        return condition(TEMPLATE_CURRENT, True, "TemplateApplied",
+                         f"the server runs what template {tpl_ns}/{tpl_name}{gen} renders",
+                         generation, status.get("conditions") or [], self.clock())
+
+    def _template_changed(self, obj: dict, status: Mapping[str, Any], tpl_ns: str,
+                          tpl_name: str, tpl_generation: int | None,
+                          generation: int | None) -> dict[str, Any] | None:
+        """TemplateCurrent=False for a running server whose template moved (next-start); None
+        when the condition already says exactly this (the caller's Event goes out only once)."""
+        meta = obj.get("metadata") or {}
+        ref = f"{meta.get('namespace')}/{meta.get('name')}"
+        started = ((status.get("stack") or {}).get("templateGeneration"))
+        if tpl_generation is not None and started is not None and started == tpl_generation:
+            reason = "SettingsChanged"
+            what = (f"the operator's settings (or version) now render template {tpl_ns}/"
+                    f"{tpl_name} generation {tpl_generation} differently than when this server "
+                    "started")
+        else:
+            reason = "TemplateChanged"
+            now_gen = f"generation {tpl_generation}" if tpl_generation is not None else "edited"
+            was = f"generation {started}" if started is not None else "an earlier version"
+            what = (f"template {tpl_ns}/{tpl_name} changed ({now_gen}; this server was started "
+                    f"with {was})")
+        message = (f"{what}. The running server is left as it is (--template-rollout "
+                   f"next-start); it gets the new version when it restarts: stop and start the "
+                   f"server in JupyterHub (the spawner deletes and recreates this instance). See "
+                   f"the difference with `jupyternetes preview {ref}`.")
+        previous = find_condition(status, TEMPLATE_CURRENT)
+        if (previous is not None and previous.get("status") == "False"
+                and previous.get("reason") == reason and previous.get("message") == message):
+            return None
+        return condition(TEMPLATE_CURRENT, False, reason, message, generation,
+                         status.get("conditions") or [], self.clock())
+
+    def _template_gone(self, obj: dict, instance: Instance, status: Mapping[str, Any]) -> Result:
+        """The template of a running server was deleted: the server keeps running (no engine
+        call, nothing to render), the status says why it cannot be changed or restarted."""
+        tpl_ns, tpl_name = instance.template_namespace, instance.template.name
+        ref = f"{instance.namespace}/{instance.name}"
+        message = (f"template {tpl_ns}/{tpl_name} (spec.template) was deleted; the running "
+                   f"server is left as it is, but it cannot be updated or repaired, and a "
+                   f"restart will fail until the template exists again (recreate it, or point "
+                   f"spec.template of {ref} at an existing JupyterNotebookTemplate). Deleting "
+                   f"the instance still cleans up.")
+        self._keep_running(obj, instance, status, "TemplateNotFound", message)
+        return Result("template-gone", requeue_after=self.config.template_retry_seconds,
+                      message=message)
+
+    def _keep_running(self, obj: dict, instance: Instance, status: Mapping[str, Any],
+                      reason: str, message: str) -> None:
+        """TemplateCurrent=False (Warning Event once) for a running server the current template
+        cannot be applied to; its pods are still mirrored from what the stack made."""
+        previous = find_condition(status, TEMPLATE_CURRENT)
+        current = None
+        if not (previous is not None and previous.get("status") == "False"
+                and previous.get("reason") == reason and previous.get("message") == message):
+            current = condition(TEMPLATE_CURRENT, False, reason, message, instance.generation,
+                                status.get("conditions") or [], self.clock())
+        expected = running_pods(status, instance.namespace)
+        pods = self._live_pods([(ns, name) for _, ns, name in expected], confirm=True)
+        self._mirror(instance, status, expected, pods, current)
+        if current is not None:
+            self.kube.emit_event(obj, "Warning", reason, message)
 
     def _up(self, obj: dict, instance: Instance, status: Mapping[str, Any], rendered: Rendered,
-            digest: str, failures: int, refresh: bool) -> Result:
+            digest: str, failures: int, refresh: bool,
+            template_gen: int | None = None) -> Result:
         key = key_of(instance.namespace, instance.name)
         generation = instance.generation
         stack = stack_name(instance.namespace, instance.name)
@@ -366,7 +509,7 @@ class Reconciler:
         secrets = secret_values(instance, self.config.secret_variables)
         result = self._engine("up", lambda: self.engine.up(
             instance.namespace, instance.name, rendered, secrets, refresh=refresh), key)
-        pods = self._live_pods(rendered, confirm=False)
+        pods = self._live_pods([(o.namespace, o.name) for o in rendered.pods], confirm=False)
         if result.result == SUCCEEDED:
             # A cached pod from before a replacement must not count as the new one (ready).
             uids = {out.get("name"): out.get("uid")
@@ -374,7 +517,8 @@ class Reconciler:
             pods = {name: pod if pod is None or not uids.get(name)
                     or (pod.get("metadata") or {}).get("uid") == uids[name] else None
                     for name, pod in pods.items()}
-            patch = self._success_status(instance, rendered, result, digest, conditions, pods)
+            patch = self._success_status(instance, rendered, result, digest, conditions, pods,
+                                         template_gen)
             self.kube.patch_instance_status(instance.namespace, instance.name, patch)
             self.kube.emit_event(obj, "Normal", "Provisioned",
                                  f"stack {stack}: up succeeded in {result.engine_seconds:.1f}s "
@@ -396,7 +540,8 @@ class Reconciler:
     # ---- status builders --------------------------------------------------------------------
 
     def _success_status(self, instance: Instance, rendered: Rendered, result: Any, digest: str,
-                        conditions: list, pods: Mapping[str, dict | None]) -> dict[str, Any]:
+                        conditions: list, pods: Mapping[str, dict | None],
+                        template_gen: int | None = None) -> dict[str, Any]:
         generation = instance.generation
         now = self.clock()
         stack = stack_name(instance.namespace, instance.name)
@@ -422,9 +567,12 @@ class Reconciler:
                       generation, conditions, now),
             condition("Degraded", False, "StackUp", "the last stack update succeeded",
                       generation, conditions, now),
+            self._template_current({"conditions": conditions}, instance.template_namespace,
+                                   instance.template.name, template_gen, generation),
         ])
         patch["observedGeneration"] = generation
         patch["stack"] = {"name": stack, "desiredHash": digest,
+                          "templateGeneration": template_gen,
                           "lastUpdate": self._last_update(result, result.message or "")}
         return patch
 
@@ -530,37 +678,44 @@ class Reconciler:
 
     # ---- pods -------------------------------------------------------------------------------
 
-    def _live_pods(self, rendered: Rendered, confirm: bool) -> dict[str, dict | None]:
-        """name -> pod of the rendered pods, from the watch cache; `confirm` asks the apiserver
-        about pods the cache does not have (it may lag a just-created pod)."""
+    def _live_pods(self, wanted: Iterable[tuple[str, str]],
+                   confirm: bool) -> dict[str, dict | None]:
+        """name -> pod for (namespace, name) pairs, from the watch cache; `confirm` asks the
+        apiserver about pods the cache does not have (it may lag a just-created pod)."""
         pods: dict[str, dict | None] = {}
-        for o in rendered.pods:
-            pod = self.pod_lookup(o.namespace, o.name) if self.pod_lookup else None
+        for namespace, name in wanted:
+            pod = self.pod_lookup(namespace, name) if self.pod_lookup else None
             if pod is None and (confirm or self.pod_lookup is None):
-                pod = self.kube.get_pod(o.namespace, o.name)
-            pods[o.name] = pod
+                pod = self.kube.get_pod(namespace, name)
+            pods[name] = pod
         return pods
 
-    def _mirror(self, instance: Instance, status: Mapping[str, Any], rendered: Rendered,
-                pods: Mapping[str, dict | None]) -> None:
-        """Patch only the pod entries and the Ready condition, and only if they changed."""
+    def _mirror(self, instance: Instance, status: Mapping[str, Any],
+                expected: Iterable[tuple[str, str, str]], pods: Mapping[str, dict | None],
+                extra_condition: dict[str, Any] | None = None) -> None:
+        """Patch only the pod entries and the Ready condition (plus `extra_condition`), and only
+        if they changed. `expected`: (entry, namespace, name) of the pods to mirror."""
+        expected = list(expected)
         patch: dict[str, Any] = {}
         current_pods = status.get("pods") or {}
-        for o in rendered.pods:
-            pod = pods.get(o.name)
+        for entry, _, name in expected:
+            pod = pods.get(name)
             wanted = podstatus.pod_fields(pod) if pod is not None else (
-                podstatus.missing_pod_fields(o.name))
-            changed = podstatus.changed_fields(current_pods.get(o.entry), wanted)
+                podstatus.missing_pod_fields(name))
+            changed = podstatus.changed_fields(current_pods.get(entry), wanted)
             if changed:
-                patch.setdefault("pods", {})[o.entry] = changed
+                patch.setdefault("pods", {})[entry] = changed
         conditions = status.get("conditions") or []
-        ready, reason, message = podstatus.readiness_summary([o.name for o in rendered.pods],
+        updates = [extra_condition] if extra_condition else []
+        ready, reason, message = podstatus.readiness_summary([name for _, _, name in expected],
                                                              pods)
         previous = find_condition(status, "Ready")
         if (previous is None or previous.get("status") != ("True" if ready else "False")
                 or previous.get("message") != message):
-            patch["conditions"] = merge_conditions(conditions, [condition(
-                "Ready", ready, reason, message, instance.generation, conditions, self.clock())])
+            updates.append(condition("Ready", ready, reason, message, instance.generation,
+                                     conditions, self.clock()))
+        if updates:
+            patch["conditions"] = merge_conditions(conditions, updates)
         if patch:
             self.kube.patch_instance_status(instance.namespace, instance.name, patch)
 

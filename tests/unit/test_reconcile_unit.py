@@ -538,3 +538,181 @@ def test_a_ready_pod_from_before_a_replacement_does_not_make_the_instance_ready(
     # The engine reported a new uid for the pod; the cache still holds the old, ready one.
     assert kube.condition("Ready")["status"] == "False"
     assert "missing" in kube.condition("Ready")["message"]
+
+
+# ---- template rollout (--template-rollout) ---------------------------------------------------
+
+TEMPLATE_KEY = "kadense/default-template"
+
+
+def edit_template(kube: KubeRecorder, value: str = "/custom/", generation: int = 5) -> None:
+    """What `kubectl edit jnt` does: change the spec, the apiserver bumps the generation."""
+    tpl = kube.templates[TEMPLATE_KEY]
+    env = tpl["spec"]["pods"][0]["spec"]["containers"][0]["env"]
+    next(e for e in env if e["name"] == "JUPYTERHUB_BASE_URL")["value"] = value
+    tpl["metadata"]["generation"] = generation
+
+
+def running(env) -> tuple:
+    """The seed instance up and its pod running (the cache has it)."""
+    kube, engine, reconciler, pods = env
+    assert reconciler.reconcile(KEY).action == "provisioned"
+    pods[f"{NS}/{POD_NAME}"] = running_pod("p1")
+    assert reconciler.reconcile(KEY).action == "unchanged"
+    return kube, engine, reconciler, pods
+
+
+def with_rollout(env, rollout: str):
+    reconciler = env[2]
+    reconciler.config = ReconcileConfig(degraded_after=3, template_rollout=rollout)
+    return env
+
+
+def test_first_up_records_the_template_generation_and_template_current(env):
+    kube, _engine, reconciler, _ = env
+    reconciler.reconcile(KEY)
+    assert kube.status["stack"]["templateGeneration"] == 4
+    cond = kube.condition("TemplateCurrent")
+    assert cond["status"] == "True" and cond["reason"] == "TemplateApplied"
+    assert "kadense/default-template generation 4" in cond["message"]
+
+
+def test_next_start_leaves_a_running_server_alone_when_its_template_changes(env):
+    kube, engine, reconciler, _ = running(env)
+    hash_before = kube.status["stack"]["desiredHash"]
+    events_before = len(kube.events)
+    edit_template(kube)
+    result = reconciler.reconcile(KEY)
+    assert result.action == "template-pending" and not result.failed
+    assert len(engine.ups()) == 1  # no engine call: the kernel survives
+    cond = kube.condition("TemplateCurrent")
+    assert cond["status"] == "False" and cond["reason"] == "TemplateChanged"
+    assert "kadense/default-template" in cond["message"]
+    assert "generation 5" in cond["message"] and "generation 4" in cond["message"]
+    assert f"jupyternetes preview {KEY}" in cond["message"]
+    assert "restart" in cond["message"]
+    # The server is still what it was: provisioned, ready, same hash and template generation.
+    assert kube.condition("Provisioned")["status"] == "True"
+    assert kube.condition("Ready")["status"] == "True"
+    assert kube.status["stack"]["desiredHash"] == hash_before
+    assert kube.status["stack"]["templateGeneration"] == 4
+    assert kube.events[events_before:] == [("Normal", "TemplateChanged", cond["message"])]
+    # Resyncs and pod events: no Event again, no status patch, no engine.
+    patches = len(kube.status_patches)
+    for _ in range(3):
+        assert reconciler.reconcile(KEY).action == "template-pending"
+    assert len(kube.events) == events_before + 1
+    assert len(kube.status_patches) == patches
+    assert len(engine.ups()) == 1
+    # A second edit is news again.
+    edit_template(kube, "/other/", generation=6)
+    reconciler.reconcile(KEY)
+    assert "generation 6" in kube.condition("TemplateCurrent")["message"]
+    assert len(kube.events) == events_before + 2 and len(engine.ups()) == 1
+
+
+def test_next_start_template_current_again_when_the_render_matches_again(env):
+    kube, engine, reconciler, _ = running(env)
+    edit_template(kube)
+    reconciler.reconcile(KEY)
+    assert kube.condition("TemplateCurrent")["status"] == "False"
+    edit_template(kube, "/", generation=6)  # reverted
+    assert reconciler.reconcile(KEY).action == "unchanged"
+    assert kube.condition("TemplateCurrent")["status"] == "True"
+    assert len(engine.ups()) == 1
+
+
+def test_next_start_a_spec_change_renders_against_the_current_template(env):
+    kube, engine, reconciler, _ = running(env)
+    edit_template(kube)
+    reconciler.reconcile(KEY)
+    kube.instances[KEY]["spec"]["variables"]["jupyterhub.user.id"] = "2"
+    kube.instances[KEY]["metadata"]["generation"] = 2
+    assert reconciler.reconcile(KEY).action == "provisioned"
+    rendered = engine.ups()[-1][3]
+    pod = next(o for o in rendered.objects() if o.kind == "Pod").manifest
+    env_values = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
+    assert env_values["JUPYTERHUB_BASE_URL"] == "/custom/"
+    assert kube.status["stack"]["templateGeneration"] == 5
+    assert kube.condition("TemplateCurrent")["status"] == "True"
+
+
+def test_next_start_a_restart_after_drift_uses_the_current_template(env):
+    kube, engine, reconciler, pods = running(env)
+    edit_template(kube)
+    reconciler.reconcile(KEY)
+    del pods[f"{NS}/{POD_NAME}"]  # the pod is gone: the server restarts anyway
+    reconciler.drift.flag(KEY)
+    assert reconciler.reconcile(KEY).action == "provisioned"
+    up = engine.ups()[-1]
+    assert up[5] is True  # refresh
+    pod = next(o for o in up[3].objects() if o.kind == "Pod").manifest
+    assert {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}[
+        "JUPYTERHUB_BASE_URL"] == "/custom/"
+    assert kube.status["stack"]["templateGeneration"] == 5
+    assert kube.condition("TemplateCurrent")["status"] == "True"
+
+
+def test_immediate_rollout_applies_a_template_edit_at_once(env):
+    kube, engine, reconciler, _ = running(with_rollout(env, "immediate"))
+    edit_template(kube)
+    assert reconciler.reconcile(KEY).action == "provisioned"
+    assert len(engine.ups()) == 2
+    assert engine.ups()[-1][5] is False
+    assert kube.status["stack"]["templateGeneration"] == 5
+    assert kube.condition("TemplateCurrent")["status"] == "True"
+    assert not [e for e in kube.events if e[1] == "TemplateChanged"]
+
+
+def test_unknown_rollout_is_refused():
+    with pytest.raises(ValueError, match="next-start, immediate"):
+        ReconcileConfig(template_rollout="sometimes")
+
+
+def test_next_start_settings_change_is_reported_as_such(env):
+    kube, engine, reconciler, _ = running(env)
+    reconciler.config = ReconcileConfig(settings_fingerprint={"context": "other"})
+    assert reconciler.reconcile(KEY).action == "template-pending"
+    cond = kube.condition("TemplateCurrent")
+    assert cond["status"] == "False" and cond["reason"] == "SettingsChanged"
+    assert len(engine.ups()) == 1
+
+
+def test_deleted_template_keeps_a_running_server_and_says_so(env):
+    kube, engine, reconciler, pods = running(env)
+    kube.templates.clear()
+    result = reconciler.reconcile(KEY)
+    assert result.action == "template-gone" and result.requeue_after == 30.0
+    assert len(engine.ups()) == 1 and not [c for c in engine.calls if c[0] == "destroy"]
+    cond = kube.condition("TemplateCurrent")
+    assert cond["status"] == "False" and cond["reason"] == "TemplateNotFound"
+    assert "kadense/default-template" in cond["message"] and "deleted" in cond["message"]
+    assert kube.condition("Provisioned")["status"] == "True"
+    assert kube.condition("Ready")["status"] == "True"
+    assert kube.status["podsProvisioned"] == "Completed"
+    assert [e[:2] for e in kube.events if e[1] == "TemplateNotFound"] == [
+        ("Warning", "TemplateNotFound")]
+    reconciler.reconcile(KEY)
+    assert len([e for e in kube.events if e[1] == "TemplateNotFound"]) == 1
+    # Pod status is still mirrored from what the stack made.
+    pods[f"{NS}/{POD_NAME}"] = running_pod("p1", ready=False)
+    reconciler.reconcile(KEY)
+    assert kube.condition("Ready")["status"] == "False"
+    # And deleting the instance still destroys the stack.
+    kube.instances[KEY]["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:09Z"
+    assert reconciler.reconcile(KEY).action == "destroyed"
+
+
+def test_next_start_a_broken_template_edit_does_not_fail_a_running_server(env):
+    kube, engine, reconciler, _ = running(env)
+    tpl = kube.templates[TEMPLATE_KEY]
+    tpl["spec"]["pods"][0]["labels"]["extra"] = "{not.a.variable}"
+    tpl["metadata"]["generation"] = 5
+    result = reconciler.reconcile(KEY)
+    assert result.action == "template-invalid"
+    assert len(engine.ups()) == 1
+    cond = kube.condition("TemplateCurrent")
+    assert cond["status"] == "False" and cond["reason"] == "TemplateInvalid"
+    assert "not.a.variable" in cond["message"]
+    assert kube.condition("Provisioned")["status"] == "True"
+    assert kube.status["podsProvisioned"] == "Completed"
