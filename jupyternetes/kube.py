@@ -159,28 +159,44 @@ class Kube:
             GROUP, VERSION, namespace, TEMPLATE_PLURAL, name), f"template {namespace}/{name}")
 
     def list_instances(self, namespace: str | None = None) -> tuple[list[dict], str]:
-        what = f"list instances in {namespace or 'all namespaces'}"
+        return self._list_custom(INSTANCE_PLURAL, "instances", namespace)
+
+    def watch_instances(self, namespace: str | None, resource_version: str,
+                        timeout_seconds: int) -> WatchStream:
+        return self._watch_custom(INSTANCE_PLURAL, "instances", namespace, resource_version,
+                                  timeout_seconds)
+
+    def list_templates(self, namespace: str | None = None) -> tuple[list[dict], str]:
+        return self._list_custom(TEMPLATE_PLURAL, "templates", namespace)
+
+    def watch_templates(self, namespace: str | None, resource_version: str,
+                        timeout_seconds: int) -> WatchStream:
+        return self._watch_custom(TEMPLATE_PLURAL, "templates", namespace, resource_version,
+                                  timeout_seconds)
+
+    def _list_custom(self, plural: str, noun: str,
+                     namespace: str | None) -> tuple[list[dict], str]:
+        what = f"list {noun} in {namespace or 'all namespaces'}"
         try:
             if namespace:
                 result = self.custom.list_namespaced_custom_object(
-                    GROUP, VERSION, namespace, INSTANCE_PLURAL)
+                    GROUP, VERSION, namespace, plural)
             else:
-                result = self.custom.list_cluster_custom_object(GROUP, VERSION, INSTANCE_PLURAL)
+                result = self.custom.list_cluster_custom_object(GROUP, VERSION, plural)
         except ApiException as exc:
             raise to_kube_error(exc, what) from exc
         return list(result.get("items") or []), str(result["metadata"].get("resourceVersion", ""))
 
-    def watch_instances(self, namespace: str | None, resource_version: str,
-                        timeout_seconds: int) -> WatchStream:
-        what = f"watch instances in {namespace or 'all namespaces'}"
+    def _watch_custom(self, plural: str, noun: str, namespace: str | None,
+                      resource_version: str, timeout_seconds: int) -> WatchStream:
+        what = f"watch {noun} in {namespace or 'all namespaces'}"
         kwargs = self._watch_kwargs(resource_version, timeout_seconds)
         try:
             if namespace:
                 resp = self.custom.list_namespaced_custom_object(
-                    GROUP, VERSION, namespace, INSTANCE_PLURAL, **kwargs)
+                    GROUP, VERSION, namespace, plural, **kwargs)
             else:
-                resp = self.custom.list_cluster_custom_object(
-                    GROUP, VERSION, INSTANCE_PLURAL, **kwargs)
+                resp = self.custom.list_cluster_custom_object(GROUP, VERSION, plural, **kwargs)
         except ApiException as exc:
             if exc.status == 410:
                 raise WatchExpired(api_message(exc)) from exc

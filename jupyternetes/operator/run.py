@@ -22,6 +22,8 @@ from jupyternetes.naming import LABEL_INSTANCE, LABEL_INSTANCE_NAMESPACE, label_
 from jupyternetes.operator.metrics import Metrics
 from jupyternetes.operator.queue import Backoff, ShutDown, WorkQueue
 from jupyternetes.operator.reconcile import (
+    NEXT_START,
+    ROLLOUTS,
     DriftFlags,
     EnginePort,
     KubePort,
@@ -31,6 +33,7 @@ from jupyternetes.operator.reconcile import (
 from jupyternetes.operator.watch import (
     ADDED,
     DELETED,
+    MODIFIED,
     RESYNC,
     KubeSource,
     ListWatcher,
@@ -40,11 +43,54 @@ from jupyternetes.operator.watch import (
 log = logging.getLogger("jupyternetes.operator")
 
 
+class TemplateIndex:
+    """template key -> keys of the instances that reference it, kept from instance events.
+
+    A template edit must reach exactly the instances rendered from it, without listing every
+    instance on every template event; the instance watch already sees every spec.template.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._template_of: dict[str, str] = {}
+        self._instances_of: dict[str, set[str]] = {}
+
+    def update(self, instance_key: str, template_key: str | None) -> None:
+        """Record (or, with None, forget) which template an instance references."""
+        with self._lock:
+            old = self._template_of.pop(instance_key, None)
+            if old is not None:
+                keys = self._instances_of.get(old)
+                if keys is not None:
+                    keys.discard(instance_key)
+                    if not keys:
+                        del self._instances_of[old]
+            if template_key is not None:
+                self._template_of[instance_key] = template_key
+                self._instances_of.setdefault(template_key, set()).add(instance_key)
+
+    def instances_of(self, template_key: str) -> list[str]:
+        with self._lock:
+            return sorted(self._instances_of.get(template_key, ()))
+
+
+def template_key_of(instance: dict) -> str | None:
+    """`namespace/name` of the template an instance references (its own namespace by default,
+    as `Instance.template_namespace`); None when the spec does not name one."""
+    meta = instance.get("metadata") or {}
+    ref = (instance.get("spec") or {}).get("template") or {}
+    if not isinstance(ref, dict) or not isinstance(ref.get("name"), str) or not ref["name"]:
+        return None
+    namespace = ref.get("namespace") or meta.get("namespace") or "default"
+    return f"{namespace}/{ref['name']}"
+
+
 class Operator:
     """One operator process: watches feed the queue, workers drain it through the reconciler."""
 
     def __init__(self, kube: Kube, engine: EnginePort, *, namespaces: Sequence[str] = (),
-                 workers: int = 4, resync_seconds: float = 300.0,
+                 template_namespaces: Sequence[str] = (), workers: int = 4,
+                 resync_seconds: float = 300.0,
                  config: ReconcileConfig | None = None, metrics: Metrics | None = None,
                  backoff: Backoff | None = None, shutdown_grace: float = 30.0,
                  watch_timeout_seconds: int = 290) -> None:
@@ -71,6 +117,16 @@ class Operator:
             ListWatcher(f"pods@{ns or '*'}", _pod_source(kube, ns), self.on_pod,
                         resync_seconds=0, watch_timeout_seconds=watch_timeout_seconds)
             for ns in scopes]
+        # Templates often live in the hub's namespace, not the instances' (seed: template in
+        # `kadense`, instance in `default`): watched cluster-wide unless restricted, whatever
+        # --namespace says. No resync: the instance resync re-reads every template anyway.
+        self.templates = TemplateIndex()
+        self._template_generations: dict[str, Any] = {}
+        template_scopes: list[str | None] = list(dict.fromkeys(template_namespaces)) or [None]
+        self.template_watchers = [
+            ListWatcher(f"templates@{ns or '*'}", _template_source(kube, ns), self.on_template,
+                        resync_seconds=0, watch_timeout_seconds=watch_timeout_seconds)
+            for ns in template_scopes]
         self._threads: list[threading.Thread] = []
         self._stopping = threading.Event()
         self._started = threading.Event()
@@ -92,10 +148,34 @@ class Operator:
                 self._seen.pop(key, None)
             else:
                 self._seen[key] = fingerprint
+        self.templates.update(key, None if event_type == DELETED else template_key_of(obj))
         if event_type == RESYNC and self.queue.is_waiting(key):
             return  # a retry with backoff is already scheduled; a resync must not hurry it
         if event_type in (ADDED, RESYNC, DELETED) or previous != fingerprint:
             self.queue.add(key)
+
+    def on_template(self, event_type: str, template: dict) -> None:
+        """A template was created, edited or deleted: re-check every instance rendered from it
+        (the reconciler decides, by --template-rollout, whether running servers change)."""
+        key = object_key(template)
+        generation = (template.get("metadata") or {}).get("generation")
+        with self._seen_lock:
+            previous = self._template_generations.get(key)
+            if event_type == DELETED:
+                self._template_generations.pop(key, None)
+            else:
+                self._template_generations[key] = generation
+        # Label/annotation/status edits do not bump generation and change no render.
+        if event_type == MODIFIED and previous == generation:
+            return
+        if event_type == RESYNC:
+            return
+        instances = self.templates.instances_of(key)
+        if instances and event_type != ADDED:
+            log.info("template %s %s (generation %s); re-checking %d instance(s)", key,
+                     event_type.lower(), generation, len(instances))
+        for instance_key in instances:
+            self.queue.add(instance_key)
 
     def on_pod(self, event_type: str, pod: dict) -> None:
         key = self.instance_key_of_pod(pod)
@@ -197,7 +277,7 @@ class Operator:
         cleared = self.engine_clear_locks()
         if cleared:
             log.info("cleared stale stack locks: %s", cleared)
-        for watcher in self.pod_watchers + self.instance_watchers:
+        for watcher in self.pod_watchers + self.template_watchers + self.instance_watchers:
             watcher.start()
         for index in range(self.workers):
             # Daemon: an engine operation that ignores shutdown must not keep the process alive
@@ -206,8 +286,10 @@ class Operator:
             thread.start()
             self._threads.append(thread)
         self._started.set()
-        log.info("operator started: %d worker(s), watching %s", self.workers,
-                 ", ".join(w.name for w in self.instance_watchers))
+        log.info("operator started: %d worker(s), watching %s; template rollout %s",
+                 self.workers, ", ".join(w.name for w in self.instance_watchers
+                                         + self.template_watchers),
+                 self.reconciler.config.template_rollout)
 
     def engine_clear_locks(self) -> Any:
         clear = getattr(self.engine, "clear_stale_locks", None)
@@ -226,12 +308,15 @@ class Operator:
             return False
         if not self._started.is_set():
             return True
-        watchers = self.instance_watchers + self.pod_watchers
+        watchers = self.all_watchers()
         return all(w.alive() for w in watchers) and all(t.is_alive() for t in self._threads)
 
     def ready(self) -> bool:
         return (self._started.is_set() and self.healthy()
-                and all(w.has_synced for w in self.instance_watchers + self.pod_watchers))
+                and all(w.has_synced for w in self.all_watchers()))
+
+    def all_watchers(self) -> list[ListWatcher]:
+        return self.instance_watchers + self.pod_watchers + self.template_watchers
 
     def in_flight(self) -> list[str]:
         with self._busy_lock:
@@ -244,7 +329,7 @@ class Operator:
         clears stale locks and re-runs `up`, which converges).
         """
         self._stopping.set()
-        for watcher in self.instance_watchers + self.pod_watchers:
+        for watcher in self.all_watchers():
             watcher.stop(timeout=2.0)
         self.queue.shutdown()
         deadline = time.monotonic() + self.shutdown_grace
@@ -260,6 +345,11 @@ class Operator:
 def _instance_source(kube: Kube, namespace: str | None) -> KubeSource:
     return KubeSource(lambda: kube.list_instances(namespace),
                       lambda rv, timeout: kube.watch_instances(namespace, rv, timeout))
+
+
+def _template_source(kube: Kube, namespace: str | None) -> KubeSource:
+    return KubeSource(lambda: kube.list_templates(namespace),
+                      lambda rv, timeout: kube.watch_templates(namespace, rv, timeout))
 
 
 def _pod_source(kube: Kube, namespace: str | None) -> KubeSource:
@@ -356,6 +446,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "up to date, mirroring what exists into each instance's status.")
     parser.add_argument("--namespace", action="append", default=[], metavar="NS",
                         help="watch only this namespace (repeatable; default: all namespaces)")
+    parser.add_argument("--template-namespace", action="append", default=[], metavar="NS",
+                        help="watch templates only in this namespace (repeatable; default: all "
+                             "namespaces, whatever --namespace says, because instances may use "
+                             "templates from another namespace). Cluster-wide, the operator "
+                             "needs list/watch on jupyternotebooktemplates.kadense.io in a "
+                             "ClusterRole; restricted, a Role in each NS is enough")
+    parser.add_argument("--template-rollout", choices=ROLLOUTS, default=NEXT_START,
+                        help="when a template edit reaches running servers: next-start (default)"
+                             " leaves them running and marks them TemplateCurrent=False until "
+                             "they restart (like KubeSpawner); immediate replaces their pods "
+                             "at once (kernels are lost)")
     parser.add_argument("--workers", type=int, default=4, metavar="N",
                         help="instances processed in parallel (default 4)")
     parser.add_argument("--resync-seconds", type=float, default=300.0, metavar="S",
@@ -403,8 +504,10 @@ def run(args: argparse.Namespace) -> int:
         settings_fingerprint=settings_fingerprint(settings),
         degraded_after=args.degraded_after,
         template_retry_seconds=args.template_retry_seconds,
+        template_rollout=args.template_rollout,
     )
-    operator = Operator(kube, engine, namespaces=args.namespace, workers=args.workers,
+    operator = Operator(kube, engine, namespaces=args.namespace,
+                        template_namespaces=args.template_namespace, workers=args.workers,
                         resync_seconds=args.resync_seconds, config=config, metrics=metrics,
                         backoff=Backoff(base=args.backoff_base, cap=args.backoff_cap),
                         shutdown_grace=args.shutdown_grace)
