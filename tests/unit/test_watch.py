@@ -299,3 +299,129 @@ def test_api_message_prefers_the_status_message():
     assert api_message(exc) == 'Pod "x" is invalid: spec.containers[0].name: Invalid value: "A_B"'
     bare = ApiException(status=503, reason="Service Unavailable")
     assert api_message(bare) == "HTTP 503 Service Unavailable"
+
+
+# ---- template watch: which instances a template event re-queues ------------------------------
+
+
+def instance(name: str, ns: str, template: str, template_ns: str | None = "hub",
+             generation: int = 1) -> dict:
+    ref = {"name": template} | ({"namespace": template_ns} if template_ns else {})
+    return {"apiVersion": "kadense.io/v1", "kind": "JupyterNotebookInstance",
+            "metadata": {"namespace": ns, "name": name, "generation": generation,
+                         "resourceVersion": "1"},
+            "spec": {"template": ref, "variables": {}}}
+
+
+def template(name: str, ns: str = "hub", generation: int = 1, rv: str = "1") -> dict:
+    return {"metadata": {"namespace": ns, "name": name, "generation": generation,
+                         "resourceVersion": rv}, "spec": {}}
+
+
+def operator(**kwargs):
+    from jupyternetes.operator.run import Operator
+
+    class NoEngine:
+        def up(self, *args, **kw):
+            raise AssertionError("no engine call expected")
+
+        def destroy(self, *args, **kw):
+            raise AssertionError("no engine call expected")
+
+    return Operator(kube=None, engine=NoEngine(), workers=1, **kwargs)  # type: ignore[arg-type]
+
+
+def drain(queue) -> list[str]:
+    keys = []
+    while (key := queue.get(timeout=0)) is not None:
+        keys.append(key)
+        queue.done(key)
+    return sorted(keys)
+
+
+def test_template_index_follows_instance_events():
+    from jupyternetes.operator.run import TemplateIndex, template_key_of
+
+    assert template_key_of(instance("a", "default", "t", template_ns=None)) == "default/t"
+    assert template_key_of(instance("a", "default", "t")) == "hub/t"
+    assert template_key_of({"metadata": {"name": "x"}, "spec": {}}) is None
+    index = TemplateIndex()
+    index.update("default/a", "hub/t")
+    index.update("default/b", "hub/t")
+    index.update("other/c", "hub/u")
+    assert index.instances_of("hub/t") == ["default/a", "default/b"]
+    index.update("default/a", "hub/u")  # spec.template edited
+    assert index.instances_of("hub/t") == ["default/b"]
+    assert index.instances_of("hub/u") == ["default/a", "other/c"]
+    index.update("default/b", None)  # instance deleted
+    assert index.instances_of("hub/t") == []
+
+
+def test_template_edit_requeues_exactly_the_instances_that_use_it():
+    op = operator()
+    a, b = instance("a", "default", "t"), instance("b", "team", "t")
+    c = instance("c", "default", "u")
+    for obj in (a, b, c):
+        op.on_instance("ADDED", obj)
+    op.on_template("ADDED", template("t"))
+    op.on_template("ADDED", template("u"))
+    drain(op.queue)
+    op.on_template("MODIFIED", template("t", generation=2, rv="2"))
+    assert drain(op.queue) == ["default/a", "team/b"]
+    # Metadata-only edits (labels, annotations) keep the generation: no render changes.
+    op.on_template("MODIFIED", template("t", generation=2, rv="3"))
+    assert drain(op.queue) == []
+    op.on_template("DELETED", template("u", generation=1, rv="4"))
+    assert drain(op.queue) == ["default/c"]
+    op.on_template("ADDED", template("u", generation=1, rv="5"))  # recreated
+    assert drain(op.queue) == ["default/c"]
+    # An instance that now points elsewhere, or is gone, is not re-queued by its old template.
+    moved = instance("a", "default", "u", generation=2)
+    op.on_instance("MODIFIED", moved)
+    op.on_instance("DELETED", b)
+    drain(op.queue)
+    op.on_template("MODIFIED", template("t", generation=3, rv="6"))
+    assert drain(op.queue) == []
+    op.on_template("MODIFIED", template("u", generation=2, rv="7"))
+    assert drain(op.queue) == ["default/a", "default/c"]
+
+
+def test_templates_are_watched_cluster_wide_even_when_instances_are_scoped():
+    op = operator(namespaces=["default"])
+    assert [w.name for w in op.instance_watchers] == ["instances@default"]
+    assert [w.name for w in op.template_watchers] == ["templates@*"]
+    op = operator(namespaces=["default"], template_namespaces=["kadense", "kadense", "x"])
+    assert [w.name for w in op.template_watchers] == ["templates@kadense", "templates@x"]
+    assert set(op.all_watchers()) >= set(op.template_watchers)
+
+
+def test_a_template_watch_event_reaches_the_queue_through_the_list_watch_loop():
+    """The template watcher is the generic loop: a MODIFIED on the wire re-queues users."""
+    op = operator()
+    op.on_instance("ADDED", instance("a", "default", "t"))
+    drain(op.queue)
+    source = ScriptedSource(lists=[([template("t")], "1")],
+                            watches=[[("MODIFIED", template("t", generation=2, rv="2"))]])
+    watcher = ListWatcher("templates@*", source, op.on_template, resync_seconds=0,
+                          sleep=lambda s: False)
+    source.on_exhausted = watcher._stop.set
+    thread = threading.Thread(target=watcher.run)
+    thread.start()
+    thread.join(5)
+    assert not thread.is_alive()
+    assert source.watch_calls[0] == "1"
+    assert drain(op.queue) == ["default/a"]
+
+
+def test_operator_cli_flags_for_templates():
+    import argparse
+
+    from jupyternetes.operator.run import add_parser
+
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers())
+    args = parser.parse_args(["operator"])
+    assert args.template_rollout == "next-start" and args.template_namespace == []
+    args = parser.parse_args(["operator", "--template-rollout", "immediate",
+                              "--template-namespace", "kadense"])
+    assert args.template_rollout == "immediate" and args.template_namespace == ["kadense"]
