@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-from jupyternetes import naming
+from jupyternetes import diystate, naming
 
 log = logging.getLogger(__name__)
 
@@ -387,6 +387,16 @@ def stale_lock_files(backend_dir: Path, project: str, hostname: str | None = Non
     return stale
 
 
+def locked_stacks(backend_dir: Path, project: str, hostname: str | None = None,
+                  pid_alive=_pid_alive) -> set[str]:
+    """Stacks with a lock file whose holder is alive (see stale_lock_files)."""
+    root = lock_dir(backend_dir, project)
+    if not root.is_dir():
+        return set()
+    stale = set(stale_lock_files(backend_dir, project, hostname, pid_alive))
+    return {p.parent.name for p in root.glob("*/*.json") if p not in stale}
+
+
 def stacks_with_pending_operations(backend_dir: Path, project: str) -> list[str]:
     """Stacks of the file backend whose checkpoint lists pending operations (a crashed `up`)."""
     root = backend_dir / ".pulumi" / "stacks" / project
@@ -464,11 +474,20 @@ class StackEngine:
             return []
         actions: list[str] = []
         for path in stale_lock_files(backend_dir, self.settings.project):
+            # fileblob's attributes file of the lock goes with it.
+            path.with_name(path.name + diystate.ATTRS).unlink(missing_ok=True)
             try:
                 path.unlink()
             except FileNotFoundError:
                 continue
             actions.append(f"removed stale lock {path.parent.name}/{path.name}")
+        locked = locked_stacks(backend_dir, self.settings.project)
+        for stack in diystate.project_stacks(backend_dir, self.settings.project):
+            if stack in locked:
+                actions.append(f"stack {stack}: state files not checked, a running Pulumi "
+                               "operation holds its lock")
+                continue
+            actions += diystate.repair_stack(backend_dir, self.settings.project, stack)
         for stack in stacks_with_pending_operations(backend_dir, self.settings.project):
             # By stack name: a shortened (hashed) stack name cannot be parsed back.
             result = self.repair(stack.partition(".")[0], "", stack=stack)
@@ -516,7 +535,28 @@ class StackEngine:
 
     def _run(self, request: dict[str, Any]) -> dict[str, Any]:
         with self._lock_for(request["stack"]):
-            return run_worker(request, self._env, self.timeout)
+            answer = run_worker(request, self._env, self.timeout)
+            if (answer.get("result") == "failed"
+                    and diystate.is_checkpoint_load_error(answer.get("message", ""))
+                    and self.repair_state(request["stack"])):
+                # The files an interrupted write left are fixed: the operation can run now.
+                answer = run_worker(request, self._env, self.timeout)
+            return answer
+
+    def repair_state(self, stack: str) -> list[str]:
+        """Fix the file-backend files of `stack` that a killed Pulumi CLI left half-written
+        (see diystate). Call with the stack's thread lock held. Returns the actions, logged."""
+        backend_dir = file_backend_path(self.settings.backend_url)
+        if backend_dir is None:
+            return []
+        if stack in locked_stacks(backend_dir, self.settings.project):
+            log.warning("stack %s: its checkpoint cannot be loaded, but a running Pulumi "
+                        "operation holds its lock; not touching its files", stack)
+            return []
+        actions = diystate.repair_stack(backend_dir, self.settings.project, stack)
+        for line in actions:
+            log.warning("%s", line)
+        return actions
 
 
 def _object_dict(obj: Any) -> dict[str, Any]:

@@ -383,3 +383,102 @@ def test_existing_pvc_made_outside_pulumi_is_adopted(engine, core, namespace):
     assert adopted.metadata.uid == created.metadata.uid
     assert adopted.metadata.labels[naming.LABEL_INSTANCE] == "legacy"
     assert {o["entry"]: o["uid"] for o in result.objects}["workspace"] == created.metadata.uid
+
+
+# -- files a SIGKILL in the middle of a checkpoint write leaves (see jupyternetes/diystate.py) --
+
+
+def uids_of(core, namespace: str, name: str) -> dict[str, str]:
+    return {"pod": core.read_namespaced_pod(f"{name}-notebook", namespace).metadata.uid,
+            "pvc": core.read_namespaced_persistent_volume_claim(
+                f"{name}-workspace", namespace).metadata.uid}
+
+
+def corrupt_state(checkpoint: Path, corruption: str) -> None:
+    """What fileblob leaves when killed at each point of a write of `checkpoint`: an empty
+    .attrs (killed in setAttrs) with the complete new content in a tmp file next to it, a tmp
+    file alone (killed while writing it), an empty or truncated checkpoint."""
+    attrs = checkpoint.with_name(checkpoint.name + ".attrs")
+    tmp = checkpoint.with_name(f"{checkpoint.name}.{time.time_ns():x}.tmp")
+    if corruption in ("empty-attrs", "empty-attrs-and-tmp"):
+        attrs.write_bytes(b"")
+    if corruption == "empty-attrs-and-tmp":
+        tmp.write_bytes(checkpoint.read_bytes())
+    if corruption == "tmp":
+        tmp.write_bytes(checkpoint.read_bytes()[:100])
+    if corruption == "empty-checkpoint":
+        checkpoint.write_bytes(b"")
+    if corruption == "truncated-checkpoint":
+        checkpoint.write_bytes(checkpoint.read_bytes()[:200])
+
+
+def leftovers(checkpoint: Path) -> list[str]:
+    return sorted(p.name for p in checkpoint.parent.iterdir()
+                  if p.name.endswith(".tmp") or (p.name.endswith(".attrs")
+                                                 and p.stat().st_size == 0))
+
+
+@pytest.mark.parametrize("corruption", ["empty-attrs", "empty-attrs-and-tmp",
+                                        "empty-checkpoint", "truncated-checkpoint"])
+def test_interrupted_checkpoint_write_heals_on_the_next_up(engine, core, namespace, corruption):
+    """The next up repairs the files itself (no operator restart) and converges on the same
+    objects: same pod and PVC uids, nothing changed, no leftovers."""
+    name = "torn"
+    rendered, instance = rendered_for(namespace, name=name)
+    first = engine.up(namespace, name, rendered, secrets_of(engine, instance))
+    assert first.succeeded, first.message
+    before = uids_of(core, namespace, name)
+    checkpoint = stack_file(engine, namespace, name)
+    corrupt_state(checkpoint, corruption)
+
+    result = engine.up(namespace, name, rendered, secrets_of(engine, instance))
+    assert result.result == "succeeded", result.message
+    assert set(result.change_summary) == {"same"}, result.change_summary
+    assert uids_of(core, namespace, name) == before
+    assert {o["entry"]: o["uid"] for o in result.objects} == {
+        "notebook": before["pod"], "workspace": before["pvc"]}
+    assert leftovers(checkpoint) == []
+    assert stacks.diystate.is_valid_checkpoint(checkpoint)
+
+
+def test_interrupted_checkpoint_writes_are_repaired_at_operator_start(engine, core, namespace):
+    """clear_stale_locks (operator start) repairs every corruption at once, each for its own
+    stack, and names each action; a stack locked by a live process is left alone."""
+    corruptions = ["empty-attrs-and-tmp", "tmp", "empty-checkpoint"]
+    uids, files = {}, {}
+    for index in range(len(corruptions)):
+        name = f"torn{index}"
+        rendered, instance = rendered_for(namespace, name=name)
+        assert engine.up(namespace, name, rendered, secrets_of(engine, instance)).succeeded
+        uids[name] = uids_of(core, namespace, name)
+        files[name] = stack_file(engine, namespace, name)
+    for index, corruption in enumerate(corruptions):
+        corrupt_state(files[f"torn{index}"], corruption)
+    # A stack whose lock is held by a live process (this one): its tmp file must stay.
+    live = stack_file(engine, namespace, "torn0").with_name("busy.json.1.tmp")
+    live.write_bytes(b"{")
+    lock = (stacks.lock_dir(backend_dir(engine), engine.settings.project) / "busy"
+            / "running.json")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    lock.write_text(json.dumps({"pid": os.getpid(), "hostname": os.uname().nodename}))
+
+    actions = engine.clear_stale_locks()
+    print("clear_stale_locks:", json.dumps(actions, indent=1))
+    text = "\n".join(actions)
+    torn = {n: naming.stack_name(namespace, n) for n in files}
+    assert f"stack {torn['torn0']}: finished the interrupted write of" in text
+    assert f"stack {torn['torn0']}: removed empty attributes file" in text
+    assert f"stack {torn['torn1']}: removed leftover temporary file" in text
+    assert f"stack {torn['torn2']}: checkpoint {torn['torn2']}.json was empty: restored" in text
+    assert "stack busy: state files not checked" in text
+    assert live.exists()
+    lock.unlink()
+    live.unlink()
+
+    for name in files:
+        rendered, instance = rendered_for(namespace, name=name)
+        result = engine.up(namespace, name, rendered, secrets_of(engine, instance))
+        assert result.result == "succeeded", f"{name}: {result.message}"
+        assert set(result.change_summary) == {"same"}, (name, result.change_summary)
+        assert uids_of(core, namespace, name) == uids[name]
+        assert leftovers(files[name]) == []

@@ -1,0 +1,176 @@
+"""Repair of the files a killed Pulumi CLI can leave half-written in a file:// (DIY) backend.
+
+The file backend writes every blob through gocloud's fileblob (gocloud.dev/blob/fileblob): the
+content goes to `<blob>.<hex nanos>.tmp`, the tmp file is closed, then `<blob>.attrs` is created
+(empty first) and filled with {content type, md5}, and finally the tmp file is renamed onto
+`<blob>`. A SIGKILL inside that sequence leaves:
+
+- an empty or truncated `<blob>.attrs` next to the previous, intact `<blob>`, and a complete tmp
+  file with the new content: fileblob fails every read of the blob ("failed to load
+  checkpoint: EOF") while a missing .attrs file is fine for it;
+- tmp files nobody renames (harmless, but they pile up);
+- with a killed or full disk, a checkpoint `<stack>.json` that is empty or not JSON.
+
+Layout (pkg/backend/diy, project-scoped store): `.pulumi/stacks/<project>/<stack>.json` (+ `.bak`,
+the previous checkpoint, written before each save), `.pulumi/backups/<project>/<stack>/
+<stack>.<unix nanos>.json` (a copy before each update). Stack names contain dots, so names are
+parsed by suffix.
+
+Only call these for stacks no live process holds a lock on (see stacks.StackEngine).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+ATTRS = ".attrs"
+CHECKPOINT_EXT = ".json"
+BACKUP_EXT = ".json.bak"
+_TMP = re.compile(r"\.[0-9a-f]+\.tmp$")
+# The CLI's messages when a stack's files cannot be read (fileblob attrs or checkpoint JSON).
+CHECKPOINT_LOAD_ERROR = re.compile(
+    r"failed to load checkpoint|could not deserialize deployment|"
+    r"(reading|loading|unmarshal\w*) (the )?(checkpoint|snapshot|deployment)", re.IGNORECASE)
+
+
+def stacks_dir(backend_dir: Path, project: str) -> Path:
+    return backend_dir / ".pulumi" / "stacks" / project
+
+
+def backups_dir(backend_dir: Path, project: str) -> Path:
+    return backend_dir / ".pulumi" / "backups" / project
+
+
+def is_checkpoint_load_error(message: str) -> bool:
+    return bool(CHECKPOINT_LOAD_ERROR.search(message or ""))
+
+
+def read_json(path: Path) -> Any:
+    """The JSON content of `path`; None when missing, empty or not JSON."""
+    try:
+        return json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+
+
+def is_valid_attrs(path: Path) -> bool:
+    return isinstance(read_json(path), dict)
+
+
+def is_valid_checkpoint(path: Path) -> bool:
+    data = read_json(path)
+    return isinstance(data, dict) and isinstance(data.get("checkpoint"), dict)
+
+
+def stack_of(file_name: str) -> str | None:
+    """The stack a file of the stacks directory belongs to (`a.b.json.bak.1f.tmp` -> `a.b`)."""
+    name = file_name
+    if name.endswith(ATTRS):
+        name = name[: -len(ATTRS)]
+    name = _TMP.sub("", name)
+    for ext in (BACKUP_EXT, CHECKPOINT_EXT):
+        if name.endswith(ext) and len(name) > len(ext):
+            return name[: -len(ext)]
+    return None
+
+
+def project_stacks(backend_dir: Path, project: str) -> list[str]:
+    """Every stack with a file (checkpoint, backup, attrs or tmp) in the stacks directory."""
+    root = stacks_dir(backend_dir, project)
+    if not root.is_dir():
+        return []
+    return sorted({s for p in root.iterdir() if (s := stack_of(p.name))})
+
+
+def stack_blobs(backend_dir: Path, project: str, stack: str) -> list[Path]:
+    """The blobs of one stack: its checkpoint, the checkpoint's .bak, and the backup copies."""
+    checkpoint = stacks_dir(backend_dir, project) / f"{stack}{CHECKPOINT_EXT}"
+    blobs = [checkpoint, checkpoint.with_name(f"{stack}{BACKUP_EXT}")]
+    backup_root = backups_dir(backend_dir, project) / stack
+    if backup_root.is_dir():
+        blobs += sorted(p for p in backup_root.glob(f"{_glob_escape(stack)}.*{CHECKPOINT_EXT}")
+                        if p.is_file())
+    return blobs
+
+
+def tmp_files(blob: Path) -> list[Path]:
+    """fileblob's tmp files of `blob`, newest first (the suffix is the write time in hex)."""
+    if not blob.parent.is_dir():
+        return []
+    prefix = blob.name + "."
+    found = [p for p in blob.parent.iterdir()
+             if p.name.startswith(prefix) and _TMP.fullmatch("." + p.name[len(prefix):])]
+    return sorted(found, key=lambda p: int(p.name[len(prefix):-len(".tmp")], 16), reverse=True)
+
+
+def repair_blob(blob: Path) -> list[str]:
+    """Fix one blob after an interrupted write; one line per action taken.
+
+    An invalid .attrs file means the write stopped after the tmp file was complete and closed
+    (see the module doc): the newest tmp holding a valid checkpoint is renamed onto the blob,
+    finishing that write, and the .attrs file is removed. Remaining tmp files are removed.
+    """
+    actions: list[str] = []
+    attrs = blob.with_name(blob.name + ATTRS)
+    tmps = tmp_files(blob)
+    if attrs.exists() and not is_valid_attrs(attrs):
+        size = attrs.stat().st_size
+        complete = next((t for t in tmps if is_valid_checkpoint(t)), None)
+        if complete is not None:
+            os.replace(complete, blob)
+            tmps.remove(complete)
+            actions.append(f"finished the interrupted write of {blob.name}: renamed "
+                           f"{complete.name} onto it")
+        attrs.unlink()
+        actions.append(f"removed {'empty' if size == 0 else 'corrupt'} attributes file "
+                       f"{attrs.name} ({size} bytes) that made {blob.name} unreadable")
+    for tmp in tmps:
+        tmp.unlink(missing_ok=True)
+        actions.append(f"removed leftover temporary file {tmp.name}")
+    return actions
+
+
+def restore_checkpoint(backend_dir: Path, project: str, stack: str) -> list[str]:
+    """Replace an empty or corrupt `<stack>.json` by its newest valid backup.
+
+    A missing checkpoint is left alone: a removed stack keeps its .bak, and must stay removed.
+    The corrupt file is kept as `<stack>.json.corrupt` (the backend ignores that extension).
+    """
+    checkpoint = stacks_dir(backend_dir, project) / f"{stack}{CHECKPOINT_EXT}"
+    if not checkpoint.exists() or is_valid_checkpoint(checkpoint):
+        return []
+    candidates = [p for p in stack_blobs(backend_dir, project, stack)[1:]
+                  if p.exists() and is_valid_checkpoint(p)]
+    size = checkpoint.stat().st_size
+    what = "empty" if size == 0 else f"corrupt ({size} bytes, not a checkpoint)"
+    if not candidates:
+        return [f"checkpoint {checkpoint.name} is {what} and there is no valid backup of it; "
+                f"move it away and run the instance's up again to re-create the stack (its "
+                f"objects are adopted)"]
+    newest = max(candidates, key=lambda p: (p.stat().st_mtime_ns, p.name))
+    aside = checkpoint.with_name(checkpoint.name + ".corrupt")
+    os.replace(checkpoint, aside)
+    staging = checkpoint.with_name(f"{checkpoint.name}.{time.time_ns():x}.restore")
+    staging.write_bytes(newest.read_bytes())
+    os.replace(staging, checkpoint)
+    checkpoint.with_name(checkpoint.name + ATTRS).unlink(missing_ok=True)  # its md5 is stale
+    return [f"checkpoint {checkpoint.name} was {what}: restored it from "
+            f"{newest.relative_to(backend_dir)} (the corrupt file is kept as {aside.name})"]
+
+
+def repair_stack(backend_dir: Path, project: str, stack: str) -> list[str]:
+    """All repairs of one stack's files; one line per action, prefixed by the stack."""
+    actions: list[str] = []
+    for blob in stack_blobs(backend_dir, project, stack):
+        actions += repair_blob(blob)
+    actions += restore_checkpoint(backend_dir, project, stack)
+    return [f"stack {stack}: {line}" for line in actions]
+
+
+def _glob_escape(text: str) -> str:
+    return re.sub(r"([*?\[])", r"[\1]", text)
