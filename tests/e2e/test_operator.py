@@ -769,3 +769,114 @@ if os.environ.get("JUPYTERNETES_E2E_KEEP_LOGS"):  # pragma: no cover - debugging
         yield
         for log in sorted(tmp_path.glob("operator-*.log")):
             print(log.read_text())
+
+
+# ---- template edits and --template-rollout ----------------------------------------------------
+
+
+@contextlib.contextmanager
+def own_template(hub: Cluster, namespace: str, prefix: str) -> Iterator[str]:
+    """A copy of the seed template for one test, in the hub namespace like the seed's own (the
+    shared `default-template` is not edited: other tests may be rendering from it right now)."""
+    name = f"{prefix}-{namespace}"[:63]
+    body = strip_server_fields(seed("seed-template.yaml"))
+    body["metadata"] = {"name": name, "namespace": HUB_NAMESPACE}
+    hub.custom.create_namespaced_custom_object(GROUP, VERSION, HUB_NAMESPACE, TEMPLATES, body)
+    try:
+        yield name
+    finally:
+        with contextlib.suppress(client.ApiException):
+            hub.custom.delete_namespaced_custom_object(GROUP, VERSION, HUB_NAMESPACE, TEMPLATES,
+                                                       name)
+
+
+def set_template_env(hub: Cluster, template: str, env_name: str, value: str) -> int:
+    """`kubectl edit jnt`: one env value changed; returns the template's new generation."""
+    tpl = hub.custom.get_namespaced_custom_object(GROUP, VERSION, HUB_NAMESPACE, TEMPLATES,
+                                                  template)
+    env = tpl["spec"]["pods"][0]["spec"]["containers"][0]["env"]
+    next(e for e in env if e["name"] == env_name)["value"] = value
+    updated = hub.custom.replace_namespaced_custom_object(GROUP, VERSION, HUB_NAMESPACE,
+                                                          TEMPLATES, template, tpl)
+    return updated["metadata"]["generation"]
+
+
+def test_template_edit_waits_for_the_next_start_of_a_running_server(hub, namespace, volumes,
+                                                                     start_operator):
+    ns, name = namespace, "rollout"
+    volumes.provide(ns, name)
+    # Resync far away: the edit must arrive through the template watch, not a periodic resync.
+    op = start_operator([ns], extra=("--resync-seconds", "3600"))
+    with own_template(hub, ns, "rollout") as template:
+        hub.create_instance(ns, name, template=template)
+        inst = wait_for("Ready", ready(hub, ns, name), describe=lambda: hub.describe(ns, name))
+        started_gen = inst["status"]["stack"]["templateGeneration"]
+        assert condition(inst, "TemplateCurrent")["status"] == "True"
+        pod_before = hub.pod(ns, f"{name}-notebook")
+        assert env_of(pod_before)["JUPYTERHUB_BASE_URL"] == "/"
+        _, metrics = op.http("/metrics")
+        ups = op.metric(metrics, 'jupyternetes_engine_operations_total{operation="up"')
+
+        new_gen = set_template_env(hub, template, "JUPYTERHUB_BASE_URL", "/edited/")
+        assert new_gen > started_gen
+        edited = time.monotonic()
+        inst = wait_for("TemplateCurrent=False", lambda: (lambda i: i if condition(
+            i, "TemplateCurrent").get("status") == "False" else None)(hub.instance(ns, name)),
+            timeout=15, describe=lambda: hub.describe(ns, name) + "\n" + op.log_tail())
+        print(f"\ntemplate edited -> TemplateCurrent=False in {time.monotonic() - edited:.1f}s")
+        cond = condition(inst, "TemplateCurrent")
+        assert cond["reason"] == "TemplateChanged"
+        assert f"{HUB_NAMESPACE}/{template}" in cond["message"]
+        assert f"generation {new_gen}" in cond["message"]
+        assert f"jupyternetes preview {ns}/{name}" in cond["message"]
+        hub.wait_event(ns, name, "Normal", "TemplateChanged", f"generation {new_gen}")
+        # The running server is left alone: same pod, still Ready, no engine call.
+        time.sleep(5)
+        pod = hub.pod(ns, f"{name}-notebook")
+        assert pod["metadata"]["uid"] == pod_before["metadata"]["uid"]
+        assert env_of(pod)["JUPYTERHUB_BASE_URL"] == "/"
+        inst = hub.instance(ns, name)
+        assert condition(inst, "Ready")["status"] == "True"
+        assert inst["status"]["stack"]["templateGeneration"] == started_gen
+        _, metrics = op.http("/metrics")
+        assert op.metric(metrics, 'jupyternetes_engine_operations_total{operation="up"') == ups
+        assert len([e for e in hub.events(ns, name) if e[1] == "TemplateChanged"]) == 1
+
+        # A restart (the spawner deletes and recreates the instance) gets the new template.
+        hub.delete_instance(ns, name)
+        wait_for("instance gone", lambda: hub.instance(ns, name) is None,
+                 describe=lambda: hub.describe(ns, name) + "\n" + op.log_tail())
+        hub.create_instance(ns, name, template=template)
+        inst = wait_for("Ready again", ready(hub, ns, name),
+                        describe=lambda: hub.describe(ns, name))
+        pod = hub.pod(ns, f"{name}-notebook")
+        assert env_of(pod)["JUPYTERHUB_BASE_URL"] == "/edited/"
+        assert inst["status"]["stack"]["templateGeneration"] == new_gen
+        assert condition(inst, "TemplateCurrent")["status"] == "True"
+
+
+def test_template_edit_with_immediate_rollout_replaces_the_pod(hub, namespace, volumes,
+                                                               start_operator):
+    ns, name = namespace, "eager"
+    volumes.provide(ns, name)
+    op = start_operator([ns], extra=("--resync-seconds", "3600",
+                                     "--template-rollout", "immediate"))
+    with own_template(hub, ns, "eager") as template:
+        hub.create_instance(ns, name, template=template)
+        wait_for("Ready", ready(hub, ns, name), describe=lambda: hub.describe(ns, name))
+        pod_before = hub.pod(ns, f"{name}-notebook")
+        new_gen = set_template_env(hub, template, "JUPYTERHUB_BASE_URL", "/edited/")
+
+        def replaced() -> dict | None:
+            pod = hub.pod(ns, f"{name}-notebook")
+            if pod and pod["metadata"]["uid"] != pod_before["metadata"]["uid"]:
+                return pod
+            return None
+        pod = wait_for("the pod replaced", replaced,
+                       describe=lambda: hub.describe(ns, name) + "\n" + op.log_tail())
+        assert env_of(pod)["JUPYTERHUB_BASE_URL"] == "/edited/"
+        inst = wait_for("templateGeneration recorded", lambda: (lambda i: i if (
+            (i or {}).get("status") or {}).get("stack", {}).get("templateGeneration") == new_gen
+            else None)(provisioned(hub, ns, name)()), describe=lambda: hub.describe(ns, name))
+        assert condition(inst, "TemplateCurrent")["status"] == "True"
+        assert not [e for e in hub.events(ns, name) if e[1] == "TemplateChanged"]
