@@ -46,6 +46,22 @@ def backups_dir(backend_dir: Path, project: str) -> Path:
     return backend_dir / ".pulumi" / "backups" / project
 
 
+def stack_exists(backend_dir: Path, project: str, stack: str) -> bool | None:
+    """Whether the backend has a checkpoint for `stack`; None when the folder is not laid out
+    the way this module knows (no project-scoped meta.yaml): ask the CLI then."""
+    if not (backend_dir / ".pulumi").exists():
+        return False  # an empty backend: no stack at all
+    meta = backend_dir / ".pulumi" / "meta.yaml"
+    try:
+        version = meta.read_text(encoding="utf-8").split("version:", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
+    if version != "1":
+        return None
+    root = stacks_dir(backend_dir, project)
+    return any((root / f"{stack}{CHECKPOINT_EXT}{ext}").exists() for ext in ("", ".gz", ".zst"))
+
+
 def is_checkpoint_load_error(message: str) -> bool:
     return bool(CHECKPOINT_LOAD_ERROR.search(message or ""))
 

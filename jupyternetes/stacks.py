@@ -430,6 +430,7 @@ class StackEngine:
         self._env = dict(os.environ if env is None else env)
         self._stack_locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
+        self._cli_version: str | None = None
 
     # -- public operations --------------------------------------------------------------------
 
@@ -511,7 +512,17 @@ class StackEngine:
             "objects": [_object_dict(o) for o in objects],
             "secret_values": sorted({s for s in secret_values if s}),
             "refresh": refresh,
+            "pulumi_version": self.cli_version(),
         }
+
+    def cli_version(self) -> str | None:
+        """The Pulumi CLI's version, asked once and passed to every worker so that each
+        operation does not start a `pulumi version` process of its own. None when the CLI
+        cannot be run: the worker then runs it itself and reports what is wrong."""
+        with self._guard:
+            if self._cli_version is None:
+                self._cli_version = pulumi_cli_version(self._env)
+            return self._cli_version
 
     def _operation(self, request: dict[str, Any]) -> OperationResult:
         started_at, started = utc_now(), time.monotonic()
@@ -557,6 +568,18 @@ class StackEngine:
         for line in actions:
             log.warning("%s", line)
         return actions
+
+
+def pulumi_cli_version(env: Mapping[str, str]) -> str | None:
+    """`pulumi version` of the CLI on env's PATH ("3.274.1"); None when it cannot be run."""
+    try:
+        done = subprocess.run(["pulumi", "version"],
+                              env={**env, "PULUMI_SKIP_UPDATE_CHECK": "true"},
+                              capture_output=True, timeout=60, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    version = done.stdout.decode(errors="replace").strip().removeprefix("v")
+    return version if re.fullmatch(r"\d+\.\d+\.\d+\S*", version) else None
 
 
 def _object_dict(obj: Any) -> dict[str, Any]:

@@ -28,11 +28,15 @@ T_START = time.monotonic()
 # worker overhead.
 from pulumi import automation as auto  # noqa: E402
 from pulumi.automation import events as auto_events  # noqa: E402
+from pulumi.automation._stack import StackInitMode  # noqa: E402
+from semver import VersionInfo  # noqa: E402
 
+from jupyternetes import diystate  # noqa: E402
 from jupyternetes import program as stack_program  # noqa: E402
 from jupyternetes.stacks import (  # noqa: E402
     CANCEL_GRACE_SECONDS,
     SECRET_MASK,
+    file_backend_path,
     mask_secrets,
     trim_message,
     utc_now,
@@ -111,10 +115,18 @@ class Collector:
         self.steps: dict[str, dict[str, Any]] = {}
         self.outputs: dict[str, dict[str, Any]] = {}
         self.failed: set[str] = set()
+        # The engine's summary of the operation and the stack's outputs, as the event stream
+        # carries them: what the SDK would otherwise read back with three more CLI runs.
+        self.summary: auto_events.SummaryEvent | None = None
+        self.stack_outputs: dict[str, Any] | None = None
+        self.finished = threading.Event()
         self.lock = threading.Lock()
 
     def __call__(self, event: auto_events.EngineEvent) -> None:
         with self.lock:
+            if event.summary_event is not None:
+                self.summary = event.summary_event
+                self.finished.set()
             diag = event.diagnostic_event
             if diag is not None and diag.severity == "error":
                 self.errors.append((resource_name(diag.urn), diag.message))
@@ -126,6 +138,8 @@ class Collector:
             out = event.res_outputs_event
             if out is not None and out.metadata is not None and out.metadata.new is not None:
                 self.outputs[out.metadata.urn] = dict(out.metadata.new.outputs or {})
+                if out.metadata.type == STACK_TYPE:
+                    self.stack_outputs = dict(out.metadata.new.outputs or {})
             failed = event.res_op_failed_event
             if failed is not None and failed.metadata is not None:
                 self.failed.add(failed.metadata.urn)
@@ -136,6 +150,47 @@ class Collector:
             if name:
                 grouped.setdefault(name, []).append((None, message))
         return {name: trim_message(items, "", secret_values) for name, items in grouped.items()}
+
+
+STACK_TYPE = "pulumi:pulumi:Stack"
+# How long to wait, after the CLI exited, for the summary event (the gRPC event stream is
+# drained before the CLI exits, so this is a safety margin, not a delay).
+SUMMARY_WAIT_SECONDS = 2.0
+
+
+class EventStack(auto.Stack):
+    """An Automation API stack that is neither selected nor read back through extra CLI runs.
+
+    Every command already names the stack (`--stack`), so `pulumi stack select` is not needed
+    when we know the stack exists; and after up/refresh/destroy the SDK runs `stack output`
+    twice and `stack history` once for data the event stream has already delivered (summary
+    event, the stack resource's outputs). Falls back to the SDK's calls when an event is missing.
+    """
+
+    def __init__(self, name: str, workspace: auto.LocalWorkspace, collector: Collector) -> None:
+        # Deliberately not Stack.__init__: it runs `stack select`/`stack init` (done by
+        # open_stack only when needed). These are the attributes Stack.__init__ sets.
+        self.name = name
+        self.workspace = workspace
+        self._mode = StackInitMode.SELECT
+        self.collector = collector
+
+    def outputs(self) -> auto.OutputMap:
+        self.collector.finished.wait(SUMMARY_WAIT_SECONDS)
+        outputs = self.collector.stack_outputs
+        if outputs is None or is_secret_wrapper(outputs):
+            return super().outputs()
+        return {key: auto.OutputValue(value=value, secret=is_secret_wrapper(value))
+                for key, value in outputs.items()}
+
+    def info(self, show_secrets: bool = True) -> auto.UpdateSummary | None:
+        self.collector.finished.wait(SUMMARY_WAIT_SECONDS)
+        summary = self.collector.summary
+        if summary is None:
+            return super().info(show_secrets)
+        changes = {op_name(k): v for k, v in (summary.resource_changes or {}).items()}
+        return auto.UpdateSummary(kind="update", start_time=None, message="", environment={},
+                                  config={}, result="succeeded", resource_changes=changes)
 
 
 def resource_name(urn: str | None) -> str | None:
@@ -253,8 +308,19 @@ def step_dict(meta: auto_events.StepEventMetadata,
 # ---------------------------------------------------------------------------------------------
 
 
-def workspace_options(settings: Mapping[str, Any], stack: str,
-                      temp_root: list[str]) -> auto.LocalWorkspaceOptions:
+def pulumi_command(version: str | None) -> auto.PulumiCommand:
+    """The CLI, without a `pulumi version` run per operation when the parent StackEngine has
+    already asked the CLI for its version (it does so once and passes it in the request)."""
+    if not version:
+        return auto.PulumiCommand(skip_version_check=True)
+    command = object.__new__(auto.PulumiCommand)  # PulumiCommand.__init__ runs `pulumi version`
+    command.command = "pulumi"
+    command.version = VersionInfo.parse(version.removeprefix("v"))
+    return command
+
+
+def workspace_options(settings: Mapping[str, Any], stack: str, temp_root: list[str],
+                      cli_version: str | None = None) -> auto.LocalWorkspaceOptions:
     env_vars = {
         "PULUMI_CONFIG_PASSPHRASE": settings["passphrase"],
         "PULUMI_BACKEND_URL": settings["backend_url"],
@@ -278,25 +344,38 @@ def workspace_options(settings: Mapping[str, Any], stack: str,
         project_settings=auto.ProjectSettings(
             name=settings["project"], runtime="python",
             backend=auto.ProjectBackend(url=settings["backend_url"])),
-        pulumi_command=auto.PulumiCommand(skip_version_check=True),
+        pulumi_command=pulumi_command(cli_version),
     )
 
 
 def open_stack(request: Mapping[str, Any], program: Callable[[], None], create: bool,
-               temp_root: list[str]) -> tuple[auto.Stack | None, bool]:
-    """(stack, existed_before). With create=False a missing stack gives (None, False)."""
+               temp_root: list[str],
+               collector: Collector | None = None) -> tuple[EventStack | None, bool]:
+    """(stack, existed_before). With create=False a missing stack gives (None, False).
+
+    On a file:// backend whether the stack exists is read from the backend folder, which
+    saves the `pulumi stack select` run; other backends are asked with `stack select`."""
     settings = request["settings"]
-    opts = workspace_options(settings, request["stack"], temp_root)
-    try:
-        stack = auto.select_stack(request["stack"], project_name=settings["project"],
-                                  program=program, opts=opts)
-        return stack, True
-    except auto.StackNotFoundError:
+    name = request["stack"]
+    opts = workspace_options(settings, name, temp_root, request.get("pulumi_version"))
+    opts.program = program
+    if opts.project_settings is not None and opts.project_settings.main is None:
+        opts.project_settings.main = os.getcwd()  # as auto.select_stack does for inline programs
+    workspace = auto.LocalWorkspace(**opts.__dict__)
+    backend_dir = file_backend_path(settings["backend_url"])
+    exists = (diystate.stack_exists(backend_dir, settings["project"], name)
+              if backend_dir is not None else None)
+    if exists is None:
+        try:
+            workspace.select_stack(name)
+            exists = True
+        except auto.StackNotFoundError:
+            exists = False
+    if not exists:
         if not create:
             return None, False
-    stack = auto.create_stack(request["stack"], project_name=settings["project"],
-                              program=program, opts=opts)
-    return stack, False
+        workspace.create_stack(name)
+    return EventStack(name, workspace, collector or Collector()), exists
 
 
 def plain_outputs(outputs: Mapping[str, Any]) -> dict[str, Any]:
@@ -323,7 +402,7 @@ def run(request: Mapping[str, Any]) -> dict[str, Any]:
         program = stack_program.empty_program
     t0 = time.monotonic()
     stack, existed = open_stack(request, program, create=op in ("up", "preview"),
-                                temp_root=temp_root)
+                                temp_root=temp_root, collector=collector)
     timings["workspace"] = time.monotonic() - t0
     engine_started = time.monotonic()
     try:

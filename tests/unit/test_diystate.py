@@ -117,3 +117,16 @@ def test_checkpoint_load_errors_are_recognised():
     assert diystate.is_checkpoint_load_error(
         "error: failed to load checkpoint: place 1: unexpected end of JSON input")
     assert not diystate.is_checkpoint_load_error("the stack is currently locked by 1 lock(s)")
+
+
+def test_stack_exists_reads_the_project_scoped_layout(tmp_path):
+    assert diystate.stack_exists(tmp_path, PROJECT, STACK) is False  # empty backend
+    checkpoint = layout(tmp_path)
+    assert diystate.stack_exists(tmp_path, PROJECT, STACK) is None  # no meta.yaml: ask the CLI
+    (tmp_path / ".pulumi" / "meta.yaml").write_text("version: 1\n")
+    assert diystate.stack_exists(tmp_path, PROJECT, STACK) is True
+    assert diystate.stack_exists(tmp_path, PROJECT, "other") is False
+    checkpoint.unlink()  # removed: only the .bak is left
+    assert diystate.stack_exists(tmp_path, PROJECT, STACK) is False
+    (tmp_path / ".pulumi" / "meta.yaml").write_text("version: 0\n")  # legacy layout
+    assert diystate.stack_exists(tmp_path, PROJECT, STACK) is None

@@ -413,3 +413,65 @@ def test_repair_request_by_stack_name(tmp_path):
     engine = StackEngine(settings(tmp_path))
     request = engine._request("repair", "ns", "", (), (), stack="ns..abcdef-0123456789")
     assert request["stack"] == "ns..abcdef-0123456789"
+
+
+# --- fewer CLI runs per operation -------------------------------------------------------------
+
+
+def fake_pulumi(tmp_path: Path, output: str = "v3.274.1") -> tuple[dict[str, str], Path]:
+    """A `pulumi` on PATH that records each run and prints `output`."""
+    bin_dir, calls = tmp_path / "bin", tmp_path / "calls"
+    bin_dir.mkdir()
+    script = bin_dir / "pulumi"
+    script.write_text(f"#!/bin/sh\necho \"$*\" >> {calls}\necho {output}\n")
+    script.chmod(0o755)
+    return {"PATH": f"{bin_dir}:/usr/bin:/bin"}, calls
+
+
+def test_cli_version_is_asked_once_and_passed_to_every_worker(tmp_path):
+    env, calls = fake_pulumi(tmp_path)
+    engine = StackEngine(settings(tmp_path), env=env)
+    first = engine._request("up", "ns", "a", [], [])
+    second = engine._request("destroy", "ns", "b", [], [])
+    assert first["pulumi_version"] == second["pulumi_version"] == "3.274.1"
+    assert calls.read_text().splitlines() == ["version"]
+
+
+def test_cli_version_is_none_without_a_usable_cli(tmp_path):
+    assert stacks.pulumi_cli_version({"PATH": str(tmp_path)}) is None
+    env, _ = fake_pulumi(tmp_path, output="garbage")
+    assert stacks.pulumi_cli_version(env) is None
+
+
+def test_worker_command_from_a_known_version_runs_no_cli(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no pulumi: running it would raise
+    command = stackworker.pulumi_command("3.274.1")
+    assert str(command.version) == "3.274.1" and command.command == "pulumi"
+    with pytest.raises(FileNotFoundError):
+        stackworker.pulumi_command(None)
+
+
+def engine_event(sequence: int, **payload) -> stackworker.auto_events.EngineEvent:
+    return stackworker.auto_events.EngineEvent.from_json(
+        {"sequence": sequence, "timestamp": 0, **payload})
+
+
+def test_event_stack_takes_summary_and_outputs_from_the_event_stream(tmp_path):
+    collector = stackworker.Collector()
+    stack_urn = "urn:pulumi:s::p::pulumi:pulumi:Stack::p-s"
+    objects = [{"group": "pods", "entry": "notebook", "uid": "u-1"}]
+    collector(engine_event(1, resOutputsEvent={"metadata": {
+        "op": "same", "urn": stack_urn, "type": "pulumi:pulumi:Stack", "provider": "",
+        "new": {"type": "pulumi:pulumi:Stack", "urn": stack_urn,
+                "outputs": {"objects": objects}}}}))
+    collector(engine_event(2, summaryEvent={"maybeCorrupt": False, "durationSeconds": 1,
+                                            "resourceChanges": {"same": 3, "update": 1},
+                                            "PolicyPacks": {}}))
+    # A workspace whose CLI cannot run: any fallback to `stack output/history` would raise.
+    workspace = stackworker.auto.LocalWorkspace(
+        work_dir=str(tmp_path), pulumi_command=stackworker.pulumi_command("3.274.1"),
+        env_vars={"PATH": str(tmp_path)})
+    stack = stackworker.EventStack("ns.a", workspace, collector)
+    outputs = stack.outputs()
+    assert outputs["objects"].value == objects and not outputs["objects"].secret
+    assert stack.info().resource_changes == {"same": 3, "update": 1}
