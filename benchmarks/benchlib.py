@@ -45,13 +45,13 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from jupyternetes.harness import pulumi_env as harness_pulumi
 from jupyternetes.harness.cluster import DevCluster, free_port
+from jupyternetes.harness.crds import apply_crds, load_crd_documents
 from jupyternetes.model import Instance, Template
 from jupyternetes.naming import object_name
 from jupyternetes.render import render
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
-CRD_DIR = REPO / "crds"
 EXTERNAL_KUBECONFIG_ENV = "JUPYTERNETES_BENCH_KUBECONFIG"
 GROUP, VERSION = "kadense.io", "v1"
 INSTANCES, TEMPLATES = "jupyternotebookinstances", "jupyternotebooktemplates"
@@ -692,15 +692,6 @@ def load_yaml(path: Path) -> dict:
     return yaml.safe_load(path.read_text())
 
 
-def crd_documents() -> list[dict]:
-    docs = [doc for path in sorted(CRD_DIR.glob("*.yaml"))
-            for doc in yaml.safe_load_all(path.read_text())
-            if isinstance(doc, dict) and doc.get("kind") == "CustomResourceDefinition"]
-    if not docs:
-        raise BenchError(f"no CustomResourceDefinition found under {CRD_DIR}")
-    return docs
-
-
 def kubernetes_provider_version() -> str:
     return metadata.version("pulumi-kubernetes")
 
@@ -790,33 +781,16 @@ class Bench:
                              f"{plugin}; build it with `bash tools/harness/build.sh`")
 
     def _apply_crds(self) -> None:
-        ext = client.ApiextensionsV1Api(self.api)
-        names = []
-        for doc in crd_documents():
-            name = doc["metadata"]["name"]
-            try:
-                ext.create_custom_resource_definition(doc)
-                if self.external:
+        docs = load_crd_documents()
+        if self.external:
+            # Remove afterwards only the CRDs this run brought to someone else's cluster.
+            ext = client.ApiextensionsV1Api(self.api)
+            existing = {crd.metadata.name for crd in ext.list_custom_resource_definition().items}
+            for doc in docs:
+                if doc["metadata"]["name"] not in existing:
                     self._stack.callback(_ignore_404, ext.delete_custom_resource_definition,
-                                         name)
-            except client.ApiException as exc:
-                if exc.status != 409:
-                    raise
-                current = ext.read_custom_resource_definition(name)
-                body = {**doc, "metadata": {**doc["metadata"],
-                                            "resourceVersion": current.metadata.resource_version}}
-                ext.replace_custom_resource_definition(name, body)
-            names.append(name)
-
-        def established() -> bool:
-            for name in names:
-                crd = ext.read_custom_resource_definition(name)
-                conds = {c.type: c.status for c in (crd.status.conditions or [])}
-                if conds.get("Established") != "True":
-                    return False
-            return True
-
-        wait_until("CRDs Established", established, 60)
+                                         doc["metadata"]["name"])
+        apply_crds(self.api, docs)
 
     def _seed_template(self) -> None:
         try:
