@@ -21,16 +21,16 @@ import secrets
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
+import weakref
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-from jupyternetes import diystate, naming
+from jupyternetes import diystate, naming, workerpool
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,8 @@ DEFAULT_TIMEOUT_SECONDS = 600.0
 # After SIGTERM the worker asks the Pulumi CLI to cancel (SIGINT), which finishes in-flight
 # steps, writes the checkpoint and releases the lock; this is how long that may take.
 CANCEL_GRACE_SECONDS = 20.0
+# Idle workers kept pre-started (Python and the Pulumi SDK loaded), see workerpool.
+DEFAULT_PRESTARTED_WORKERS = 1
 MESSAGE_LIMIT = 1500
 SECRET_MASK = "[secret]"
 
@@ -423,11 +425,16 @@ class StackEngine:
     stack are serialised here as well as by the caller's queue (a second line of defence)."""
 
     def __init__(self, settings: StackSettings, env: Mapping[str, str] | None = None,
-                 timeout: float = DEFAULT_TIMEOUT_SECONDS) -> None:
+                 timeout: float = DEFAULT_TIMEOUT_SECONDS,
+                 prestart: int = DEFAULT_PRESTARTED_WORKERS) -> None:
         self.settings = settings
         self.timeout = timeout
         # Environment of the worker (PATH must find `pulumi`); default: this process's.
         self._env = dict(os.environ if env is None else env)
+        # Filled after the first operation; idle workers are stopped when the engine is
+        # closed or garbage-collected, and die with this process in any case (PDEATHSIG).
+        self._pool = workerpool.WorkerPool(self._env, prestart)
+        weakref.finalize(self, self._pool.close)
         self._stack_locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
         self._cli_version: str | None = None
@@ -498,6 +505,10 @@ class StackEngine:
             log.warning("%s", line)
         return actions
 
+    def close(self) -> None:
+        """Stop the pre-started idle workers (running operations are not affected)."""
+        self._pool.close()
+
     # -- plumbing -----------------------------------------------------------------------------
 
     def _request(self, op: str, namespace: str, name: str, rendered: Any,
@@ -546,12 +557,12 @@ class StackEngine:
 
     def _run(self, request: dict[str, Any]) -> dict[str, Any]:
         with self._lock_for(request["stack"]):
-            answer = run_worker(request, self._env, self.timeout)
+            answer = run_worker(request, self._env, self.timeout, self._pool)
             if (answer.get("result") == "failed"
                     and diystate.is_checkpoint_load_error(answer.get("message", ""))
                     and self.repair_state(request["stack"])):
                 # The files an interrupted write left are fixed: the operation can run now.
-                answer = run_worker(request, self._env, self.timeout)
+                answer = run_worker(request, self._env, self.timeout, self._pool)
             return answer
 
     def repair_state(self, stack: str) -> list[str]:
@@ -588,25 +599,32 @@ def _object_dict(obj: Any) -> dict[str, Any]:
     return {"group": obj.group, "entry": obj.entry, "manifest": obj.manifest}
 
 
-def run_worker(request: Mapping[str, Any], env: Mapping[str, str],
-               timeout: float) -> dict[str, Any]:
-    """Run one request in a fresh `python -m jupyternetes.stackworker`; its JSON answer.
+def run_worker(request: Mapping[str, Any], env: Mapping[str, str], timeout: float,
+               pool: workerpool.WorkerPool | None = None) -> dict[str, Any]:
+    """Run one request in a worker of its own (pre-started from `pool` when one is idle, else
+    started now); its JSON answer.
 
     Engine failures come back as an answer with result "failed"; a worker that cannot run at
     all (no pulumi CLI, bad settings) raises StackConfigError; a timeout or a crashed worker is
     an answer with result "failed" naming what happened.
     """
-    worker_env = dict(env)
-    worker_env["JUPYTERNETES_WORKER_PARENT_PID"] = str(os.getpid())
-    # The passphrase travels in the request (stdin), never in argv where `ps` shows it.
-    worker_env.pop("PULUMI_CONFIG_PASSPHRASE", None)
-    worker_env.pop("PULUMI_CONFIG_PASSPHRASE_FILE", None)
+    proc = pool.take() if pool is not None else None
+    try:
+        answer = _run_in(proc, request, timeout) if proc is not None else None
+        if answer is None:  # no idle worker, or it expired just as it was taken
+            answer = _run_in(workerpool.start_worker(env), request, timeout)
+        assert answer is not None
+        return answer
+    finally:
+        if pool is not None:
+            pool.done(proc)
+
+
+def _run_in(proc: subprocess.Popen, request: Mapping[str, Any],
+            timeout: float) -> dict[str, Any] | None:
+    """The answer of `proc` to `request`; None when `proc` was a pre-started worker that exited
+    idle before reading it (the caller then starts a new one)."""
     started_at = utc_now()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "jupyternetes.stackworker"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        env=worker_env, start_new_session=True,  # own process group: killable as a whole
-    )
     try:
         stdout, stderr = proc.communicate(json.dumps(request).encode(), timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -628,6 +646,8 @@ def run_worker(request: Mapping[str, Any], env: Mapping[str, str],
     except ValueError:
         answer = None
     if not isinstance(answer, dict):
+        if proc.returncode == workerpool.WORKER_IDLE_EXIT:
+            return None
         return failed_answer(
             request, started_at,
             f"the stack worker for {request['stack']} exited with code {proc.returncode} "

@@ -12,6 +12,7 @@ import ctypes
 import json
 import logging
 import os
+import select
 import signal
 import sys
 import tempfile
@@ -31,7 +32,7 @@ from pulumi.automation import events as auto_events  # noqa: E402
 from pulumi.automation._stack import StackInitMode  # noqa: E402
 from semver import VersionInfo  # noqa: E402
 
-from jupyternetes import diystate  # noqa: E402
+from jupyternetes import diystate, workerpool  # noqa: E402
 from jupyternetes import program as stack_program  # noqa: E402
 from jupyternetes.stacks import (  # noqa: E402
     CANCEL_GRACE_SECONDS,
@@ -43,6 +44,8 @@ from jupyternetes.stacks import (  # noqa: E402
 )
 
 T_IMPORTED = time.monotonic()
+# When the request was read: later than T_IMPORTED for a pre-started worker, which waited.
+T_REQUEST = T_IMPORTED
 
 log = logging.getLogger("jupyternetes.stackworker")
 
@@ -390,7 +393,9 @@ def run(request: Mapping[str, Any]) -> dict[str, Any]:
         {f"{o['group']}/{o['entry']}": o["manifest"] for o in request.get("objects") or []},
         secret_values)
     temp_root: list[str] = []
-    timings: dict[str, float] = {"imports": T_IMPORTED - T_START}
+    # A pre-started worker's imports were done before the request came: off the clock.
+    timings: dict[str, float] = {"imports": T_IMPORTED - T_START,
+                                 "waited_for_request": T_REQUEST - T_IMPORTED}
     answer: dict[str, Any] = {"result": "failed", "message": "", "change_summary": {},
                               "outputs": {}, "steps": [], "engine_seconds": 0.0,
                               "started_at": utc_now()}
@@ -454,7 +459,7 @@ def run(request: Mapping[str, Any]) -> dict[str, Any]:
     answer["steps"] = list(collector.steps.values()) if op == "preview" else []
     answer["finished_at"] = utc_now()
     timings["engine"] = answer["engine_seconds"]
-    timings["worker_total"] = time.monotonic() - T_START
+    timings["worker_total"] = time.monotonic() - T_START - timings["waited_for_request"]
     answer["timings"] = timings
     answer["message"] = mask_secrets(answer["message"], secret_values)
     return answer
@@ -540,7 +545,9 @@ def main() -> int:
                         stream=sys.stderr, format="%(asctime)s %(name)s %(message)s")
     die_with_parent()
     signal.signal(signal.SIGTERM, on_sigterm)
-    request = json.load(sys.stdin)
+    request = read_request()
+    if request is None:
+        return workerpool.WORKER_IDLE_EXIT
     try:
         answer = run(request)
     except (FileNotFoundError, PermissionError) as exc:
@@ -559,6 +566,20 @@ def main() -> int:
     sys.stdout.write(json.dumps(answer))
     sys.stdout.flush()
     return 0
+
+
+def read_request() -> dict[str, Any] | None:
+    """The request on stdin. A pre-started worker (see workerpool) waits at most its idle time
+    for it, and None means: no request came (timeout, or stdin closed by a closing pool)."""
+    global T_REQUEST
+    idle = float(os.environ.get(workerpool.ENV_IDLE_SECONDS) or 0)
+    if idle > 0 and not select.select([sys.stdin], [], [], idle)[0]:
+        return None
+    raw = sys.stdin.buffer.read()
+    T_REQUEST = time.monotonic()
+    if not raw.strip():
+        return None
+    return json.loads(raw)
 
 
 def op_label(request: Mapping[str, Any]) -> str:
