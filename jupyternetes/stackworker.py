@@ -181,9 +181,11 @@ class EventStack(auto.Stack):
     def outputs(self) -> auto.OutputMap:
         self.collector.finished.wait(SUMMARY_WAIT_SECONDS)
         outputs = self.collector.stack_outputs
-        if outputs is None or is_secret_wrapper(outputs):
+        # Events show secrets masked; only `stack output --show-secrets` has their values.
+        if outputs is None or any(is_secret_wrapper(v) or v == SECRET_MASK
+                                  for v in outputs.values()):
             return super().outputs()
-        return {key: auto.OutputValue(value=value, secret=is_secret_wrapper(value))
+        return {key: auto.OutputValue(value=value, secret=False)
                 for key, value in outputs.items()}
 
     def info(self, show_secrets: bool = True) -> auto.UpdateSummary | None:

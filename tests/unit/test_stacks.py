@@ -475,3 +475,21 @@ def test_event_stack_takes_summary_and_outputs_from_the_event_stream(tmp_path):
     outputs = stack.outputs()
     assert outputs["objects"].value == objects and not outputs["objects"].secret
     assert stack.info().resource_changes == {"same": 3, "update": 1}
+
+
+def test_event_stack_reads_secret_outputs_back_through_the_cli(tmp_path):
+    # The event stream masks secret outputs; then the SDK's `stack output --show-secrets` is
+    # needed (here: a CLI that cannot run, so the fallback shows as FileNotFoundError).
+    collector = stackworker.Collector()
+    stack_urn = "urn:pulumi:s::p::pulumi:pulumi:Stack::p-s"
+    masked = {stackworker.SECRET_SIG: "1b47061264138c4ac30d75fd1eb44270"}
+    collector(engine_event(1, resOutputsEvent={"metadata": {
+        "op": "same", "urn": stack_urn, "type": "pulumi:pulumi:Stack", "provider": "",
+        "new": {"type": "pulumi:pulumi:Stack", "urn": stack_urn,
+                "outputs": {"objects": masked}}}}))
+    collector(engine_event(2, summaryEvent={"resourceChanges": {"same": 1}}))
+    workspace = stackworker.auto.LocalWorkspace(
+        work_dir=str(tmp_path), pulumi_command=stackworker.pulumi_command("3.274.1"),
+        env_vars={"PATH": str(tmp_path)})
+    with pytest.raises(FileNotFoundError):
+        stackworker.EventStack("ns.a", workspace, collector).outputs()
