@@ -7,6 +7,13 @@ worker gets a JSON request on stdin and answers with one JSON object on stdout; 
 stderr. It dies with the thread that started it (PR_SET_PDEATHSIG, set by the worker itself) so
 an operator killed with SIGKILL leaves no engine holding a stack lock, and it is killed after a
 timeout. The worker's answer carries the engine time, so callers see the subprocess overhead.
+
+To keep that overhead off an operation: one worker is kept pre-started (workerpool: Python and
+the Pulumi SDK loaded, waiting for its request; still one operation per process), the CLI's
+version is asked once per engine instead of once per operation, and the worker runs no CLI
+command the operation does not need (see stackworker.EventStack): an `up` of an existing stack
+on a file:// backend is one `pulumi up` process. A killed CLI can leave the file backend's files
+half-written; diystate repairs them at start and when an operation cannot load its checkpoint.
 """
 
 from __future__ import annotations
