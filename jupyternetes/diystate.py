@@ -62,6 +62,10 @@ def stack_exists(backend_dir: Path, project: str, stack: str) -> bool | None:
     return any((root / f"{stack}{CHECKPOINT_EXT}{ext}").exists() for ext in ("", ".gz", ".zst"))
 
 
+def history_dir(backend_dir: Path, project: str) -> Path:
+    return backend_dir / ".pulumi" / "history" / project
+
+
 def is_checkpoint_load_error(message: str) -> bool:
     return bool(CHECKPOINT_LOAD_ERROR.search(message or ""))
 
@@ -179,12 +183,30 @@ def restore_checkpoint(backend_dir: Path, project: str, stack: str) -> list[str]
             f"{newest.relative_to(backend_dir)} (the corrupt file is kept as {aside.name})"]
 
 
+def repair_side_files(folder: Path) -> list[str]:
+    """In a stack's backups or history folder: remove unreadable .attrs files and tmp files
+    of writes that never finished (their blob is either absent or the previous version)."""
+    actions: list[str] = []
+    if not folder.is_dir():
+        return actions
+    for path in sorted(folder.iterdir()):
+        if path.name.endswith(ATTRS) and not is_valid_attrs(path):
+            path.unlink(missing_ok=True)
+            actions.append(f"removed unreadable attributes file {folder.name}/{path.name}")
+        elif _TMP.search(path.name):
+            path.unlink(missing_ok=True)
+            actions.append(f"removed leftover temporary file {folder.name}/{path.name}")
+    return actions
+
+
 def repair_stack(backend_dir: Path, project: str, stack: str) -> list[str]:
     """All repairs of one stack's files; one line per action, prefixed by the stack."""
     actions: list[str] = []
     for blob in stack_blobs(backend_dir, project, stack):
         actions += repair_blob(blob)
     actions += restore_checkpoint(backend_dir, project, stack)
+    for root in (backups_dir(backend_dir, project), history_dir(backend_dir, project)):
+        actions += repair_side_files(root / stack)
     return [f"stack {stack}: {line}" for line in actions]
 
 

@@ -130,3 +130,21 @@ def test_stack_exists_reads_the_project_scoped_layout(tmp_path):
     assert diystate.stack_exists(tmp_path, PROJECT, STACK) is False
     (tmp_path / ".pulumi" / "meta.yaml").write_text("version: 0\n")  # legacy layout
     assert diystate.stack_exists(tmp_path, PROJECT, STACK) is None
+
+
+def test_backups_and_history_lose_unreadable_attrs_and_tmp_files(tmp_path):
+    layout(tmp_path)
+    backups = diystate.backups_dir(tmp_path, PROJECT) / STACK
+    history = diystate.history_dir(tmp_path, PROJECT) / STACK
+    backups.mkdir(parents=True)
+    history.mkdir(parents=True)
+    good = backups / f"{STACK}.1795668219213617595.json"
+    good.write_bytes(checkpoint_doc("backup"))
+    (backups / f"{good.name}.attrs").write_bytes(attrs_doc())
+    (backups / f"{STACK}.1795668406855386108.json.18eb7eb9a05bd51c.tmp").write_bytes(b"{")
+    (history / f"{STACK}-1795668406.history.json.attrs").write_bytes(b"")
+    (history / f"{STACK}-1795668406.history.json").write_bytes(b"{}")
+    actions = diystate.repair_stack(tmp_path, PROJECT, STACK)
+    assert sorted(p.name for p in backups.iterdir()) == [good.name, f"{good.name}.attrs"]
+    assert sorted(p.name for p in history.iterdir()) == [f"{STACK}-1795668406.history.json"]
+    assert len(actions) == 2, actions
