@@ -1,6 +1,12 @@
 """`jupyternetes operator`: watches + work queue + workers + reconciler, with /healthz and /metrics.
 
 Wiring only; each concern lives in its own module (watch, queue, reconcile, podstatus, metrics).
+
+RBAC: instances and pods are watched in the `--namespace` scopes (all namespaces by default);
+templates are watched cluster-wide unless `--template-namespace` restricts them, because an
+instance may use a template from another namespace (the hub's). So even a `--namespace`-scoped
+operator needs a ClusterRole with get/list/watch on jupyternotebooktemplates.kadense.io, or a
+Role in each `--template-namespace`.
 """
 
 from __future__ import annotations
