@@ -273,7 +273,8 @@ class Operator:
             self.metrics.observe_reconcile(outcome, seconds)
             with self._busy_lock:
                 self._busy.pop(key, None)
-            if outcome not in ("unchanged", "gone"):
+            # Held-back template changes are re-checked on every pod event: not log news.
+            if outcome not in ("unchanged", "gone", "template-pending"):
                 log.info("instance %s: %s in %.2fs", key, outcome, seconds,
                          extra={"instance": key})
 
