@@ -141,7 +141,8 @@ def test_entry_specs_preserve_unknown_fields():
 
 def test_instance_printer_columns_point_at_schema_fields():
     columns = INSTANCE_CRD["spec"]["versions"][0]["additionalPrinterColumns"]
-    assert [c["name"] for c in columns] == ["Template", "Pods", "PVCs", "Ready", "Age"]
+    assert [c["name"] for c in columns] == ["Template", "Pods", "PVCs", "Ready",
+                                            "Template-Current", "Age"]
     schema = schema_of(INSTANCE_CRD)
     known = {path for path, _ in nodes(schema)}
     for column in columns:
