@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 ATTRS = ".attrs"
+# Prefix of an action line that reports a problem without having changed anything.
+CANNOT_REPAIR = "cannot repair:"
 CHECKPOINT_EXT = ".json"
 BACKUP_EXT = ".json.bak"
 _TMP = re.compile(r"\.[0-9a-f]+\.tmp$")
@@ -169,9 +171,9 @@ def restore_checkpoint(backend_dir: Path, project: str, stack: str) -> list[str]
     size = checkpoint.stat().st_size
     what = "empty" if size == 0 else f"corrupt ({size} bytes, not a checkpoint)"
     if not candidates:
-        return [f"checkpoint {checkpoint.name} is {what} and there is no valid backup of it; "
-                f"move it away and run the instance's up again to re-create the stack (its "
-                f"objects are adopted)"]
+        return [f"{CANNOT_REPAIR} checkpoint {checkpoint.name} is {what} and there is no "
+                f"valid backup of it; move it away and run the instance's up again to "
+                f"re-create the stack (its objects are adopted)"]
     newest = max(candidates, key=lambda p: (p.stat().st_mtime_ns, p.name))
     aside = checkpoint.with_name(checkpoint.name + ".corrupt")
     os.replace(checkpoint, aside)
@@ -181,6 +183,10 @@ def restore_checkpoint(backend_dir: Path, project: str, stack: str) -> list[str]
     checkpoint.with_name(checkpoint.name + ATTRS).unlink(missing_ok=True)  # its md5 is stale
     return [f"checkpoint {checkpoint.name} was {what}: restored it from "
             f"{newest.relative_to(backend_dir)} (the corrupt file is kept as {aside.name})"]
+
+
+def changed_anything(actions: list[str]) -> bool:
+    return any(CANNOT_REPAIR not in line for line in actions)
 
 
 def repair_side_files(folder: Path) -> list[str]:

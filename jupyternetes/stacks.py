@@ -565,11 +565,16 @@ class StackEngine:
     def _run(self, request: dict[str, Any]) -> dict[str, Any]:
         with self._lock_for(request["stack"]):
             answer = run_worker(request, self._env, self.timeout, self._pool)
-            if (answer.get("result") == "failed"
-                    and diystate.is_checkpoint_load_error(answer.get("message", ""))
-                    and self.repair_state(request["stack"])):
+            if (answer.get("result") != "failed"
+                    or not diystate.is_checkpoint_load_error(answer.get("message", ""))):
+                return answer
+            actions = self.repair_state(request["stack"])
+            if diystate.changed_anything(actions):
                 # The files an interrupted write left are fixed: the operation can run now.
                 answer = run_worker(request, self._env, self.timeout, self._pool)
+            if answer.get("result") == "failed" and actions:
+                answer["message"] = (f"{answer.get('message', '')}\nstate repair of stack "
+                                     f"{request['stack']}: " + "; ".join(actions))
             return answer
 
     def repair_state(self, stack: str) -> list[str]:

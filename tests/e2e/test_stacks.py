@@ -482,3 +482,23 @@ def test_interrupted_checkpoint_writes_are_repaired_at_operator_start(engine, co
         assert set(result.change_summary) == {"same"}, (name, result.change_summary)
         assert uids_of(core, namespace, name) == uids[name]
         assert leftovers(files[name]) == []
+
+
+def test_corrupt_checkpoint_without_backup_fails_with_what_to_do(engine, core, namespace):
+    """No valid backup to restore from: the operation fails, the admin reads why and what to
+    do in the message, and the corrupt file is left as it is."""
+    name = "lost"
+    rendered, instance = rendered_for(namespace, name=name)
+    assert engine.up(namespace, name, rendered, secrets_of(engine, instance)).succeeded
+    checkpoint = stack_file(engine, namespace, name)
+    checkpoint.with_name(checkpoint.name + ".bak").unlink()
+    for backup in (backend_dir(engine) / ".pulumi" / "backups").rglob(f"{checkpoint.stem}.*"):
+        backup.unlink()
+    checkpoint.write_bytes(b'{"version": 3, "checkpoint": {"stack": ')
+
+    result = engine.up(namespace, name, rendered, secrets_of(engine, instance))
+    assert result.result == "failed"
+    assert "failed to load checkpoint" in result.message
+    assert "cannot repair: checkpoint" in result.message
+    assert "no valid backup" in result.message
+    assert checkpoint.read_bytes() == b'{"version": 3, "checkpoint": {"stack": '

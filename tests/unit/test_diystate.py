@@ -94,6 +94,7 @@ def test_empty_checkpoint_is_restored_from_the_newest_valid_backup(tmp_path):
     assert (checkpoint.parent / f"{STACK}.json.corrupt").read_bytes() == b""
     assert not (checkpoint.parent / f"{STACK}.json.attrs").exists()
     assert any("was empty: restored it from" in a for a in actions), actions
+    assert diystate.changed_anything(actions)
 
 
 def test_corrupt_checkpoint_without_backup_is_reported_not_touched(tmp_path):
@@ -103,6 +104,7 @@ def test_corrupt_checkpoint_without_backup_is_reported_not_touched(tmp_path):
     actions = diystate.repair_stack(tmp_path, PROJECT, STACK)
     assert checkpoint.read_bytes() == b'{"version": 3, "check'
     assert len(actions) == 1 and "no valid backup" in actions[0]
+    assert not diystate.changed_anything(actions)
 
 
 def test_removed_stack_is_not_resurrected_from_its_bak(tmp_path):
