@@ -182,7 +182,8 @@ def run_preview(args: argparse.Namespace) -> int:
         rendered = render(template, instance)
         settings = settings_from_args(args)
         secret_values = settings.secret_values(instance.variables)
-        engine = StackEngine(settings)
+        # One operation and exit: a pre-started idle worker would never be used.
+        engine = StackEngine(settings, prestart=0)
         result = engine.preview(instance.namespace, instance.name, rendered, secret_values,
                                 refresh=not args.no_refresh)
     except (PreviewError, StackConfigError, ModelError, RenderError, InputError) as exc:

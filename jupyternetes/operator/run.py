@@ -544,6 +544,7 @@ def run(args: argparse.Namespace) -> int:
     while not stop.wait(1.0):
         pass
     abandoned = operator.stop()
+    engine.close()  # idle pre-started workers; they would die with us anyway, this is tidier
     for server in servers:
         server.shutdown()
         server.server_close()
