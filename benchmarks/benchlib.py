@@ -12,11 +12,11 @@ it starts or creates and removes it on exit, on error and on Ctrl-C alike.
 
 from __future__ import annotations
 
+import argparse
 import calendar
 import concurrent.futures
 import contextlib
 import copy
-import ctypes
 import json
 import math
 import os
@@ -29,8 +29,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -41,11 +39,18 @@ from typing import Any
 import yaml
 from kubernetes import client, config
 from kubernetes.watch.watch import iter_resp_lines
-from prometheus_client.parser import text_string_to_metric_families
 
 from jupyternetes.harness import pulumi_env as harness_pulumi
-from jupyternetes.harness.cluster import DevCluster, free_port
+from jupyternetes.harness.cluster import DevCluster
 from jupyternetes.harness.crds import apply_crds, load_crd_documents
+from jupyternetes.harness.operator_process import (
+    MetricsSnapshot,
+    OperatorError,
+    OperatorProcess,
+    console_command,
+    poll,
+    process_tree,
+)
 from jupyternetes.model import Instance, Template
 from jupyternetes.naming import object_name
 from jupyternetes.render import render
@@ -70,6 +75,34 @@ def log(message: str) -> None:
 
 def emit(result: Mapping[str, Any]) -> None:
     print(json.dumps(result, indent=2, sort_keys=False), flush=True)
+
+
+def arguments(doc: str | None, count: int,
+              count_help: str = "instances") -> argparse.ArgumentParser:
+    """The options every benchmark has: `--count` (what N is), the operator's `--workers` and
+    the process tree's `--sample-interval`; the description is the docstring's first
+    paragraph."""
+    parser = argparse.ArgumentParser(description=(doc or "").split("\n\n")[0])
+    parser.add_argument("--count", type=int, default=count,
+                        help=f"{count_help} (default {count})")
+    parser.add_argument("--workers", type=int, default=4, help="operator --workers (default 4)")
+    # Every benchmark samples the operator's process tree (engine processes, memory).
+    parser.add_argument("--sample-interval", type=float, default=0.1,
+                        help="seconds between /proc samples (default 0.1)")
+    return parser
+
+
+def run_main(main: Callable[[], int]) -> None:
+    """Exit with main's code: 130 on Ctrl-C/SIGTERM, 1 (with the reason on stderr) when the
+    benchmark could not run."""
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        log("interrupted")
+        sys.exit(130)
+    except (BenchError, OperatorError) as exc:
+        log(f"benchmark failed: {exc}")
+        sys.exit(1)
 
 
 # ---- statistics ------------------------------------------------------------------------------
@@ -116,15 +149,11 @@ class BenchError(RuntimeError):
 
 def wait_until(what: str, check: Callable[[], Any], timeout: float, interval: float = 0.2,
                describe: Callable[[], str] | None = None) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            detail = f"\n{describe()}" if describe else ""
-            raise BenchError(f"timed out after {timeout:.0f}s waiting for {what}{detail}")
-        time.sleep(interval)
+    value = poll(check, timeout, interval)
+    if value:
+        return value
+    detail = f"\n{describe()}" if describe else ""
+    raise BenchError(f"timed out after {timeout:.0f}s waiting for {what}{detail}")
 
 
 # ---- /proc: process tree and memory -----------------------------------------------------------
@@ -172,29 +201,6 @@ def read_cmdline(pid: int) -> list[str]:
             return [a.decode(errors="replace") for a in handle.read().split(b"\0") if a]
     except OSError:
         return []
-
-
-def process_table() -> dict[int, Proc]:
-    table: dict[int, Proc] = {}
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            proc = read_proc(int(entry.name))
-            if proc is not None:
-                table[proc.pid] = proc
-    return table
-
-
-def descendants(root: int, table: Mapping[int, Proc]) -> list[Proc]:
-    children: dict[int, list[Proc]] = {}
-    for proc in table.values():
-        children.setdefault(proc.ppid, []).append(proc)
-    found: list[Proc] = []
-    stack = [root]
-    while stack:
-        for child in children.get(stack.pop(), []):
-            found.append(child)
-            stack.append(child.pid)
-    return found
 
 
 def engine_kind(proc: Proc, root: int | None = None) -> str:
@@ -262,11 +268,10 @@ class TreeSampler:
         self._thread.join(5)
 
     def sample_once(self) -> None:
-        table = process_table()
-        root = table.get(self.root)
+        root = read_proc(self.root)
         if root is None:
             return
-        below = descendants(self.root, table)
+        below = [p for p in map(read_proc, process_tree(self.root)[1:]) if p is not None]
         by_kind: dict[str, int] = {}
         for proc in below:
             kind = engine_kind(proc, self.root)
@@ -359,83 +364,12 @@ class TreeSampler:
 # ---- Prometheus /metrics -----------------------------------------------------------------------
 
 
-class MetricsSnapshot:
-    """Parsed /metrics of the operator; `value(name, **labels)` sums the matching samples."""
-
-    def __init__(self, text: str) -> None:
-        self.samples: list[tuple[str, dict[str, str], float]] = []
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                self.samples.append((sample.name, dict(sample.labels), float(sample.value)))
-
-    def value(self, name: str, **labels: str) -> float:
-        return sum(v for n, lab, v in self.samples
-                   if n == name and all(lab.get(k) == want for k, want in labels.items()))
-
-    def by_label(self, name: str, label: str) -> dict[str, float]:
-        out: dict[str, float] = {}
-        for n, lab, v in self.samples:
-            if n == name:
-                out[lab.get(label, "")] = out.get(lab.get(label, ""), 0.0) + v
-        return out
-
-    # The operator's metric names (jupyternetes/operator/metrics.py).
-    @property
-    def reconciles(self) -> float:
-        return self.value("jupyternetes_reconciles_total")
-
-    @property
-    def engine_operations(self) -> float:
-        return self.value("jupyternetes_engine_operations_total")
-
-    def engine_seconds(self, operation: str = "up") -> float:
-        return self.value("jupyternetes_engine_operation_duration_seconds_sum",
-                          operation=operation)
-
-    def engine_count(self, operation: str = "up") -> float:
-        return self.value("jupyternetes_engine_operation_duration_seconds_count",
-                          operation=operation)
-
-    @property
-    def reconcile_seconds(self) -> float:
-        return self.value("jupyternetes_reconcile_duration_seconds_sum")
-
-    @property
-    def queue_depth(self) -> float:
-        return self.value("jupyternetes_queue_depth")
-
-    @property
-    def in_flight(self) -> float:
-        return self.value("jupyternetes_reconciles_in_flight")
-
-
 def delta(after: Mapping[str, float], before: Mapping[str, float]) -> dict[str, float]:
     return {k: after.get(k, 0.0) - before.get(k, 0.0) for k in sorted(set(after) | set(before))
             if after.get(k, 0.0) != before.get(k, 0.0)}
 
 
 # ---- the operator subprocess -------------------------------------------------------------------
-
-
-try:
-    _LIBC: ctypes.CDLL | None = ctypes.CDLL("libc.so.6", use_errno=True)
-except OSError:
-    _LIBC = None
-
-
-def _die_with_parent() -> None:
-    # In the child before exec: SIGKILL when this script dies, even by SIGKILL, so an
-    # interrupted benchmark never leaves an operator behind.
-    if _LIBC is not None:
-        _LIBC.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-
-def operator_command() -> list[str]:
-    """`.venv/bin/jupyternetes` beside the running interpreter, as an admin would run it."""
-    script = Path(sys.executable).parent / "jupyternetes"
-    if script.is_file():
-        return [str(script)]
-    return [sys.executable, "-m", "jupyternetes.cli"]
 
 
 _LOG_TS = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)\.(\d{3})Z$")
@@ -450,66 +384,24 @@ def parse_log_ts(ts: str) -> float | None:
         match.group(2)) / 1000.0
 
 
-class OperatorProcess:
-    """`jupyternetes operator ...` as a subprocess, JSON logs in a file, /metrics on loopback."""
+class BenchOperator(OperatorProcess):
+    """The operator as a benchmark runs it: the console script, JSON logs, /metrics, its
+    process tree sampled from the moment it is spawned, and nothing left behind on exit."""
 
     def __init__(self, kubeconfig: Path, env: Mapping[str, str], state_dir: Path,
                  pulumi_home: Path, namespaces: Sequence[str], log_path: Path, *,
-                 workers: int = 4, resync_seconds: float = 300.0,
-                 extra: Sequence[str] = ()) -> None:
-        self.port = free_port()
-        self.log_path = log_path
-        self.env = dict(env)
-        self.env["PYTHONUNBUFFERED"] = "1"
-        self.args = [
-            *operator_command(), "operator",
-            "--kubeconfig", str(kubeconfig), "--state-dir", str(state_dir),
-            "--pulumi-home", str(pulumi_home),
-            "--workers", str(workers), "--resync-seconds", f"{resync_seconds:g}",
-            "--metrics-port", str(self.port), "--health-port", str(self.port),
-            "--bind-address", "127.0.0.1", "--log-format", "json", "--log-level", "info",
-            *[arg for ns in namespaces for arg in ("--namespace", ns)], *extra]
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.spawned_at = 0.0
-        self.healthy_at = 0.0
+                 workers: int = 4, resync_seconds: float = 300.0, extra: Sequence[str] = (),
+                 sample_interval: float = 0.1) -> None:
+        super().__init__(kubeconfig, env, state_dir, pulumi_home, namespaces, log_path,
+                         workers=workers, resync_seconds=resync_seconds, log_format="json",
+                         extra=extra, command=console_command(), die_with_parent=True,
+                         http_timeout=10.0)
+        self.sample_interval = sample_interval
         self.sampler: TreeSampler | None = None
 
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def start(self, sample_interval: float = 0.1, timeout: float = 120.0) -> OperatorProcess:
-        with self.log_path.open("ab") as out:
-            self.spawned_at = time.time()
-            self.proc = subprocess.Popen(self.args, env=self.env, stdin=subprocess.DEVNULL,
-                                         stdout=out, stderr=subprocess.STDOUT,
-                                         preexec_fn=_die_with_parent, close_fds=True)
+    def on_spawn(self) -> None:
         # Always sampled: the samples also list every engine process, for the final sweep.
-        self.sampler = TreeSampler(self.pid, sample_interval).start()
-        wait_until("operator /healthz", lambda: self.http("/healthz")[0] == 200, timeout,
-                   describe=self.log_tail)
-        self.healthy_at = time.time()
-        return self
-
-    def http(self, path: str) -> tuple[int, str]:
-        if self.proc is not None and self.proc.poll() is not None:
-            raise BenchError(f"the operator exited with code {self.proc.returncode}\n"
-                             f"{self.log_tail()}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}",
-                                        timeout=10) as resp:
-                return resp.status, resp.read().decode()
-        except urllib.error.HTTPError as exc:
-            return exc.code, ""
-        except OSError:
-            return 0, ""
-
-    def metrics(self) -> MetricsSnapshot:
-        status, text = self.http("/metrics")
-        if status != 200:
-            raise BenchError(f"GET /metrics on the operator returned HTTP {status}")
-        return MetricsSnapshot(text)
+        self.sampler = TreeSampler(self.pid, self.sample_interval).start()
 
     def wait_idle(self, quiet: float = 1.5, timeout: float = 600.0) -> MetricsSnapshot:
         """Until nothing is queued or running and no reconcile happened for `quiet` seconds."""
@@ -528,21 +420,10 @@ class OperatorProcess:
         raise BenchError(f"the operator did not go idle within {timeout:.0f}s\n{self.log_tail()}")
 
     def log_records(self) -> Iterator[dict[str, Any]]:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return
-        for line in text.splitlines():
+        for line in self.log_text().splitlines():
             if line.startswith("{"):
                 with contextlib.suppress(ValueError):
                     yield json.loads(line)
-
-    def log_tail(self, lines: int = 40) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace").splitlines()
-        except FileNotFoundError:
-            return "(no operator log)"
-        return f"----- operator log {self.log_path} -----\n" + "\n".join(text[-lines:])
 
     def stop(self, timeout: float = 90.0) -> int | None:
         """SIGTERM (the operator finishes in-flight work), then SIGKILL; then end any engine
@@ -552,17 +433,13 @@ class OperatorProcess:
         if self.sampler is not None:
             with contextlib.suppress(Exception):
                 self.sampler.sample_once()
-        code: int | None = None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+        code: int | None = self.proc.returncode
+        if self.running():
             try:
-                code = self.proc.wait(timeout)
+                code = self.terminate(timeout)
             except subprocess.TimeoutExpired:
                 log(f"operator {self.pid} ignored SIGTERM for {timeout:.0f}s; killing it")
-                self.proc.kill()
-                code = self.proc.wait(10)
-        else:
-            code = self.proc.returncode
+                code = self.kill()
         if self.sampler is not None:
             self.sampler.stop()
             leftovers = sweep(self.sampler.seen.values())
@@ -717,7 +594,7 @@ class Bench:
     pulumi_env: dict[str, str] = field(init=False)
     pulumi_home: Path = field(init=False)
     _stack: contextlib.ExitStack = field(init=False, default_factory=contextlib.ExitStack)
-    _operators: list[OperatorProcess] = field(init=False, default_factory=list)
+    _operators: list[BenchOperator] = field(init=False, default_factory=list)
     _volumes: list[str] = field(init=False, default_factory=list)
 
     def __enter__(self) -> Bench:
@@ -880,6 +757,13 @@ class Bench:
         with concurrent.futures.ThreadPoolExecutor(8) as pool:
             list(pool.map(lambda n: self.provide_volume(namespace, n), instances))
 
+    def numbered_instances(self, prefix: str, count: int) -> list[str]:
+        """Names `prefix-000`...: instances to create in the benchmark's namespace, each with
+        its volume already provided."""
+        names = [f"{prefix}-{i:03d}" for i in range(count)]
+        self.provide_volumes(self.namespace, names)
+        return names
+
     def _delete_volumes(self) -> None:
         if not self.external:
             return
@@ -900,16 +784,23 @@ class Bench:
 
     def start_operator(self, *, workers: int = 4, resync_seconds: float = 300.0,
                        sample_interval: float = 0.1, extra: Sequence[str] = ()
-                       ) -> OperatorProcess:
-        op = OperatorProcess(self.kubeconfig, self.pulumi_env, self.tmp / "operator-state",
-                             self.pulumi_home, [self.namespace],
-                             self.tmp / f"operator-{len(self._operators)}.log",
-                             workers=workers, resync_seconds=resync_seconds, extra=extra)
+                       ) -> BenchOperator:
+        op = BenchOperator(self.kubeconfig, self.pulumi_env, self.tmp / "operator-state",
+                           self.pulumi_home, [self.namespace],
+                           self.tmp / f"operator-{len(self._operators)}.log",
+                           workers=workers, resync_seconds=resync_seconds, extra=extra,
+                           sample_interval=sample_interval)
         self._operators.append(op)
         log(f"starting the operator ({workers} workers, resync {resync_seconds:g}s)")
-        op.start(sample_interval=sample_interval)
+        op.start(timeout=120.0)
         log(f"operator pid {op.pid} healthy after {op.healthy_at - op.spawned_at:.1f}s")
         return op
+
+    def result(self, benchmark: str, what: str) -> dict[str, Any]:
+        """The first fields of every benchmark's JSON: which, what, where and on what box."""
+        return {"benchmark": benchmark, "what": what,
+                "cluster": "external" if self.external else "harness DevCluster (kwok node)",
+                "machine": machine()}
 
     def _stop_operators(self) -> None:
         for op in self._operators:

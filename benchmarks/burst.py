@@ -16,21 +16,19 @@ Usage: .venv/bin/python benchmarks/burst.py [--count 50] [--workers 4]
 
 from __future__ import annotations
 
-import argparse
-import sys
 import time
 
 from benchlib import (
     Bench,
-    BenchError,
     PodWatch,
+    arguments,
     count_states,
     emit,
     log,
-    machine,
     mib,
     peak_rss_hwm,
     rounded,
+    run_main,
     summary,
     wait_until,
 )
@@ -39,19 +37,14 @@ from jupyternetes.naming import object_name
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--count", type=int, default=50, help="instances (default 50)")
-    parser.add_argument("--workers", type=int, default=4, help="operator --workers (default 4)")
+    parser = arguments(__doc__, 50)
     parser.add_argument("--create-threads", type=int, default=16,
                         help="parallel create calls (default 16)")
-    parser.add_argument("--sample-interval", type=float, default=0.1,
-                        help="seconds between /proc samples (default 0.1)")
     parser.add_argument("--timeout", type=float, default=3600.0)
     args = parser.parse_args(argv)
 
-    names = [f"burst-{i:03d}" for i in range(args.count)]
     with Bench("burst") as bench:
-        bench.provide_volumes(bench.namespace, names)
+        names = bench.numbered_instances("burst", args.count)
         op = bench.start_operator(workers=args.workers, sample_interval=args.sample_interval)
         assert op.sampler is not None
         before = op.wait_idle(quiet=1.0)
@@ -82,10 +75,7 @@ def main(argv: list[str] | None = None) -> int:
 
     latencies = [seen[p] - started for p in pods]
     emit({
-        "benchmark": "burst",
-        "what": f"{args.count} instances created at once",
-        "cluster": "external" if bench.external else "harness DevCluster (kwok node)",
-        "machine": machine(),
+        **bench.result("burst", f"{args.count} instances created at once"),
         "instances": args.count,
         "operator_workers": args.workers,
         "create_calls_s": rounded(created - started),
@@ -114,11 +104,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        log("interrupted")
-        sys.exit(130)
-    except BenchError as exc:
-        log(f"benchmark failed: {exc}")
-        sys.exit(1)
+    run_main(main)

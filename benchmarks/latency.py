@@ -25,23 +25,22 @@ Usage: .venv/bin/python benchmarks/latency.py [--count 10] [--warmup 1] [--worke
 
 from __future__ import annotations
 
-import argparse
 import re
-import sys
 import time
 from typing import Any
 
 from benchlib import (
     Bench,
     BenchError,
-    OperatorProcess,
+    BenchOperator,
     PodWatch,
+    arguments,
     emit,
     log,
-    machine,
     parse_log_ts,
     ratio,
     rounded,
+    run_main,
     summary,
     wait_until,
 )
@@ -51,7 +50,7 @@ from jupyternetes.naming import object_name
 _UP_SUCCEEDED = re.compile(r"up succeeded in ([0-9.]+)s")
 
 
-def up_started_at(op: OperatorProcess, key: str, after: float) -> float | None:
+def up_started_at(op: BenchOperator, key: str, after: float) -> float | None:
     """Time of the operator's `instance KEY: up starting` log line (first one after `after`)."""
     for record in op.log_records():
         if record.get("msg") == f"instance {key}: up starting":
@@ -90,7 +89,7 @@ def floor_round(bench: Bench, watch: PodWatch, name: str, timeout: float) -> flo
     return max(seen.values()) - started
 
 
-def operator_round(bench: Bench, op: OperatorProcess, watch: PodWatch, name: str,
+def operator_round(bench: Bench, op: BenchOperator, watch: PodWatch, name: str,
                    timeout: float) -> dict[str, Any]:
     ns = bench.namespace
     key = f"{ns}/{name}"
@@ -142,11 +141,9 @@ def mean_share(rows: list[dict[str, Any]], name: str) -> float | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--count", type=int, default=10, help="measured rounds (default 10)")
+    parser = arguments(__doc__, 10, "measured rounds")
     parser.add_argument("--warmup", type=int, default=1,
                         help="rounds run first and left out of the figures (default 1)")
-    parser.add_argument("--workers", type=int, default=4, help="operator --workers (default 4)")
     parser.add_argument("--timeout", type=float, default=300.0,
                         help="seconds to wait for one pod or one up (default 300)")
     args = parser.parse_args(argv)
@@ -155,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     floors: list[float] = []
     with Bench("latency", floor_namespace=True) as bench:
         assert bench.floor_ns is not None
-        op = bench.start_operator(workers=args.workers)
+        op = bench.start_operator(workers=args.workers, sample_interval=args.sample_interval)
         watch = PodWatch(bench.api, [bench.namespace, bench.floor_ns]).start()
         try:
             for index in range(args.warmup + args.count):
@@ -178,10 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     floor_summary = summary(floors, 4)
     engine_share = mean_share(rows, "engine_until_pod_s")
     emit({
-        "benchmark": "latency",
-        "what": "JupyterNotebookInstance created -> its pod object exists (own pod watch)",
-        "cluster": "external" if bench.external else "harness DevCluster (kwok node)",
-        "machine": machine(),
+        **bench.result("latency",
+                       "JupyterNotebookInstance created -> its pod object exists (own pod watch)"),
         "rounds": args.count,
         "warmup_rounds": args.warmup,
         "operator_workers": args.workers,
@@ -217,11 +212,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        log("interrupted")
-        sys.exit(130)
-    except BenchError as exc:
-        log(f"benchmark failed: {exc}")
-        sys.exit(1)
+    run_main(main)

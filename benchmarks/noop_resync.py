@@ -19,27 +19,26 @@ Usage: .venv/bin/python benchmarks/noop_resync.py [--count 100] [--workers 4]
 
 from __future__ import annotations
 
-import argparse
-import sys
 import time
 from typing import Any
 
 from benchlib import (
     Bench,
     BenchError,
+    BenchOperator,
     MetricsSnapshot,
-    OperatorProcess,
+    arguments,
     count_states,
     delta,
     emit,
     log,
-    machine,
     rounded,
+    run_main,
     wait_until,
 )
 
 
-def provision(bench: Bench, op: OperatorProcess, names: list[str], timeout: float) -> dict:
+def provision(bench: Bench, op: BenchOperator, names: list[str], timeout: float) -> dict:
     started = time.monotonic()
     bench.create_instances(names)
 
@@ -59,13 +58,13 @@ def provision(bench: Bench, op: OperatorProcess, names: list[str], timeout: floa
     return {"seconds": rounded(seconds, 1), "states": counts}
 
 
-def engine_processes_since(op: OperatorProcess, since: float) -> int:
+def engine_processes_since(op: BenchOperator, since: float) -> int:
     assert op.sampler is not None
     return sum(len(op.sampler.started(kind, after=since))
                for kind in ("worker", "pulumi_cli", "provider", "other"))
 
 
-def pass_report(op: OperatorProcess, before: MetricsSnapshot, after: MetricsSnapshot,
+def pass_report(op: BenchOperator, before: MetricsSnapshot, after: MetricsSnapshot,
                 watch_from: float) -> dict[str, Any]:
     return {
         "engine_invocations": after.engine_operations - before.engine_operations,
@@ -78,7 +77,7 @@ def pass_report(op: OperatorProcess, before: MetricsSnapshot, after: MetricsSnap
     }
 
 
-def periodic_pass(op: OperatorProcess, count: int, resync: float, poll: float) -> dict[str, Any]:
+def periodic_pass(op: BenchOperator, count: int, resync: float, poll: float) -> dict[str, Any]:
     """Wait for the next periodic resync and time it."""
     before = op.wait_idle(quiet=1.0)
     watch_from = time.time()
@@ -95,11 +94,12 @@ def periodic_pass(op: OperatorProcess, count: int, resync: float, poll: float) -
     return report
 
 
-def restart_pass(bench: Bench, op: OperatorProcess, count: int, workers: int,
-                 poll: float) -> tuple[OperatorProcess, dict[str, Any]]:
+def restart_pass(bench: Bench, op: BenchOperator, count: int, workers: int, poll: float,
+                 sample_interval: float) -> tuple[BenchOperator, dict[str, Any]]:
     """Stop the operator, start a new one on the same state, time its first full pass."""
     op.stop()
-    fresh = bench.start_operator(workers=workers, resync_seconds=0, sample_interval=0.1)
+    fresh = bench.start_operator(workers=workers, resync_seconds=0,
+                                 sample_interval=sample_interval)
     first_at: float | None = None
     while True:
         snap = fresh.metrics()
@@ -127,9 +127,7 @@ def restart_pass(bench: Bench, op: OperatorProcess, count: int, workers: int,
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--count", type=int, default=100, help="instances (default 100)")
-    parser.add_argument("--workers", type=int, default=4, help="operator --workers (default 4)")
+    parser = arguments(__doc__, 100)
     parser.add_argument("--resync-seconds", type=float, default=20.0,
                         help="operator --resync-seconds for the periodic pass (default 20)")
     parser.add_argument("--poll", type=float, default=0.02,
@@ -137,10 +135,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--provision-timeout", type=float, default=3600.0)
     args = parser.parse_args(argv)
 
-    names = [f"noop-{i:03d}" for i in range(args.count)]
     with Bench("noop") as bench:
-        bench.provide_volumes(bench.namespace, names)
-        op = bench.start_operator(workers=args.workers, resync_seconds=args.resync_seconds)
+        names = bench.numbered_instances("noop", args.count)
+        op = bench.start_operator(workers=args.workers, resync_seconds=args.resync_seconds,
+                                  sample_interval=args.sample_interval)
         log(f"creating and provisioning {args.count} instances")
         provisioning = provision(bench, op, names, args.provision_timeout)
         provisioning["engine_operations"] = op.metrics().engine_operations
@@ -148,15 +146,13 @@ def main(argv: list[str] | None = None) -> int:
         periodic = periodic_pass(op, args.count, args.resync_seconds, args.poll)
         log(f"periodic resync: {periodic}")
         log("restarting the operator")
-        op, restart = restart_pass(bench, op, args.count, args.workers, args.poll)
+        op, restart = restart_pass(bench, op, args.count, args.workers, args.poll,
+                                   args.sample_interval)
         log(f"restart: {restart}")
         states_after = count_states(bench.instances())
 
     emit({
-        "benchmark": "noop_resync",
-        "what": f"resync of {args.count} unchanged, Completed instances",
-        "cluster": "external" if bench.external else "harness DevCluster (kwok node)",
-        "machine": machine(),
+        **bench.result("noop_resync", f"resync of {args.count} unchanged, Completed instances"),
         "instances": args.count,
         "operator_workers": args.workers,
         "provisioning_not_measured": provisioning,
@@ -168,11 +164,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        log("interrupted")
-        sys.exit(130)
-    except BenchError as exc:
-        log(f"benchmark failed: {exc}")
-        sys.exit(1)
+    run_main(main)

@@ -18,7 +18,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,8 +26,9 @@ import yaml
 from kubernetes import client, config
 
 from jupyternetes.harness import paths
-from jupyternetes.harness.cluster import DevCluster, free_port
+from jupyternetes.harness.cluster import DevCluster
 from jupyternetes.harness.crds import apply_crds, load_crd_documents
+from jupyternetes.harness.operator_process import OperatorProcess, poll
 from jupyternetes.harness.pulumi_env import backend_url, pulumi_env
 from jupyternetes.naming import object_name
 
@@ -51,12 +51,9 @@ def _load(path: Path) -> dict[str, Any]:
 
 
 def _wait(what: str, check: Callable[[], Any], timeout: float) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.5)
+    result = poll(check, timeout, 0.5)
+    if result:
+        return result
     raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
@@ -76,14 +73,6 @@ def _volume_for(core: client.CoreV1Api, ns: str, claim: str) -> None:
                  "hostPath": {"path": f"/tmp/jupyternetes-demo/{claim}"},
                  "claimRef": {"namespace": ns, "name": claim}},
     })
-
-
-def _healthy(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as resp:
-            return resp.status == 200
-    except OSError:
-        return False
 
 
 def _show(custom: client.CustomObjectsApi, core: client.CoreV1Api, ns: str, name: str) -> None:
@@ -131,20 +120,14 @@ def run(keep: bool) -> int:
 
         state = work / "state"
         env = pulumi_env(backend_url(state), secrets.token_hex(16))
-        port = free_port()
         log_path = work / "operator.log"
+        # Every namespace and the default workers, as an admin would run it first.
+        operator = OperatorProcess(cluster.kubeconfig, env, state, env["PULUMI_HOME"], [],
+                                   log_path, backend_url=env["PULUMI_BACKEND_URL"],
+                                   workers=None)
         _say(f"starting `jupyternetes operator` (log: {log_path})")
-        with log_path.open("w") as log:
-            operator = subprocess.Popen(
-                [sys.executable, "-m", "jupyternetes.cli", "operator",
-                 "--kubeconfig", str(cluster.kubeconfig), "--state-dir", str(state),
-                 "--backend-url", env["PULUMI_BACKEND_URL"],
-                 "--pulumi-home", env["PULUMI_HOME"], "--bind-address", "127.0.0.1",
-                 "--health-port", str(port), "--metrics-port", str(port),
-                 "--log-format", "text"],
-                env=env, stdout=log, stderr=subprocess.STDOUT, cwd=str(REPO))
         try:
-            _wait("operator /healthz", lambda: _healthy(port), 60)
+            operator.start(timeout=60)
             name = instance["metadata"]["name"]
             _volume_for(core, ins, object_name(name, "workspace"))
             started = time.monotonic()
@@ -167,12 +150,11 @@ def run(keep: bool) -> int:
                 with contextlib.suppress(KeyboardInterrupt):
                     signal.pause()
         finally:
-            operator.send_signal(signal.SIGTERM)
-            try:
-                operator.wait(60)
-            except subprocess.TimeoutExpired:
-                operator.kill()
-                operator.wait()
+            if operator.running():
+                try:
+                    operator.terminate(60)
+                except subprocess.TimeoutExpired:
+                    operator.kill()
     _say("stopped the operator and the cluster")
     return 0
 

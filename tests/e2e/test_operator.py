@@ -16,13 +16,7 @@ import contextlib
 import copy
 import json
 import os
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -31,6 +25,7 @@ import pytest
 import yaml
 from kubernetes import client
 
+from jupyternetes.harness.operator_process import OperatorProcess, poll
 from jupyternetes.kube import FINALIZER, Kube
 from jupyternetes.naming import LABEL_INSTANCE, stack_name
 
@@ -46,6 +41,8 @@ SEED_NAME = "8dc366d8a0f05869bfdb6e7eb3d83f65"
 API_TOKEN = "852dc4bd4e4e4360b7ae94cffa4f1c76"
 # Generous: two cores shared with other work, and each `up` starts a Pulumi engine + provider.
 PROVISION_TIMEOUT = 180.0
+# Retries within seconds, so the tests of failures do not wait for the default backoff.
+FAST_BACKOFF = ("--backoff-base", "0.5", "--backoff-cap", "10")
 
 
 # ---- small helpers ---------------------------------------------------------------------------
@@ -53,21 +50,11 @@ PROVISION_TIMEOUT = 180.0
 
 def wait_for(what: str, check: Callable[[], Any], timeout: float = PROVISION_TIMEOUT,
              describe: Callable[[], str] | None = None) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            detail = describe() if describe else ""
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}\n{detail}")
-        time.sleep(0.25)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    value = poll(check, timeout, 0.25)
+    if value:
+        return value
+    detail = describe() if describe else ""
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}\n{detail}")
 
 
 def seed(name: str) -> dict:
@@ -227,100 +214,6 @@ def volumes(hub: Cluster) -> Iterator[Volumes]:
     v.cleanup()
 
 
-class OperatorProcess:
-    """`python -m jupyternetes.cli operator ...` as a subprocess with its own log file."""
-
-    def __init__(self, kubeconfig: Path, env: dict[str, str], backend_url: str,
-                 state_dir: Path, pulumi_home: Path, namespaces: list[str], log_path: Path,
-                 workers: int = 4, extra: tuple[str, ...] = ()) -> None:
-        self.port = free_port()
-        self.log_path = log_path
-        self.state_dir = state_dir
-        self.backend_dir = Path(backend_url.removeprefix("file://"))
-        self.env = dict(env)
-        self.env["PYTHONPATH"] = str(REPO)
-        self.args = [
-            sys.executable, "-m", "jupyternetes.cli", "operator",
-            "--kubeconfig", str(kubeconfig), "--state-dir", str(state_dir),
-            "--backend-url", backend_url, "--pulumi-home", str(pulumi_home),
-            "--workers", str(workers), "--health-port", str(self.port),
-            "--metrics-port", str(self.port), "--bind-address", "127.0.0.1",
-            "--resync-seconds", "20", "--backoff-base", "0.5", "--backoff-cap", "10",
-            "--log-format", "text", "--log-level", "info",
-            *[arg for ns in namespaces for arg in ("--namespace", ns)], *extra]
-        self.proc: subprocess.Popen | None = None
-        self.starts = 0
-
-    def start(self) -> OperatorProcess:
-        self.starts += 1
-        log = self.log_path.open("a")
-        log.write(f"\n===== start {self.starts} =====\n")
-        log.flush()
-        self.proc = subprocess.Popen(self.args, env=self.env, stdout=log,
-                                     stderr=subprocess.STDOUT, cwd=str(REPO))
-        log.close()
-        wait_for("operator /healthz", lambda: self.http("/healthz")[0] == 200, timeout=60,
-                 describe=self.log_tail)
-        return self
-
-    def http(self, path: str) -> tuple[int, str]:
-        if self.proc is not None and self.proc.poll() is not None:
-            raise AssertionError(f"operator exited with {self.proc.returncode}\n"
-                                 f"{self.log_tail()}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}",
-                                        timeout=5) as resp:
-                return resp.status, resp.read().decode()
-        except urllib.error.HTTPError as exc:
-            return exc.code, ""
-        except OSError:
-            return 0, ""
-
-    def terminate(self, timeout: float = 90.0) -> int:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout)
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.kill()
-        self.proc.wait(10)
-
-    def kill_tree(self) -> list[int]:
-        """SIGKILL the operator and every process under it (stack workers, the Pulumi CLI,
-        language host and provider), as when its container is killed: nothing gets to clean
-        up, so locks and pending operations stay behind in the backend."""
-        assert self.proc is not None
-        pids, todo = [], [self.proc.pid]
-        while todo:
-            pid = todo.pop()
-            pids.append(pid)
-            for task in Path(f"/proc/{pid}/task").glob("*"):
-                with contextlib.suppress(OSError):
-                    todo += [int(c) for c in (task / "children").read_text().split()]
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        self.proc.wait(10)
-        return pids
-
-    def log_tail(self, lines: int = 60) -> str:
-        text = self.log_path.read_text() if self.log_path.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
-
-    def stack_files(self) -> list[Path]:
-        """Live stack checkpoints (Pulumi keeps `.bak` copies of removed stacks; not those)."""
-        return sorted(p for p in (self.backend_dir / ".pulumi" / "stacks").rglob("*")
-                      if p.name.endswith((".json", ".json.gz")))
-
-    def metric(self, text: str, name: str) -> float:
-        total = 0.0
-        for line in text.splitlines():
-            if line.startswith(name):
-                total += float(line.rsplit(" ", 1)[1])
-        return total
-
-
 @pytest.fixture
 def start_operator(cluster, pulumi_env, tmp_path, hub) -> Iterator[Callable[..., OperatorProcess]]:
     """Factory: start an operator for some namespaces; on teardown delete what the test left
@@ -329,9 +222,11 @@ def start_operator(cluster, pulumi_env, tmp_path, hub) -> Iterator[Callable[...,
 
     def start(namespaces: list[str], workers: int = 4,
               extra: tuple[str, ...] = ()) -> OperatorProcess:
-        op = OperatorProcess(cluster.kubeconfig, pulumi_env.env, pulumi_env.backend_url,
-                             tmp_path / "operator-state", pulumi_env.pulumi_home, namespaces,
-                             tmp_path / f"operator-{len(started)}.log", workers, extra)
+        op = OperatorProcess(cluster.kubeconfig, pulumi_env.env, tmp_path / "operator-state",
+                             pulumi_env.pulumi_home, namespaces,
+                             tmp_path / f"operator-{len(started)}.log",
+                             backend_url=pulumi_env.backend_url, workers=workers,
+                             resync_seconds=20, extra=(*FAST_BACKOFF, *extra))
         started.append((op, namespaces))
         return op.start()
 
