@@ -38,6 +38,7 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from jupyternetes import diystate, naming, workerpool
+from jupyternetes.procs import pid_alive
 
 log = logging.getLogger(__name__)
 
@@ -355,24 +356,8 @@ def lock_dir(backend_dir: Path, project: str) -> Path:
     return backend_dir / ".pulumi" / "locks" / DIY_ORGANIZATION / project
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A killed CLI whose parent died too may linger as a zombie when nothing reaps orphans
-    # (minimal init in containers/VMs); it holds nothing.
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return True
-    return state != "Z"
-
-
 def stale_lock_files(backend_dir: Path, project: str, hostname: str | None = None,
-                     pid_alive=_pid_alive) -> list[Path]:
+                     pid_alive=pid_alive) -> list[Path]:
     """Lock files of our project whose holder is gone.
 
     A lock from this host whose pid is not running is stale. A lock from another host is
@@ -397,7 +382,7 @@ def stale_lock_files(backend_dir: Path, project: str, hostname: str | None = Non
 
 
 def locked_stacks(backend_dir: Path, project: str, hostname: str | None = None,
-                  pid_alive=_pid_alive) -> set[str]:
+                  pid_alive=pid_alive) -> set[str]:
     """Stacks with a lock file whose holder is alive (see stale_lock_files)."""
     root = lock_dir(backend_dir, project)
     if not root.is_dir():

@@ -34,6 +34,7 @@ from semver import VersionInfo  # noqa: E402
 
 from jupyternetes import diystate, workerpool  # noqa: E402
 from jupyternetes import program as stack_program  # noqa: E402
+from jupyternetes.procs import pid_alive  # noqa: E402
 from jupyternetes.stacks import (  # noqa: E402
     CANCEL_GRACE_SECONDS,
     SECRET_MASK,
@@ -83,24 +84,12 @@ def on_sigterm(_signum: int, _frame: Any) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGINT)
     deadline = time.monotonic() + CANCEL_GRACE_SECONDS
-    while time.monotonic() < deadline and any(_alive(p) for p in children):
+    while time.monotonic() < deadline and any(pid_alive(p) for p in children):
         time.sleep(0.2)
     for pid in children:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     os._exit(143)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie child still "exists"; it has exited for our purpose.
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
-    except (OSError, IndexError):
-        return False
 
 
 # ---------------------------------------------------------------------------------------------

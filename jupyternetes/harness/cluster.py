@@ -39,6 +39,7 @@ from pathlib import Path
 from types import TracebackType
 
 from jupyternetes.harness import paths
+from jupyternetes.procs import pid_alive
 
 # The fake node kwok manages; the annotation is what kwok's node selector matches.
 FAKE_NODE = "kwok-node-0"
@@ -239,21 +240,6 @@ def _fast_tmp() -> str | None:
     return str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
 
 
-def _pid_alive(pid: int) -> bool:
-    """True while `pid` runs; a zombie (exited, not yet reaped) counts as gone."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
-    except (OSError, IndexError):
-        return True
-    return state != "Z"
-
-
 def _sweep_stale() -> None:
     """Remove folders left by dev clusters whose owning process was killed (SIGKILL skips
     atexit; the components themselves die with it via PR_SET_PDEATHSIG). Folder names carry
@@ -262,7 +248,7 @@ def _sweep_stale() -> None:
         for d in parent.glob("jupyternetes-*-*-*"):
             kind, _, rest = d.name.removeprefix("jupyternetes-").partition("-")
             pid = rest.partition("-")[0]
-            if kind in ("cluster", "etcd") and pid.isdigit() and not _pid_alive(int(pid)):
+            if kind in ("cluster", "etcd") and pid.isdigit() and not pid_alive(int(pid)):
                 shutil.rmtree(d, ignore_errors=True)
 
 
@@ -529,7 +515,7 @@ def _serve(root: Path) -> int:
 
 def cmd_up(root: Path, timeout: float = START_TIMEOUT) -> int:
     state = _state_file(root)
-    if state.exists() and _pid_alive(json.loads(state.read_text())["supervisor"]):
+    if state.exists() and pid_alive(json.loads(state.read_text())["supervisor"]):
         print(f"# dev cluster already up in {root}", file=sys.stderr)
         print(_env_lines(root / "kubeconfig"), end="")
         return 0
@@ -568,7 +554,7 @@ def cmd_down(root: Path) -> int:
         with contextlib.suppress(ProcessLookupError):
             os.kill(sup, signal.SIGTERM)
         deadline = time.monotonic() + 20
-        while _pid_alive(sup) and time.monotonic() < deadline:
+        while pid_alive(sup) and time.monotonic() < deadline:
             time.sleep(0.1)
         # Belt and braces: the components are group leaders; kill any group still there.
         for pid in [sup, *info.get("pids", [])]:

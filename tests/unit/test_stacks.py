@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from jupyternetes import preview, stacks, stackworker
+from jupyternetes.procs import pid_alive
 from jupyternetes.stacks import (
     PreviewResult,
     PreviewStep,
@@ -346,16 +347,16 @@ def test_worker_dies_with_the_process_that_started_it(tmp_path):
                               cwd=Path(__file__).resolve().parents[2])
     worker_pid = int(parent.stdout.readline())
     time.sleep(1.0)  # let the worker reach its prctl() call
-    assert stackworker._alive(worker_pid)
+    assert pid_alive(worker_pid)
     parent.send_signal(signal.SIGKILL)
     parent.wait()
     try:
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and stackworker._alive(worker_pid):
+        while time.monotonic() < deadline and pid_alive(worker_pid):
             time.sleep(0.1)
-        assert not stackworker._alive(worker_pid)
+        assert not pid_alive(worker_pid)
     finally:
-        if stackworker._alive(worker_pid):
+        if pid_alive(worker_pid):
             os.kill(worker_pid, signal.SIGKILL)
         parent.stdin.close()
 

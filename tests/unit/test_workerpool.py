@@ -7,7 +7,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from jupyternetes import stacks, stackworker, workerpool
+from jupyternetes import stacks, workerpool
+from jupyternetes.procs import pid_alive
 from jupyternetes.stacks import StackEngine, StackSettings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -41,7 +42,7 @@ def test_a_prestarted_worker_serves_exactly_one_operation(tmp_path):
         [idle] = engine._pool.idle_pids()
         second = engine.up("ns", "x", INVALID, [])
         assert "metadata.name is missing" in second.message
-        assert not stackworker._alive(idle)  # it ran the operation and exited
+        assert not pid_alive(idle)  # it ran the operation and exited
         assert wait_for(lambda: len(engine._pool.idle_pids()) == 1)
         assert engine._pool.idle_pids() != [idle]  # a fresh one for the next operation
     finally:
@@ -54,7 +55,7 @@ def test_close_stops_idle_workers(tmp_path):
     assert wait_for(lambda: len(engine._pool.idle_pids()) == 1)
     [idle] = engine._pool.idle_pids()
     engine.close()
-    assert wait_for(lambda: not stackworker._alive(idle), timeout=10)
+    assert wait_for(lambda: not pid_alive(idle), timeout=10)
     engine.up("ns", "x", INVALID, [])  # still works, without a pool
     assert engine._pool.idle_pids() == []
 

@@ -1,0 +1,23 @@
+"""Process facts read from the OS (Linux /proc), shared by the stack engine and the harness."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def pid_alive(pid: int) -> bool:
+    """True while `pid` runs. A zombie (exited, not yet reaped) counts as gone: a killed CLI
+    whose parent died too may linger as one where nothing reaps orphans (a minimal init in a
+    container), and it holds nothing."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state != "Z"
