@@ -338,11 +338,6 @@ class TreeSampler:
             counts[label] = counts.get(label, 0) + 1
         return dict(sorted(counts.items()))
 
-    def seen_count(self, kind: str | None = None) -> int:
-        with self._lock:
-            return sum(1 for p in self.seen.values()
-                       if kind is None or engine_kind(p, self.root) == kind)
-
     def report(self) -> dict[str, Any]:
         with self._lock:
             return {

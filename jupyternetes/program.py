@@ -33,9 +33,9 @@ POD_GONE_HOOK = "jupyternetes-wait-for-old-pod"
 # longer than the usual 30 s grace period, short enough to free the engine worker.
 TERMINATION_WAIT_SECONDS = 300.0
 
-# The stack output the operator reads: a list of OBJECT_OUTPUT_KEYS dicts, one per object.
+# The stack output the operator reads: a list of {group, entry, apiVersion, kind, name,
+# namespace, uid} dicts, one per object.
 OBJECTS_OUTPUT = "objects"
-OBJECT_OUTPUT_KEYS = ("group", "entry", "apiVersion", "kind", "name", "namespace", "uid")
 
 PROVIDER_NAME = "kubernetes"
 

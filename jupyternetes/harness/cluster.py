@@ -33,7 +33,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -457,16 +457,6 @@ class DevCluster:
 
     def pids(self) -> list[int]:
         return [c.proc.pid for c in self.components if c.proc is not None]
-
-
-@contextlib.contextmanager
-def dev_cluster(root: Path | None = None) -> Iterator[DevCluster]:
-    cluster = DevCluster(root=root)
-    cluster.start()
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
 
 
 # --------------------------------------------------------------------------------------------

@@ -12,8 +12,6 @@ from typing import Any
 
 # Reasons that only say "starting normally"; anything else is worth showing to an admin.
 BENIGN_WAITING = frozenset({"ContainerCreating", "PodInitializing"})
-MIRRORED_FIELDS = ("phase", "podAddress", "portNumber", "ready", "reason", "state",
-                   "errorMessage")
 
 
 def is_ready(pod: Mapping[str, Any]) -> bool:

@@ -145,11 +145,6 @@ class WorkQueue:
             self._shutdown = True
             self._cond.notify_all()
 
-    @property
-    def is_shut_down(self) -> bool:
-        with self._cond:
-            return self._shutdown
-
     def __len__(self) -> int:
         with self._cond:
             return len(self._queue)

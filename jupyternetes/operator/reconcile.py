@@ -107,7 +107,6 @@ class Result:
     requeue_after: float | None = None
     failed: bool = False
     degraded: bool = False
-    engine_operation: str | None = None
     message: str = ""
 
 
@@ -317,13 +316,12 @@ class Reconciler:
             self.kube.patch_instance_status(instance.namespace, instance.name, {"stack": {
                 "name": stack, "lastUpdate": self._last_update(result, message)}})
             self.kube.emit_event(obj, "Warning", "DestroyFailed", message)
-            return Result("destroy-failed", failed=True, engine_operation="destroy",
-                          message=message)
+            return Result("destroy-failed", failed=True, message=message)
         self.kube.remove_finalizer(instance.namespace, instance.name)
         self.kube.emit_event(obj, "Normal", "Destroyed",
                              f"stack {stack} destroyed ({summary_text(result.change_summary)}); "
                              "PVCs are kept for the next server of this instance name")
-        return Result("destroyed", engine_operation="destroy")
+        return Result("destroyed")
 
     # ---- apply ------------------------------------------------------------------------------
 
@@ -524,7 +522,7 @@ class Reconciler:
                                  f"stack {stack}: up succeeded in {result.engine_seconds:.1f}s "
                                  f"({summary_text(result.change_summary)})"
                                  + ("; drift repaired" if refresh else ""))
-            return Result("provisioned", engine_operation="up")
+            return Result("provisioned")
         attempts = failures + 1
         degraded = attempts >= self.config.degraded_after
         patch = self._failure_status(instance, rendered, result, conditions, pods, attempts,
@@ -534,8 +532,7 @@ class Reconciler:
         self.kube.emit_event(obj, "Warning", "ProvisionFailed", message)
         if self.metrics:
             self.metrics.failure("engine")
-        return Result("up-failed", failed=True, degraded=degraded, engine_operation="up",
-                      message=message)
+        return Result("up-failed", failed=True, degraded=degraded, message=message)
 
     # ---- status builders --------------------------------------------------------------------
 

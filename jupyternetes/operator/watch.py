@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Protocol
 
 from jupyternetes.kube import WatchExpired
@@ -117,10 +116,6 @@ class ListWatcher:
         for thread in self._threads:
             if thread is not threading.current_thread():
                 thread.join(timeout)
-
-    @property
-    def stopped(self) -> bool:
-        return self._stop.is_set()
 
     def alive(self) -> bool:
         return bool(self._threads) and all(t.is_alive() for t in self._threads)
@@ -226,13 +221,3 @@ class KubeSource:
                  watch_fn: Callable[[str, int], Stream]) -> None:
         self.list = list_fn  # type: ignore[method-assign]
         self.watch = watch_fn  # type: ignore[method-assign]
-
-
-def start_all(watchers: Iterable[ListWatcher]) -> None:
-    for w in watchers:
-        w.start()
-
-
-def wait_all_synced(watchers: Iterable[ListWatcher], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    return all(w.wait_synced(max(0.0, deadline - time.monotonic())) for w in watchers)
