@@ -16,7 +16,6 @@ import argparse
 import calendar
 import concurrent.futures
 import contextlib
-import copy
 import json
 import math
 import os
@@ -36,13 +35,13 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import yaml
 from kubernetes import client, config
 from kubernetes.watch.watch import iter_resp_lines
 
 from jupyternetes.harness import pulumi_env as harness_pulumi
 from jupyternetes.harness.cluster import DevCluster
 from jupyternetes.harness.crds import apply_crds, load_crd_documents
+from jupyternetes.harness.examples import load_example, strip_server_fields
 from jupyternetes.harness.operator_process import (
     MetricsSnapshot,
     OperatorError,
@@ -55,15 +54,12 @@ from jupyternetes.model import Instance, Template
 from jupyternetes.naming import object_name
 from jupyternetes.render import render
 
-REPO = Path(__file__).resolve().parents[1]
-EXAMPLES = REPO / "examples"
 EXTERNAL_KUBECONFIG_ENV = "JUPYTERNETES_BENCH_KUBECONFIG"
 GROUP, VERSION = "kadense.io", "v1"
 INSTANCES, TEMPLATES = "jupyternotebookinstances", "jupyternotebooktemplates"
 HUB_NAMESPACE = "kadense"
 SEED_TEMPLATE = "default-template"
 BENCH_LABEL = "jupyternetes.kadense.io/benchmark"
-SERVER_FIELDS = ("resourceVersion", "uid", "generation", "creationTimestamp", "managedFields")
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -552,18 +548,6 @@ class PodWatch:
 # ---- the cluster, the seed, cleanup --------------------------------------------------------------
 
 
-def strip_server_fields(obj: dict) -> dict:
-    obj = copy.deepcopy(obj)
-    obj.pop("status", None)
-    for key in SERVER_FIELDS:
-        obj.get("metadata", {}).pop(key, None)
-    return obj
-
-
-def load_yaml(path: Path) -> dict:
-    return yaml.safe_load(path.read_text())
-
-
 def kubernetes_provider_version() -> str:
     return metadata.version("pulumi-kubernetes")
 
@@ -672,7 +656,7 @@ class Bench:
         except client.ApiException as exc:
             if exc.status != 409:
                 raise
-        body = strip_server_fields(load_yaml(EXAMPLES / "seed-template.yaml"))
+        body = strip_server_fields(load_example("seed-template.yaml"))
         try:
             self.custom.create_namespaced_custom_object(GROUP, VERSION, HUB_NAMESPACE, TEMPLATES,
                                                         body)
@@ -710,7 +694,7 @@ class Bench:
                       user: str | None = None) -> dict:
         """The seed instance, renamed; `user` gives each instance its own hub user."""
         ns = namespace or self.namespace
-        body = strip_server_fields(load_yaml(EXAMPLES / "seed-instance.yaml"))
+        body = strip_server_fields(load_example("seed-instance.yaml"))
         body["metadata"] = {"name": name, "namespace": ns}
         body["spec"]["template"] = {"name": SEED_TEMPLATE, "namespace": HUB_NAMESPACE}
         variables = body["spec"]["variables"]

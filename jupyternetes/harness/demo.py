@@ -28,26 +28,17 @@ from kubernetes import client, config
 from jupyternetes.harness import paths
 from jupyternetes.harness.cluster import DevCluster
 from jupyternetes.harness.crds import apply_crds, load_crd_documents
+from jupyternetes.harness.examples import load_example, strip_server_fields
 from jupyternetes.harness.operator_process import OperatorProcess, poll
 from jupyternetes.harness.pulumi_env import backend_url, pulumi_env
 from jupyternetes.naming import object_name
 
 REPO = Path(__file__).resolve().parents[2]
-EXAMPLES = REPO / "examples"
 GROUP, VERSION = "kadense.io", "v1"
-SERVER_SET = ("resourceVersion", "uid", "creationTimestamp", "generation", "managedFields")
 
 
 def _say(message: str) -> None:
     print(f"==> {message}", flush=True)
-
-
-def _load(path: Path) -> dict[str, Any]:
-    doc = yaml.safe_load(path.read_text())
-    for key in SERVER_SET:
-        doc["metadata"].pop(key, None)
-    doc.pop("status", None)
-    return doc
 
 
 def _wait(what: str, check: Callable[[], Any], timeout: float) -> Any:
@@ -109,8 +100,8 @@ def run(keep: bool) -> int:
         core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
         _say("installing CRDs: " + ", ".join(apply_crds(api, load_crd_documents())))
 
-        template = _load(EXAMPLES / "seed-template.yaml")
-        instance = _load(EXAMPLES / "seed-instance.yaml")
+        template = strip_server_fields(load_example("seed-template.yaml"))
+        instance = strip_server_fields(load_example("seed-instance.yaml"))
         tns, ins = template["metadata"]["namespace"], instance["metadata"]["namespace"]
         _ensure_namespace(core, tns)
         _ensure_namespace(core, ins)

@@ -13,6 +13,7 @@ import yaml
 from kubernetes import client
 
 from jupyternetes.harness.crds import load_crd_documents
+from jupyternetes.harness.examples import strip_server_fields
 
 pytestmark = pytest.mark.e2e
 
@@ -21,9 +22,6 @@ SEED_TEMPLATE = REPO / "examples" / "seed-template.yaml"
 SEED_INSTANCE = REPO / "examples" / "seed-instance.yaml"
 GROUP = "kadense.io"
 VERSION = "v1"
-# Set by the server, so a create must not carry them (they come from a `kubectl get -o yaml`).
-SERVER_SET = ("resourceVersion", "uid", "creationTimestamp", "generation", "managedFields",
-              "selfLink", "deletionTimestamp")
 
 
 def _plural(kind: str) -> str:
@@ -38,12 +36,8 @@ def _seed(path: Path, namespace: str) -> dict[str, Any]:
 
     The seed names the namespaces `kadense`/`default`; each test uses its own fresh namespace
     instead so tests stay independent, and points the instance's template reference at it."""
-    obj = yaml.safe_load(path.read_text())
-    obj.pop("status", None)
-    meta = obj["metadata"]
-    for key in SERVER_SET:
-        meta.pop(key, None)
-    meta["namespace"] = namespace
+    obj = strip_server_fields(yaml.safe_load(path.read_text()))
+    obj["metadata"]["namespace"] = namespace
     if obj["kind"] == "JupyterNotebookInstance":
         obj["spec"]["template"]["namespace"] = namespace
     return obj

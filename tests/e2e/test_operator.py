@@ -13,7 +13,6 @@ otherwise the scheduler would keep the notebook pod Pending on its unbound claim
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 import os
 import time
@@ -22,17 +21,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from kubernetes import client
 
+from jupyternetes.harness.examples import load_example, strip_server_fields
 from jupyternetes.harness.operator_process import OperatorProcess, poll
 from jupyternetes.kube import FINALIZER, Kube
 from jupyternetes.naming import LABEL_INSTANCE, stack_name
 
 pytestmark = pytest.mark.e2e
 
-REPO = Path(__file__).resolve().parents[2]
-EXAMPLES = REPO / "examples"
 GROUP, VERSION = "kadense.io", "v1"
 INSTANCES, TEMPLATES = "jupyternotebookinstances", "jupyternotebooktemplates"
 HUB_NAMESPACE = "kadense"
@@ -57,18 +54,6 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float = PROVISION_TIM
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}\n{detail}")
 
 
-def seed(name: str) -> dict:
-    return yaml.safe_load((EXAMPLES / name).read_text())
-
-
-def strip_server_fields(obj: dict) -> dict:
-    obj = copy.deepcopy(obj)
-    obj.pop("status", None)
-    for key in ("resourceVersion", "uid", "generation", "creationTimestamp", "managedFields"):
-        obj["metadata"].pop(key, None)
-    return obj
-
-
 def condition(inst: dict | None, type_: str) -> dict:
     for cond in ((inst or {}).get("status") or {}).get("conditions") or []:
         if cond.get("type") == type_:
@@ -90,7 +75,7 @@ class Cluster:
 
     def create_instance(self, ns: str, name: str, variables: dict | None = None,
                         template: str = SEED_TEMPLATE) -> dict:
-        body = strip_server_fields(seed("seed-instance.yaml"))
+        body = strip_server_fields(load_example("seed-instance.yaml"))
         body["metadata"] = {"name": name, "namespace": ns}
         body["spec"]["template"] = {"name": template, "namespace": HUB_NAMESPACE}
         body["spec"]["variables"]["jupyternetes.instance.name"] = name
@@ -156,8 +141,8 @@ def hub(cluster, crds_installed) -> Iterator[Cluster]:
         if exc.status != 409:
             raise
         created_ns = False
-    templates = [strip_server_fields(seed("seed-template.yaml"))]
-    broken = strip_server_fields(seed("seed-template.yaml"))
+    templates = [strip_server_fields(load_example("seed-template.yaml"))]
+    broken = strip_server_fields(load_example("seed-template.yaml"))
     broken["metadata"] = {"name": "rejected-template", "namespace": HUB_NAMESPACE}
     broken["spec"] = {"pods": [{"name": "notebook", "spec": {"containers": [{
         # Underscores and capitals: the apiserver rejects this container name.
@@ -426,7 +411,7 @@ def test_render_error_and_rejected_object_fail_without_affecting_others(
     ns = namespace
     volumes.provide(ns, "good")
     op = start_operator([ns])
-    variables = dict(seed("seed-instance.yaml")["spec"]["variables"])
+    variables = dict(load_example("seed-instance.yaml")["spec"]["variables"])
     del variables["jupyterhub.user.name"]
     del variables["jupyterhub.oauth_client_id"]
     hub.create_instance(ns, "norender", variables=variables)
@@ -582,7 +567,7 @@ def test_parallel_instances_reconcile_concurrently(hub, namespace, volumes, star
 def test_deleting_an_instance_whose_template_is_gone_still_cleans_up(hub, namespace, volumes,
                                                                      start_operator):
     ns, name, template = namespace, "orphan", f"gone-{namespace}"[:63]
-    body = strip_server_fields(seed("seed-template.yaml"))
+    body = strip_server_fields(load_example("seed-template.yaml"))
     body["metadata"] = {"name": template, "namespace": HUB_NAMESPACE}
     hub.custom.create_namespaced_custom_object(GROUP, VERSION, HUB_NAMESPACE, TEMPLATES, body)
     volumes.provide(ns, name)
@@ -674,7 +659,7 @@ def own_template(hub: Cluster, namespace: str, prefix: str) -> Iterator[str]:
     """A copy of the seed template for one test, in the hub namespace like the seed's own (the
     shared `default-template` is not edited: other tests may be rendering from it right now)."""
     name = f"{prefix}-{namespace}"[:63]
-    body = strip_server_fields(seed("seed-template.yaml"))
+    body = strip_server_fields(load_example("seed-template.yaml"))
     body["metadata"] = {"name": name, "namespace": HUB_NAMESPACE}
     hub.custom.create_namespaced_custom_object(GROUP, VERSION, HUB_NAMESPACE, TEMPLATES, body)
     try:
