@@ -112,6 +112,10 @@ class JupyternetesSpawner(Spawner):
     def _default_start_timeout(self) -> int:
         return 300  # a stack up plus an image pull; failures end it early anyway
 
+    @default("http_timeout")
+    def _default_http_timeout(self) -> int:
+        return 120  # the pod is Ready before the notebook process listens (no probes)
+
     @default("options_form")
     def _default_options_form(self) -> Any:
         return self._profile_form
