@@ -98,3 +98,30 @@ def test_callable_profile_list_feeds_the_form() -> None:
     form = asyncio.run(spawner.get_options_form())
     assert "value='b' checked" in form
     assert spawner.run_options_from_form({"profile": ["a"]}) == {"profile": "a"}
+
+
+def test_hub_template_renders_with_the_variables_of_a_real_spawn() -> None:
+    """Every `{jupyterhub.env.*}` the example template uses is one the hub's get_env() sets."""
+    import yaml
+
+    from jupyternetes.model import Instance, Template
+    from jupyternetes.render import render
+    from jupyternetes.spawner import manifests
+
+    spawner = make_spawner("gpu", namespace="users")
+    spawner.orm_spawner.server = orm.Server(proto="http", ip="", port=0, cookie_name="c",
+                                               base_url="/user/alice/gpu/")
+    spawner.instance_name = instance_name_for_user("alice", "gpu")
+    values = asyncio.run(spawner.instance_variables(None))
+    with open("examples/hub-template.yaml") as f:
+        template = Template.from_dict(yaml.safe_load(f) | {}, "examples/hub-template.yaml")
+    body = manifests.instance_body(spawner.instance_name, "users", "hub-template", None, values,
+                                   "alice", "gpu")
+    pod = render(template, Instance.from_dict(body)).pods[0].manifest
+    env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
+    assert env["JUPYTERHUB_SERVICE_PREFIX"] == "/user/alice/gpu/"
+    assert env["JUPYTERHUB_SERVICE_URL"] == "http://0.0.0.0:8888/user/alice/gpu/"
+    assert env["JUPYTERHUB_SERVER_NAME"] == "gpu"
+    assert env["JUPYTERHUB_API_TOKEN"] is None  # by reference to the Secret
+    token_ref = pod["spec"]["containers"][0]["env"][0]["valueFrom"]["secretKeyRef"]
+    assert token_ref["name"] == manifests.secret_name(spawner.instance_name)
