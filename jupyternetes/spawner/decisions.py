@@ -18,7 +18,9 @@ WAITING, READY, FAILED = "waiting", "ready", "failed"
 # Provisioned=False reasons that no amount of waiting fixes: the admin or user must act.
 FATAL_PROVISION_REASONS = frozenset({
     "TemplateNotFound", "InvalidTemplate", "RenderFailed", "InvalidInstance",
-    "SecretNotFound", "InvalidVariables", "VariablesFromFailed",
+    # spec.variablesFrom (jupyternetes/secretvars.py). SecretMissing is not here: the spawner
+    # creates the Secret just before the instance, and the operator retries it.
+    "DuplicateVariable", "SecretInvalid",
 })
 # Container waiting reasons that mean the pod will not come up by itself.
 FATAL_POD_REASONS = ("ImagePullBackOff", "CrashLoopBackOff", "InvalidImageName",

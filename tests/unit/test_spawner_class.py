@@ -113,9 +113,10 @@ def test_hub_template_renders_with_the_variables_of_a_real_spawn() -> None:
                                                base_url="/user/alice/gpu/")
     spawner.instance_name = instance_name_for_user("alice", "gpu")
     values = asyncio.run(spawner.instance_variables(None))
-    with open("examples/hub-template.yaml") as f:
-        template = Template.from_dict(yaml.safe_load(f) | {}, "examples/hub-template.yaml")
-    body = manifests.instance_body(spawner.instance_name, "users", "hub-template", None, values,
+    with open("examples/spawner-template.yaml") as f:
+        template = Template.from_dict(yaml.safe_load(f) | {}, "examples/spawner-template.yaml")
+    body = manifests.instance_body(spawner.instance_name, "users", "spawner-template", None,
+                                   values,
                                    "alice", "gpu")
     pod = render(template, Instance.from_dict(body)).pods[0].manifest
     env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}

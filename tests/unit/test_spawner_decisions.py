@@ -79,6 +79,8 @@ def test_named_pod_entry_and_missing_port() -> None:
              pods=NOTEBOOK, generation=2),
     # A transient engine failure is retried by the operator.
     instance(cond("Provisioned", False, "UpFailed", "stack x: up failed: connection reset")),
+    # The Secret is created just before the instance; the operator retries.
+    instance(cond("Provisioned", False, "SecretMissing", "secret users/abc-hub not found")),
     instance(cond("Provisioned", True), cond("Ready", True),
              pods={"nb": {"phase": "Running"}}),
 ])
@@ -107,6 +109,8 @@ def test_still_waiting(obj: dict | None) -> None:
                                                             "errorMessage": "OOMKilled"}}),
      [], "PodFailed", "OOMKilled"),
     (instance(deleting=True), [], "Deleting", "being deleted"),
+    (instance(cond("Provisioned", False, "DuplicateVariable", "variable 'x' is defined twice")),
+     [], "DuplicateVariable", "defined twice"),
 ])
 def test_failures_end_the_spawn_with_the_instance_message(obj: dict, pods: list, reason: str,
                                                           text: str) -> None:
