@@ -89,6 +89,7 @@ class SharedCluster:
         self.watchers = [self.instances, self.pods, self.pvcs, self.instance_events,
                          self.pod_events]
         self._started = False
+        self._threads_started = False
 
     # ---- lifecycle --------------------------------------------------------------------------
 
@@ -100,8 +101,10 @@ class SharedCluster:
             if self._started:
                 return
             self.loop = asyncio.get_running_loop()
-            for watcher in self.watchers:
-                watcher.start()
+            if not self._threads_started:
+                for watcher in self.watchers:
+                    watcher.start()
+                self._threads_started = True
             for watcher in self.watchers:
                 synced = await self.call(watcher.wait_synced, timeout)
                 if not synced:
@@ -177,11 +180,17 @@ class SharedCluster:
         return self._labelled(self.pvcs, name)
 
     def cached_events(self, name: str) -> list[dict]:
-        pod_names = {(p.get("metadata") or {}).get("name") for p in self.cached_pods(name)}
+        """Events about the current instance of that name and its current pods (by uid: an
+        earlier instance of the same name, or its pods, had other uids)."""
+        instance = self.cached_instance(name)
+        if instance is None:
+            return []
+        uid = (instance.get("metadata") or {}).get("uid")
+        pod_uids = {(p.get("metadata") or {}).get("uid") for p in self.cached_pods(name)}
         found = [e for e in self.instance_events.items()
-                 if (e.get("involvedObject") or {}).get("name") == name]
+                 if (e.get("involvedObject") or {}).get("uid") == uid]
         found += [e for e in self.pod_events.items()
-                  if (e.get("involvedObject") or {}).get("name") in pod_names]
+                  if (e.get("involvedObject") or {}).get("uid") in pod_uids]
         return found
 
     # ---- API calls (blocking; run through `call`) --------------------------------------------

@@ -256,25 +256,15 @@ class JupyternetesSpawner(Spawner):
                 if instance is not None and instance["metadata"].get("uid") != self.instance_uid:
                     instance = None
                 pods = cluster.cached_pods(name) if instance else []
-                steps = progress.status_steps(instance, cluster.cached_pvcs(name) if instance
-                                              else [], pods,
-                                              cluster.cached_events(name) if instance else [])
+                pvcs = cluster.cached_pvcs(name) if instance else []
                 events = cluster.cached_events(name) if instance else []
-                for event in tracker.update(steps, self._new_events(instance, events)):
+                steps = progress.status_steps(instance, pvcs, pods, events)
+                for event in tracker.update(steps, events):
                     yield event
             finished = finished or getattr(self, "_start_finished", None)
             if finished is not None and finished.is_set():
                 return
             await cluster.wait_change(name or "", 1.0 if not name else RECHECK_SECONDS)
-
-    @staticmethod
-    def _new_events(instance: dict | None, events: list[dict]) -> list[dict]:
-        """Events since the instance was created (older ones are about an earlier server)."""
-        if instance is None:
-            return []
-        created = instance["metadata"].get("creationTimestamp") or ""
-        return [e for e in events if (e.get("lastTimestamp") or e.get("eventTime")
-                                      or e["metadata"].get("creationTimestamp") or "") >= created]
 
     # ---- poll -------------------------------------------------------------------------------
 
