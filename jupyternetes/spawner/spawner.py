@@ -126,13 +126,11 @@ class JupyternetesSpawner(Spawner):
 
     # ---- helpers ----------------------------------------------------------------------------
 
-    @property
-    def cluster(self) -> SharedCluster:
-        return SharedCluster.get(self.namespace, self.kubeconfig, self.kube_context,
-                                 self.api_workers)
-
     async def _cluster(self) -> SharedCluster:
-        cluster = self.cluster
+        # Loading a kubeconfig (cert files, SSL contexts) takes ~1 s on a busy box: in a thread,
+        # so the first spawn does not stall the hub's event loop.
+        cluster = await asyncio.to_thread(SharedCluster.get, self.namespace, self.kubeconfig,
+                                          self.kube_context, self.api_workers)
         await cluster.start()
         return cluster
 
