@@ -1,0 +1,149 @@
+"""End-to-end: pods on the loopback node really run, as local processes on their pod IPs.
+
+kwok schedules nothing and runs nothing; the scheduler places the pods, kwok gives them IPs from
+the loopback node's podCIDR and marks them Running, and the pod runner (the one piece the harness
+plays: the container runtime) starts their commands. Everything is observed from outside: over
+HTTP on the pod IP, through the API (pod status), and in /proc (the process).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import time
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from jupyternetes.procs import pid_alive
+from tests.e2e.loopback_pods import (
+    POD_IP_ENV,
+    delete_and_wait_gone,
+    env_server,
+    http_get,
+    make_claim,
+    pod_manifest,
+    running_pid,
+    wait_for,
+    wait_service_account,
+)
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def core(cluster, namespace) -> Any:
+    with cluster.api_client() as api:
+        core = client.CoreV1Api(api)
+        wait_service_account(core, namespace)
+        yield core
+
+
+def test_pod_with_pvc_gets_a_loopback_ip_and_answers_there_with_its_env(
+        core, namespace, pod_runner, loopback_node):
+    make_claim(core, pod_runner, namespace, "work")
+    (pod_runner.pvc_dir(namespace, "work") / "hello.txt").write_text("from the claim\n")
+    core.create_namespaced_secret(namespace, {"apiVersion": "v1", "kind": "Secret",
+                                              "metadata": {"name": "hub"},
+                                              "stringData": {"token": "t0ken"}})
+    core.create_namespaced_config_map(namespace, {"apiVersion": "v1", "kind": "ConfigMap",
+                                                  "metadata": {"name": "settings"},
+                                                  "data": {"GREETING": "hello"}})
+    core.create_namespaced_pod(namespace, pod_manifest("web", env_server(
+        env=[{"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "hub", "key": "token"}}},
+             {"name": "PLAIN", "value": "$(GREETING) world"}],
+        envFrom=[{"configMapRef": {"name": "settings"}}]), claim="work"))
+
+    ip, pid = running_pid(core, namespace, "web")
+    pod = core.read_namespaced_pod("web", namespace)
+    assert pod.spec.node_name == loopback_node
+    assert ipaddress.ip_address(ip).is_loopback
+    assert pid_alive(pid)
+
+    answer = wait_for("the server on the pod IP", lambda: http_get(f"http://{ip}:8000/env"))
+    assert answer[0] == 200
+    seen = json.loads(answer[1])
+    assert seen["env"]["TOKEN"] == "t0ken"
+    assert seen["env"]["GREETING"] == "hello"
+    assert seen["env"]["PLAIN"] == "hello world"
+    assert seen["env"]["POD_IP"] == ip
+    assert seen["env"]["HOSTNAME"] == "web"
+    assert "KUBECONFIG" not in seen["env"]  # the runner's own environment does not leak in
+    assert seen["cwd"] == str(pod_runner.pvc_dir(namespace, "work"))
+    assert http_get(f"http://{ip}:8000/hello.txt") == (200, b"from the claim\n")
+
+
+def test_deleting_the_pod_kills_its_process(core, namespace, pod_runner):
+    core.create_namespaced_pod(namespace, pod_manifest("doomed", env_server()))
+    ip, pid = running_pid(core, namespace, "doomed")
+    wait_for("the server on the pod IP", lambda: http_get(f"http://{ip}:8000/env"))
+
+    delete_and_wait_gone(core, namespace, "doomed")
+    wait_for(f"process {pid} gone", lambda: not pid_alive(pid), timeout=30)
+    assert http_get(f"http://{ip}:8000/env") is None
+    assert pod_runner.pids(namespace, "doomed") == {}
+
+
+def test_a_process_that_exits_marks_the_pod_failed_with_its_exit_code(core, namespace,
+                                                                      pod_runner):
+    core.create_namespaced_pod(namespace, pod_manifest("crash", {
+        "command": ["python", "-c", "import sys, time; time.sleep(1); sys.exit(3)"]}))
+
+    def failed() -> Any:
+        pod = core.read_namespaced_pod("crash", namespace)
+        return pod if pod.status.phase == "Failed" else None
+    pod = wait_for("pod Failed", failed)
+    state = pod.status.container_statuses[0].state
+    assert state.terminated.exit_code == 3
+    assert state.terminated.reason == "Error"
+    ready = {c.type: c.status for c in pod.status.conditions}["Ready"]
+    assert ready == "False"
+    log = pod_runner.log_path(namespace, "crash", "main").read_text()
+    assert "sys.exit(3)" in log
+    # It stays Failed (kwok does not bring it back) and the runner does not start it again,
+    # also after its resync (every 2 s) re-delivers the pod: a negative check needs a wait.
+    time.sleep(3)
+    assert core.read_namespaced_pod("crash", namespace).status.phase == "Failed"
+    assert pod_runner.pids(namespace, "crash") == {}
+
+
+def test_files_in_the_claim_survive_pod_delete_and_recreate(core, namespace, pod_runner):
+    make_claim(core, pod_runner, namespace, "home")
+    writer = pod_manifest("nb", {
+        "command": ["python", "-c",
+                    "import pathlib, time; pathlib.Path('notes.txt').write_text('$(POD_IP)');"
+                    " time.sleep(3600)"], "env": [POD_IP_ENV]}, claim="home")
+    core.create_namespaced_pod(namespace, writer)
+    first_ip, first_pid = running_pid(core, namespace, "nb")
+    notes = pod_runner.pvc_dir(namespace, "home") / "notes.txt"
+    wait_for("the file written by the first pod", notes.exists)
+
+    delete_and_wait_gone(core, namespace, "nb")
+    assert not pid_alive(first_pid)
+    core.create_namespaced_pod(namespace, pod_manifest("nb", env_server(), claim="home"))
+    ip, _ = running_pid(core, namespace, "nb")
+    answer = wait_for("the second pod's server", lambda: http_get(f"http://{ip}:8000/notes.txt"))
+    assert answer == (200, first_ip.encode())
+
+
+def test_a_missing_secret_holds_the_container_until_it_exists(core, namespace, pod_runner):
+    core.create_namespaced_pod(namespace, pod_manifest("waits", env_server(env=[
+        {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "later", "key": "token"}}}])))
+
+    def config_error() -> str | None:
+        statuses = core.read_namespaced_pod("waits", namespace).status.container_statuses or []
+        waiting = statuses[0].state.waiting if statuses else None
+        if waiting and waiting.reason == "CreateContainerConfigError":
+            return waiting.message
+        return None
+    message = wait_for("CreateContainerConfigError", config_error)
+    assert f"Secret {namespace}/later not found" in message
+    assert pod_runner.pids(namespace, "waits") == {}
+
+    core.create_namespaced_secret(namespace, {"apiVersion": "v1", "kind": "Secret",
+                                              "metadata": {"name": "later"},
+                                              "stringData": {"token": "now"}})
+    ip, _ = running_pid(core, namespace, "waits")
+    answer = wait_for("the server", lambda: http_get(f"http://{ip}:8000/env"))
+    assert json.loads(answer[1])["env"]["TOKEN"] == "now"
