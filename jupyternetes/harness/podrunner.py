@@ -105,6 +105,20 @@ def terminated_status(pod: Mapping[str, Any], exits: Mapping[str, tuple[int, str
                            {"type": "ContainersReady", **not_ready}]}
 
 
+def started_status(pod: Mapping[str, Any], started: Mapping[str, str],
+                   container_ids: Mapping[str, str], now: str) -> dict[str, Any]:
+    """Pod status once its processes run: each container running (its containerID names the
+    pid) and ready (no probes are played), the pod Ready."""
+    statuses = [{"name": c["name"], "image": c.get("image", ""), "imageID": "", "ready": True,
+                 "restartCount": 0, "started": True,
+                 "containerID": container_ids.get(c["name"], ""),
+                 "state": {"running": {"startedAt": started.get(c["name"], now)}}}
+                for c in (pod.get("spec") or {}).get("containers") or []]
+    ready = {"status": "True", "lastTransitionTime": now}
+    return {"phase": "Running", "containerStatuses": statuses,
+            "conditions": [{"type": "Ready", **ready}, {"type": "ContainersReady", **ready}]}
+
+
 def config_error_status(pod: Mapping[str, Any], message: str, now: str) -> dict[str, Any]:
     """Pod status when a container cannot be configured (missing Secret/ConfigMap/key)."""
     statuses = [{"name": c["name"], "image": c.get("image", ""), "imageID": "", "ready": False,
@@ -341,21 +355,12 @@ class PodRunner:
         self._running[uid] = running
         log.info("pod runner: started %s/%s on %s: %s", ns, name, ip,
                  {c: p.proc.pid for c, p in running.processes.items() if p.proc})
-        self._patch_container_ids(pod, running)
+        self._patch_started(pod, running)
 
-    def _patch_container_ids(self, pod: dict, running: RunningPod) -> None:
-        statuses = []
-        for c in (pod.get("spec") or {}).get("containers") or []:
-            proc = running.processes.get(c["name"])
-            current = next((s for s in (pod.get("status") or {}).get("containerStatuses") or []
-                            if s.get("name") == c["name"]), None)
-            statuses.append({
-                **(current or {"name": c["name"], "image": c.get("image", ""), "ready": True,
-                               "restartCount": 0,
-                               "state": {"running": {"startedAt": running.started[c["name"]]}}}),
-                "containerID": f"{PID_SCHEME}{proc.proc.pid}" if proc and proc.proc else "",
-            })
-        self._patch_status(running.namespace, running.name, {"containerStatuses": statuses})
+    def _patch_started(self, pod: dict, running: RunningPod) -> None:
+        ids = {c: f"{PID_SCHEME}{p.proc.pid}" for c, p in running.processes.items() if p.proc}
+        self._patch_status(running.namespace, running.name,
+                           started_status(pod, running.started, ids, now_rfc3339()))
 
     def _kill(self, uid: str) -> None:
         running = self._running.pop(uid, None)
