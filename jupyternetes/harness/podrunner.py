@@ -30,10 +30,8 @@ import shutil
 import sys
 import threading
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
@@ -44,6 +42,13 @@ from jupyternetes.harness.cluster import (
     Component,
     loopback_node_manifest,
 )
+from jupyternetes.harness.runtime_status import (
+    PID_SCHEME,
+    config_error_status,
+    exit_code,
+    started_status,
+    terminated_status,
+)
 from jupyternetes.kube import KubeError, WatchExpired, WatchStream, api_message, now_rfc3339
 from jupyternetes.operator.watch import DELETED, KubeSource, ListWatcher
 
@@ -51,7 +56,6 @@ log = logging.getLogger(__name__)
 
 STOP_GRACE = 5.0  # seconds between SIGTERM and SIGKILL of a deleted pod's processes
 REAP_INTERVAL = 0.2
-PID_SCHEME = "pid://"  # containerStatuses[].containerID of a running process: pid://<pid>
 
 
 def ensure_loopback_node(api: client.ApiClient, pod_cidr: str, name: str = LOOPBACK_NODE,
@@ -76,61 +80,6 @@ def ensure_loopback_node(api: client.ApiClient, pod_cidr: str, name: str = LOOPB
         time.sleep(0.2)
     raise TimeoutError(f"node {name} not Ready after {timeout:.0f} s: is kwok running with "
                        "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake?")
-
-
-def exit_code(returncode: int) -> int:
-    """Popen's returncode as a kubelet reports it: a signal N is 128+N."""
-    return 128 - returncode if returncode < 0 else returncode
-
-
-def terminated_status(pod: Mapping[str, Any], exits: Mapping[str, tuple[int, str, str]],
-                      now: str) -> dict[str, Any]:
-    """Pod status once its processes ended: `exits` maps container name -> (exit code,
-    startedAt, containerID). Failed if any container failed, else Succeeded (no restarts)."""
-    containers = (pod.get("spec") or {}).get("containers") or []
-    failed = any(code != 0 for code, _, _ in exits.values())
-    statuses = []
-    for c in containers:
-        code, started, container_id = exits.get(c["name"], (137, now, ""))
-        statuses.append({
-            "name": c["name"], "image": c.get("image", ""), "imageID": "", "ready": False,
-            "restartCount": 0, "started": False, "containerID": container_id,
-            "state": {"terminated": {"exitCode": code, "reason": "Error" if code else "Completed",
-                                     "startedAt": started, "finishedAt": now,
-                                     "containerID": container_id}},
-        })
-    not_ready = {"status": "False", "reason": "PodCompleted", "lastTransitionTime": now}
-    return {"phase": "Failed" if failed else "Succeeded", "containerStatuses": statuses,
-            "conditions": [{"type": "Ready", **not_ready},
-                           {"type": "ContainersReady", **not_ready}]}
-
-
-def started_status(pod: Mapping[str, Any], started: Mapping[str, str],
-                   container_ids: Mapping[str, str], now: str) -> dict[str, Any]:
-    """Pod status once its processes run: each container running (its containerID names the
-    pid) and ready (no probes are played), the pod Ready."""
-    statuses = [{"name": c["name"], "image": c.get("image", ""), "imageID": "", "ready": True,
-                 "restartCount": 0, "started": True,
-                 "containerID": container_ids.get(c["name"], ""),
-                 "state": {"running": {"startedAt": started.get(c["name"], now)}}}
-                for c in (pod.get("spec") or {}).get("containers") or []]
-    ready = {"status": "True", "lastTransitionTime": now}
-    return {"phase": "Running", "containerStatuses": statuses,
-            "conditions": [{"type": "Ready", **ready}, {"type": "ContainersReady", **ready}]}
-
-
-def config_error_status(pod: Mapping[str, Any], message: str, now: str) -> dict[str, Any]:
-    """Pod status when a container cannot be configured (missing Secret/ConfigMap/key)."""
-    statuses = [{"name": c["name"], "image": c.get("image", ""), "imageID": "", "ready": False,
-                 "restartCount": 0, "started": False,
-                 "state": {"waiting": {"reason": "CreateContainerConfigError",
-                                       "message": message}}}
-                for c in (pod.get("spec") or {}).get("containers") or []]
-    not_ready = {"status": "False", "reason": "ContainersNotReady", "lastTransitionTime": now,
-                 "message": message}
-    return {"containerStatuses": statuses,
-            "conditions": [{"type": "Ready", **not_ready},
-                           {"type": "ContainersReady", **not_ready}]}
 
 
 @dataclass
@@ -158,6 +107,7 @@ class PodRunner:
         self._running: dict[str, RunningPod] = {}  # pod uid -> processes
         self._finished: set[str] = set()  # uids whose processes ended: never started again
         self._config_errors: dict[str, str] = {}  # uid -> last CreateContainerConfigError
+        self._volumes: set[str] = set()  # PersistentVolumes made by provide_volume
         self._stop = threading.Event()
         self._watcher = ListWatcher(f"pods on {node}", KubeSource(self._list, self._watch),
                                     self._on_event, resync_seconds=2.0)
@@ -213,7 +163,8 @@ class PodRunner:
         name = f"loopback-{namespace}-{claim}"[:63].rstrip("-")
         path = self.pvc_dir(namespace, claim)
         path.mkdir(parents=True, exist_ok=True)
-        with contextlib.suppress(ApiException):
+        self._volumes.add(name)
+        with contextlib.suppress(ApiException):  # 409: provided before
             self.core.create_persistent_volume({
                 "apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": name},
                 "spec": {"capacity": {"storage": size}, "accessModes": ["ReadWriteOnce"],
@@ -222,6 +173,13 @@ class PodRunner:
                          "claimRef": {"namespace": namespace, "name": claim}},
             })
         return name
+
+    def delete_volumes(self) -> None:
+        """Delete the PersistentVolumes `provide_volume` made (their directories stay)."""
+        for name in sorted(self._volumes):
+            with contextlib.suppress(ApiException):
+                self.core.delete_persistent_volume(name)
+        self._volumes.clear()
 
     # ---- watch -----------------------------------------------------------------------------
 

@@ -42,6 +42,7 @@ def pod_runner(cluster: ClusterHandle, loopback_node: str,
         yield runner
     finally:
         runner.stop()
+        runner.delete_volumes()
         api.close()
 
 

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from jupyternetes.harness import podenv
 from jupyternetes.harness.cluster import loopback_cidr, loopback_node_manifest
-from jupyternetes.harness.podrunner import config_error_status, exit_code, terminated_status
+from jupyternetes.harness.runtime_status import config_error_status, exit_code, terminated_status
 
 POD = {
     "metadata": {"name": "nb", "namespace": "users", "uid": "u-1",
