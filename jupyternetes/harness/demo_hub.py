@@ -7,7 +7,8 @@ them the loopback node), the CRDs, `examples/spawner-template.yaml` placed on th
 with configurable-http-proxy using `JupyternetesSpawner`.
 
 By default it proves the path once and stops: logs in as `demo` through the login form, starts
-the server, and opens `/user/demo/api` through the proxy. `--keep` then leaves everything up and
+the server, opens JupyterLab through the proxy (the hub's OAuth included) and saves a notebook,
+which lands in the user's PVC directory. `--keep` then leaves everything up and
 prints the URL and password to open in a browser (any user name works; each user's PVC is
 pre-bound by the demo as an admin with static volumes would) until Ctrl-C.
 """
@@ -18,6 +19,7 @@ import argparse
 import contextlib
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -89,11 +91,23 @@ def check_spawn(hub: Hub, core: client.CoreV1Api, runner: PodRunner) -> None:
 
     _wait(f"{DEMO_USER}'s server to be ready", ready, SPAWN_TIMEOUT)
     _say(f"{DEMO_USER}'s server ready {time.monotonic() - started:.1f} s after the request")
-    api = session.get(f"{hub.url}/user/{DEMO_USER}/api", timeout=30)
-    _say(f"GET {hub.url}/user/{DEMO_USER}/api through the proxy: HTTP {api.status_code} "
-         f"{api.text.strip()}")
-    if api.status_code != 200:
-        raise RuntimeError(f"{DEMO_USER}'s server did not answer through the proxy")
+    # As a browser: the server sends us through the hub's OAuth and back, then serves Lab.
+    lab = session.get(f"{hub.url}/user/{DEMO_USER}/lab", timeout=60)
+    _say(f"GET {hub.url}/user/{DEMO_USER}/lab through the proxy (OAuth via the hub): "
+         f"HTTP {lab.status_code}, {len(lab.history)} redirects")
+    if lab.status_code != 200 or "JupyterLab" not in lab.text:
+        raise RuntimeError(f"{DEMO_USER}'s server did not serve JupyterLab through the proxy")
+    xsrf = next((c.value for c in session.cookies if c.name == "_xsrf"
+                 and (c.path or "").startswith(f"/user/{DEMO_USER}")), xsrf)
+    saved = session.put(f"{hub.url}/user/{DEMO_USER}/api/contents/hello.ipynb", timeout=30,
+                        headers={"X-XSRFToken": xsrf}, json={"type": "notebook", "content": {
+                            "cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}})
+    if saved.status_code not in (200, 201):
+        raise RuntimeError(f"saving a notebook: HTTP {saved.status_code} {saved.text[:300]}")
+    claims = [p for p in (runner.state_dir / "pvcs" / NAMESPACE).glob("*/hello.ipynb")]
+    _say(f"saved hello.ipynb through the server; on the user's PVC it is {claims}")
+    if not claims:
+        raise RuntimeError("the saved notebook is not in the user's PVC directory")
 
 
 def run(keep: bool) -> int:
@@ -148,7 +162,9 @@ def run(keep: bool) -> int:
                     operator.terminate(60)
                 except subprocess.TimeoutExpired:
                     operator.kill()
-    _say(f"stopped the hub, the pod runner, the operator and the cluster (files in {work})")
+    # Reached only on success: logs stay on failure (see the messages above).
+    shutil.rmtree(work, ignore_errors=True)
+    _say("stopped the hub, the pod runner, the operator and the cluster")
     return 0
 
 
