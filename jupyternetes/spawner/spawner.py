@@ -282,6 +282,14 @@ class JupyternetesSpawner(Spawner):
                 instance["metadata"].get("uid") != self.instance_uid):
             instance = None  # same name, another instance: ours is gone
         status = decisions.poll_decision(instance, cluster.cached_pods(name))
+        if status is not None and instance is not None and not (
+                instance.get("metadata") or {}).get("deletionTimestamp"):
+            # The hub calls stop() only for servers poll() says are running, and then forgets
+            # this one: delete the dead instance now (its PVCs stay), or it would linger with a
+            # failed pod until the user's next start.
+            self.log.warning("jupyternetes: server of %s stopped (exit status %s); deleting "
+                             "instance %s/%s", self._log_name, status, self.namespace, name)
+            await cluster.call(cluster.delete_instance, name)
         if status is None and instance is not None and self.server is not None:
             moved = decisions.moved_address(instance, self.server.ip, self.server.port,
                                             self.pod_entry)

@@ -33,6 +33,7 @@ from jupyternetes.harness.cluster import loopback_placement
 from jupyternetes.harness.hub import Hub
 from jupyternetes.harness.operator_process import OperatorProcess
 from jupyternetes.naming import LABEL_INSTANCE, instance_name_for_user
+from tests.e2e.loopback_pods import wait_service_account
 
 pytestmark = pytest.mark.e2e
 
@@ -209,6 +210,7 @@ def env(cluster, crds_installed, pod_runner, tmp_path_factory) -> Iterator[HubEn
     ns = f"e2e-hub-{secrets.token_hex(4)}"
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(
         name=ns, labels={"jupyternetes.e2e/test": "true"})))
+    wait_service_account(core, ns)  # pods are refused until the namespace has its default SA
     templates = [spawner_template(ns)]
     broken = spawner_template(ns, "unrenderable")
     broken["spec"]["pods"][0]["labels"]["broken"] = "{no.such.variable}"
