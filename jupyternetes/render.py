@@ -184,8 +184,8 @@ def render(template: Template, instance: Instance) -> Rendered:
         raise RenderError(
             f"template {_ref(template.namespace, template.name)} for instance "
             f"{instance.namespace}/{instance.name}: unknown placeholder(s) "
-            f"{', '.join(unique)}: {listed}. Add them to the instance's spec.variables, or write "
-            "{{ and }} for literal braces",
+            f"{', '.join(unique)}: {listed}. Add them to the instance's spec.variables (or to a "
+            "Secret in its spec.variablesFrom), or write {{ and }} for literal braces",
             tuple(missing),
         )
     # After the placeholder check: an unfilled `{x}` is itself an invalid label value, and the

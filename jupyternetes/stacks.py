@@ -38,6 +38,7 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from jupyternetes import diystate, naming, workerpool
+from jupyternetes.masking import mask_secrets
 from jupyternetes.procs import pid_alive
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,6 @@ CANCEL_GRACE_SECONDS = 20.0
 # Idle workers kept pre-started (Python and the Pulumi SDK loaded), see workerpool.
 DEFAULT_PRESTARTED_WORKERS = 1
 MESSAGE_LIMIT = 1500
-SECRET_MASK = "[secret]"
 
 # Pulumi's DIY backend keeps a lock file per running operation here (pkg/backend/diy/lock.go):
 # .pulumi/locks/<organization>/<project>/<stack>/<lock-id>.json holding {pid, hostname, ...}.
@@ -272,13 +272,6 @@ _GENERIC = re.compile(
 
 _URN_REF = re.compile(r'resource "urn:pulumi:[^"]*"')
 _DIFF_DUMP = re.compile(r"^@@ -\d+(,\d+)? \+\d+(,\d+)? @@")
-
-
-def mask_secrets(text: str, secret_values: Collection[str]) -> str:
-    # Longest first, so a secret that contains another is masked whole.
-    for value in sorted((s for s in secret_values if s), key=len, reverse=True):
-        text = text.replace(value, SECRET_MASK)
-    return text
 
 
 def clean_line(line: str) -> str:

@@ -34,12 +34,11 @@ from semver import VersionInfo  # noqa: E402
 
 from jupyternetes import diystate, workerpool  # noqa: E402
 from jupyternetes import program as stack_program  # noqa: E402
+from jupyternetes.masking import SECRET_MASK, mask_secrets  # noqa: E402
 from jupyternetes.procs import pid_alive  # noqa: E402
 from jupyternetes.stacks import (  # noqa: E402
     CANCEL_GRACE_SECONDS,
-    SECRET_MASK,
     file_backend_path,
-    mask_secrets,
     trim_message,
     utc_now,
 )
