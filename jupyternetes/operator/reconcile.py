@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from jupyternetes import secretvars
+from jupyternetes import secretexposure, secretvars
 from jupyternetes.kube import FINALIZER, KubeError, now_rfc3339
 from jupyternetes.masking import mask_secrets
 from jupyternetes.model import Instance, ModelError, Template
@@ -544,7 +544,14 @@ class Reconciler:
             patch = self._success_status(instance, rendered, result, digest, conditions, pods,
                                          template_gen)
             patch["stack"]["variablesFromHash"] = secrets_digest
+            exposed = secretexposure.exposure(
+                secretexposure.secret_labels(rendered.objects(), secrets))
+            patch["conditions"] = merge_conditions(patch["conditions"], [condition(
+                secretexposure.SECRET_EXPOSED, *exposed, generation, conditions, self.clock())])
             self.kube.patch_instance_status(instance.namespace, instance.name, patch)
+            was = find_condition({"conditions": conditions}, secretexposure.SECRET_EXPOSED)
+            if exposed[0] and (was or {}).get("message") != exposed[2]:
+                self.kube.emit_event(obj, "Warning", secretexposure.SECRET_EXPOSED, exposed[2])
             self.kube.emit_event(obj, "Normal", "Provisioned",
                                  f"stack {stack}: up succeeded in {result.engine_seconds:.1f}s "
                                  f"({summary_text(result.change_summary)})"

@@ -278,3 +278,32 @@ def test_render_error_message_masks_secret_values(env):
     assert "not a label!" not in result.message and "[secret]" in result.message
     assert "not a label!" not in yaml.safe_dump(kube.status)
     assert not [e for e in kube.events if "not a label!" in e[2]]
+
+
+# ---- secrets in labels ----------------------------------------------------------------------
+
+
+def test_secret_in_a_label_is_flagged_with_its_template_path(env):
+    kube, engine, reconciler = env
+    template = kube.templates["kadense/default-template"]
+    template["spec"]["pods"][0]["labels"]["example.com/t"] = "{jupyterhub.api_token}"
+    template["spec"]["pods"][0]["annotations"] = {"example.com/a": "token {jupyterhub.api_token}"}
+    kube.secrets[f"{NS}/{SECRET}"] = secret_obj(**{"jupyterhub.api_token": TOKEN})
+    assert reconciler.reconcile(KEY).action == "provisioned"
+    # Applied as the template says (a secret value of the up, wrapped by the program).
+    pod = engine.ups()[0][3].pods[0].manifest
+    assert pod["metadata"]["labels"]["example.com/t"] == TOKEN
+    exposed = kube.condition("SecretExposed")
+    assert (exposed["status"], exposed["reason"]) == ("True", "SecretInLabel")
+    assert 'spec.pods[notebook].labels["example.com/t"]' in exposed["message"]
+    assert "annotations" not in exposed["message"].split("labels")[0]
+    assert TOKEN not in exposed["message"]
+    assert [e[1] for e in kube.events].count("SecretExposed") == 1
+
+
+def test_no_secret_in_labels_is_secret_exposed_false(env):
+    kube, _, reconciler = env
+    kube.secrets[f"{NS}/{SECRET}"] = secret_obj(**{"jupyterhub.api_token": TOKEN})
+    reconciler.reconcile(KEY)
+    assert kube.condition("SecretExposed")["status"] == "False"
+    assert "SecretExposed" not in [e[1] for e in kube.events]
