@@ -101,6 +101,19 @@ def secret_variables(instance: Instance,
     return result
 
 
+def readable_values(instance: Instance, get_secret: SecretGetter) -> list[str]:
+    """Best effort: every value the referenced Secrets hold now, skipping what is missing or
+    undecodable (for masking during a delete, where nothing is rendered)."""
+    values: list[str] = []
+    for secret in read_secrets(instance, get_secret):
+        for raw in ((secret or {}).get("data") or {}).values():
+            try:
+                values.append(base64.b64decode(str(raw or ""), validate=True).decode("utf-8"))
+            except (binascii.Error, ValueError):
+                continue
+    return values
+
+
 def with_variables(instance: Instance, extra: Mapping[str, str]) -> Instance:
     """The instance as the renderer sees it: spec.variables plus the Secrets' variables."""
     if not extra:

@@ -31,7 +31,7 @@ from typing import Any, Protocol
 
 from jupyternetes import secretexposure, secretvars
 from jupyternetes.kube import FINALIZER, KubeError, now_rfc3339
-from jupyternetes.masking import mask_secrets
+from jupyternetes.masking import OPERATOR_LOG_MASK, mask_secrets
 from jupyternetes.model import Instance, ModelError, Template
 from jupyternetes.naming import stack_name
 from jupyternetes.operator import podstatus
@@ -310,6 +310,11 @@ class Reconciler:
         self.drift.take(key)
         if FINALIZER not in instance.finalizers:
             return Result("deleting")  # someone else's finalizer holds it; not our business
+        # After a restart the values of an instance being deleted were never seen: mask them in
+        # whatever the destroy logs (its Secrets are still there: they are owned by it).
+        OPERATOR_LOG_MASK.add(secret_values(instance, self.config.secret_variables))
+        if instance.secret_refs:
+            OPERATOR_LOG_MASK.add(secretvars.readable_values(instance, self.kube.get_secret))
         result = self._engine("destroy", lambda: self.engine.destroy(instance.namespace,
                                                                       instance.name), key)
         stack = stack_name(instance.namespace, instance.name)
@@ -358,6 +363,8 @@ class Reconciler:
                 return Result(exc.reason, failed=True, message=str(exc))
             instance = secretvars.with_variables(instance, secret_vars)
         secret_names = frozenset(self.config.secret_variables) | frozenset(secret_vars)
+        # Known before anything can log them (render errors, engine messages, tracebacks).
+        OPERATOR_LOG_MASK.add(secret_values(instance, secret_names))
         # The Secrets are the instance's own input, like its spec: a changed value is applied
         # now, never held back as a template change (the Secret has no generation of its own).
         secrets_digest = secretvars.variables_digest(secret_vars) if instance.secret_refs else None

@@ -265,3 +265,72 @@ def test_no_secret_in_labels_means_secret_exposed_false(hub, namespace, volumes,
     inst = wait_for("Completed", provisioned(hub, ns, name),
                     describe=lambda: hub.describe(ns, name))
     assert condition(inst, "SecretExposed").get("status") == "False"
+
+
+# ---- no secret in logs -----------------------------------------------------------------------
+
+
+def failing_template(name: str) -> dict:
+    """The seed template plus a ConfigMap the apiserver rejects, with the token in its rejected
+    key: the apiserver's error message quotes the key, so the engine's error holds the token."""
+    body = strip_server_fields(load_example("seed-template.yaml"))
+    body["metadata"] = {"name": name, "namespace": HUB_NAMESPACE}
+    body["spec"]["pods"][0]["annotations"] = {"example.com/password": "{extra.password}"}
+    body["spec"]["otherResources"] = [{
+        "name": "settings", "apiVersion": "v1", "kind": "ConfigMap",
+        "data": {"{jupyterhub.api_token}!not-a-key": "x"}}]
+    return body
+
+
+def test_no_secret_value_in_logs_events_status_or_state_at_debug_level(
+        hub, namespace, volumes, start_operator):
+    ns = namespace
+    ensure_template(hub, failing_template("secret-fail"))
+    # The same with a valid key: the good instance's ConfigMap holds its token as a key.
+    passing = failing_template("secret-ok")
+    passing["spec"]["otherResources"][0]["data"] = {"{jupyterhub.api_token}": "x"}
+    ensure_template(hub, passing)
+    good, bad = "sec-log-good", "sec-log-bad"
+    tokens = {good: ("g00dt0keng00dt0keng00dt0keng00d1", "g00dpassw0rd-1"),
+              bad: ("badt0kenbadt0kenbadt0kenbadt0ke9", "badpassw0rd-9")}
+    secrets = [v for pair in tokens.values() for v in pair]
+    for name in (good, bad):
+        volumes.provide(ns, name)
+    op = start_operator([ns], extra=("--log-level", "debug"))
+    for name, (token, password) in tokens.items():
+        create_secret(hub, ns, f"{name}-hub", {"jupyterhub.api_token": token,
+                                               "extra.password": password})
+    seed_instance_from_secret(hub, ns, good, template="secret-ok")
+    seed_instance_from_secret(hub, ns, bad, template="secret-fail")
+
+    good_inst = wait_for("the good one Completed", provisioned(hub, ns, good),
+                         describe=lambda: hub.describe(ns, good) + "\n" + op.log_tail())
+    bad_inst = wait_for("the bad one failed", lambda: (
+        (i := hub.instance(ns, bad)) and condition(i, "Provisioned").get("reason") == "UpFailed"
+        and (i.get("status") or {}).get("otherResourcesProvisioned") == "Failed" and i),
+        describe=lambda: hub.describe(ns, bad) + "\n" + op.log_tail())
+    message = condition(bad_inst, "Provisioned")["message"]
+    # The apiserver did quote the key, and it was masked: this test can fail.
+    assert "[secret]!not-a-key" in message, message
+    # Where the template put them, the values are (the live objects).
+    assert env_of(hub.pod(ns, f"{good}-notebook"))["JUPYTERHUB_API_TOKEN"] == tokens[good][0]
+    assert hub.core.read_namespaced_config_map(f"{good}-settings", ns).data == {
+        tokens[good][0]: "x"}
+    statuses = json.dumps([good_inst, bad_inst, hub.instance(ns, bad)])
+    for name in (good, bad):
+        hub.delete_instance(ns, name)
+    for name in (good, bad):
+        wait_for(f"{name} deleted", lambda name=name: hub.instance(ns, name) is None,
+                 timeout=120, describe=lambda name=name: hub.describe(ns, name) + op.log_tail())
+
+    log = op.log_text()
+    assert " DEBUG " in log and "worker up" in log  # the most verbose level really ran
+    assert "[secret]" in log
+    events = json.dumps(json.loads(hub.core.list_namespaced_event(
+        ns, _preload_content=False).data)["items"])
+    for value in secrets:
+        b64 = base64.b64encode(value.encode()).decode()
+        for where, text in (("operator log", log), ("Events", events), ("status", statuses)):
+            assert value not in text and b64 not in text, f"{value} in the {where}"
+    assert files_containing(op.backend_dir, *secrets) == []
+    assert files_containing(op.state_dir, *secrets) == []
