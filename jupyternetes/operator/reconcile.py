@@ -357,9 +357,15 @@ class Reconciler:
                     instance, secretvars.read_secrets(instance, self.kube.get_secret))
             except secretvars.SecretVariablesError as exc:
                 # The spawner creates the Secret just before the instance: retried with the
-                # queue's backoff (first retry within about a second).
-                self._not_provisionable(obj, status, generation, "Pending", exc.reason,
-                                        str(exc))
+                # queue's backoff (first retry within about a second). A running server is
+                # left running (and Ready) while it cannot be re-rendered.
+                if stack_is_up(status):
+                    self._keep_running(obj, instance, status, exc.reason,
+                                       f"{exc}. The running server is left as it is until "
+                                       "then.")
+                else:
+                    self._not_provisionable(obj, status, generation, "Pending", exc.reason,
+                                            str(exc))
                 return Result(exc.reason, failed=True, message=str(exc))
             instance = secretvars.with_variables(instance, secret_vars)
         secret_names = frozenset(self.config.secret_variables) | frozenset(secret_vars)

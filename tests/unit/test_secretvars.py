@@ -307,3 +307,18 @@ def test_no_secret_in_labels_is_secret_exposed_false(env):
     reconciler.reconcile(KEY)
     assert kube.condition("SecretExposed")["status"] == "False"
     assert "SecretExposed" not in [e[1] for e in kube.events]
+
+
+def test_secret_gone_under_a_running_server_leaves_it_running(env):
+    kube, engine, reconciler = env
+    kube.secrets[f"{NS}/{SECRET}"] = secret_obj(**{"jupyterhub.api_token": TOKEN})
+    reconciler.reconcile(KEY)
+    kube.pods[f"{NS}/{NAME}-notebook"] = {"metadata": {"name": f"{NAME}-notebook"}}
+    del kube.secrets[f"{NS}/{SECRET}"]
+    result = reconciler.reconcile(KEY)
+    assert (result.action, result.failed) == ("SecretMissing", True)
+    assert len(engine.ups()) == 1
+    assert kube.condition("Provisioned")["status"] == "True"
+    current = kube.condition("TemplateCurrent")
+    assert (current["status"], current["reason"]) == ("False", "SecretMissing")
+    assert "left as it is" in current["message"]
