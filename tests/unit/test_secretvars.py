@@ -14,7 +14,7 @@ from jupyternetes import secretvars
 from jupyternetes.model import Instance, ModelError, SecretRef, Template
 from jupyternetes.operator.reconcile import ReconcileConfig, Reconciler, desired_hash
 from jupyternetes.render import render
-from tests.unit.test_crds import INSTANCE_CRD, errors, pruned, schema_of
+from tests.unit.test_crds import INSTANCE_CRD, TEMPLATE_CRD, errors, pruned, schema_of
 from tests.unit.test_reconcile_unit import KEY, NAME, NS, EngineRecorder, KubeRecorder
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -85,6 +85,9 @@ def test_crd_accepts_and_keeps_variables_from():
     doc = example("hub-instance.yaml")
     assert errors(INSTANCE_CRD, doc) == []
     assert pruned(schema_of(INSTANCE_CRD), doc) == []
+    template = example("hub-template.yaml")
+    assert errors(TEMPLATE_CRD, template) == []
+    assert pruned(schema_of(TEMPLATE_CRD), template) == []
     bad = copy.deepcopy(doc)
     bad["spec"]["variablesFrom"] = [{"secretRef": {}}]
     assert any("'name' is a required property" in e for e in errors(INSTANCE_CRD, bad))
