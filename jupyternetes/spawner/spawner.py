@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from jupyterhub.spawner import Spawner, SpawnException
+from tornado.httpclient import AsyncHTTPClient
 from traitlets import Bool, Callable, Dict, Float, Integer, List, Unicode, Union, default
 
 from jupyternetes.kube import KubeError
@@ -27,6 +28,7 @@ from jupyternetes.spawner.cluster import SharedCluster
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 # Re-check the cache at least this often while waiting, in case a watch event was lost.
 RECHECK_SECONDS = 5.0
+ANSWER_PROBE_SECONDS = 0.2
 
 
 def hub_namespace() -> str:
@@ -229,6 +231,9 @@ class JupyternetesSpawner(Spawner):
         return await self._wait_ready(cluster, name)
 
     async def _wait_ready(self, cluster: SharedCluster, name: str) -> str:
+        """The URL once the instance is Ready and the server answers; a SpawnException as soon
+        as the status says it failed (also while the notebook process is still starting)."""
+        answer_deadline: float | None = None
         while True:
             instance = cluster.cached_instance(name)
             if instance is not None and instance["metadata"].get("uid") != self.instance_uid:
@@ -238,8 +243,27 @@ class JupyternetesSpawner(Spawner):
             if decision.state == decisions.FAILED:
                 raise self._spawn_failure(decision.message, decision.reason or "failed")
             if decision.state == decisions.READY and decision.url:
-                return decision.url
+                # A Ready pod may not listen yet (no readiness probe). Probing here, often,
+                # saves the hub's backoff (up to 5 s between its checks) and turns a process
+                # that dies before it answers into the pod's own message instead of a timeout.
+                if answer_deadline is None:
+                    answer_deadline = time.monotonic() + self.http_timeout
+                if await self._answers(decision.url) or time.monotonic() > answer_deadline:
+                    return decision.url
+                await cluster.wait_change(name, ANSWER_PROBE_SECONDS)
+                continue
             await cluster.wait_change(name, RECHECK_SECONDS)
+
+    async def _answers(self, url: str) -> bool:
+        """The server answers below 500 at `<url><prefix>api`, the hub's own check."""
+        prefix = self.server.base_url if self.server is not None else "/"
+        try:
+            response = await AsyncHTTPClient().fetch(
+                f"{url}{prefix}api", raise_error=False, follow_redirects=False,
+                connect_timeout=2, request_timeout=2)
+        except Exception:  # refused, reset, timeout: not there yet
+            return False
+        return 0 < response.code < 500
 
     # ---- progress ---------------------------------------------------------------------------
 

@@ -215,6 +215,11 @@ def env(cluster, crds_installed, pod_runner, tmp_path_factory) -> Iterator[HubEn
     broken = spawner_template(ns, "unrenderable")
     broken["spec"]["pods"][0]["labels"]["broken"] = "{no.such.variable}"
     templates.append(broken)
+    crashing = spawner_template(ns, "crashing")
+    # The notebook process dies before it ever answers.
+    crashing["spec"]["pods"][0]["spec"]["containers"][0]["command"] = [
+        "python", "-c", "import sys; sys.exit(3)"]
+    templates.append(crashing)
     for body in templates:
         custom.create_namespaced_custom_object(GROUP, VERSION, ns, TEMPLATES, body)
 
@@ -234,6 +239,7 @@ def env(cluster, crds_installed, pod_runner, tmp_path_factory) -> Iterator[HubEn
              "template_name": "spawner-template", "default": True},
             {"display_name": "Broken", "slug": "broken", "template_name": "unrenderable"},
             {"display_name": "Gone", "slug": "gone", "template_name": "no-such-template"},
+            {"display_name": "Crashing", "slug": "crashing", "template_name": "crashing"},
         ]},
         # 202 at once: the tests read the progress stream of every spawn.
         extra_config="c.JupyterHub.tornado_settings = {'slow_spawn_timeout': 0}\n")
@@ -403,6 +409,13 @@ def test_missing_template_fails_fast_with_the_instance_message(env: HubEnv) -> N
     message, elapsed = spawn_failure(env, "frank", {"profile": "gone"})
     assert "no-such-template" in message and "not found" in message, message
     assert elapsed < 120, elapsed
+
+
+def test_server_that_dies_before_answering_fails_fast_with_the_pod_message(env: HubEnv) -> None:
+    message, elapsed = spawn_failure(env, "hank", {"profile": "crashing"})
+    assert "failed" in message and "exit code 3" in message, message
+    # http_timeout is 120 s and start_timeout 300 s: the pod's own status ends the spawn.
+    assert elapsed < 100, elapsed
 
 
 def test_unknown_profile_names_the_choices(env: HubEnv) -> None:
