@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import os
 import threading
 import time
 from typing import Any
@@ -206,8 +207,12 @@ def main(argv: list[str] | None = None) -> int:
             users.stop(user, args.timeout)
 
         # ---- the floor: the hub's own local-process spawner ----------------------------------
+        # Same hub settings; the notebook runs as this user (root needs --allow-root, which
+        # the pod runner adds for the loopback pods too).
+        floor_settings = HUB_SETTINGS + "c.Spawner.http_timeout = 120\n" + (
+            "c.Spawner.args = ['--allow-root']\n" if os.geteuid() == 0 else "")
         floor_hub = Hub(root=bench.tmp / "floor-hub", spawner_class="simple",
-                        extra_config=HUB_SETTINGS)
+                        extra_config=floor_settings)
         bench._stack.callback(floor_hub.stop)
         floor_hub.start()
         floor_users = HubUsers(floor_hub)
