@@ -14,8 +14,9 @@ import time
 from typing import Any
 
 import pytest
-from kubernetes import client
+from kubernetes import client, config
 
+from jupyternetes.harness.cluster import FAKE_NODE, LOOPBACK_KEY, LOOPBACK_NODE, DevCluster
 from jupyternetes.procs import pid_alive
 from tests.e2e.loopback_pods import (
     POD_IP_ENV,
@@ -120,11 +121,13 @@ def test_files_in_the_claim_survive_pod_delete_and_recreate(core, namespace, pod
     wait_for("the file written by the first pod", notes.exists)
 
     delete_and_wait_gone(core, namespace, "nb")
-    assert not pid_alive(first_pid)
+    # The new pod may get the same IP at once (kwok reuses it); it is created right away, so
+    # the runner must stop the old process first (it handles events in order).
     core.create_namespaced_pod(namespace, pod_manifest("nb", env_server(), claim="home"))
     ip, _ = running_pid(core, namespace, "nb")
     answer = wait_for("the second pod's server", lambda: http_get(f"http://{ip}:8000/notes.txt"))
     assert answer == (200, first_ip.encode())
+    assert not pid_alive(first_pid)
 
 
 def test_a_missing_secret_holds_the_container_until_it_exists(core, namespace, pod_runner):
@@ -147,3 +150,29 @@ def test_a_missing_secret_holds_the_container_until_it_exists(core, namespace, p
     ip, _ = running_pid(core, namespace, "waits")
     answer = wait_for("the server", lambda: http_get(f"http://{ip}:8000/env"))
     assert json.loads(answer[1])["env"]["TOKEN"] == "now"
+
+
+def test_pods_without_the_toleration_stay_off_the_loopback_node(core, namespace, loopback_node,
+                                                                pod_runner):
+    core.create_namespaced_pod(namespace, {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "plain"},
+        "spec": {"containers": [{"name": "main", "image": "local",
+                                 "command": ["python", "-c", "raise SystemExit(9)"]}]}})
+    pod = wait_for("plain pod Running on a kwok node", lambda: (
+        p if (p := core.read_namespaced_pod("plain", namespace)).status.phase == "Running"
+        else None))
+    assert pod.spec.node_name == FAKE_NODE != loopback_node
+    assert not ipaddress.ip_address(pod.status.pod_ip).is_loopback
+    assert pod_runner.pids(namespace, "plain") == {}
+
+
+def test_dev_cluster_opt_in_creates_the_loopback_node():
+    with DevCluster(loopback_node=True) as dev, \
+            config.new_client_from_config(config_file=str(dev.kubeconfig)) as api:
+        node = client.CoreV1Api(api).read_node(LOOPBACK_NODE)
+    assert node.spec.pod_cidr == dev.loopback_cidr
+    assert ipaddress.ip_network(dev.loopback_cidr).subnet_of(ipaddress.ip_network("127.0.0.0/8"))
+    # (The node controller may add node.kubernetes.io/not-ready for a moment; not ours.)
+    assert (LOOPBACK_KEY, "NoSchedule") in [(t.key, t.effect) for t in node.spec.taints]
+    assert node.metadata.labels[LOOPBACK_KEY] == "true"
+    assert any(c.type == "Ready" and c.status == "True" for c in node.status.conditions)
