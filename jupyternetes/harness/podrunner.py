@@ -366,3 +366,37 @@ class PodRunner:
             if exc.status != 404:
                 log.warning("pod runner: status of %s/%s: %s", namespace, name,
                             api_message(exc))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m jupyternetes.harness.podrunner --kubeconfig K --state-dir D`: create the
+    loopback node if needed and run its pods until Ctrl-C (e.g. beside `harness.cluster up`)."""
+    import argparse
+    import signal
+    from urllib.parse import urlparse
+
+    from jupyternetes.harness.cluster import loopback_cidr
+    from jupyternetes.kube import api_client
+
+    parser = argparse.ArgumentParser(prog="python -m jupyternetes.harness.podrunner",
+                                     description=main.__doc__)
+    parser.add_argument("--kubeconfig", required=True)
+    parser.add_argument("--state-dir", type=Path, required=True,
+                        help="PVC directories, process logs, per-pod folders")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    api = api_client(args.kubeconfig)
+    port = urlparse(api.configuration.host).port or 0
+    node = ensure_loopback_node(api, loopback_cidr(port))
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    with PodRunner(api, args.state_dir, node=node):
+        log.info("running the pods of node %s (pod CIDR %s); state in %s", node,
+                 loopback_cidr(port), args.state_dir)
+        stop.wait()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
