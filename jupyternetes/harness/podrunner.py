@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -160,7 +161,9 @@ class PodRunner:
     def provide_volume(self, namespace: str, claim: str, size: str = "1Gi") -> str:
         """A PersistentVolume pre-bound to `claim` (the harness has no provisioner; the
         scheduler holds a pod until its claim is bound), a hostPath at the claim's directory."""
-        name = f"loopback-{namespace}-{claim}"[:63].rstrip("-")
+        # Readable, and unique per claim however long the names (a hash of both).
+        digest = hashlib.sha256(f"{namespace}/{claim}".encode()).hexdigest()[:10]
+        name = f"loopback-{f'{namespace}-{claim}'[:40].rstrip('-.')}-{digest}"
         path = self.pvc_dir(namespace, claim)
         path.mkdir(parents=True, exist_ok=True)
         self._volumes.add(name)

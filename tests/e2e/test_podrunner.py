@@ -176,3 +176,21 @@ def test_dev_cluster_opt_in_creates_the_loopback_node():
     assert (LOOPBACK_KEY, "NoSchedule") in [(t.key, t.effect) for t in node.spec.taints]
     assert node.metadata.labels[LOOPBACK_KEY] == "true"
     assert any(c.type == "Ready" and c.status == "True" for c in node.status.conditions)
+
+
+def test_each_claim_gets_its_own_volume_whatever_the_name_lengths(core, namespace, pod_runner):
+    assert len(namespace) > 40  # test namespaces are long: PV names must not be cut to a clash
+    claims = ["a" * 50 + "-workspace", "a" * 50 + "-scratch", "b"]
+    for claim in claims:
+        make_claim(core, pod_runner, namespace, claim)
+
+    def bound() -> dict[str, str] | None:
+        pvcs = {c: core.read_namespaced_persistent_volume_claim(c, namespace) for c in claims}
+        if all(p.status.phase == "Bound" for p in pvcs.values()):
+            return {c: p.spec.volume_name for c, p in pvcs.items()}
+        return None
+    volumes = wait_for("every claim Bound", bound)
+    assert len(set(volumes.values())) == len(claims)
+    for claim, volume in volumes.items():
+        pv = core.read_persistent_volume(volume)
+        assert pv.spec.host_path.path == str(pod_runner.pvc_dir(namespace, claim))
