@@ -194,3 +194,14 @@ def test_each_claim_gets_its_own_volume_whatever_the_name_lengths(core, namespac
     for claim, volume in volumes.items():
         pv = core.read_persistent_volume(volume)
         assert pv.spec.host_path.path == str(pod_runner.pvc_dir(namespace, claim))
+
+
+def test_a_command_that_does_not_exist_fails_the_pod_with_127(core, namespace, pod_runner):
+    core.create_namespaced_pod(namespace, pod_manifest("typo", {"command": ["no-such-program"]}))
+
+    def failed() -> Any:
+        pod = core.read_namespaced_pod("typo", namespace)
+        return pod if pod.status.phase == "Failed" else None
+    pod = wait_for("pod Failed", failed)
+    assert pod.status.container_statuses[0].state.terminated.exit_code == 127
+    assert "no-such-program" in pod_runner.log_path(namespace, "typo", "main").read_text()
