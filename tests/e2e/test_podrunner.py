@@ -17,6 +17,7 @@ import pytest
 from kubernetes import client, config
 
 from jupyternetes.harness.cluster import FAKE_NODE, LOOPBACK_KEY, LOOPBACK_NODE, DevCluster
+from jupyternetes.harness.operator_process import process_tree
 from jupyternetes.procs import pid_alive
 from tests.e2e.loopback_pods import (
     POD_IP_ENV,
@@ -75,13 +76,17 @@ def test_pod_with_pvc_gets_a_loopback_ip_and_answers_there_with_its_env(
     assert http_get(f"http://{ip}:8000/hello.txt") == (200, b"from the claim\n")
 
 
-def test_deleting_the_pod_kills_its_process(core, namespace, pod_runner):
-    core.create_namespaced_pod(namespace, pod_manifest("doomed", env_server()))
+def test_deleting_the_pod_kills_its_process_group(core, namespace, pod_runner):
+    # A shell that leaves a child behind, then becomes the server: the child must die too.
+    server = env_server()
+    command = ["sh", "-c", 'sleep 3600 & exec "$0" "$@"', *server.pop("command")]
+    core.create_namespaced_pod(namespace, pod_manifest("doomed", {**server, "command": command}))
     ip, pid = running_pid(core, namespace, "doomed")
     wait_for("the server on the pod IP", lambda: http_get(f"http://{ip}:8000/env"))
+    tree = wait_for("the shell's child", lambda: (t if len(t := process_tree(pid)) > 1 else None))
 
     delete_and_wait_gone(core, namespace, "doomed")
-    wait_for(f"process {pid} gone", lambda: not pid_alive(pid), timeout=30)
+    wait_for(f"processes {tree} gone", lambda: not any(pid_alive(p) for p in tree), timeout=30)
     assert http_get(f"http://{ip}:8000/env") is None
     assert pod_runner.pids(namespace, "doomed") == {}
 
