@@ -322,6 +322,15 @@ def test_named_server_gets_its_own_instance(env: HubEnv) -> None:
     assert status.status_code == 200
     assert env.instance(named)["spec"]["variables"]["jupyterhub.server.name"] == "second"
 
+    # Deleting the named server for good removes its instance; its PVC stays unless the admin
+    # set delete_named_server_pvcs (off here), and the default server is untouched.
+    status, body = env.hub.api("DELETE", "/users/nora/servers/second", {"remove": True})
+    assert status in (202, 204), (status, body)
+    wait_for("nora's second server deleted", lambda: env.server_model(user, "second") is None)
+    wait_for("its instance gone", lambda: env.instance(named) is None, timeout=120)
+    assert env.pvc(f"{named}-workspace") is not None
+    assert env.answers(user)
+
 
 def test_stop_keeps_the_pvc_and_the_files(env: HubEnv) -> None:
     user = "bob"
@@ -381,9 +390,10 @@ def test_killed_notebook_is_seen_stopped_and_starts_again(env: HubEnv) -> None:
     assert env.answers(user)
 
 
-def spawn_failure(env: HubEnv, user: str, options: dict) -> tuple[str, float]:
+def spawn_failure(env: HubEnv, user: str, options: dict,
+                  servers: tuple[str, ...] = ()) -> tuple[str, float]:
     """(failure message the hub reports, seconds from request to failure)."""
-    env.add_user(user, servers=())
+    env.add_user(user, servers=servers)
     started = time.monotonic()
     status, body, events = spawn_with_progress(env, user, options=options)
     elapsed = time.monotonic() - started
@@ -412,7 +422,7 @@ def test_missing_template_fails_fast_with_the_instance_message(env: HubEnv) -> N
 
 
 def test_server_that_dies_before_answering_fails_fast_with_the_pod_message(env: HubEnv) -> None:
-    message, elapsed = spawn_failure(env, "hank", {"profile": "crashing"})
+    message, elapsed = spawn_failure(env, "hank", {"profile": "crashing"}, servers=("",))
     assert "failed" in message and "exit code 3" in message, message
     # http_timeout is 120 s and start_timeout 300 s: the pod's own status ends the spawn.
     assert elapsed < 100, elapsed
