@@ -15,6 +15,7 @@ import sys
 from collections.abc import Collection, Mapping
 from typing import Any
 
+from jupyternetes.fleetpreview import add_fleet_arguments
 from jupyternetes.model import GROUP, VERSION, Instance, ModelError, Template
 from jupyternetes.render import RenderError, render
 from jupyternetes.stacks import (
@@ -168,6 +169,10 @@ def load_from_files(template_path: str, instance_path: str) -> tuple[Template, I
 def run_preview(args: argparse.Namespace) -> int:
     from jupyternetes.cli import InputError  # cli imports this module: import at call time
 
+    if args.template and not args.instance and not args.instance_ref:
+        from jupyternetes.fleetpreview import run_fleet_preview
+
+        return run_fleet_preview(args)
     try:
         if args.instance_ref and (args.template or args.instance):
             raise PreviewError("give either NAMESPACE/NAME or -t/-i, not both")
@@ -210,8 +215,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "fields, then the change summary.")
     parser.add_argument("instance_ref", nargs="?", metavar="NAMESPACE/NAME",
                         help="instance to read (with its template) from the cluster")
-    parser.add_argument("-t", "--template", metavar="TEMPLATE.yaml",
-                        help="template file (with -i, instead of NAMESPACE/NAME)")
+    parser.add_argument("-t", "--template", metavar="TEMPLATE.yaml|NS/NAME",
+                        help="with -i: template file (instead of NAMESPACE/NAME); without -i: "
+                             "the template NS/NAME whose every instance is previewed (fleet "
+                             "preview, see below)")
     parser.add_argument("-i", "--instance", metavar="INSTANCE.yaml", help="instance file")
     parser.add_argument("--exit-code", action="store_true",
                         help="exit 1 when there are changes (0: none, 2: error)")
@@ -219,4 +226,5 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="compare with the stack's recorded state only, without reading "
                              "the live objects first")
     add_stack_arguments(parser)
+    add_fleet_arguments(parser)
     parser.set_defaults(func=run_preview)
