@@ -81,14 +81,73 @@ def natural_key(path: str) -> list[Any]:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path)]
 
 
+def object_summary(steps: Collection[PreviewStep]) -> dict[str, int]:
+    """Operation counts over the instance's own objects (one per object, a replacement's parts
+    folded in); Pulumi's stack and provider resources are not the user's and not counted."""
+    ops: dict[str, str] = {}
+    for step in steps:
+        if step.type.startswith("pulumi:"):
+            continue
+        op = "replace" if step.op in REPLACEMENT_PARTS else step.op
+        if ops.get(step.urn) in (None, "same") or op == "replace":
+            ops[step.urn] = op
+    counts: dict[str, int] = {}
+    for op in ops.values():
+        counts[op] = counts.get(op, 0) + 1
+    return counts
+
+
+def _quantities(resources: Mapping[str, Any]) -> str:
+    parts = []
+    for what in ("requests", "limits"):
+        values = resources.get(what) or {}
+        if values:
+            parts.append(what + " " + ", ".join(f"{k}={v}" for k, v in sorted(values.items())))
+    return "; ".join(parts)
+
+
+def key_fields(manifest: Mapping[str, Any]) -> list[str]:
+    """What a reviewer looks at first in a new object: a pod's images, claims and resources; a
+    claim's size, access modes and class; a Service's type and ports; else its top-level keys."""
+    kind, spec = manifest.get("kind"), manifest.get("spec") or {}
+    lines: list[str] = []
+    if kind == "Pod":
+        for container in (spec.get("initContainers") or []) + (spec.get("containers") or []):
+            line = f"container {container.get('name')}: image {container.get('image')}"
+            resources = _quantities(container.get("resources") or {})
+            lines.append(line + (f" ({resources})" if resources else ""))
+        claims = [v.get("persistentVolumeClaim", {}).get("claimName")
+                  for v in spec.get("volumes") or [] if v.get("persistentVolumeClaim")]
+        if claims:
+            lines.append("claims: " + ", ".join(str(c) for c in claims))
+    elif kind == "PersistentVolumeClaim":
+        storage = ((spec.get("resources") or {}).get("requests") or {}).get("storage")
+        lines.append(f"storage {storage}, access {', '.join(spec.get('accessModes') or [])}, "
+                     f"class {spec.get('storageClassName') or '(default)'}")
+    elif kind == "Service":
+        ports = ", ".join(f"{p.get('port')}->{p.get('targetPort', p.get('port'))}"
+                          for p in spec.get("ports") or [])
+        lines.append(f"type {spec.get('type') or 'ClusterIP'}, ports {ports or '(none)'}")
+    else:
+        keys = [k for k in manifest if k not in ("apiVersion", "kind", "metadata")]
+        if keys:
+            lines.append("fields: " + ", ".join(keys))
+    return lines
+
+
 def format_preview(result: PreviewResult, stack: str,
-                   secret_values: Collection[str] = ()) -> str:
+                   secret_values: Collection[str] = (),
+                   manifests: Mapping[str, Mapping[str, Any]] | None = None) -> str:
+    """`manifests`: resource name (`pods/notebook`) -> rendered manifest, to show the key
+    fields of objects to be created."""
     lines = [f"Stack {stack}:"]
     steps = visible_steps(result.steps)
     width = max((len(s.name) for s in steps), default=0)
     for step in steps:
         target = f"{step.kind} {step.object_name}" if step.object_name else step.kind
         lines.append(f"  {SYMBOLS[step.op]:<2} {step.op:<8} {step.name:<{width}}  {target}")
+        if step.op == "create" and manifests and step.name in manifests:
+            lines += [f"       {line}" for line in key_fields(manifests[step.name])]
         if step.op in ("update", "replace"):
             details = step.detailed_diff or {path: {"kind": "update"} for path in step.changed}
             for path in sorted(details, key=natural_key):
@@ -104,7 +163,7 @@ def format_preview(result: PreviewResult, stack: str,
                     lines.append(f"       {marker} {path}{forces}")
     if not steps:
         lines.append("  (no changes)")
-    lines.append(f"Changes: {summarize_changes(result.change_summary)}")
+    lines.append(f"Changes: {summarize_changes(object_summary(result.steps))}")
     return mask_secrets("\n".join(lines), secret_values) + "\n"
 
 
@@ -197,8 +256,9 @@ def run_preview(args: argparse.Namespace) -> int:
         first = result.message.strip().splitlines()
         return fail(f"preview of {instance.namespace}/{instance.name} failed: "
                     + ("; ".join(first) if first else "see the Pulumi output above"))
+    manifests = {f"{o.group}/{o.entry}": o.manifest for o in rendered.objects()}
     sys.stdout.write(format_preview(result, engine.stack_name(instance.namespace, instance.name),
-                                    secret_values))
+                                    secret_values, manifests))
     return EXIT_CHANGES if args.exit_code and result.has_changes else 0
 
 
