@@ -50,7 +50,32 @@ def sample_instance(template: Template, namespace: str) -> Instance:
         "sample instance")
 
 
-_INDEX = re.compile(r"\[(\d+)\]")
+# The apiserver's quantity grammar (k8s.io/apimachinery resource.Quantity). A quantity it cannot
+# parse fails the object's decoding, and that error names no field: checked here to give a path.
+_QUANTITY = re.compile(r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$")
+
+
+def quantity_problems(obj: RenderedObject) -> list[Problem]:
+    """Requests/limits of a pod's containers and a PVC's storage that are not quantities."""
+    spec = obj.manifest.get("spec") or {}
+    base = f"spec.{obj.group}[{obj.entry}].spec"
+    found: list[tuple[str, Any]] = []
+    if obj.kind == "Pod":
+        for field in ("initContainers", "containers"):
+            for index, container in enumerate(spec.get(field) or []):
+                for what in ("requests", "limits"):
+                    values = ((container or {}).get("resources") or {}).get(what) or {}
+                    found += [(f"{base}.{field}[{index}].resources.{what}.{name}", value)
+                              for name, value in values.items()]
+    elif obj.kind == "PersistentVolumeClaim":
+        for what in ("requests", "limits"):
+            values = (spec.get("resources") or {}).get(what) or {}
+            found += [(f"{base}.resources.{what}.{name}", value) for name, value in values.items()]
+    return [Problem(path, f"{value!r} is not a Kubernetes quantity (like 500m, 2, 1Gi, 1G)",
+                    "offline")
+            for path, value in found
+            if not (isinstance(value, int | float) or (isinstance(value, str)
+                                                        and _QUANTITY.match(value)))]
 
 
 def template_path(obj: RenderedObject, field: str) -> str:
@@ -121,7 +146,7 @@ def lint(template: Template, instance: Instance, dry_run: DryRun | None) -> list
                             "(with -i), or fix its name", "offline")
                     for name, path in exc.missing]
         return [Problem("spec", str(exc), "offline")]
-    problems: list[Problem] = []
+    problems = [p for obj in rendered.objects() for p in quantity_problems(obj)]
     if dry_run is not None:
         for obj in rendered.objects():
             problems.extend(dry_run.create(obj))

@@ -69,3 +69,15 @@ def test_cli_offline_says_so_and_exits_by_result(tmp_path: Path) -> None:
                              str(path)], capture_output=True, text=True)
     assert failed.returncode == 1
     assert "spec.pods[notebook].labels.x" in failed.stdout
+
+
+def test_quantities_are_checked_offline_with_their_path() -> None:
+    doc = load_example("seed-template.yaml")
+    doc["spec"]["pods"][0]["spec"]["containers"][0]["resources"] = {
+        "limits": {"cpu": "lots", "memory": "1Gi"}, "requests": {"cpu": 0.5}}
+    doc["spec"]["pvcs"][0]["spec"]["resources"]["requests"]["storage"] = "1 GB"
+    template = Template.from_dict(doc)
+    problems = lint(template, sample_instance(template, "default"), None)
+    assert [p.where for p in problems] == [
+        "spec.pvcs[workspace].spec.resources.requests.storage",
+        "spec.pods[notebook].spec.containers[0].resources.limits.cpu"]
