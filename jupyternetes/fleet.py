@@ -110,10 +110,19 @@ def project(live: Any, shape: Any) -> Any:
     if isinstance(shape, Mapping) and isinstance(live, Mapping):
         return {k: project(live[k], v) for k, v in shape.items() if k in live}
     if isinstance(shape, list) and isinstance(live, list):
+        if _named(shape) and _named(live):
+            # The apiserver appends items (the service account token volume and its mount):
+            # match named items by name, so an appended one is not a change of the template's.
+            by_name = {item["name"]: item for item in live}
+            return [project(by_name[s["name"]], s) for s in shape if s["name"] in by_name]
         if len(shape) != len(live):
             return live
         return [project(item, s) for item, s in zip(live, shape, strict=True)]
     return live
+
+
+def _named(items: list) -> bool:
+    return all(isinstance(i, Mapping) and isinstance(i.get("name"), str) for i in items)
 
 
 @dataclass(frozen=True)
@@ -283,13 +292,24 @@ class FleetSummary:
             counts[plan.outcome] += 1
         return counts
 
+    def touched(self) -> dict[str, int]:
+        """outcome -> instances with at least one object of that outcome (an instance counted
+        as pvc-refused may lose its pod too)."""
+        counts = dict.fromkeys(OUTCOMES, 0)
+        for plan in self.plans:
+            found = {o.outcome for o in plan.objects} | {plan.outcome}
+            for outcome in found:
+                counts[outcome] += 1
+        return counts
+
     @property
     def has_changes(self) -> bool:
         return any(p.outcome != UNCHANGED for p in self.plans)
 
     def to_dict(self) -> dict[str, Any]:
         return {"template": self.template, "instances": len(self.plans),
-                "counts": self.counts(), "plans": [p.to_dict() for p in self.plans]}
+                "counts": self.counts(), "touched": self.touched(),
+                "plans": [p.to_dict() for p in self.plans]}
 
 
 def format_summary(summary: FleetSummary, show_unchanged: bool = False) -> str:
@@ -316,8 +336,13 @@ def format_summary(summary: FleetSummary, show_unchanged: bool = False) -> str:
             lines.append(f"      {obj.outcome:<14} {obj.group}/{obj.entry} {obj.kind} {obj.name}"
                          + (f": {detail}" if detail else "") + (f" ({obj.note})" if obj.note
                                                                 else ""))
-    lines.append("Summary:")
+    lines.append("Summary (instances, by their most severe outcome):")
     for outcome, count in summary.counts().items():
         if count:
             lines.append(f"  {outcome:<14} {count:>6}  {DESCRIPTIONS[outcome]}")
+    counts, touched = summary.counts(), summary.touched()
+    also = [f"{outcome} {n}" for outcome, n in touched.items()
+            if n != counts[outcome] and outcome != UNCHANGED]
+    if also:
+        lines.append("Instances with at least one object that is: " + ", ".join(also))
     return "\n".join(lines) + "\n"

@@ -171,3 +171,22 @@ def test_projection_keeps_only_the_shape() -> None:
     assert baseline_from_live([], [{"group": "otherResources", "entry": "s",
                                     "manifest": {}}], []) == \
         [{"group": "otherResources", "entry": "s", "manifest": {}}]
+
+
+def test_projection_matches_named_items_by_name() -> None:
+    live = {"volumes": [{"name": "w", "pvc": 1}, {"name": "kube-api-access-x", "projected": 1}]}
+    assert fleet.project(live, {"volumes": [{"name": "w", "pvc": 0}]}) == \
+        {"volumes": [{"name": "w", "pvc": 1}]}
+    # A named item the template has and the live object lacks stays a difference.
+    assert fleet.project(live, {"volumes": [{"name": "other"}]}) == {"volumes": []}
+
+
+def test_summary_says_which_instances_also_lose_their_pod() -> None:
+    proposed = seed_template(5)
+    pod_spec(proposed)["containers"][0]["image"] = "new:1"
+    proposed["spec"]["pvcs"][0]["spec"]["accessModes"] = ["ReadWriteMany"]
+    summary = plan(proposed, [instance("a"), instance("b")])
+    assert summary.counts()[fleet.PVC_REFUSED] == 2
+    assert summary.touched()[fleet.POD_REPLACED] == 2
+    text = fleet.format_summary(summary)
+    assert "Instances with at least one object that is: pod-replaced 2" in text
