@@ -5,6 +5,7 @@ for each instance, render the live and the proposed template and classify every 
 (fleetpreview.plan_fleet). The instances are dicts in memory shaped like the apiserver's list
 answer (seed instance, a stack up at the live generation); a share of them runs an older
 generation and is compared with live objects, as in a next-start fleet. No cluster, no engine.
+Scenarios: the live template itself (no -f), then three proposals read from a file.
 
 Prints one JSON object: seconds per scenario, instances per second, and the outcome counts.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
 import platform
 import sys
 import time
@@ -72,16 +74,19 @@ def main() -> int:
     result: dict[str, Any] = {"benchmark": "fleet_preview", "instances": args.instances,
                               "staleEvery": args.stale_every, "python": platform.python_version(),
                               "scenarios": {}}
-    for label, proposed in proposals().items():
+    scenarios: dict[str, Template] = {"live (no -f)": live}
+    scenarios.update({label: Template.from_dict(doc) for label, doc in proposals().items()})
+    for label, proposed in scenarios.items():
         started = time.perf_counter()
         live_objects = live_objects_of(listed)
-        summary = plan_fleet(REF, live, Template.from_dict(proposed), items, live_objects, {})
+        summary = plan_fleet(REF, live, proposed, items, live_objects, {})
         seconds = time.perf_counter() - started
         counts = {k: v for k, v in summary.counts().items() if v}
         result["scenarios"][label] = {"seconds": round(seconds, 3),
                                       "instancesPerSecond": round(args.instances / seconds),
                                       "counts": counts}
         print(f"{label}: {seconds:.2f}s {counts}", file=sys.stderr)
+    result["loadavg_1m_5m_15m_at_end"] = [round(x, 2) for x in os.getloadavg()]
     print(json.dumps(result, indent=2))
     return 0
 

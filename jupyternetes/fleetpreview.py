@@ -142,7 +142,9 @@ def plan_fleet(template_ref: str, live_template: Template, proposed_template: Te
             baseline = "not running"
         else:
             try:
-                live_render = object_dicts(render(live_template, instance))
+                # Without -f the proposal is the live template: its render is already here.
+                live_render = proposed if proposed_template is live_template else object_dicts(
+                    render(live_template, instance))
             except RenderError:
                 live_render = []
             if generation is not None and generation == live_generation:
