@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 from collections.abc import Collection, Mapping
@@ -229,6 +230,11 @@ def run_preview(args: argparse.Namespace) -> int:
     from jupyternetes.cli import InputError  # cli imports this module: import at call time
 
     if args.template and not args.instance and not args.instance_ref:
+        if args.template == "-" or os.path.isfile(args.template) or args.template.endswith(
+                (".yaml", ".yml", ".json")):
+            return fail(f"-t {args.template} is a template file: give the instance with -i "
+                        "INSTANCE.yaml, or NAMESPACE/NAME of a template in the cluster for a "
+                        "preview of every instance that uses it")
         from jupyternetes.fleetpreview import run_fleet_preview
 
         return run_fleet_preview(args)

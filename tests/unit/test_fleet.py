@@ -190,3 +190,14 @@ def test_summary_says_which_instances_also_lose_their_pod() -> None:
     assert summary.touched()[fleet.POD_REPLACED] == 2
     text = fleet.format_summary(summary)
     assert "Instances with at least one object that is: pod-replaced 2" in text
+
+
+def test_preview_with_a_template_file_and_no_instance_says_what_to_give(capsys) -> None:
+    from jupyternetes.cli import main
+    from jupyternetes.harness.examples import EXAMPLES
+
+    assert main(["preview", "-t", str(EXAMPLES / "seed-template.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert "give the instance with -i INSTANCE.yaml, or NAMESPACE/NAME" in err
+    assert main(["preview", "--template", "not-a-ref"]) == 2
+    assert "must be written NAMESPACE/NAME" in capsys.readouterr().err
