@@ -28,7 +28,7 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from jupyternetes import fleet
+from jupyternetes import fleet, secretvars
 from jupyternetes.model import GROUP, VERSION, Instance, ModelError, Template
 from jupyternetes.naming import (
     LABEL_ENTRY,
@@ -115,9 +115,14 @@ def baseline_from_live(live: Sequence[Mapping[str, Any]], live_render: list[dict
 def plan_fleet(template_ref: str, live_template: Template, proposed_template: Template,
                instances: Sequence[Mapping[str, Any]],
                live_objects: Mapping[str, list[dict[str, Any]]] | None,
-               expandable: Mapping[str | None, bool]) -> fleet.FleetSummary:
+               expandable: Mapping[str | None, bool],
+               secrets: Mapping[tuple[str, str], Mapping[str, Any]] | None = None
+               ) -> fleet.FleetSummary:
     """Pure: one InstancePlan per instance of `template_ref`. `live_objects` may be None when
-    no instance needs them (all run the live generation)."""
+    no instance needs them (all run the live generation). `secrets`: (namespace, name) ->
+    Secret, for the instances' spec.variablesFrom (their values render as the operator renders
+    them; none is ever printed)."""
+    known = secrets or {}
     summary = fleet.FleetSummary(template_ref)
     live_generation = live_template.generation
     for obj in instances:
@@ -128,8 +133,13 @@ def plan_fleet(template_ref: str, live_template: Template, proposed_template: Te
         up, generation = running_generation(obj.get("status") or {})
         try:
             instance = Instance.from_dict(obj, f"{ns}/{name}")
-        except ModelError as exc:
-            summary.plans.append(fleet.render_failed(ns, name, str(exc)))
+            if instance.secret_refs:
+                instance = secretvars.with_variables(instance, secretvars.secret_variables(
+                    instance, secretvars.read_secrets(
+                        instance, lambda sns, sname: known.get((sns, sname)))))
+        except (ModelError, secretvars.SecretVariablesError) as exc:
+            summary.plans.append(fleet.render_failed(ns, name, str(exc),
+                                                     running_generation=generation))
             continue
         try:
             proposed = object_dicts(render(proposed_template, instance))
@@ -221,6 +231,16 @@ class ClusterReader:
         return [{"apiVersion": "v1", "kind": "Pod", **p} for p in pods] + [
             {"apiVersion": "v1", "kind": "PersistentVolumeClaim", **c} for c in pvcs]
 
+    def secrets(self, namespaces: Sequence[str]) -> dict[tuple[str, str], dict]:
+        """Every Secret of each namespace (one list per namespace, not one read per instance)."""
+        found: dict[tuple[str, str], dict] = {}
+        for namespace in sorted(set(namespaces)):
+            for item in self._json(self.core.list_namespaced_secret, f"list Secrets in "
+                                   f"{namespace} (for spec.variablesFrom)",
+                                   namespace).get("items") or []:
+                found[(namespace, (item.get("metadata") or {}).get("name"))] = item
+        return found
+
     def storage_classes(self) -> list[dict]:
         try:
             return self._json(self.storage.list_storage_class, "list StorageClasses").get(
@@ -238,7 +258,8 @@ def strip_live(obj: dict) -> dict:
 
 
 def exact_previews(plans: Sequence[fleet.InstancePlan], proposed: Template,
-                   instances: Mapping[str, Mapping[str, Any]], args: argparse.Namespace
+                   instances: Mapping[str, Mapping[str, Any]], args: argparse.Namespace,
+                   secrets: Mapping[tuple[str, str], Mapping[str, Any]]
                    ) -> dict[str, dict[str, Any]]:
     """Engine preview of each plan's instance, at most args.parallel at once."""
     from jupyternetes.stacks import StackEngine, settings_from_args
@@ -248,9 +269,13 @@ def exact_previews(plans: Sequence[fleet.InstancePlan], proposed: Template,
 
     def one(plan: fleet.InstancePlan) -> tuple[str, dict[str, Any]]:
         instance = Instance.from_dict(instances[plan.key], plan.key)
+        extra = secretvars.secret_variables(instance, secretvars.read_secrets(
+            instance, lambda sns, sname: secrets.get((sns, sname))))
+        instance = secretvars.with_variables(instance, extra)
         rendered = render(proposed, instance)
-        result = engine.preview(instance.namespace, instance.name, rendered,
-                                settings.secret_values(instance.variables), refresh=True)
+        values = settings.secret_values(instance.variables) | {v for v in extra.values() if v}
+        result = engine.preview(instance.namespace, instance.name, rendered, values,
+                                refresh=True)
         replaced = sorted({s.name for s in result.steps if s.op == "replace"
                            or s.op in ("create-replacement", "delete-replaced")})
         changed = sorted({s.name for s in result.steps if s.op not in ("same", "read")
@@ -284,8 +309,10 @@ def run_fleet_preview(args: argparse.Namespace) -> int:
         stale = any(up and generation != live.generation for up, generation in
                     (running_generation(i.get("status") or {}) for i in mine))
         live_objects = live_objects_of(reader.managed(namespace, name)) if stale else None
+        secrets = reader.secrets([(i.get("metadata") or {}).get("namespace") or "default"
+                                  for i in mine if (i.get("spec") or {}).get("variablesFrom")])
         summary = plan_fleet(args.template, live, proposed, mine, live_objects,
-                             expansion_by_class(reader.storage_classes()))
+                             expansion_by_class(reader.storage_classes()), secrets)
         exact: dict[str, dict[str, Any]] = {}
         changed = [p for p in summary.plans if p.outcome not in (fleet.UNCHANGED,
                                                                    fleet.RENDER_ERROR)]
@@ -293,7 +320,7 @@ def run_fleet_preview(args: argparse.Namespace) -> int:
         if chosen:
             by_key = {f"{(i.get('metadata') or {}).get('namespace')}/"
                       f"{(i.get('metadata') or {}).get('name')}": i for i in mine}
-            exact = exact_previews(chosen, proposed, by_key, args)
+            exact = exact_previews(chosen, proposed, by_key, args, secrets)
     except (FleetError, ModelError, InputError) as exc:
         print(f"jupyternetes preview: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 
 from jupyternetes import fleet
 from jupyternetes.fleetpreview import baseline_from_live, live_objects_of, plan_fleet
@@ -201,3 +202,24 @@ def test_preview_with_a_template_file_and_no_instance_says_what_to_give(capsys) 
     assert "give the instance with -i INSTANCE.yaml, or NAMESPACE/NAME" in err
     assert main(["preview", "--template", "not-a-ref"]) == 2
     assert "must be written NAMESPACE/NAME" in capsys.readouterr().err
+
+
+def test_variables_from_secrets_render_like_the_operator_renders_them() -> None:
+    import base64
+
+    with_secret = instance("a")
+    token = with_secret["spec"]["variables"].pop("jupyterhub.api_token")
+    with_secret["spec"]["variablesFrom"] = [{"secretRef": {"name": "a-hub"}}]
+    missing = instance("b")
+    missing["spec"]["variables"].pop("jupyterhub.api_token")
+    missing["spec"]["variablesFrom"] = [{"secretRef": {"name": "b-hub"}}]
+    secrets = {("default", "a-hub"): {"data": {
+        "jupyterhub.api_token": base64.b64encode(token.encode()).decode()}}}
+    summary = plan_fleet(REF, Template.from_dict(seed_template()),
+                         Template.from_dict(seed_template()), [with_secret, missing], None, {},
+                         secrets)
+    by_key = {p.key: p for p in summary.plans}
+    assert by_key["default/a"].outcome == fleet.UNCHANGED
+    assert by_key["default/b"].outcome == fleet.RENDER_ERROR
+    assert "Secret default/b-hub" in by_key["default/b"].error
+    assert token not in json.dumps(summary.to_dict())
