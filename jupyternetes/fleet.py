@@ -325,9 +325,8 @@ def format_summary(summary: FleetSummary, show_unchanged: bool = False) -> str:
                   else f" ({plan.baseline})")
         lines.append(f"  {plan.outcome:<14} {plan.key}{source}")
         if plan.outcome == RENDER_ERROR:
-            names = sorted({n for n, _ in plan.missing}, key=str.lower)
-            lines.append("      missing " + ", ".join(names) if names
-                         else f"      {plan.error}")
+            lines += ([f"      missing {name} at {path}" for name, path in plan.missing]
+                      or [f"      {plan.error}"])
             continue
         for obj in plan.objects:
             if obj.outcome == UNCHANGED:
