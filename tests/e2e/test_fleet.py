@@ -277,3 +277,30 @@ def test_kubectl_explain_reads_the_descriptions(cluster, crds_installed):
     instance = next(v for k, v in schemas.items() if k.endswith("JupyterNotebookInstance"))
     assert "8888" in instance["properties"]["status"]["properties"]["pods"][
         "additionalProperties"]["properties"]["portNumber"]["description"]
+
+
+def test_kubectl_get_jnt_shows_the_counts(cluster, crds_installed, namespace):
+    """`kubectl get jnt` asks the apiserver for a Table: the printer columns read the status
+    subresource the operator writes."""
+    from kubernetes import client
+
+    api = cluster.api_client()
+    custom = client.CustomObjectsApi(api)
+    body = load_example("seed-template.yaml")
+    body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "JupyterNotebookTemplate",
+            "metadata": {"name": "columns", "namespace": namespace}, "spec": body["spec"]}
+    custom.create_namespaced_custom_object(GROUP, VERSION, namespace, TEMPLATES, body)
+    custom.patch_namespaced_custom_object_status(
+        GROUP, VERSION, namespace, TEMPLATES, "columns",
+        {"status": {"instances": 7, "current": 5, "observedGeneration": 1, "pods": 7,
+                    "pvcs": 7, "otherResources": 0}},
+        _content_type="application/merge-patch+json")
+    url = (f"{api.configuration.host}/apis/{GROUP}/{VERSION}/namespaces/{namespace}/"
+           f"{TEMPLATES}")
+    response = api.rest_client.pool_manager.request(
+        "GET", url, headers={"Accept": "application/json;as=Table;g=meta.k8s.io;v=v1"})
+    table = json.loads(response.data)
+    names = [c["name"] for c in table["columnDefinitions"]]
+    row = dict(zip(names, table["rows"][0]["cells"], strict=True))
+    assert {k: row[k] for k in ("Name", "Instances", "Current", "Pods", "PVCs")} == {
+        "Name": "columns", "Instances": 7, "Current": 5, "Pods": 7, "PVCs": 7}
