@@ -169,8 +169,8 @@ class Operator:
         template = None if event_type == DELETED else template_key_of(obj)
         self.templates.update(key, template)
         # Status events count too: they move `current` (templateGeneration) and the objects.
-        self.template_status.mark(previous_template)
-        self.template_status.mark(template)
+        self._mark_template(previous_template)
+        self._mark_template(template)
         if event_type == RESYNC and self.queue.is_waiting(key):
             return  # a retry with backoff is already scheduled; a resync must not hurry it
         if event_type in (ADDED, RESYNC, DELETED) or previous != fingerprint:
@@ -192,7 +192,7 @@ class Operator:
             return
         if event_type == RESYNC:
             return
-        self.template_status.mark(key)
+        self._mark_template(key)
         instances = self.templates.instances_of(key)
         if instances and event_type != ADDED:
             log.info("template %s %s (generation %s); re-checking %d instance(s)", key,
@@ -217,9 +217,15 @@ class Operator:
         return (template_status(instances, generation if isinstance(generation, int) else None),
                 template.get("status"))
 
+    def _mark_template(self, key: str | None) -> None:
+        if key:
+            self.metrics.template_status_events.inc()
+            self.template_status.mark(key)
+
     def _write_template_status(self, key: str, status: dict) -> None:
         namespace, _, name = key.partition("/")
         self.kube.patch_template_status(namespace, name, status)
+        self.metrics.template_status_writes.inc()
 
     def on_pod(self, event_type: str, pod: dict) -> None:
         key = self.instance_key_of_pod(pod)

@@ -207,6 +207,11 @@ def test_fleet_preview_predicts_what_the_operator_does(
         for name in names[-2:]:
             hub.delete_instance(ns, name)
         wait_counts(hub, template, instances=COUNT - 2, current=RENAMED_READY)
+        _, metrics = op.http("/metrics")
+        events = op.metric(metrics, "jupyternetes_template_status_events_total")
+        writes = op.metric(metrics, "jupyternetes_template_status_writes_total")
+        print(f"template status: {events:.0f} events marked it, {writes:.0f} writes")
+        assert 0 < writes < events
 
 
 def lint(cluster, namespace: str, path: Path, *extra: str) -> subprocess.CompletedProcess:

@@ -78,4 +78,4 @@ def test_operator_marks_old_and_new_template_of_an_instance() -> None:
     moved = {**obj, "spec": {"template": {"name": "t2", "namespace": "hub"}}}
     operator.on_instance("MODIFIED", moved)
     operator.on_instance("DELETED", moved)
-    assert marked == [None, "hub/t1", "hub/t1", "hub/t2", "hub/t2", None]
+    assert marked == ["hub/t1", "hub/t1", "hub/t2", "hub/t2"]
