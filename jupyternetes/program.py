@@ -200,20 +200,39 @@ def pod_reader(kubeconfig: str | None, context: str | None, namespace: str,
     return read
 
 
-def old_pod_hook(kubeconfig: str | None, context: str | None) -> pulumi.ResourceHook:
+def pod_names(objects: Iterable[Any]) -> dict[str, tuple[str, str]]:
+    """Resource name (`pods/<entry>`) -> (namespace, name) of every pod, from the manifests."""
+    found: dict[str, tuple[str, str]] = {}
+    for spec in as_object_specs(objects):
+        if spec.group == "pods":
+            metadata = spec.manifest["metadata"]
+            found[spec.resource_name] = (metadata.get("namespace") or "default",
+                                         metadata["name"])
+    return found
+
+
+def old_pod_hook(kubeconfig: str | None, context: str | None,
+                 pods: Mapping[str, tuple[str, str]] | None = None) -> pulumi.ResourceHook:
     """before_create hook for pods: wait until a terminating pod of the same name is gone.
 
     pulumi-kubernetes skips the *deletion* await of a Pod marked skipAwait (legacy behaviour
     it keeps for Pod), so when a changed spec replaces a pod, the delete returns while the old
     pod is still terminating and the create would be applied onto it. Waiting here keeps
     skipAwait's fast create and refresh, and makes the replacement correct.
+
+    The pod is found by its resource name in `pods` (see pod_names), not read from the hook's
+    inputs: when a secret is anywhere in the pod's metadata (a label, an annotation), the
+    inputs hold `metadata` as a secret Output, which has no plain `.get`.
     """
 
     async def before_create(args: pulumi.ResourceHookArgs) -> None:
-        metadata = (args.new_inputs or {}).get("metadata") or {}
-        name, namespace = metadata.get("name"), metadata.get("namespace") or "default"
-        if not isinstance(name, str):
-            return
+        target = (pods or {}).get(args.name)
+        if target is None:
+            metadata = (args.new_inputs or {}).get("metadata")
+            if not isinstance(metadata, Mapping) or not isinstance(metadata.get("name"), str):
+                return
+            target = (metadata.get("namespace") or "default", metadata["name"])
+        namespace, name = target
         await wait_until_gone(pod_reader(kubeconfig, context, namespace, name),
                               f"the old pod {namespace}/{name}")
 
@@ -313,7 +332,8 @@ def declare_stack(objects: Iterable[Any], kubeconfig: str | None = None,
     hooks=False leaves out the pod hook (Pulumi's unit-test mocks have no callback server).
     """
     provider = make_provider(kubeconfig, context)
-    pod_hook = old_pod_hook(kubeconfig, context) if hooks else None
+    objects = list(objects)
+    pod_hook = old_pod_hook(kubeconfig, context, pod_names(objects)) if hooks else None
     declared = declare(objects, provider, secret_values, pod_hook)
     return pulumi.Output.all(*[d.output() for d in declared])
 
