@@ -281,3 +281,14 @@ def test_pod_names_for_the_before_create_hook():
             "metadata": {"name": "i-nb", "namespace": "ns", "labels": {"t": "secret"}}}},
     ]
     assert pod_names(objects) == {"pods/nb": ("ns", "i-nb")}
+
+
+def test_an_object_holding_a_secret_keeps_its_output_metadata_secret():
+    """managedFields (in the output metadata) lists a secret used as a key in plain text."""
+    from jupyternetes.program import ObjectSpec, resource_options
+
+    spec = ObjectSpec("otherResources", "cm", {"apiVersion": "v1", "kind": "ConfigMap",
+                                               "metadata": {"name": "i-cm"}})
+    assert resource_options(spec, None, [], holds_secret=True).additional_secret_outputs == [
+        "metadata"]
+    assert not resource_options(spec, None, []).additional_secret_outputs
