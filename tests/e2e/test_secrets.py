@@ -334,3 +334,31 @@ def test_no_secret_value_in_logs_events_status_or_state_at_debug_level(
             assert value not in text and b64 not in text, f"{value} in the {where}"
     assert files_containing(op.backend_dir, *secrets) == []
     assert files_containing(op.state_dir, *secrets) == []
+
+
+def test_stack_worker_masks_its_traceback_and_answer(pulumi_env, tmp_path):
+    """The worker subprocess itself (not the operator) masks what it writes: an unexpected
+    exception whose message holds a secret is printed as a masked traceback."""
+    import subprocess
+    import sys
+
+    from jupyternetes.stacks import StackSettings
+
+    settings = StackSettings(backend_url=pulumi_env.backend_url,
+                             passphrase=pulumi_env.passphrase, kubeconfig=None, context=None,
+                             pulumi_home=str(pulumi_env.pulumi_home))
+    request = {"op": f"op-{TOKEN}", "stack": "ns.worker-mask",
+               "instance": {"namespace": "ns", "name": "worker-mask"},
+               "settings": settings.to_request(), "objects": [], "secret_values": [TOKEN],
+               "refresh": False, "pulumi_version": None}
+    env = {**pulumi_env.env, "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+           "JUPYTERNETES_WORKER_LOG": "DEBUG"}
+    done = subprocess.run([sys.executable, "-m", "jupyternetes.stackworker"],
+                          input=json.dumps(request), env=env, capture_output=True, text=True,
+                          timeout=120)
+    answer = json.loads(done.stdout)
+    assert answer["result"] == "failed"
+    assert "Traceback" in done.stderr and "ValueError: unknown operation 'op-[secret]'" in (
+        done.stderr), done.stderr
+    assert TOKEN not in done.stderr and TOKEN not in done.stdout
+    assert "op-[secret]" in answer["message"]
