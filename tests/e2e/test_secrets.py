@@ -362,3 +362,45 @@ def test_stack_worker_masks_its_traceback_and_answer(pulumi_env, tmp_path):
         done.stderr), done.stderr
     assert TOKEN not in done.stderr and TOKEN not in done.stdout
     assert "op-[secret]" in answer["message"]
+
+
+def test_preview_from_the_cluster_reads_variables_from_and_masks_them(
+        cluster, pulumi_env, namespace, crds_installed):
+    """`jupyternetes preview NS/NAME` renders with the instance's Secrets, as the operator does,
+    and shows their values as [secret]; a missing Secret is a clear error."""
+    import subprocess
+    import sys
+
+    from jupyternetes import stacks
+    from tests.e2e.test_stacks import seed_docs
+
+    template, instance = seed_docs(namespace, name="pvsec")
+    del instance["spec"]["variables"]["jupyterhub.api_token"]
+    instance["spec"]["variablesFrom"] = [{"secretRef": {"name": "pvsec-hub"}}]
+    with cluster.api_client() as api:
+        objects = client.CustomObjectsApi(api)
+        template.update(apiVersion=f"{GROUP}/{VERSION}", kind="JupyterNotebookTemplate")
+        instance.update(apiVersion=f"{GROUP}/{VERSION}", kind="JupyterNotebookInstance")
+        objects.create_namespaced_custom_object(GROUP, VERSION, namespace, TEMPLATES, template)
+        objects.create_namespaced_custom_object(GROUP, VERSION, namespace, INSTANCES, instance)
+        core = client.CoreV1Api(api)
+
+        def preview() -> subprocess.CompletedProcess:
+            return subprocess.run(
+                [sys.executable, "-m", "jupyternetes.cli", "preview", f"{namespace}/pvsec",
+                 "--kubeconfig", str(cluster.kubeconfig), "--state-dir",
+                 str(stacks.file_backend_path(pulumi_env.backend_url))],
+                env=pulumi_env.env, cwd=Path(__file__).resolve().parents[2],
+                capture_output=True, text=True, timeout=300)
+
+        missing = preview()
+        assert missing.returncode == 2
+        assert (f"Secret {namespace}/pvsec-hub (spec.variablesFrom[0].secretRef.name) not found"
+                in missing.stderr), missing.stderr
+        core.create_namespaced_secret(namespace, {
+            "metadata": {"name": "pvsec-hub"},
+            "data": {"jupyterhub.api_token": base64.b64encode(TOKEN.encode()).decode()}})
+        shown = preview()
+    assert shown.returncode == 0, shown.stderr
+    assert "pvsec-notebook" in shown.stdout and "create" in shown.stdout
+    assert TOKEN not in shown.stdout + shown.stderr
