@@ -7,10 +7,10 @@ I/O around the pure classifier (fleet.py). What each server runs now, honestly:
   operator applied that render; `desiredHash` was computed from it): the baseline is that render,
   computed here without any API call per instance;
 - an instance that runs an older generation (held back by `--template-rollout next-start`, or
-  whose last update failed) runs something no stored template describes any more: its pods and
-  PVCs are read from the cluster (one list per kind, label-selected by template, for the whole
-  fleet) and compared on the fields the proposed template sets (fleet.project); its other objects
-  are compared with the live template's render;
+  whose last update failed) runs something no stored template describes any more: its objects
+  are read from the cluster (one list per kind, label-selected by template, for the whole
+  fleet) and compared on the fields the proposed template sets (fleet.project); objects of a
+  kind that cannot be listed are compared with the live template's render;
 - an instance whose stack is not up runs nothing: everything is a create.
 
 The pure mode makes three list calls and no engine call, whatever the fleet's size. `--sample N`
@@ -24,7 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -98,17 +98,22 @@ def live_objects_of(objects: Sequence[Mapping[str, Any]]) -> dict[str, list[dict
     return found
 
 
+LISTED_ALWAYS = frozenset({"Pod", "PersistentVolumeClaim"})
+
+
 def baseline_from_live(live: Sequence[Mapping[str, Any]], live_render: list[dict[str, Any]],
-                       proposed: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Pods and PVCs from the cluster (projected on the proposed fields); other objects from
-    the live template's render (not listed: their kinds are open-ended)."""
+                       proposed: list[dict[str, Any]],
+                       listed_kinds: Collection[str] = LISTED_ALWAYS) -> list[dict[str, Any]]:
+    """The objects the cluster has for one instance, projected on the proposed fields. Objects
+    of a kind that could not be listed (no RBAC, no such API) come from the live template's
+    render instead."""
     shapes = {(o["group"], o["entry"]): o["manifest"] for o in proposed}
     result = []
     for obj in live:
         shape = shapes.get((obj["group"], obj["entry"]),
                            {"apiVersion": None, "kind": None, "metadata": {"name": None}})
         result.append({**obj, "manifest": fleet.project(obj["manifest"], shape)})
-    result += [o for o in live_render if o["group"] == "otherResources"]
+    result += [o for o in live_render if o["manifest"].get("kind") not in listed_kinds]
     return result
 
 
@@ -116,12 +121,13 @@ def plan_fleet(template_ref: str, live_template: Template, proposed_template: Te
                instances: Sequence[Mapping[str, Any]],
                live_objects: Mapping[str, list[dict[str, Any]]] | None,
                expandable: Mapping[str | None, bool],
-               secrets: Mapping[tuple[str, str], Mapping[str, Any]] | None = None
-               ) -> fleet.FleetSummary:
+               secrets: Mapping[tuple[str, str], Mapping[str, Any]] | None = None,
+               listed_kinds: Collection[str] = LISTED_ALWAYS) -> fleet.FleetSummary:
     """Pure: one InstancePlan per instance of `template_ref`. `live_objects` may be None when
     no instance needs them (all run the live generation). `secrets`: (namespace, name) ->
     Secret, for the instances' spec.variablesFrom (their values render as the operator renders
-    them; none is ever printed)."""
+    them; none is ever printed). `listed_kinds`: the kinds `live_objects` holds every object
+    of."""
     known = secrets or {}
     summary = fleet.FleetSummary(template_ref)
     live_generation = live_template.generation
@@ -162,7 +168,7 @@ def plan_fleet(template_ref: str, live_template: Template, proposed_template: Te
             else:
                 label = label_value(name)
                 current = baseline_from_live((live_objects or {}).get(f"{ns}/{label}", []),
-                                             live_render, proposed)
+                                             live_render, proposed, listed_kinds)
                 baseline = "live"
         summary.plans.append(fleet.plan_instance(ns, name, current, proposed, expandable,
                                                  baseline, generation))
@@ -221,15 +227,31 @@ class ClusterReader:
         return self._json(self.custom.list_cluster_custom_object, "list instances", GROUP,
                           VERSION, INSTANCE_PLURAL).get("items") or []
 
-    def managed(self, namespace: str, name: str) -> list[dict]:
+    def managed(self, namespace: str, name: str, other_kinds: Collection[tuple[str, str]]
+                ) -> tuple[list[dict], set[str]]:
+        """The template's objects in every namespace (one label-selected list per kind), and
+        the kinds listed; an otherResources kind that cannot be listed is left out."""
+        from kubernetes.dynamic import DynamicClient
+
         selector = (f"{LABEL_TEMPLATE}={label_value(name)},"
                     f"{LABEL_TEMPLATE_NAMESPACE}={label_value(namespace)}")
         pods = self._json(self.core.list_pod_for_all_namespaces, "list pods",
                           label_selector=selector).get("items") or []
         pvcs = self._json(self.core.list_persistent_volume_claim_for_all_namespaces,
                           "list PVCs", label_selector=selector).get("items") or []
-        return [{"apiVersion": "v1", "kind": "Pod", **p} for p in pods] + [
+        found = [{"apiVersion": "v1", "kind": "Pod", **p} for p in pods] + [
             {"apiVersion": "v1", "kind": "PersistentVolumeClaim", **c} for c in pvcs]
+        listed = set(LISTED_ALWAYS)
+        dynamic = DynamicClient(self.api) if other_kinds else None
+        for api_version, kind in sorted(set(other_kinds)):
+            try:
+                resource = dynamic.resources.get(api_version=api_version, kind=kind)
+                items = resource.get(label_selector=selector).to_dict().get("items") or []
+            except Exception:  # no RBAC or no such API: compared with the render instead
+                continue
+            found += [{"apiVersion": api_version, "kind": kind, **item} for item in items]
+            listed.add(kind)
+        return found, listed
 
     def secrets(self, namespaces: Sequence[str]) -> dict[tuple[str, str], dict]:
         """Every Secret of each namespace (one list per namespace, not one read per instance)."""
@@ -308,11 +330,16 @@ def run_fleet_preview(args: argparse.Namespace) -> int:
         mine = [i for i in items if template_ref_of(i) == args.template]
         stale = any(up and generation != live.generation for up, generation in
                     (running_generation(i.get("status") or {}) for i in mine))
-        live_objects = live_objects_of(reader.managed(namespace, name)) if stale else None
+        live_objects, listed = None, set(LISTED_ALWAYS)
+        if stale:
+            other_kinds = {(e.api_version or "", e.kind or "")
+                           for t in (live, proposed) for e in t.other_resources}
+            listed_objects, listed = reader.managed(namespace, name, other_kinds)
+            live_objects = live_objects_of(listed_objects)
         secrets = reader.secrets([(i.get("metadata") or {}).get("namespace") or "default"
                                   for i in mine if (i.get("spec") or {}).get("variablesFrom")])
         summary = plan_fleet(args.template, live, proposed, mine, live_objects,
-                             expansion_by_class(reader.storage_classes()), secrets)
+                             expansion_by_class(reader.storage_classes()), secrets, listed)
         exact: dict[str, dict[str, Any]] = {}
         changed = [p for p in summary.plans if p.outcome not in (fleet.UNCHANGED,
                                                                    fleet.RENDER_ERROR)]

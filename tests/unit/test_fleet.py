@@ -223,3 +223,18 @@ def test_variables_from_secrets_render_like_the_operator_renders_them() -> None:
     assert by_key["default/b"].outcome == fleet.RENDER_ERROR
     assert "Secret default/b-hub" in by_key["default/b"].error
     assert token not in json.dumps(summary.to_dict())
+
+
+def test_other_objects_of_listed_kinds_come_from_the_cluster() -> None:
+    service = {"group": "otherResources", "entry": "svc",
+               "manifest": {"apiVersion": "v1", "kind": "Service",
+                            "metadata": {"name": "a-svc"}, "spec": {"ports": [{"port": 80}]}}}
+    live = [{**service, "manifest": {**service["manifest"],
+                                     "spec": {"ports": [{"port": 80, "protocol": "TCP"}],
+                                              "clusterIP": "10.0.0.1"}}}]
+    listed = {"Pod", "PersistentVolumeClaim", "Service"}
+    assert baseline_from_live(live, [service], [service], listed) == [service]
+    # Listed and absent: the Service is gone from the cluster (a create), not taken from render.
+    assert baseline_from_live([], [service], [service], listed) == []
+    # Not listable: compared with the live template's render.
+    assert baseline_from_live([], [service], [service]) == [service]
