@@ -268,6 +268,17 @@ class Kube:
                 return None
             raise to_kube_error(exc, what) from exc
 
+    def patch_template_status(self, namespace: str, name: str, status: dict) -> dict | None:
+        """Merge patch of a template's status (instance counts); None when it is gone."""
+        try:
+            return self.custom.patch_namespaced_custom_object_status(
+                GROUP, VERSION, namespace, TEMPLATE_PLURAL, name, {"status": status},
+                field_manager=self.component, _content_type=MERGE_PATCH)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise to_kube_error(exc, f"patch status of template {namespace}/{name}") from exc
+
     def add_finalizer(self, namespace: str, name: str, finalizer: str = FINALIZER) -> dict | None:
         return self._edit_finalizers(namespace, name, finalizer, add=True)
 

@@ -37,6 +37,7 @@ from jupyternetes.operator.reconcile import (
     ReconcileConfig,
     Reconciler,
 )
+from jupyternetes.operator.templatestatus import TemplateStatusWriter, template_status
 from jupyternetes.operator.watch import (
     ADDED,
     DELETED,
@@ -76,6 +77,10 @@ class TemplateIndex:
                 self._template_of[instance_key] = template_key
                 self._instances_of.setdefault(template_key, set()).add(instance_key)
 
+    def template_of(self, instance_key: str) -> str | None:
+        with self._lock:
+            return self._template_of.get(instance_key)
+
     def instances_of(self, template_key: str) -> list[str]:
         with self._lock:
             return sorted(self._instances_of.get(template_key, ()))
@@ -100,7 +105,8 @@ class Operator:
                  resync_seconds: float = 300.0,
                  config: ReconcileConfig | None = None, metrics: Metrics | None = None,
                  backoff: Backoff | None = None, shutdown_grace: float = 30.0,
-                 watch_timeout_seconds: int = 290) -> None:
+                 watch_timeout_seconds: int = 290,
+                 template_status_seconds: float = 2.0) -> None:
         self.kube = kube
         self.engine = engine
         self.metrics = metrics or Metrics()
@@ -134,6 +140,10 @@ class Operator:
             ListWatcher(f"templates@{ns or '*'}", _template_source(kube, ns), self.on_template,
                         resync_seconds=0, watch_timeout_seconds=watch_timeout_seconds)
             for ns in template_scopes]
+        # Instance counts on each template, written at most once per interval per template.
+        self.template_status = TemplateStatusWriter(self._template_counts,
+                                                    self._write_template_status,
+                                                    interval=template_status_seconds)
         self._threads: list[threading.Thread] = []
         self._stopping = threading.Event()
         self._started = threading.Event()
@@ -155,7 +165,12 @@ class Operator:
                 self._seen.pop(key, None)
             else:
                 self._seen[key] = fingerprint
-        self.templates.update(key, None if event_type == DELETED else template_key_of(obj))
+        previous_template = self.templates.template_of(key)
+        template = None if event_type == DELETED else template_key_of(obj)
+        self.templates.update(key, template)
+        # Status events count too: they move `current` (templateGeneration) and the objects.
+        self._mark_template(previous_template)
+        self._mark_template(template)
         if event_type == RESYNC and self.queue.is_waiting(key):
             return  # a retry with backoff is already scheduled; a resync must not hurry it
         if event_type in (ADDED, RESYNC, DELETED) or previous != fingerprint:
@@ -177,12 +192,40 @@ class Operator:
             return
         if event_type == RESYNC:
             return
+        self._mark_template(key)
         instances = self.templates.instances_of(key)
         if instances and event_type != ADDED:
             log.info("template %s %s (generation %s); re-checking %d instance(s)", key,
                      event_type.lower(), generation, len(instances))
         for instance_key in instances:
             self.queue.add(instance_key)
+
+    def _template(self, key: str) -> dict | None:
+        for watcher in self.template_watchers:
+            obj = watcher.get(key)
+            if obj is not None:
+                return obj
+        return None
+
+    def _template_counts(self, key: str) -> tuple[dict, dict | None] | None:
+        template = self._template(key)
+        if template is None:
+            return None
+        instances = [obj for obj in map(self._instance, self.templates.instances_of(key))
+                     if obj is not None]
+        generation = (template.get("metadata") or {}).get("generation")
+        return (template_status(instances, generation if isinstance(generation, int) else None),
+                template.get("status"))
+
+    def _mark_template(self, key: str | None) -> None:
+        if key:
+            self.metrics.template_status_events.inc()
+            self.template_status.mark(key)
+
+    def _write_template_status(self, key: str, status: dict) -> None:
+        namespace, _, name = key.partition("/")
+        self.kube.patch_template_status(namespace, name, status)
+        self.metrics.template_status_writes.inc()
 
     def on_pod(self, event_type: str, pod: dict) -> None:
         key = self.instance_key_of_pod(pod)
@@ -287,6 +330,7 @@ class Operator:
             log.info("cleared stale stack locks: %s", cleared)
         for watcher in self.pod_watchers + self.template_watchers + self.instance_watchers:
             watcher.start()
+        self.template_status.start()
         for index in range(self.workers):
             # Daemon: an engine operation that ignores shutdown must not keep the process alive
             # past the grace period (its stack lock is cleared at the next start).
@@ -317,7 +361,8 @@ class Operator:
         if not self._started.is_set():
             return True
         watchers = self.all_watchers()
-        return all(w.alive() for w in watchers) and all(t.is_alive() for t in self._threads)
+        return (all(w.alive() for w in watchers) and all(t.is_alive() for t in self._threads)
+                and self.template_status.alive())
 
     def ready(self) -> bool:
         return (self._started.is_set() and self.healthy()
@@ -340,6 +385,7 @@ class Operator:
         for watcher in self.all_watchers():
             watcher.stop(timeout=2.0)
         self.queue.shutdown()
+        self.template_status.stop()
         deadline = time.monotonic() + self.shutdown_grace
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
@@ -489,6 +535,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--backoff-cap", type=float, default=300.0, metavar="S")
     parser.add_argument("--template-retry-seconds", type=float, default=30.0, metavar="S",
                         help="re-check an instance whose template is missing this often")
+    parser.add_argument("--template-status-seconds", type=float, default=2.0, metavar="S",
+                        help="write each template's instance counts (status.instances, "
+                             "status.current) at most this often (default 2)")
     parser.add_argument("--log-level", default="info",
                         choices=("debug", "info", "warning", "error"))
     parser.add_argument("--log-format", default="json", choices=("json", "text"))
@@ -526,7 +575,8 @@ def run(args: argparse.Namespace) -> int:
                         template_namespaces=args.template_namespace, workers=args.workers,
                         resync_seconds=args.resync_seconds, config=config, metrics=metrics,
                         backoff=Backoff(base=args.backoff_base, cap=args.backoff_cap),
-                        shutdown_grace=args.shutdown_grace)
+                        shutdown_grace=args.shutdown_grace,
+                        template_status_seconds=args.template_status_seconds)
 
     stop = threading.Event()
 
