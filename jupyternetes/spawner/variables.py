@@ -16,9 +16,12 @@ ENV_PREFIX = "jupyterhub.env."
 # get_env() keys whose values are credentials: Secret only, never spec.variables.
 TOKEN_ENV_KEYS = frozenset({"JUPYTERHUB_API_TOKEN", "JPY_API_TOKEN"})
 TOKEN_VARIABLE = "jupyterhub.api_token"
-# The Secret's keys: the seed's variable name, and the env name so a template may also mount the
-# Secret with `envFrom` (`{jupyternetes.instance.name}-hub`).
-SECRET_TOKEN_KEYS = (TOKEN_VARIABLE, "JUPYTERHUB_API_TOKEN")
+# The Secret's keys: the seed's variable name; the env name, so a template may also mount the
+# Secret with `envFrom` or `secretKeyRef` (`{jupyternetes.instance.name}-hub`); and the token env
+# names as `jupyterhub.env.<NAME>`, so every get_env() variable is a placeholder (tokens only as
+# Pulumi secrets, through `spec.variablesFrom`).
+SECRET_TOKEN_KEYS = (TOKEN_VARIABLE, "JUPYTERHUB_API_TOKEN",
+                     *(ENV_PREFIX + key for key in sorted(TOKEN_ENV_KEYS)))
 
 
 @dataclass(frozen=True)

@@ -126,3 +126,18 @@ def test_hub_template_renders_with_the_variables_of_a_real_spawn() -> None:
     assert env["JUPYTERHUB_API_TOKEN"] is None  # by reference to the Secret
     token_ref = pod["spec"]["containers"][0]["env"][0]["valueFrom"]["secretKeyRef"]
     assert token_ref["name"] == manifests.secret_name(spawner.instance_name)
+
+
+def test_a_real_spawn_provides_every_variable_lint_assumes() -> None:
+    """`jupyternetes lint` renders templates with hubvars' names: a template it passes must
+    find each of them at a real spawn (in spec.variables or, tokens, in the Secret)."""
+    from jupyternetes import hubvars
+    from jupyternetes.spawner import variables
+
+    spawner = make_spawner("gpu", namespace="users")
+    spawner.orm_spawner.server = orm.Server(proto="http", ip="", port=0, cookie_name="c",
+                                            base_url="/user/alice/gpu/")
+    spawner.instance_name = instance_name_for_user("alice", "gpu")
+    values = asyncio.run(spawner.instance_variables(None))
+    provided = set(values) | set(variables.secret_data("t"))
+    assert set(hubvars.sample_variables()) <= provided

@@ -50,7 +50,9 @@ def test_env_becomes_prefixed_variables_and_tokens_stay_out() -> None:
 
 def test_secret_data_holds_the_token_under_both_keys() -> None:
     assert variables.secret_data("t0k") == {"jupyterhub.api_token": "t0k",
-                                            "JUPYTERHUB_API_TOKEN": "t0k"}
+                                            "JUPYTERHUB_API_TOKEN": "t0k",
+                                            "jupyterhub.env.JPY_API_TOKEN": "t0k",
+                                            "jupyterhub.env.JUPYTERHUB_API_TOKEN": "t0k"}
     with pytest.raises(ValueError, match="no API token"):
         variables.secret_data("")
 
@@ -70,7 +72,8 @@ def test_admin_layers_differing_in_case_replace_each_other() -> None:
 
 
 @pytest.mark.parametrize("name", ["jupyterhub.user.name", "JUPYTERHUB.USER.NAME",
-                                  "jupyterhub.api_token", "JUPYTERHUB_API_TOKEN"])
+                                  "jupyterhub.api_token", "JUPYTERHUB_API_TOKEN",
+                                  "jupyterhub.env.JPY_API_TOKEN"])
 def test_admin_may_not_override_builtins(name: str) -> None:
     built = variables.builtin_variables(facts(), {})
     with pytest.raises(ValueError, match="set by the spawner"):
