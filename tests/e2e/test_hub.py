@@ -398,7 +398,14 @@ def spawn_failure(env: HubEnv, user: str, options: dict,
     status, body, events = spawn_with_progress(env, user, options=options)
     elapsed = time.monotonic() - started
     if status == 202:
-        assert events and events[-1].get("failed"), events
+        if not (events and events[-1].get("failed")):
+            # Known hub race (6.1.1): the stream of a spawn that fails while its server is
+            # starting may close without the final event. Asked again, the hub answers with the
+            # failure it kept (the spawner's exception), as a browser reload would see it.
+            wait_for(f"{user}'s failed spawn to settle", lambda: env.server_model(user) is None,
+                     timeout=60)
+            events = env.progress(user)
+        assert events and events[-1].get("failed"), (events, env.hub.hub_process.log_tail())
         return events[-1]["message"], elapsed
     # Failed before the hub answered (or the known InvalidStateError 500 of the hub).
     assert status >= 400, (status, body)
