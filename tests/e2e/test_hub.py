@@ -216,9 +216,10 @@ def env(cluster, crds_installed, pod_runner, tmp_path_factory) -> Iterator[HubEn
     broken["spec"]["pods"][0]["labels"]["broken"] = "{no.such.variable}"
     templates.append(broken)
     crashing = spawner_template(ns, "crashing")
-    # The notebook process dies before it ever answers.
+    # The notebook process dies before it ever answers, some seconds after its pod is Ready
+    # (no readiness probe), when the hub alone would only be polling the URL.
     crashing["spec"]["pods"][0]["spec"]["containers"][0]["command"] = [
-        "python", "-c", "import sys; sys.exit(3)"]
+        "python", "-c", "import sys, time; time.sleep(8); sys.exit(3)"]
     templates.append(crashing)
     for body in templates:
         custom.create_namespaced_custom_object(GROUP, VERSION, ns, TEMPLATES, body)
