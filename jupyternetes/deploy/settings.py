@@ -232,7 +232,7 @@ def _quantity(get: Lookup, key: str, default: str) -> str:
     return value
 
 
-def _resources(get: Lookup, default: Mapping[str, Any]) -> Mapping[str, Any]:
+def _resources(get: Lookup, default: Mapping[str, Mapping[str, str]]) -> Mapping[str, Any]:
     value = get("resources")
     if value is None:
         return default
@@ -246,7 +246,11 @@ def _resources(get: Lookup, default: Mapping[str, Any]) -> Mapping[str, Any]:
         for name, amount in amounts.items():
             if not isinstance(amount, str | int) or not _QUANTITY.match(str(amount)):
                 raise SettingsError(f"resources.{part}.{name}: {amount!r} is not a quantity")
-    return {part: {k: str(v) for k, v in amounts.items()} for part, amounts in value.items()}
+    # Merged over the defaults, so `--path resources.limits.memory 2Gi` keeps the requests.
+    merged = {part: dict(amounts) for part, amounts in default.items()}
+    for part, amounts in value.items():
+        merged.setdefault(part, {}).update({k: str(v) for k, v in amounts.items()})
+    return merged
 
 
 def _resource_kinds(get: Lookup) -> tuple[ResourceKind, ...]:

@@ -66,7 +66,6 @@ class DeployStack:
 
     name: str
     env: dict[str, str]
-    config_file: Path
     log: list[str] = field(default_factory=list)
 
     def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -80,14 +79,13 @@ class DeployStack:
         return proc
 
     def config(self, key: str, value: str, path: bool = False) -> None:
-        self.run("config", "set", *(["--path"] if path else []), key, value,
-                 "--config-file", str(self.config_file))
+        self.run("config", "set", *(["--path"] if path else []), key, value)
 
     def up(self) -> subprocess.CompletedProcess[str]:
-        return self.run("up", "--yes", "--skip-preview", "--config-file", str(self.config_file))
+        return self.run("up", "--yes", "--skip-preview")
 
     def preview_json(self, *extra: str) -> dict:
-        proc = self.run("preview", "--json", "--config-file", str(self.config_file), *extra)
+        proc = self.run("preview", "--json", *extra)
         return json.loads(proc.stdout)
 
 
@@ -166,7 +164,7 @@ def deployed(cluster, tmp_path_factory) -> Iterator[Deployed]:
     backend = harness_pulumi.backend_url(tmp / "pulumi-state")
     env = harness_pulumi.pulumi_env(backend, f"deploy-{suffix}")
     env["KUBECONFIG"] = str(cluster.kubeconfig)  # the admin's current kubeconfig
-    stack = DeployStack(f"e2e-{suffix}", env, tmp / f"Pulumi.e2e-{suffix}.yaml")
+    stack = DeployStack(f"e2e-{suffix}", env)
     api = cluster.api_client()
     core = client.CoreV1Api(api)
     for key in ("users", "hub", "other"):
@@ -175,9 +173,11 @@ def deployed(cluster, tmp_path_factory) -> Iterator[Deployed]:
     pvs = [static_pv(core, names["op"], STATE_PVC)]
     d = Deployed(stack, api, cluster.kubeconfig, tmp, names["op"], names["users"], names["hub"],
                  names["other"], pvs)
+    # The stack's settings file (Pulumi.<stack>.yaml) is written beside Pulumi.yaml, as for an
+    # admin; it is this test's, so it goes at the end.
     stray = REPO / f"Pulumi.{stack.name}.yaml"
     try:
-        stack.run("stack", "init", stack.name, "--secrets-provider", "passphrase")
+        stack.run("stack", "init", "--secrets-provider", "passphrase")
         settings = {"namespace": d.operator_ns, "image": "jupyternetes/operator:e2e",
                     "watchNamespaces[0]": d.user_ns, "templateNamespaces[0]": d.hub_ns,
                     "hubNamespace": d.hub_ns, "hubUserNamespace": d.user_ns,
@@ -191,7 +191,7 @@ def deployed(cluster, tmp_path_factory) -> Iterator[Deployed]:
         yield d
     finally:
         with contextlib.suppress(Exception):
-            stack.run("destroy", "--yes", "--config-file", str(stack.config_file), check=False)
+            stack.run("destroy", "--yes", "--skip-preview", check=False)
         with contextlib.suppress(Exception):
             stack.run("stack", "rm", "--yes", "--force", check=False)
         stray.unlink(missing_ok=True)
@@ -429,7 +429,7 @@ def test_destroy_removes_the_operator_and_keeps_crds_instances_and_pvcs(deployed
     d.core.create_namespaced_persistent_volume_claim(d.user_ns, {
         "metadata": {"name": "kept-workspace"},
         "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}})
-    d.stack.run("destroy", "--yes", "--skip-preview", "--config-file", str(d.stack.config_file))
+    d.stack.run("destroy", "--yes", "--skip-preview")
     apps = client.AppsV1Api(d.api)
     with pytest.raises(client.ApiException) as gone:
         apps.read_namespaced_deployment(OPERATOR, d.operator_ns)

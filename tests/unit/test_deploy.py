@@ -90,7 +90,8 @@ def test_settings_parse_cli_strings_and_structures():
     assert s.watch_namespaces == ("users", "team-a")
     # pods and PVCs are always granted; not listed twice.
     assert s.other_resource_kinds == (ResourceKind("", "services"), ResourceKind("", "configmaps"))
-    assert s.resources == {"limits": {"memory": "2Gi", "cpu": "1"}}
+    assert s.resources == {"limits": {"memory": "2Gi", "cpu": "1"},
+                           "requests": {"cpu": "100m", "memory": "256Mi"}}
     assert not s.cluster_wide and s.file_state
 
 
