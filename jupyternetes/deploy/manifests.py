@@ -114,6 +114,9 @@ def deployment(settings: DeploySettings) -> dict[str, Any]:
     env: list[dict[str, Any]] = [
         {"name": "PULUMI_CONFIG_PASSPHRASE",
          "valueFrom": {"secretKeyRef": {"name": STATE_SECRET, "key": PASSPHRASE_KEY}}},
+        # Identity and home of this replica, for leader election Leases and Events.
+        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
         # Nothing else in the root filesystem is writable.
         {"name": "HOME", "value": "/tmp"},
         {"name": "TMPDIR", "value": "/tmp"},
