@@ -55,16 +55,19 @@ def declare(resource_name: str, manifest: dict[str, Any],
 
 def passphrase_secret(settings: DeploySettings, configured: pulumi.Output | None,
                       ) -> pulumi.CustomResource:
-    """The Secret with the instance stacks' passphrase.
+    """The Secret with the instance stacks' passphrase: the `statePassphrase` config, or when that
+    is empty a value generated here.
 
-    From the `statePassphrase` secret config when set; otherwise generated once here and kept:
-    every run generates a new candidate, and ignore_changes keeps the value first applied (the
-    state holds it as a secret). Changing it later would make every instance stack unreadable.
+    Kept from the first `up` on: every run computes a new candidate (a generated value differs
+    each time), and ignore_changes keeps the value first applied, which the state holds as a
+    secret. That is on purpose for a configured value too: every instance stack's secrets are
+    encrypted with it, so changing it under them would make them unreadable.
     """
-    if configured is not None:
-        return declare("secret/state", manifests.state_secret(settings, configured))
-    generated = pulumi.Output.secret(secrets.token_urlsafe(32))
-    return declare("secret/state", manifests.state_secret(settings, generated),
+    generated = secrets.token_urlsafe(32)
+    value = (configured.apply(lambda v: v or generated) if configured is not None
+             else pulumi.Output.from_input(generated))
+    return declare("secret/state",
+                   manifests.state_secret(settings, pulumi.Output.secret(value)),
                    pulumi.ResourceOptions(ignore_changes=["stringData"]))
 
 

@@ -55,6 +55,7 @@ def test_every_setting_is_documented_with_its_default_in_pulumi_yaml():
     declared = PROJECT["config"]
     fields = {camel(f.name): f for f in dataclasses.fields(DeploySettings)}
     assert set(declared) - {"statePassphrase"} == set(fields)
+    assert declared["statePassphrase"]["default"] == ""
     defaults = DeploySettings()
     for key, field in fields.items():
         assert declared[key]["description"], key
@@ -63,7 +64,6 @@ def test_every_setting_is_documented_with_its_default_in_pulumi_yaml():
         if isinstance(value, tuple):
             value = list(value)
         assert declared[key]["default"] == value, key
-    assert declared["statePassphrase"]["secret"] is True
     # The defaults read back through the program's own parser give the defaults.
     assert settings(**{k: v["default"] for k, v in declared.items() if "default" in v}) == defaults
 
@@ -370,13 +370,14 @@ def test_program_declares_the_install(monitor):
 
 
 @pulumi.runtime.test
-def test_configured_passphrase_is_not_ignored(monitor):
+def test_configured_passphrase_is_used_and_kept(monitor):
     declared = deploy.declare_all(settings(retainCrds=False),
                                   pulumi.Output.secret("from-config"))
 
-    def check(_):
+    def check(values):
         reqs = monitor.by_name()
-        assert list(reqs["secret/state"].ignoreChanges) == []
+        assert list(reqs["secret/state"].ignoreChanges) == ["stringData"]
+        assert wire(reqs["secret/state"])["stringData"]["passphrase"]["value"] == "from-config"
         assert not [n for n, r in reqs.items() if r.retainOnDelete]
 
     return pulumi.Output.all(*[r.urn for r in declared.values()]).apply(check)
