@@ -60,7 +60,7 @@ def passphrase_secret(settings: DeploySettings, configured: pulumi.Output | None
 
     Kept from the first `up` on: every run computes a new candidate (a generated value differs
     each time), and ignore_changes keeps the value first applied, which the state holds as a
-    secret. That is on purpose for a configured value too: every instance stack's secrets are
+    secret (both fields: the provider turns stringData into data before diffing). That is on purpose for a configured value too: every instance stack's secrets are
     encrypted with it, so changing it under them would make them unreadable.
     """
     generated = secrets.token_urlsafe(32)
@@ -68,7 +68,7 @@ def passphrase_secret(settings: DeploySettings, configured: pulumi.Output | None
              else pulumi.Output.from_input(generated))
     return declare("secret/state",
                    manifests.state_secret(settings, pulumi.Output.secret(value)),
-                   pulumi.ResourceOptions(ignore_changes=["stringData"]))
+                   pulumi.ResourceOptions(ignore_changes=["stringData", "data"]))
 
 
 def declare_crds(settings: DeploySettings) -> dict[str, pulumi.CustomResource]:

@@ -344,7 +344,8 @@ def test_operator_runs_with_the_stacks_service_account(deployed: Deployed, opera
         # The template watch works under the namespaced Role: an edit reaches the instance.
         d.custom.patch_namespaced_custom_object(
             GROUP, VERSION, d.hub_ns, TEMPLATES, SEED_TEMPLATE,
-            [{"op": "add", "path": "/spec/pods/0/labels/e2e-edit", "value": "1"}])
+            [{"op": "add", "path": "/spec/pods/0/labels/e2e-edit", "value": "1"}],
+            _content_type="application/json-patch+json")
         wait_for("TemplateCurrent=False after the template edit",
                  lambda: condition(instance(), "TemplateCurrent").get("status") == "False",
                  describe=describe)

@@ -361,7 +361,7 @@ def test_program_declares_the_install(monitor):
         assert {n for n, r in reqs.items() if r.retainOnDelete} == crd_names
         # A generated passphrase: a secret on the wire, kept across runs by ignore_changes.
         secret = reqs["secret/state"]
-        assert list(secret.ignoreChanges) == ["stringData"]
+        assert list(secret.ignoreChanges) == ["stringData", "data"]
         assert wire(secret)["stringData"]["passphrase"][SECRET_SIG]
         # The raw resources ask for the plugin version the SDK pins.
         assert re.fullmatch(r"\d+\.\d+\.\d+", reqs["deployment"].version)
@@ -376,7 +376,7 @@ def test_configured_passphrase_is_used_and_kept(monitor):
 
     def check(values):
         reqs = monitor.by_name()
-        assert list(reqs["secret/state"].ignoreChanges) == ["stringData"]
+        assert list(reqs["secret/state"].ignoreChanges) == ["stringData", "data"]
         assert wire(reqs["secret/state"])["stringData"]["passphrase"]["value"] == "from-config"
         assert not [n for n, r in reqs.items() if r.retainOnDelete]
 
