@@ -116,10 +116,13 @@ def main(image: str) -> int:
             figures["deleted"] = True
             figures["readyz"] = http_ok(port, "/readyz")
             figures["metrics_bytes"] = len(http_get(port, "/metrics"))
-    finally:
-        if proc is not None:
+            # SIGTERM while the cluster still answers, as a pod is stopped.
             proc.terminate()
             figures["exit_code"] = proc.wait(60)
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
         subprocess.run([*BUILDAH, "umount", container], capture_output=True)
         subprocess.run([*BUILDAH, "rm", container], capture_output=True)
         figures["log"] = str(log)
