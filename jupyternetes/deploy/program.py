@@ -60,8 +60,9 @@ def passphrase_secret(settings: DeploySettings, configured: pulumi.Output | None
 
     Kept from the first `up` on: every run computes a new candidate (a generated value differs
     each time), and ignore_changes keeps the value first applied, which the state holds as a
-    secret (both fields: the provider turns stringData into data before diffing). That is on purpose for a configured value too: every instance stack's secrets are
-    encrypted with it, so changing it under them would make them unreadable.
+    secret (both fields: the provider turns stringData into data before diffing). That is on
+    purpose for a configured value too: every instance stack's secrets are encrypted with it,
+    so changing it under them would make them unreadable.
     """
     generated = secrets.token_urlsafe(32)
     value = (configured.apply(lambda v: v or generated) if configured is not None

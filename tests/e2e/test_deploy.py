@@ -289,12 +289,17 @@ def operator_kubeconfig(deployed: Deployed) -> Path:
                             deployed.tmp / "operator.kubeconfig", deployed.api)
 
 
-def seed_instance(ns: str, template_ns: str) -> dict:
+def seed_instance(ns: str, template_ns: str, token_secret: str | None = None) -> dict:
+    """The seed instance; with `token_secret`, its hub token comes from that Secret
+    (spec.variablesFrom), as the spawner passes it, so the operator must `get` the Secret."""
     body = strip_server_fields(load_example("seed-instance.yaml"))
     body["metadata"] = {"name": SEED_NAME, "namespace": ns}
     body["spec"]["template"] = {"name": SEED_TEMPLATE, "namespace": template_ns}
     body["spec"]["variables"]["jupyternetes.instance.name"] = SEED_NAME
     body["spec"]["variables"]["jupyternetes.instance.namespace"] = ns
+    if token_secret:
+        del body["spec"]["variables"]["jupyterhub.api_token"]
+        body["spec"]["variablesFrom"] = [{"secretRef": {"name": token_secret}}]
     return body
 
 
@@ -327,8 +332,12 @@ def test_operator_runs_with_the_stacks_service_account(deployed: Deployed, opera
         return f"instance: {json.dumps(instance(), indent=1)}\noperator log:\n{op.log_tail(80)}"
 
     try:
-        d.custom.create_namespaced_custom_object(GROUP, VERSION, d.user_ns, INSTANCES,
-                                                 seed_instance(d.user_ns, d.hub_ns))
+        d.core.create_namespaced_secret(d.user_ns, {
+            "metadata": {"name": f"{SEED_NAME}-hub"},
+            "stringData": {"jupyterhub.api_token": uuid.uuid4().hex}})
+        d.custom.create_namespaced_custom_object(
+            GROUP, VERSION, d.user_ns, INSTANCES,
+            seed_instance(d.user_ns, d.hub_ns, token_secret=f"{SEED_NAME}-hub"))
 
         def completed_and_ready() -> dict | None:
             inst = instance()
