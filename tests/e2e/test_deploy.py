@@ -280,6 +280,19 @@ def test_one_config_change_previews_exactly_that_change(deployed: Deployed):
     stack.preview_json("--expect-no-changes")
 
 
+def test_bad_config_fails_the_preview_with_the_key_and_the_fix(deployed: Deployed):
+    stack = deployed.stack
+    stack.config("replicas", "2")
+    try:
+        proc = stack.run("preview", check=False)
+        assert proc.returncode != 0
+        assert "replicas: 2 operators cannot share one file:// state" in proc.stdout + proc.stderr
+        assert "stateBackendUrl" in proc.stdout + proc.stderr
+    finally:
+        stack.run("config", "rm", "replicas")
+    stack.preview_json("--expect-no-changes")
+
+
 # ---- 2. the operator's RBAC: enough, and no more ----------------------------------------------
 
 
@@ -427,6 +440,36 @@ def test_hub_access(deployed: Deployed, hub_kubeconfig, verb, resource, where, g
     assert can(hub_kubeconfig, verb, resource, ns, group) is allowed
 
 
+def test_all_namespaces_mode_uses_cluster_roles(deployed: Deployed, operator_kubeconfig):
+    """The default (no watchNamespaces, no templateNamespaces): ClusterRoles, still no secret
+    listing, no template writes, no PVC deletes."""
+    d = deployed
+    d.stack.run("config", "rm", "watchNamespaces")
+    d.stack.run("config", "rm", "templateNamespaces")
+    d.stack.up()
+    rbac_api = client.RbacAuthorizationV1Api(d.api)
+    cluster_roles = {r.metadata.name for r in rbac_api.list_cluster_role(
+        label_selector="app.kubernetes.io/name=jupyternetes").items}
+    assert {f"{OPERATOR}-{d.operator_ns}", f"{OPERATOR}-{d.operator_ns}-templates"} <= \
+        cluster_roles
+    assert not rbac_api.list_namespaced_role(
+        d.user_ns, label_selector="app.kubernetes.io/component=operator").items
+    args = client.AppsV1Api(d.api).read_namespaced_deployment(
+        OPERATOR, d.operator_ns).spec.template.spec.containers[0].args
+    assert "--namespace" not in args and "--template-namespace" not in args
+    expected = [("list", INSTANCES, "", GROUP, True), ("watch", TEMPLATES, "", GROUP, True),
+                ("list", "pods", "", "", True), ("get", "secrets", "other", "", True),
+                ("list", "secrets", "", "", False), ("list", "secrets", "other", "", False),
+                ("delete", "namespaces", "", "", False), ("create", TEMPLATES, "hub", GROUP, False),
+                ("delete", "persistentvolumeclaims", "other", "", False),
+                ("update", "leases", "other", "coordination.k8s.io", False),
+                ("create", "services", "other", "", False)]
+    for verb, resource, where, group, allowed in expected:
+        ns = {"": "", "other": d.other_ns, "hub": d.hub_ns}[where]
+        assert can(operator_kubeconfig, verb, resource, ns, group) is allowed, \
+            (verb, resource, where)
+
+
 # ---- 3. destroy keeps users' work -------------------------------------------------------------
 
 
@@ -447,6 +490,9 @@ def test_destroy_removes_the_operator_and_keeps_crds_instances_and_pvcs(deployed
     rbac_api = client.RbacAuthorizationV1Api(d.api)
     assert not rbac_api.list_namespaced_role(
         d.user_ns, label_selector="app.kubernetes.io/name=jupyternetes").items
+    assert not [r.metadata.name for r in rbac_api.list_cluster_role(
+        label_selector="app.kubernetes.io/name=jupyternetes").items
+        if d.operator_ns in r.metadata.name]
     ext = client.ApiextensionsV1Api(d.api)
     for crd in CRDS:
         assert ext.read_custom_resource_definition(crd).metadata.deletion_timestamp is None
