@@ -182,6 +182,8 @@ def deployment(settings: DeploySettings) -> dict[str, Any]:
                     "securityContext": {"runAsNonRoot": True, "runAsUser": RUN_AS,
                                         "runAsGroup": RUN_AS, "fsGroup": RUN_AS,
                                         "seccompProfile": {"type": "RuntimeDefault"}},
+                    **({"imagePullSecrets": [{"name": n} for n in settings.image_pull_secrets]}
+                       if settings.image_pull_secrets else {}),
                     "initContainers": [link_plugins],
                     "containers": [container],
                     "volumes": [state_volume,

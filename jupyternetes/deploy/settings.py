@@ -45,6 +45,7 @@ class DeploySettings:
     namespace: str = "jupyternetes"
     image: str = DEFAULT_IMAGE
     image_pull_policy: str = "IfNotPresent"
+    image_pull_secrets: tuple[str, ...] = ()
     replicas: int = 1
     resources: Mapping[str, Any] = field(default_factory=lambda: dict(DEFAULT_RESOURCES))
     watch_namespaces: tuple[str, ...] = ()
@@ -96,6 +97,7 @@ def settings_from_config(get: Lookup) -> DeploySettings:
         image=_string(get, "image", d.image, required=True),
         image_pull_policy=_choice(get, "imagePullPolicy", d.image_pull_policy,
                                   ("Always", "IfNotPresent", "Never")),
+        image_pull_secrets=_names(get, "imagePullSecrets"),
         replicas=_integer(get, "replicas", d.replicas, minimum=0),
         resources=_resources(get, d.resources),
         watch_namespaces=_dns_labels(get, "watchNamespaces"),
@@ -222,6 +224,14 @@ def _dns_labels(get: Lookup, key: str) -> tuple[str, ...]:
     for index, name in enumerate(names):
         if not _DNS_LABEL.match(name):
             raise SettingsError(f"{key}[{index}]: {name!r} is not a namespace name")
+    return names
+
+
+def _names(get: Lookup, key: str) -> tuple[str, ...]:
+    names = _strings(get, key)
+    for index, name in enumerate(names):
+        if not all(_DNS_LABEL.match(part) for part in name.split(".")):
+            raise SettingsError(f"{key}[{index}]: {name!r} is not a valid Kubernetes object name")
     return names
 
 

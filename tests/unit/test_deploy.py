@@ -262,6 +262,15 @@ def test_deployment_is_locked_down_and_recreated_with_file_state():
     assert set(d["spec"]["selector"]["matchLabels"].items()) <= set(labels.items())
 
 
+def test_image_pull_secrets():
+    spec = manifests.deployment(settings(imagePullSecrets=["registry"]))["spec"]["template"][
+        "spec"]
+    assert spec["imagePullSecrets"] == [{"name": "registry"}]
+    assert "imagePullSecrets" not in manifests.deployment(settings())["spec"]["template"]["spec"]
+    with pytest.raises(SettingsError, match=r"imagePullSecrets\[0\]"):
+        settings(imagePullSecrets=["Bad Name"])
+
+
 def test_remote_state_has_no_pvc_and_rolls():
     s = settings(stateBackendUrl="s3://b", stateBackendCredentialsSecret="aws", replicas=2)
     assert manifests.state_pvc(s) is None
