@@ -563,6 +563,9 @@ def main() -> int:
         answer = {"result": "failed", "started_at": utc_now(), "finished_at": utc_now(),
                   "message": mask_secrets(f"stack {request.get('stack')}: {op_label(request)}: "
                                           f"{type(exc).__name__}: {exc}", mask.forms())}
+    for key in ("message", "config_error"):  # whatever path built it, no secret leaves
+        if isinstance(answer.get(key), str):
+            answer[key] = mask_secrets(answer[key], mask.forms())
     sys.stdout.write(json.dumps(answer))
     sys.stdout.flush()
     return 0
