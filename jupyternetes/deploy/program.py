@@ -54,7 +54,7 @@ def declare(resource_name: str, manifest: dict[str, Any],
 
 
 def passphrase_secret(settings: DeploySettings, configured: pulumi.Output | None,
-                      ) -> pulumi.CustomResource:
+                      namespace: pulumi.Resource) -> pulumi.CustomResource:
     """The Secret with the instance stacks' passphrase: the `statePassphrase` config, or when that
     is empty a value generated here.
 
@@ -69,7 +69,8 @@ def passphrase_secret(settings: DeploySettings, configured: pulumi.Output | None
              else pulumi.Output.from_input(generated))
     return declare("secret/state",
                    manifests.state_secret(settings, pulumi.Output.secret(value)),
-                   pulumi.ResourceOptions(ignore_changes=["stringData", "data"]))
+                   pulumi.ResourceOptions(ignore_changes=["stringData", "data"],
+                                          depends_on=[namespace]))
 
 
 def declare_crds(settings: DeploySettings) -> dict[str, pulumi.CustomResource]:
@@ -99,13 +100,13 @@ def declare_all(settings: DeploySettings, passphrase: pulumi.Output | None = Non
     assert ns is not None
     account = add("serviceaccount", manifests.service_account(settings), [ns])
     assert account is not None
-    secret = passphrase_secret(settings, passphrase)
+    secret = passphrase_secret(settings, passphrase, ns)
     declared["secret/state"] = secret
     pvc = add("pvc/state", manifests.state_pvc(settings), [ns])
     roles = [add(obj.resource_name, obj.manifest, [ns, account])
              for obj in rbac.operator_rbac(settings, manifests.labels())]
     for obj in rbac.hub_rbac(settings, manifests.labels("hub-rbac")):
-        add(obj.resource_name, obj.manifest, crds)
+        add(obj.resource_name, obj.manifest)
     ready = [r for r in [*crds, ns, account, secret, pvc, *roles] if r is not None]
     add("deployment", manifests.deployment(settings), ready)
     add("service/metrics", manifests.metrics_service(settings), [ns])

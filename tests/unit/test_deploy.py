@@ -366,6 +366,9 @@ def test_program_declares_the_install(monitor):
         for name in [*crd_names, "secret/state", "pvc/state", "serviceaccount",
                      "operator-clusterrolebinding/jupyternetes-operator-jupyternetes"]:
             assert urn(monitor, name) in deps, name
+        # Everything in the operator's namespace is created after it (and deleted before it).
+        for name in ["secret/state", "pvc/state", "serviceaccount", "service/metrics"]:
+            assert urn(monitor, "namespace") in reqs[name].dependencies, name
         # Nothing else is retained: destroy removes the operator completely.
         assert {n for n, r in reqs.items() if r.retainOnDelete} == crd_names
         # A generated passphrase: a secret on the wire, kept across runs by ignore_changes.
