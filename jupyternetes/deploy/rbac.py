@@ -10,8 +10,10 @@ Operator (`jupyternetes operator`, its engine workers and their Kubernetes provi
   provider does to apply a pod: server-side apply is a PATCH that needs `create` too when the
   object is new, `delete` for destroy and replacement.
 - persistentvolumeclaims: get, create, patch. No delete: PVCs are retained on destroy.
-- otherResources kinds the admin lists in otherResourceKinds: as pods (+ list/watch, which the
-  provider's delete await uses).
+- otherResources kinds the admin lists in otherResourceKinds: as pods, list+watch included: the
+  provider's delete await watches the object (checked: without them the destroy of an instance
+  with a Service and a ConfigMap hangs in that await, with no error, until the provider's
+  timeout).
 - events: create (kube.emit_event), patch (client-go style recorders aggregate by patching).
 - secrets: get only, for an instance's `spec.variablesFrom[].secretRef`; never list or watch.
 - leases (coordination.k8s.io): get/create/update, only in the operator's own namespace.

@@ -184,7 +184,9 @@ def deployed(cluster, tmp_path_factory) -> Iterator[Deployed]:
                     "exampleTemplateNamespace": d.hub_ns, "workers": "3",
                     "resources.limits.memory": "768Mi", "resources.requests.cpu": "50m",
                     "otherResourceKinds[0].apiGroup": "",
-                    "otherResourceKinds[0].resource": "configmaps"}
+                    "otherResourceKinds[0].resource": "configmaps",
+                    "otherResourceKinds[1].apiGroup": "",
+                    "otherResourceKinds[1].resource": "services"}
         for key, value in settings.items():
             stack.config(key, value, path="[" in key or "." in key)
         stack.up()
@@ -376,6 +378,40 @@ def test_operator_runs_with_the_stacks_service_account(deployed: Deployed, opera
         wait_for("the seed instance gone", lambda: instance() is None, describe=describe)
         assert d.core.read_namespaced_persistent_volume_claim(f"{SEED_NAME}-workspace",
                                                               d.user_ns)
+        # otherResources of the kinds the admin allowed (a Service and a ConfigMap): created,
+        # and deleted with the instance.
+        template = strip_server_fields(load_example("service-template.yaml"))
+        template["metadata"]["namespace"] = d.hub_ns
+        d.custom.create_namespaced_custom_object(GROUP, VERSION, d.hub_ns, TEMPLATES, template)
+        lab = strip_server_fields(load_example("service-instance.yaml"))
+        lab["metadata"]["namespace"] = d.user_ns
+        lab["spec"]["template"]["namespace"] = d.hub_ns
+        d.pvs.append(static_pv(d.core, d.user_ns, "alice-lab-home"))
+        d.custom.create_namespaced_custom_object(GROUP, VERSION, d.user_ns, INSTANCES, lab)
+
+        def lab_instance() -> dict | None:
+            try:
+                return d.custom.get_namespaced_custom_object(GROUP, VERSION, d.user_ns,
+                                                             INSTANCES, "alice-lab")
+            except client.ApiException as exc:
+                if exc.status == 404:
+                    return None
+                raise
+
+        wait_for("alice-lab's otherResources Completed", lambda: (
+            ((lab_instance() or {}).get("status") or {}).get("otherResourcesProvisioned")
+            == "Completed"), describe=lambda: f"{lab_instance()}\n{op.log_tail(60)}")
+        assert d.core.read_namespaced_service("alice-lab-http", d.user_ns)
+        assert d.core.read_namespaced_config_map("alice-lab-settings", d.user_ns)
+        d.custom.delete_namespaced_custom_object(GROUP, VERSION, d.user_ns, INSTANCES,
+                                                 "alice-lab")
+        wait_for("alice-lab gone", lambda: lab_instance() is None,
+                 describe=lambda: f"{lab_instance()}\n{op.log_tail(60)}")
+        for read in (d.core.read_namespaced_service, d.core.read_namespaced_config_map):
+            with pytest.raises(client.ApiException) as gone:
+                read(f"alice-lab-{'http' if 'service' in read.__name__ else 'settings'}",
+                     d.user_ns)
+            assert gone.value.status == 404
         forbidden = [line for line in op.log_text().splitlines() if "forbidden" in line.lower()]
         assert not forbidden, "\n".join(forbidden[:20])
     finally:
@@ -401,7 +437,8 @@ def test_operator_runs_with_the_stacks_service_account(deployed: Deployed, opera
     ("list", INSTANCES, "", GROUP, "", False),
     ("list", "pods", "", "", "", False),
     ("delete", "persistentvolumeclaims", "user", "", "", False),
-    ("create", "services", "user", "", "", False),
+    ("create", "deployments", "user", "apps", "", False),
+    ("create", "services", "other", "", "", False),
     ("update", "leases", "user", "coordination.k8s.io", "", False),
 ])
 def test_operator_access(deployed: Deployed, operator_kubeconfig, verb, resource, where, group,
@@ -463,7 +500,7 @@ def test_all_namespaces_mode_uses_cluster_roles(deployed: Deployed, operator_kub
                 ("delete", "namespaces", "", "", False), ("create", TEMPLATES, "hub", GROUP, False),
                 ("delete", "persistentvolumeclaims", "other", "", False),
                 ("update", "leases", "other", "coordination.k8s.io", False),
-                ("create", "services", "other", "", False)]
+                ("create", "deployments", "other", "apps", False)]
     for verb, resource, where, group, allowed in expected:
         ns = {"": "", "other": d.other_ns, "hub": d.hub_ns}[where]
         assert can(operator_kubeconfig, verb, resource, ns, group) is allowed, \
