@@ -25,6 +25,7 @@ from typing import Any
 from jupyternetes import stacks
 from jupyternetes.kube import MANAGED_SELECTOR, Kube, api_client
 from jupyternetes.naming import LABEL_INSTANCE, LABEL_INSTANCE_NAMESPACE, label_value
+from jupyternetes.operator import admin
 from jupyternetes.operator.metrics import Metrics
 from jupyternetes.operator.queue import Backoff, ShutDown, WorkQueue
 from jupyternetes.operator.reconcile import (
@@ -144,10 +145,11 @@ class Operator:
     def on_instance(self, event_type: str, obj: dict) -> None:
         key = object_key(obj)
         meta = obj.get("metadata") or {}
-        # Our own status patches come back as MODIFIED events; only spec (generation) and
-        # lifecycle changes need a reconcile. Resync and ADDED always do.
-        fingerprint = (meta.get("generation"), meta.get("deletionTimestamp"),
-                       tuple(meta.get("finalizers") or ()))
+        # Our own status patches come back as MODIFIED events; only spec (generation),
+        # lifecycle and admin-annotation changes need a reconcile. Resync and ADDED do too.
+        urgent = (meta.get("generation"), meta.get("deletionTimestamp"),
+                  admin.retry_request(obj), admin.force_delete_requested(obj))
+        fingerprint = (urgent, tuple(meta.get("finalizers") or ()))
         with self._seen_lock:
             previous = self._seen.get(key)
             if event_type == DELETED:
@@ -156,9 +158,11 @@ class Operator:
                 self._seen[key] = fingerprint
         self.templates.update(key, None if event_type == DELETED else template_key_of(obj))
         if event_type == RESYNC and self.queue.is_waiting(key):
-            return  # a retry with backoff is already scheduled; a resync must not hurry it
-        if event_type in (ADDED, RESYNC, DELETED) or previous != fingerprint:
-            self.queue.add(key)
+            return  # a later check is already scheduled; a resync must not hurry it
+        if event_type == DELETED or previous is None or previous[0] != urgent:
+            self.queue.add(key)  # news that ends a backoff wait (see queue.nudge)
+        elif event_type in (ADDED, RESYNC) or previous != fingerprint:
+            self.queue.nudge(key)  # no reason to hurry an instance waiting out a backoff
 
     def on_template(self, event_type: str, template: dict) -> None:
         """A template was created, edited or deleted: re-check every instance rendered from it
@@ -180,8 +184,10 @@ class Operator:
         if instances and event_type != ADDED:
             log.info("template %s %s (generation %s); re-checking %d instance(s)", key,
                      event_type.lower(), generation, len(instances))
+        # A relist's ADDED of a template we already know at this generation is no news.
+        hurry = not (event_type == ADDED and previous == generation)
         for instance_key in instances:
-            self.queue.add(instance_key)
+            (self.queue.add if hurry else self.queue.nudge)(instance_key)
 
     def on_pod(self, event_type: str, pod: dict) -> None:
         key = self.instance_key_of_pod(pod)
@@ -194,7 +200,9 @@ class Operator:
                 log.info("pod %s of instance %s deleted; re-queueing with drift",
                          object_key(pod), key, extra={"instance": key})
                 self.drift.flag(key)
-        self.queue.add(key)
+        # Pods of a failing instance change all the time (its own `up` touches them): never a
+        # reason to cut its backoff short. A deleted pod is repaired at the next attempt.
+        self.queue.nudge(key)
 
     def instance_key_of_pod(self, pod: dict) -> str | None:
         labels = (pod.get("metadata") or {}).get("labels") or {}

@@ -515,6 +515,9 @@ def test_worker_backs_off_failures_jumps_to_cap_when_degraded_and_forgets_on_suc
     delays: list[float] = []
     schedule = op.queue.add_after
     op.queue.add_after = lambda key, delay: (delays.append(delay), schedule(key, delay))[1]
+    limited = op.queue.add_rate_limited
+    op.queue.add_rate_limited = lambda key, floor=0.0: (  # type: ignore[method-assign]
+        delays.append(d := limited(key, floor)), d)[1]
     for _ in range(5):
         op.process(KEY)
     assert seen_failures == [0, 1, 2, 3, 0]
@@ -716,3 +719,44 @@ def test_next_start_a_broken_template_edit_does_not_fail_a_running_server(env):
     assert "not.a.variable" in cond["message"]
     assert kube.condition("Provisioned")["status"] == "True"
     assert kube.status["podsProvisioned"] == "Completed"
+
+
+def test_events_do_not_hurry_a_failing_instance_but_spec_template_and_retry_now_do():
+    from jupyternetes.operator.admin import RETRY_NOW
+
+    inst = seed("seed-instance.yaml")
+    inst["metadata"].update(generation=1, annotations={})
+    op = operator_with([inst])
+    template_key = f"{inst['spec']['template']['namespace']}/{inst['spec']['template']['name']}"
+    op.on_template("ADDED", {"metadata": {"namespace": template_key.split("/")[0],
+                                          "name": template_key.split("/")[1], "generation": 1}})
+    op.on_instance("ADDED", inst)
+    assert drain(op.queue) == [KEY]
+    op.queue.add_rate_limited(KEY)  # the up failed: a retry with backoff is scheduled
+    assert op.queue.backing_off(KEY)
+
+    op.on_pod("MODIFIED", managed_pod(NAME))
+    op.on_pod("DELETED", managed_pod(NAME))
+    op.on_instance("RESYNC", inst)
+    op.on_instance("ADDED", inst)  # a relist
+    with_finalizer = copy.deepcopy(inst)
+    with_finalizer["metadata"]["finalizers"] = ["x"]
+    op.on_instance("MODIFIED", with_finalizer)
+    op.on_template("ADDED", {"metadata": {"namespace": template_key.split("/")[0],
+                                          "name": template_key.split("/")[1], "generation": 1}})
+    assert drain(op.queue) == []
+
+    retry = copy.deepcopy(with_finalizer)
+    retry["metadata"]["annotations"][RETRY_NOW] = "1"
+    op.on_instance("MODIFIED", retry)
+    assert drain(op.queue) == [KEY]
+    op.on_instance("MODIFIED", retry)  # the same value again is no new request
+    assert drain(op.queue) == []
+    spec = copy.deepcopy(retry)
+    spec["metadata"]["generation"] = 2
+    op.on_instance("MODIFIED", spec)
+    assert drain(op.queue) == [KEY]
+    op.on_template("MODIFIED", {"metadata": {"namespace": template_key.split("/")[0],
+                                             "name": template_key.split("/")[1],
+                                             "generation": 2}})
+    assert drain(op.queue) == [KEY]
