@@ -134,8 +134,13 @@ class ReconcileConfig:
 def desired_hash(rendered: Rendered, secret_variables: Iterable[str],
                  settings: Mapping[str, Any]) -> str:
     """sha256 of the canonical JSON of everything that determines what `up` would do."""
+    # Without ownerReferences: bookkeeping, not the user's environment. An operator upgrade
+    # that adds them must not mark every running server changed; pods get them at their next
+    # `up` (a metadata-only change, no replacement). A new instance (new uid) is up'ed anyway.
+    manifests = [{**m, "metadata": {k: v for k, v in m["metadata"].items()
+                                    if k != "ownerReferences"}} for m in rendered.manifests()]
     doc = {
-        "manifests": rendered.manifests(),
+        "manifests": manifests,
         "secretVariables": sorted(v.lower() for v in secret_variables),
         "settings": dict(settings),
     }
