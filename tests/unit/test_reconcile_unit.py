@@ -100,6 +100,17 @@ class KubeRecorder:
     def emit_event(self, instance, event_type, reason, message):
         self.events.append((event_type, reason, message))
 
+    terminating: set[str] = set()
+
+    def namespace_terminating(self, namespace):
+        self.calls.append(("namespace_terminating", namespace))
+        return namespace in self.terminating
+
+    def delete_pods(self, namespace, selector):
+        self.calls.append(("delete_pods", namespace, selector))
+        return sorted(name.partition("/")[2] for name in self.pods
+                      if name.startswith(f"{namespace}/"))
+
     @property
     def status(self) -> dict:
         return self.instances[KEY].get("status") or {}
@@ -146,6 +157,12 @@ class EngineRecorder:
         if self.failures:
             return self.failures.pop(0)
         return FakeResult("destroy", "succeeded", change_summary={"delete": 1})
+
+    def forget(self, namespace, name):
+        self.calls.append(("forget", namespace, name))
+        if self.failures:
+            return self.failures.pop(0)
+        return FakeResult("forget", "succeeded")
 
     def ups(self):
         return [c for c in self.calls if c[0] == "up"]
@@ -205,7 +222,9 @@ def test_first_reconcile_adds_finalizer_before_up_and_writes_the_status_contract
     assert [e[:2] for e in kube.events] == [("Normal", "Provisioned")]
     # The api token is passed as a secret value.
     (_, ns, name, rendered, secrets, refresh), = engine.ups()
-    assert (ns, name, refresh) == (NS, NAME, False)
+    # First up of this instance object: refresh whatever state a predecessor of the same name
+    # may have left (the engine skips it for a stack it has just created).
+    assert (ns, name, refresh) == (NS, NAME, True)
     assert secrets == frozenset({"852dc4bd4e4e4360b7ae94cffa4f1c76"})
     assert [o.name for o in rendered.objects()] == [PVC_NAME, POD_NAME]
 
@@ -373,6 +392,70 @@ def test_failed_destroy_keeps_the_finalizer(env):
     assert result.failed
     assert FINALIZER in kube.instances[KEY]["metadata"]["finalizers"]
     assert "backend unreachable" in kube.status["stack"]["lastUpdate"]["message"]
+
+
+def test_destroy_failing_again_and_again_says_so_and_names_the_way_out(env):
+    kube, engine, reconciler, _ = env
+    reconciler.reconcile(KEY)
+    kube.instances[KEY]["metadata"]["deletionTimestamp"] = "2026-01-01T00:01:00Z"
+    outcomes = []
+    bound = reconciler.config.degraded_after
+    for failures in range(bound):
+        engine.failures = [FakeResult("destroy", "failed", message="the stack is locked")]
+        outcomes.append(reconciler.reconcile(KEY, failures=failures))
+    assert [r.degraded for r in outcomes] == [False] * (bound - 1) + [True]
+    assert all(r.failed for r in outcomes)
+    assert [e[1] for e in kube.events[-bound:]] == ["DestroyFailed"] * (bound - 1) + [
+        "DestroyStuck"]
+    stuck = kube.condition("Degraded")
+    assert stuck["status"] == "True" and stuck["reason"] == "DestroyStuck"
+    assert "jupyternetes.kadense.io/force-delete=true" in stuck["message"]
+    assert "the stack is locked" in stuck["message"]
+    assert FINALIZER in kube.instances[KEY]["metadata"]["finalizers"]
+    assert not [c for c in kube.calls if c[0] == "delete_pods"]
+
+
+def test_force_delete_deletes_pods_forgets_the_stack_and_releases_the_finalizer(env):
+    kube, engine, reconciler, _ = env
+    reconciler.reconcile(KEY)
+    kube.pods[f"{NS}/{POD_NAME}"] = {"metadata": {"name": POD_NAME}}
+    meta = kube.instances[KEY]["metadata"]
+    meta["deletionTimestamp"] = "2026-01-01T00:01:00Z"
+    meta["annotations"] = {"jupyternetes.kadense.io/force-delete": "true"}
+    result = reconciler.reconcile(KEY, failures=7)
+    assert result.action == "force-deleted" and not result.failed
+    assert not [c for c in engine.calls if c[0] == "destroy"]
+    assert ("forget", NS, NAME) in engine.calls
+    (call,) = [c for c in kube.calls if c[0] == "delete_pods"]
+    assert "jupyternetes.kadense.io/instance=" in call[2]
+    assert FINALIZER not in meta["finalizers"]
+    (event,) = [e for e in kube.events if e[1] == "ForceDeleted"]
+    assert POD_NAME in event[2] and "PVCs kept" in event[2] and "removed" in event[2]
+
+
+def test_force_delete_releases_even_when_the_stack_cannot_be_forgotten(env):
+    kube, engine, reconciler, _ = env
+    reconciler.reconcile(KEY)
+    meta = kube.instances[KEY]["metadata"]
+    meta["deletionTimestamp"] = "2026-01-01T00:01:00Z"
+    meta["annotations"] = {"jupyternetes.kadense.io/force-delete": "true"}
+    engine.failures = [FakeResult("forget", "failed", message="the stack is locked")]
+    reconciler.reconcile(KEY)
+    assert FINALIZER not in meta["finalizers"]
+    (event,) = [e for e in kube.events if e[1] == "ForceDeleted"]
+    assert "could not be removed (the stack is locked)" in event[2]
+
+
+def test_failed_destroy_in_a_terminating_namespace_releases_the_finalizer(env):
+    kube, engine, reconciler, _ = env
+    reconciler.reconcile(KEY)
+    kube.instances[KEY]["metadata"]["deletionTimestamp"] = "2026-01-01T00:01:00Z"
+    kube.terminating = {NS}
+    engine.failures = [FakeResult("destroy", "failed", message="forbidden: being terminated")]
+    result = reconciler.reconcile(KEY)
+    assert result.action == "destroy-skipped" and not result.failed
+    assert FINALIZER not in kube.instances[KEY]["metadata"]["finalizers"]
+    assert [e[1] for e in kube.events][-1] == "DestroySkipped"
 
 
 def test_deleting_without_our_finalizer_does_nothing(env):
