@@ -27,6 +27,7 @@ from jupyternetes.kube import MANAGED_SELECTOR, Kube, api_client
 from jupyternetes.naming import LABEL_INSTANCE, LABEL_INSTANCE_NAMESPACE, label_value
 from jupyternetes.operator import admin
 from jupyternetes.operator.metrics import Metrics
+from jupyternetes.operator.orphans import OrphanCollector
 from jupyternetes.operator.queue import Backoff, ShutDown, WorkQueue
 from jupyternetes.operator.reconcile import (
     NEXT_START,
@@ -100,7 +101,7 @@ class Operator:
                  resync_seconds: float = 300.0,
                  config: ReconcileConfig | None = None, metrics: Metrics | None = None,
                  backoff: Backoff | None = None, shutdown_grace: float = 30.0,
-                 watch_timeout_seconds: int = 290) -> None:
+                 watch_timeout_seconds: int = 290, orphan_seconds: float = 600.0) -> None:
         self.kube = kube
         self.engine = engine
         self.metrics = metrics or Metrics()
@@ -134,6 +135,13 @@ class Operator:
             ListWatcher(f"templates@{ns or '*'}", _template_source(kube, ns), self.on_template,
                         resync_seconds=0, watch_timeout_seconds=watch_timeout_seconds)
             for ns in template_scopes]
+        # Stacks whose instance vanished without a destroy (orphans.py); at start, then
+        # every orphan_seconds (0: at start only). Engines that cannot list stacks: none.
+        self.orphans = (OrphanCollector(
+            engine, lambda: _instance_names(kube, scopes),  # type: ignore[arg-type]
+            namespaces=[ns for ns in scopes if ns], interval=orphan_seconds,
+            observe=self.metrics.observe_engine)
+            if hasattr(engine, "list_stacks") else None)
         self._threads: list[threading.Thread] = []
         self._stopping = threading.Event()
         self._started = threading.Event()
@@ -300,6 +308,8 @@ class Operator:
             thread = threading.Thread(target=self.worker, name=f"worker-{index}", daemon=True)
             thread.start()
             self._threads.append(thread)
+        if self.orphans is not None:
+            self.orphans.start()
         self._started.set()
         log.info("operator started: %d worker(s), watching %s; template rollout %s",
                  self.workers, ", ".join(w.name for w in self.instance_watchers
@@ -344,6 +354,8 @@ class Operator:
         clears stale locks and re-runs `up`, which converges).
         """
         self._stopping.set()
+        if self.orphans is not None:
+            self.orphans.stop()
         for watcher in self.all_watchers():
             watcher.stop(timeout=2.0)
         self.queue.shutdown()
@@ -355,6 +367,17 @@ class Operator:
             log.warning("shutdown grace period over; abandoning in-flight operations: %s",
                         ", ".join(abandoned))
         return abandoned
+
+
+def _instance_names(kube: Kube, scopes: Sequence[str | None]) -> list[tuple[str, str]]:
+    """(namespace, name) of every instance in the served scopes, fresh from the apiserver
+    (not the watch cache, which may lag an instance created a moment ago)."""
+    names = []
+    for ns in scopes:
+        items, _ = kube.list_instances(ns)
+        names += [((i.get("metadata") or {}).get("namespace", ""),
+                   (i.get("metadata") or {}).get("name", "")) for i in items]
+    return names
 
 
 def _instance_source(kube: Kube, namespace: str | None) -> KubeSource:
@@ -489,6 +512,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="consecutive failed updates before Degraded=True (default 5)")
     parser.add_argument("--backoff-base", type=float, default=1.0, metavar="S")
     parser.add_argument("--backoff-cap", type=float, default=300.0, metavar="S")
+    parser.add_argument("--orphan-check-seconds", type=float, default=600.0, metavar="S",
+                        help="look for stacks whose instance no longer exists (and destroy "
+                             "them, PVCs kept) at start and then this often (default 600; 0: "
+                             "at start only)")
     parser.add_argument("--template-retry-seconds", type=float, default=30.0, metavar="S",
                         help="re-check an instance whose template is missing this often")
     parser.add_argument("--log-level", default="info",
@@ -525,7 +552,8 @@ def run(args: argparse.Namespace) -> int:
                         template_namespaces=args.template_namespace, workers=args.workers,
                         resync_seconds=args.resync_seconds, config=config, metrics=metrics,
                         backoff=Backoff(base=args.backoff_base, cap=args.backoff_cap),
-                        shutdown_grace=args.shutdown_grace)
+                        shutdown_grace=args.shutdown_grace,
+                        orphan_seconds=args.orphan_check_seconds)
 
     stop = threading.Event()
 
