@@ -163,6 +163,21 @@ def hold_stack_lock(backend_dir: Path, stack: str) -> Path:
     return path
 
 
+@pytest.fixture
+def stack_locks():
+    """hold_stack_lock, with every lock released at teardown, before start_operator's (list
+    this fixture after it): a failed test must not leave an instance stuck on its lock."""
+    held: list[Path] = []
+
+    def hold(backend_dir: Path, stack: str) -> Path:
+        held.append(hold_stack_lock(backend_dir, stack))
+        return held[-1]
+
+    yield hold
+    for path in held:
+        path.unlink(missing_ok=True)
+
+
 def owner_of(pod: dict) -> dict:
     refs = pod["metadata"].get("ownerReferences") or []
     assert len(refs) == 1, refs
@@ -170,7 +185,7 @@ def owner_of(pod: dict) -> dict:
 
 
 def test_stuck_destroy_is_reported_and_force_delete_releases_it_keeping_the_pvc(
-        hub, namespace, volumes, start_operator):
+        hub, namespace, volumes, start_operator, stack_locks):
     ns, name = namespace, "stuck"
     volumes.provide(ns, name)
     op = start_operator([ns], extra=("--degraded-after", "3"))
@@ -181,7 +196,7 @@ def test_stuck_destroy_is_reported_and_force_delete_releases_it_keeping_the_pvc(
     pvc_uid = hub.core.read_namespaced_persistent_volume_claim(f"{name}-workspace",
                                                                ns).metadata.uid
 
-    lock = hold_stack_lock(op.backend_dir, stack_name(ns, name))
+    lock = stack_locks(op.backend_dir, stack_name(ns, name))
     hub.delete_instance(ns, name)
     deleted = time.monotonic()
     event = hub.wait_event(ns, name, "Warning", "DestroyStuck", FORCE_DELETE)
@@ -230,7 +245,7 @@ def namespace_exists(hub, ns: str) -> bool:
 
 
 def test_namespace_with_three_running_instances_deletes_within_a_minute(
-        hub, namespace, volumes, start_operator):
+        hub, namespace, volumes, start_operator, stack_locks):
     """One of the three stacks cannot be destroyed (locked by a live process): the namespace
     still goes within a minute, and that stack is collected as an orphan once it can be."""
     ns, names = namespace, ["ns-a", "ns-b", "ns-c"]
@@ -251,7 +266,7 @@ def test_namespace_with_three_running_instances_deletes_within_a_minute(
         assert not hub.pvcs(ns, name)[0]["metadata"].get("ownerReferences")
     stacks_before = [p for p in op.stack_files() if p.name.startswith(f"{ns}.")]
     assert len(stacks_before) == 3
-    lock = hold_stack_lock(op.backend_dir, stack_name(ns, names[0]))
+    lock = stack_locks(op.backend_dir, stack_name(ns, names[0]))
 
     started = time.monotonic()
     hub.core.delete_namespace(ns)
