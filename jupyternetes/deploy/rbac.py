@@ -5,7 +5,11 @@ Operator (`jupyternetes operator`, its engine workers and their Kubernetes provi
   merge patch of the status subresource (kube.py). `finalizers` (update) lets it own objects with
   blockOwnerDeletion under the OwnerReferencesPermissionEnforcement admission plugin.
 - templates: get (reconcile) and list+watch (template watch), cluster-wide unless
-  templateNamespaces restricts them, because an instance may use a template from any namespace.
+  templateNamespaces restricts them, because an instance may use a template from any namespace;
+  merge patch of their status subresource (instance counts, kube.patch_template_status).
+- namespaces: get (kube.namespace_terminating: deletion always ends in a namespace being
+  deleted). Cluster-scoped, so a ClusterRole even in namespaced mode, then limited by
+  resourceNames to the watched namespaces.
 - pods: list+watch (pod status mirror), get (old-pod hook, refresh), and what the Kubernetes
   provider does to apply a pod: server-side apply is a PATCH that needs `create` too when the
   object is new, `delete` for destroy and replacement.
@@ -68,7 +72,16 @@ def operator_workload_rules(kinds: Iterable[ResourceKind] = ()) -> list[dict[str
 
 
 def template_rules() -> list[dict[str, Any]]:
-    return [rule(GROUP, [TEMPLATES], ["get", "list", "watch"])]
+    return [rule(GROUP, [TEMPLATES], ["get", "list", "watch"]),
+            rule(GROUP, [f"{TEMPLATES}/status"], ["patch"])]
+
+
+def namespace_rules(names: Iterable[str] = ()) -> list[dict[str, Any]]:
+    """get on namespaces: all of them, or (names given) only those."""
+    namespaces = rule("", ["namespaces"], ["get"])
+    if names:
+        namespaces["resourceNames"] = list(names)
+    return [namespaces]
 
 
 def lease_rules() -> list[dict[str, Any]]:
@@ -123,10 +136,13 @@ def operator_rbac(settings: DeploySettings, labels: dict[str, str]) -> list[Rbac
     objects: list[RbacObject] = []
     workload = operator_workload_rules(settings.other_resource_kinds)
     if settings.cluster_wide:
-        objects += _role_pair("operator", cluster_name, None, workload, subject, labels)
+        objects += _role_pair("operator", cluster_name, None, workload + namespace_rules(),
+                              subject, labels)
     else:
         for namespace in settings.watch_namespaces:
             objects += _role_pair("operator", OPERATOR, namespace, workload, subject, labels)
+        objects += _role_pair("namespaces", f"{cluster_name}-namespaces", None,
+                              namespace_rules(settings.watch_namespaces), subject, labels)
     if settings.template_namespaces:
         for namespace in settings.template_namespaces:
             objects += _role_pair("templates", f"{OPERATOR}-templates", namespace,

@@ -142,14 +142,14 @@ def token_kubeconfig(admin_kubeconfig: Path, namespace: str, account: str, path:
 
 
 def can(kubeconfig: Path, verb: str, resource: str, namespace: str = "", group: str = "",
-        subresource: str = "") -> bool:
+        subresource: str = "", name: str = "") -> bool:
     """SelfSubjectAccessReview as the identity of `kubeconfig`."""
     with config.new_client_from_config(config_file=str(kubeconfig)) as api:
         review = client.AuthorizationV1Api(api).create_self_subject_access_review({
             "apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
             "spec": {"resourceAttributes": {
                 "verb": verb, "resource": resource, "group": group, "namespace": namespace,
-                "subresource": subresource}}})
+                "subresource": subresource, "name": name}}})
         return bool(review.status.allowed)
 
 
@@ -251,10 +251,13 @@ def test_up_installs_every_object_with_the_configured_values(deployed: Deployed)
                  label_selector="app.kubernetes.io/name=jupyternetes").items}
     assert roles >= {(d.user_ns, OPERATOR), (d.hub_ns, f"{OPERATOR}-templates"),
                      (d.operator_ns, f"{OPERATOR}-leases"), (d.user_ns, HUB)}
-    # Namespaced mode: no ClusterRole of this install at all.
-    assert not [r.metadata.name for r in rbac_api.list_cluster_role(
+    # Namespaced mode: one ClusterRole only, `get` on the watched namespace by name.
+    cluster_roles = [r for r in rbac_api.list_cluster_role(
         label_selector="app.kubernetes.io/name=jupyternetes").items
         if d.operator_ns in r.metadata.name]
+    assert [(r.metadata.name, [(x.resources, x.verbs, x.resource_names) for x in r.rules])
+            for r in cluster_roles] == [(f"{OPERATOR}-{d.operator_ns}-namespaces",
+                                         [(["namespaces"], ["get"], [d.user_ns])])]
     template = d.custom.get_namespaced_custom_object(GROUP, VERSION, d.hub_ns, TEMPLATES,
                                                      SEED_TEMPLATE)
     assert template["spec"]["pods"][0]["name"] == "notebook"
@@ -427,6 +430,9 @@ def test_operator_runs_with_the_stacks_service_account(deployed: Deployed, opera
     ("get", "secrets", "user", "", "", True),
     ("watch", TEMPLATES, "hub", GROUP, "", True),
     ("update", "leases", "op", "coordination.k8s.io", "", True),
+    ("patch", TEMPLATES, "hub", GROUP, "status", True),
+    ("get", "namespaces", "", "", "", False),
+    ("list", "namespaces", "", "", "", False),
     ("list", "secrets", "", "", "", False),
     ("list", "secrets", "user", "", "", False),
     ("get", "secrets", "other", "", "", False),
@@ -446,6 +452,14 @@ def test_operator_access(deployed: Deployed, operator_kubeconfig, verb, resource
     ns = {"": "", "user": deployed.user_ns, "hub": deployed.hub_ns, "op": deployed.operator_ns,
           "other": deployed.other_ns}[where]
     assert can(operator_kubeconfig, verb, resource, ns, group, sub) is allowed
+
+
+def test_operator_reads_only_its_watched_namespaces(deployed: Deployed, operator_kubeconfig):
+    """`get` on the watched namespace by name (to see that it is being deleted), no other."""
+    d = deployed
+    assert can(operator_kubeconfig, "get", "namespaces", name=d.user_ns)
+    assert not can(operator_kubeconfig, "get", "namespaces", name=d.other_ns)
+    assert not can(operator_kubeconfig, "delete", "namespaces", name=d.user_ns)
 
 
 @pytest.fixture(scope="module")

@@ -149,6 +149,8 @@ def test_cluster_wide_operator_gets_cluster_roles_and_a_lease_role():
     assert verbs(rules, "", "persistentvolumeclaims") == ["create", "get", "patch"]
     assert verbs(rules, "", "events") == ["create", "patch"]
     assert verbs(rules, "kadense.io", "jupyternotebooktemplates") == []
+    assert verbs(rules, "", "namespaces") == ["get"]
+    assert all("resourceNames" not in r for r in rules)
     roles = rules_of(objects, "Role")
     assert set(roles) == {"jupyternetes"}
     assert verbs(roles["jupyternetes"], "coordination.k8s.io", "leases") == \
@@ -166,7 +168,10 @@ def test_namespaced_operator_has_no_cluster_role_for_workloads():
                                      {"apiGroup": "networking.k8s.io",
                                       "resource": "networkpolicies"}])
     objects = rbac.operator_rbac(s, manifests.labels())
-    assert not [o for o in objects if o.manifest["kind"].startswith("Cluster")]
+    # One ClusterRole only: get on exactly the watched namespaces (cluster-scoped objects).
+    (cluster_role,) = [o.manifest for o in objects if o.manifest["kind"] == "ClusterRole"]
+    assert cluster_role["rules"] == [{"apiGroups": [""], "resources": ["namespaces"],
+                                      "verbs": ["get"], "resourceNames": ["users", "team"]}]
     roles = rules_of(objects, "Role")
     assert set(roles) == {"users", "team", "hub", "jupyternetes"}
     assert verbs(roles["users"], "", "services") == \
@@ -174,6 +179,7 @@ def test_namespaced_operator_has_no_cluster_role_for_workloads():
     assert verbs(roles["team"], "networking.k8s.io", "networkpolicies") != []
     assert verbs(roles["hub"], "kadense.io", "jupyternotebooktemplates") == \
         ["get", "list", "watch"]
+    assert verbs(roles["hub"], "kadense.io", "jupyternotebooktemplates/status") == ["patch"]
     assert verbs(roles["hub"], "", "pods") == []
     # Resource names are unique (they are Pulumi URNs).
     names = [o.resource_name for o in objects]
