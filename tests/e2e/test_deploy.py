@@ -8,6 +8,9 @@ is not allowed to do. The same for the hub's Role. Last, `pulumi destroy` must l
 instances and users' PVCs where they are.
 
 The tests of this module share one stack and run in file order (each step builds on the last).
+`pulumi up` waits for the operator Deployment's rollout: on the harness the kwok node runs any
+image; against your own cluster (JUPYTERNETES_E2E_KUBECONFIG) set JUPYTERNETES_E2E_OPERATOR_IMAGE
+to an operator image that cluster can pull (`make image`, pushed to its registry).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import os
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -40,6 +44,7 @@ INSTANCES, TEMPLATES = "jupyternotebookinstances", "jupyternotebooktemplates"
 CRDS = (f"{INSTANCES}.{GROUP}", f"{TEMPLATES}.{GROUP}")
 SEED_TEMPLATE = "default-template"
 SEED_NAME = "8dc366d8a0f05869bfdb6e7eb3d83f65"
+IMAGE = os.environ.get("JUPYTERNETES_E2E_OPERATOR_IMAGE", "jupyternetes/operator:e2e")
 # `pulumi up` waits for the operator Deployment's rollout; two loaded cores.
 PULUMI_TIMEOUT = 600
 PROVISION_TIMEOUT = 240.0
@@ -178,7 +183,7 @@ def deployed(cluster, tmp_path_factory) -> Iterator[Deployed]:
     stray = REPO / f"Pulumi.{stack.name}.yaml"
     try:
         stack.run("stack", "init", "--secrets-provider", "passphrase")
-        settings = {"namespace": d.operator_ns, "image": "jupyternetes/operator:e2e",
+        settings = {"namespace": d.operator_ns, "image": IMAGE,
                     "watchNamespaces[0]": d.user_ns, "templateNamespaces[0]": d.hub_ns,
                     "hubNamespace": d.hub_ns, "hubUserNamespace": d.user_ns,
                     "exampleTemplateNamespace": d.hub_ns, "workers": "3",
@@ -230,7 +235,7 @@ def test_up_installs_every_object_with_the_configured_values(deployed: Deployed)
     pod = dep.spec.template.spec
     assert pod.service_account_name == OPERATOR
     (container,) = pod.containers
-    assert container.image == "jupyternetes/operator:e2e"
+    assert container.image == IMAGE
     args = container.args
     assert args[0] == "operator"
     assert args[args.index("--namespace") + 1] == d.user_ns
