@@ -525,3 +525,12 @@ def test_event_stack_reads_secret_outputs_back_through_the_cli(tmp_path):
         env_vars={"PATH": str(tmp_path)})
     with pytest.raises(FileNotFoundError):
         stackworker.EventStack("ns.a", workspace, collector).outputs()
+
+
+def test_stack_names_from_stack_ls_keep_only_the_project():
+    from jupyternetes.stacks import stack_names
+
+    listing = ('[{"name": "organization/jupyternetes-instances/ns.a"}, '
+               '{"name": "organization/other/ns.b"}, {"name": "ns.c"}, {"current": true}]')
+    assert stack_names(listing, "jupyternetes-instances") == ["ns.a", "ns.c"]
+    assert stack_names("[]", "jupyternetes-instances") == []
