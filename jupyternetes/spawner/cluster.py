@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 MANAGED_SELECTOR = f"{MANAGED_BY[0]}={MANAGED_BY[1]}"
 FIELD_MANAGER = "jupyternetes-spawner"
 WATCH_TIMEOUT = 240
+OPTIONAL_SYNC_SECONDS = 5.0
 
 
 class SharedCluster:
@@ -105,12 +106,18 @@ class SharedCluster:
                 for watcher in self.watchers:
                     watcher.start()
                 self._threads_started = True
-            for watcher in self.watchers:
+            for watcher in (self.instances, self.pods):
                 synced = await self.call(watcher.wait_synced, timeout)
                 if not synced:
                     raise KubeError(None, f"no list of {watcher.name} after {timeout:g}s; is the "
                                     "apiserver reachable and does the hub's RBAC allow it?",
                                     watcher.name)
+            # PVCs and Events only feed progress messages: without them (RBAC without
+            # list/watch on persistentvolumeclaims or events) spawns work, with fewer steps.
+            for watcher in (self.pvcs, self.instance_events, self.pod_events):
+                if not await self.call(watcher.wait_synced, OPTIONAL_SYNC_SECONDS):
+                    log.warning("%s not listed after %gs (RBAC?); progress goes on without it",
+                                watcher.name, OPTIONAL_SYNC_SECONDS)
             self._started = True
 
     def stop(self) -> None:
