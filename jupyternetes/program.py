@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import copy
 import functools
-import json
 import time
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -23,12 +22,14 @@ import pulumi
 import pulumi_kubernetes as kubernetes
 from pulumi_kubernetes import _utilities as k8s_utilities
 
+from jupyternetes import ownership
+
 GROUP_ORDER = ("pvcs", "pods", "otherResources")
 
 SKIP_AWAIT = "pulumi.com/skipAwait"
 PATCH_FORCE = "pulumi.com/patchForce"
 
-POD_GONE_HOOK = "jupyternetes-wait-for-old-pod"
+CREATE_GUARD_HOOK = "jupyternetes-create-guard"
 # How long a replacement pod waits for its predecessor (same name) to finish terminating:
 # longer than the usual 30 s grace period, short enough to free the engine worker.
 TERMINATION_WAIT_SECONDS = 300.0
@@ -155,7 +156,7 @@ async def wait_until_gone(read: Callable[[], Mapping[str, Any] | None], what: st
 
     `read` is a blocking API call (run in a thread so the program's event loop keeps serving
     other resources). An existing object that is *not* being deleted is left alone: creating
-    over it is an adoption, which server-side apply handles.
+    over it is an adoption, which the create guard allows only for the instance's own objects.
     """
     deadline = clock() + timeout
     while True:
@@ -170,59 +171,65 @@ async def wait_until_gone(read: Callable[[], Mapping[str, Any] | None], what: st
 
 
 @functools.lru_cache(maxsize=4)
-def _core_api(kubeconfig: str | None, context: str | None) -> Any:
-    from kubernetes import client, config
+def _object_reader(kubeconfig: str | None, context: str | None) -> ownership.ObjectReader:
+    from kubernetes import config
 
     if kubeconfig or context:
-        return client.CoreV1Api(config.new_client_from_config(config_file=kubeconfig,
-                                                              context=context))
+        return ownership.ObjectReader(config.new_client_from_config(config_file=kubeconfig,
+                                                                    context=context))
     try:
-        return client.CoreV1Api(config.new_client_from_config())
+        return ownership.ObjectReader(config.new_client_from_config())
     except config.ConfigException:
+        from kubernetes import client
+
         config.load_incluster_config()
-        return client.CoreV1Api()
+        return ownership.ObjectReader(client.ApiClient())
 
 
-def pod_reader(kubeconfig: str | None, context: str | None, namespace: str,
-               name: str) -> Callable[[], Mapping[str, Any] | None]:
+def object_reader(kubeconfig: str | None, context: str | None, api_version: str, kind: str,
+                  namespace: str, name: str) -> Callable[[], Mapping[str, Any] | None]:
     def read() -> Mapping[str, Any] | None:
-        from kubernetes.client.exceptions import ApiException
-
-        try:
-            response = _core_api(kubeconfig, context).read_namespaced_pod(
-                name, namespace, _preload_content=False)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return json.loads(response.data)
+        return _object_reader(kubeconfig, context).get(api_version, kind, namespace, name)
 
     return read
 
 
-def old_pod_hook(kubeconfig: str | None, context: str | None) -> pulumi.ResourceHook:
-    """before_create hook for pods: wait until a terminating pod of the same name is gone.
+def create_guard_hook(kubeconfig: str | None, context: str | None,
+                      instance: tuple[str, str] | None) -> pulumi.ResourceHook:
+    """before_create hook of every object: never create over another instance's object.
 
-    pulumi-kubernetes skips the *deletion* await of a Pod marked skipAwait (legacy behaviour
-    it keeps for Pod), so when a changed spec replaces a pod, the delete returns while the old
-    pod is still terminating and the create would be applied onto it. Waiting here keeps
-    skipAwait's fast create and refresh, and makes the replacement correct.
+    The engine's create is a server-side apply, which would upsert onto an object that already
+    has the name; this is where an object made after the operator's own check is caught (see
+    jupyternetes.ownership). For pods it first waits until a terminating pod of the same name
+    is gone: pulumi-kubernetes skips the *deletion* await of a Pod marked skipAwait (legacy
+    behaviour it keeps for Pod), so when a changed spec replaces a pod, the delete returns while
+    the old pod is still terminating and the create would be applied onto it.
+    `instance`: (namespace, name) of the stack's instance; None checks nothing but the wait.
     """
 
     async def before_create(args: pulumi.ResourceHookArgs) -> None:
-        metadata = (args.new_inputs or {}).get("metadata") or {}
+        manifest = args.new_inputs or {}
+        metadata = manifest.get("metadata") or {}
         name, namespace = metadata.get("name"), metadata.get("namespace") or "default"
-        if not isinstance(name, str):
+        api_version, kind = manifest.get("apiVersion"), manifest.get("kind")
+        if not all(isinstance(v, str) for v in (name, api_version, kind)):
             return
-        await wait_until_gone(pod_reader(kubeconfig, context, namespace, name),
-                              f"the old pod {namespace}/{name}")
+        read = object_reader(kubeconfig, context, api_version, kind, namespace, name)
+        if (api_version, kind) == ("v1", "Pod"):
+            await wait_until_gone(read, f"the old pod {namespace}/{name}")
+        if instance is None:
+            return
+        found = ownership.conflict(await asyncio.to_thread(read), instance[0], instance[1],
+                                   args.name)
+        if found is not None:
+            raise ProgramError(found.message)
 
-    return pulumi.ResourceHook(POD_GONE_HOOK, before_create)
+    return pulumi.ResourceHook(CREATE_GUARD_HOOK, before_create)
 
 
 def resource_options(spec: ObjectSpec, provider: pulumi.ProviderResource,
                      depends_on: Sequence[pulumi.Resource],
-                     pod_hook: pulumi.ResourceHook | None = None) -> pulumi.ResourceOptions:
+                     create_hook: pulumi.ResourceHook | None = None) -> pulumi.ResourceOptions:
     return pulumi.ResourceOptions(
         provider=provider,
         depends_on=list(depends_on),
@@ -234,8 +241,8 @@ def resource_options(spec: ObjectSpec, provider: pulumi.ProviderResource,
         # Most pod spec fields are immutable; replace on any spec change rather than let an
         # in-place patch fail half way (or silently update only the mutable image field).
         replace_on_changes=["spec"] if spec.group == "pods" else None,
-        hooks=pulumi.ResourceHookBinding(before_create=[pod_hook])
-        if pod_hook is not None and spec.group == "pods" else None,
+        hooks=pulumi.ResourceHookBinding(before_create=[create_hook])
+        if create_hook is not None else None,
         version=k8s_utilities.get_version(),
     )
 
@@ -272,7 +279,7 @@ class Declared:
 
 def declare(objects: Iterable[Any], provider: pulumi.ProviderResource,
             secret_values: Collection[str] = (),
-            pod_hook: pulumi.ResourceHook | None = None) -> list[Declared]:
+            create_hook: pulumi.ResourceHook | None = None) -> list[Declared]:
     """Declare every object; PVCs first, pods depending on all PVCs, other objects last."""
     specs = as_object_specs(objects)
     secrets = [s for s in secret_values if s]
@@ -286,7 +293,7 @@ def declare(objects: Iterable[Any], provider: pulumi.ProviderResource,
             type_token(manifest["apiVersion"], manifest["kind"]),
             spec.resource_name,
             props,
-            opts=resource_options(spec, provider, depends_on, pod_hook),
+            opts=resource_options(spec, provider, depends_on, create_hook),
         )
         if spec.group == "pvcs":
             pvcs.append(resource)
@@ -307,25 +314,29 @@ def make_provider(kubeconfig: str | None, context: str | None) -> kubernetes.Pro
 
 def declare_stack(objects: Iterable[Any], kubeconfig: str | None = None,
                   context: str | None = None, secret_values: Collection[str] = (),
-                  hooks: bool = True) -> pulumi.Output[list[dict]]:
+                  hooks: bool = True,
+                  instance: tuple[str, str] | None = None) -> pulumi.Output[list[dict]]:
     """Provider + objects; returns the OBJECTS_OUTPUT value (a list of per-object dicts).
 
-    hooks=False leaves out the pod hook (Pulumi's unit-test mocks have no callback server).
+    hooks=False leaves out the create guard (Pulumi's unit-test mocks have no callback server).
+    `instance` (namespace, name) is whose objects these are (see create_guard_hook).
     """
     provider = make_provider(kubeconfig, context)
-    pod_hook = old_pod_hook(kubeconfig, context) if hooks else None
-    declared = declare(objects, provider, secret_values, pod_hook)
+    create_hook = create_guard_hook(kubeconfig, context, instance) if hooks else None
+    declared = declare(objects, provider, secret_values, create_hook)
     return pulumi.Output.all(*[d.output() for d in declared])
 
 
 def make_program(objects: Iterable[Any], kubeconfig: str | None = None,
                  context: str | None = None,
-                 secret_values: Collection[str] = ()) -> Callable[[], None]:
+                 secret_values: Collection[str] = (),
+                 instance: tuple[str, str] | None = None) -> Callable[[], None]:
     """The inline program (a zero-argument function) for `LocalWorkspace`."""
     specs = as_object_specs(objects)  # validate before the engine starts
 
     def program() -> None:
-        pulumi.export(OBJECTS_OUTPUT, declare_stack(specs, kubeconfig, context, secret_values))
+        pulumi.export(OBJECTS_OUTPUT, declare_stack(specs, kubeconfig, context, secret_values,
+                                                    instance=instance))
 
     return program
 
