@@ -14,12 +14,14 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from jupyternetes import ownership, pvcpolicy
+from jupyternetes.kube import KubeError
 from jupyternetes.model import Instance
 from jupyternetes.naming import LABEL_INSTANCE, LABEL_INSTANCE_NAMESPACE, label_value
 from jupyternetes.render import Rendered
 
 OWNERSHIP_CONFLICT = "OwnershipConflict"
 PVC_CHANGE_REFUSED = pvcpolicy.REASON
+FORBIDDEN = "PreflightForbidden"
 
 
 class ObjectsPort(Protocol):
@@ -41,6 +43,20 @@ class Preflight:
 
 def check(kube: ObjectsPort, instance: Instance, rendered: Rendered,
           template_ref: str) -> Preflight:
+    """Preflight of one `up`. A read the operator's RBAC forbids is a refusal that says which
+    permission is missing (other apiserver errors propagate: the queue retries with backoff)."""
+    try:
+        return _check(kube, instance, rendered, template_ref)
+    except KubeError as exc:
+        if exc.status != 403:
+            raise
+        return Preflight(FORBIDDEN, f"{exc}. Before it creates or changes anything the operator "
+                                    "reads the objects the template names (and the StorageClass "
+                                    "of a claim that would grow): grant it get on them.")
+
+
+def _check(kube: ObjectsPort, instance: Instance, rendered: Rendered,
+           template_ref: str) -> Preflight:
     live: dict[tuple[str, str], dict | None] = {}
     conflicts: list[str] = []
     for obj in rendered.objects():

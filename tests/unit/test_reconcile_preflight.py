@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from jupyternetes.kube import KubeError
 from jupyternetes.naming import LABEL_ENTRY, LABEL_INSTANCE, LABEL_INSTANCE_NAMESPACE
 from jupyternetes.ownership import ADOPT_ANNOTATION
 from tests.unit import test_reconcile_unit as base
@@ -120,3 +121,16 @@ def test_a_failed_rollout_is_not_template_current_and_shows_its_own_figures(env)
     # The retry that succeeds makes it current again.
     assert reconciler.reconcile(KEY, failures=1).action == "provisioned"
     assert kube.condition("TemplateCurrent")["status"] == "True"
+
+
+def test_a_forbidden_read_is_a_refusal_naming_the_permission(env):
+    kube, engine, reconciler, _ = env
+
+    def forbidden(api_version, kind, namespace, name):
+        raise KubeError(403, f'{kind.lower()}s "{name}" is forbidden', f"get {kind}")
+    kube.get_object = forbidden
+    assert reconciler.reconcile(KEY).action == "refused"
+    assert engine.calls == []
+    cond = kube.condition("Provisioned")
+    assert cond["reason"] == "PreflightForbidden" and "forbidden" in cond["message"]
+    assert "grant it get" in cond["message"]
