@@ -119,7 +119,8 @@ def test_colliding_names_fail_the_second_instance_and_leave_the_first_alone(
         cond = condition(inst, "Provisioned")
         assert cond["status"] == "False", hub.describe(ns, "alice-data")
         assert cond["reason"] == "OwnershipConflict", cond
-        assert shared in cond["message"] and f"{ns}/alice" in cond["message"], cond["message"]
+        assert shared in cond["message"], cond["message"]
+        assert f"instance {ns}/alice " in cond["message"], cond["message"]  # the owner
         assert "jupyternetes.kadense.io/adopt" not in cond["message"]  # owned: no opt-in offered
         assert inst["status"]["pvcsProvisioned"] == "Failed"
         hub.wait_event(ns, "alice-data", "Warning", "OwnershipConflict", shared)
