@@ -194,6 +194,20 @@ def object_reader(kubeconfig: str | None, context: str | None, api_version: str,
     return read
 
 
+async def guard_create(read: Callable[[], Mapping[str, Any] | None], api_version: str,
+                       kind: str, ref: str, instance: tuple[str, str] | None,
+                       what: str = "") -> None:
+    """Raise ProgramError when the object about to be created exists and is another's; for a
+    pod, first wait until a terminating predecessor of the same name is gone."""
+    if (api_version, kind) == ("v1", "Pod"):
+        await wait_until_gone(read, f"the old pod {ref}")
+    if instance is None:
+        return
+    found = ownership.conflict(await asyncio.to_thread(read), instance[0], instance[1], what)
+    if found is not None:
+        raise ProgramError(found.message)
+
+
 def create_guard_hook(kubeconfig: str | None, context: str | None,
                       instance: tuple[str, str] | None) -> pulumi.ResourceHook:
     """before_create hook of every object: never create over another instance's object.
@@ -214,15 +228,8 @@ def create_guard_hook(kubeconfig: str | None, context: str | None,
         api_version, kind = manifest.get("apiVersion"), manifest.get("kind")
         if not all(isinstance(v, str) for v in (name, api_version, kind)):
             return
-        read = object_reader(kubeconfig, context, api_version, kind, namespace, name)
-        if (api_version, kind) == ("v1", "Pod"):
-            await wait_until_gone(read, f"the old pod {namespace}/{name}")
-        if instance is None:
-            return
-        found = ownership.conflict(await asyncio.to_thread(read), instance[0], instance[1],
-                                   args.name)
-        if found is not None:
-            raise ProgramError(found.message)
+        await guard_create(object_reader(kubeconfig, context, api_version, kind, namespace, name),
+                           api_version, kind, f"{namespace}/{name}", instance, args.name)
 
     return pulumi.ResourceHook(CREATE_GUARD_HOOK, before_create)
 

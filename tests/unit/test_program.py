@@ -265,3 +265,32 @@ def test_wait_until_gone_waits_for_a_terminating_object_only():
         asyncio.run(program.wait_until_gone(
             lambda: {"metadata": {"deletionTimestamp": "t"}}, "pod x", timeout=10,
             clock=lambda: next(clock), sleep=no_sleep))
+
+
+# ---- the create guard (before_create hook): ownership at the moment of the engine's create --
+
+
+def _claim(labels: dict) -> dict:
+    return {"kind": "PersistentVolumeClaim",
+            "metadata": {"name": "alice-data-home", "namespace": "hub", "labels": labels}}
+
+
+def test_create_guard_refuses_another_instances_object_and_allows_its_own():
+    import asyncio
+
+    from jupyternetes.naming import LABEL_INSTANCE, LABEL_INSTANCE_NAMESPACE
+
+    theirs = _claim({LABEL_INSTANCE: "alice", LABEL_INSTANCE_NAMESPACE: "hub"})
+    mine = _claim({LABEL_INSTANCE: "alice-data", LABEL_INSTANCE_NAMESPACE: "hub"})
+
+    def guard(live, instance=("hub", "alice-data")):
+        return asyncio.run(program.guard_create(lambda: live, "v1", "PersistentVolumeClaim",
+                                                "hub/alice-data-home", instance, "pvcs/home"))
+
+    with pytest.raises(program.ProgramError, match="belongs to instance hub/alice "):
+        guard(theirs)
+    with pytest.raises(program.ProgramError, match=r"jupyternetes\.kadense\.io/adopt"):
+        guard(_claim({}))
+    guard(mine)
+    guard(None)
+    guard(theirs, instance=None)  # no instance given: nothing to check against
