@@ -200,16 +200,21 @@ def test_template_edits_of_a_pvc_keep_the_users_claim(hub, namespace, volumes, s
                 return inst
             return None
 
-        # 1. Size up: an expansion request on the same claim.
+        # 1. Size up: an expansion request on the same claim, the running pod left alone.
+        pod_uid = hub.pod(ns, f"{name}-notebook")["metadata"]["uid"]
+
         def grow(spec: dict) -> None:
             spec["pvcs"][0]["spec"]["resources"]["requests"]["storage"] = "2Gi"
         gen = edit_template(hub, template, grow)
-        wait_for("the size change applied", at_generation(gen),
-                 describe=lambda: hub.describe(ns, name) + op.log_tail())
+        inst = wait_for("the size change applied", at_generation(gen),
+                        describe=lambda: hub.describe(ns, name) + op.log_tail())
         grown = claim(hub, ns, original)
         assert grown["metadata"]["uid"] == uid
         assert grown["spec"]["resources"]["requests"]["storage"] == "2Gi"
-        pod_uid = hub.pod(ns, f"{name}-notebook")["metadata"]["uid"]
+        summary = inst["status"]["stack"]["lastUpdate"]["changeSummary"]
+        assert summary.get("update") == 1 and not summary.get("replace"), summary
+        assert hub.pod(ns, f"{name}-notebook")["metadata"]["uid"] == pod_uid
+        hub.wait_event(ns, name, "Normal", "Provisioned", "expansion of PVC")
 
         # 2. An immutable field: refused with the field and both values, nothing touched.
         def reclass(spec: dict) -> None:
