@@ -208,8 +208,24 @@ async def guard_create(read: Callable[[], Mapping[str, Any] | None], api_version
         raise ProgramError(found.message)
 
 
+# What a create guard reads: (apiVersion, kind, namespace, name) by resource name (`pvcs/x`).
+Targets = Mapping[str, tuple[str, str, str, str]]
+
+
+def guard_targets(specs: Iterable[ObjectSpec]) -> dict[str, tuple[str, str, str, str]]:
+    """From our own manifests, not from the hook's inputs: those hold secret Outputs wherever a
+    secret value sits (labels included), so their metadata cannot be read as plain data."""
+    targets = {}
+    for spec in specs:
+        meta = spec.manifest["metadata"]
+        targets[spec.resource_name] = (spec.manifest["apiVersion"], spec.manifest["kind"],
+                                       meta.get("namespace") or "default", meta["name"])
+    return targets
+
+
 def create_guard_hook(kubeconfig: str | None, context: str | None,
-                      instance: tuple[str, str] | None) -> pulumi.ResourceHook:
+                      instance: tuple[str, str] | None,
+                      targets: Targets) -> pulumi.ResourceHook:
     """before_create hook of every object: never create over another instance's object.
 
     The engine's create is a server-side apply, which would upsert onto an object that already
@@ -222,12 +238,10 @@ def create_guard_hook(kubeconfig: str | None, context: str | None,
     """
 
     async def before_create(args: pulumi.ResourceHookArgs) -> None:
-        manifest = args.new_inputs or {}
-        metadata = manifest.get("metadata") or {}
-        name, namespace = metadata.get("name"), metadata.get("namespace") or "default"
-        api_version, kind = manifest.get("apiVersion"), manifest.get("kind")
-        if not all(isinstance(v, str) for v in (name, api_version, kind)):
-            return
+        target = targets.get(args.name)
+        if target is None:
+            raise ProgramError(f"create guard: {args.name} is not an object of this program")
+        api_version, kind, namespace, name = target
         await guard_create(object_reader(kubeconfig, context, api_version, kind, namespace, name),
                            api_version, kind, f"{namespace}/{name}", instance, args.name)
 
@@ -328,9 +342,11 @@ def declare_stack(objects: Iterable[Any], kubeconfig: str | None = None,
     hooks=False leaves out the create guard (Pulumi's unit-test mocks have no callback server).
     `instance` (namespace, name) is whose objects these are (see create_guard_hook).
     """
+    specs = as_object_specs(objects)
     provider = make_provider(kubeconfig, context)
-    create_hook = create_guard_hook(kubeconfig, context, instance) if hooks else None
-    declared = declare(objects, provider, secret_values, create_hook)
+    create_hook = (create_guard_hook(kubeconfig, context, instance, guard_targets(specs))
+                   if hooks else None)
+    declared = declare(specs, provider, secret_values, create_hook)
     return pulumi.Output.all(*[d.output() for d in declared])
 
 

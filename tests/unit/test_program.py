@@ -294,3 +294,16 @@ def test_create_guard_refuses_another_instances_object_and_allows_its_own():
     guard(mine)
     guard(None)
     guard(theirs, instance=None)  # no instance given: nothing to check against
+
+
+def test_create_guard_targets_come_from_the_manifests_not_the_hook_inputs():
+    specs = program.as_object_specs([
+        {"group": "pvcs", "entry": "home", "manifest": {
+            "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+            "metadata": {"name": "a-home", "namespace": "hub",
+                         "labels": {"secret": "token-value"}}}},
+        {"group": "otherResources", "entry": "svc", "manifest": {
+            "apiVersion": "v1", "kind": "Service", "metadata": {"name": "a-svc"}}}])
+    assert program.guard_targets(specs) == {
+        "pvcs/home": ("v1", "PersistentVolumeClaim", "hub", "a-home"),
+        "otherResources/svc": ("v1", "Service", "default", "a-svc")}
