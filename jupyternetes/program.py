@@ -250,8 +250,13 @@ def create_guard_hook(kubeconfig: str | None, context: str | None,
 
 def resource_options(spec: ObjectSpec, provider: pulumi.ProviderResource,
                      depends_on: Sequence[pulumi.Resource],
-                     create_hook: pulumi.ResourceHook | None = None) -> pulumi.ResourceOptions:
+                     create_hook: pulumi.ResourceHook | None = None,
+                     holds_secret: bool = False) -> pulumi.ResourceOptions:
     return pulumi.ResourceOptions(
+        # The live object's metadata.managedFields lists the field names and list-map keys it
+        # sets (`f:data: {f:<key>}`, `k:{"name":...}`): a secret in a key would be plain text
+        # in the state. So an object holding a secret keeps its output metadata encrypted.
+        additional_secret_outputs=["metadata"] if holds_secret else None,
         provider=provider,
         depends_on=list(depends_on),
         # Object names are fixed, so create-before-delete would collide with itself.
@@ -285,7 +290,9 @@ class Declared:
     resource: pulumi.CustomResource
 
     def output(self) -> pulumi.Output[dict]:
-        metadata = pulumi.Output.from_input(getattr(self.resource, "metadata", None))
+        # Name, namespace and uid are not secret, even when the metadata they come from is.
+        metadata = pulumi.Output.unsecret(
+            pulumi.Output.from_input(getattr(self.resource, "metadata", None)))
         manifest = self.spec.manifest
         return metadata.apply(lambda live: {
             "group": self.spec.group,
@@ -314,7 +321,8 @@ def declare(objects: Iterable[Any], provider: pulumi.ProviderResource,
             type_token(manifest["apiVersion"], manifest["kind"]),
             spec.resource_name,
             props,
-            opts=resource_options(spec, provider, depends_on, create_hook),
+            opts=resource_options(spec, provider, depends_on, create_hook,
+                                  holds_secret=bool(secret_paths(manifest, secrets))),
         )
         if spec.group == "pvcs":
             pvcs.append(resource)

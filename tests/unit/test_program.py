@@ -307,3 +307,14 @@ def test_create_guard_targets_come_from_the_manifests_not_the_hook_inputs():
     assert program.guard_targets(specs) == {
         "pvcs/home": ("v1", "PersistentVolumeClaim", "hub", "a-home"),
         "otherResources/svc": ("v1", "Service", "default", "a-svc")}
+
+
+def test_an_object_holding_a_secret_keeps_its_output_metadata_secret():
+    """managedFields (in the output metadata) lists a secret used as a key in plain text."""
+    from jupyternetes.program import ObjectSpec, resource_options
+
+    spec = ObjectSpec("otherResources", "cm", {"apiVersion": "v1", "kind": "ConfigMap",
+                                               "metadata": {"name": "i-cm"}})
+    assert resource_options(spec, None, [], holds_secret=True).additional_secret_outputs == [
+        "metadata"]
+    assert not resource_options(spec, None, []).additional_secret_outputs
