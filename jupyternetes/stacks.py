@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-from jupyternetes import diystate, naming, workerpool
+from jupyternetes import diystate, naming, workerpool, workspaces
 from jupyternetes.masking import MESSAGE_LIMIT, clean_line, mask_forms, mask_secrets, trim_message
 from jupyternetes.procs import pid_alive
 
@@ -424,16 +424,20 @@ class StackEngine:
         return self._operation(self._request("repair", namespace, name, (), (), stack=stack))
 
     def clear_stale_locks(self) -> list[str]:
-        """At operator start: remove lock files left by crashed operations and repair stacks
-        with pending operations. Returns what was done, one line per action (for logs)."""
+        """At operator start: remove the workspace folders of killed workers (jupyternetes.
+        workspaces) and lock files left by crashed operations, and repair stacks with pending
+        operations. Returns what was done, one line per action (for logs)."""
+        # Workspace folders of workers killed mid-operation (any backend).
+        actions: list[str] = workspaces.sweep_stale_workspaces()
         backend_dir = file_backend_path(self.settings.backend_url)
         if backend_dir is None:
             # Other DIY backends lock the same way in their bucket; Pulumi Cloud has
             # `pulumi cancel`. Neither is reachable from here without credentials of its own.
             log.info("stale lock clean-up only applies to file:// backends; %s skipped",
                      urlparse(self.settings.backend_url).scheme)
-            return []
-        actions: list[str] = []
+            for line in actions:
+                log.warning("%s", line)
+            return actions
         for path in stale_lock_files(backend_dir, self.settings.project):
             # fileblob's attributes file of the lock goes with it.
             path.with_name(path.name + diystate.ATTRS).unlink(missing_ok=True)
