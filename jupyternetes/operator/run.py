@@ -12,8 +12,11 @@ Role in each `--template-namespace`.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import hashlib
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -22,9 +25,10 @@ from collections.abc import Callable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from jupyternetes import stacks
+from jupyternetes import procs, stacks
 from jupyternetes.kube import MANAGED_SELECTOR, Kube, api_client
 from jupyternetes.naming import LABEL_INSTANCE, LABEL_INSTANCE_NAMESPACE, label_value
+from jupyternetes.operator import leader
 from jupyternetes.operator.metrics import Metrics
 from jupyternetes.operator.queue import Backoff, ShutDown, WorkQueue
 from jupyternetes.operator.reconcile import (
@@ -138,6 +142,10 @@ class Operator:
         self._started = threading.Event()
         self._busy: dict[str, float] = {}
         self._busy_lock = threading.Lock()
+        # Leader election (run.py wires it): no operation starts unless `leading()` says so,
+        # and stale locks are judged with the time the Lease was acquired (locks.py).
+        self.leading: Callable[[], bool] = lambda: True
+        self.leader_since: float | None = None
 
     # ---- event handlers ---------------------------------------------------------------------
 
@@ -245,6 +253,11 @@ class Operator:
                 self.queue.done(key)
 
     def process(self, key: str) -> None:
+        if not self.leading():
+            # The Lease is not (or no longer) ours: start nothing. The elector stops this
+            # process; the key is kept for the case it was only a slow renew.
+            self.queue.add_after(key, 1.0)
+            return
         started = time.monotonic()
         with self._busy_lock:
             self._busy[key] = started
@@ -284,6 +297,8 @@ class Operator:
         cleared = self.engine_clear_locks()
         if cleared:
             log.info("cleared stale stack locks: %s", cleared)
+            self.metrics.locks_cleared.inc(
+                sum(1 for line in cleared if str(line).startswith("removed stale lock")))
         for watcher in self.pod_watchers + self.template_watchers + self.instance_watchers:
             watcher.start()
         for index in range(self.workers):
@@ -303,7 +318,7 @@ class Operator:
         if clear is None:
             return None
         try:
-            return clear()
+            return clear() if self.leader_since is None else clear(self.leader_since)
         except Exception:
             log.exception("clearing stale stack locks failed; continuing")
             return None
@@ -369,8 +384,10 @@ def _pod_source(kube: Kube, namespace: str | None) -> KubeSource:
 
 
 def make_http_server(address: str, port: int, *, health: Callable[[], bool] | None,
-                     ready: Callable[[], bool] | None,
+                     ready: Callable[[], bool | tuple[bool, dict]] | None,
                      metrics: Metrics | None) -> ThreadingHTTPServer:
+    """`ready` may return (ok, document): /readyz then answers that document as JSON (who
+    leads, see leader.py)."""
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
@@ -378,8 +395,14 @@ def make_http_server(address: str, port: int, *, health: Callable[[], bool] | No
                 ok = health()
                 self._send(200 if ok else 503, b"ok\n" if ok else b"unhealthy\n", "text/plain")
             elif path == "/readyz" and ready is not None:
-                ok = ready()
-                self._send(200 if ok else 503, b"ok\n" if ok else b"not ready\n", "text/plain")
+                answer = ready()
+                if isinstance(answer, tuple):
+                    ok, doc = answer
+                    self._send(200 if ok else 503, (json.dumps(doc) + "\n").encode(),
+                               "application/json")
+                else:
+                    self._send(200 if answer else 503,
+                               b"ok\n" if answer else b"not ready\n", "text/plain")
             elif path == "/metrics" and metrics is not None:
                 body, content_type = metrics.exposition()
                 self._send(200, body, content_type)
@@ -486,8 +509,96 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--log-level", default="info",
                         choices=("debug", "info", "warning", "error"))
     parser.add_argument("--log-format", default="json", choices=("json", "text"))
+    add_leader_arguments(parser)
     stacks.add_stack_arguments(parser)
     parser.set_defaults(func=run)
+
+
+SERVICE_ACCOUNT_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+
+
+def add_leader_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("leader election (one writer per state)")
+    group.add_argument("--leader-elect", action=argparse.BooleanOptionalAction, default=True,
+                       help="take part in leader election on a coordination.k8s.io Lease; "
+                            "only the leader watches and runs stack operations, other "
+                            "replicas stand by (default: on)")
+    group.add_argument("--leader-election-namespace", default=None, metavar="NS",
+                       help="namespace of the Lease (default: the operator's own namespace "
+                            "in a pod, else `default`)")
+    group.add_argument("--leader-election-name", default=None, metavar="NAME",
+                       help="name of the Lease (default: jupyternetes-operator-<hash of the "
+                            "backend URL and --namespace scopes>: operators sharing state "
+                            "and scope elect one leader)")
+    group.add_argument("--leader-election-identity", default=None, metavar="ID",
+                       help="this replica's identity in the Lease (default: hostname_pid)")
+    group.add_argument("--leader-election-lease-duration", type=float,
+                       default=leader.LEASE_DURATION, metavar="S",
+                       help="a standby takes over this long after the leader's last renew "
+                            "(default %(default)g)")
+    group.add_argument("--leader-election-renew-deadline", type=float,
+                       default=leader.RENEW_DEADLINE, metavar="S",
+                       help="a leader that could not renew for this long stops its engine "
+                            "operations and exits (default %(default)g)")
+    group.add_argument("--leader-election-retry-period", type=float,
+                       default=leader.RETRY_PERIOD, metavar="S",
+                       help="time between acquire/renew attempts (default %(default)g)")
+
+
+def kill_engine_processes() -> list[int]:
+    """SIGKILL every process below this one (stack workers, Pulumi CLIs, providers)."""
+    pids = procs.descendants(os.getpid())
+    for pid in reversed(pids):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return pids
+
+
+def default_lease_name(backend_url: str, namespaces: Sequence[str]) -> str:
+    scope = json.dumps([backend_url, sorted(set(namespaces))])
+    return f"{leader.DEFAULT_LEASE_NAME}-{hashlib.sha256(scope.encode()).hexdigest()[:10]}"
+
+
+def default_lease_namespace() -> str:
+    try:
+        with open(SERVICE_ACCOUNT_NAMESPACE, encoding="utf-8") as handle:
+            return handle.read().strip() or "default"
+    except OSError:
+        return "default"
+
+
+def make_elector(args: argparse.Namespace, kube: Kube, backend_url: str,
+                 operator: Operator, metrics: Metrics) -> leader.LeaderElector:
+    """The elector wired to the operator: leading starts it, losing the Lease kills every
+    engine process this operator started and exits (exit code 1; restarted, it stands by)."""
+    namespace = args.leader_election_namespace or default_lease_namespace()
+    name = args.leader_election_name or default_lease_name(backend_url, args.namespace)
+
+    def start_leading(since: float) -> None:
+        operator.leader_since = since
+        metrics.leading.set(1)
+        operator.start()
+
+    def lost() -> None:
+        metrics.leading.set(0)
+        operator.queue.shutdown()  # nothing new starts
+        # Kill the engines before the Lease can expire for the others (renew deadline <
+        # lease duration): the next leader may then remove their locks (locks.py).
+        pids = kill_engine_processes()
+        log.error("lost the Lease %s/%s: killed %d engine process(es); exiting so that this "
+                  "replica restarts as a standby", namespace, name, len(pids))
+        sys.stderr.flush()
+        os._exit(1)
+
+    elector = leader.LeaderElector(
+        leader.KubeLease(kube.api, namespace, name),
+        args.leader_election_identity or leader.default_identity(),
+        lease_duration=args.leader_election_lease_duration,
+        renew_deadline=args.leader_election_renew_deadline,
+        retry_period=args.leader_election_retry_period,
+        on_started=start_leading, on_stopped=lost)
+    log.info("leader election on Lease %s/%s as %s", namespace, name, elector.identity)
+    return elector
 
 
 def settings_fingerprint(settings: Any) -> dict[str, Any]:
@@ -519,6 +630,26 @@ def run(args: argparse.Namespace) -> int:
                         backoff=Backoff(base=args.backoff_base, cap=args.backoff_cap),
                         shutdown_grace=args.shutdown_grace)
 
+    elector: leader.LeaderElector | None = None
+    if args.leader_elect:
+        try:
+            leader.validate(args.leader_election_lease_duration,
+                            args.leader_election_renew_deadline,
+                            args.leader_election_retry_period)
+        except ValueError as exc:
+            log.error("%s", exc)
+            return 2
+        elector = make_elector(args, kube, settings.backend_url, operator, metrics)
+        operator.leading = elector.is_leader
+
+    def readiness() -> tuple[bool, dict]:
+        if elector is None:
+            return operator.ready(), {"leaderElection": False, "ready": operator.ready()}
+        doc = elector.status()
+        # A standby is ready: healthy and waiting; the leader once its watches synced.
+        ok = operator.ready() if doc["leading"] else not elector.lost
+        return ok, {**doc, "ready": ok}
+
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: Any) -> None:
@@ -534,16 +665,32 @@ def run(args: argparse.Namespace) -> int:
         server = make_http_server(
             args.bind_address, port,
             health=operator.healthy if port == args.health_port else None,
-            ready=operator.ready if port == args.health_port else None,
+            ready=readiness if port == args.health_port else None,
             metrics=metrics if port == args.metrics_port else None)
         serve(server)
         servers.append(server)
         log.info("serving http on %s:%d", args.bind_address, server.server_address[1])
 
-    operator.start()
+    elector_stop = threading.Event()
+    elector_thread = None
+    if elector is None:
+        operator.start()
+    else:
+        elector_thread = threading.Thread(target=elector.run, args=(elector_stop,),
+                                          name="leader-election", daemon=True)
+        elector_thread.start()
     while not stop.wait(1.0):
         pass
+    # In-flight operations finish (or are abandoned) while the Lease is still renewed; only
+    # then is it released, so a standby never starts on a stack this replica still writes.
     abandoned = operator.stop()
+    if elector is not None and elector_thread is not None:
+        elector_stop.set()
+        elector_thread.join(10)
+        if abandoned:
+            # Abandoned operations must not outlive the Lease (a standby may take over now).
+            kill_engine_processes()
+        elector.release()
     engine.close()  # idle pre-started workers; they would die with us anyway, this is tidier
     for server in servers:
         server.shutdown()
