@@ -577,7 +577,14 @@ def make_elector(args: argparse.Namespace, kube: Kube, backend_url: str,
     def start_leading(since: float) -> None:
         operator.leader_since = since
         metrics.leading.set(1)
-        operator.start()
+        try:
+            operator.start()
+        except Exception:
+            # A leader that cannot work must not keep the Lease from a standby that can.
+            log.exception("the operator could not start after acquiring the Lease; exiting")
+            kill_engine_processes()
+            sys.stderr.flush()
+            os._exit(1)
 
     def lost() -> None:
         metrics.leading.set(0)
