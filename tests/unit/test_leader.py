@@ -167,3 +167,32 @@ def test_validate_names_the_flags():
         leader.validate(10, 10, 2)
     with pytest.raises(ValueError):
         leader.validate(15, 2, 2)
+
+
+def test_default_lease_name_is_shared_by_operators_on_the_same_state_and_scope():
+    from jupyternetes.operator.run import default_lease_name
+    a = default_lease_name("file:///state", ["ns-b", "ns-a"])
+    assert a == default_lease_name("file:///state", ["ns-a", "ns-b", "ns-a"])
+    assert a != default_lease_name("file:///other", ["ns-a", "ns-b"])
+    assert a != default_lease_name("file:///state", [])
+    assert a.startswith("jupyternetes-operator-") and len(a) <= 63
+
+
+def test_readyz_answers_json_who_leads():
+    import json as _json
+    import urllib.request
+
+    from jupyternetes.operator.run import make_http_server, serve
+    doc = {"identity": "me", "leader": "other", "leading": False, "since": "t"}
+    server = make_http_server("127.0.0.1", 0, health=lambda: True,
+                              ready=lambda: (True, doc), metrics=None)
+    serve(server)
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/readyz"
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            assert resp.status == 200
+            assert resp.headers["Content-Type"] == "application/json"
+            assert _json.loads(resp.read()) == doc
+    finally:
+        server.shutdown()
+        server.server_close()
