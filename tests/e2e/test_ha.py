@@ -17,6 +17,8 @@ import random
 import re
 import socket
 import time
+import urllib.error
+import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -49,8 +51,15 @@ REMOVED = re.compile(r"removed stale lock (\S+) \(pid=(\S+) host=(\S+)\): (.*)")
 
 
 def readyz(op: OperatorProcess) -> dict | None:
-    code, body = op.http("/readyz")
-    if code == 0:
+    """/readyz's JSON (also when it answers 503: a leader whose watches have not synced yet);
+    None while nothing listens."""
+    op.http("/healthz")  # raises, with the log tail, when the operator exited
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{op.port}/readyz", timeout=5) as resp:
+            body = resp.read()
+    except urllib.error.HTTPError as exc:
+        body = exc.read()
+    except OSError:
         return None
     return json.loads(body)
 
