@@ -170,7 +170,7 @@ def test_validate_names_the_flags():
 
 
 def test_default_lease_name_is_shared_by_operators_on_the_same_state_and_scope():
-    from jupyternetes.operator.run import default_lease_name
+    from jupyternetes.operator.election import default_lease_name
     a = default_lease_name("file:///state", ["ns-b", "ns-a"])
     assert a == default_lease_name("file:///state", ["ns-a", "ns-b", "ns-a"])
     assert a != default_lease_name("file:///other", ["ns-a", "ns-b"])
