@@ -29,8 +29,10 @@ from jupyternetes import stacks
 from jupyternetes.harness.operator_process import OperatorProcess
 from jupyternetes.kube import Kube
 from jupyternetes.naming import stack_name
+from jupyternetes.operator.election import default_lease_name
 from jupyternetes.operator.reconcile import condition as make_condition
 from jupyternetes.operator.reconcile import merge_conditions
+from jupyternetes.procs import pid_alive
 from tests.e2e.test_operator import (  # noqa: F401  (fixtures)
     GROUP,
     INSTANCES,
@@ -155,6 +157,40 @@ def test_two_operators_one_leads_the_other_takes_over_when_the_leader_is_killed(
         assert host == socket.gethostname() and int(pid) in killed, (lock, pid, host, reason)
         assert "is gone" in reason
     assert second.metrics().value("jupyternetes_stale_locks_cleared_total") == len(removed)
+
+
+def test_a_leader_that_loses_its_lease_stops_at_once(hub, namespace, volumes, start_operator,
+                                                     pulumi_env):
+    ns = namespace
+    names = ["lost-a", "lost-b", "lost-c"]
+    for name in names:
+        volumes.provide(ns, name)
+    op = start_operator([ns], workers=3)
+    lead = wait_for("leading", lambda: leading(op), timeout=60, describe=op.log_tail)
+    for name in names:
+        hub.create_instance(ns, name)
+    wait_for("an `up` holding a stack lock", lambda: lock_files(op), timeout=120)
+    tree = op.tree()
+    # Someone else takes the Lease (as a replica would after a partition).
+    coordination = client.CoordinationV1Api(hub.api)
+    lease_name = default_lease_name(pulumi_env.backend_url, [ns])
+    lease = coordination.read_namespaced_lease(lease_name, "default")
+    assert lease.spec.holder_identity == lead["identity"]
+    lease.spec.holder_identity = "intruder_1"
+    coordination.replace_namespaced_lease(lease_name, "default", lease)
+    taken = time.monotonic()
+    code = op.proc.wait(30)
+    stopped = time.monotonic() - taken
+    print(f"\nleader exited {stopped:.1f}s after losing the Lease, code {code}")
+    assert code == 1 and "lost the Lease" in op.log_text()
+    assert stopped <= 2 * 2 + 5  # within a couple of retry periods
+    # It took its engine processes (workers, Pulumi CLIs, providers) with it.
+    assert not [pid for pid in tree if pid_alive(pid)]
+    # The intruder goes away; a new operator takes over and finishes the work.
+    coordination.delete_namespaced_lease(lease_name, "default")
+    op.start()
+    wait_for("leading again", lambda: leading(op), timeout=60, describe=op.log_tail)
+    converged(hub, ns, names, op)
 
 
 def write_lock(backend: Path, stack: str, pid: int, host: str, written: float) -> Path:
