@@ -29,7 +29,6 @@ from jupyternetes import stacks
 from jupyternetes.harness.operator_process import OperatorProcess
 from jupyternetes.kube import Kube
 from jupyternetes.naming import stack_name
-from jupyternetes.operator.election import default_lease_name
 from jupyternetes.operator.reconcile import condition as make_condition
 from jupyternetes.operator.reconcile import merge_conditions
 from jupyternetes.procs import pid_alive
@@ -172,6 +171,7 @@ def test_a_leader_that_loses_its_lease_stops_at_once(hub, namespace, volumes, st
     wait_for("an `up` holding a stack lock", lambda: lock_files(op), timeout=120)
     tree = op.tree()
     # Someone else takes the Lease (as a replica would after a partition).
+    from jupyternetes.operator.election import default_lease_name
     coordination = client.CoordinationV1Api(hub.api)
     lease_name = default_lease_name(pulumi_env.backend_url, [ns])
     lease = coordination.read_namespaced_lease(lease_name, "default")
