@@ -243,6 +243,16 @@ class Kube:
             return json.loads(resp.data)
         return self._get(read, f"pod {namespace}/{name}")
 
+    # ---- secrets ----------------------------------------------------------------------------
+
+    def get_secret(self, namespace: str, name: str) -> dict | None:
+        """A Secret (spec.variablesFrom); the operator needs `get` on secrets in the instance
+        namespaces. Its values are never logged: KubeError carries only the apiserver message."""
+        def read() -> dict:
+            resp = self.core.read_namespaced_secret(name, namespace, _preload_content=False)
+            return json.loads(resp.data)
+        return self._get(read, f"secret {namespace}/{name}")
+
     # ---- status, finalizers -----------------------------------------------------------------
 
     def patch_instance_status(self, namespace: str, name: str, status: dict) -> dict | None:

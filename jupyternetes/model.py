@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from jupyternetes.naming import is_dns1123_label
+from jupyternetes.naming import is_dns1123_label, is_dns1123_subdomain
 
 GROUP = "kadense.io"
 VERSION = "v1"
@@ -256,6 +256,14 @@ class TemplateRef:
 
 
 @dataclass(frozen=True)
+class SecretRef:
+    """`spec.variablesFrom[i].secretRef`: a Secret in the instance's namespace whose every data
+    key is a variable, and every value a Pulumi secret (see secretvars.py)."""
+
+    name: str
+
+
+@dataclass(frozen=True)
 class Instance:
     name: str
     namespace: str
@@ -266,6 +274,8 @@ class Instance:
     resource_version: str | None = None
     deletion_timestamp: str | None = None
     finalizers: tuple[str, ...] = ()
+    # spec.variablesFrom, in order; the Secrets are read by the operator, not parsed here.
+    secret_refs: tuple[SecretRef, ...] = ()
 
     @property
     def template_namespace(self) -> str:
@@ -294,6 +304,7 @@ class Instance:
         finalizers = meta.get("finalizers") or []
         if not isinstance(finalizers, list) or not all(isinstance(f, str) for f in finalizers):
             raise r.fail("metadata.finalizers", "must be a list of strings")
+        secret_refs = _parse_secret_refs(r, spec)
         return cls(
             name=name,
             namespace=namespace,
@@ -307,7 +318,38 @@ class Instance:
             resource_version=r.string(meta, "resourceVersion", "metadata.resourceVersion"),
             deletion_timestamp=r.string(meta, "deletionTimestamp", "metadata.deletionTimestamp"),
             finalizers=tuple(finalizers),
+            secret_refs=secret_refs,
         )
+
+
+def _parse_secret_refs(r: _Reader, spec: Mapping) -> tuple[SecretRef, ...]:
+    """spec.variablesFrom: `[{secretRef: {name}}]`; each Secret named once, a DNS-1123 name."""
+    raw = spec.get("variablesFrom")
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise r.fail("spec.variablesFrom", f"must be a list, got {type(raw).__name__}")
+    refs: list[SecretRef] = []
+    first_at: dict[str, int] = {}
+    for index, item in enumerate(raw):
+        path = f"spec.variablesFrom[{index}]"
+        if not isinstance(item, Mapping):
+            raise r.fail(path, f"must be an object, got {type(item).__name__}")
+        unknown = sorted(str(k) for k in item if k != "secretRef")
+        if unknown:
+            raise r.fail(f"{path}.{unknown[0]}", "unknown field; the only source of variables "
+                         "is secretRef: {name: <Secret in the instance's namespace>}")
+        ref = r.mapping(item, "secretRef", f"{path}.secretRef", required=True)
+        name = r.string(ref, "name", f"{path}.secretRef.name", required=True) or ""
+        if not is_dns1123_subdomain(name):
+            raise r.fail(f"{path}.secretRef.name", f"{name!r} is not a valid Secret name "
+                         "(lowercase letters, digits, '-' and '.', at most 253 characters)")
+        if name in first_at:
+            raise r.fail(f"{path}.secretRef.name", f"Secret {name!r} is already referenced "
+                         f"at spec.variablesFrom[{first_at[name]}]; reference it once")
+        first_at[name] = index
+        refs.append(SecretRef(name))
+    return tuple(refs)
 
 
 # ---- status contract -------------------------------------------------------------------------

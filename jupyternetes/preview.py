@@ -15,6 +15,7 @@ import sys
 from collections.abc import Collection, Mapping
 from typing import Any
 
+from jupyternetes import secretvars
 from jupyternetes.model import GROUP, VERSION, Instance, ModelError, Template
 from jupyternetes.render import RenderError, render
 from jupyternetes.stacks import (
@@ -118,7 +119,9 @@ def parse_ref(ref: str) -> tuple[str, str]:
 
 
 def load_from_cluster(ref: str, kubeconfig: str | None,
-                      context: str | None) -> tuple[Template, Instance]:
+                      context: str | None) -> tuple[Template, Instance, frozenset[str]]:
+    """The template and the instance (with its spec.variablesFrom Secrets' variables merged in)
+    and the values those Secrets gave, which are secret whatever their names."""
     from kubernetes import client, config
     from kubernetes.client.exceptions import ApiException
     from kubernetes.config.config_exception import ConfigException
@@ -153,7 +156,25 @@ def load_from_cluster(ref: str, kubeconfig: str | None,
     template = Template.from_dict(
         get(TEMPLATE_PLURAL, template_ns, instance.template.name, "template"),
         f"{template_ns}/{instance.template.name}")
-    return template, instance
+    core = client.CoreV1Api(api)
+
+    def get_secret(ns: str, secret_name: str) -> Mapping[str, Any] | None:
+        try:
+            resp = core.read_namespaced_secret(secret_name, ns, _preload_content=False)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise PreviewError(f"cannot read Secret {ns}/{secret_name}: HTTP {exc.status} "
+                               f"{exc.reason}") from exc
+        return json.loads(resp.data)
+
+    try:
+        extra = secretvars.secret_variables(instance,
+                                            secretvars.read_secrets(instance, get_secret))
+    except secretvars.SecretVariablesError as exc:
+        raise PreviewError(str(exc)) from exc
+    return (template, secretvars.with_variables(instance, extra),
+            frozenset(v for v in extra.values() if v))
 
 
 def load_from_files(template_path: str, instance_path: str) -> tuple[Template, Instance]:
@@ -172,16 +193,17 @@ def run_preview(args: argparse.Namespace) -> int:
         if args.instance_ref and (args.template or args.instance):
             raise PreviewError("give either NAMESPACE/NAME or -t/-i, not both")
         if args.instance_ref:
-            template, instance = load_from_cluster(args.instance_ref, args.kubeconfig,
-                                                   args.context)
+            template, instance, from_secrets = load_from_cluster(
+                args.instance_ref, args.kubeconfig, args.context)
         elif args.template and args.instance:
             template, instance = load_from_files(args.template, args.instance)
+            from_secrets = frozenset()
         else:
             raise PreviewError("give NAMESPACE/NAME, or both -t TEMPLATE.yaml and "
                                "-i INSTANCE.yaml")
         rendered = render(template, instance)
         settings = settings_from_args(args)
-        secret_values = settings.secret_values(instance.variables)
+        secret_values = settings.secret_values(instance.variables) | from_secrets
         # One operation and exit: a pre-started idle worker would never be used.
         engine = StackEngine(settings, prestart=0)
         result = engine.preview(instance.namespace, instance.name, rendered, secret_values,

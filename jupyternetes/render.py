@@ -6,6 +6,14 @@ JSON inside a string just works. Substitution happens on parsed values (strings 
 never on YAML text, and a substituted value is never scanned again, so a variable cannot inject
 structure or further placeholders.
 
+Typed placeholders: a value that is exactly one placeholder may name a type, `{name:int}`,
+`{name:bool}` or `{name:number}`, and renders as that JSON type (`runAsUser:
+'{jupyterhub.user.id:int}'` renders a number). int: optional `-`, digits; bool: `true`/`false`
+in any case; number: a JSON number (an int when it has no fraction or exponent). A value that
+does not parse is a render error naming the path. A typed placeholder inside a longer string,
+in a mapping key, or in a label/annotation value (those are strings) is an error naming the
+path. `{name:other}` is not a placeholder at all: it stays literal text, like any other brace.
+
 Object names are `<instance>-<entry>` (naming.object_name_for_kind): a Service whose name would
 start with a digit (hub instance names are uuid hex) is named `j-<instance>-<entry>`, and the
 built-in `{jupyternetes.otherResources.<entry>}` gives that same name.
@@ -43,8 +51,12 @@ from jupyternetes.naming import (
     object_name_for_kind,
 )
 
-# One token per match: an escape, a placeholder, or a single literal character run.
-_TOKEN = re.compile(r"\{\{|\}\}|\{([A-Za-z0-9._-]+)\}|[^{}]+|[{}]")
+# One token per match: an escape, a placeholder (maybe typed), or a literal character run.
+_TOKEN = re.compile(r"\{\{|\}\}|\{([A-Za-z0-9._-]+)(?::(int|bool|number))?\}|[^{}]+|[{}]")
+_TYPED = re.compile(r"\{([A-Za-z0-9._-]+):(int|bool|number)\}")
+_INT = re.compile(r"-?[0-9]+")
+_NUMBER = re.compile(r"-?[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)?")
+TYPES = ("int", "bool", "number")
 
 
 class RenderError(ValueError):
@@ -93,13 +105,22 @@ class Rendered:
 
 
 def substitute(text: str, variables: Mapping[str, str], path: str,
-               missing: list[tuple[str, str]]) -> str:
-    """One pass over `text`; `variables` keys must be lowercase. Unknown names go to `missing`."""
+               missing: list[tuple[str, str]], problems: list[str] | None = None) -> str:
+    """One pass over `text`; `variables` keys must be lowercase. Unknown names go to `missing`.
+
+    A typed placeholder here (inside a longer string, or in a key) goes to `problems` (raised
+    at once when None) and is left as written.
+    """
     out: list[str] = []
     for match in _TOKEN.finditer(text):
         token = match.group(0)
         name = match.group(1)
-        if name is not None:
+        if match.group(2) is not None:
+            _problem(problems, f"{path}: typed placeholder {token} is only allowed as the whole "
+                     f"value; inside a longer string, a key or a label/annotation value write "
+                     f"{{{name}}} without a type")
+            out.append(token)
+        elif name is not None:
             value = variables.get(name.lower())
             if value is None:
                 missing.append((name, path))
@@ -115,24 +136,71 @@ def substitute(text: str, variables: Mapping[str, str], path: str,
     return "".join(out)
 
 
+def _problem(problems: list[str] | None, message: str) -> None:
+    if problems is None:
+        raise RenderError(message)
+    problems.append(message)
+
+
+def typed_value(raw: str, type_: str) -> int | float | bool | None:
+    """`raw` as JSON type `type_` (int, bool, number); None when it does not parse."""
+    if type_ == "int":
+        return int(raw) if _INT.fullmatch(raw) else None
+    if type_ == "bool":
+        return {"true": True, "false": False}.get(raw.lower())
+    if not _NUMBER.fullmatch(raw):
+        return None
+    if _INT.fullmatch(raw):
+        return int(raw)
+    number = float(raw)
+    return number if number not in (float("inf"), float("-inf")) else None
+
+
+_EXPECTED = {"int": "an integer (optional '-', then digits)",
+             "bool": "true or false",
+             "number": "a JSON number (like 8888, -1.5 or 2e3)"}
+
+
+def substitute_value(text: str, variables: Mapping[str, str], path: str,
+                     missing: list[tuple[str, str]], problems: list[str] | None = None) -> Any:
+    """`substitute`, except that a value that is exactly one typed placeholder renders as its
+    JSON type. A value that does not parse goes to `problems` (names the path and the value;
+    raised at once when None); the operator masks secret values in every message."""
+    match = _TYPED.fullmatch(text)
+    if match is None:
+        return substitute(text, variables, path, missing, problems)
+    name, type_ = match.group(1), match.group(2)
+    raw = variables.get(name.lower())
+    if raw is None:
+        missing.append((name, path))
+        return text
+    value = typed_value(raw, type_)
+    if value is None:
+        _problem(problems, f"{path}: {text}: the value {raw!r} of variable {name!r} is not "
+                 f"{_EXPECTED[type_]}; fix the variable, or write {{{name}}} for a string")
+        return text
+    return value
+
+
 def substitute_tree(value: Any, variables: Mapping[str, str], path: str,
-                    missing: list[tuple[str, str]]) -> Any:
-    """Copy of a parsed YAML/JSON value with strings and mapping keys substituted."""
+                    missing: list[tuple[str, str]], problems: list[str] | None = None) -> Any:
+    """Copy of a parsed YAML/JSON value with strings and mapping keys substituted (string
+    values that are one typed placeholder become their type; see substitute_value)."""
     if isinstance(value, str):
-        return substitute(value, variables, path, missing)
+        return substitute_value(value, variables, path, missing, problems)
     if isinstance(value, Mapping):
         result: dict = {}
         for key, item in value.items():
             item_path = key_path(path, key)
-            new_key = (substitute(key, variables, f"{item_path} (key)", missing)
+            new_key = (substitute(key, variables, f"{item_path} (key)", missing, problems)
                        if isinstance(key, str) else key)
             if new_key in result:
                 raise RenderError(f"{item_path}: key renders to {new_key!r}, which another key "
                                   "in the same object also renders to; make the keys distinct")
-            result[new_key] = substitute_tree(item, variables, item_path, missing)
+            result[new_key] = substitute_tree(item, variables, item_path, missing, problems)
         return result
     if isinstance(value, list):
-        return [substitute_tree(item, variables, f"{path}[{i}]", missing)
+        return [substitute_tree(item, variables, f"{path}[{i}]", missing, problems)
                 for i, item in enumerate(value)]
     return value
 
@@ -172,10 +240,11 @@ def render(template: Template, instance: Instance) -> Rendered:
     variables.update({k.lower(): v for k, v in builtin_variables(template, instance).items()})
     missing: list[tuple[str, str]] = []
     invalid: list[str] = []
+    typed: list[str] = []
     groups: dict[str, tuple[RenderedObject, ...]] = {}
     for group in ("pvcs", "pods", "otherResources"):
         groups[group] = tuple(
-            _render_entry(template, instance, group, entry, variables, missing, invalid)
+            _render_entry(template, instance, group, entry, variables, missing, invalid, typed)
             for entry in template.entries(group)
         )
     if missing:
@@ -184,9 +253,15 @@ def render(template: Template, instance: Instance) -> Rendered:
         raise RenderError(
             f"template {_ref(template.namespace, template.name)} for instance "
             f"{instance.namespace}/{instance.name}: unknown placeholder(s) "
-            f"{', '.join(unique)}: {listed}. Add them to the instance's spec.variables, or write "
-            "{{ and }} for literal braces",
+            f"{', '.join(unique)}: {listed}. Add them to the instance's spec.variables (or to a "
+            "Secret in its spec.variablesFrom), or write {{ and }} for literal braces",
             tuple(missing),
+        )
+    if typed:
+        raise RenderError(
+            f"template {_ref(template.namespace, template.name)} for instance "
+            f"{instance.namespace}/{instance.name}: typed placeholder(s) that cannot render: "
+            f"{'; '.join(typed)}"
         )
     # After the placeholder check: an unfilled `{x}` is itself an invalid label value, and the
     # unknown name is the thing to fix first.
@@ -244,15 +319,30 @@ def check_metadata(entry: TemplateEntry, base: str, labels: Mapping[str, str],
     return problems
 
 
+def _substitute_strings(strings: Mapping[str, str], variables: Mapping[str, str], path: str,
+                        missing: list[tuple[str, str]], problems: list[str]) -> dict[str, str]:
+    """Labels and annotations: string keys and string values only, so nothing typed."""
+    result: dict[str, str] = {}
+    for key, value in strings.items():
+        item_path = key_path(path, key)
+        new_key = substitute(key, variables, f"{item_path} (key)", missing, problems)
+        if new_key in result:
+            raise RenderError(f"{item_path}: key renders to {new_key!r}, which another key "
+                              "in the same object also renders to; make the keys distinct")
+        result[new_key] = substitute(value, variables, item_path, missing, problems)
+    return result
+
+
 def _render_entry(template: Template, instance: Instance, group: str, entry: TemplateEntry,
                   variables: Mapping[str, str], missing: list[tuple[str, str]],
-                  invalid: list[str]) -> RenderedObject:
+                  invalid: list[str], typed: list[str]) -> RenderedObject:
     base = f"spec.{group}[{entry.name}]"
     api_version, kind = FIXED_KINDS.get(group, (entry.api_version, entry.kind))
-    missing_before = len(missing)
-    labels = substitute_tree(entry.labels, variables, f"{base}.labels", missing)
-    annotations = substitute_tree(entry.annotations, variables, f"{base}.annotations", missing)
-    if len(missing) == missing_before:
+    missing_before, typed_before = len(missing), len(typed)
+    labels = _substitute_strings(entry.labels, variables, f"{base}.labels", missing, typed)
+    annotations = _substitute_strings(entry.annotations, variables, f"{base}.annotations",
+                                      missing, typed)
+    if len(missing) == missing_before and len(typed) == typed_before:
         invalid.extend(check_metadata(entry, base, labels, annotations))
     labels.update({
         LABEL_INSTANCE: label_value(instance.name),
@@ -274,8 +364,8 @@ def _render_entry(template: Template, instance: Instance, group: str, entry: Tem
         },
     }
     if entry.has_spec:
-        manifest["spec"] = substitute_tree(entry.spec, variables, f"{base}.spec", missing)
+        manifest["spec"] = substitute_tree(entry.spec, variables, f"{base}.spec", missing, typed)
     for key, value in entry.body.items():
         # model.py refused metadata/status and near-miss spellings of the entry's own keys.
-        manifest[key] = substitute_tree(value, variables, key_path(base, key), missing)
+        manifest[key] = substitute_tree(value, variables, key_path(base, key), missing, typed)
     return RenderedObject(group=group, entry=entry.name, manifest=manifest)

@@ -30,13 +30,14 @@ import subprocess
 import threading
 import time
 import weakref
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
 from jupyternetes import diystate, locks, naming, workerpool
+from jupyternetes.masking import mask_forms, mask_secrets, trim_message
 from jupyternetes.procs import pid_alive
 
 log = logging.getLogger(__name__)
@@ -51,8 +52,6 @@ DEFAULT_TIMEOUT_SECONDS = 600.0
 CANCEL_GRACE_SECONDS = 20.0
 # Idle workers kept pre-started (Python and the Pulumi SDK loaded), see workerpool.
 DEFAULT_PRESTARTED_WORKERS = 1
-MESSAGE_LIMIT = 1500
-SECRET_MASK = "[secret]"
 
 # Pulumi's DIY backend keeps a lock file per running operation here (pkg/backend/diy/lock.go):
 # .pulumi/locks/<organization>/<project>/<stack>/<lock-id>.json holding {pid, hostname, ...}.
@@ -259,75 +258,7 @@ def read_passphrase_file(path: Path) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# Pure helpers: messages, summaries
-
-
-_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]|<\{%[^%]*%\}>")
-# Lines that say only that something failed, not what: dropped when something better exists.
-_GENERIC = re.compile(
-    r"^(error: )?(update|preview|refresh|destroy) failed$|^error: \d+ error(s)? occurred|"
-    r"^\d+ error(s)? occurred:?$|^Resources:|^Duration:|^\s*$|^error: (update|preview) failed")
-
-
-_URN_REF = re.compile(r'resource "urn:pulumi:[^"]*"')
-_DIFF_DUMP = re.compile(r"^@@ -\d+(,\d+)? \+\d+(,\d+)? @@")
-
-
-def mask_secrets(text: str, secret_values: Collection[str]) -> str:
-    # Longest first, so a secret that contains another is masked whole.
-    for value in sorted((s for s in secret_values if s), key=len, reverse=True):
-        text = text.replace(value, SECRET_MASK)
-    return text
-
-
-def clean_line(line: str) -> str:
-    return _ANSI.sub("", line).rstrip()
-
-
-def trim_message(diagnostics: Iterable[tuple[str | None, str]], stderr: str = "",
-                 secret_values: Collection[str] = (), limit: int = MESSAGE_LIMIT) -> str:
-    """The useful part of an engine failure: each error diagnostic, prefixed by its resource.
-
-    `diagnostics` are (resource name or None, message) from the engine's error events; when
-    there are none, the `error:` lines of the CLI's stderr are used. Generic lines ("update
-    failed") are dropped, duplicates removed, secrets masked, the result capped at `limit`.
-    """
-    lines: list[str] = []
-    seen: set[str] = set()
-
-    def add(prefix: str | None, message: str) -> None:
-        for raw in message.splitlines():
-            line = clean_line(raw).strip()
-            if _DIFF_DUMP.match(line):
-                # The apiserver appends a dump of the whole object diff to some errors (pod
-                # updates): noise for an admin, and it holds old values, secrets included.
-                break
-            if line.startswith("error: "):
-                line = line[len("error: "):]
-            # The resource is named by the prefix already; its URN is noise in a status.
-            line = _URN_REF.sub("resource", line)
-            if not line or _GENERIC.match(line):
-                continue
-            text = f"{prefix}: {line}" if prefix else line
-            if line in seen:
-                continue
-            seen.add(line)
-            lines.append(text)
-
-    for name, message in diagnostics:
-        add(name, message)
-    if not lines:
-        for raw in stderr.splitlines():
-            line = clean_line(raw).strip()
-            if line.startswith("error:") or "error" in line.lower():
-                add(None, line)
-    if not lines:
-        tail = [clean_line(x).strip() for x in stderr.splitlines() if clean_line(x).strip()]
-        lines = tail[-3:]
-    text = mask_secrets("\n".join(lines), secret_values)
-    if len(text) > limit:
-        text = text[: limit - 3].rstrip() + "..."
-    return text
+# Pure helpers: summaries (messages: masking.py)
 
 
 def summarize_changes(change_summary: Mapping[str, int]) -> str:
@@ -635,7 +566,9 @@ def _run_in(proc: subprocess.Popen, request: Mapping[str, Any],
     except BaseException:
         stop_worker(proc)
         raise
-    err_text = stderr.decode(errors="replace")
+    # The worker masks its own output; masked again here in case it died before it could.
+    err_text = mask_secrets(stderr.decode(errors="replace"),
+                            mask_forms(request.get("secret_values") or ()))
     for line in err_text.splitlines():
         log.debug("worker %s %s: %s", request["op"], request["stack"], line)
     try:

@@ -34,13 +34,17 @@ from semver import VersionInfo  # noqa: E402
 
 from jupyternetes import diystate, workerpool  # noqa: E402
 from jupyternetes import program as stack_program  # noqa: E402
+from jupyternetes.masking import (  # noqa: E402
+    SECRET_MASK,
+    MaskingFilter,
+    install,
+    mask_secrets,
+    trim_message,
+)
 from jupyternetes.procs import pid_alive  # noqa: E402
 from jupyternetes.stacks import (  # noqa: E402
     CANCEL_GRACE_SECONDS,
-    SECRET_MASK,
     file_backend_path,
-    mask_secrets,
-    trim_message,
     utc_now,
 )
 
@@ -539,6 +543,12 @@ def main() -> int:
     request = read_request()
     if request is None:
         return workerpool.WORKER_IDLE_EXIT
+    secret_values = list(request.get("secret_values") or [])
+    # Everything this process writes to stderr (logs, tracebacks) is masked: the operator logs
+    # it at debug level.
+    mask = MaskingFilter(secret_values)
+    for handler in logging.getLogger().handlers:
+        install(handler, mask)
     try:
         answer = run(request)
     except (FileNotFoundError, PermissionError) as exc:
@@ -549,11 +559,10 @@ def main() -> int:
         answer = {"result": "failed", "message": f"invalid rendered objects: {exc}",
                   "started_at": utc_now(), "finished_at": utc_now()}
     except Exception as exc:  # an engine/SDK error outside CommandError: report, don't crash
-        traceback.print_exc(file=sys.stderr)
+        sys.stderr.write(mask_secrets(traceback.format_exc(), mask.forms()))
         answer = {"result": "failed", "started_at": utc_now(), "finished_at": utc_now(),
                   "message": mask_secrets(f"stack {request.get('stack')}: {op_label(request)}: "
-                                          f"{type(exc).__name__}: {exc}",
-                                          request.get("secret_values") or [])}
+                                          f"{type(exc).__name__}: {exc}", mask.forms())}
     sys.stdout.write(json.dumps(answer))
     sys.stdout.flush()
     return 0

@@ -29,7 +29,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from jupyternetes import secretexposure, secretvars
 from jupyternetes.kube import FINALIZER, KubeError, now_rfc3339
+from jupyternetes.masking import OPERATOR_LOG_MASK, mask_secrets
 from jupyternetes.model import Instance, ModelError, Template
 from jupyternetes.naming import stack_name
 from jupyternetes.operator import podstatus
@@ -55,6 +57,7 @@ class KubePort(Protocol):
     def get_instance(self, namespace: str, name: str) -> dict | None: ...
     def get_template(self, namespace: str, name: str) -> dict | None: ...
     def get_pod(self, namespace: str, name: str) -> dict | None: ...
+    def get_secret(self, namespace: str, name: str) -> dict | None: ...
     def patch_instance_status(self, namespace: str, name: str, status: dict) -> dict | None: ...
     def add_finalizer(self, namespace: str, name: str, finalizer: str = ...) -> dict | None: ...
     def remove_finalizer(self, namespace: str, name: str, finalizer: str = ...) -> dict | None: ...
@@ -310,6 +313,11 @@ class Reconciler:
         self.drift.take(key)
         if FINALIZER not in instance.finalizers:
             return Result("deleting")  # someone else's finalizer holds it; not our business
+        # After a restart the values of an instance being deleted were never seen: mask them in
+        # whatever the destroy logs (its Secrets are still there: they are owned by it).
+        OPERATOR_LOG_MASK.add(secret_values(instance, self.config.secret_variables))
+        if instance.secret_refs:
+            OPERATOR_LOG_MASK.add(secretvars.readable_values(instance, self.kube.get_secret))
         result = self._engine("destroy", lambda: self.engine.destroy(instance.namespace,
                                                                       instance.name), key)
         stack = stack_name(instance.namespace, instance.name)
@@ -344,6 +352,31 @@ class Reconciler:
                                     message)
             return Result("template-missing", requeue_after=self.config.template_retry_seconds,
                           message=message)
+        # Variables from spec.variablesFrom: read fresh, never cached, never written to status.
+        secret_vars: dict[str, str] = {}
+        if instance.secret_refs:
+            try:
+                secret_vars = secretvars.secret_variables(
+                    instance, secretvars.read_secrets(instance, self.kube.get_secret))
+            except secretvars.SecretVariablesError as exc:
+                # The spawner creates the Secret just before the instance: retried with the
+                # queue's backoff (first retry within about a second). A running server is
+                # left running (and Ready) while it cannot be re-rendered.
+                if stack_is_up(status):
+                    self._keep_running(obj, instance, status, exc.reason,
+                                       f"{exc}. The running server is left as it is until "
+                                       "then.")
+                else:
+                    self._not_provisionable(obj, status, generation, "Pending", exc.reason,
+                                            str(exc))
+                return Result(exc.reason, failed=True, message=str(exc))
+            instance = secretvars.with_variables(instance, secret_vars)
+        secret_names = frozenset(self.config.secret_variables) | frozenset(secret_vars)
+        # Known before anything can log them (render errors, engine messages, tracebacks).
+        OPERATOR_LOG_MASK.add(secret_values(instance, secret_names))
+        # The Secrets are the instance's own input, like its spec: a changed value is applied
+        # now, never held back as a template change (the Secret has no generation of its own).
+        secrets_digest = secretvars.variables_digest(secret_vars) if instance.secret_refs else None
         # Under next-start a template edit must not break a running server, even a bad edit.
         holding = (self.config.template_rollout == NEXT_START and stack_is_up(status)
                    and status.get("observedGeneration") == generation)
@@ -354,8 +387,9 @@ class Reconciler:
             if holding:
                 message = (f"template {tpl_ns}/{tpl_name} generation "
                            f"{template_generation(tpl_obj)} cannot be applied to this server: "
-                           f"{exc}. The running server is left as it is; fix the template "
-                           "before it restarts, or the restart will fail.")
+                           f"{mask_secrets(str(exc), secret_values(instance, secret_names))}."
+                           " The running server is left as it is; fix the template before it "
+                           "restarts, or the restart will fail.")
                 self._keep_running(obj, instance, status, "TemplateInvalid", message)
                 return Result("template-invalid", message=message)
             if isinstance(exc, ModelError):
@@ -364,18 +398,20 @@ class Reconciler:
                                         message)
                 return Result("invalid-template",
                               requeue_after=self.config.template_retry_seconds, message=message)
-            self._not_provisionable(obj, status, generation, "Failed", "RenderFailed", str(exc))
+            # A render error may quote a value (a label, a typed placeholder): mask secrets.
+            message = mask_secrets(str(exc), secret_values(instance, secret_names))
+            self._not_provisionable(obj, status, generation, "Failed", "RenderFailed", message)
             # No retry: a spec change (new generation) or the periodic resync brings it back.
-            return Result("render-failed", message=str(exc))
+            return Result("render-failed", message=message)
 
-        digest = desired_hash(rendered, self.config.secret_variables,
-                              self.config.settings_fingerprint)
+        digest = desired_hash(rendered, secret_names, self.config.settings_fingerprint)
         tpl_generation = template_generation(tpl_obj)
         flagged = self.drift.take(key)
         stack_status = status.get("stack") or {}
         # The server is up as the instance's current spec asked; only the template (or the
         # operator's settings) may have moved since.
-        settled = stack_is_up(status) and status.get("observedGeneration") == generation
+        settled = (stack_is_up(status) and status.get("observedGeneration") == generation
+                   and stack_status.get("variablesFromHash") == secrets_digest)
         same_render = stack_status.get("desiredHash") == digest
         hold = not same_render and self.config.template_rollout == NEXT_START
         drift = False
@@ -402,7 +438,8 @@ class Reconciler:
             log.info("instance %s: drift (%s missing%s); refresh + up", key, ", ".join(missing),
                      ", pod deletion seen" if flagged else "", extra={"instance": key})
         return self._up(obj, instance, status, rendered, digest, failures, refresh=drift,
-                        template_gen=tpl_generation)
+                        template_gen=tpl_generation, secret_names=secret_names,
+                        secrets_digest=secrets_digest)
 
     # ---- template rollout -------------------------------------------------------------------
 
@@ -480,7 +517,9 @@ class Reconciler:
 
     def _up(self, obj: dict, instance: Instance, status: Mapping[str, Any], rendered: Rendered,
             digest: str, failures: int, refresh: bool,
-            template_gen: int | None = None) -> Result:
+            template_gen: int | None = None,
+            secret_names: frozenset[str] | None = None,
+            secrets_digest: str | None = None) -> Result:
         key = key_of(instance.namespace, instance.name)
         generation = instance.generation
         stack = stack_name(instance.namespace, instance.name)
@@ -507,7 +546,7 @@ class Reconciler:
             return Result("gone")
         conditions = (patched.get("status") or {}).get("conditions") or processing["conditions"]
 
-        secrets = secret_values(instance, self.config.secret_variables)
+        secrets = secret_values(instance, secret_names or self.config.secret_variables)
         result = self._engine("up", lambda: self.engine.up(
             instance.namespace, instance.name, rendered, secrets, refresh=refresh), key)
         pods = self._live_pods([(o.namespace, o.name) for o in rendered.pods], confirm=False)
@@ -520,7 +559,15 @@ class Reconciler:
                     for name, pod in pods.items()}
             patch = self._success_status(instance, rendered, result, digest, conditions, pods,
                                          template_gen)
+            patch["stack"]["variablesFromHash"] = secrets_digest
+            exposed = secretexposure.exposure(
+                secretexposure.secret_labels(rendered.objects(), secrets))
+            patch["conditions"] = merge_conditions(patch["conditions"], [condition(
+                secretexposure.SECRET_EXPOSED, *exposed, generation, conditions, self.clock())])
             self.kube.patch_instance_status(instance.namespace, instance.name, patch)
+            was = find_condition({"conditions": conditions}, secretexposure.SECRET_EXPOSED)
+            if exposed[0] and (was or {}).get("message") != exposed[2]:
+                self.kube.emit_event(obj, "Warning", secretexposure.SECRET_EXPOSED, exposed[2])
             self.kube.emit_event(obj, "Normal", "Provisioned",
                                  f"stack {stack}: up succeeded in {result.engine_seconds:.1f}s "
                                  f"({summary_text(result.change_summary)})"

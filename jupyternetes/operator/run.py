@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -22,7 +23,7 @@ from collections.abc import Callable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from jupyternetes import stacks
+from jupyternetes import masking, stacks
 from jupyternetes.kube import MANAGED_SELECTOR, Kube, api_client
 from jupyternetes.naming import LABEL_INSTANCE, LABEL_INSTANCE_NAMESPACE, label_value
 from jupyternetes.operator import election, leader
@@ -445,6 +446,8 @@ class JsonFormatter(logging.Formatter):
             doc["instance"] = instance
         if record.exc_info:
             doc["exc"] = self.formatException(record.exc_info)
+        elif record.exc_text:  # formatted (and masked) by masking.MaskingFilter
+            doc["exc"] = record.exc_text
         return json.dumps(doc, ensure_ascii=False)
 
 
@@ -456,6 +459,9 @@ def setup_logging(level: str, fmt: str) -> None:
     else:
         formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     handler.setFormatter(formatter)
+    # Secret values the reconciler has seen are masked in every record, whatever logger or
+    # level wrote it (the client library's debug output included).
+    masking.install(handler, masking.OPERATOR_LOG_MASK)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
@@ -523,6 +529,9 @@ def settings_fingerprint(settings: Any) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     setup_logging(args.log_level, args.log_format)
+    if args.log_level == "debug":
+        # The stack workers log at the operator's level too (their stderr is logged, masked).
+        os.environ.setdefault("JUPYTERNETES_WORKER_LOG", "DEBUG")
     settings = stacks.settings_from_args(args)
     kube = Kube(api_client(getattr(args, "kubeconfig", None), getattr(args, "context", None)))
     engine = stacks.StackEngine(settings)

@@ -5,6 +5,7 @@ DNS-1035 label for Services), and a label renders only when its value is a valid
 from __future__ import annotations
 
 import copy
+import json
 
 import pytest
 from hypothesis import assume, given, settings
@@ -208,3 +209,65 @@ def test_label_value_renders_only_when_valid(value):
             render(template, instance)
         assert 'spec.pvcs[data].labels["example.com/l"]' in str(err.value)
         assert repr(value) in str(err.value)
+
+
+# ---- typed placeholders ----------------------------------------------------------------------
+
+
+def typed_render(value: str, type_: str) -> object:
+    template = Template.from_dict({
+        "apiVersion": "kadense.io/v1", "kind": "JupyterNotebookTemplate",
+        "metadata": {"name": "t", "namespace": "ns"},
+        "spec": {"pods": [{"name": "nb", "spec": {"v": f"{{V:{type_}}}", "list": [
+            f"{{v:{type_}}}", "{v}"]}}]},
+    })
+    instance = Instance.from_dict({
+        "apiVersion": "kadense.io/v1", "kind": "JupyterNotebookInstance",
+        "metadata": {"name": "inst", "namespace": "ns"},
+        "spec": {"template": {"name": "t"}, "variables": {"v": value}},
+    })
+    spec = render(template, instance).pods[0].manifest["spec"]
+    assert spec["list"] == [spec["v"], value]  # the untyped form stays the string
+    return spec["v"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers())
+def test_ints_round_trip(number):
+    value = typed_render(str(number), "int")
+    assert value == number and type(value) is int
+    assert typed_render(str(number), "number") == number
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.booleans(), st.sampled_from([str.lower, str.upper, str.title]))
+def test_bools_round_trip(flag, case):
+    value = typed_render(case(str(flag)), "bool")
+    assert value is flag
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.floats(allow_nan=False, allow_infinity=False))
+def test_numbers_round_trip(number):
+    value = typed_render(repr(number), "number")
+    assert value == number and isinstance(value, float)
+    assert json.loads(json.dumps(value)) == number
+
+
+@settings(max_examples=300, deadline=None)
+@given(NASTY, st.sampled_from(["int", "bool", "number"]))
+def test_typed_values_inject_nothing(value, type_):
+    """Whatever the variable holds, a typed placeholder renders a scalar of its type or fails
+    with a RenderError naming the path: never a string, a list, a mapping or a placeholder."""
+    try:
+        rendered = typed_render(value, type_)
+    except RenderError as err:
+        assert "spec.pods[nb].spec.v: {V:" in str(err) or "spec.pods[nb].spec.list[0]" in str(err)
+        return
+    expected = {"int": (int,), "bool": (bool,), "number": (int, float)}[type_]
+    assert type(rendered) in expected
+    if type_ == "bool":
+        assert value.lower() in ("true", "false")
+    else:
+        assert not isinstance(rendered, bool)
+        assert float(value) == rendered

@@ -1,0 +1,88 @@
+"""masking.py: secret values out of messages and log records (message, arguments, tracebacks)."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import logging
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from jupyternetes import masking
+from jupyternetes.operator.run import JsonFormatter
+
+TOKEN = "s3cr3t-t0ken-value"
+
+
+def logger_with(mask: masking.MaskingFilter,
+                formatter: logging.Formatter | None = None) -> tuple[logging.Logger, io.StringIO]:
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(formatter or logging.Formatter("%(name)s %(message)s"))
+    masking.install(handler, mask)
+    masking.install(handler, mask)  # once only
+    assert handler.filters.count(mask) == 1
+    log = logging.getLogger(f"test-masking-{id(out)}")
+    log.handlers[:] = [handler]
+    log.setLevel(logging.DEBUG)
+    log.propagate = False
+    return log, out
+
+
+def test_message_arguments_and_traceback_are_masked():
+    mask = masking.MaskingFilter([TOKEN])
+    log, out = logger_with(mask)
+    log.debug("token is %s", TOKEN)
+    log.info(f"inline {TOKEN} and base64 {base64.b64encode(TOKEN.encode()).decode()}")
+    try:
+        raise RuntimeError(f"failed with {TOKEN}")
+    except RuntimeError:
+        log.exception("operation %s raised", "up")
+    text = out.getvalue()
+    assert TOKEN not in text and base64.b64encode(TOKEN.encode()).decode() not in text
+    assert text.count(masking.SECRET_MASK) == 4
+    assert "RuntimeError: failed with [secret]" in text
+    assert "operation up raised" in text
+
+
+def test_values_learned_later_are_masked_from_then_on():
+    mask = masking.MaskingFilter()
+    log, out = logger_with(mask)
+    log.info("before %s", TOKEN)
+    mask.add([TOKEN, ""])
+    log.info("after %s", TOKEN)
+    lines = out.getvalue().splitlines()
+    assert lines[0].endswith(TOKEN) and lines[1].endswith(masking.SECRET_MASK)
+
+
+def test_json_formatter_prints_the_masked_traceback():
+    log, out = logger_with(masking.MaskingFilter([TOKEN]), JsonFormatter())
+    try:
+        raise ValueError(TOKEN)
+    except ValueError:
+        log.error("boom", exc_info=True, extra={"instance": f"ns/{TOKEN}"})
+    doc = json.loads(out.getvalue())
+    assert "ValueError: [secret]" in doc["exc"] and doc["instance"] == "ns/[secret]"
+    assert TOKEN not in out.getvalue()
+
+
+# Secret values from characters the mask does not use, so no value can be part of the mask.
+VALUE = st.text(alphabet="ABCDEFGHIJ0123456789-_.:/+=é", min_size=1, max_size=12)
+
+
+@given(st.lists(VALUE, max_size=4), st.lists(st.text(max_size=8), max_size=5))
+def test_no_value_survives_masking(values, fillers):
+    text = "".join(f"{filler}{value}" for filler, value in zip(fillers, values * 2, strict=False))
+    masked = masking.mask_secrets(text, values)
+    for value in values:
+        assert value not in masked
+
+
+@pytest.mark.parametrize("values", [[], [""]])
+def test_nothing_to_mask_leaves_records_alone(values):
+    log, out = logger_with(masking.MaskingFilter(values))
+    log.info("plain %s", "text")
+    assert out.getvalue() == f"{log.name} plain text\n"
