@@ -26,7 +26,7 @@ import pytest
 from kubernetes import client
 
 from jupyternetes import eventkey, stacks
-from jupyternetes.harness.operator_process import OperatorProcess
+from jupyternetes.harness.operator_process import OperatorProcess, poll
 from jupyternetes.kube import Kube
 from jupyternetes.naming import stack_name
 from jupyternetes.operator.reconcile import condition as make_condition
@@ -141,12 +141,12 @@ def test_two_operators_one_leads_the_other_takes_over_when_the_leader_is_killed(
     killed_at = time.monotonic()
     print(f"SIGKILL of the leader's {len(killed)} processes with {len(held)} lock(s) held")
 
+    # Within the lease duration (+ retry periods, + slack for a loaded machine).
     took_over = wait_for("the standby leading", lambda: leading(second),
-                         timeout=LEASE_DURATION + 20, describe=second.log_tail)
+                         timeout=LEASE_DURATION + 2 * 2 + 10, describe=second.log_tail)
     takeover = time.monotonic() - killed_at
     print(f"standby took over {takeover:.1f}s after the kill (lease {LEASE_DURATION:g}s)")
     assert took_over["identity"] == standby["identity"]
-    assert takeover <= LEASE_DURATION + 2 * 2 + 5  # lease + two retry periods + slack
 
     converged(hub, ns, names, second)
     # Every lock the new leader removed was held by a process of the killed tree, on this host.
@@ -179,11 +179,10 @@ def test_a_leader_that_loses_its_lease_stops_at_once(hub, namespace, volumes, st
     lease.spec.holder_identity = "intruder_1"
     coordination.replace_namespaced_lease(lease_name, "default", lease)
     taken = time.monotonic()
-    code = op.proc.wait(30)
-    stopped = time.monotonic() - taken
-    print(f"\nleader exited {stopped:.1f}s after losing the Lease, code {code}")
+    code = op.proc.wait(2 * 2 + 10)  # its next renew sees the Lease taken: one retry period
+    print(f"\nleader exited {time.monotonic() - taken:.1f}s after losing the Lease, "
+          f"code {code}")
     assert code == 1 and "lost the Lease" in op.log_text()
-    assert stopped <= 2 * 2 + 5  # within a couple of retry periods
     # It took its engine processes (workers, Pulumi CLIs, providers) with it.
     assert not [pid for pid in tree if pid_alive(pid)]
     # The intruder goes away; a new operator takes over and finishes the work.
@@ -387,6 +386,10 @@ def test_chaos_three_sigkills_during_fifteen_instances(hub, namespace, volumes, 
     for round_ in range(3):
         delay = rng.uniform(1.0, 12.0)
         time.sleep(delay)  # the random moment is the point of this test
+        # ... then the next moment an engine writes a stack (holds its lock), unless all
+        # is done already: a kill between operations would test much less.
+        poll(lambda: lock_files(op) or all(provisioned(hub, ns, n)() for n in names), 60,
+             0.05)
         held = len(lock_files(op))
         done = sum(1 for n in names if provisioned(hub, ns, n)())
         pids = op.kill_tree()
