@@ -71,8 +71,10 @@ def leading(op: OperatorProcess) -> dict | None:
 
 
 def lock_files(op: OperatorProcess) -> list[Path]:
+    """Lock files, and tmp files of lock writes that never finished (they block too)."""
     root = stacks.lock_dir(op.backend_dir, PROJECT)
-    return sorted(root.glob("*/*.json")) if root.is_dir() else []
+    return sorted([*root.glob("*/*.json"), *root.glob("*/*.json.*.tmp")]) if root.is_dir() \
+        else []
 
 
 def removed_locks(op: OperatorProcess) -> list[tuple[str, str, str, str]]:
