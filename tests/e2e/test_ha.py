@@ -253,6 +253,28 @@ def test_a_standby_removes_no_lock_and_the_new_leader_only_provably_stale_ones(
     live_here.unlink()
 
 
+def test_a_lock_write_killed_before_its_rename_does_not_block_the_stack(
+        hub, namespace, volumes, start_operator, pulumi_env):
+    """fileblob writes a lock to `<id>.json.<hex>.tmp` and renames it; a SIGKILL in between
+    leaves the tmp file, which Pulumi's lock check lists and reads ("unexpected end of JSON
+    input" on every later operation of the stack). Found by the chaos test below."""
+    ns, name = namespace, "torn"
+    volumes.provide(ns, name)
+    backend = Path(pulumi_env.backend_url.removeprefix("file://"))
+    torn = (stacks.lock_dir(backend, PROJECT) / stack_name(ns, name)
+            / "0b0e7c52-1f0e-4d8e-9a51-2d3c4b5a6f70.json.18a2b3c4d5e6f708.tmp")
+    torn.parent.mkdir(parents=True)
+    torn.write_bytes(b"")
+    written = time.time() - 60
+    os.utime(torn, (written, written))
+    op = start_operator([ns])
+    hub.create_instance(ns, name)
+    wait_for("Completed", provisioned(hub, ns, name), timeout=180,
+             describe=lambda: hub.describe(ns, name) + "\n" + op.log_tail())
+    assert not torn.exists()
+    assert [lock for lock, *_ in removed_locks(op)] == [f"{stack_name(ns, name)}/{torn.name}"]
+
+
 # ---- item 6: status writes that cannot clobber, aggregated Events -----------------------------
 
 
