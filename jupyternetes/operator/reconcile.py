@@ -182,11 +182,14 @@ def condition(type_: str, status: bool, reason: str, message: str, generation: i
 
 def merge_conditions(previous: Iterable[Mapping[str, Any]],
                      updates: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """`previous` with same-typed conditions replaced by `updates` (merge patch replaces lists)."""
-    result = {c.get("type"): dict(c) for c in previous}
+    """`previous` with same-typed conditions replaced by `updates`. Of `previous` only the
+    operator's own types are carried: the status write merges this list by type into the
+    apiserver's current one (statusmerge), where other writers' conditions are kept as they
+    are now, not as this older read saw them."""
+    order = {"Ready": 0, "Provisioned": 1, "Degraded": 2, TEMPLATE_CURRENT: 3}
+    result = {c.get("type"): dict(c) for c in previous if c.get("type") in order}
     for cond in updates:
         result[cond["type"]] = cond
-    order = {"Ready": 0, "Provisioned": 1, "Degraded": 2, TEMPLATE_CURRENT: 3}
     return sorted(result.values(), key=lambda c: (order.get(c.get("type"), 9), c.get("type")))
 
 
