@@ -33,14 +33,13 @@ from jupyternetes.operator.metrics import Metrics
 from jupyternetes.operator.orphans import OrphanCollector
 from jupyternetes.operator.queue import Backoff, ShutDown, WorkQueue
 from jupyternetes.operator.reconcile import (
-    NEXT_START,
-    ROLLOUTS,
     DriftFlags,
     EnginePort,
     KubePort,
     ReconcileConfig,
     Reconciler,
 )
+from jupyternetes.operator.rollout import NEXT_START, ROLLOUTS
 from jupyternetes.operator.templatestatus import TemplateStatusWriter, template_status
 from jupyternetes.operator.watch import (
     ADDED,

@@ -29,8 +29,8 @@ from jupyternetes import eventkey, stacks
 from jupyternetes.harness.operator_process import OperatorProcess, poll
 from jupyternetes.kube import Kube
 from jupyternetes.naming import stack_name
-from jupyternetes.operator.reconcile import condition as make_condition
-from jupyternetes.operator.reconcile import merge_conditions
+from jupyternetes.operator.status import condition as make_condition
+from jupyternetes.operator.status import merge_conditions
 from jupyternetes.procs import pid_alive
 from tests.e2e.test_operator import (  # noqa: F401  (fixtures)
     GROUP,

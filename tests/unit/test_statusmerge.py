@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from jupyternetes import eventkey, statusmerge
-from jupyternetes.operator.reconcile import merge_conditions
+from jupyternetes.operator.status import merge_conditions
 
 
 def cond(type_: str, status: str, since: str = "t0", message: str = "") -> dict:
