@@ -1,7 +1,8 @@
-"""Typed views of JupyterNotebookTemplate, JupyterNotebookInstance and the instance status contract.
+"""Typed views of JupyterNotebookTemplate and JupyterNotebookInstance (their specs).
 
 Pure: parsed from plain dicts (YAML documents or API objects). Every parse error names the source
 (a file, or `namespace/name`) and the field path, because an admin reads it in `kubectl describe`.
+The instance status is plain dicts (merge patches): its contract is `operator/status.py`.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ ENTRY_GROUPS = ("pvcs", "pods", "otherResources")
 # Pods and PVCs have a fixed kind; an entry may restate it but not change it.
 FIXED_KINDS = {"pods": ("v1", "Pod"), "pvcs": ("v1", "PersistentVolumeClaim")}
 
-PROVISIONED_STATES = ("Pending", "Processing", "Completed", "Failed")
 
 _SIMPLE_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -350,181 +350,3 @@ def _parse_secret_refs(r: _Reader, spec: Mapping) -> tuple[SecretRef, ...]:
         first_at[name] = index
         refs.append(SecretRef(name))
     return tuple(refs)
-
-
-# ---- status contract -------------------------------------------------------------------------
-
-
-def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
-    # Absent beats null: a merge patch with null would delete the field, which is not intended.
-    return {k: v for k, v in d.items() if v is not None}
-
-
-@dataclass(frozen=True)
-class ResourceStatus:
-    resource_name: str
-    state: str
-    error_message: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return _drop_none({"resourceName": self.resource_name, "state": self.state,
-                           "errorMessage": self.error_message})
-
-    @classmethod
-    def from_dict(cls, d: Mapping) -> ResourceStatus:
-        return cls(d.get("resourceName", ""), d.get("state", ""), d.get("errorMessage"))
-
-
-@dataclass(frozen=True)
-class PodStatus(ResourceStatus):
-    pod_address: str | None = None
-    port_number: int | None = None
-    phase: str | None = None
-    ready: bool | None = None
-    reason: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**super().to_dict(), **_drop_none({
-            "podAddress": self.pod_address, "portNumber": self.port_number,
-            "phase": self.phase, "ready": self.ready, "reason": self.reason})}
-
-    @classmethod
-    def from_dict(cls, d: Mapping) -> PodStatus:
-        return cls(d.get("resourceName", ""), d.get("state", ""), d.get("errorMessage"),
-                   d.get("podAddress"), d.get("portNumber"), d.get("phase"), d.get("ready"),
-                   d.get("reason"))
-
-
-@dataclass(frozen=True)
-class Condition:
-    type: str
-    status: str
-    reason: str
-    message: str
-    observed_generation: int | None = None
-    last_transition_time: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return _drop_none({"type": self.type, "status": self.status, "reason": self.reason,
-                           "message": self.message,
-                           "observedGeneration": self.observed_generation,
-                           "lastTransitionTime": self.last_transition_time})
-
-    @classmethod
-    def from_dict(cls, d: Mapping) -> Condition:
-        return cls(d.get("type", ""), d.get("status", ""), d.get("reason", ""),
-                   d.get("message", ""), d.get("observedGeneration"),
-                   d.get("lastTransitionTime"))
-
-
-@dataclass(frozen=True)
-class StackUpdate:
-    result: str
-    started_at: str | None = None
-    finished_at: str | None = None
-    change_summary: dict[str, int] = field(default_factory=dict)
-    message: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return _drop_none({"result": self.result, "startedAt": self.started_at,
-                           "finishedAt": self.finished_at,
-                           "changeSummary": dict(self.change_summary), "message": self.message})
-
-    @classmethod
-    def from_dict(cls, d: Mapping) -> StackUpdate:
-        return cls(d.get("result", ""), d.get("startedAt"), d.get("finishedAt"),
-                   dict(d.get("changeSummary") or {}), d.get("message"))
-
-
-@dataclass(frozen=True)
-class StackStatus:
-    name: str
-    last_update: StackUpdate | None = None
-    desired_hash: str | None = None
-    # metadata.generation of the template the last successful update rendered.
-    template_generation: int | None = None
-    # Hash of the spec.variablesFrom variables of that update (secretvars.variables_digest).
-    variables_from_hash: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return _drop_none({"name": self.name,
-                           "lastUpdate": self.last_update.to_dict() if self.last_update else None,
-                           "desiredHash": self.desired_hash,
-                           "templateGeneration": self.template_generation,
-                           "variablesFromHash": self.variables_from_hash})
-
-    @classmethod
-    def from_dict(cls, d: Mapping) -> StackStatus:
-        last = d.get("lastUpdate")
-        generation = d.get("templateGeneration")
-        return cls(d.get("name", ""), StackUpdate.from_dict(last) if last else None,
-                   d.get("desiredHash"), generation if isinstance(generation, int) else None,
-                   d.get("variablesFromHash"))
-
-
-@dataclass(frozen=True)
-class RetainedPvc:
-    """A claim of the instance the template no longer renders; kept, never deleted."""
-
-    name: str
-    entry: str = ""
-    reason: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "entry": self.entry, "reason": self.reason}
-
-    @classmethod
-    def from_dict(cls, d: Mapping) -> RetainedPvc:
-        return cls(d.get("name", ""), d.get("entry", ""), d.get("reason", ""))
-
-
-@dataclass(frozen=True)
-class InstanceStatus:
-    pods: dict[str, PodStatus] = field(default_factory=dict)
-    pvcs: dict[str, ResourceStatus] = field(default_factory=dict)
-    other_resources: dict[str, ResourceStatus] = field(default_factory=dict)
-    pods_provisioned: str = "Pending"
-    pvcs_provisioned: str = "Pending"
-    other_resources_provisioned: str = "Pending"
-    conditions: tuple[Condition, ...] = ()
-    observed_generation: int | None = None
-    stack: StackStatus | None = None
-    retained_pvcs: tuple[RetainedPvc, ...] = ()
-
-    def to_dict(self) -> dict[str, Any]:
-        return _drop_none({
-            "pods": {k: v.to_dict() for k, v in self.pods.items()},
-            "pvcs": {k: v.to_dict() for k, v in self.pvcs.items()},
-            "otherResources": {k: v.to_dict() for k, v in self.other_resources.items()},
-            "podsProvisioned": self.pods_provisioned,
-            "pvcsProvisioned": self.pvcs_provisioned,
-            "otherResourcesProvisioned": self.other_resources_provisioned,
-            "conditions": [c.to_dict() for c in self.conditions],
-            "observedGeneration": self.observed_generation,
-            "stack": self.stack.to_dict() if self.stack else None,
-            "retainedPvcs": [r.to_dict() for r in self.retained_pvcs] or None,
-        })
-
-    @classmethod
-    def from_dict(cls, d: Mapping | None) -> InstanceStatus:
-        """Lenient on purpose: status written by older versions (or the seed's `{}`) still loads."""
-        d = d or {}
-
-        def provisioned(key: str) -> str:
-            value = d.get(key)
-            return value if isinstance(value, str) and value in PROVISIONED_STATES else "Pending"
-
-        return cls(
-            pods={k: PodStatus.from_dict(v) for k, v in (d.get("pods") or {}).items()},
-            pvcs={k: ResourceStatus.from_dict(v) for k, v in (d.get("pvcs") or {}).items()},
-            other_resources={k: ResourceStatus.from_dict(v)
-                             for k, v in (d.get("otherResources") or {}).items()},
-            pods_provisioned=provisioned("podsProvisioned"),
-            pvcs_provisioned=provisioned("pvcsProvisioned"),
-            other_resources_provisioned=provisioned("otherResourcesProvisioned"),
-            conditions=tuple(Condition.from_dict(c) for c in d.get("conditions") or []),
-            observed_generation=d.get("observedGeneration"),
-            stack=StackStatus.from_dict(d["stack"]) if d.get("stack") else None,
-            retained_pvcs=tuple(RetainedPvc.from_dict(r) for r in d.get("retainedPvcs") or []
-                                if isinstance(r, Mapping)),
-        )

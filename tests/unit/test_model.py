@@ -1,4 +1,4 @@
-"""model.py: parsing templates and instances, error messages with paths, the status contract."""
+"""model.py: parsing templates and instances, error messages with paths (status: test_status)."""
 
 from __future__ import annotations
 
@@ -9,14 +9,8 @@ import pytest
 import yaml
 
 from jupyternetes.model import (
-    Condition,
     Instance,
-    InstanceStatus,
     ModelError,
-    PodStatus,
-    ResourceStatus,
-    StackStatus,
-    StackUpdate,
     Template,
 )
 
@@ -145,50 +139,6 @@ def test_other_resources_parsed(template_doc):
     assert (entry.name, entry.api_version, entry.kind, entry.spec) == (
         "svc", "v1", "Service", {"ports": []}
     )
-
-
-def test_status_to_dict_is_camel_case_and_round_trips():
-    status = InstanceStatus(
-        pods={"notebook": PodStatus("x-notebook", "Completed", None, "10.0.0.5", 8888,
-                                    "Running", True, None)},
-        pvcs={"workspace": ResourceStatus("x-workspace", "Completed")},
-        other_resources={},
-        pods_provisioned="Completed",
-        pvcs_provisioned="Completed",
-        other_resources_provisioned="Completed",
-        conditions=(Condition("Ready", "True", "PodReady", "pod is ready", 3,
-                              "2026-01-01T00:00:00Z"),),
-        observed_generation=3,
-        stack=StackStatus("default.x", StackUpdate("succeeded", "2026-01-01T00:00:00Z",
-                                                   "2026-01-01T00:00:05Z", {"create": 2}, "ok"),
-                          "abc", template_generation=7),
-    )
-    d = status.to_dict()
-    assert d["pods"]["notebook"] == {
-        "resourceName": "x-notebook", "state": "Completed", "podAddress": "10.0.0.5",
-        "portNumber": 8888, "phase": "Running", "ready": True,
-    }
-    assert d["pvcs"] == {"workspace": {"resourceName": "x-workspace", "state": "Completed"}}
-    assert d["conditions"][0]["observedGeneration"] == 3
-    assert d["stack"]["lastUpdate"]["changeSummary"] == {"create": 2}
-    assert d["otherResourcesProvisioned"] == "Completed"
-    assert d["stack"]["templateGeneration"] == 7
-    assert InstanceStatus.from_dict(d) == status
-
-
-def test_stack_template_generation_is_optional_and_only_an_int():
-    # Status written before templateGeneration existed still loads; junk is not trusted.
-    assert StackStatus.from_dict({"name": "s"}).template_generation is None
-    assert "templateGeneration" not in StackStatus("s").to_dict()
-    assert StackStatus.from_dict({"name": "s", "templateGeneration": "4"}).template_generation \
-        is None
-
-
-def test_seed_status_loads_leniently(instance_doc):
-    # The seed writes otherResourcesProvisioned as {}; it is read back as Pending.
-    status = InstanceStatus.from_dict(instance_doc["status"])
-    assert status.other_resources_provisioned == "Pending"
-    assert status.pods == {} and status.stack is None
 
 
 # ---- otherResources entries with further top-level fields ------------------------------------
