@@ -16,6 +16,9 @@ later). The decisions, in order:
 6. otherwise: finalizer, `Processing`, `up`, status from the outputs, one Event.
 
 The kube and engine edges are small protocols so the decisions are unit-tested with recorders.
+What the status says is built in `status.py` (the status contract); the rollout decisions of
+steps 3-5 (hash, hold or apply, TemplateCurrent) are `rollout.py`. This module reads, decides,
+writes and emits Events.
 """
 
 from __future__ import annotations
