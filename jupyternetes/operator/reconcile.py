@@ -25,21 +25,19 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from jupyternetes import secretexposure, secretvars
-from jupyternetes.kube import FINALIZER, KubeError, now_rfc3339
+from jupyternetes.kube import FINALIZER, now_rfc3339
 from jupyternetes.masking import OPERATOR_LOG_MASK, mask_secrets
 from jupyternetes.model import Instance, ModelError, Template
 from jupyternetes.naming import stack_name
-from jupyternetes.operator import admin, preflight, rollout, teardown
+from jupyternetes.operator import admin, enginecall, preflight, rollout, teardown
 from jupyternetes.operator.metrics import Metrics
 from jupyternetes.operator.rollout import NEXT_START, ROLLOUTS, desired_hash
 from jupyternetes.operator.status import (
-    FAILED,
     SUCCEEDED,
     current_pods,
     destroy_failed_patch,
@@ -223,8 +221,8 @@ class Reconciler:
             self.kube.emit_event(obj, "Warning", teardown.FORCE_DELETED, message)
             self.kube.remove_finalizer(instance.namespace, instance.name)
             return Result("force-deleted", message=message)
-        result = self._engine("destroy", lambda: self.engine.destroy(instance.namespace,
-                                                                      instance.name), key)
+        result = enginecall.run("destroy", lambda: self.engine.destroy(
+            instance.namespace, instance.name), key, self.metrics)
         if result.result != SUCCEEDED:
             if self.kube.namespace_terminating(instance.namespace):
                 message = teardown.destroy_skipped_message(stack, result.message,
@@ -431,8 +429,9 @@ class Reconciler:
 
         previous_update = (status.get("stack") or {}).get("lastUpdate")
         secrets = secret_values(instance, secret_names or self.config.secret_variables)
-        result = self._engine("up", lambda: self.engine.up(
-            instance.namespace, instance.name, rendered, secrets, refresh=refresh), key)
+        result = enginecall.run("up", lambda: self.engine.up(
+            instance.namespace, instance.name, rendered, secrets, refresh=refresh), key,
+            self.metrics)
         pods = self._live_pods([(o.namespace, o.name) for o in rendered.pods], confirm=False)
         now = self.clock()
         if result.result == SUCCEEDED:
@@ -493,36 +492,3 @@ class Reconciler:
                              self.clock())
         if patch:
             self.kube.patch_instance_status(instance.namespace, instance.name, patch)
-
-    # ---- engine -----------------------------------------------------------------------------
-
-    def _engine(self, operation: str, call: Callable[[], Any], key: str) -> Any:
-        started = time.monotonic()
-        log.info("instance %s: %s starting", key, operation, extra={"instance": key})
-        try:
-            result = call()
-        except KubeError:
-            raise
-        except Exception as exc:
-            # An engine that raises instead of returning a failed result is still a failure the
-            # admin must see on the instance, not only in the operator's log.
-            log.exception("instance %s: %s raised", key, operation, extra={"instance": key})
-            result = _RaisedResult(operation, f"{type(exc).__name__}: {exc}")
-        seconds = time.monotonic() - started
-        if self.metrics:
-            self.metrics.observe_engine(operation, result.result, seconds)
-        log.info("instance %s: %s %s in %.2fs (%s)", key, operation, result.result, seconds,
-                 summary_text(result.change_summary or {}), extra={"instance": key})
-        return result
-
-
-@dataclass
-class _RaisedResult:
-    operation: str
-    message: str
-    result: str = FAILED
-    started_at: str | None = None
-    finished_at: str | None = None
-    change_summary: dict[str, int] = field(default_factory=dict)
-    outputs: dict = field(default_factory=dict)
-    engine_seconds: float = 0.0
