@@ -155,7 +155,6 @@ def secret_values(instance: Instance, secret_variables: Iterable[str]) -> frozen
     return frozenset(v for k, v in instance.variables.items() if k.lower() in wanted and v)
 
 
-
 def key_of(namespace: str, name: str) -> str:
     return f"{namespace}/{name}"
 
@@ -163,7 +162,6 @@ def key_of(namespace: str, name: str) -> str:
 def split_key(key: str) -> tuple[str, str]:
     namespace, _, name = key.partition("/")
     return namespace, name
-
 
 
 # ---- the reconciler ---------------------------------------------------------------------------
@@ -281,13 +279,8 @@ class Reconciler:
                 # The spawner creates the Secret just before the instance: retried with the
                 # queue's backoff (first retry within about a second). A running server is
                 # left running (and Ready) while it cannot be re-rendered.
-                if stack_is_up(status):
-                    self._keep_running(obj, instance, status, exc.reason,
-                                       f"{exc}. The running server is left as it is until "
-                                       "then.")
-                else:
-                    self._not_provisionable(obj, status, generation, "Pending", exc.reason,
-                                            str(exc))
+                self._cannot_apply(obj, instance, status, "Pending", exc.reason, str(exc),
+                                   f"{exc}. The running server is left as it is until then.")
                 return Result(exc.reason, failed=True, message=str(exc))
             instance = secretvars.with_variables(instance, secret_vars)
         secret_names = frozenset(self.config.secret_variables) | frozenset(secret_vars)
@@ -372,15 +365,14 @@ class Reconciler:
         if current is not None:
             self.kube.emit_event(obj, "Warning", reason, message)
 
-    def _refuse(self, obj: dict, instance: Instance, status: Mapping[str, Any], reason: str,
-                message: str) -> Result:
-        """No engine call (preflight said no): a running server is left as it is and says why
-        the template is not applied; one that is not running is Failed."""
+    def _cannot_apply(self, obj: dict, instance: Instance, status: Mapping[str, Any],
+                      state: str, reason: str, message: str, running_message: str = "") -> None:
+        """A running server is left as it is and says why the template is not applied (with
+        `running_message` if given); one that is not running is `state`."""
         if stack_is_up(status):
-            self._keep_running(obj, instance, status, reason, message)
+            self._keep_running(obj, instance, status, reason, running_message or message)
         else:
-            self._not_provisionable(obj, status, instance.generation, "Failed", reason, message)
-        return Result("refused", requeue_after=self.config.template_retry_seconds, message=message)
+            self._not_provisionable(obj, status, instance.generation, state, reason, message)
 
     def _not_provisionable(self, obj: dict, status: Mapping[str, Any], generation: int | None,
                            state: str, reason: str, message: str) -> None:
@@ -415,8 +407,10 @@ class Reconciler:
             f" (generation {template_gen})" if template_gen is not None else "")
         # Whose objects the names are and what a PVC change would do: before any engine call.
         checked = preflight.check(self.kube, instance, rendered, tpl_ref)
-        if checked.refused:
-            return self._refuse(obj, instance, status, checked.refused, checked.message)
+        if checked.refused:  # no engine call
+            self._cannot_apply(obj, instance, status, "Failed", checked.refused, checked.message)
+            return Result("refused", requeue_after=self.config.template_retry_seconds,
+                          message=checked.message)
         if FINALIZER not in instance.finalizers and self.kube.add_finalizer(
                 instance.namespace, instance.name) is None:
             return Result("gone")
