@@ -32,7 +32,7 @@ from pulumi.automation import events as auto_events  # noqa: E402
 from pulumi.automation._stack import StackInitMode  # noqa: E402
 from semver import VersionInfo  # noqa: E402
 
-from jupyternetes import diystate, workerpool  # noqa: E402
+from jupyternetes import backendurl, diystate, workerpool  # noqa: E402
 from jupyternetes import program as stack_program  # noqa: E402
 from jupyternetes.masking import (  # noqa: E402
     SECRET_MASK,
@@ -339,9 +339,12 @@ def workspace_options(settings: Mapping[str, Any], stack: str, temp_root: list[s
         pulumi_home=settings.get("pulumi_home"),
         env_vars=env_vars,
         secrets_provider="passphrase",
+        # A URL with a password reaches the CLI only through PULUMI_BACKEND_URL (which the CLI
+        # reads), not through the Pulumi.yaml the Automation API writes to disk.
         project_settings=auto.ProjectSettings(
             name=settings["project"], runtime="python",
-            backend=auto.ProjectBackend(url=settings["backend_url"])),
+            backend=None if backendurl.password(settings["backend_url"])
+            else auto.ProjectBackend(url=settings["backend_url"])),
         pulumi_command=pulumi_command(cli_version),
     )
 
@@ -383,7 +386,8 @@ def plain_outputs(outputs: Mapping[str, Any]) -> dict[str, Any]:
 def run(request: Mapping[str, Any]) -> dict[str, Any]:
     op = request["op"]
     settings = request["settings"]
-    secret_values: list[str] = list(request.get("secret_values") or [])
+    # Masked in every text: the instance's secrets and the backend URL's password.
+    secret_values: list[str] = backendurl.request_mask_values(request)
     collector = Collector(
         {f"{o['group']}/{o['entry']}": o["manifest"] for o in request.get("objects") or []},
         secret_values)
@@ -397,7 +401,7 @@ def run(request: Mapping[str, Any]) -> dict[str, Any]:
     if op in ("up", "preview"):
         program = stack_program.make_program(
             request.get("objects") or [], settings.get("kubeconfig"), settings.get("context"),
-            secret_values)
+            list(request.get("secret_values") or []))
     else:
         program = stack_program.empty_program
     t0 = time.monotonic()
@@ -543,7 +547,7 @@ def main() -> int:
     request = read_request()
     if request is None:
         return workerpool.WORKER_IDLE_EXIT
-    secret_values = list(request.get("secret_values") or [])
+    secret_values = backendurl.request_mask_values(request)
     # Everything this process writes to stderr (logs, tracebacks) is masked: the operator logs
     # it at debug level.
     mask = MaskingFilter(secret_values)
