@@ -2,8 +2,10 @@
 
 The backend (pulumi pkg/backend/diy/postgres) stores every blob the file backend would write as
 one row of a table (`pulumi_state` unless the URL says `?table=`): `key` is the blob's path
-(`.pulumi/locks/organization/<project>/<stack>/<lock-id>.json`,
-`.pulumi/stacks/<project>/<stack>.json`, `.pulumi/history/...`), `data` is JSON
+behind the URL's path as a prefix, like any non-file DIY bucket (pkg/backend/diy/backend.go:
+`PrefixedBucket`): for
+`postgres://.../mydb` the keys are `mydb/.pulumi/locks/organization/<project>/<stack>/<id>.json`,
+`mydb/.pulumi/stacks/<project>/<stack>.json`, `mydb/.pulumi/history/...`; `data` is JSON
 `{"data": "<base64 of the blob>"}` and `updated_at` the time of the last write. A write is one
 INSERT ... ON CONFLICT statement, so no half-written blob can be left behind: what a killed CLI
 leaves is its lock row and pending operations in the checkpoint. A lock row is judged by the
@@ -44,6 +46,8 @@ class Target:
     database: str
     table: str
     sslmode: str
+    # Prefix of every key: the URL's path (the database name, usually) and "/".
+    key_prefix: str = ""
 
     def where(self) -> str:
         return f"{self.host}:{self.port}/{self.database} table {self.table}"
@@ -65,7 +69,13 @@ def parse_url(url: str) -> Target:
         database=(parts.path or "/").lstrip("/") or unquote(parts.username or "postgres"),
         table=table,
         sslmode=query.get("sslmode") or "prefer",
+        key_prefix=key_prefix(unquote(parts.path)),
     )
+
+
+def key_prefix(url_path: str) -> str:
+    trimmed = url_path.lstrip("/")
+    return trimmed if not trimmed or trimmed.endswith("/") else trimmed + "/"
 
 
 def _ssl_context(sslmode: str) -> ssl.SSLContext | None:
@@ -111,8 +121,8 @@ def decode_blob(data: Any) -> bytes | None:
         return None
 
 
-def lock_prefix(organization: str, project: str) -> str:
-    return f".pulumi/locks/{organization}/{project}/"
+def lock_prefix(target: Target, organization: str, project: str) -> str:
+    return f"{target.key_prefix}.pulumi/locks/{organization}/{project}/"
 
 
 def _rows(conn: Any, table: str, prefix: str) -> list[tuple[str, Any, Any]]:
@@ -123,10 +133,12 @@ def _rows(conn: Any, table: str, prefix: str) -> list[tuple[str, Any, Any]]:
     return list(cursor.fetchall())
 
 
-def read_locks(conn: Any, table: str, organization: str, project: str) -> list[locks.LockFile]:
+def read_locks(conn: Any, target: Target, organization: str,
+               project: str) -> list[locks.LockFile]:
     """Every lock row of the project, as locks.LockFile (its `path` is the row key)."""
     found = []
-    for key, data, updated_at in _rows(conn, table, lock_prefix(organization, project)):
+    for key, data, updated_at in _rows(conn, target.table,
+                                       lock_prefix(target, organization, project)):
         if not key.endswith(".json"):
             continue
         blob = decode_blob(data)
@@ -156,11 +168,11 @@ def delete_key(conn: Any, table: str, key: str) -> bool:
     return bool(cursor.rowcount)
 
 
-def stacks_with_pending_operations(conn: Any, table: str, project: str) -> list[str]:
+def stacks_with_pending_operations(conn: Any, target: Target, project: str) -> list[str]:
     """Stacks whose checkpoint row lists pending operations (a crashed `up`)."""
-    prefix = f".pulumi/stacks/{project}/"
+    prefix = f"{target.key_prefix}.pulumi/stacks/{project}/"
     found = []
-    for key, data, _ in _rows(conn, table, prefix):
+    for key, data, _ in _rows(conn, target.table, prefix):
         name = key[len(prefix):]
         if "/" in name or not name.endswith(".json"):
             continue

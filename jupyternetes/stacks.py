@@ -454,12 +454,13 @@ class StackEngine:
         (locks.py), then the repair of stacks with pending operations. Blobs are written in
         one statement each, so there are no half-written files to fix (pgstate)."""
         url = self.settings.backend_url
-        table = pgstate.parse_url(url).table
+        target = pgstate.parse_url(url)
+        table = target.table
         actions: list[str] = []
         host = socket.gethostname()
         try:
             with pgstate.connect(url) as conn:
-                for lock in pgstate.read_locks(conn, table, DIY_ORGANIZATION,
+                for lock in pgstate.read_locks(conn, target, DIY_ORGANIZATION,
                                                self.settings.project):
                     verdict = locks.judge(lock, host, leader_since)
                     if not verdict.stale:
@@ -472,9 +473,9 @@ class StackEngine:
                                 lock.path.name, lock.pid, lock.hostname, verdict.reason)
                     actions.append(f"removed stale lock {lock.stack}/{lock.path.name}")
                 locked = {lock.stack for lock in pgstate.read_locks(
-                    conn, table, DIY_ORGANIZATION, self.settings.project)}
+                    conn, target, DIY_ORGANIZATION, self.settings.project)}
                 pending = [s for s in pgstate.stacks_with_pending_operations(
-                    conn, table, self.settings.project) if s not in locked]
+                    conn, target, self.settings.project) if s not in locked]
         except pgstate.PostgresStateError as exc:
             log.error("stale lock clean-up skipped: %s", exc)
             return []
