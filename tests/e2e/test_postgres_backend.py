@@ -46,6 +46,9 @@ def table(url: str) -> dict[str, bytes]:
     prefix = pgstate.parse_url(url).key_prefix
     with pgstate.connect(url) as conn:
         cursor = conn.cursor()
+        cursor.execute("SELECT to_regclass('pulumi_state')::text")
+        if cursor.fetchone()[0] is None:
+            return {}  # the CLI creates the table at its first login
         cursor.execute("SELECT key, data FROM pulumi_state")
         rows = {key: pgstate.decode_blob(data) or b"" for key, data in cursor.fetchall()}
     assert all(k.startswith(prefix) for k in rows), sorted(rows)
