@@ -16,6 +16,7 @@ the later of the lock's timestamp and `updated_at`.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import re
 import ssl
@@ -108,8 +109,11 @@ def connect(url: str) -> Iterator[Any]:
     try:
         conn.autocommit = True
         yield conn
+    except pg8000.dbapi.Error as exc:
+        raise PostgresStateError(f"postgres backend {target.where()}: {exc}") from exc
     finally:
-        conn.close()
+        with contextlib.suppress(Exception):
+            conn.close()
 
 
 def decode_blob(data: Any) -> bytes | None:
@@ -126,7 +130,12 @@ def lock_prefix(target: Target, organization: str, project: str) -> str:
 
 
 def _rows(conn: Any, table: str, prefix: str) -> list[tuple[str, Any, Any]]:
+    """The rows under `prefix`; none while the table does not exist (the CLI creates it at its
+    first login)."""
     cursor = conn.cursor()
+    cursor.execute("SELECT to_regclass(%s)::text", (table,))
+    if cursor.fetchone()[0] is None:
+        return []
     # The table name is checked against _TABLE; the prefix is a bound parameter.
     cursor.execute(f"SELECT key, data, updated_at FROM {table} WHERE key LIKE %s ORDER BY key",
                    (_like_escape(prefix) + "%",))

@@ -540,6 +540,11 @@ class StackEngine:
     def _run(self, request: dict[str, Any]) -> dict[str, Any]:
         with self._lock_for(request["stack"]):
             answer = run_worker(request, self._env, self.timeout, self._pool)
+            # A CLI that died (or lost its database) after taking the lock left it behind
+            # while this operator runs: clear it by the lock rule, and try once more.
+            if (answer.get("result") == "failed" and is_locked_error(answer.get("message", ""))
+                    and self.clear_stack_locks(request["stack"])):
+                answer = run_worker(request, self._env, self.timeout, self._pool)
             if (answer.get("result") != "failed"
                     or not diystate.is_checkpoint_load_error(answer.get("message", ""))):
                 return answer
@@ -551,6 +556,52 @@ class StackEngine:
                 answer["message"] = (f"{answer.get('message', '')}\nstate repair of stack "
                                      f"{request['stack']}: " + "; ".join(actions))
             return answer
+
+    def clear_stack_locks(self, stack: str) -> list[str]:
+        """Remove the locks of one stack whose holder is provably gone (locks.py), on a file://
+        or postgres:// backend. Call with the stack's thread lock held; returns the removals."""
+        removed: list[str] = []
+        host = socket.gethostname()
+        url = self.settings.backend_url
+        if backendurl.is_postgres(url):
+            target = pgstate.parse_url(url)
+            try:
+                with pgstate.connect(url) as conn:
+                    for lock in pgstate.read_locks(conn, target, DIY_ORGANIZATION,
+                                                   self.settings.project):
+                        if lock.stack != stack:
+                            continue
+                        verdict = locks.judge(lock, host, self.leader_since)
+                        if verdict.stale and pgstate.delete_key(conn, target.table,
+                                                                str(lock.path)):
+                            removed.append(self._log_removal(lock, verdict))
+                        elif not verdict.stale:
+                            log.info("stack lock %s/%s kept: %s", stack, lock.path.name,
+                                     verdict.reason)
+            except pgstate.PostgresStateError as exc:
+                log.warning("stack %s: its locks could not be checked: %s", stack, exc)
+            return removed
+        backend_dir = file_backend_path(url)
+        if backend_dir is None:
+            return removed
+        root = lock_dir(backend_dir, self.settings.project)
+        for lock, verdict in locks.judge_all(root, self.leader_since, host):
+            if lock.stack != stack:
+                continue
+            if not verdict.stale:
+                log.info("stack lock %s/%s kept: %s", stack, lock.path.name, verdict.reason)
+                continue
+            lock.path.with_name(lock.path.name + diystate.ATTRS).unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                lock.path.unlink()
+                removed.append(self._log_removal(lock, verdict))
+        return removed
+
+    @staticmethod
+    def _log_removal(lock: locks.LockFile, verdict: locks.Verdict) -> str:
+        log.warning("removed stale lock %s/%s (pid=%s host=%s): %s", lock.stack,
+                    lock.path.name, lock.pid, lock.hostname, verdict.reason)
+        return f"removed stale lock {lock.stack}/{lock.path.name}"
 
     def repair_state(self, stack: str) -> list[str]:
         """Fix the file-backend files of `stack` that a killed Pulumi CLI left half-written
@@ -567,6 +618,14 @@ class StackEngine:
         for line in actions:
             log.warning("%s", line)
         return actions
+
+
+# The DIY backend's error when another lock is held on the stack (pkg/backend/diy/lock.go).
+LOCKED_ERROR = re.compile(r"the stack is currently locked by \d+ lock")
+
+
+def is_locked_error(message: str) -> bool:
+    return bool(LOCKED_ERROR.search(message or ""))
 
 
 def pulumi_cli_version(env: Mapping[str, str]) -> str | None:

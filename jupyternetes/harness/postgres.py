@@ -5,7 +5,8 @@ fresh data directory in its own temporary folder, listening on 127.0.0.1 on a fr
 unix socket in that folder, password (SCRAM) authentication for one user. initdb refuses to run
 as root, so as root the server runs as the `postgres` user (credentials are dropped in the child,
 and PR_SET_PDEATHSIG is set *after* that: changing the uid clears it). The server is the child's
-own process, not a pg_ctl daemon, so it dies with the process that started it.
+own process, not a pg_ctl daemon, so it dies with the process that started it (the kernel ties
+that to the launching *thread*: start and restart it from a thread that outlives the server).
 """
 
 from __future__ import annotations

@@ -7,8 +7,12 @@ the `pulumi_state` table (key = the blob's path, data = {"data": base64 of the b
 
 from __future__ import annotations
 
+import base64
 import json
-import threading
+import socket
+import subprocess
+import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -184,11 +188,9 @@ def test_postgres_restarted_during_work_operations_retry_and_converge(
 
     wait_for("a stack update holding its lock row", lambda: lock_rows(postgres_backend),
              timeout=120)
-    # The database goes away in the middle of the updates, for a few seconds.
-    outage = threading.Thread(target=postgres_server.restart, kwargs={"down_seconds": 5.0})
-    outage.start()
-    outage.join(120)
-    assert postgres_server.running()
+    # The database goes away in the middle of the updates, for a few seconds. (From this
+    # thread: the server dies with the thread that started it, PR_SET_PDEATHSIG.)
+    postgres_server.restart(down_seconds=5.0)
 
     for name in names:
         wait_for(f"{name} Ready after the outage", ready(hub, ns, name),
@@ -209,3 +211,38 @@ def test_postgres_restarted_during_work_operations_retry_and_converge(
         assert not latest.get("pending_operations"), latest.get("pending_operations")
     assert lock_rows(postgres_backend) == []
     assert postgres_server.password not in log
+
+
+def test_lock_row_left_by_a_dead_cli_while_the_operator_runs_is_cleared_and_the_update_runs(
+        hub, namespace, volumes, pg_operator, postgres_backend):  # noqa: F811
+    """A CLI whose database went away before it could unlock (or that was killed alone) leaves
+    its lock row while the operator keeps running: the next operation on that stack must not
+    fail forever with "the stack is currently locked"."""
+    ns, name = namespace, "pglocked"
+    stack = stack_name(ns, name)
+    volumes.provide(ns, name)
+    op = pg_operator([ns])
+    hub.create_instance(ns, name)
+    wait_for("Completed", provisioned(hub, ns, name), describe=lambda: hub.describe(ns, name))
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # a pid of this host that no longer runs
+    lock = {"pid": dead.pid, "username": "root", "hostname": socket.gethostname(),
+            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    key = (f"{pgstate.parse_url(postgres_backend).key_prefix}{LOCKS}{stack}/"
+           f"{uuid.uuid4()}.json")
+    with pgstate.connect(postgres_backend) as conn:
+        conn.cursor().execute(
+            "INSERT INTO pulumi_state (key, data) VALUES (%s, %s)",
+            (key, json.dumps({"data": base64.b64encode(json.dumps(lock).encode()).decode()})))
+    assert lock_rows(postgres_backend)
+
+    hub.patch_variables(ns, name, {"jupyterhub.user.name": "locked2"})
+
+    def updated() -> dict | None:
+        inst = provisioned(hub, ns, name)()
+        return inst if inst and inst["status"]["observedGeneration"] == 2 else None
+    wait_for("the update after the stale lock", updated,
+             describe=lambda: hub.describe(ns, name) + "\n" + op.log_tail())
+    assert lock_rows(postgres_backend) == []
+    assert f"removed stale lock {stack}/" in op.log_text()
