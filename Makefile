@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup tools test unit e2e lint demo bench clean
+.PHONY: setup tools test unit e2e lint demo bench image clean
 
 setup: $(VENV)/.installed
 
@@ -39,6 +39,12 @@ bench: setup tools
 	$(PY) benchmarks/latency.py
 	$(PY) benchmarks/noop_resync.py
 	$(PY) benchmarks/burst.py
+
+# The operator image (Containerfile), with buildah and a Debian root filesystem from mmdebstrap; not
+# part of `make test` (a cold build takes several minutes). Writes build/image/*.oci.tar.
+IMAGE ?=
+image: setup
+	bash tools/image/build.sh $(IMAGE)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -21,6 +21,7 @@ from jupyternetes.render import RenderError, render
 COMMAND_MODULES: tuple[str, ...] = (
     "jupyternetes.operator.run",
     "jupyternetes.preview",
+    "jupyternetes.lint",
 )
 
 EXIT_USAGE = 2

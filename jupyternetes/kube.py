@@ -243,6 +243,34 @@ class Kube:
             return json.loads(resp.data)
         return self._get(read, f"pod {namespace}/{name}")
 
+    def delete_pods(self, namespace: str, selector: str) -> list[str]:
+        """Delete the pods matching `selector` (the plain client, no stack involved); returns
+        their names. Used by force-delete only: PVCs are never deleted this way."""
+        pods, _ = self.list_pods(namespace, selector)
+        deleted = []
+        for pod in pods:
+            name = (pod.get("metadata") or {}).get("name", "")
+            try:
+                self.core.delete_namespaced_pod(name, namespace)
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise to_kube_error(exc, f"delete pod {namespace}/{name}") from exc
+            deleted.append(name)
+        return deleted
+
+    def namespace_terminating(self, namespace: str) -> bool:
+        """The namespace is being deleted (or already gone). False when it cannot be read (no
+        RBAC to get namespaces): then nothing is skipped on its account."""
+        try:
+            resp = self.core.read_namespace(namespace, _preload_content=False)
+        except ApiException as exc:
+            if exc.status == 404:
+                return True
+            log.debug("cannot read namespace %s: %s", namespace, api_message(exc))
+            return False
+        meta = json.loads(resp.data).get("metadata") or {}
+        return bool(meta.get("deletionTimestamp"))
+
     # ---- secrets ----------------------------------------------------------------------------
 
     def get_secret(self, namespace: str, name: str) -> dict | None:
@@ -302,6 +330,17 @@ class Kube:
                     continue
                 raise to_kube_error(exc, what) from exc
         raise KubeError(409, "conflicts on every retry", what)
+
+    def patch_template_status(self, namespace: str, name: str, status: dict) -> dict | None:
+        """Merge patch of a template's status (instance counts); None when it is gone."""
+        try:
+            return self.custom.patch_namespaced_custom_object_status(
+                GROUP, VERSION, namespace, TEMPLATE_PLURAL, name, {"status": status},
+                field_manager=self.component, _content_type=MERGE_PATCH)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise to_kube_error(exc, f"patch status of template {namespace}/{name}") from exc
 
     def add_finalizer(self, namespace: str, name: str, finalizer: str = FINALIZER) -> dict | None:
         return self._edit_finalizers(namespace, name, finalizer, add=True)

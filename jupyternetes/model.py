@@ -443,19 +443,23 @@ class StackStatus:
     desired_hash: str | None = None
     # metadata.generation of the template the last successful update rendered.
     template_generation: int | None = None
+    # Hash of the spec.variablesFrom variables of that update (secretvars.variables_digest).
+    variables_from_hash: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return _drop_none({"name": self.name,
                            "lastUpdate": self.last_update.to_dict() if self.last_update else None,
                            "desiredHash": self.desired_hash,
-                           "templateGeneration": self.template_generation})
+                           "templateGeneration": self.template_generation,
+                           "variablesFromHash": self.variables_from_hash})
 
     @classmethod
     def from_dict(cls, d: Mapping) -> StackStatus:
         last = d.get("lastUpdate")
         generation = d.get("templateGeneration")
         return cls(d.get("name", ""), StackUpdate.from_dict(last) if last else None,
-                   d.get("desiredHash"), generation if isinstance(generation, int) else None)
+                   d.get("desiredHash"), generation if isinstance(generation, int) else None,
+                   d.get("variablesFromHash"))
 
 
 @dataclass(frozen=True)

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 from collections.abc import Collection, Mapping
 from typing import Any
 
 from jupyternetes import secretvars
+from jupyternetes.fleetpreview import add_fleet_arguments
 from jupyternetes.model import GROUP, VERSION, Instance, ModelError, Template
 from jupyternetes.render import RenderError, render
 from jupyternetes.stacks import (
@@ -81,14 +83,73 @@ def natural_key(path: str) -> list[Any]:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path)]
 
 
+def object_summary(steps: Collection[PreviewStep]) -> dict[str, int]:
+    """Operation counts over the instance's own objects (one per object, a replacement's parts
+    folded in); Pulumi's stack and provider resources are not the user's and not counted."""
+    ops: dict[str, str] = {}
+    for step in steps:
+        if step.type.startswith("pulumi:"):
+            continue
+        op = "replace" if step.op in REPLACEMENT_PARTS else step.op
+        if ops.get(step.urn) in (None, "same") or op == "replace":
+            ops[step.urn] = op
+    counts: dict[str, int] = {}
+    for op in ops.values():
+        counts[op] = counts.get(op, 0) + 1
+    return counts
+
+
+def _quantities(resources: Mapping[str, Any]) -> str:
+    parts = []
+    for what in ("requests", "limits"):
+        values = resources.get(what) or {}
+        if values:
+            parts.append(what + " " + ", ".join(f"{k}={v}" for k, v in sorted(values.items())))
+    return "; ".join(parts)
+
+
+def key_fields(manifest: Mapping[str, Any]) -> list[str]:
+    """What a reviewer looks at first in a new object: a pod's images, claims and resources; a
+    claim's size, access modes and class; a Service's type and ports; else its top-level keys."""
+    kind, spec = manifest.get("kind"), manifest.get("spec") or {}
+    lines: list[str] = []
+    if kind == "Pod":
+        for container in (spec.get("initContainers") or []) + (spec.get("containers") or []):
+            line = f"container {container.get('name')}: image {container.get('image')}"
+            resources = _quantities(container.get("resources") or {})
+            lines.append(line + (f" ({resources})" if resources else ""))
+        claims = [v.get("persistentVolumeClaim", {}).get("claimName")
+                  for v in spec.get("volumes") or [] if v.get("persistentVolumeClaim")]
+        if claims:
+            lines.append("claims: " + ", ".join(str(c) for c in claims))
+    elif kind == "PersistentVolumeClaim":
+        storage = ((spec.get("resources") or {}).get("requests") or {}).get("storage")
+        lines.append(f"storage {storage}, access {', '.join(spec.get('accessModes') or [])}, "
+                     f"class {spec.get('storageClassName') or '(default)'}")
+    elif kind == "Service":
+        ports = ", ".join(f"{p.get('port')}->{p.get('targetPort', p.get('port'))}"
+                          for p in spec.get("ports") or [])
+        lines.append(f"type {spec.get('type') or 'ClusterIP'}, ports {ports or '(none)'}")
+    else:
+        keys = [k for k in manifest if k not in ("apiVersion", "kind", "metadata")]
+        if keys:
+            lines.append("fields: " + ", ".join(keys))
+    return lines
+
+
 def format_preview(result: PreviewResult, stack: str,
-                   secret_values: Collection[str] = ()) -> str:
+                   secret_values: Collection[str] = (),
+                   manifests: Mapping[str, Mapping[str, Any]] | None = None) -> str:
+    """`manifests`: resource name (`pods/notebook`) -> rendered manifest, to show the key
+    fields of objects to be created."""
     lines = [f"Stack {stack}:"]
     steps = visible_steps(result.steps)
     width = max((len(s.name) for s in steps), default=0)
     for step in steps:
         target = f"{step.kind} {step.object_name}" if step.object_name else step.kind
         lines.append(f"  {SYMBOLS[step.op]:<2} {step.op:<8} {step.name:<{width}}  {target}")
+        if step.op == "create" and manifests and step.name in manifests:
+            lines += [f"       {line}" for line in key_fields(manifests[step.name])]
         if step.op in ("update", "replace"):
             details = step.detailed_diff or {path: {"kind": "update"} for path in step.changed}
             for path in sorted(details, key=natural_key):
@@ -104,7 +165,7 @@ def format_preview(result: PreviewResult, stack: str,
                     lines.append(f"       {marker} {path}{forces}")
     if not steps:
         lines.append("  (no changes)")
-    lines.append(f"Changes: {summarize_changes(result.change_summary)}")
+    lines.append(f"Changes: {summarize_changes(object_summary(result.steps))}")
     return mask_secrets("\n".join(lines), secret_values) + "\n"
 
 
@@ -189,6 +250,15 @@ def load_from_files(template_path: str, instance_path: str) -> tuple[Template, I
 def run_preview(args: argparse.Namespace) -> int:
     from jupyternetes.cli import InputError  # cli imports this module: import at call time
 
+    if args.template and not args.instance and not args.instance_ref:
+        if args.template == "-" or os.path.isfile(args.template) or args.template.endswith(
+                (".yaml", ".yml", ".json")):
+            return fail(f"-t {args.template} is a template file: give the instance with -i "
+                        "INSTANCE.yaml, or NAMESPACE/NAME of a template in the cluster for a "
+                        "preview of every instance that uses it")
+        from jupyternetes.fleetpreview import run_fleet_preview
+
+        return run_fleet_preview(args)
     try:
         if args.instance_ref and (args.template or args.instance):
             raise PreviewError("give either NAMESPACE/NAME or -t/-i, not both")
@@ -214,8 +284,9 @@ def run_preview(args: argparse.Namespace) -> int:
         first = result.message.strip().splitlines()
         return fail(f"preview of {instance.namespace}/{instance.name} failed: "
                     + ("; ".join(first) if first else "see the Pulumi output above"))
+    manifests = {f"{o.group}/{o.entry}": o.manifest for o in rendered.objects()}
     sys.stdout.write(format_preview(result, engine.stack_name(instance.namespace, instance.name),
-                                    secret_values))
+                                    secret_values, manifests))
     return EXIT_CHANGES if args.exit_code and result.has_changes else 0
 
 
@@ -232,8 +303,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "fields, then the change summary.")
     parser.add_argument("instance_ref", nargs="?", metavar="NAMESPACE/NAME",
                         help="instance to read (with its template) from the cluster")
-    parser.add_argument("-t", "--template", metavar="TEMPLATE.yaml",
-                        help="template file (with -i, instead of NAMESPACE/NAME)")
+    parser.add_argument("-t", "--template", metavar="TEMPLATE.yaml|NS/NAME",
+                        help="with -i: template file (instead of NAMESPACE/NAME); without -i: "
+                             "the template NS/NAME whose every instance is previewed (fleet "
+                             "preview, see below)")
     parser.add_argument("-i", "--instance", metavar="INSTANCE.yaml", help="instance file")
     parser.add_argument("--exit-code", action="store_true",
                         help="exit 1 when there are changes (0: none, 2: error)")
@@ -241,4 +314,5 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="compare with the stack's recorded state only, without reading "
                              "the live objects first")
     add_stack_arguments(parser)
+    add_fleet_arguments(parser)
     parser.set_defaults(func=run_preview)

@@ -200,20 +200,39 @@ def pod_reader(kubeconfig: str | None, context: str | None, namespace: str,
     return read
 
 
-def old_pod_hook(kubeconfig: str | None, context: str | None) -> pulumi.ResourceHook:
+def pod_names(objects: Iterable[Any]) -> dict[str, tuple[str, str]]:
+    """Resource name (`pods/<entry>`) -> (namespace, name) of every pod, from the manifests."""
+    found: dict[str, tuple[str, str]] = {}
+    for spec in as_object_specs(objects):
+        if spec.group == "pods":
+            metadata = spec.manifest["metadata"]
+            found[spec.resource_name] = (metadata.get("namespace") or "default",
+                                         metadata["name"])
+    return found
+
+
+def old_pod_hook(kubeconfig: str | None, context: str | None,
+                 pods: Mapping[str, tuple[str, str]] | None = None) -> pulumi.ResourceHook:
     """before_create hook for pods: wait until a terminating pod of the same name is gone.
 
     pulumi-kubernetes skips the *deletion* await of a Pod marked skipAwait (legacy behaviour
     it keeps for Pod), so when a changed spec replaces a pod, the delete returns while the old
     pod is still terminating and the create would be applied onto it. Waiting here keeps
     skipAwait's fast create and refresh, and makes the replacement correct.
+
+    The pod is found by its resource name in `pods` (see pod_names), not read from the hook's
+    inputs: when a secret is anywhere in the pod's metadata (a label, an annotation), the
+    inputs hold `metadata` as a secret Output, which has no plain `.get`.
     """
 
     async def before_create(args: pulumi.ResourceHookArgs) -> None:
-        metadata = (args.new_inputs or {}).get("metadata") or {}
-        name, namespace = metadata.get("name"), metadata.get("namespace") or "default"
-        if not isinstance(name, str):
-            return
+        target = (pods or {}).get(args.name)
+        if target is None:
+            metadata = (args.new_inputs or {}).get("metadata")
+            if not isinstance(metadata, Mapping) or not isinstance(metadata.get("name"), str):
+                return
+            target = (metadata.get("namespace") or "default", metadata["name"])
+        namespace, name = target
         await wait_until_gone(pod_reader(kubeconfig, context, namespace, name),
                               f"the old pod {namespace}/{name}")
 
@@ -222,8 +241,13 @@ def old_pod_hook(kubeconfig: str | None, context: str | None) -> pulumi.Resource
 
 def resource_options(spec: ObjectSpec, provider: pulumi.ProviderResource,
                      depends_on: Sequence[pulumi.Resource],
-                     pod_hook: pulumi.ResourceHook | None = None) -> pulumi.ResourceOptions:
+                     pod_hook: pulumi.ResourceHook | None = None,
+                     holds_secret: bool = False) -> pulumi.ResourceOptions:
     return pulumi.ResourceOptions(
+        # The live object's metadata.managedFields lists the field names and list-map keys it
+        # sets (`f:data: {f:<key>}`, `k:{"name":...}`): a secret in a key would be plain text
+        # in the state. So an object holding a secret keeps its output metadata encrypted.
+        additional_secret_outputs=["metadata"] if holds_secret else None,
         provider=provider,
         depends_on=list(depends_on),
         # Object names are fixed, so create-before-delete would collide with itself.
@@ -257,7 +281,9 @@ class Declared:
     resource: pulumi.CustomResource
 
     def output(self) -> pulumi.Output[dict]:
-        metadata = pulumi.Output.from_input(getattr(self.resource, "metadata", None))
+        # Name, namespace and uid are not secret, even when the metadata they come from is.
+        metadata = pulumi.Output.unsecret(
+            pulumi.Output.from_input(getattr(self.resource, "metadata", None)))
         manifest = self.spec.manifest
         return metadata.apply(lambda live: {
             "group": self.spec.group,
@@ -286,7 +312,8 @@ def declare(objects: Iterable[Any], provider: pulumi.ProviderResource,
             type_token(manifest["apiVersion"], manifest["kind"]),
             spec.resource_name,
             props,
-            opts=resource_options(spec, provider, depends_on, pod_hook),
+            opts=resource_options(spec, provider, depends_on, pod_hook,
+                                  holds_secret=bool(secret_paths(manifest, secrets))),
         )
         if spec.group == "pvcs":
             pvcs.append(resource)
@@ -313,7 +340,8 @@ def declare_stack(objects: Iterable[Any], kubeconfig: str | None = None,
     hooks=False leaves out the pod hook (Pulumi's unit-test mocks have no callback server).
     """
     provider = make_provider(kubeconfig, context)
-    pod_hook = old_pod_hook(kubeconfig, context) if hooks else None
+    objects = list(objects)
+    pod_hook = old_pod_hook(kubeconfig, context, pod_names(objects)) if hooks else None
     declared = declare(objects, provider, secret_values, pod_hook)
     return pulumi.Output.all(*[d.output() for d in declared])
 

@@ -36,7 +36,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from jupyternetes.model import FIXED_KINDS, Instance, Template, TemplateEntry, key_path
+from jupyternetes.model import (
+    FIXED_KINDS,
+    GROUP,
+    INSTANCE_KIND,
+    VERSION,
+    Instance,
+    Template,
+    TemplateEntry,
+    key_path,
+)
 from jupyternetes.naming import (
     LABEL_ENTRY,
     LABEL_ENTRY_GROUP,
@@ -363,9 +372,24 @@ def _render_entry(template: Template, instance: Instance, group: str, entry: Tem
             "annotations": annotations,
         },
     }
+    owner = owner_reference(instance) if group == "pods" else None
+    if owner is not None:
+        manifest["metadata"]["ownerReferences"] = [owner]
     if entry.has_spec:
         manifest["spec"] = substitute_tree(entry.spec, variables, f"{base}.spec", missing, typed)
     for key, value in entry.body.items():
         # model.py refused metadata/status and near-miss spellings of the entry's own keys.
         manifest[key] = substitute_tree(value, variables, key_path(base, key), missing, typed)
     return RenderedObject(group=group, entry=entry.name, manifest=manifest)
+
+
+def owner_reference(instance: Instance) -> dict[str, Any] | None:
+    """The ownerReference of a managed pod to its instance; None without a uid (an offline
+    render of files). Pods only, never PVCs (user data must outlive its instance): should the
+    finalizer be removed by hand, Kubernetes' garbage collector still removes the pods.
+    blockOwnerDeletion is false so the operator needs no update rights on instances' finalizers
+    for it, and deleting an instance never waits on its pods."""
+    if not instance.uid:
+        return None
+    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": INSTANCE_KIND, "name": instance.name,
+            "uid": instance.uid, "controller": True, "blockOwnerDeletion": False}

@@ -28,6 +28,7 @@ import secrets
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 import weakref
@@ -38,7 +39,7 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from jupyternetes import backendurl, diystate, locks, naming, pgstate, workerpool
-from jupyternetes.masking import mask_forms, mask_secrets, trim_message
+from jupyternetes.masking import MESSAGE_LIMIT, clean_line, mask_forms, mask_secrets, trim_message
 from jupyternetes.procs import pid_alive
 
 log = logging.getLogger(__name__)
@@ -388,9 +389,38 @@ class StackEngine:
         answer["wall_seconds"] = time.monotonic() - started
         return PreviewResult.from_dict(answer)
 
-    def destroy(self, namespace: str, name: str) -> OperationResult:
-        """Delete the instance's objects (PVCs are retained) and remove the stack."""
-        return self._operation(self._request("destroy", namespace, name, (), ()))
+    def destroy(self, namespace: str, name: str, stack: str | None = None) -> OperationResult:
+        """Delete the instance's objects (PVCs are retained) and remove the stack. `stack`
+        overrides the name (an orphaned stack found by `list_stacks`)."""
+        return self._operation(self._request("destroy", namespace, name, (), (), stack=stack))
+
+    def forget(self, namespace: str, name: str) -> OperationResult:
+        """Remove the stack's state without touching its objects (`pulumi stack rm --force`):
+        the last step of a force-delete, whose pods were deleted with the plain client."""
+        return self._operation(self._request("forget", namespace, name, (), ()))
+
+    def list_stacks(self) -> list[str]:
+        """Names of every stack of the project in the backend (`pulumi stack ls --all`).
+        Raises StackConfigError when the CLI cannot list them."""
+        env = {**self._env, "PULUMI_BACKEND_URL": self.settings.backend_url,
+               "PULUMI_CONFIG_PASSPHRASE": self.settings.passphrase,
+               "PULUMI_SKIP_UPDATE_CHECK": "true"}
+        if self.settings.pulumi_home:
+            env["PULUMI_HOME"] = self.settings.pulumi_home
+        command = ["pulumi", "stack", "ls", "--all", "--json", "--project",
+                   self.settings.project]
+        # An empty folder as cwd: no Pulumi.yaml (this repository has one) may pick a project.
+        with tempfile.TemporaryDirectory(prefix="jupyternetes-ls-") as cwd:
+            try:
+                done = subprocess.run(command, env=env, cwd=cwd, capture_output=True,
+                                      timeout=120)
+            except (OSError, subprocess.SubprocessError) as exc:
+                raise StackConfigError(f"listing stacks: {exc}") from exc
+        if done.returncode != 0:
+            raise StackConfigError(
+                "listing stacks with `pulumi stack ls` failed: "
+                + clean_line(done.stderr.decode(errors="replace"))[:MESSAGE_LIMIT])
+        return stack_names(done.stdout.decode(errors="replace"), self.settings.project)
 
     def repair(self, namespace: str, name: str, stack: str | None = None) -> OperationResult:
         """Refresh with pending CREATEs cleared: converges a stack an interrupted `up` left.
@@ -626,6 +656,25 @@ LOCKED_ERROR = re.compile(r"the stack is currently locked by \d+ lock")
 
 def is_locked_error(message: str) -> bool:
     return bool(LOCKED_ERROR.search(message or ""))
+
+
+def stack_names(listing: str, project: str) -> list[str]:
+    """Stack names from `pulumi stack ls --json` output (names may be qualified:
+    `organization/<project>/<stack>` on DIY backends, `<org>/<project>/<stack>` elsewhere)."""
+    try:
+        entries = json.loads(listing or "[]")
+    except ValueError as exc:
+        raise StackConfigError(f"`pulumi stack ls --json` did not print JSON: {exc}") from exc
+    names = []
+    for entry in entries if isinstance(entries, list) else []:
+        full = entry.get("name") if isinstance(entry, dict) else None
+        if not isinstance(full, str):
+            continue
+        parts = full.split("/")
+        if len(parts) >= 2 and parts[-2] != project:
+            continue
+        names.append(parts[-1])
+    return sorted(set(names))
 
 
 def pulumi_cli_version(env: Mapping[str, str]) -> str | None:

@@ -411,7 +411,9 @@ def run(request: Mapping[str, Any]) -> dict[str, Any]:
     engine_started = time.monotonic()
     try:
         if op == "up":
-            result = stack.up(refresh=bool(request.get("refresh")), on_event=collector,
+            # A stack created just now has nothing to refresh.
+            result = stack.up(refresh=bool(request.get("refresh")) and existed,
+                              on_event=collector,
                               color="never", suppress_progress=True)
             answer["change_summary"] = dict(result.summary.resource_changes or {})
             answer["outputs"] = {
@@ -432,6 +434,12 @@ def run(request: Mapping[str, Any]) -> dict[str, Any]:
                 answer["result"] = "succeeded"
                 if settings.get("work_dir"):  # the stack is gone; so is its workspace
                     temp_root.append(str(Path(settings["work_dir"]) / request["stack"]))
+        elif op == "forget":
+            if stack is None:
+                answer.update(result="succeeded", message="no stack to remove")
+            else:
+                stack.workspace.remove_stack(request["stack"], force=True)
+                answer.update(result="succeeded", message=f"stack {request['stack']} removed")
         elif op == "repair":
             if stack is None:
                 answer.update(result="succeeded", message="no stack to repair")
@@ -567,6 +575,9 @@ def main() -> int:
         answer = {"result": "failed", "started_at": utc_now(), "finished_at": utc_now(),
                   "message": mask_secrets(f"stack {request.get('stack')}: {op_label(request)}: "
                                           f"{type(exc).__name__}: {exc}", mask.forms())}
+    for key in ("message", "config_error"):  # whatever path built it, no secret leaves
+        if isinstance(answer.get(key), str):
+            answer[key] = mask_secrets(answer[key], mask.forms())
     sys.stdout.write(json.dumps(answer))
     sys.stdout.flush()
     return 0

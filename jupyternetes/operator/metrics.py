@@ -31,6 +31,14 @@ class Metrics:
             registry=r)
         self.queue_depth = Gauge(
             "jupyternetes_queue_depth", "Instance keys waiting for a worker", registry=r)
+        # Debounce evidence: events that may move a template's counts vs. status writes made.
+        self.template_status_events = Counter(
+            "jupyternetes_template_status_events",
+            "Instance and template events that marked a template's counts for re-computation",
+            registry=r)
+        self.template_status_writes = Counter(
+            "jupyternetes_template_status_writes", "Template status (counts) patches",
+            registry=r)
         self.in_flight = Gauge(
             "jupyternetes_reconciles_in_flight", "Reconciles being processed", registry=r)
         self.locks_cleared = Counter(

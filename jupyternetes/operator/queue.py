@@ -6,6 +6,10 @@
 - Failures re-queue through `add_rate_limited`: per-key exponential backoff with jitter, capped;
   `forget` resets a key's backoff after a success.
 - `add_after` schedules a key for later (template not found yet, periodic checks).
+- Backoff means backoff: while a failed key waits out its delay, `nudge` (an event that is no
+  reason to hurry: a pod changed, a resync) is dropped, also when it arrives mid-processing and
+  the processing ends in a new failure. Only `add` (the instance's spec or template changed, an
+  admin asked for a retry) ends the wait early.
 """
 
 from __future__ import annotations
@@ -52,6 +56,8 @@ class WorkQueue:
         self._queued: set[str] = set()
         self._processing: set[str] = set()
         self._dirty: set[str] = set()
+        # Keys nudged while processing: re-queued at `done` unless they failed meanwhile.
+        self._nudged: set[str] = set()
         # Delayed adds: (due time, sequence, key); the sequence keeps heap order stable.
         self._waiting: list[tuple[float, int, str]] = []
         self._due: dict[str, float] = {}
@@ -65,22 +71,38 @@ class WorkQueue:
         with self._cond:
             self._add_locked(key)
 
+    def nudge(self, key: str) -> None:
+        """`add` for an event that may be news but is no reason to hurry (a pod changed, a
+        resync): dropped while `key` waits out a failure backoff, so a failing instance costs
+        no more engine operations than its backoff allows, however often its pods change."""
+        with self._cond:
+            if self._backing_off_locked(key):
+                return
+            if key in self._processing:
+                self._nudged.add(key)
+                return
+            self._add_locked(key)
+
     def add_after(self, key: str, delay: float) -> None:
         if delay <= 0:
             self.add(key)
             return
         with self._cond:
-            if self._shutdown:
-                return
-            due = self._clock() + delay
-            # One pending delayed add per key, the earliest: otherwise every extra trigger of
-            # a failing key (a resync, an event) would start one more retry chain.
-            current = self._due.get(key)
-            if current is not None and current <= due:
-                return
-            self._due[key] = due
-            heapq.heappush(self._waiting, (due, next(self._seq), key))
-            self._cond.notify()
+            self._add_after_locked(key, delay, replace=False)
+
+    def _add_after_locked(self, key: str, delay: float, replace: bool) -> None:
+        if self._shutdown:
+            return
+        due = self._clock() + delay
+        # One pending delayed add per key, the earliest: otherwise every extra trigger of a
+        # failing key would start one more retry chain. A new failure (`replace`) sets the
+        # retry to its own delay: an earlier leftover must not cut the new backoff short.
+        current = self._due.get(key)
+        if current is not None and current <= due and not replace:
+            return
+        self._due[key] = due
+        heapq.heappush(self._waiting, (due, next(self._seq), key))
+        self._cond.notify()
 
     def add_rate_limited(self, key: str, floor: float = 0.0) -> float:
         """Re-queue `key` after its next backoff delay (at least `floor`); returns the delay.
@@ -90,13 +112,21 @@ class WorkQueue:
         with self._cond:
             failures = self._failures.get(key, 0)
             self._failures[key] = failures + 1
-        delay = max(self.backoff.delay(failures), min(floor, self.backoff.cap))
-        self.add_after(key, delay)
+            delay = max(self.backoff.delay(failures), min(floor, self.backoff.cap))
+            if delay <= 0:
+                self._add_locked(key)
+            else:
+                self._add_after_locked(key, delay, replace=True)
         return delay
 
     def forget(self, key: str) -> None:
         with self._cond:
             self._failures.pop(key, None)
+
+    def backing_off(self, key: str) -> bool:
+        """`key` failed and its retry is scheduled for later: events must not hurry it."""
+        with self._cond:
+            return self._backing_off_locked(key)
 
     def num_requeues(self, key: str) -> int:
         """Consecutive failures of `key` since its last `forget`."""
@@ -136,8 +166,12 @@ class WorkQueue:
     def done(self, key: str) -> None:
         with self._cond:
             self._processing.discard(key)
+            nudged = key in self._nudged
+            self._nudged.discard(key)
             if key in self._dirty:
                 self._dirty.discard(key)
+                self._enqueue_locked(key)
+            elif nudged and not self._backing_off_locked(key):
                 self._enqueue_locked(key)
 
     def shutdown(self) -> None:
@@ -164,6 +198,9 @@ class WorkQueue:
             return key in self._due
 
     # ---- internals --------------------------------------------------------------------------
+
+    def _backing_off_locked(self, key: str) -> bool:
+        return self._failures.get(key, 0) > 0 and key in self._due
 
     def _add_locked(self, key: str) -> None:
         if self._shutdown:

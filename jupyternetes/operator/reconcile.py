@@ -34,7 +34,7 @@ from jupyternetes.kube import FINALIZER, KubeError, now_rfc3339
 from jupyternetes.masking import OPERATOR_LOG_MASK, mask_secrets
 from jupyternetes.model import Instance, ModelError, Template
 from jupyternetes.naming import stack_name
-from jupyternetes.operator import podstatus
+from jupyternetes.operator import admin, podstatus, teardown
 from jupyternetes.operator.metrics import Metrics
 from jupyternetes.render import Rendered, RenderError, render
 
@@ -61,6 +61,8 @@ class KubePort(Protocol):
     def patch_instance_status(self, namespace: str, name: str, status: dict) -> dict | None: ...
     def add_finalizer(self, namespace: str, name: str, finalizer: str = ...) -> dict | None: ...
     def remove_finalizer(self, namespace: str, name: str, finalizer: str = ...) -> dict | None: ...
+    def namespace_terminating(self, namespace: str) -> bool: ...
+    def delete_pods(self, namespace: str, selector: str) -> list[str]: ...
     def emit_event(self, instance: dict, event_type: str, reason: str, message: str) -> None: ...
 
 
@@ -79,6 +81,7 @@ class EnginePort(Protocol):
     def up(self, namespace: str, name: str, rendered: Rendered, secret_values: Any,
            refresh: bool = False) -> OperationResultLike: ...
     def destroy(self, namespace: str, name: str) -> OperationResultLike: ...
+    def forget(self, namespace: str, name: str) -> OperationResultLike: ...
 
 
 class DriftFlags:
@@ -137,8 +140,13 @@ class ReconcileConfig:
 def desired_hash(rendered: Rendered, secret_variables: Iterable[str],
                  settings: Mapping[str, Any]) -> str:
     """sha256 of the canonical JSON of everything that determines what `up` would do."""
+    # Without ownerReferences: bookkeeping, not the user's environment. An operator upgrade
+    # that adds them must not mark every running server changed; pods get them at their next
+    # `up` (a metadata-only change, no replacement). A new instance (new uid) is up'ed anyway.
+    manifests = [{**m, "metadata": {k: v for k, v in m["metadata"].items()
+                                    if k != "ownerReferences"}} for m in rendered.manifests()]
     doc = {
-        "manifests": rendered.manifests(),
+        "manifests": manifests,
         "secretVariables": sorted(v.lower() for v in secret_variables),
         "settings": dict(settings),
     }
@@ -303,31 +311,52 @@ class Reconciler:
         except ModelError as exc:
             return self._invalid_instance(obj, str(exc))
         if instance.deletion_timestamp:
-            return self._delete(obj, instance)
+            return self._delete(obj, instance, failures)
         return self._apply(obj, instance, failures)
 
     # ---- deletion ---------------------------------------------------------------------------
 
-    def _delete(self, obj: dict, instance: Instance) -> Result:
+    def _delete(self, obj: dict, instance: Instance, failures: int = 0) -> Result:
         key = key_of(instance.namespace, instance.name)
         self.drift.take(key)
         if FINALIZER not in instance.finalizers:
             return Result("deleting")  # someone else's finalizer holds it; not our business
+        stack = stack_name(instance.namespace, instance.name)
         # After a restart the values of an instance being deleted were never seen: mask them in
         # whatever the destroy logs (its Secrets are still there: they are owned by it).
         OPERATOR_LOG_MASK.add(secret_values(instance, self.config.secret_variables))
         if instance.secret_refs:
             OPERATOR_LOG_MASK.add(secretvars.readable_values(instance, self.kube.get_secret))
+        if admin.force_delete_requested(obj):  # the documented way out (teardown.py)
+            message = teardown.force_delete(self.kube, self.engine,
+                                            instance.namespace, instance.name, stack)
+            self.kube.emit_event(obj, "Warning", teardown.FORCE_DELETED, message)
+            self.kube.remove_finalizer(instance.namespace, instance.name)
+            return Result("force-deleted", message=message)
         result = self._engine("destroy", lambda: self.engine.destroy(instance.namespace,
                                                                       instance.name), key)
-        stack = stack_name(instance.namespace, instance.name)
         if result.result != SUCCEEDED:
-            message = (f"destroying stack {stack} failed; the finalizer {FINALIZER} stays until "
-                       f"it succeeds: {result.message}")
-            self.kube.patch_instance_status(instance.namespace, instance.name, {"stack": {
-                "name": stack, "lastUpdate": self._last_update(result, message)}})
-            self.kube.emit_event(obj, "Warning", "DestroyFailed", message)
-            return Result("destroy-failed", failed=True, message=message)
+            if self.kube.namespace_terminating(instance.namespace):
+                message = teardown.destroy_skipped_message(stack, result.message,
+                                                           instance.namespace)
+                self.kube.emit_event(obj, "Warning", teardown.DESTROY_SKIPPED, message)
+                self.kube.remove_finalizer(instance.namespace, instance.name)
+                return Result("destroy-skipped", message=message)
+            attempts = failures + 1
+            stuck = attempts >= self.config.degraded_after
+            message = teardown.destroy_failed_message(stack, result.message, attempts, stuck,
+                                                      instance.namespace, instance.name)
+            patch: dict[str, Any] = {"stack": {"name": stack,
+                                               "lastUpdate": self._last_update(result, message)}}
+            if stuck:
+                conditions = (obj.get("status") or {}).get("conditions") or []
+                patch["conditions"] = merge_conditions(conditions, [condition(
+                    "Degraded", True, teardown.DESTROY_STUCK, message, instance.generation,
+                    conditions, self.clock())])
+            self.kube.patch_instance_status(instance.namespace, instance.name, patch)
+            self.kube.emit_event(obj, "Warning", teardown.DESTROY_STUCK if stuck
+                                 else teardown.DESTROY_FAILED, message)
+            return Result("destroy-failed", failed=True, degraded=stuck, message=message)
         self.kube.remove_finalizer(instance.namespace, instance.name)
         self.kube.emit_event(obj, "Normal", "Destroyed",
                              f"stack {stack} destroyed ({summary_text(result.change_summary)}); "
@@ -437,7 +466,12 @@ class Reconciler:
             drift = True
             log.info("instance %s: drift (%s missing%s); refresh + up", key, ", ".join(missing),
                      ", pod deletion seen" if flagged else "", extra={"instance": key})
-        return self._up(obj, instance, status, rendered, digest, failures, refresh=drift,
+        # The first `up` of this instance object over a stack that already exists (a
+        # force-deleted predecessor's, left behind) must not trust that state: it refreshes
+        # (the engine skips the refresh of a stack it has just created).
+        first_up = not stack_status.get("lastUpdate")
+        return self._up(obj, instance, status, rendered, digest, failures,
+                        refresh=drift or first_up, drift=drift,
                         template_gen=tpl_generation, secret_names=secret_names,
                         secrets_digest=secrets_digest)
 
@@ -516,7 +550,7 @@ class Reconciler:
             self.kube.emit_event(obj, "Warning", reason, message)
 
     def _up(self, obj: dict, instance: Instance, status: Mapping[str, Any], rendered: Rendered,
-            digest: str, failures: int, refresh: bool,
+            digest: str, failures: int, refresh: bool, drift: bool = False,
             template_gen: int | None = None,
             secret_names: frozenset[str] | None = None,
             secrets_digest: str | None = None) -> Result:
@@ -538,7 +572,7 @@ class Reconciler:
             processing.setdefault(group, {}).update(nulls)
         processing["conditions"] = merge_conditions(conditions, [condition(
             "Provisioned", False, "Provisioning",
-            f"stack {stack}: {'refresh and ' if refresh else ''}up in progress", generation,
+            f"stack {stack}: {'refresh and ' if drift else ''}up in progress", generation,
             conditions, now)])
         processing["stack"] = {"name": stack}
         patched = self.kube.patch_instance_status(instance.namespace, instance.name, processing)
@@ -571,7 +605,7 @@ class Reconciler:
             self.kube.emit_event(obj, "Normal", "Provisioned",
                                  f"stack {stack}: up succeeded in {result.engine_seconds:.1f}s "
                                  f"({summary_text(result.change_summary)})"
-                                 + ("; drift repaired" if refresh else ""))
+                                 + ("; drift repaired" if drift else ""))
             return Result("provisioned")
         attempts = failures + 1
         degraded = attempts >= self.config.degraded_after

@@ -26,8 +26,9 @@ from typing import Any
 from jupyternetes import backendurl, masking, stacks
 from jupyternetes.kube import MANAGED_SELECTOR, Kube, api_client
 from jupyternetes.naming import LABEL_INSTANCE, LABEL_INSTANCE_NAMESPACE, label_value
-from jupyternetes.operator import election, leader
+from jupyternetes.operator import admin, election, leader
 from jupyternetes.operator.metrics import Metrics
+from jupyternetes.operator.orphans import OrphanCollector
 from jupyternetes.operator.queue import Backoff, ShutDown, WorkQueue
 from jupyternetes.operator.reconcile import (
     NEXT_START,
@@ -38,6 +39,7 @@ from jupyternetes.operator.reconcile import (
     ReconcileConfig,
     Reconciler,
 )
+from jupyternetes.operator.templatestatus import TemplateStatusWriter, template_status
 from jupyternetes.operator.watch import (
     ADDED,
     DELETED,
@@ -77,6 +79,10 @@ class TemplateIndex:
                 self._template_of[instance_key] = template_key
                 self._instances_of.setdefault(template_key, set()).add(instance_key)
 
+    def template_of(self, instance_key: str) -> str | None:
+        with self._lock:
+            return self._template_of.get(instance_key)
+
     def instances_of(self, template_key: str) -> list[str]:
         with self._lock:
             return sorted(self._instances_of.get(template_key, ()))
@@ -101,7 +107,8 @@ class Operator:
                  resync_seconds: float = 300.0,
                  config: ReconcileConfig | None = None, metrics: Metrics | None = None,
                  backoff: Backoff | None = None, shutdown_grace: float = 30.0,
-                 watch_timeout_seconds: int = 290) -> None:
+                 watch_timeout_seconds: int = 290,
+                 template_status_seconds: float = 2.0, orphan_seconds: float = 600.0) -> None:
         self.kube = kube
         self.engine = engine
         self.metrics = metrics or Metrics()
@@ -135,6 +142,17 @@ class Operator:
             ListWatcher(f"templates@{ns or '*'}", _template_source(kube, ns), self.on_template,
                         resync_seconds=0, watch_timeout_seconds=watch_timeout_seconds)
             for ns in template_scopes]
+        # Instance counts on each template, written at most once per interval per template.
+        self.template_status = TemplateStatusWriter(self._template_counts,
+                                                    self._write_template_status,
+                                                    interval=template_status_seconds)
+        # Stacks whose instance vanished without a destroy (orphans.py); at start, then
+        # every orphan_seconds (0: at start only). Engines that cannot list stacks: none.
+        self.orphans = (OrphanCollector(
+            engine, lambda: _instance_names(kube, scopes),  # type: ignore[arg-type]
+            namespaces=[ns for ns in scopes if ns], interval=orphan_seconds,
+            observe=self.metrics.observe_engine)
+            if hasattr(engine, "list_stacks") else None)
         self._threads: list[threading.Thread] = []
         self._stopping = threading.Event()
         self._started = threading.Event()
@@ -150,21 +168,29 @@ class Operator:
     def on_instance(self, event_type: str, obj: dict) -> None:
         key = object_key(obj)
         meta = obj.get("metadata") or {}
-        # Our own status patches come back as MODIFIED events; only spec (generation) and
-        # lifecycle changes need a reconcile. Resync and ADDED always do.
-        fingerprint = (meta.get("generation"), meta.get("deletionTimestamp"),
-                       tuple(meta.get("finalizers") or ()))
+        # Our own status patches come back as MODIFIED events; only spec (generation),
+        # lifecycle and admin-annotation changes need a reconcile. Resync and ADDED do too.
+        urgent = (meta.get("generation"), meta.get("deletionTimestamp"),
+                  admin.retry_request(obj), admin.force_delete_requested(obj))
+        fingerprint = (urgent, tuple(meta.get("finalizers") or ()))
         with self._seen_lock:
             previous = self._seen.get(key)
             if event_type == DELETED:
                 self._seen.pop(key, None)
             else:
                 self._seen[key] = fingerprint
-        self.templates.update(key, None if event_type == DELETED else template_key_of(obj))
+        previous_template = self.templates.template_of(key)
+        template = None if event_type == DELETED else template_key_of(obj)
+        self.templates.update(key, template)
+        # Status events count too: they move `current` (templateGeneration) and the objects.
+        self._mark_template(previous_template)
+        self._mark_template(template)
         if event_type == RESYNC and self.queue.is_waiting(key):
-            return  # a retry with backoff is already scheduled; a resync must not hurry it
-        if event_type in (ADDED, RESYNC, DELETED) or previous != fingerprint:
-            self.queue.add(key)
+            return  # a later check is already scheduled; a resync must not hurry it
+        if event_type == DELETED or previous is None or previous[0] != urgent:
+            self.queue.add(key)  # news that ends a backoff wait (see queue.nudge)
+        elif event_type in (ADDED, RESYNC) or previous != fingerprint:
+            self.queue.nudge(key)  # no reason to hurry an instance waiting out a backoff
 
     def on_template(self, event_type: str, template: dict) -> None:
         """A template was created, edited or deleted: re-check every instance rendered from it
@@ -182,12 +208,42 @@ class Operator:
             return
         if event_type == RESYNC:
             return
+        self._mark_template(key)
         instances = self.templates.instances_of(key)
         if instances and event_type != ADDED:
             log.info("template %s %s (generation %s); re-checking %d instance(s)", key,
                      event_type.lower(), generation, len(instances))
+        # A relist's ADDED of a template we already know at this generation is no news.
+        hurry = not (event_type == ADDED and previous == generation)
         for instance_key in instances:
-            self.queue.add(instance_key)
+            (self.queue.add if hurry else self.queue.nudge)(instance_key)
+
+    def _template(self, key: str) -> dict | None:
+        for watcher in self.template_watchers:
+            obj = watcher.get(key)
+            if obj is not None:
+                return obj
+        return None
+
+    def _template_counts(self, key: str) -> tuple[dict, dict | None] | None:
+        template = self._template(key)
+        if template is None:
+            return None
+        instances = [obj for obj in map(self._instance, self.templates.instances_of(key))
+                     if obj is not None]
+        generation = (template.get("metadata") or {}).get("generation")
+        return (template_status(instances, generation if isinstance(generation, int) else None),
+                template.get("status"))
+
+    def _mark_template(self, key: str | None) -> None:
+        if key:
+            self.metrics.template_status_events.inc()
+            self.template_status.mark(key)
+
+    def _write_template_status(self, key: str, status: dict) -> None:
+        namespace, _, name = key.partition("/")
+        self.kube.patch_template_status(namespace, name, status)
+        self.metrics.template_status_writes.inc()
 
     def on_pod(self, event_type: str, pod: dict) -> None:
         key = self.instance_key_of_pod(pod)
@@ -200,7 +256,9 @@ class Operator:
                 log.info("pod %s of instance %s deleted; re-queueing with drift",
                          object_key(pod), key, extra={"instance": key})
                 self.drift.flag(key)
-        self.queue.add(key)
+        # Pods of a failing instance change all the time (its own `up` touches them): never a
+        # reason to cut its backoff short. A deleted pod is repaired at the next attempt.
+        self.queue.nudge(key)
 
     def instance_key_of_pod(self, pod: dict) -> str | None:
         labels = (pod.get("metadata") or {}).get("labels") or {}
@@ -299,12 +357,15 @@ class Operator:
                 sum(1 for line in cleared if str(line).startswith("removed stale lock")))
         for watcher in self.pod_watchers + self.template_watchers + self.instance_watchers:
             watcher.start()
+        self.template_status.start()
         for index in range(self.workers):
             # Daemon: an engine operation that ignores shutdown must not keep the process alive
             # past the grace period (its stack lock is cleared at the next start).
             thread = threading.Thread(target=self.worker, name=f"worker-{index}", daemon=True)
             thread.start()
             self._threads.append(thread)
+        if self.orphans is not None:
+            self.orphans.start()
         self._started.set()
         log.info("operator started: %d worker(s), watching %s; template rollout %s",
                  self.workers, ", ".join(w.name for w in self.instance_watchers
@@ -329,7 +390,8 @@ class Operator:
         if not self._started.is_set():
             return True
         watchers = self.all_watchers()
-        return all(w.alive() for w in watchers) and all(t.is_alive() for t in self._threads)
+        return (all(w.alive() for w in watchers) and all(t.is_alive() for t in self._threads)
+                and self.template_status.alive())
 
     def ready(self) -> bool:
         return (self._started.is_set() and self.healthy()
@@ -349,9 +411,12 @@ class Operator:
         clears stale locks and re-runs `up`, which converges).
         """
         self._stopping.set()
+        if self.orphans is not None:
+            self.orphans.stop()
         for watcher in self.all_watchers():
             watcher.stop(timeout=2.0)
         self.queue.shutdown()
+        self.template_status.stop()
         deadline = time.monotonic() + self.shutdown_grace
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
@@ -360,6 +425,17 @@ class Operator:
             log.warning("shutdown grace period over; abandoning in-flight operations: %s",
                         ", ".join(abandoned))
         return abandoned
+
+
+def _instance_names(kube: Kube, scopes: Sequence[str | None]) -> list[tuple[str, str]]:
+    """(namespace, name) of every instance in the served scopes, fresh from the apiserver
+    (not the watch cache, which may lag an instance created a moment ago)."""
+    names = []
+    for ns in scopes:
+        items, _ = kube.list_instances(ns)
+        names += [((i.get("metadata") or {}).get("namespace", ""),
+                   (i.get("metadata") or {}).get("name", "")) for i in items]
+    return names
 
 
 def _instance_source(kube: Kube, namespace: str | None) -> KubeSource:
@@ -507,8 +583,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="consecutive failed updates before Degraded=True (default 5)")
     parser.add_argument("--backoff-base", type=float, default=1.0, metavar="S")
     parser.add_argument("--backoff-cap", type=float, default=300.0, metavar="S")
+    parser.add_argument("--orphan-check-seconds", type=float, default=600.0, metavar="S",
+                        help="look for stacks whose instance no longer exists (and destroy "
+                             "them, PVCs kept) at start and then this often (default 600; 0: "
+                             "at start only)")
     parser.add_argument("--template-retry-seconds", type=float, default=30.0, metavar="S",
                         help="re-check an instance whose template is missing this often")
+    parser.add_argument("--template-status-seconds", type=float, default=2.0, metavar="S",
+                        help="write each template's instance counts (status.instances, "
+                             "status.current) at most this often (default 2)")
     parser.add_argument("--log-level", default="info",
                         choices=("debug", "info", "warning", "error"))
     parser.add_argument("--log-format", default="json", choices=("json", "text"))
@@ -562,7 +645,9 @@ def run(args: argparse.Namespace) -> int:
                         template_namespaces=args.template_namespace, workers=args.workers,
                         resync_seconds=args.resync_seconds, config=config, metrics=metrics,
                         backoff=Backoff(base=args.backoff_base, cap=args.backoff_cap),
-                        shutdown_grace=args.shutdown_grace)
+                        shutdown_grace=args.shutdown_grace,
+                        template_status_seconds=args.template_status_seconds,
+                        orphan_seconds=args.orphan_check_seconds)
 
     elector: leader.LeaderElector | None = None
     if args.leader_elect:

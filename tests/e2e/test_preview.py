@@ -64,7 +64,13 @@ def test_preview_from_files(cluster, pulumi_env, namespace, tmp_path):
                for line in lines), fresh.stdout
     assert any(line.split()[:4] == ["+", "create", "pods/notebook", "Pod"] for line in lines)
     assert "pv-notebook" in fresh.stdout
-    assert lines[-1].startswith("Changes: ") and "create" in lines[-1]
+    # Only the user's objects are counted (not Pulumi's stack and provider), and a create shows
+    # what a reviewer wants to see of the new object.
+    assert lines[-1] == "Changes: 2 create", fresh.stdout
+    assert "container notebook: image quay.io/jupyter/datascience-notebook:hub-5.2.1" in \
+        fresh.stdout
+    assert "claims: pv-workspace" in fresh.stdout
+    assert "storage 1Gi, access ReadWriteOnce" in fresh.stdout
     # Nothing was created, and the preview left no stack behind.
     core = client.CoreV1Api(cluster.api_client())
     assert core.list_namespaced_pod(namespace).items == []

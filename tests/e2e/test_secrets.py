@@ -334,3 +334,73 @@ def test_no_secret_value_in_logs_events_status_or_state_at_debug_level(
             assert value not in text and b64 not in text, f"{value} in the {where}"
     assert files_containing(op.backend_dir, *secrets) == []
     assert files_containing(op.state_dir, *secrets) == []
+
+
+def test_stack_worker_masks_its_traceback_and_answer(pulumi_env, tmp_path):
+    """The worker subprocess itself (not the operator) masks what it writes: an unexpected
+    exception whose message holds a secret is printed as a masked traceback."""
+    import subprocess
+    import sys
+
+    from jupyternetes.stacks import StackSettings
+
+    settings = StackSettings(backend_url=pulumi_env.backend_url,
+                             passphrase=pulumi_env.passphrase, kubeconfig=None, context=None,
+                             pulumi_home=str(pulumi_env.pulumi_home))
+    request = {"op": f"op-{TOKEN}", "stack": "ns.worker-mask",
+               "instance": {"namespace": "ns", "name": "worker-mask"},
+               "settings": settings.to_request(), "objects": [], "secret_values": [TOKEN],
+               "refresh": False, "pulumi_version": None}
+    env = {**pulumi_env.env, "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+           "JUPYTERNETES_WORKER_LOG": "DEBUG"}
+    done = subprocess.run([sys.executable, "-m", "jupyternetes.stackworker"],
+                          input=json.dumps(request), env=env, capture_output=True, text=True,
+                          timeout=120)
+    answer = json.loads(done.stdout)
+    assert answer["result"] == "failed"
+    assert "Traceback" in done.stderr and "ValueError: unknown operation 'op-[secret]'" in (
+        done.stderr), done.stderr
+    assert TOKEN not in done.stderr and TOKEN not in done.stdout
+    assert "op-[secret]" in answer["message"]
+
+
+def test_preview_from_the_cluster_reads_variables_from_and_masks_them(
+        cluster, pulumi_env, namespace, crds_installed):
+    """`jupyternetes preview NS/NAME` renders with the instance's Secrets, as the operator does,
+    and shows their values as [secret]; a missing Secret is a clear error."""
+    import subprocess
+    import sys
+
+    from jupyternetes import stacks
+    from tests.e2e.test_stacks import seed_docs
+
+    template, instance = seed_docs(namespace, name="pvsec")
+    del instance["spec"]["variables"]["jupyterhub.api_token"]
+    instance["spec"]["variablesFrom"] = [{"secretRef": {"name": "pvsec-hub"}}]
+    with cluster.api_client() as api:
+        objects = client.CustomObjectsApi(api)
+        template.update(apiVersion=f"{GROUP}/{VERSION}", kind="JupyterNotebookTemplate")
+        instance.update(apiVersion=f"{GROUP}/{VERSION}", kind="JupyterNotebookInstance")
+        objects.create_namespaced_custom_object(GROUP, VERSION, namespace, TEMPLATES, template)
+        objects.create_namespaced_custom_object(GROUP, VERSION, namespace, INSTANCES, instance)
+        core = client.CoreV1Api(api)
+
+        def preview() -> subprocess.CompletedProcess:
+            return subprocess.run(
+                [sys.executable, "-m", "jupyternetes.cli", "preview", f"{namespace}/pvsec",
+                 "--kubeconfig", str(cluster.kubeconfig), "--state-dir",
+                 str(stacks.file_backend_path(pulumi_env.backend_url))],
+                env=pulumi_env.env, cwd=Path(__file__).resolve().parents[2],
+                capture_output=True, text=True, timeout=300)
+
+        missing = preview()
+        assert missing.returncode == 2
+        assert (f"Secret {namespace}/pvsec-hub (spec.variablesFrom[0].secretRef.name) not found"
+                in missing.stderr), missing.stderr
+        core.create_namespaced_secret(namespace, {
+            "metadata": {"name": "pvsec-hub"},
+            "data": {"jupyterhub.api_token": base64.b64encode(TOKEN.encode()).decode()}})
+        shown = preview()
+    assert shown.returncode == 0, shown.stderr
+    assert "pvsec-notebook" in shown.stdout and "create" in shown.stdout
+    assert TOKEN not in shown.stdout + shown.stderr

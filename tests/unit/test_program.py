@@ -265,3 +265,30 @@ def test_wait_until_gone_waits_for_a_terminating_object_only():
         asyncio.run(program.wait_until_gone(
             lambda: {"metadata": {"deletionTimestamp": "t"}}, "pod x", timeout=10,
             clock=lambda: next(clock), sleep=no_sleep))
+
+
+def test_pod_names_for_the_before_create_hook():
+    """The hook finds a pod by resource name: with a secret in its metadata the hook's inputs
+    hold `metadata` as a secret Output, which cannot be read there."""
+    from jupyternetes.program import pod_names
+
+    objects = [
+        {"group": "pvcs", "entry": "data", "manifest": {
+            "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+            "metadata": {"name": "i-data", "namespace": "ns"}}},
+        {"group": "pods", "entry": "nb", "manifest": {
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "i-nb", "namespace": "ns", "labels": {"t": "secret"}}}},
+    ]
+    assert pod_names(objects) == {"pods/nb": ("ns", "i-nb")}
+
+
+def test_an_object_holding_a_secret_keeps_its_output_metadata_secret():
+    """managedFields (in the output metadata) lists a secret used as a key in plain text."""
+    from jupyternetes.program import ObjectSpec, resource_options
+
+    spec = ObjectSpec("otherResources", "cm", {"apiVersion": "v1", "kind": "ConfigMap",
+                                               "metadata": {"name": "i-cm"}})
+    assert resource_options(spec, None, [], holds_secret=True).additional_secret_outputs == [
+        "metadata"]
+    assert not resource_options(spec, None, []).additional_secret_outputs

@@ -201,3 +201,92 @@ def test_delayed_adds_of_one_key_keep_only_the_earliest():
     assert q.get(timeout=0) is None
     assert not q.is_waiting("a")
 
+
+
+# ---- backoff means backoff: nudges wait, adds do not ---------------------------------------
+
+
+def failing_key(clock: FakeClock, delay: float = 10.0) -> WorkQueue:
+    """A queue whose key `a` just failed and waits `delay` seconds for its retry."""
+    q = WorkQueue(Backoff(base=delay, cap=300.0, jitter=0.0), clock=clock)
+    q.add("a")
+    assert q.get(timeout=0) == "a"
+    assert q.add_rate_limited("a") == delay
+    q.done("a")
+    return q
+
+
+def test_nudges_of_a_key_waiting_out_its_backoff_are_dropped():
+    clock = FakeClock()
+    q = failing_key(clock)
+    assert q.backing_off("a")
+    for _ in range(50):  # a pod event every 0.1 s
+        q.nudge("a")
+        clock.now += 0.1
+        assert q.get(timeout=0) is None
+    clock.now += 5.0
+    assert q.get(timeout=0) == "a"  # the retry, when the backoff says
+
+
+def test_add_ends_the_wait_early():
+    clock = FakeClock()
+    q = failing_key(clock)
+    q.add("a")  # spec or template changed, or an admin asked for a retry
+    assert q.get(timeout=0) == "a"
+
+
+def test_a_nudge_during_a_failing_run_does_not_rerun_it_at_done():
+    clock = FakeClock()
+    q = failing_key(clock)
+    clock.now += 10
+    assert q.get(timeout=0) == "a"  # the retry runs...
+    q.nudge("a")  # ...its own `up` touches the pod: an event arrives meanwhile
+    assert q.add_rate_limited("a") == 20  # ...and fails again
+    q.done("a")
+    assert q.get(timeout=0) is None
+    clock.now += 19.9
+    assert q.get(timeout=0) is None
+    clock.now += 0.2
+    assert q.get(timeout=0) == "a"
+
+
+def test_a_nudge_during_a_successful_run_reruns_it_at_done():
+    q = WorkQueue()
+    q.add("a")
+    q.get(timeout=0)
+    q.nudge("a")
+    q.forget("a")
+    q.done("a")
+    assert q.get(timeout=0) == "a"
+
+
+def test_nudge_of_a_healthy_key_is_an_add():
+    q = WorkQueue()
+    q.nudge("a")
+    q.nudge("a")
+    assert len(q) == 1 and q.get(timeout=0) == "a"
+
+
+def test_a_new_failure_replaces_an_earlier_pending_retry():
+    clock = FakeClock()
+    q = failing_key(clock, delay=10.0)
+    q.add("a")  # an urgent run while the 10 s retry is pending
+    assert q.get(timeout=0) == "a"
+    assert q.add_rate_limited("a") == 20  # fails: the retry is now 20 s away, not 10
+    q.done("a")
+    clock.now += 15
+    assert q.get(timeout=0) is None
+    clock.now += 5
+    assert q.get(timeout=0) == "a"
+
+
+def test_a_success_ends_the_backoff_for_nudges():
+    clock = FakeClock()
+    q = failing_key(clock)
+    q.add("a")
+    q.get(timeout=0)
+    q.forget("a")  # it worked
+    q.done("a")
+    assert not q.backing_off("a")
+    q.nudge("a")
+    assert q.get(timeout=0) == "a"

@@ -100,6 +100,17 @@ class KubeRecorder:
     def emit_event(self, instance, event_type, reason, message):
         self.events.append((event_type, reason, message))
 
+    terminating: set[str] = set()
+
+    def namespace_terminating(self, namespace):
+        self.calls.append(("namespace_terminating", namespace))
+        return namespace in self.terminating
+
+    def delete_pods(self, namespace, selector):
+        self.calls.append(("delete_pods", namespace, selector))
+        return sorted(name.partition("/")[2] for name in self.pods
+                      if name.startswith(f"{namespace}/"))
+
     @property
     def status(self) -> dict:
         return self.instances[KEY].get("status") or {}
@@ -146,6 +157,12 @@ class EngineRecorder:
         if self.failures:
             return self.failures.pop(0)
         return FakeResult("destroy", "succeeded", change_summary={"delete": 1})
+
+    def forget(self, namespace, name):
+        self.calls.append(("forget", namespace, name))
+        if self.failures:
+            return self.failures.pop(0)
+        return FakeResult("forget", "succeeded")
 
     def ups(self):
         return [c for c in self.calls if c[0] == "up"]
@@ -205,7 +222,9 @@ def test_first_reconcile_adds_finalizer_before_up_and_writes_the_status_contract
     assert [e[:2] for e in kube.events] == [("Normal", "Provisioned")]
     # The api token is passed as a secret value.
     (_, ns, name, rendered, secrets, refresh), = engine.ups()
-    assert (ns, name, refresh) == (NS, NAME, False)
+    # First up of this instance object: refresh whatever state a predecessor of the same name
+    # may have left (the engine skips it for a stack it has just created).
+    assert (ns, name, refresh) == (NS, NAME, True)
     assert secrets == frozenset({"852dc4bd4e4e4360b7ae94cffa4f1c76"})
     assert [o.name for o in rendered.objects()] == [PVC_NAME, POD_NAME]
 
@@ -375,6 +394,70 @@ def test_failed_destroy_keeps_the_finalizer(env):
     assert "backend unreachable" in kube.status["stack"]["lastUpdate"]["message"]
 
 
+def test_destroy_failing_again_and_again_says_so_and_names_the_way_out(env):
+    kube, engine, reconciler, _ = env
+    reconciler.reconcile(KEY)
+    kube.instances[KEY]["metadata"]["deletionTimestamp"] = "2026-01-01T00:01:00Z"
+    outcomes = []
+    bound = reconciler.config.degraded_after
+    for failures in range(bound):
+        engine.failures = [FakeResult("destroy", "failed", message="the stack is locked")]
+        outcomes.append(reconciler.reconcile(KEY, failures=failures))
+    assert [r.degraded for r in outcomes] == [False] * (bound - 1) + [True]
+    assert all(r.failed for r in outcomes)
+    assert [e[1] for e in kube.events[-bound:]] == ["DestroyFailed"] * (bound - 1) + [
+        "DestroyStuck"]
+    stuck = kube.condition("Degraded")
+    assert stuck["status"] == "True" and stuck["reason"] == "DestroyStuck"
+    assert "jupyternetes.kadense.io/force-delete=true" in stuck["message"]
+    assert "the stack is locked" in stuck["message"]
+    assert FINALIZER in kube.instances[KEY]["metadata"]["finalizers"]
+    assert not [c for c in kube.calls if c[0] == "delete_pods"]
+
+
+def test_force_delete_deletes_pods_forgets_the_stack_and_releases_the_finalizer(env):
+    kube, engine, reconciler, _ = env
+    reconciler.reconcile(KEY)
+    kube.pods[f"{NS}/{POD_NAME}"] = {"metadata": {"name": POD_NAME}}
+    meta = kube.instances[KEY]["metadata"]
+    meta["deletionTimestamp"] = "2026-01-01T00:01:00Z"
+    meta["annotations"] = {"jupyternetes.kadense.io/force-delete": "true"}
+    result = reconciler.reconcile(KEY, failures=7)
+    assert result.action == "force-deleted" and not result.failed
+    assert not [c for c in engine.calls if c[0] == "destroy"]
+    assert ("forget", NS, NAME) in engine.calls
+    (call,) = [c for c in kube.calls if c[0] == "delete_pods"]
+    assert "jupyternetes.kadense.io/instance=" in call[2]
+    assert FINALIZER not in meta["finalizers"]
+    (event,) = [e for e in kube.events if e[1] == "ForceDeleted"]
+    assert POD_NAME in event[2] and "PVCs kept" in event[2] and "removed" in event[2]
+
+
+def test_force_delete_releases_even_when_the_stack_cannot_be_forgotten(env):
+    kube, engine, reconciler, _ = env
+    reconciler.reconcile(KEY)
+    meta = kube.instances[KEY]["metadata"]
+    meta["deletionTimestamp"] = "2026-01-01T00:01:00Z"
+    meta["annotations"] = {"jupyternetes.kadense.io/force-delete": "true"}
+    engine.failures = [FakeResult("forget", "failed", message="the stack is locked")]
+    reconciler.reconcile(KEY)
+    assert FINALIZER not in meta["finalizers"]
+    (event,) = [e for e in kube.events if e[1] == "ForceDeleted"]
+    assert "could not be removed (the stack is locked)" in event[2]
+
+
+def test_failed_destroy_in_a_terminating_namespace_releases_the_finalizer(env):
+    kube, engine, reconciler, _ = env
+    reconciler.reconcile(KEY)
+    kube.instances[KEY]["metadata"]["deletionTimestamp"] = "2026-01-01T00:01:00Z"
+    kube.terminating = {NS}
+    engine.failures = [FakeResult("destroy", "failed", message="forbidden: being terminated")]
+    result = reconciler.reconcile(KEY)
+    assert result.action == "destroy-skipped" and not result.failed
+    assert FINALIZER not in kube.instances[KEY]["metadata"]["finalizers"]
+    assert [e[1] for e in kube.events][-1] == "DestroySkipped"
+
+
 def test_deleting_without_our_finalizer_does_nothing(env):
     kube, engine, reconciler, _ = env
     kube.instances[KEY]["metadata"]["deletionTimestamp"] = "2026-01-01T00:01:00Z"
@@ -515,6 +598,9 @@ def test_worker_backs_off_failures_jumps_to_cap_when_degraded_and_forgets_on_suc
     delays: list[float] = []
     schedule = op.queue.add_after
     op.queue.add_after = lambda key, delay: (delays.append(delay), schedule(key, delay))[1]
+    limited = op.queue.add_rate_limited
+    op.queue.add_rate_limited = lambda key, floor=0.0: (  # type: ignore[method-assign]
+        delays.append(d := limited(key, floor)), d)[1]
     for _ in range(5):
         op.process(KEY)
     assert seen_failures == [0, 1, 2, 3, 0]
@@ -716,3 +802,44 @@ def test_next_start_a_broken_template_edit_does_not_fail_a_running_server(env):
     assert "not.a.variable" in cond["message"]
     assert kube.condition("Provisioned")["status"] == "True"
     assert kube.status["podsProvisioned"] == "Completed"
+
+
+def test_events_do_not_hurry_a_failing_instance_but_spec_template_and_retry_now_do():
+    from jupyternetes.operator.admin import RETRY_NOW
+
+    inst = seed("seed-instance.yaml")
+    inst["metadata"].update(generation=1, annotations={})
+    op = operator_with([inst])
+    template_key = f"{inst['spec']['template']['namespace']}/{inst['spec']['template']['name']}"
+    op.on_template("ADDED", {"metadata": {"namespace": template_key.split("/")[0],
+                                          "name": template_key.split("/")[1], "generation": 1}})
+    op.on_instance("ADDED", inst)
+    assert drain(op.queue) == [KEY]
+    op.queue.add_rate_limited(KEY)  # the up failed: a retry with backoff is scheduled
+    assert op.queue.backing_off(KEY)
+
+    op.on_pod("MODIFIED", managed_pod(NAME))
+    op.on_pod("DELETED", managed_pod(NAME))
+    op.on_instance("RESYNC", inst)
+    op.on_instance("ADDED", inst)  # a relist
+    with_finalizer = copy.deepcopy(inst)
+    with_finalizer["metadata"]["finalizers"] = ["x"]
+    op.on_instance("MODIFIED", with_finalizer)
+    op.on_template("ADDED", {"metadata": {"namespace": template_key.split("/")[0],
+                                          "name": template_key.split("/")[1], "generation": 1}})
+    assert drain(op.queue) == []
+
+    retry = copy.deepcopy(with_finalizer)
+    retry["metadata"]["annotations"][RETRY_NOW] = "1"
+    op.on_instance("MODIFIED", retry)
+    assert drain(op.queue) == [KEY]
+    op.on_instance("MODIFIED", retry)  # the same value again is no new request
+    assert drain(op.queue) == []
+    spec = copy.deepcopy(retry)
+    spec["metadata"]["generation"] = 2
+    op.on_instance("MODIFIED", spec)
+    assert drain(op.queue) == [KEY]
+    op.on_template("MODIFIED", {"metadata": {"namespace": template_key.split("/")[0],
+                                             "name": template_key.split("/")[1],
+                                             "generation": 2}})
+    assert drain(op.queue) == [KEY]

@@ -408,3 +408,31 @@ def test_missing_placeholders_reported_before_label_checks():
     with pytest.raises(RenderError) as err:
         render(template, instance)
     assert err.value.missing == (("nope", "spec.pvcs[p].labels.l"),)
+
+
+def test_pods_are_owned_by_their_instance_and_pvcs_never():
+    import dataclasses
+
+    template, instance = seed()
+    assert instance.uid  # read from the API (the seed is `kubectl get -o yaml` output)
+    rendered = render(template, instance)
+    (pod,) = rendered.pods
+    assert pod.manifest["metadata"]["ownerReferences"] == [{
+        "apiVersion": "kadense.io/v1", "kind": "JupyterNotebookInstance",
+        "name": instance.name, "uid": instance.uid, "controller": True,
+        "blockOwnerDeletion": False}]
+    assert all("ownerReferences" not in o.manifest["metadata"]
+               for o in rendered.pvcs + rendered.other_resources)
+    offline = render(template, dataclasses.replace(instance, uid=None))
+    assert "ownerReferences" not in offline.pods[0].manifest["metadata"]
+
+
+def test_owner_reference_is_not_part_of_the_desired_hash():
+    import dataclasses
+
+    from jupyternetes.operator.reconcile import desired_hash
+
+    template, instance = seed()
+    with_owner = render(template, instance)
+    without = render(template, dataclasses.replace(instance, uid=None))
+    assert desired_hash(with_owner, (), {}) == desired_hash(without, (), {})

@@ -325,3 +325,12 @@ def test_secret_gone_under_a_running_server_leaves_it_running(env):
     current = kube.condition("TemplateCurrent")
     assert (current["status"], current["reason"]) == ("False", "SecretMissing")
     assert "left as it is" in current["message"]
+
+
+def test_stack_status_round_trips_the_variables_hash():
+    from jupyternetes.model import StackStatus
+
+    status = StackStatus("ns.x", desired_hash="sha256:a", variables_from_hash="sha256:b")
+    assert status.to_dict()["variablesFromHash"] == "sha256:b"
+    assert StackStatus.from_dict(status.to_dict()) == status
+    assert "variablesFromHash" not in StackStatus("ns.x").to_dict()

@@ -279,7 +279,7 @@ def test_format_preview_lists_changes_per_object_and_masks_secrets():
         "       ~ spec.containers[0].env[0].value: [secret] -> [secret] (forces replacement)",
         "       ~ spec.containers[0].image: a:1 -> a:2",
         "  +  create   otherResources/svc  Service x-svc",
-        "Changes: 1 create, 1 replace, 2 unchanged",
+        "Changes: 1 create, 1 replace, 1 unchanged",
     ]
     assert result.has_changes
 
@@ -287,8 +287,39 @@ def test_format_preview_lists_changes_per_object_and_masks_secrets():
 def test_format_preview_without_changes():
     result = PreviewResult("succeeded", (step("same", "pods/notebook"),), {"same": 3}, "", 0.5)
     assert preview.format_preview(result, "ns.x") == \
-        "Stack ns.x:\n  (no changes)\nChanges: no changes (3 unchanged)\n"
+        "Stack ns.x:\n  (no changes)\nChanges: no changes (1 unchanged)\n"
     assert not result.has_changes
+
+
+def test_format_preview_shows_key_fields_of_created_objects_and_counts_only_user_objects():
+    manifests = {
+        "pods/notebook": {"kind": "Pod", "spec": {
+            "containers": [{"name": "nb", "image": "jupyter/base:1",
+                            "resources": {"requests": {"memory": "1Gi", "cpu": "500m"}}}],
+            "volumes": [{"name": "w", "persistentVolumeClaim": {"claimName": "x-workspace"}}]}},
+        "pvcs/workspace": {"kind": "PersistentVolumeClaim", "spec": {
+            "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}},
+    }
+    result = PreviewResult(
+        result="succeeded",
+        steps=(
+            PreviewStep("create", "urn:s", "pulumi:pulumi:Stack", "s", None, (), {}),
+            PreviewStep("create", "urn:p", "pulumi:providers:kubernetes", "kubernetes", None,
+                        (), {}),
+            step("create", "pvcs/workspace", "PersistentVolumeClaim", object_name="x-workspace"),
+            step("create", "pods/notebook"),
+        ),
+        change_summary={"create": 4}, message="", engine_seconds=1.0)
+    text = preview.format_preview(result, "ns.x", manifests=manifests)
+    assert text.splitlines() == [
+        "Stack ns.x:",
+        "  +  create   pvcs/workspace  PersistentVolumeClaim x-workspace",
+        "       storage 1Gi, access ReadWriteOnce, class (default)",
+        "  +  create   pods/notebook   Pod x-notebook",
+        "       container nb: image jupyter/base:1 (requests cpu=500m, memory=1Gi)",
+        "       claims: x-workspace",
+        "Changes: 2 create",
+    ]
 
 
 def test_preview_result_from_worker_answer():
@@ -500,3 +531,12 @@ def test_event_stack_reads_secret_outputs_back_through_the_cli(tmp_path):
         env_vars={"PATH": str(tmp_path)})
     with pytest.raises(FileNotFoundError):
         stackworker.EventStack("ns.a", workspace, collector).outputs()
+
+
+def test_stack_names_from_stack_ls_keep_only_the_project():
+    from jupyternetes.stacks import stack_names
+
+    listing = ('[{"name": "organization/jupyternetes-instances/ns.a"}, '
+               '{"name": "organization/other/ns.b"}, {"name": "ns.c"}, {"current": true}]')
+    assert stack_names(listing, "jupyternetes-instances") == ["ns.a", "ns.c"]
+    assert stack_names("[]", "jupyternetes-instances") == []

@@ -1,0 +1,230 @@
+"""The deploy stack's objects other than RBAC, as plain manifests (pure).
+
+The operator's container layout is the image's (Containerfile): `jupyternetes` on PATH, the
+`pulumi` CLI beside it, the Kubernetes provider plugin under PLUGINS_DIR. The root filesystem is
+read-only, so everything the engine writes goes to volumes: the state dir (a PVC for the file://
+backend), PULUMI_HOME (an emptyDir whose `plugins` an init container links to the image's), /tmp.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from jupyternetes.deploy.rbac import OPERATOR
+from jupyternetes.deploy.settings import DeploySettings
+
+REPO = Path(__file__).resolve().parents[2]
+CRD_DIR = REPO / "crds"
+EXAMPLE_TEMPLATE = REPO / "examples" / "seed-template.yaml"
+
+STATE_DIR = "/var/lib/jupyternetes/state"
+PULUMI_HOME = "/var/lib/jupyternetes/pulumi-home"
+PLUGINS_DIR = "/opt/pulumi/plugins"
+RUN_AS = 10001
+HTTP_PORT_NAME = "http"
+
+STATE_SECRET = f"{OPERATOR}-state"
+STATE_PVC = f"{OPERATOR}-state"
+PASSPHRASE_KEY = "passphrase"
+METRICS_SERVICE = f"{OPERATOR}-metrics"
+
+# Server-set fields the example files carry (they are `kubectl get -o yaml` output).
+SERVER_SET_FIELDS = ("resourceVersion", "uid", "creationTimestamp", "generation",
+                     "managedFields", "selfLink", "deletionTimestamp")
+
+
+def labels(component: str = "operator") -> dict[str, str]:
+    # Not `app.kubernetes.io/managed-by: jupyternetes`: that label marks the objects the operator
+    # itself manages (its pod watch selects on it), and the operator's own pod is not one.
+    return {"app.kubernetes.io/name": "jupyternetes",
+            "app.kubernetes.io/component": component,
+            "app.kubernetes.io/managed-by": "pulumi"}
+
+
+def selector_labels() -> dict[str, str]:
+    return {"app.kubernetes.io/name": "jupyternetes", "app.kubernetes.io/component": "operator"}
+
+
+def namespace(settings: DeploySettings) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": settings.namespace, "labels": labels()}}
+
+
+def service_account(settings: DeploySettings) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "ServiceAccount",
+            "metadata": {"name": OPERATOR, "namespace": settings.namespace, "labels": labels()}}
+
+
+def state_secret(settings: DeploySettings, passphrase: Any) -> dict[str, Any]:
+    """The passphrase of every instance stack's secrets (`passphrase` may be a pulumi Output)."""
+    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": {"name": STATE_SECRET, "namespace": settings.namespace,
+                         "labels": labels()},
+            "stringData": {PASSPHRASE_KEY: passphrase}}
+
+
+def state_pvc(settings: DeploySettings) -> dict[str, Any] | None:
+    """The file:// backend's volume; None with a remote backend."""
+    if not settings.file_state:
+        return None
+    spec: dict[str, Any] = {"accessModes": ["ReadWriteOnce"],
+                            "resources": {"requests": {"storage": settings.state_storage_size}}}
+    if settings.state_storage_class:
+        spec["storageClassName"] = settings.state_storage_class
+    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+            "metadata": {"name": STATE_PVC, "namespace": settings.namespace,
+                         "labels": labels()},
+            "spec": spec}
+
+
+def operator_args(settings: DeploySettings) -> list[str]:
+    """`jupyternetes operator` flags (see jupyternetes/operator/run.py and stacks.py)."""
+    args = ["operator",
+            "--state-dir", STATE_DIR,
+            "--pulumi-home", PULUMI_HOME,
+            "--workers", str(settings.workers),
+            "--template-rollout", settings.template_rollout,
+            "--health-port", str(settings.metrics_port),
+            "--metrics-port", str(settings.metrics_port),
+            "--shutdown-grace", str(settings.shutdown_grace_seconds),
+            "--log-level", settings.log_level,
+            "--log-format", "json"]
+    if settings.state_backend_url:
+        args += ["--backend-url", settings.state_backend_url]
+    for ns in settings.watch_namespaces:
+        args += ["--namespace", ns]
+    for ns in settings.template_namespaces:
+        args += ["--template-namespace", ns]
+    for name in settings.secret_variables:
+        args += ["--secret-variable", name]
+    return args
+
+
+def _container_security() -> dict[str, Any]:
+    return {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True, "runAsUser": RUN_AS, "runAsGroup": RUN_AS,
+            "capabilities": {"drop": ["ALL"]}}
+
+
+def deployment(settings: DeploySettings) -> dict[str, Any]:
+    env: list[dict[str, Any]] = [
+        {"name": "PULUMI_CONFIG_PASSPHRASE",
+         "valueFrom": {"secretKeyRef": {"name": STATE_SECRET, "key": PASSPHRASE_KEY}}},
+        # Identity and home of this replica, for leader election Leases and Events.
+        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        # Nothing else in the root filesystem is writable.
+        {"name": "HOME", "value": "/tmp"},
+        {"name": "TMPDIR", "value": "/tmp"},
+        {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},
+    ]
+    container: dict[str, Any] = {
+        "name": "operator",
+        "image": settings.image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "command": ["jupyternetes"],
+        "args": operator_args(settings),
+        "env": env,
+        "ports": [{"name": HTTP_PORT_NAME, "containerPort": settings.metrics_port}],
+        "livenessProbe": {"httpGet": {"path": "/healthz", "port": HTTP_PORT_NAME},
+                          "periodSeconds": 20, "failureThreshold": 3, "timeoutSeconds": 5},
+        "readinessProbe": {"httpGet": {"path": "/readyz", "port": HTTP_PORT_NAME},
+                           "periodSeconds": 10, "failureThreshold": 3, "timeoutSeconds": 5},
+        # Clearing stale stack locks at start may take a while; liveness must not kill that.
+        "startupProbe": {"httpGet": {"path": "/healthz", "port": HTTP_PORT_NAME},
+                         "periodSeconds": 5, "failureThreshold": 60, "timeoutSeconds": 5},
+        "resources": copy.deepcopy(dict(settings.resources)),
+        "securityContext": _container_security(),
+        "volumeMounts": [
+            {"name": "state", "mountPath": STATE_DIR},
+            {"name": "pulumi-home", "mountPath": PULUMI_HOME},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
+    }
+    if settings.state_backend_credentials_secret:
+        container["envFrom"] = [{"secretRef": {"name": settings.state_backend_credentials_secret}}]
+    # The engine writes workspaces and locks under PULUMI_HOME; the provider plugin is in the
+    # read-only image, so an emptyDir PULUMI_HOME gets a link to it (no copy of ~100 MB).
+    link_plugins = {
+        "name": "pulumi-home",
+        "image": settings.image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "command": ["ln", "-sfn", PLUGINS_DIR, f"{PULUMI_HOME}/plugins"],
+        "securityContext": _container_security(),
+        "resources": {"requests": {"cpu": "10m", "memory": "16Mi"},
+                      "limits": {"memory": "64Mi"}},
+        "volumeMounts": [{"name": "pulumi-home", "mountPath": PULUMI_HOME}],
+    }
+    state_volume: dict[str, Any] = (
+        {"name": "state", "persistentVolumeClaim": {"claimName": STATE_PVC}}
+        if settings.file_state else {"name": "state", "emptyDir": {}})
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": OPERATOR, "namespace": settings.namespace, "labels": labels()},
+        "spec": {
+            "replicas": settings.replicas,
+            "selector": {"matchLabels": selector_labels()},
+            # Two operators must never write one file:// state: the old pod is gone before the
+            # new one starts. A shared backend coordinates through Leases instead.
+            "strategy": {"type": "Recreate"} if settings.file_state
+            else {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+            "template": {
+                "metadata": {"labels": {**labels(), **selector_labels()}},
+                "spec": {
+                    "serviceAccountName": OPERATOR,
+                    # Longer than one engine operation: SIGTERM lets in-flight `up`s finish
+                    # (--shutdown-grace) before the kubelet's SIGKILL.
+                    "terminationGracePeriodSeconds": settings.shutdown_grace_seconds + 30,
+                    "securityContext": {"runAsNonRoot": True, "runAsUser": RUN_AS,
+                                        "runAsGroup": RUN_AS, "fsGroup": RUN_AS,
+                                        "seccompProfile": {"type": "RuntimeDefault"}},
+                    **({"imagePullSecrets": [{"name": n} for n in settings.image_pull_secrets]}
+                       if settings.image_pull_secrets else {}),
+                    "initContainers": [link_plugins],
+                    "containers": [container],
+                    "volumes": [state_volume,
+                                {"name": "pulumi-home", "emptyDir": {}},
+                                {"name": "tmp", "emptyDir": {}}],
+                },
+            },
+        },
+    }
+
+
+def metrics_service(settings: DeploySettings) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": METRICS_SERVICE, "namespace": settings.namespace,
+                     "labels": labels(),
+                     "annotations": {"prometheus.io/scrape": "true",
+                                     "prometheus.io/port": str(settings.metrics_port),
+                                     "prometheus.io/path": "/metrics"}},
+        "spec": {"selector": selector_labels(),
+                 "ports": [{"name": "metrics", "port": settings.metrics_port,
+                            "targetPort": HTTP_PORT_NAME}]},
+    }
+
+
+def load_crds(crd_dir: Path = CRD_DIR) -> list[dict[str, Any]]:
+    """The CRDs exactly as crds/ has them (the one source of truth for tests and the stack)."""
+    from jupyternetes.harness.crds import load_crd_documents
+
+    return load_crd_documents(crd_dir)
+
+
+def example_template(namespace_name: str, path: Path = EXAMPLE_TEMPLATE) -> dict[str, Any]:
+    """examples/seed-template.yaml, fit for a create in `namespace_name` (no server fields, no
+    Helm ownership marks, our labels)."""
+    obj = yaml.safe_load(path.read_text())
+    obj.pop("status", None)
+    meta = obj.setdefault("metadata", {})
+    for key in SERVER_SET_FIELDS:
+        meta.pop(key, None)
+    meta.pop("annotations", None)
+    meta["namespace"] = namespace_name
+    meta["labels"] = labels("example-template")
+    return obj

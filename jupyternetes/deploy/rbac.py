@@ -1,0 +1,164 @@
+"""Least-privilege RBAC for the operator and for the hub, derived from what the code calls (pure).
+
+Operator (`jupyternetes operator`, its engine workers and their Kubernetes provider):
+- instances: list+watch (operator/watch.py), get + merge patch of metadata.finalizers (kube.py),
+  merge patch of the status subresource (kube.py). `finalizers` (update) lets it own objects with
+  blockOwnerDeletion under the OwnerReferencesPermissionEnforcement admission plugin.
+- templates: get (reconcile) and list+watch (template watch), cluster-wide unless
+  templateNamespaces restricts them, because an instance may use a template from any namespace;
+  merge patch of their status subresource (instance counts, kube.patch_template_status).
+- namespaces: get (kube.namespace_terminating: deletion always ends in a namespace being
+  deleted). Cluster-scoped, so a ClusterRole even in namespaced mode, then limited by
+  resourceNames to the watched namespaces.
+- pods: list+watch (pod status mirror), get (old-pod hook, refresh), and what the Kubernetes
+  provider does to apply a pod: server-side apply is a PATCH that needs `create` too when the
+  object is new, `delete` for destroy and replacement.
+- persistentvolumeclaims: get, create, patch. No delete: PVCs are retained on destroy.
+- otherResources kinds the admin lists in otherResourceKinds: as pods, list+watch included: the
+  provider's delete await watches the object (checked: without them the destroy of an instance
+  with a Service and a ConfigMap hangs in that await, with no error, until the provider's
+  timeout).
+- events: create (kube.emit_event), patch (client-go style recorders aggregate by patching).
+- secrets: get only, for an instance's `spec.variablesFrom[].secretRef`; never list or watch.
+- leases (coordination.k8s.io): get/create/update, only in the operator's own namespace.
+Namespaced Roles in each watched namespace when watchNamespaces is set; ClusterRoles only when the
+operator watches every namespace.
+
+Hub (the spawner): instances and their `<instance>-hub` Secrets (create/get/list/watch/delete/
+patch), pods and events (get/list/watch) for progress and poll, in the user namespace only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from jupyternetes.deploy.settings import DeploySettings, ResourceKind
+
+GROUP = "kadense.io"
+INSTANCES = "jupyternotebookinstances"
+TEMPLATES = "jupyternotebooktemplates"
+RBAC_API = "rbac.authorization.k8s.io/v1"
+
+OPERATOR = "jupyternetes-operator"
+HUB = "jupyternetes-hub"
+
+APPLY_VERBS = ("get", "create", "patch", "delete")
+
+
+def rule(api_group: str, resources: Iterable[str], verbs: Iterable[str]) -> dict[str, Any]:
+    return {"apiGroups": [api_group], "resources": list(resources), "verbs": list(verbs)}
+
+
+def operator_workload_rules(kinds: Iterable[ResourceKind] = ()) -> list[dict[str, Any]]:
+    """What the operator needs where instances live (one namespace or all)."""
+    rules = [
+        rule(GROUP, [INSTANCES], ["get", "list", "watch", "patch"]),
+        rule(GROUP, [f"{INSTANCES}/status"], ["patch"]),
+        rule(GROUP, [f"{INSTANCES}/finalizers"], ["update"]),
+        rule("", ["pods"], ["get", "list", "watch", "create", "patch", "delete"]),
+        rule("", ["persistentvolumeclaims"], ["get", "create", "patch"]),
+        rule("", ["events"], ["create", "patch"]),
+        rule("", ["secrets"], ["get"]),
+    ]
+    by_group: dict[str, list[str]] = {}
+    for kind in kinds:
+        by_group.setdefault(kind.api_group, []).append(kind.resource)
+    for group, resources in sorted(by_group.items()):
+        rules.append(rule(group, sorted(set(resources)),
+                          ["get", "list", "watch", "create", "patch", "delete"]))
+    return rules
+
+
+def template_rules() -> list[dict[str, Any]]:
+    return [rule(GROUP, [TEMPLATES], ["get", "list", "watch"]),
+            rule(GROUP, [f"{TEMPLATES}/status"], ["patch"])]
+
+
+def namespace_rules(names: Iterable[str] = ()) -> list[dict[str, Any]]:
+    """get on namespaces: all of them, or (names given) only those."""
+    namespaces = rule("", ["namespaces"], ["get"])
+    if names:
+        namespaces["resourceNames"] = list(names)
+    return [namespaces]
+
+
+def lease_rules() -> list[dict[str, Any]]:
+    return [rule("coordination.k8s.io", ["leases"], ["get", "create", "update"])]
+
+
+def hub_rules() -> list[dict[str, Any]]:
+    return [
+        rule(GROUP, [INSTANCES], ["create", "get", "list", "watch", "delete", "patch"]),
+        rule("", ["secrets"], ["create", "get", "list", "watch", "delete", "patch"]),
+        rule("", ["pods", "events"], ["get", "list", "watch"]),
+    ]
+
+
+@dataclass(frozen=True)
+class RbacObject:
+    """One RBAC manifest and the Pulumi resource name it is declared under."""
+
+    resource_name: str
+    manifest: dict[str, Any]
+
+
+def _meta(name: str, labels: dict[str, str], namespace: str | None = None) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name, "labels": dict(labels)}
+    if namespace:
+        meta["namespace"] = namespace
+    return meta
+
+
+def _role_pair(key: str, name: str, namespace: str | None, rules: list[dict[str, Any]],
+               subject: dict[str, str], labels: dict[str, str]) -> list[RbacObject]:
+    """A Role + RoleBinding (namespace given) or ClusterRole + ClusterRoleBinding."""
+    kind = "Role" if namespace else "ClusterRole"
+    binding_kind = "RoleBinding" if namespace else "ClusterRoleBinding"
+    where = f"{namespace}/{name}" if namespace else name
+    return [
+        RbacObject(f"{key}-{kind.lower()}/{where}", {
+            "apiVersion": RBAC_API, "kind": kind,
+            "metadata": _meta(name, labels, namespace), "rules": rules}),
+        RbacObject(f"{key}-{binding_kind.lower()}/{where}", {
+            "apiVersion": RBAC_API, "kind": binding_kind,
+            "metadata": _meta(name, labels, namespace),
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": kind, "name": name},
+            "subjects": [subject]}),
+    ]
+
+
+def operator_rbac(settings: DeploySettings, labels: dict[str, str]) -> list[RbacObject]:
+    """Every Role/ClusterRole and binding for the operator's ServiceAccount."""
+    subject = {"kind": "ServiceAccount", "name": OPERATOR, "namespace": settings.namespace}
+    cluster_name = f"{OPERATOR}-{settings.namespace}"  # one install per namespace, unique names
+    objects: list[RbacObject] = []
+    workload = operator_workload_rules(settings.other_resource_kinds)
+    if settings.cluster_wide:
+        objects += _role_pair("operator", cluster_name, None, workload + namespace_rules(),
+                              subject, labels)
+    else:
+        for namespace in settings.watch_namespaces:
+            objects += _role_pair("operator", OPERATOR, namespace, workload, subject, labels)
+        objects += _role_pair("namespaces", f"{cluster_name}-namespaces", None,
+                              namespace_rules(settings.watch_namespaces), subject, labels)
+    if settings.template_namespaces:
+        for namespace in settings.template_namespaces:
+            objects += _role_pair("templates", f"{OPERATOR}-templates", namespace,
+                                  template_rules(), subject, labels)
+    else:
+        objects += _role_pair("templates", f"{cluster_name}-templates", None, template_rules(),
+                              subject, labels)
+    objects += _role_pair("leases", f"{OPERATOR}-leases", settings.namespace, lease_rules(),
+                          subject, labels)
+    return objects
+
+
+def hub_rbac(settings: DeploySettings, labels: dict[str, str]) -> list[RbacObject]:
+    """The hub's Role in the user namespace (nothing when no hubNamespace is configured)."""
+    if not settings.hub_enabled:
+        return []
+    subject = {"kind": "ServiceAccount", "name": settings.hub_service_account,
+               "namespace": settings.hub_namespace}
+    return _role_pair("hub", HUB, settings.hub_instance_namespace, hub_rules(), subject, labels)

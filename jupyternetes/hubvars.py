@@ -1,0 +1,88 @@
+"""The variables JupyterHub's spawner gives every instance: names in one place, and placeholders.
+
+The spawner (jupyternetes/spawner) sends these names in `spec.variables`; `jupyternetes lint`
+renders a template with placeholder values for them, so a template that uses only these (and
+the built-in `jupyternetes.*` names) renders for every user. Pure data, no imports of the hub.
+"""
+
+from __future__ import annotations
+
+# Everything JupyterHub 6.x `Spawner.get_env()` sets for a single-user server; each is sent as
+# the variable `jupyterhub.env.<NAME>`.
+HUB_ENV_NAMES: tuple[str, ...] = (
+    "JUPYTERHUB_API_TOKEN",
+    "JPY_API_TOKEN",
+    "JUPYTERHUB_CLIENT_ID",
+    "JUPYTERHUB_HOST",
+    "JUPYTERHUB_OAUTH_CALLBACK_URL",
+    "JUPYTERHUB_OAUTH_SCOPES",
+    "JUPYTERHUB_OAUTH_ACCESS_SCOPES",
+    "JUPYTERHUB_OAUTH_CLIENT_ALLOWED_SCOPES",
+    "JUPYTERHUB_USER",
+    "JUPYTERHUB_SERVER_NAME",
+    "JUPYTERHUB_API_URL",
+    "JUPYTERHUB_ACTIVITY_URL",
+    "JUPYTERHUB_BASE_URL",
+    "JUPYTERHUB_SERVICE_PREFIX",
+    "JUPYTERHUB_SERVICE_URL",
+    "JUPYTERHUB_PUBLIC_URL",
+    "JUPYTERHUB_PUBLIC_HUB_URL",
+)
+ENV_PREFIX = "jupyterhub.env."
+
+API_TOKEN = "jupyterhub.api_token"
+NAMESPACE = "jupyterhub.namespace"
+OAUTH_CLIENT_ID = "jupyterhub.oauth_client_id"
+USER_ID = "jupyterhub.user.id"
+USER_NAME = "jupyterhub.user.name"
+SERVER_NAME = "jupyterhub.server.name"
+INSTANCE_NAME = "jupyternetes.instance.name"
+INSTANCE_NAMESPACE = "jupyternetes.instance.namespace"
+
+SAMPLE_USER = "jovyan"
+SAMPLE_INSTANCE = "8dc366d8a0f05869bfdb6e7eb3d83f65"  # uuid5(NIL, "jovyan").hex style
+
+
+def env_variable(name: str) -> str:
+    return f"{ENV_PREFIX}{name}"
+
+
+def sample_variables(instance_name: str = SAMPLE_INSTANCE, namespace: str = "default",
+                     hub_namespace: str = "jupyterhub") -> dict[str, str]:
+    """Placeholder values of every variable the spawner sends, shaped like real ones (a numeric
+    user id, so a `{jupyterhub.user.id:int}` placeholder renders; URLs that parse)."""
+    user = SAMPLE_USER
+    prefix = f"/user/{user}/"
+    hub_api = f"http://hub.{hub_namespace}.svc.cluster.local:8081/hub/api"
+    env = {
+        "JUPYTERHUB_API_TOKEN": "sample-api-token",
+        "JPY_API_TOKEN": "sample-api-token",
+        "JUPYTERHUB_CLIENT_ID": f"jupyterhub-user-{user}",
+        "JUPYTERHUB_HOST": "",
+        "JUPYTERHUB_OAUTH_CALLBACK_URL": f"{prefix}oauth_callback",
+        "JUPYTERHUB_OAUTH_SCOPES": f'["access:servers!server={user}/"]',
+        "JUPYTERHUB_OAUTH_ACCESS_SCOPES": f'["access:servers!server={user}/"]',
+        "JUPYTERHUB_OAUTH_CLIENT_ALLOWED_SCOPES": "[]",
+        "JUPYTERHUB_USER": user,
+        "JUPYTERHUB_SERVER_NAME": "",
+        "JUPYTERHUB_API_URL": hub_api,
+        "JUPYTERHUB_ACTIVITY_URL": f"{hub_api}/users/{user}/activity",
+        "JUPYTERHUB_BASE_URL": "/",
+        "JUPYTERHUB_SERVICE_PREFIX": prefix,
+        "JUPYTERHUB_SERVICE_URL": f"http://0.0.0.0:8888{prefix}",
+        "JUPYTERHUB_PUBLIC_URL": "",
+        "JUPYTERHUB_PUBLIC_HUB_URL": "",
+    }
+    assert set(env) == set(HUB_ENV_NAMES)
+    variables = {
+        API_TOKEN: "sample-api-token",
+        NAMESPACE: hub_namespace,
+        OAUTH_CLIENT_ID: f"jupyterhub-user-{user}",
+        USER_ID: "1",
+        USER_NAME: user,
+        SERVER_NAME: "",
+        INSTANCE_NAME: instance_name,
+        INSTANCE_NAMESPACE: namespace,
+    }
+    variables.update({env_variable(k): v for k, v in env.items()})
+    return variables

@@ -1,0 +1,415 @@
+"""The deploy stack (Pulumi.yaml + stacks/ + jupyternetes/deploy/): settings, RBAC, manifests, and
+the program under Pulumi's own mocks (what the engine would receive)."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+
+import pulumi
+import pytest
+import yaml
+from google.protobuf import json_format
+from pulumi.runtime.mocks import MockMonitor, Mocks
+
+from jupyternetes.cli import build_parser
+from jupyternetes.deploy import manifests, rbac
+from jupyternetes.deploy import program as deploy
+from jupyternetes.deploy.settings import (
+    LOG_LEVELS,
+    ROLLOUTS,
+    DeploySettings,
+    ResourceKind,
+    SettingsError,
+    settings_from_config,
+)
+from jupyternetes.harness.crds import load_crd_documents
+
+REPO = Path(__file__).resolve().parents[2]
+PROJECT = yaml.safe_load((REPO / "Pulumi.yaml").read_text())
+SECRET_SIG = "4dabf18193072939515e22adb298388d"
+
+
+def camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.capitalize() for part in rest)
+
+
+def settings(**config) -> DeploySettings:
+    return settings_from_config(config.get)
+
+
+# ---- Pulumi.yaml --------------------------------------------------------------------------
+
+
+def test_project_file_runs_the_stacks_program_in_the_venv():
+    assert PROJECT["name"] == "jupyternetes"
+    assert PROJECT["main"] == "stacks/"
+    assert PROJECT["runtime"] == {"name": "python",
+                                  "options": {"toolchain": "pip", "virtualenv": ".venv"}}
+    assert (REPO / "stacks" / "__main__.py").is_file()
+
+
+def test_every_setting_is_documented_with_its_default_in_pulumi_yaml():
+    declared = PROJECT["config"]
+    fields = {camel(f.name): f for f in dataclasses.fields(DeploySettings)}
+    assert set(declared) - {"statePassphrase"} == set(fields)
+    assert declared["statePassphrase"]["default"] == ""
+    defaults = DeploySettings()
+    for key, field in fields.items():
+        assert declared[key]["description"], key
+        assert "default" in declared[key], key
+        value = getattr(defaults, field.name)
+        if isinstance(value, tuple):
+            value = list(value)
+        assert declared[key]["default"] == value, key
+    # The defaults read back through the program's own parser give the defaults.
+    assert settings(**{k: v["default"] for k, v in declared.items() if "default" in v}) == defaults
+
+
+def test_choices_are_the_operators_own():
+    parser = build_parser()
+    operator = parser._subparsers._group_actions[0].choices["operator"]  # argparse has no API
+    actions = {a.dest: a for a in operator._actions}
+    assert tuple(actions["template_rollout"].choices) == ROLLOUTS
+    assert tuple(actions["log_level"].choices) == LOG_LEVELS
+
+
+# ---- settings -----------------------------------------------------------------------------
+
+
+def test_settings_parse_cli_strings_and_structures():
+    s = settings(replicas="1", workers="8", retainCrds="false",
+                 watchNamespaces=["users", "users", "team-a"],
+                 otherResourceKinds=[{"apiGroup": "", "resource": "services"},
+                                     {"resource": "configmaps"},
+                                     {"apiGroup": "", "resource": "pods"}],
+                 resources={"limits": {"memory": "2Gi", "cpu": 1}})
+    assert s.workers == 8 and s.retain_crds is False
+    assert s.watch_namespaces == ("users", "team-a")
+    # pods and PVCs are always granted; not listed twice.
+    assert s.other_resource_kinds == (ResourceKind("", "services"), ResourceKind("", "configmaps"))
+    assert s.resources == {"limits": {"memory": "2Gi", "cpu": "1"},
+                           "requests": {"cpu": "100m", "memory": "256Mi"}}
+    assert not s.cluster_wide and s.file_state
+
+
+@pytest.mark.parametrize(("config", "message"), [
+    ({"replicas": 2}, r"replicas: 2 operators cannot share one file:// state.*stateBackendUrl"),
+    ({"namespace": "Bad_NS"}, r"namespace: 'Bad_NS' is not a namespace name"),
+    ({"watchNamespaces": "users"}, r"watchNamespaces: expected a list.*--path"),
+    ({"watchNamespaces": ["ok", "NO"]}, r"watchNamespaces\[1\]"),
+    ({"templateRollout": "later"}, r"templateRollout: 'later' is not one of next-start"),
+    ({"workers": 0}, r"workers: 0 is below the minimum 1"),
+    ({"workers": "many"}, r"workers: expected a whole number"),
+    ({"otherResourceKinds": [{"apiGroup": "*", "resource": "x"}]}, r"wildcards"),
+    ({"otherResourceKinds": ["services"]}, r"otherResourceKinds\[0\]: expected \{apiGroup"),
+    ({"stateStorageSize": "lots"}, r"stateStorageSize: 'lots' is not a Kubernetes quantity"),
+    ({"stateBackendCredentialsSecret": "aws"}, r"stateBackendUrl is not"),
+    ({"stateBackendUrl": "file:///x"}, r"file:// backend is the default"),
+    ({"resources": {"limit": {}}}, r"resources: expected"),
+    ({"retainCrds": "yes"}, r"retainCrds: expected true or false"),
+])
+def test_bad_settings_name_the_key(config, message):
+    with pytest.raises(SettingsError, match=message):
+        settings(**config)
+
+
+def test_replicas_with_a_shared_backend():
+    s = settings(replicas=3, stateBackendUrl="s3://bucket/jupyternetes",
+                 stateBackendCredentialsSecret="state-backend")
+    assert s.replicas == 3 and not s.file_state
+
+
+# ---- RBAC ---------------------------------------------------------------------------------
+
+
+def rules_of(objects, kind):
+    return {o.manifest["metadata"].get("namespace", ""): o.manifest["rules"]
+            for o in objects if o.manifest["kind"] == kind}
+
+
+def verbs(rules, group, resource):
+    return sorted({v for r in rules if group in r["apiGroups"] and resource in r["resources"]
+                   for v in r["verbs"]})
+
+
+def test_cluster_wide_operator_gets_cluster_roles_and_a_lease_role():
+    objects = rbac.operator_rbac(settings(), manifests.labels())
+    cluster = [o.manifest for o in objects if o.manifest["kind"] == "ClusterRole"]
+    assert {c["metadata"]["name"] for c in cluster} == {
+        "jupyternetes-operator-jupyternetes", "jupyternetes-operator-jupyternetes-templates"}
+    workload = next(c for c in cluster if c["metadata"]["name"].endswith("-jupyternetes"))
+    rules = workload["rules"]
+    assert verbs(rules, "kadense.io", "jupyternotebookinstances") == \
+        ["get", "list", "patch", "watch"]
+    assert verbs(rules, "kadense.io", "jupyternotebookinstances/status") == ["patch"]
+    assert verbs(rules, "", "secrets") == ["get"]
+    assert verbs(rules, "", "persistentvolumeclaims") == ["create", "get", "patch"]
+    assert verbs(rules, "", "events") == ["create", "patch"]
+    assert verbs(rules, "kadense.io", "jupyternotebooktemplates") == []
+    assert verbs(rules, "", "namespaces") == ["get"]
+    assert all("resourceNames" not in r for r in rules)
+    roles = rules_of(objects, "Role")
+    assert set(roles) == {"jupyternetes"}
+    assert verbs(roles["jupyternetes"], "coordination.k8s.io", "leases") == \
+        ["create", "get", "update"]
+    bindings = [o.manifest for o in objects if o.manifest["kind"].endswith("Binding")]
+    assert len(bindings) == 3
+    for binding in bindings:
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "jupyternetes-operator",
+                                        "namespace": "jupyternetes"}]
+
+
+def test_namespaced_operator_has_no_cluster_role_for_workloads():
+    s = settings(watchNamespaces=["users", "team"], templateNamespaces=["hub"],
+                 otherResourceKinds=[{"apiGroup": "", "resource": "services"},
+                                     {"apiGroup": "networking.k8s.io",
+                                      "resource": "networkpolicies"}])
+    objects = rbac.operator_rbac(s, manifests.labels())
+    # One ClusterRole only: get on exactly the watched namespaces (cluster-scoped objects).
+    (cluster_role,) = [o.manifest for o in objects if o.manifest["kind"] == "ClusterRole"]
+    assert cluster_role["rules"] == [{"apiGroups": [""], "resources": ["namespaces"],
+                                      "verbs": ["get"], "resourceNames": ["users", "team"]}]
+    roles = rules_of(objects, "Role")
+    assert set(roles) == {"users", "team", "hub", "jupyternetes"}
+    assert verbs(roles["users"], "", "services") == \
+        ["create", "delete", "get", "list", "patch", "watch"]
+    assert verbs(roles["team"], "networking.k8s.io", "networkpolicies") != []
+    assert verbs(roles["hub"], "kadense.io", "jupyternotebooktemplates") == \
+        ["get", "list", "watch"]
+    assert verbs(roles["hub"], "kadense.io", "jupyternotebooktemplates/status") == ["patch"]
+    assert verbs(roles["hub"], "", "pods") == []
+    # Resource names are unique (they are Pulumi URNs).
+    names = [o.resource_name for o in objects]
+    assert len(names) == len(set(names))
+
+
+def test_no_wildcards_and_no_secret_listing_anywhere():
+    s = settings(hubNamespace="hub")
+    for obj in rbac.operator_rbac(s, {}) + rbac.hub_rbac(s, {}):
+        for r in obj.manifest.get("rules", []):
+            assert "*" not in r["verbs"] and "*" not in r["resources"]
+            assert "*" not in r["apiGroups"]
+    operator_rules = [r for o in rbac.operator_rbac(s, {}) for r in o.manifest.get("rules", [])]
+    assert verbs(operator_rules, "", "secrets") == ["get"]
+    assert verbs(operator_rules, "kadense.io", "jupyternotebooktemplates") == \
+        ["get", "list", "watch"]
+
+
+def test_hub_role_in_the_user_namespace_only():
+    assert rbac.hub_rbac(settings(), {}) == []
+    objects = rbac.hub_rbac(settings(hubNamespace="hub", hubServiceAccount="jhub",
+                                     hubUserNamespace="users"), {})
+    assert [o.manifest["kind"] for o in objects] == ["Role", "RoleBinding"]
+    role, binding = (o.manifest for o in objects)
+    assert role["metadata"]["namespace"] == binding["metadata"]["namespace"] == "users"
+    assert verbs(role["rules"], "kadense.io", "jupyternotebookinstances") == \
+        ["create", "delete", "get", "list", "patch", "watch"]
+    assert verbs(role["rules"], "", "secrets") == \
+        ["create", "delete", "get", "list", "patch", "watch"]
+    assert verbs(role["rules"], "", "pods") == ["get", "list", "watch"]
+    assert verbs(role["rules"], "", "events") == ["get", "list", "watch"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "jhub",
+                                    "namespace": "hub"}]
+
+
+# ---- manifests ----------------------------------------------------------------------------
+
+
+def operator_flags(args):
+    return build_parser().parse_args(args)
+
+
+def test_operator_args_are_real_operator_flags():
+    s = settings(watchNamespaces=["a", "b"], templateNamespaces=["hub"], workers=2,
+                 templateRollout="immediate", logLevel="debug", secretVariables=["db.password"],
+                 stateBackendUrl="s3://b/p", metricsPort=9100, shutdownGraceSeconds=60)
+    parsed = operator_flags(manifests.operator_args(s))
+    assert parsed.namespace == ["a", "b"] and parsed.template_namespace == ["hub"]
+    assert parsed.workers == 2 and parsed.template_rollout == "immediate"
+    assert parsed.log_level == "debug" and parsed.secret_variable == ["db.password"]
+    assert parsed.backend_url == "s3://b/p" and parsed.state_dir == manifests.STATE_DIR
+    assert parsed.pulumi_home == manifests.PULUMI_HOME
+    assert parsed.health_port == parsed.metrics_port == 9100
+    assert parsed.shutdown_grace == 60
+    defaults = operator_flags(manifests.operator_args(settings()))
+    assert defaults.namespace == [] and defaults.backend_url is None
+
+
+def test_deployment_is_locked_down_and_recreated_with_file_state():
+    d = manifests.deployment(settings(workers=3))
+    spec = d["spec"]["template"]["spec"]
+    assert d["spec"]["strategy"] == {"type": "Recreate"}
+    assert d["spec"]["replicas"] == 1
+    (container,) = spec["containers"]
+    assert container["command"] == ["jupyternetes"] and container["args"][0] == "operator"
+    sc = container["securityContext"]
+    assert sc["readOnlyRootFilesystem"] and sc["runAsNonRoot"] and not sc[
+        "allowPrivilegeEscalation"]
+    assert spec["securityContext"]["runAsUser"] != 0
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert spec["terminationGracePeriodSeconds"] > 120
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    assert mounts == {manifests.STATE_DIR: "state", manifests.PULUMI_HOME: "pulumi-home",
+                      "/tmp": "tmp"}
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert volumes["state"]["persistentVolumeClaim"]["claimName"] == manifests.STATE_PVC
+    (init,) = spec["initContainers"]
+    assert init["command"][-2:] == [manifests.PLUGINS_DIR, f"{manifests.PULUMI_HOME}/plugins"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["PULUMI_CONFIG_PASSPHRASE"]["valueFrom"]["secretKeyRef"] == {
+        "name": manifests.STATE_SECRET, "key": "passphrase"}
+    # The operator's own pod must not look like one it manages (its pod watch selects on this).
+    labels = d["spec"]["template"]["metadata"]["labels"]
+    assert labels.get("app.kubernetes.io/managed-by") != "jupyternetes"
+    assert set(d["spec"]["selector"]["matchLabels"].items()) <= set(labels.items())
+
+
+def test_image_pull_secrets():
+    spec = manifests.deployment(settings(imagePullSecrets=["registry"]))["spec"]["template"][
+        "spec"]
+    assert spec["imagePullSecrets"] == [{"name": "registry"}]
+    assert "imagePullSecrets" not in manifests.deployment(settings())["spec"]["template"]["spec"]
+    with pytest.raises(SettingsError, match=r"imagePullSecrets\[0\]"):
+        settings(imagePullSecrets=["Bad Name"])
+
+
+def test_remote_state_has_no_pvc_and_rolls():
+    s = settings(stateBackendUrl="s3://b", stateBackendCredentialsSecret="aws", replicas=2)
+    assert manifests.state_pvc(s) is None
+    d = manifests.deployment(s)
+    assert d["spec"]["strategy"]["type"] == "RollingUpdate"
+    container = d["spec"]["template"]["spec"]["containers"][0]
+    assert container["envFrom"] == [{"secretRef": {"name": "aws"}}]
+    volumes = {v["name"]: v for v in d["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["state"] == {"name": "state", "emptyDir": {}}
+
+
+def test_metrics_service_targets_the_http_port():
+    svc = manifests.metrics_service(settings(metricsPort=9100))
+    assert svc["spec"]["ports"] == [{"name": "metrics", "port": 9100, "targetPort": "http"}]
+    container = manifests.deployment(settings(metricsPort=9100))["spec"]["template"]["spec"][
+        "containers"][0]
+    assert container["ports"] == [{"name": "http", "containerPort": 9100}]
+    assert svc["spec"]["selector"] == manifests.selector_labels()
+
+
+def test_crds_are_the_files_and_the_example_is_clean():
+    assert manifests.load_crds() == load_crd_documents(REPO / "crds")
+    template = manifests.example_template("hub")
+    meta = template["metadata"]
+    assert meta["namespace"] == "hub" and meta["name"] == "default-template"
+    assert not {"uid", "resourceVersion", "annotations"} & set(meta)
+    assert meta["labels"]["app.kubernetes.io/managed-by"] == "pulumi"
+
+
+# ---- the program under Pulumi mocks -------------------------------------------------------
+
+
+class EchoMocks(Mocks):
+    def new_resource(self, args):
+        metadata = dict(args.inputs.get("metadata") or {})
+        return f"{metadata.get('namespace', '')}/{metadata.get('name', args.name)}", \
+            dict(args.inputs)
+
+    def call(self, args):
+        return {}
+
+
+class RecordingMonitor(MockMonitor):
+    def __init__(self, mocks):
+        super().__init__(mocks)
+        self.requests = []
+
+    def RegisterResource(self, request):
+        self.requests.append(request)
+        return super().RegisterResource(request)
+
+    def by_name(self):
+        return {r.name: r for r in self.requests if r.type != "pulumi:pulumi:Stack"}
+
+
+@pytest.fixture
+def monitor():
+    mocks = EchoMocks()
+    recording = RecordingMonitor(mocks)
+    pulumi.runtime.set_mocks(mocks, project="jupyternetes", stack="test", preview=False,
+                             monitor=recording)
+    yield recording
+
+
+def wire(request):
+    return json_format.MessageToDict(request.object)
+
+
+def urn(monitor, name):
+    return next(u for u in monitor.resources if u.endswith(f"::{name}"))
+
+
+@pulumi.runtime.test
+def test_program_declares_the_install(monitor):
+    s = settings(hubNamespace="hub", exampleTemplateNamespace="hub")
+    declared = deploy.declare_all(s)
+
+    def check(_):
+        reqs = monitor.by_name()
+        crd_names = {f"crd/{d['metadata']['name']}" for d in load_crd_documents(REPO / "crds")}
+        assert crd_names <= set(reqs)
+        for name in crd_names:
+            assert reqs[name].type == "kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition"
+            assert reqs[name].retainOnDelete is True
+        assert reqs["namespace"].type == "kubernetes:core/v1:Namespace"
+        assert reqs["deployment"].type == "kubernetes:apps/v1:Deployment"
+        assert reqs["hub-role/hub/jupyternetes-hub"].type == \
+            "kubernetes:rbac.authorization.k8s.io/v1:Role"
+        assert reqs["example-template"].type == \
+            "kubernetes:kadense.io/v1:JupyterNotebookTemplate"
+        # The operator starts after its CRDs, RBAC, Secret and PVC exist.
+        deps = set(reqs["deployment"].dependencies)
+        for name in [*crd_names, "secret/state", "pvc/state", "serviceaccount",
+                     "operator-clusterrolebinding/jupyternetes-operator-jupyternetes"]:
+            assert urn(monitor, name) in deps, name
+        # Everything in the operator's namespace is created after it (and deleted before it).
+        for name in ["secret/state", "pvc/state", "serviceaccount", "service/metrics"]:
+            assert urn(monitor, "namespace") in reqs[name].dependencies, name
+        # Nothing else is retained: destroy removes the operator completely.
+        assert {n for n, r in reqs.items() if r.retainOnDelete} == crd_names
+        # A generated passphrase: a secret on the wire, kept across runs by ignore_changes.
+        secret = reqs["secret/state"]
+        assert list(secret.ignoreChanges) == ["stringData", "data"]
+        assert wire(secret)["stringData"]["passphrase"][SECRET_SIG]
+        # The raw resources ask for the plugin version the SDK pins.
+        assert re.fullmatch(r"\d+\.\d+\.\d+", reqs["deployment"].version)
+
+    return pulumi.Output.all(*[r.urn for r in declared.values()]).apply(check)
+
+
+@pulumi.runtime.test
+def test_configured_passphrase_is_used_and_kept(monitor):
+    declared = deploy.declare_all(settings(retainCrds=False),
+                                  pulumi.Output.secret("from-config"))
+
+    def check(values):
+        reqs = monitor.by_name()
+        assert list(reqs["secret/state"].ignoreChanges) == ["stringData", "data"]
+        assert wire(reqs["secret/state"])["stringData"]["passphrase"]["value"] == "from-config"
+        assert not [n for n, r in reqs.items() if r.retainOnDelete]
+
+    return pulumi.Output.all(*[r.urn for r in declared.values()]).apply(check)
+
+
+def test_config_lookup_parses_structures_only():
+    class FakeConfig:
+        values = {"replicas": "2", "watchNamespaces": '["a"]', "image": "x:1",
+                  "resources": '{"limits": {"memory": "1Gi"}}', "namespace": "123"}
+
+        def get(self, key):
+            return self.values.get(key)
+
+    get = deploy.config_lookup(FakeConfig())  # type: ignore[arg-type]
+    assert get("watchNamespaces") == ["a"] and get("replicas") == "2"
+    assert get("resources") == {"limits": {"memory": "1Gi"}}
+    assert get("namespace") == "123" and get("missing") is None
