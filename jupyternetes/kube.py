@@ -26,6 +26,7 @@ from kubernetes.watch.watch import iter_resp_lines
 from jupyternetes import eventkey, statusmerge
 from jupyternetes.model import GROUP, INSTANCE_KIND, VERSION
 from jupyternetes.naming import MANAGED_BY
+from jupyternetes.ownership import ObjectReader
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +151,7 @@ class Kube:
         self.host = socket.gethostname()
         # Status writes retried after a 409 (another writer in between): for tests and logs.
         self.status_conflicts = 0
+        self._objects: ObjectReader | None = None
 
     # ---- instances and templates ------------------------------------------------------------
 
@@ -222,6 +224,15 @@ class Kube:
             raise to_kube_error(exc, what) from exc
         return list(result.get("items") or []), str(result["metadata"].get("resourceVersion", ""))
 
+    def list_pvcs(self, namespace: str, selector: str) -> list[dict]:
+        what = f"list persistentvolumeclaims {selector} in {namespace}"
+        try:
+            resp = self.core.list_namespaced_persistent_volume_claim(
+                namespace, label_selector=selector, _preload_content=False)
+        except ApiException as exc:
+            raise to_kube_error(exc, what) from exc
+        return list(json.loads(resp.data).get("items") or [])
+
     def watch_pods(self, namespace: str | None, selector: str, resource_version: str,
                    timeout_seconds: int) -> WatchStream:
         what = f"watch pods {selector} in {namespace or 'all namespaces'}"
@@ -242,6 +253,16 @@ class Kube:
             resp = self.core.read_namespaced_pod(name, namespace, _preload_content=False)
             return json.loads(resp.data)
         return self._get(read, f"pod {namespace}/{name}")
+
+    def get_object(self, api_version: str, kind: str, namespace: str | None,
+                   name: str) -> dict | None:
+        """Any object by apiVersion/kind (a rendered object, a StorageClass); None when absent."""
+        if self._objects is None:
+            self._objects = ObjectReader(self.api)
+        reader = self._objects
+        where = f"{namespace}/{name}" if namespace else name
+        return self._get(lambda: reader.get(api_version, kind, namespace, name),
+                         f"{kind} {where}")
 
     def delete_pods(self, namespace: str, selector: str) -> list[str]:
         """Delete the pods matching `selector` (the plain client, no stack involved); returns

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-from jupyternetes import backendurl, diystate, locks, naming, pgstate, workerpool
+from jupyternetes import backendurl, diystate, locks, naming, pgstate, workerpool, workspaces
 from jupyternetes.masking import MESSAGE_LIMIT, clean_line, mask_forms, mask_secrets, trim_message
 from jupyternetes.procs import pid_alive
 
@@ -428,23 +428,29 @@ class StackEngine:
         return self._operation(self._request("repair", namespace, name, (), (), stack=stack))
 
     def clear_stale_locks(self, leader_since: float | None = None) -> list[str]:
-        """At operator start: remove lock files left by crashed operations and repair stacks
-        with pending operations. Returns what was done, one line per action (for logs).
+        """At operator start: remove the workspace folders of killed workers (jupyternetes.
+        workspaces) and lock files (rows on postgres://) left by crashed operations, and repair
+        stacks with pending operations. Returns what was done, one line per action (for logs).
 
         `leader_since`: Unix time this operator acquired the Lease (None: no leader
         election). It is kept for later repairs too: it decides which other hosts' locks
         are provably stale (locks.py)."""
         self.leader_since = leader_since
+        # Workspace folders of workers killed mid-operation (any backend).
+        actions: list[str] = workspaces.sweep_stale_workspaces()
         if backendurl.is_postgres(self.settings.backend_url):
-            return self._clear_postgres_locks(leader_since)
+            for line in actions:
+                log.warning("%s", line)
+            return actions + self._clear_postgres_locks(leader_since)
         backend_dir = file_backend_path(self.settings.backend_url)
         if backend_dir is None:
             # Cloud buckets lock the same way but need credentials of their own here; Pulumi
             # Cloud has `pulumi cancel`.
             log.info("stale lock clean-up applies to file:// and postgres:// backends; %s "
                      "skipped", urlparse(self.settings.backend_url).scheme)
-            return []
-        actions: list[str] = []
+            for line in actions:
+                log.warning("%s", line)
+            return actions
         root = lock_dir(backend_dir, self.settings.project)
         for lock, verdict in locks.judge_all(root, leader_since):
             if not verdict.stale:

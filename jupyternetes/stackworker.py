@@ -15,7 +15,6 @@ import os
 import select
 import signal
 import sys
-import tempfile
 import threading
 import time
 import traceback
@@ -32,7 +31,7 @@ from pulumi.automation import events as auto_events  # noqa: E402
 from pulumi.automation._stack import StackInitMode  # noqa: E402
 from semver import VersionInfo  # noqa: E402
 
-from jupyternetes import backendurl, diystate, workerpool  # noqa: E402
+from jupyternetes import backendurl, diystate, workerpool, workspaces  # noqa: E402
 from jupyternetes import program as stack_program  # noqa: E402
 from jupyternetes.masking import (  # noqa: E402
     SECRET_MASK,
@@ -332,7 +331,7 @@ def workspace_options(settings: Mapping[str, Any], stack: str, temp_root: list[s
         work_dir = Path(settings["work_dir"]) / stack
         work_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     else:
-        work_dir = Path(tempfile.mkdtemp(prefix="jupyternetes-stack-"))
+        work_dir = workspaces.make_workspace()  # named after this worker's pid: see sweep
         temp_root.append(str(work_dir))
     return auto.LocalWorkspaceOptions(
         work_dir=str(work_dir),
@@ -399,9 +398,11 @@ def run(request: Mapping[str, Any]) -> dict[str, Any]:
                               "outputs": {}, "steps": [], "engine_seconds": 0.0,
                               "started_at": utc_now()}
     if op in ("up", "preview"):
+        who = request.get("instance") or {}
         program = stack_program.make_program(
             request.get("objects") or [], settings.get("kubeconfig"), settings.get("context"),
-            list(request.get("secret_values") or []))
+            list(request.get("secret_values") or []),
+            instance=(who["namespace"], who["name"]) if who.get("name") else None)
     else:
         program = stack_program.empty_program
     t0 = time.monotonic()
