@@ -70,12 +70,13 @@ def pg_operator(cluster, pulumi_env, tmp_path, hub, postgres_backend  # noqa: F8
     On teardown: delete the instances while it runs (finalizers), then SIGTERM it."""
     started: list[tuple[OperatorProcess, list[str]]] = []
 
-    def start(namespaces: list[str], workers: int = 4) -> OperatorProcess:
+    def start(namespaces: list[str], workers: int = 4,
+              log_level: str = "info") -> OperatorProcess:
         env = {**pulumi_env.env, "PULUMI_BACKEND_URL": postgres_backend}
         op = OperatorProcess(cluster.kubeconfig, env, tmp_path / "operator-state",
                              pulumi_env.pulumi_home, namespaces,
                              tmp_path / f"operator-{len(started)}.log", workers=workers,
-                             resync_seconds=20, extra=FAST_BACKOFF)
+                             resync_seconds=20, log_level=log_level, extra=FAST_BACKOFF)
         started.append((op, namespaces))
         return op.start()
 
@@ -182,7 +183,8 @@ def test_postgres_restarted_during_work_operations_retry_and_converge(
     names = ["pgdown-a", "pgdown-b", "pgdown-c", "pgdown-d"]
     for name in names:
         volumes.provide(ns, name)
-    op = pg_operator([ns], workers=4)
+    # Debug: the stack workers' stderr (the CLI's own errors) is in the log too.
+    op = pg_operator([ns], workers=4, log_level="debug")
     for name in names:
         hub.create_instance(ns, name)
 
