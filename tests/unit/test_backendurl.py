@@ -99,3 +99,24 @@ def test_lock_row_as_the_lock_rule_sees_it():
     data = json.dumps({"data": base64.b64encode(blob).decode()})
     assert pgstate.decode_blob(data) == blob
     assert pgstate.decode_blob("[]") is None
+
+
+def test_settings_read_the_backend_url_file_and_hide_its_password(tmp_path, monkeypatch):
+    import argparse
+
+    from jupyternetes import stacks
+
+    monkeypatch.delenv("PULUMI_BACKEND_URL", raising=False)
+    url_file = tmp_path / "backend-url"
+    url_file.write_text(PG + "\n")
+    parser = argparse.ArgumentParser()
+    stacks.add_stack_arguments(parser)
+    args = parser.parse_args(["--state-dir", str(tmp_path / "s"),
+                              "--backend-url-file", str(url_file)])
+    settings = stacks.settings_from_args(args, {"PULUMI_CONFIG_PASSPHRASE": "pp"})
+    assert settings.backend_url == PG
+    assert "s3cr" not in repr(settings)
+    args = parser.parse_args(["--state-dir", str(tmp_path / "s"),
+                              "--backend-url-file", str(tmp_path / "missing")])
+    with pytest.raises(stacks.StackConfigError, match="--backend-url-file"):
+        stacks.settings_from_args(args, {"PULUMI_CONFIG_PASSPHRASE": "pp"})
