@@ -74,7 +74,13 @@ class PostgresServer:
         self.password = secrets.token_urlsafe(18)
         self.proc: subprocess.Popen[bytes] | None = None
         if os.geteuid() == 0:
-            entry = pwd.getpwnam(SERVER_USER)
+            try:
+                entry = pwd.getpwnam(SERVER_USER)
+            except KeyError:
+                raise PostgresUnavailable(
+                    f"running as root, the test server runs as user {SERVER_USER!r} (initdb "
+                    "refuses root), and there is no such user; Debian's postgresql package "
+                    "creates it (tools/harness/postgres/install.sh)") from None
             self._uid: int | None = entry.pw_uid
             self._gid: int | None = entry.pw_gid
         else:
