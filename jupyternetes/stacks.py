@@ -437,7 +437,8 @@ class StackEngine:
         are provably stale (locks.py)."""
         self.leader_since = leader_since
         # Workspace folders of workers killed mid-operation (any backend).
-        actions: list[str] = workspaces.sweep_stale_workspaces()
+        actions: list[str] = workspaces.sweep_stale_workspaces(
+            project=self.settings.project, pulumi_home=self.settings.pulumi_home)
         if backendurl.is_postgres(self.settings.backend_url):
             for line in actions:
                 log.warning("%s", line)

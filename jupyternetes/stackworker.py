@@ -463,6 +463,9 @@ def run(request: Mapping[str, Any]) -> dict[str, Any]:
             with contextlib.suppress(auto.CommandError):
                 stack.workspace.remove_stack(request["stack"])
         for path in temp_root:
+            # The CLI's settings file of this workspace holds the backend URL (password too).
+            workspaces.cli_settings_file(path, settings["project"], settings.get(
+                "pulumi_home")).unlink(missing_ok=True)
             _rmtree(path)
     answer["steps"] = list(collector.steps.values()) if op == "preview" else []
     answer["finished_at"] = utc_now()

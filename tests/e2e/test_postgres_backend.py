@@ -104,7 +104,8 @@ def pg_operator(cluster, pulumi_env, tmp_path, hub, postgres_backend  # noqa: F8
 
 
 def test_seed_instance_on_postgres_completes_and_delete_destroys_the_stack(
-        hub, namespace, volumes, pg_operator, postgres_backend, postgres_server):  # noqa: F811
+        hub, namespace, volumes, pg_operator, postgres_backend, postgres_server,  # noqa: F811
+        pulumi_env):
     ns, name = namespace, SEED_NAME
     stack = stack_name(ns, name)
     volumes.provide(ns, name)
@@ -131,6 +132,11 @@ def test_seed_instance_on_postgres_completes_and_delete_destroys_the_stack(
     assert password not in cmdline
     assert "postgres://" not in cmdline
     assert password not in json.dumps(hub.instance(ns, name))
+    # Nor in the CLI's per-workspace settings under PULUMI_HOME (its current stack is keyed by
+    # the backend URL, password included).
+    leaked = [f for f in (pulumi_env.pulumi_home / "workspaces").glob("*.json")
+              if password in f.read_text(errors="replace")]
+    assert not leaked, leaked[:3]
     events = client.CoreV1Api(hub.api).list_namespaced_event(ns).items
     assert not [e for e in events if password in (e.message or "")]
 
@@ -145,7 +151,8 @@ def test_seed_instance_on_postgres_completes_and_delete_destroys_the_stack(
 
 
 def test_sigkill_during_an_up_on_postgres_clears_the_stale_lock_and_converges(
-        hub, namespace, volumes, pg_operator, postgres_backend):  # noqa: F811
+        hub, namespace, volumes, pg_operator, postgres_backend, postgres_server,  # noqa: F811
+        pulumi_env):
     ns = namespace
     names = ["pgkill-a", "pgkill-b", "pgkill-c"]
     for name in names:
@@ -175,6 +182,11 @@ def test_sigkill_during_an_up_on_postgres_clears_the_stale_lock_and_converges(
     removed = [line for line in restart_log.splitlines() if "removed stale lock" in line]
     print("\n".join(removed))
     assert removed, "the restart should report the stale lock rows it removed"
+    # The killed workers' CLI settings files (keyed by the backend URL) went with their
+    # workspaces at the restart.
+    leaked = [f for f in (pulumi_env.pulumi_home / "workspaces").glob("*.json")
+              if postgres_server.password in f.read_text(errors="replace")]
+    assert not leaked, leaked[:3]
 
 
 def test_postgres_restarted_during_work_operations_retry_and_converge(

@@ -120,3 +120,21 @@ def test_settings_read_the_backend_url_file_and_hide_its_password(tmp_path, monk
                               "--backend-url-file", str(tmp_path / "missing")])
     with pytest.raises(stacks.StackConfigError, match="--backend-url-file"):
         stacks.settings_from_args(args, {"PULUMI_CONFIG_PASSPHRASE": "pp"})
+
+
+def test_cli_settings_file_is_where_the_cli_writes_it(tmp_path):
+    import hashlib
+    import os
+
+    from jupyternetes import workspaces
+
+    work = tmp_path / "jupyternetes-stack-1-x"
+    work.mkdir()
+    expected = hashlib.sha1(os.path.realpath(work / "Pulumi.yaml").encode()).hexdigest()
+    path = workspaces.cli_settings_file(work, "proj", str(tmp_path / "home"))
+    assert path == tmp_path / "home" / "workspaces" / f"proj-{expected}-workspace.json"
+    path.parent.mkdir(parents=True)
+    path.write_text("{}")
+    swept = workspaces.sweep_stale_workspaces(tmp_path, alive=lambda pid: False, project="proj",
+                                              pulumi_home=str(tmp_path / "home"))
+    assert len(swept) == 1 and not path.exists() and not work.exists()
