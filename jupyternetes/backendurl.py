@@ -52,6 +52,27 @@ def redact(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}:{REDACTED}@{host}"))
 
 
+def without_password(url: str) -> str:
+    """`url` without its password (the user stays): what the CLI gets for a postgres:// URL,
+    whose password goes in PGPASSWORD instead, so that nothing the CLI writes (its workspace
+    settings under PULUMI_HOME are keyed by the URL) holds it."""
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{user}@{host}"))
+
+
+def cli_environment(url: str) -> dict[str, str]:
+    """The environment that gives the Pulumi CLI this backend: PULUMI_BACKEND_URL, and for a
+    postgres:// URL with a password, the URL without it plus PGPASSWORD (read by its driver)."""
+    secret = password(url)
+    if secret and is_postgres(url):
+        return {ENV_BACKEND_URL: without_password(url), "PGPASSWORD": secret}
+    return {ENV_BACKEND_URL: url}
+
+
 def scheme(url: str) -> str:
     return urlsplit(url).scheme.lower()
 

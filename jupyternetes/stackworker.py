@@ -320,7 +320,8 @@ def workspace_options(settings: Mapping[str, Any], stack: str, temp_root: list[s
                       cli_version: str | None = None) -> auto.LocalWorkspaceOptions:
     env_vars = {
         "PULUMI_CONFIG_PASSPHRASE": settings["passphrase"],
-        "PULUMI_BACKEND_URL": settings["backend_url"],
+        # The URL; for postgres:// its password in PGPASSWORD, out of what the CLI writes.
+        **backendurl.cli_environment(settings["backend_url"]),
         "PULUMI_SKIP_UPDATE_CHECK": "true",
         # No network: a missing plugin must fail with a message, not hang on a download.
         "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",

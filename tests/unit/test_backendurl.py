@@ -138,3 +138,10 @@ def test_cli_settings_file_is_where_the_cli_writes_it(tmp_path):
     swept = workspaces.sweep_stale_workspaces(tmp_path, alive=lambda pid: False, project="proj",
                                               pulumi_home=str(tmp_path / "home"))
     assert len(swept) == 1 and not path.exists() and not work.exists()
+
+
+def test_cli_environment_keeps_the_password_out_of_the_url():
+    env = backendurl.cli_environment(PG)
+    assert env == {"PULUMI_BACKEND_URL": "postgres://pulumi@127.0.0.1:5432/state?sslmode=disable",
+                   "PGPASSWORD": "s3cr/t"}
+    assert backendurl.cli_environment("file:///s") == {"PULUMI_BACKEND_URL": "file:///s"}
