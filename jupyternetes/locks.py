@@ -118,8 +118,14 @@ def judge(lock: LockFile, host: str, leader_since: float | None,
 
 
 def lock_files(root: Path) -> list[Path]:
-    """Every lock file of a project's lock folder (`<stack>/<lock-id>.json`)."""
-    return sorted(root.glob("*/*.json")) if root.is_dir() else []
+    """Every lock file of a project's lock folder (`<stack>/<lock-id>.json`), and the
+    temporary files of lock writes that never finished (`<lock-id>.json.<hex>.tmp`): fileblob
+    writes next to the blob, its listing does not skip them, and Pulumi's lock check reads every
+    file it lists, so a leftover one fails every later operation of the stack with "unexpected
+    end of JSON input". They are judged like locks (an empty one like an unreadable lock)."""
+    if not root.is_dir():
+        return []
+    return sorted([*root.glob("*/*.json"), *root.glob("*/*.json.*.tmp")])
 
 
 def judge_all(root: Path, leader_since: float | None, hostname: str | None = None,

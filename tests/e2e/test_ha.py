@@ -26,7 +26,7 @@ import pytest
 from kubernetes import client
 
 from jupyternetes import eventkey, stacks
-from jupyternetes.harness.operator_process import OperatorProcess
+from jupyternetes.harness.operator_process import OperatorProcess, poll
 from jupyternetes.kube import Kube
 from jupyternetes.naming import stack_name
 from jupyternetes.operator.reconcile import condition as make_condition
@@ -71,8 +71,10 @@ def leading(op: OperatorProcess) -> dict | None:
 
 
 def lock_files(op: OperatorProcess) -> list[Path]:
+    """Lock files, and tmp files of lock writes that never finished (they block too)."""
     root = stacks.lock_dir(op.backend_dir, PROJECT)
-    return sorted(root.glob("*/*.json")) if root.is_dir() else []
+    return sorted([*root.glob("*/*.json"), *root.glob("*/*.json.*.tmp")]) if root.is_dir() \
+        else []
 
 
 def removed_locks(op: OperatorProcess) -> list[tuple[str, str, str, str]]:
@@ -141,12 +143,12 @@ def test_two_operators_one_leads_the_other_takes_over_when_the_leader_is_killed(
     killed_at = time.monotonic()
     print(f"SIGKILL of the leader's {len(killed)} processes with {len(held)} lock(s) held")
 
+    # Within the lease duration (+ retry periods, + slack for a loaded machine).
     took_over = wait_for("the standby leading", lambda: leading(second),
-                         timeout=LEASE_DURATION + 20, describe=second.log_tail)
+                         timeout=LEASE_DURATION + 2 * 2 + 10, describe=second.log_tail)
     takeover = time.monotonic() - killed_at
     print(f"standby took over {takeover:.1f}s after the kill (lease {LEASE_DURATION:g}s)")
     assert took_over["identity"] == standby["identity"]
-    assert takeover <= LEASE_DURATION + 2 * 2 + 5  # lease + two retry periods + slack
 
     converged(hub, ns, names, second)
     # Every lock the new leader removed was held by a process of the killed tree, on this host.
@@ -179,11 +181,10 @@ def test_a_leader_that_loses_its_lease_stops_at_once(hub, namespace, volumes, st
     lease.spec.holder_identity = "intruder_1"
     coordination.replace_namespaced_lease(lease_name, "default", lease)
     taken = time.monotonic()
-    code = op.proc.wait(30)
-    stopped = time.monotonic() - taken
-    print(f"\nleader exited {stopped:.1f}s after losing the Lease, code {code}")
+    code = op.proc.wait(2 * 2 + 10)  # its next renew sees the Lease taken: one retry period
+    print(f"\nleader exited {time.monotonic() - taken:.1f}s after losing the Lease, "
+          f"code {code}")
     assert code == 1 and "lost the Lease" in op.log_text()
-    assert stopped <= 2 * 2 + 5  # within a couple of retry periods
     # It took its engine processes (workers, Pulumi CLIs, providers) with it.
     assert not [pid for pid in tree if pid_alive(pid)]
     # The intruder goes away; a new operator takes over and finishes the work.
@@ -250,6 +251,28 @@ def test_a_standby_removes_no_lock_and_the_new_leader_only_provably_stale_ones(
     assert "is gone" in reasons[f"{ns}.gone"]
     assert f"stack lock {ns}.here/" in op.log_text()  # logged as kept, with the reason
     live_here.unlink()
+
+
+def test_a_lock_write_killed_before_its_rename_does_not_block_the_stack(
+        hub, namespace, volumes, start_operator, pulumi_env):
+    """fileblob writes a lock to `<id>.json.<hex>.tmp` and renames it; a SIGKILL in between
+    leaves the tmp file, which Pulumi's lock check lists and reads ("unexpected end of JSON
+    input" on every later operation of the stack). Found by the chaos test below."""
+    ns, name = namespace, "torn"
+    volumes.provide(ns, name)
+    backend = Path(pulumi_env.backend_url.removeprefix("file://"))
+    torn = (stacks.lock_dir(backend, PROJECT) / stack_name(ns, name)
+            / "0b0e7c52-1f0e-4d8e-9a51-2d3c4b5a6f70.json.18a2b3c4d5e6f708.tmp")
+    torn.parent.mkdir(parents=True)
+    torn.write_bytes(b"")
+    written = time.time() - 60
+    os.utime(torn, (written, written))
+    op = start_operator([ns])
+    hub.create_instance(ns, name)
+    wait_for("Completed", provisioned(hub, ns, name), timeout=180,
+             describe=lambda: hub.describe(ns, name) + "\n" + op.log_tail())
+    assert not torn.exists()
+    assert [lock for lock, *_ in removed_locks(op)] == [f"{stack_name(ns, name)}/{torn.name}"]
 
 
 # ---- item 6: status writes that cannot clobber, aggregated Events -----------------------------
@@ -387,6 +410,10 @@ def test_chaos_three_sigkills_during_fifteen_instances(hub, namespace, volumes, 
     for round_ in range(3):
         delay = rng.uniform(1.0, 12.0)
         time.sleep(delay)  # the random moment is the point of this test
+        # ... then the next moment an engine writes a stack (holds its lock), unless all
+        # is done already: a kill between operations would test much less.
+        poll(lambda: lock_files(op) or all(provisioned(hub, ns, n)() for n in names), 60,
+             0.05)
         held = len(lock_files(op))
         done = sum(1 for n in names if provisioned(hub, ns, n)())
         pids = op.kill_tree()

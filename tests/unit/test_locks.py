@@ -79,8 +79,13 @@ def test_judge_all_reads_every_stack(tmp_path):
     write(tmp_path, "ns.live", {"pid": os.getpid(), "hostname": HOST, "timestamp": ""})
     write(tmp_path, "ns.dead", {"pid": 999_999_999, "hostname": HOST})
     write(tmp_path, "ns.far", {"pid": 1, "hostname": "far"}, mtime=now - 100)
+    # A lock write killed before its rename: an empty tmp file Pulumi's lock check would read.
+    torn = tmp_path / "ns.torn" / "abc.json.18f2a3b4c5d6e7f8.tmp"
+    torn.parent.mkdir()
+    torn.write_bytes(b"")
+    os.utime(torn, (now - 100, now - 100))
     verdicts = {lk.stack: v.stale for lk, v in locks.judge_all(tmp_path, now, HOST)}
-    assert verdicts == {"ns.live": False, "ns.dead": True, "ns.far": True}
+    assert verdicts == {"ns.live": False, "ns.dead": True, "ns.far": True, "ns.torn": True}
     verdicts = {lk.stack: v.stale for lk, v in locks.judge_all(tmp_path, None, HOST)}
-    assert verdicts == {"ns.live": False, "ns.dead": True, "ns.far": False}
+    assert verdicts == {"ns.live": False, "ns.dead": True, "ns.far": False, "ns.torn": False}
     assert locks.judge_all(tmp_path / "missing", None, HOST) == []
