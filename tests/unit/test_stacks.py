@@ -11,6 +11,7 @@ import socket
 import stat
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -199,7 +200,11 @@ def test_stale_lock_files(tmp_path):
     assert stacks.stale_lock_files(tmp_path / "nothing", "jupyternetes-instances") == []
 
 
-def test_clear_stale_locks_removes_only_stale_files(tmp_path):
+def test_clear_stale_locks_removes_only_stale_files(tmp_path, monkeypatch):
+    # The start-up clean-up also sweeps dead workers' folders in the temp dir: give it its own,
+    # so folders left on this machine by other runs cannot add lines to `actions`.
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
     backend = tmp_path / "state"
     live = write_lock(backend, "ns.a", "l1", os.getpid(), socket.gethostname())
     dead = write_lock(backend, "ns.b", "l2", 999_999_999, socket.gethostname())
