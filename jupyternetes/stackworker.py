@@ -32,7 +32,7 @@ from pulumi.automation import events as auto_events  # noqa: E402
 from pulumi.automation._stack import StackInitMode  # noqa: E402
 from semver import VersionInfo  # noqa: E402
 
-from jupyternetes import diystate, workerpool  # noqa: E402
+from jupyternetes import diystate, enginesettings, workerpool  # noqa: E402
 from jupyternetes import program as stack_program  # noqa: E402
 from jupyternetes.masking import (  # noqa: E402
     SECRET_MASK,
@@ -325,6 +325,7 @@ def workspace_options(settings: Mapping[str, Any], stack: str, temp_root: list[s
         "PULUMI_SKIP_UPDATE_CHECK": "true",
         # No network: a missing plugin must fail with a message, not hang on a download.
         "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
+        **enginesettings.cli_env(settings["backend_url"]),
     }
     if settings.get("pulumi_home"):
         env_vars["PULUMI_HOME"] = settings["pulumi_home"]
