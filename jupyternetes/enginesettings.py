@@ -37,7 +37,8 @@ FILE_BACKEND_ENV: dict[str, str] = {
 CLOUD_SCHEMES = ("https", "http")
 
 # Set to "true" in the operator's environment: Pulumi's defaults for every CLI run (the settings
-# above are not applied). For comparing figures and for ruling these settings out.
+# above are not applied, new stacks come from `pulumi stack init`). For comparing figures and
+# for ruling these shortcuts out.
 DEFAULTS_SWITCH = "JUPYTERNETES_PULUMI_DEFAULTS"
 
 
@@ -47,10 +48,16 @@ def is_diy_backend(backend_url: str) -> bool:
     return bool(backend_url) and scheme not in CLOUD_SCHEMES
 
 
+def shortcuts_enabled(environ: Mapping[str, str] | None = None) -> bool:
+    """False when DEFAULTS_SWITCH asks for plain Pulumi: no settings from this module and
+    new stacks through `pulumi stack init` (no stackseed)."""
+    return (os.environ if environ is None else environ).get(DEFAULTS_SWITCH, "").lower() != "true"
+
+
 def cli_env(backend_url: str, environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """Extra environment for each Pulumi CLI run against `backend_url` (and its plugins)."""
     env: dict[str, str] = {}
-    if (os.environ if environ is None else environ).get(DEFAULTS_SWITCH, "").lower() == "true":
+    if not shortcuts_enabled(environ):
         return env
     if is_diy_backend(backend_url):
         env.update(DIY_BACKEND_ENV)

@@ -32,7 +32,7 @@ from pulumi.automation import events as auto_events  # noqa: E402
 from pulumi.automation._stack import StackInitMode  # noqa: E402
 from semver import VersionInfo  # noqa: E402
 
-from jupyternetes import diystate, enginesettings, workerpool  # noqa: E402
+from jupyternetes import diystate, enginesettings, stackseed, workerpool  # noqa: E402
 from jupyternetes import program as stack_program  # noqa: E402
 from jupyternetes.masking import (  # noqa: E402
     SECRET_MASK,
@@ -373,7 +373,19 @@ def open_stack(request: Mapping[str, Any], program: Callable[[], None], create: 
     if not exists:
         if not create:
             return None, False
-        workspace.create_stack(name)
+        # In the operator's file backend a new stack is one file: written directly, it saves a
+        # whole `pulumi stack init` process and its key derivation (see stackseed).
+        if backend_dir is not None and enginesettings.shortcuts_enabled() \
+                and stackseed.create_from_sibling(backend_dir, settings["project"], name):
+            log.info("stack %s created from a sibling's secrets state (no stack init)", name)
+        else:
+            workspace.create_stack(name)
+    if backend_dir is not None and enginesettings.shortcuts_enabled():
+        # The stack's own salt in the temporary workspace: one key derivation, not two (see
+        # stackseed.stack_salt).
+        salt = stackseed.stack_salt(backend_dir, settings["project"], name)
+        if salt:
+            workspace.save_stack_settings(name, auto.StackSettings(encryption_salt=salt))
     return EventStack(name, workspace, collector or Collector()), exists
 
 
