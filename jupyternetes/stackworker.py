@@ -32,7 +32,7 @@ from pulumi.automation import events as auto_events  # noqa: E402
 from pulumi.automation._stack import StackInitMode  # noqa: E402
 from semver import VersionInfo  # noqa: E402
 
-from jupyternetes import diystate, enginesettings, stackseed, workerpool  # noqa: E402
+from jupyternetes import diystate, enginesettings, prewarm, stackseed, workerpool  # noqa: E402
 from jupyternetes import program as stack_program  # noqa: E402
 from jupyternetes.masking import (  # noqa: E402
     SECRET_MASK,
@@ -407,6 +407,8 @@ def run(request: Mapping[str, Any]) -> dict[str, Any]:
     answer: dict[str, Any] = {"result": "failed", "message": "", "change_summary": {},
                               "outputs": {}, "steps": [], "engine_seconds": 0.0,
                               "started_at": utc_now()}
+    # The pod hook's client is built while the CLI starts, not when the hook runs (prewarm).
+    prewarm.start(request)
     if op in ("up", "preview"):
         program = stack_program.make_program(
             request.get("objects") or [], settings.get("kubeconfig"), settings.get("context"),
