@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup tools test unit e2e lint demo bench image clean
+.PHONY: setup tools test unit e2e lint demo demo-hub bench image clean
 
 setup: $(VENV)/.installed
 
@@ -33,6 +33,11 @@ test: setup tools lint
 # reaching Completed with its PVC and pod. DEMO_ARGS=--keep leaves it running.
 demo: setup tools
 	$(PY) -m jupyternetes.harness.demo $(DEMO_ARGS)
+
+# JupyterHub + configurable-http-proxy spawning through jupyternetes on a local cluster; pods on
+# the loopback node run as local processes. DEMO_ARGS=--keep leaves it up with a login URL.
+demo-hub: setup tools
+	$(PY) -m jupyternetes.harness.demo_hub $(DEMO_ARGS)
 
 # Figures, not assertions: each script prints one JSON object (see benchmarks/README.md).
 bench: setup tools

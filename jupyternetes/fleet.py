@@ -27,10 +27,11 @@ fields the template sets (`project`) when it runs an older one.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from jupyternetes import pvcpolicy
 
 # Least severe first; an instance's outcome is the most severe of its objects'.
 UNCHANGED = "unchanged"
@@ -60,29 +61,6 @@ DESCRIPTIONS = {
 
 STORAGE_PATH = "spec.resources.requests.storage"
 PATH_LIMIT = 6
-
-_QUANTITY = re.compile(r"^([+-]?[0-9.]+(?:[eE][+-]?[0-9]+)?)([a-zA-Z]*)$")
-_SUFFIX = {"": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
-           "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
-           "m": 0.001}
-
-
-def quantity(value: Any) -> float | None:
-    """Bytes of a Kubernetes quantity (`1Gi`, `500M`, `1e9`); None when it is not one."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return float(value)
-    if not isinstance(value, str):
-        return None
-    match = _QUANTITY.match(value.strip())
-    if not match or match.group(2) not in _SUFFIX:
-        return None
-    try:
-        return float(match.group(1)) * _SUFFIX[match.group(2)]
-    except ValueError:
-        return None
-
 
 def changed_paths(old: Any, new: Any, path: str = "") -> list[str]:
     """Leaf paths where `old` and `new` differ (`spec.containers[0].image`), sorted by walk."""
@@ -187,17 +165,22 @@ def _body(manifest: Mapping[str, Any]) -> dict[str, Any]:
 
 def classify_pvc_spec(paths: list[str], old: Mapping[str, Any], new: Mapping[str, Any],
                       expandable: bool | None) -> tuple[str, str]:
-    """(outcome, note) for a change of a PVC's spec at `paths` (prefixed `spec.`)."""
+    """(outcome, note) for a change of a PVC's spec at `paths` (prefixed `spec.`), by the
+    operator's own rule (pvcpolicy): only the storage request of an existing claim may change,
+    and only upwards, on a StorageClass that allows expansion."""
     immutable = [p for p in paths if p != STORAGE_PATH]
     if immutable:
         return PVC_REFUSED, (f"{', '.join(immutable[:PATH_LIMIT])} cannot change on an existing "
                              "claim (immutable)")
-    before = quantity(((old.get("resources") or {}).get("requests") or {}).get("storage"))
-    after = quantity(((new.get("resources") or {}).get("requests") or {}).get("storage"))
+    before = pvcpolicy.quantity(pvcpolicy.storage_request(old))
+    after = pvcpolicy.quantity(pvcpolicy.storage_request(new))
     if before is None or after is None:
         return PVC_REFUSED, "storage request is not a valid quantity"
-    if after < before:
+    shrink, growth = pvcpolicy.size_change("", "", new, old)
+    if shrink is not None:
         return PVC_REFUSED, "a claim cannot shrink"
+    if growth is None:
+        return UPDATE, "the same size, written differently"
     if expandable is True:
         return PVC_EXPAND, "storage grows; the StorageClass allows expansion"
     if expandable is False:

@@ -23,8 +23,10 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.watch.watch import iter_resp_lines
 
+from jupyternetes import eventkey, statusmerge
 from jupyternetes.model import GROUP, INSTANCE_KIND, VERSION
 from jupyternetes.naming import MANAGED_BY
+from jupyternetes.ownership import ObjectReader
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +149,9 @@ class Kube:
         self.core = client.CoreV1Api(api)
         self.component = component
         self.host = socket.gethostname()
+        # Status writes retried after a 409 (another writer in between): for tests and logs.
+        self.status_conflicts = 0
+        self._objects: ObjectReader | None = None
 
     # ---- instances and templates ------------------------------------------------------------
 
@@ -219,6 +224,15 @@ class Kube:
             raise to_kube_error(exc, what) from exc
         return list(result.get("items") or []), str(result["metadata"].get("resourceVersion", ""))
 
+    def list_pvcs(self, namespace: str, selector: str) -> list[dict]:
+        what = f"list persistentvolumeclaims {selector} in {namespace}"
+        try:
+            resp = self.core.list_namespaced_persistent_volume_claim(
+                namespace, label_selector=selector, _preload_content=False)
+        except ApiException as exc:
+            raise to_kube_error(exc, what) from exc
+        return list(json.loads(resp.data).get("items") or [])
+
     def watch_pods(self, namespace: str | None, selector: str, resource_version: str,
                    timeout_seconds: int) -> WatchStream:
         what = f"watch pods {selector} in {namespace or 'all namespaces'}"
@@ -239,6 +253,16 @@ class Kube:
             resp = self.core.read_namespaced_pod(name, namespace, _preload_content=False)
             return json.loads(resp.data)
         return self._get(read, f"pod {namespace}/{name}")
+
+    def get_object(self, api_version: str, kind: str, namespace: str | None,
+                   name: str) -> dict | None:
+        """Any object by apiVersion/kind (a rendered object, a StorageClass); None when absent."""
+        if self._objects is None:
+            self._objects = ObjectReader(self.api)
+        reader = self._objects
+        where = f"{namespace}/{name}" if namespace else name
+        return self._get(lambda: reader.get(api_version, kind, namespace, name),
+                         f"{kind} {where}")
 
     def delete_pods(self, namespace: str, selector: str) -> list[str]:
         """Delete the pods matching `selector` (the plain client, no stack involved); returns
@@ -283,18 +307,50 @@ class Kube:
     def patch_instance_status(self, namespace: str, name: str, status: dict) -> dict | None:
         """JSON merge patch of `status` on the status subresource; None when the instance is gone.
 
-        Merge patch, not update: no resourceVersion race with spec edits, and fields this call
-        does not mention are left alone. Lists (conditions) are replaced whole, maps merged.
+        Merge patch, not update: fields this call does not mention are left alone, maps merge.
+        `conditions` are upserts by type (statusmerge): merged into the instance's current
+        conditions, written with that read's resourceVersion as a precondition, and on 409
+        read and merged again, so a concurrent writer's conditions are neither dropped nor
+        undone, and our own write is retried, not lost.
+
+        Why not server-side apply (the list is a map keyed by type, so it would merge too):
+        an apply must carry every field this manager owns, or the ones left out are removed,
+        and the operator writes partial status (a pod mirror is a few fields); and a
+        conflicting apply is either refused or forced over the other writer, never re-derived.
         """
         what = f"patch status of instance {namespace}/{name}"
-        try:
-            return self.custom.patch_namespaced_custom_object_status(
-                GROUP, VERSION, namespace, INSTANCE_PLURAL, name, {"status": status},
-                field_manager=self.component, _content_type=MERGE_PATCH)
-        except ApiException as exc:
-            if exc.status == 404:
+        if "conditions" not in status:
+            # Nothing here is a list: the merge patch cannot undo anyone else's write.
+            try:
+                return self.custom.patch_namespaced_custom_object_status(
+                    GROUP, VERSION, namespace, INSTANCE_PLURAL, name, {"status": status},
+                    field_manager=self.component, _content_type=MERGE_PATCH)
+            except ApiException as exc:
+                if exc.status == 404:
+                    return None
+                raise to_kube_error(exc, what) from exc
+        for attempt in range(CONFLICT_RETRIES):
+            current = self.get_instance(namespace, name)
+            if current is None:
                 return None
-            raise to_kube_error(exc, what) from exc
+            meta = current.get("metadata") or {}
+            body = {"metadata": {"resourceVersion": meta.get("resourceVersion")},
+                    "status": statusmerge.rebased(status, current.get("status") or {})}
+            try:
+                return self.custom.patch_namespaced_custom_object_status(
+                    GROUP, VERSION, namespace, INSTANCE_PLURAL, name, body,
+                    field_manager=self.component, _content_type=MERGE_PATCH)
+            except ApiException as exc:
+                if exc.status == 404:
+                    return None
+                if exc.status == 409 and attempt + 1 < CONFLICT_RETRIES:
+                    self.status_conflicts += 1
+                    log.info("%s: written by someone else meanwhile; re-reading and merging "
+                             "again (attempt %d)", what, attempt + 2)
+                    time.sleep(0.02 * (attempt + 1))
+                    continue
+                raise to_kube_error(exc, what) from exc
+        raise KubeError(409, "conflicts on every retry", what)
 
     def patch_template_status(self, namespace: str, name: str, status: dict) -> dict | None:
         """Merge patch of a template's status (instance counts); None when it is gone."""
@@ -351,22 +407,28 @@ class Kube:
 
     def emit_event(self, instance: dict, event_type: str, reason: str, message: str) -> None:
         """A core/v1 Event on the instance (what `kubectl describe jni` shows). Never raises:
-        losing an Event must not fail a reconcile whose real result is already in status."""
+        losing an Event must not fail a reconcile whose real result is already in status.
+
+        A repeat (same instance, type, reason, and message but for attempt counters, see
+        eventkey) raises the existing Event's count and lastTimestamp instead of creating
+        another object."""
         meta = instance.get("metadata") or {}
         namespace, name = meta.get("namespace", "default"), meta.get("name", "")
         stamp = now_rfc3339()
+        # The apiserver caps Event messages at 1 KiB.
+        message = message if len(message) <= 1024 else message[:1021] + "..."
+        event_name = eventkey.event_name(name, meta.get("uid"), event_type, reason, message)
         body = {
             "apiVersion": "v1",
             "kind": "Event",
-            "metadata": {"generateName": f"{name[:200]}.", "namespace": namespace},
+            "metadata": {"name": event_name, "namespace": namespace},
             "involvedObject": {
                 "apiVersion": f"{GROUP}/{VERSION}", "kind": INSTANCE_KIND,
                 "namespace": namespace, "name": name, "uid": meta.get("uid"),
                 "resourceVersion": meta.get("resourceVersion"),
             },
             "reason": reason,
-            # The apiserver caps Event messages at 1 KiB.
-            "message": message if len(message) <= 1024 else message[:1021] + "...",
+            "message": message,
             "type": event_type,
             "firstTimestamp": stamp,
             "lastTimestamp": stamp,
@@ -376,13 +438,36 @@ class Kube:
             "reportingInstance": self.host,
         }
         try:
-            self.core.create_namespaced_event(namespace, client.CoreV1Event.from_dict(body))
+            try:
+                self.core.create_namespaced_event(namespace, client.CoreV1Event.from_dict(body))
+            except ApiException as exc:
+                if exc.status != 409:
+                    raise
+                self._count_event(namespace, event_name, message, stamp)
         except ApiException as exc:
             log.warning("could not record event %s on %s/%s: %s", reason, namespace, name,
                         api_message(exc))
         except Exception:  # see docstring
             log.warning("could not record event %s on %s/%s", reason, namespace, name,
                         exc_info=True)
+
+    def _count_event(self, namespace: str, event_name: str, message: str, stamp: str) -> None:
+        """One more occurrence of an existing Event: count + 1, lastTimestamp, latest message
+        (read-modify-write with the resourceVersion read, retried on 409)."""
+        for attempt in range(CONFLICT_RETRIES):
+            resp = self.core.read_namespaced_event(event_name, namespace, _preload_content=False)
+            event = json.loads(resp.data)
+            patch = {"metadata": {"resourceVersion": event["metadata"].get("resourceVersion")},
+                     "count": int(event.get("count") or 1) + 1, "lastTimestamp": stamp,
+                     "message": message}
+            try:
+                self.core.patch_namespaced_event(event_name, namespace, patch,
+                                                 _content_type=MERGE_PATCH)
+                return
+            except ApiException as exc:
+                if exc.status != 409 or attempt + 1 == CONFLICT_RETRIES:
+                    raise
+                time.sleep(0.02 * (attempt + 1))
 
     def list_events(self, namespace: str, name: str) -> list[dict]:
         """Events about one instance, oldest first (used by tests and `describe`-like tooling)."""

@@ -463,6 +463,22 @@ class StackStatus:
 
 
 @dataclass(frozen=True)
+class RetainedPvc:
+    """A claim of the instance the template no longer renders; kept, never deleted."""
+
+    name: str
+    entry: str = ""
+    reason: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "entry": self.entry, "reason": self.reason}
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> RetainedPvc:
+        return cls(d.get("name", ""), d.get("entry", ""), d.get("reason", ""))
+
+
+@dataclass(frozen=True)
 class InstanceStatus:
     pods: dict[str, PodStatus] = field(default_factory=dict)
     pvcs: dict[str, ResourceStatus] = field(default_factory=dict)
@@ -473,6 +489,7 @@ class InstanceStatus:
     conditions: tuple[Condition, ...] = ()
     observed_generation: int | None = None
     stack: StackStatus | None = None
+    retained_pvcs: tuple[RetainedPvc, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return _drop_none({
@@ -485,6 +502,7 @@ class InstanceStatus:
             "conditions": [c.to_dict() for c in self.conditions],
             "observedGeneration": self.observed_generation,
             "stack": self.stack.to_dict() if self.stack else None,
+            "retainedPvcs": [r.to_dict() for r in self.retained_pvcs] or None,
         })
 
     @classmethod
@@ -507,4 +525,6 @@ class InstanceStatus:
             conditions=tuple(Condition.from_dict(c) for c in d.get("conditions") or []),
             observed_generation=d.get("observedGeneration"),
             stack=StackStatus.from_dict(d["stack"]) if d.get("stack") else None,
+            retained_pvcs=tuple(RetainedPvc.from_dict(r) for r in d.get("retainedPvcs") or []
+                                if isinstance(r, Mapping)),
         )

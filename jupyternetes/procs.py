@@ -21,3 +21,21 @@ def pid_alive(pid: int) -> bool:
     except (OSError, IndexError):
         return True
     return state != "Z"
+
+
+def descendants(root: int) -> list[int]:
+    """Every process below `root` (its children, theirs, ...), parents first; [] when none.
+    Read from /proc/<pid>/task/*/children, so processes that started a session of their own
+    (the stack workers) are found too."""
+    found: list[int] = []
+    todo = [root]
+    while todo:
+        pid = todo.pop()
+        for task in Path(f"/proc/{pid}/task").glob("*"):
+            try:
+                kids = [int(c) for c in (task / "children").read_text().split()]
+            except (OSError, ValueError):
+                continue
+            found += kids
+            todo += kids
+    return found

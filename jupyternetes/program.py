@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import copy
 import functools
-import json
 import time
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -23,14 +22,14 @@ import pulumi
 import pulumi_kubernetes as kubernetes
 from pulumi_kubernetes import _utilities as k8s_utilities
 
-from jupyternetes import enginesettings
+from jupyternetes import enginesettings, ownership
 
 GROUP_ORDER = ("pvcs", "pods", "otherResources")
 
 SKIP_AWAIT = "pulumi.com/skipAwait"
 PATCH_FORCE = "pulumi.com/patchForce"
 
-POD_GONE_HOOK = "jupyternetes-wait-for-old-pod"
+CREATE_GUARD_HOOK = "jupyternetes-create-guard"
 # How long a replacement pod waits for its predecessor (same name) to finish terminating:
 # longer than the usual 30 s grace period, short enough to free the engine worker.
 TERMINATION_WAIT_SECONDS = 300.0
@@ -157,7 +156,7 @@ async def wait_until_gone(read: Callable[[], Mapping[str, Any] | None], what: st
 
     `read` is a blocking API call (run in a thread so the program's event loop keeps serving
     other resources). An existing object that is *not* being deleted is left alone: creating
-    over it is an adoption, which server-side apply handles.
+    over it is an adoption, which the create guard allows only for the instance's own objects.
     """
     deadline = clock() + timeout
     while True:
@@ -172,78 +171,86 @@ async def wait_until_gone(read: Callable[[], Mapping[str, Any] | None], what: st
 
 
 @functools.lru_cache(maxsize=4)
-def _core_api(kubeconfig: str | None, context: str | None) -> Any:
-    from kubernetes import client, config
+def _object_reader(kubeconfig: str | None, context: str | None) -> ownership.ObjectReader:
+    from kubernetes import config
 
     if kubeconfig or context:
-        return client.CoreV1Api(config.new_client_from_config(config_file=kubeconfig,
-                                                              context=context))
+        return ownership.ObjectReader(config.new_client_from_config(config_file=kubeconfig,
+                                                                    context=context))
     try:
-        return client.CoreV1Api(config.new_client_from_config())
+        return ownership.ObjectReader(config.new_client_from_config())
     except config.ConfigException:
+        from kubernetes import client
+
         config.load_incluster_config()
-        return client.CoreV1Api()
+        return ownership.ObjectReader(client.ApiClient())
 
 
-def pod_reader(kubeconfig: str | None, context: str | None, namespace: str,
-               name: str) -> Callable[[], Mapping[str, Any] | None]:
+def object_reader(kubeconfig: str | None, context: str | None, api_version: str, kind: str,
+                  namespace: str, name: str) -> Callable[[], Mapping[str, Any] | None]:
     def read() -> Mapping[str, Any] | None:
-        from kubernetes.client.exceptions import ApiException
-
-        try:
-            response = _core_api(kubeconfig, context).read_namespaced_pod(
-                name, namespace, _preload_content=False)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return json.loads(response.data)
+        return _object_reader(kubeconfig, context).get(api_version, kind, namespace, name)
 
     return read
 
 
-def pod_names(objects: Iterable[Any]) -> dict[str, tuple[str, str]]:
-    """Resource name (`pods/<entry>`) -> (namespace, name) of every pod, from the manifests."""
-    found: dict[str, tuple[str, str]] = {}
-    for spec in as_object_specs(objects):
-        if spec.group == "pods":
-            metadata = spec.manifest["metadata"]
-            found[spec.resource_name] = (metadata.get("namespace") or "default",
-                                         metadata["name"])
-    return found
+async def guard_create(read: Callable[[], Mapping[str, Any] | None], api_version: str,
+                       kind: str, ref: str, instance: tuple[str, str] | None,
+                       what: str = "") -> None:
+    """Raise ProgramError when the object about to be created exists and is another's; for a
+    pod, first wait until a terminating predecessor of the same name is gone."""
+    if (api_version, kind) == ("v1", "Pod"):
+        await wait_until_gone(read, f"the old pod {ref}")
+    if instance is None:
+        return
+    found = ownership.conflict(await asyncio.to_thread(read), instance[0], instance[1], what)
+    if found is not None:
+        raise ProgramError(found.message)
 
 
-def old_pod_hook(kubeconfig: str | None, context: str | None,
-                 pods: Mapping[str, tuple[str, str]] | None = None) -> pulumi.ResourceHook:
-    """before_create hook for pods: wait until a terminating pod of the same name is gone.
+# What a create guard reads: (apiVersion, kind, namespace, name) by resource name (`pvcs/x`).
+Targets = Mapping[str, tuple[str, str, str, str]]
 
-    pulumi-kubernetes skips the *deletion* await of a Pod marked skipAwait (legacy behaviour
-    it keeps for Pod), so when a changed spec replaces a pod, the delete returns while the old
-    pod is still terminating and the create would be applied onto it. Waiting here keeps
-    skipAwait's fast create and refresh, and makes the replacement correct.
 
-    The pod is found by its resource name in `pods` (see pod_names), not read from the hook's
-    inputs: when a secret is anywhere in the pod's metadata (a label, an annotation), the
-    inputs hold `metadata` as a secret Output, which has no plain `.get`.
+def guard_targets(specs: Iterable[ObjectSpec]) -> dict[str, tuple[str, str, str, str]]:
+    """From our own manifests, not from the hook's inputs: those hold secret Outputs wherever a
+    secret value sits (labels included), so their metadata cannot be read as plain data."""
+    targets = {}
+    for spec in specs:
+        meta = spec.manifest["metadata"]
+        targets[spec.resource_name] = (spec.manifest["apiVersion"], spec.manifest["kind"],
+                                       meta.get("namespace") or "default", meta["name"])
+    return targets
+
+
+def create_guard_hook(kubeconfig: str | None, context: str | None,
+                      instance: tuple[str, str] | None,
+                      targets: Targets) -> pulumi.ResourceHook:
+    """before_create hook of every object: never create over another instance's object.
+
+    The engine's create is a server-side apply, which would upsert onto an object that already
+    has the name; this is where an object made after the operator's own check is caught (see
+    jupyternetes.ownership). For pods it first waits until a terminating pod of the same name
+    is gone: pulumi-kubernetes skips the *deletion* await of a Pod marked skipAwait (legacy
+    behaviour it keeps for Pod), so when a changed spec replaces a pod, the delete returns while
+    the old pod is still terminating and the create would be applied onto it.
+    `instance`: (namespace, name) of the stack's instance; None checks nothing but the wait.
     """
 
     async def before_create(args: pulumi.ResourceHookArgs) -> None:
-        target = (pods or {}).get(args.name)
+        target = targets.get(args.name)
         if target is None:
-            metadata = (args.new_inputs or {}).get("metadata")
-            if not isinstance(metadata, Mapping) or not isinstance(metadata.get("name"), str):
-                return
-            target = (metadata.get("namespace") or "default", metadata["name"])
-        namespace, name = target
-        await wait_until_gone(pod_reader(kubeconfig, context, namespace, name),
-                              f"the old pod {namespace}/{name}")
+            raise ProgramError(f"create guard: {args.name} is not an object of this program")
+        api_version, kind, namespace, name = target
+        await guard_create(object_reader(kubeconfig, context, api_version, kind, namespace, name),
+                           api_version, kind, f"{namespace}/{name}", instance, args.name)
 
-    return pulumi.ResourceHook(POD_GONE_HOOK, before_create)
+    return pulumi.ResourceHook(CREATE_GUARD_HOOK, before_create)
 
 
 def resource_options(spec: ObjectSpec, provider: pulumi.ProviderResource,
                      depends_on: Sequence[pulumi.Resource],
-                     pod_hook: pulumi.ResourceHook | None = None,
+                     create_hook: pulumi.ResourceHook | None = None,
                      holds_secret: bool = False) -> pulumi.ResourceOptions:
     return pulumi.ResourceOptions(
         # The live object's metadata.managedFields lists the field names and list-map keys it
@@ -260,8 +267,8 @@ def resource_options(spec: ObjectSpec, provider: pulumi.ProviderResource,
         # Most pod spec fields are immutable; replace on any spec change rather than let an
         # in-place patch fail half way (or silently update only the mutable image field).
         replace_on_changes=["spec"] if spec.group == "pods" else None,
-        hooks=pulumi.ResourceHookBinding(before_create=[pod_hook])
-        if pod_hook is not None and spec.group == "pods" else None,
+        hooks=pulumi.ResourceHookBinding(before_create=[create_hook])
+        if create_hook is not None else None,
         version=k8s_utilities.get_version(),
     )
 
@@ -300,7 +307,7 @@ class Declared:
 
 def declare(objects: Iterable[Any], provider: pulumi.ProviderResource,
             secret_values: Collection[str] = (),
-            pod_hook: pulumi.ResourceHook | None = None) -> list[Declared]:
+            create_hook: pulumi.ResourceHook | None = None) -> list[Declared]:
     """Declare every object; PVCs first, pods depending on all PVCs, other objects last."""
     specs = as_object_specs(objects)
     secrets = [s for s in secret_values if s]
@@ -314,7 +321,7 @@ def declare(objects: Iterable[Any], provider: pulumi.ProviderResource,
             type_token(manifest["apiVersion"], manifest["kind"]),
             spec.resource_name,
             props,
-            opts=resource_options(spec, provider, depends_on, pod_hook,
+            opts=resource_options(spec, provider, depends_on, create_hook,
                                   holds_secret=bool(secret_paths(manifest, secrets))),
         )
         if spec.group == "pvcs":
@@ -338,26 +345,31 @@ def make_provider(kubeconfig: str | None, context: str | None) -> kubernetes.Pro
 
 def declare_stack(objects: Iterable[Any], kubeconfig: str | None = None,
                   context: str | None = None, secret_values: Collection[str] = (),
-                  hooks: bool = True) -> pulumi.Output[list[dict]]:
+                  hooks: bool = True,
+                  instance: tuple[str, str] | None = None) -> pulumi.Output[list[dict]]:
     """Provider + objects; returns the OBJECTS_OUTPUT value (a list of per-object dicts).
 
-    hooks=False leaves out the pod hook (Pulumi's unit-test mocks have no callback server).
+    hooks=False leaves out the create guard (Pulumi's unit-test mocks have no callback server).
+    `instance` (namespace, name) is whose objects these are (see create_guard_hook).
     """
+    specs = as_object_specs(objects)
     provider = make_provider(kubeconfig, context)
-    objects = list(objects)
-    pod_hook = old_pod_hook(kubeconfig, context, pod_names(objects)) if hooks else None
-    declared = declare(objects, provider, secret_values, pod_hook)
+    create_hook = (create_guard_hook(kubeconfig, context, instance, guard_targets(specs))
+                   if hooks else None)
+    declared = declare(specs, provider, secret_values, create_hook)
     return pulumi.Output.all(*[d.output() for d in declared])
 
 
 def make_program(objects: Iterable[Any], kubeconfig: str | None = None,
                  context: str | None = None,
-                 secret_values: Collection[str] = ()) -> Callable[[], None]:
+                 secret_values: Collection[str] = (),
+                 instance: tuple[str, str] | None = None) -> Callable[[], None]:
     """The inline program (a zero-argument function) for `LocalWorkspace`."""
     specs = as_object_specs(objects)  # validate before the engine starts
 
     def program() -> None:
-        pulumi.export(OBJECTS_OUTPUT, declare_stack(specs, kubeconfig, context, secret_values))
+        pulumi.export(OBJECTS_OUTPUT, declare_stack(specs, kubeconfig, context, secret_values,
+                                                    instance=instance))
 
     return program
 

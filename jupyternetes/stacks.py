@@ -26,7 +26,6 @@ import os
 import re
 import secrets
 import signal
-import socket
 import subprocess
 import tempfile
 import threading
@@ -38,7 +37,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-from jupyternetes import diystate, naming, workerpool
+from jupyternetes import diystate, locks, naming, workerpool, workspaces
 from jupyternetes.masking import MESSAGE_LIMIT, clean_line, mask_forms, mask_secrets, trim_message
 from jupyternetes.procs import pid_alive
 
@@ -289,38 +288,21 @@ def lock_dir(backend_dir: Path, project: str) -> Path:
 
 
 def stale_lock_files(backend_dir: Path, project: str, hostname: str | None = None,
-                     pid_alive=pid_alive) -> list[Path]:
-    """Lock files of our project whose holder is gone.
-
-    A lock from this host whose pid is not running is stale. A lock from another host is
-    treated as stale too: a file:// backend has one writer (this operator) by design, and a
-    restarted operator pod comes back with a new hostname. Unreadable lock files are stale.
-    """
+                     pid_alive=pid_alive, leader_since: float | None = None) -> list[Path]:
+    """Lock files of our project whose holder is provably gone (the rule is in locks.py:
+    same host and pid not running; another host's only for the Lease holder, and only when
+    written before `leader_since`, the Unix time it acquired the Lease)."""
     root = lock_dir(backend_dir, project)
-    if not root.is_dir():
-        return []
-    host = hostname or socket.gethostname()
-    stale: list[Path] = []
-    for path in sorted(root.glob("*/*.json")):
-        try:
-            content = json.loads(path.read_text(encoding="utf-8"))
-            pid, holder = int(content.get("pid", 0)), content.get("hostname")
-        except (OSError, ValueError, TypeError, AttributeError):
-            stale.append(path)
-            continue
-        if holder != host or not pid or not pid_alive(pid):
-            stale.append(path)
-    return stale
+    return [lock.path for lock, verdict in locks.judge_all(root, leader_since, hostname,
+                                                           pid_alive) if verdict.stale]
 
 
 def locked_stacks(backend_dir: Path, project: str, hostname: str | None = None,
-                  pid_alive=pid_alive) -> set[str]:
-    """Stacks with a lock file whose holder is alive (see stale_lock_files)."""
+                  pid_alive=pid_alive, leader_since: float | None = None) -> set[str]:
+    """Stacks with a lock file whose holder may be alive (see stale_lock_files)."""
     root = lock_dir(backend_dir, project)
-    if not root.is_dir():
-        return set()
-    stale = set(stale_lock_files(backend_dir, project, hostname, pid_alive))
-    return {p.parent.name for p in root.glob("*/*.json") if p not in stale}
+    return {lock.stack for lock, verdict in locks.judge_all(root, leader_since, hostname,
+                                                            pid_alive) if not verdict.stale}
 
 
 def stacks_with_pending_operations(backend_dir: Path, project: str) -> list[str]:
@@ -362,6 +344,8 @@ class StackEngine:
         self._stack_locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
         self._cli_version: str | None = None
+        # When this operator acquired the Lease (see clear_stale_locks, locks.py).
+        self.leader_since: float | None = None
 
     # -- public operations --------------------------------------------------------------------
 
@@ -423,26 +407,44 @@ class StackEngine:
         `stack` overrides the name (a shortened stack name cannot be parsed back)."""
         return self._operation(self._request("repair", namespace, name, (), (), stack=stack))
 
-    def clear_stale_locks(self) -> list[str]:
-        """At operator start: remove lock files left by crashed operations and repair stacks
-        with pending operations. Returns what was done, one line per action (for logs)."""
+    def clear_stale_locks(self, leader_since: float | None = None) -> list[str]:
+        """At operator start: remove the workspace folders of killed workers (jupyternetes.
+        workspaces) and lock files left by crashed operations, and repair stacks with pending
+        operations. Returns what was done, one line per action (for logs).
+
+        `leader_since`: Unix time this operator acquired the Lease (None: no leader
+        election). It is kept for later repairs too: it decides which other hosts' locks
+        are provably stale (locks.py)."""
+        self.leader_since = leader_since
+        # Workspace folders of workers killed mid-operation (any backend).
+        actions: list[str] = workspaces.sweep_stale_workspaces()
         backend_dir = file_backend_path(self.settings.backend_url)
         if backend_dir is None:
             # Other DIY backends lock the same way in their bucket; Pulumi Cloud has
             # `pulumi cancel`. Neither is reachable from here without credentials of its own.
             log.info("stale lock clean-up only applies to file:// backends; %s skipped",
                      urlparse(self.settings.backend_url).scheme)
-            return []
-        actions: list[str] = []
-        for path in stale_lock_files(backend_dir, self.settings.project):
+            for line in actions:
+                log.warning("%s", line)
+            return actions
+        root = lock_dir(backend_dir, self.settings.project)
+        for lock, verdict in locks.judge_all(root, leader_since):
+            if not verdict.stale:
+                log.warning("stack lock %s/%s kept: %s", lock.stack, lock.path.name,
+                            verdict.reason)
+                continue
             # fileblob's attributes file of the lock goes with it.
-            path.with_name(path.name + diystate.ATTRS).unlink(missing_ok=True)
+            lock.path.with_name(lock.path.name + diystate.ATTRS).unlink(missing_ok=True)
             try:
-                path.unlink()
+                lock.path.unlink()
             except FileNotFoundError:
                 continue
-            actions.append(f"removed stale lock {path.parent.name}/{path.name}")
-        locked = locked_stacks(backend_dir, self.settings.project)
+            # One line per removal with the holder and the reason: the audit trail that no
+            # live lock was removed.
+            log.warning("removed stale lock %s/%s (pid=%s host=%s): %s", lock.stack,
+                        lock.path.name, lock.pid, lock.hostname, verdict.reason)
+            actions.append(f"removed stale lock {lock.stack}/{lock.path.name}")
+        locked = locked_stacks(backend_dir, self.settings.project, leader_since=leader_since)
         for stack in diystate.project_stacks(backend_dir, self.settings.project):
             if stack in locked:
                 actions.append(f"stack {stack}: state files not checked, a running Pulumi "
@@ -455,7 +457,8 @@ class StackEngine:
             actions.append(f"stack {stack}: cleared pending operations ({result.result}"
                            f"{': ' + result.message if result.message else ''})")
         for line in actions:
-            log.warning("%s", line)
+            if not line.startswith("removed stale lock"):  # logged above, with the reason
+                log.warning("%s", line)
         return actions
 
     def close(self) -> None:
@@ -529,7 +532,8 @@ class StackEngine:
         backend_dir = file_backend_path(self.settings.backend_url)
         if backend_dir is None:
             return []
-        if stack in locked_stacks(backend_dir, self.settings.project):
+        if stack in locked_stacks(backend_dir, self.settings.project,
+                                  leader_since=self.leader_since):
             log.warning("stack %s: its checkpoint cannot be loaded, but a running Pulumi "
                         "operation holds its lock; not touching its files", stack)
             return []

@@ -15,7 +15,6 @@ import os
 import select
 import signal
 import sys
-import tempfile
 import threading
 import time
 import traceback
@@ -32,7 +31,14 @@ from pulumi.automation import events as auto_events  # noqa: E402
 from pulumi.automation._stack import StackInitMode  # noqa: E402
 from semver import VersionInfo  # noqa: E402
 
-from jupyternetes import diystate, enginesettings, prewarm, stackseed, workerpool  # noqa: E402
+from jupyternetes import (  # noqa: E402
+    diystate,
+    enginesettings,
+    prewarm,
+    stackseed,
+    workerpool,
+    workspaces,
+)
 from jupyternetes import program as stack_program  # noqa: E402
 from jupyternetes.masking import (  # noqa: E402
     SECRET_MASK,
@@ -333,7 +339,7 @@ def workspace_options(settings: Mapping[str, Any], stack: str, temp_root: list[s
         work_dir = Path(settings["work_dir"]) / stack
         work_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     else:
-        work_dir = Path(tempfile.mkdtemp(prefix="jupyternetes-stack-"))
+        work_dir = workspaces.make_workspace()  # named after this worker's pid: see sweep
         temp_root.append(str(work_dir))
     return auto.LocalWorkspaceOptions(
         work_dir=str(work_dir),
@@ -407,12 +413,14 @@ def run(request: Mapping[str, Any]) -> dict[str, Any]:
     answer: dict[str, Any] = {"result": "failed", "message": "", "change_summary": {},
                               "outputs": {}, "steps": [], "engine_seconds": 0.0,
                               "started_at": utc_now()}
-    # The pod hook's client is built while the CLI starts, not when the hook runs (prewarm).
+    # The create guard's client is built while the CLI starts, not when it runs (prewarm).
     prewarm.start(request)
     if op in ("up", "preview"):
+        who = request.get("instance") or {}
         program = stack_program.make_program(
             request.get("objects") or [], settings.get("kubeconfig"), settings.get("context"),
-            secret_values)
+            secret_values,
+            instance=(who["namespace"], who["name"]) if who.get("name") else None)
     else:
         program = stack_program.empty_program
     t0 = time.monotonic()

@@ -13,7 +13,10 @@ Operator (`jupyternetes operator`, its engine workers and their Kubernetes provi
 - pods: list+watch (pod status mirror), get (old-pod hook, refresh), and what the Kubernetes
   provider does to apply a pod: server-side apply is a PATCH that needs `create` too when the
   object is new, `delete` for destroy and replacement.
-- persistentvolumeclaims: get, create, patch. No delete: PVCs are retained on destroy.
+- persistentvolumeclaims: get, create, patch, and list (operator/preflight.py lists the
+  instance's claims to report retained ones). No delete: PVCs are retained on destroy.
+- storageclasses (storage.k8s.io): get, cluster-wide (cluster-scoped), for the StorageClass of a
+  claim a template edit would grow (preflight: is expansion allowed).
 - otherResources kinds the admin lists in otherResourceKinds: as pods, list+watch included: the
   provider's delete await watches the object (checked: without them the destroy of an instance
   with a Service and a ConfigMap hangs in that await, with no error, until the provider's
@@ -25,7 +28,9 @@ Namespaced Roles in each watched namespace when watchNamespaces is set; ClusterR
 operator watches every namespace.
 
 Hub (the spawner): instances and their `<instance>-hub` Secrets (create/get/list/watch/delete/
-patch), pods and events (get/list/watch) for progress and poll, in the user namespace only.
+patch), pods, events and PVCs (get/list/watch) for progress and poll, in the user namespace only.
+No PVC delete: the spawner's `delete_named_server_pvcs` is off by default; an admin who turns it
+on grants `delete` on persistentvolumeclaims to the hub in addition.
 """
 
 from __future__ import annotations
@@ -58,7 +63,7 @@ def operator_workload_rules(kinds: Iterable[ResourceKind] = ()) -> list[dict[str
         rule(GROUP, [f"{INSTANCES}/status"], ["patch"]),
         rule(GROUP, [f"{INSTANCES}/finalizers"], ["update"]),
         rule("", ["pods"], ["get", "list", "watch", "create", "patch", "delete"]),
-        rule("", ["persistentvolumeclaims"], ["get", "create", "patch"]),
+        rule("", ["persistentvolumeclaims"], ["get", "list", "create", "patch"]),
         rule("", ["events"], ["create", "patch"]),
         rule("", ["secrets"], ["get"]),
     ]
@@ -84,6 +89,10 @@ def namespace_rules(names: Iterable[str] = ()) -> list[dict[str, Any]]:
     return [namespaces]
 
 
+def storage_class_rules() -> list[dict[str, Any]]:
+    return [rule("storage.k8s.io", ["storageclasses"], ["get"])]
+
+
 def lease_rules() -> list[dict[str, Any]]:
     return [rule("coordination.k8s.io", ["leases"], ["get", "create", "update"])]
 
@@ -92,7 +101,7 @@ def hub_rules() -> list[dict[str, Any]]:
     return [
         rule(GROUP, [INSTANCES], ["create", "get", "list", "watch", "delete", "patch"]),
         rule("", ["secrets"], ["create", "get", "list", "watch", "delete", "patch"]),
-        rule("", ["pods", "events"], ["get", "list", "watch"]),
+        rule("", ["pods", "events", "persistentvolumeclaims"], ["get", "list", "watch"]),
     ]
 
 
@@ -136,13 +145,15 @@ def operator_rbac(settings: DeploySettings, labels: dict[str, str]) -> list[Rbac
     objects: list[RbacObject] = []
     workload = operator_workload_rules(settings.other_resource_kinds)
     if settings.cluster_wide:
-        objects += _role_pair("operator", cluster_name, None, workload + namespace_rules(),
+        objects += _role_pair("operator", cluster_name, None,
+                              workload + namespace_rules() + storage_class_rules(),
                               subject, labels)
     else:
         for namespace in settings.watch_namespaces:
             objects += _role_pair("operator", OPERATOR, namespace, workload, subject, labels)
         objects += _role_pair("namespaces", f"{cluster_name}-namespaces", None,
-                              namespace_rules(settings.watch_namespaces), subject, labels)
+                              namespace_rules(settings.watch_namespaces)
+                              + storage_class_rules(), subject, labels)
     if settings.template_namespaces:
         for namespace in settings.template_namespaces:
             objects += _role_pair("templates", f"{OPERATOR}-templates", namespace,

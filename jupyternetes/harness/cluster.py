@@ -47,6 +47,11 @@ KWOK_ANNOTATION = "kwok.x-k8s.io/node"
 SERVICE_CIDR = "10.96.0.0/16"
 SERVICE_IP = "10.96.0.1"  # first address of SERVICE_CIDR: the `kubernetes` service
 POD_CIDR = "10.244.0.1/24"
+# The loopback node (opt-in): kwok gives its pods IPs from its podCIDR, a loopback range, and
+# jupyternetes.harness.podrunner runs their containers as local processes bound to those IPs.
+# Tainted, so only pods that tolerate it (and select it by the label) land there.
+LOOPBACK_NODE = "loopback-node-0"
+LOOPBACK_KEY = "jupyternetes.kadense.io/loopback-runner"
 START_TIMEOUT = 90.0  # seconds; a warm start takes well under 30 s
 
 
@@ -134,6 +139,34 @@ def write_kubeconfig(path: Path, server: str, pki: Path) -> None:
     path.chmod(0o600)
 
 
+def loopback_cidr(apiserver_port: int) -> str:
+    """A /24 of 127.0.0.0/8 unique to one live cluster on this machine (its apiserver port is),
+    so two clusters' loopback pods never share an IP:port. Ports below 256 are not ephemeral;
+    they fall back to a fixed range."""
+    if not 256 <= apiserver_port <= 65535:
+        return "127.42.0.0/24"
+    return f"127.{apiserver_port >> 8}.{apiserver_port & 255}.0/24"
+
+
+def loopback_node_manifest(name: str, pod_cidr: str) -> dict[str, object]:
+    """A kwok-managed node whose pods get loopback IPs (see LOOPBACK_KEY)."""
+    return {
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": name, "annotations": {KWOK_ANNOTATION: "fake"},
+                     "labels": {"type": "kwok", "kubernetes.io/hostname": name,
+                                "kubernetes.io/os": "linux", LOOPBACK_KEY: "true"}},
+        "spec": {"podCIDR": pod_cidr, "podCIDRs": [pod_cidr],
+                 "taints": [{"key": LOOPBACK_KEY, "value": "true", "effect": "NoSchedule"}]},
+    }
+
+
+def loopback_placement() -> dict[str, object]:
+    """Pod spec fields that put a pod on the loopback node (merge into a template's pod spec)."""
+    return {"nodeSelector": {LOOPBACK_KEY: "true"},
+            "tolerations": [{"key": LOOPBACK_KEY, "operator": "Equal", "value": "true",
+                             "effect": "NoSchedule"}]}
+
+
 # --------------------------------------------------------------------------------------------
 # Processes
 # --------------------------------------------------------------------------------------------
@@ -169,12 +202,14 @@ class Component:
     args: list[str]
     log: Path
     proc: subprocess.Popen[bytes] | None = None
+    env: dict[str, str] | None = None  # None: inherit this process's environment
+    cwd: Path | None = None
 
     def start(self) -> None:
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
                 self.args, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent, close_fds=True,
+                preexec_fn=_die_with_parent, close_fds=True, env=self.env, cwd=self.cwd,
             )
 
     def running(self) -> bool:
@@ -263,6 +298,8 @@ class DevCluster:
     # JUPYTERNETES_KEEP_CLUSTER=1 keeps the folder (logs, kubeconfig, pki) after stop.
     keep: bool = field(default_factory=lambda: os.environ.get("JUPYTERNETES_KEEP_CLUSTER") == "1")
     apiserver_port: int = 0
+    # Also create LOOPBACK_NODE (pods there are run by jupyternetes.harness.podrunner).
+    loopback_node: bool = False
     timing: dict[str, float] = field(default_factory=dict)
     components: list[Component] = field(default_factory=list)
     _etcd_dir: Path | None = None
@@ -387,23 +424,36 @@ class DevCluster:
             comp.start()
 
         # The fake node: no taint, so ordinary pods land on it; kwok fills in its status.
-        status, body = _request(f"{self.server}/api/v1/nodes", ctx, "POST", {
+        nodes: list[dict[str, object]] = [{
             "apiVersion": "v1", "kind": "Node",
             "metadata": {"name": FAKE_NODE, "annotations": {KWOK_ANNOTATION: "fake"},
                          "labels": {"type": "kwok", "kubernetes.io/hostname": FAKE_NODE,
                                     "kubernetes.io/os": "linux"}},
-        })
-        if status not in (201, 409):
-            raise self._failure(f"creating node {FAKE_NODE} returned HTTP {status}: {body[:500]!r}")
-        self._wait(f"node {FAKE_NODE} Ready (kwok)", lambda: self._node_ready(ctx), deadline)
+        }]
+        if self.loopback_node:
+            nodes.append(loopback_node_manifest(LOOPBACK_NODE, self.loopback_cidr))
+        for node in nodes:
+            name = str(node["metadata"]["name"])  # type: ignore[index]
+            status, body = _request(f"{self.server}/api/v1/nodes", ctx, "POST", node)
+            if status not in (201, 409):
+                raise self._failure(f"creating node {name} returned HTTP {status}: {body[:500]!r}")
+        for node in nodes:
+            name = str(node["metadata"]["name"])  # type: ignore[index]
+            self._wait(f"node {name} Ready (kwok)",
+                       lambda name=name: self._node_ready(ctx, name), deadline)
         self.timing["node"] = time.monotonic() - t0
         sa_url = f"{self.server}/api/v1/namespaces/default/serviceaccounts/default"
         self._wait("service account default/default (controller-manager)",
                    lambda: _request(sa_url, ctx)[0] == 200, deadline)
         self.timing["serviceaccount"] = time.monotonic() - t0
 
-    def _node_ready(self, ctx: ssl.SSLContext) -> bool:
-        status, body = _request(f"{self.server}/api/v1/nodes/{FAKE_NODE}", ctx)
+    @property
+    def loopback_cidr(self) -> str:
+        """Pod CIDR of this cluster's loopback node (unique among live clusters here)."""
+        return loopback_cidr(self.apiserver_port)
+
+    def _node_ready(self, ctx: ssl.SSLContext, name: str) -> bool:
+        status, body = _request(f"{self.server}/api/v1/nodes/{name}", ctx)
         if status != 200:
             return False
         conditions = json.loads(body).get("status", {}).get("conditions") or []

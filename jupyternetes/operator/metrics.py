@@ -41,6 +41,11 @@ class Metrics:
             registry=r)
         self.in_flight = Gauge(
             "jupyternetes_reconciles_in_flight", "Reconciles being processed", registry=r)
+        self.locks_cleared = Counter(
+            "jupyternetes_stale_locks_cleared", "Stack lock files removed because their "
+            "holder was provably gone (see locks.py)", registry=r)
+        self.leading = Gauge(
+            "jupyternetes_leader", "1 while this replica holds the operator Lease", registry=r)
 
     def observe_reconcile(self, result: str, seconds: float) -> None:
         self.reconciles.labels(result=result).inc()

@@ -34,8 +34,9 @@ from jupyternetes.kube import FINALIZER, KubeError, now_rfc3339
 from jupyternetes.masking import OPERATOR_LOG_MASK, mask_secrets
 from jupyternetes.model import Instance, ModelError, Template
 from jupyternetes.naming import stack_name
-from jupyternetes.operator import admin, podstatus, teardown
+from jupyternetes.operator import admin, podstatus, preflight, teardown
 from jupyternetes.operator.metrics import Metrics
+from jupyternetes.operator.statuspatch import replacing
 from jupyternetes.render import Rendered, RenderError, render
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,9 @@ class KubePort(Protocol):
     def namespace_terminating(self, namespace: str) -> bool: ...
     def delete_pods(self, namespace: str, selector: str) -> list[str]: ...
     def emit_event(self, instance: dict, event_type: str, reason: str, message: str) -> None: ...
+    def get_object(self, api_version: str, kind: str, namespace: str | None,
+                   name: str) -> dict | None: ...
+    def list_pvcs(self, namespace: str, selector: str) -> list[dict]: ...
 
 
 class OperationResultLike(Protocol):
@@ -178,11 +182,14 @@ def condition(type_: str, status: bool, reason: str, message: str, generation: i
 
 def merge_conditions(previous: Iterable[Mapping[str, Any]],
                      updates: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """`previous` with same-typed conditions replaced by `updates` (merge patch replaces lists)."""
-    result = {c.get("type"): dict(c) for c in previous}
+    """`previous` with same-typed conditions replaced by `updates`. Of `previous` only the
+    operator's own types are carried: the status write merges this list by type into the
+    apiserver's current one (statusmerge), where other writers' conditions are kept as they
+    are now, not as this older read saw them."""
+    order = {"Ready": 0, "Provisioned": 1, "Degraded": 2, TEMPLATE_CURRENT: 3}
+    result = {c.get("type"): dict(c) for c in previous if c.get("type") in order}
     for cond in updates:
         result[cond["type"]] = cond
-    order = {"Ready": 0, "Provisioned": 1, "Degraded": 2, TEMPLATE_CURRENT: 3}
     return sorted(result.values(), key=lambda c: (order.get(c.get("type"), 9), c.get("type")))
 
 
@@ -340,11 +347,13 @@ class Reconciler:
                 self.kube.remove_finalizer(instance.namespace, instance.name)
                 return Result("destroy-skipped", message=message)
             attempts = failures + 1
+            previous = ((obj.get("status") or {}).get("stack") or {}).get("lastUpdate")
             stuck = attempts >= self.config.degraded_after
             message = teardown.destroy_failed_message(stack, result.message, attempts, stuck,
                                                       instance.namespace, instance.name)
             patch: dict[str, Any] = {"stack": {"name": stack,
-                                               "lastUpdate": self._last_update(result, message)}}
+                                               "lastUpdate": replacing(
+                previous, self._last_update(result, message))}}
             if stuck:
                 conditions = (obj.get("status") or {}).get("conditions") or []
                 patch["conditions"] = merge_conditions(conditions, [condition(
@@ -546,6 +555,16 @@ class Reconciler:
         if current is not None:
             self.kube.emit_event(obj, "Warning", reason, message)
 
+    def _refuse(self, obj: dict, instance: Instance, status: Mapping[str, Any], reason: str,
+                message: str) -> Result:
+        """No engine call (preflight said no): a running server is left as it is and says why
+        the template is not applied; one that is not running is Failed."""
+        if stack_is_up(status):
+            self._keep_running(obj, instance, status, reason, message)
+        else:
+            self._not_provisionable(obj, status, instance.generation, "Failed", reason, message)
+        return Result("refused", requeue_after=self.config.template_retry_seconds, message=message)
+
     def _up(self, obj: dict, instance: Instance, status: Mapping[str, Any], rendered: Rendered,
             digest: str, failures: int, refresh: bool, drift: bool = False,
             template_gen: int | None = None,
@@ -554,6 +573,12 @@ class Reconciler:
         key = key_of(instance.namespace, instance.name)
         generation = instance.generation
         stack = stack_name(instance.namespace, instance.name)
+        tpl_ref = f"{instance.template_namespace}/{instance.template.name}" + (
+            f" (generation {template_gen})" if template_gen is not None else "")
+        # Whose objects the names are and what a PVC change would do: before any engine call.
+        checked = preflight.check(self.kube, instance, rendered, tpl_ref)
+        if checked.refused:
+            return self._refuse(obj, instance, status, checked.refused, checked.message)
         if FINALIZER not in instance.finalizers and self.kube.add_finalizer(
                 instance.namespace, instance.name) is None:
             return Result("gone")
@@ -572,11 +597,14 @@ class Reconciler:
             f"stack {stack}: {'refresh and ' if drift else ''}up in progress", generation,
             conditions, now)])
         processing["stack"] = {"name": stack}
+        if checked.retained or status.get("retainedPvcs"):
+            processing["retainedPvcs"] = checked.retained or None
         patched = self.kube.patch_instance_status(instance.namespace, instance.name, processing)
         if patched is None:
             return Result("gone")
         conditions = (patched.get("status") or {}).get("conditions") or processing["conditions"]
 
+        previous_update = (status.get("stack") or {}).get("lastUpdate")
         secrets = secret_values(instance, secret_names or self.config.secret_variables)
         result = self._engine("up", lambda: self.engine.up(
             instance.namespace, instance.name, rendered, secrets, refresh=refresh), key)
@@ -590,6 +618,7 @@ class Reconciler:
                     for name, pod in pods.items()}
             patch = self._success_status(instance, rendered, result, digest, conditions, pods,
                                          template_gen)
+            patch["stack"]["lastUpdate"] = replacing(previous_update, patch["stack"]["lastUpdate"])
             patch["stack"]["variablesFromHash"] = secrets_digest
             exposed = secretexposure.exposure(
                 secretexposure.secret_labels(rendered.objects(), secrets))
@@ -602,12 +631,22 @@ class Reconciler:
             self.kube.emit_event(obj, "Normal", "Provisioned",
                                  f"stack {stack}: up succeeded in {result.engine_seconds:.1f}s "
                                  f"({summary_text(result.change_summary)})"
-                                 + ("; drift repaired" if drift else ""))
+                                 + ("; drift repaired" if drift else "")
+                                 + "".join(f"; {note}" for note in checked.notes))
             return Result("provisioned")
         attempts = failures + 1
         degraded = attempts >= self.config.degraded_after
         patch = self._failure_status(instance, rendered, result, conditions, pods, attempts,
                                      degraded)
+        # A failed update shows its own outcome only, never the previous success's figures.
+        patch["stack"]["lastUpdate"] = replacing(previous_update, patch["stack"]["lastUpdate"])
+        if (status.get("stack") or {}).get("desiredHash") != digest:
+            # This update was to apply a new render (template edit, rollout): it is not applied.
+            patch["conditions"] = merge_conditions(patch["conditions"], [condition(
+                TEMPLATE_CURRENT, False, "UpdateFailed",
+                f"template {tpl_ref} is not applied: the stack update failed (see Provisioned); "
+                "the server may still run what an earlier template version rendered",
+                generation, conditions, self.clock())])
         self.kube.patch_instance_status(instance.namespace, instance.name, patch)
         message = self._failure_message(stack, result.message, attempts)
         self.kube.emit_event(obj, "Warning", "ProvisionFailed", message)

@@ -6,7 +6,9 @@ RBAC: instances and pods are watched in the `--namespace` scopes (all namespaces
 templates are watched cluster-wide unless `--template-namespace` restricts them, because an
 instance may use a template from another namespace (the hub's). So even a `--namespace`-scoped
 operator needs a ClusterRole with get/list/watch on jupyternotebooktemplates.kadense.io, or a
-Role in each `--template-namespace`.
+Role in each `--template-namespace`. Before each `up` it reads the objects the template names, the
+instance's PVCs (list) and the StorageClass of a claim that would grow (get on
+storageclasses.storage.k8s.io, cluster-wide): see operator/preflight.py.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import Any
 from jupyternetes import masking, stacks
 from jupyternetes.kube import MANAGED_SELECTOR, Kube, api_client
 from jupyternetes.naming import LABEL_INSTANCE, LABEL_INSTANCE_NAMESPACE, label_value
-from jupyternetes.operator import admin
+from jupyternetes.operator import admin, election, leader
 from jupyternetes.operator.metrics import Metrics
 from jupyternetes.operator.orphans import OrphanCollector
 from jupyternetes.operator.queue import Backoff, ShutDown, WorkQueue
@@ -158,6 +160,10 @@ class Operator:
         self._started = threading.Event()
         self._busy: dict[str, float] = {}
         self._busy_lock = threading.Lock()
+        # Leader election (run.py wires it): no operation starts unless `leading()` says so,
+        # and stale locks are judged with the time the Lease was acquired (locks.py).
+        self.leading: Callable[[], bool] = lambda: True
+        self.leader_since: float | None = None
 
     # ---- event handlers ---------------------------------------------------------------------
 
@@ -305,6 +311,11 @@ class Operator:
                 self.queue.done(key)
 
     def process(self, key: str) -> None:
+        if not self.leading():
+            # The Lease is not (or no longer) ours: start nothing. The elector stops this
+            # process; the key is kept for the case it was only a slow renew.
+            self.queue.add_after(key, 1.0)
+            return
         started = time.monotonic()
         with self._busy_lock:
             self._busy[key] = started
@@ -344,6 +355,8 @@ class Operator:
         cleared = self.engine_clear_locks()
         if cleared:
             log.info("cleared stale stack locks: %s", cleared)
+            self.metrics.locks_cleared.inc(
+                sum(1 for line in cleared if str(line).startswith("removed stale lock")))
         for watcher in self.pod_watchers + self.template_watchers + self.instance_watchers:
             watcher.start()
         self.template_status.start()
@@ -366,7 +379,7 @@ class Operator:
         if clear is None:
             return None
         try:
-            return clear()
+            return clear() if self.leader_since is None else clear(self.leader_since)
         except Exception:
             log.exception("clearing stale stack locks failed; continuing")
             return None
@@ -447,8 +460,10 @@ def _pod_source(kube: Kube, namespace: str | None) -> KubeSource:
 
 
 def make_http_server(address: str, port: int, *, health: Callable[[], bool] | None,
-                     ready: Callable[[], bool] | None,
+                     ready: Callable[[], bool | tuple[bool, dict]] | None,
                      metrics: Metrics | None) -> ThreadingHTTPServer:
+    """`ready` may return (ok, document): /readyz then answers that document as JSON (who
+    leads, see leader.py)."""
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
@@ -456,8 +471,14 @@ def make_http_server(address: str, port: int, *, health: Callable[[], bool] | No
                 ok = health()
                 self._send(200 if ok else 503, b"ok\n" if ok else b"unhealthy\n", "text/plain")
             elif path == "/readyz" and ready is not None:
-                ok = ready()
-                self._send(200 if ok else 503, b"ok\n" if ok else b"not ready\n", "text/plain")
+                answer = ready()
+                if isinstance(answer, tuple):
+                    ok, doc = answer
+                    self._send(200 if ok else 503, (json.dumps(doc) + "\n").encode(),
+                               "application/json")
+                else:
+                    self._send(200 if answer else 503,
+                               b"ok\n" if answer else b"not ready\n", "text/plain")
             elif path == "/metrics" and metrics is not None:
                 body, content_type = metrics.exposition()
                 self._send(200, body, content_type)
@@ -576,6 +597,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--log-level", default="info",
                         choices=("debug", "info", "warning", "error"))
     parser.add_argument("--log-format", default="json", choices=("json", "text"))
+    election.add_arguments(parser)
     stacks.add_stack_arguments(parser)
     parser.set_defaults(func=run)
 
@@ -614,6 +636,26 @@ def run(args: argparse.Namespace) -> int:
                         template_status_seconds=args.template_status_seconds,
                         orphan_seconds=args.orphan_check_seconds)
 
+    elector: leader.LeaderElector | None = None
+    if args.leader_elect:
+        try:
+            leader.validate(args.leader_election_lease_duration,
+                            args.leader_election_renew_deadline,
+                            args.leader_election_retry_period)
+        except ValueError as exc:
+            log.error("%s", exc)
+            return 2
+        elector = election.make_elector(args, kube, settings.backend_url, operator, metrics)
+        operator.leading = elector.is_leader
+
+    def readiness() -> tuple[bool, dict]:
+        if elector is None:
+            return operator.ready(), {"leaderElection": False, "ready": operator.ready()}
+        doc = elector.status()
+        # A standby is ready: healthy and waiting; the leader once its watches synced.
+        ok = operator.ready() if doc["leading"] else not elector.lost
+        return ok, {**doc, "ready": ok}
+
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: Any) -> None:
@@ -629,16 +671,32 @@ def run(args: argparse.Namespace) -> int:
         server = make_http_server(
             args.bind_address, port,
             health=operator.healthy if port == args.health_port else None,
-            ready=operator.ready if port == args.health_port else None,
+            ready=readiness if port == args.health_port else None,
             metrics=metrics if port == args.metrics_port else None)
         serve(server)
         servers.append(server)
         log.info("serving http on %s:%d", args.bind_address, server.server_address[1])
 
-    operator.start()
+    elector_stop = threading.Event()
+    elector_thread = None
+    if elector is None:
+        operator.start()
+    else:
+        elector_thread = threading.Thread(target=elector.run, args=(elector_stop,),
+                                          name="leader-election", daemon=True)
+        elector_thread.start()
     while not stop.wait(1.0):
         pass
+    # In-flight operations finish (or are abandoned) while the Lease is still renewed; only
+    # then is it released, so a standby never starts on a stack this replica still writes.
     abandoned = operator.stop()
+    if elector is not None and elector_thread is not None:
+        elector_stop.set()
+        elector_thread.join(10)
+        if abandoned:
+            # Abandoned operations must not outlive the Lease (a standby may take over now).
+            election.kill_engine_processes()
+        elector.release()
     engine.close()  # idle pre-started workers; they would die with us anyway, this is tidier
     for server in servers:
         server.shutdown()

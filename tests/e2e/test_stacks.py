@@ -370,19 +370,50 @@ def test_pending_create_left_by_a_crash_is_repaired(engine, core, namespace):
     assert {o["entry"]: o["uid"] for o in result.objects}["notebook"] == uid
 
 
-def test_existing_pvc_made_outside_pulumi_is_adopted(engine, core, namespace):
-    """A PVC that already exists (e.g. from the original system, created by kubectl) is taken
-    over by the stack without error and keeps its uid: user data survives the migration."""
+def test_existing_pvc_made_outside_pulumi_is_adopted_only_with_the_admins_opt_in(
+        engine, core, namespace):
+    """A PVC that already exists (e.g. from the original system, created by kubectl) is not
+    this instance's: the engine's create refuses it and leaves it untouched. Once an admin
+    annotates it `jupyternetes.kadense.io/adopt: <instance>`, the stack takes it over and it
+    keeps its uid: user data survives the migration. A PVC labelled as another instance's is
+    refused even with that annotation."""
     rendered, instance = rendered_for(namespace, name="legacy")
     pvc = copy.deepcopy(rendered.pvcs[0].manifest)
     pvc["metadata"]["labels"] = {"owner": "someone-else"}
+    pvc["metadata"]["annotations"] = {}
     created = core.create_namespaced_persistent_volume_claim(namespace, pvc)
+
+    refused = engine.up(namespace, "legacy", rendered, secrets_of(engine, instance))
+    assert refused.result == "failed"
+    assert "legacy-workspace" in refused.message and "adopt" in refused.message, \
+        refused.message
+    untouched = core.read_namespaced_persistent_volume_claim("legacy-workspace", namespace)
+    assert untouched.metadata.resource_version == created.metadata.resource_version
+    assert untouched.metadata.labels == {"owner": "someone-else"}
+    assert not core.list_namespaced_pod(
+        namespace, label_selector=f"{naming.LABEL_INSTANCE}=legacy").items
+
+    core.patch_namespaced_persistent_volume_claim("legacy-workspace", namespace, {
+        "metadata": {"annotations": {"jupyternetes.kadense.io/adopt": "legacy"}}})
     result = engine.up(namespace, "legacy", rendered, secrets_of(engine, instance))
     assert result.result == "succeeded", result.message
     adopted = core.read_namespaced_persistent_volume_claim("legacy-workspace", namespace)
     assert adopted.metadata.uid == created.metadata.uid
     assert adopted.metadata.labels[naming.LABEL_INSTANCE] == "legacy"
     assert {o["entry"]: o["uid"] for o in result.objects}["workspace"] == created.metadata.uid
+
+    # Another instance's claim: refused at create time even when annotated for this one.
+    other, other_instance = rendered_for(namespace, name="legacy2")
+    theirs = copy.deepcopy(other.pvcs[0].manifest)
+    theirs["metadata"]["labels"] = {naming.LABEL_INSTANCE: "someone",
+                                    naming.LABEL_INSTANCE_NAMESPACE: namespace}
+    theirs["metadata"]["annotations"] = {"jupyternetes.kadense.io/adopt": "legacy2"}
+    made = core.create_namespaced_persistent_volume_claim(namespace, theirs)
+    refused = engine.up(namespace, "legacy2", other, secrets_of(engine, other_instance))
+    assert refused.result == "failed"
+    assert "legacy2-workspace" in refused.message and f"{namespace}/someone" in refused.message
+    assert core.read_namespaced_persistent_volume_claim(
+        "legacy2-workspace", namespace).metadata.resource_version == made.metadata.resource_version
 
 
 # -- files a SIGKILL in the middle of a checkpoint write leaves (see jupyternetes/diystate.py) --

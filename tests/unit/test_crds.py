@@ -21,6 +21,7 @@ from jupyternetes.model import (
     InstanceStatus,
     PodStatus,
     ResourceStatus,
+    RetainedPvc,
     StackStatus,
     StackUpdate,
 )
@@ -244,6 +245,7 @@ def test_status_written_by_the_model_validates():
                                                    "2026-01-01T00:00:09Z",
                                                    {"create": 1, "same": 1}, "boom"), "abc",
                           template_generation=4),
+        retained_pvcs=(RetainedPvc("x-old", "old", "template t no longer has it"),),
     )
     doc = as_created(example("seed-instance.yaml"))
     doc["status"] = status.to_dict()
@@ -257,6 +259,12 @@ def test_status_written_by_the_model_validates():
     doc["status"]["podsProvisioned"] = "Completed"
     doc["status"]["stack"]["lastUpdate"]["changeSummary"]["create"] = "one"
     assert errors(INSTANCE_CRD, doc)
+    doc["status"]["stack"]["lastUpdate"]["changeSummary"]["create"] = 1
+    assert doc["status"]["retainedPvcs"] == [
+        {"name": "x-old", "entry": "old", "reason": "template t no longer has it"}]
+    assert InstanceStatus.from_dict(doc["status"]).retained_pvcs == status.retained_pvcs
+    doc["status"]["retainedPvcs"] = [{"entry": "old"}]
+    assert any("name" in e for e in errors(INSTANCE_CRD, doc))
 
 
 def test_seed_status_quirk_is_known():

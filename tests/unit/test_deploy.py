@@ -146,10 +146,11 @@ def test_cluster_wide_operator_gets_cluster_roles_and_a_lease_role():
         ["get", "list", "patch", "watch"]
     assert verbs(rules, "kadense.io", "jupyternotebookinstances/status") == ["patch"]
     assert verbs(rules, "", "secrets") == ["get"]
-    assert verbs(rules, "", "persistentvolumeclaims") == ["create", "get", "patch"]
+    assert verbs(rules, "", "persistentvolumeclaims") == ["create", "get", "list", "patch"]
     assert verbs(rules, "", "events") == ["create", "patch"]
     assert verbs(rules, "kadense.io", "jupyternotebooktemplates") == []
     assert verbs(rules, "", "namespaces") == ["get"]
+    assert verbs(rules, "storage.k8s.io", "storageclasses") == ["get"]
     assert all("resourceNames" not in r for r in rules)
     roles = rules_of(objects, "Role")
     assert set(roles) == {"jupyternetes"}
@@ -171,7 +172,9 @@ def test_namespaced_operator_has_no_cluster_role_for_workloads():
     # One ClusterRole only: get on exactly the watched namespaces (cluster-scoped objects).
     (cluster_role,) = [o.manifest for o in objects if o.manifest["kind"] == "ClusterRole"]
     assert cluster_role["rules"] == [{"apiGroups": [""], "resources": ["namespaces"],
-                                      "verbs": ["get"], "resourceNames": ["users", "team"]}]
+                                      "verbs": ["get"], "resourceNames": ["users", "team"]},
+                                     {"apiGroups": ["storage.k8s.io"],
+                                      "resources": ["storageclasses"], "verbs": ["get"]}]
     roles = rules_of(objects, "Role")
     assert set(roles) == {"users", "team", "hub", "jupyternetes"}
     assert verbs(roles["users"], "", "services") == \
@@ -211,6 +214,8 @@ def test_hub_role_in_the_user_namespace_only():
         ["create", "delete", "get", "list", "patch", "watch"]
     assert verbs(role["rules"], "", "pods") == ["get", "list", "watch"]
     assert verbs(role["rules"], "", "events") == ["get", "list", "watch"]
+    # The spawner's progress watches claims; it never deletes them unless the admin adds it.
+    assert verbs(role["rules"], "", "persistentvolumeclaims") == ["get", "list", "watch"]
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "jhub",
                                     "namespace": "hub"}]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import json
 
-from jupyternetes import fleet
+from jupyternetes import fleet, pvcpolicy
 from jupyternetes.fleetpreview import baseline_from_live, live_objects_of, plan_fleet
 from jupyternetes.harness.examples import load_example
 from jupyternetes.model import Instance, Template
@@ -159,11 +159,11 @@ def test_instances_of_other_templates_are_left_out() -> None:
 
 
 def test_quantities() -> None:
-    assert fleet.quantity("1Gi") == 2**30
-    assert fleet.quantity("1G") == 10**9
-    assert fleet.quantity("1e3") == 1000
-    assert fleet.quantity("1Gb") is None
-    assert fleet.quantity("x") is None
+    assert pvcpolicy.quantity("1Gi") == 2**30
+    assert pvcpolicy.quantity("1G") == 10**9
+    assert pvcpolicy.quantity("1e3") == 1000
+    assert pvcpolicy.quantity("1Gb") is None
+    assert pvcpolicy.quantity("x") is None
 
 
 def test_projection_keeps_only_the_shape() -> None:

@@ -267,20 +267,46 @@ def test_wait_until_gone_waits_for_a_terminating_object_only():
             clock=lambda: next(clock), sleep=no_sleep))
 
 
-def test_pod_names_for_the_before_create_hook():
-    """The hook finds a pod by resource name: with a secret in its metadata the hook's inputs
-    hold `metadata` as a secret Output, which cannot be read there."""
-    from jupyternetes.program import pod_names
+# ---- the create guard (before_create hook): ownership at the moment of the engine's create --
 
-    objects = [
-        {"group": "pvcs", "entry": "data", "manifest": {
+
+def _claim(labels: dict) -> dict:
+    return {"kind": "PersistentVolumeClaim",
+            "metadata": {"name": "alice-data-home", "namespace": "hub", "labels": labels}}
+
+
+def test_create_guard_refuses_another_instances_object_and_allows_its_own():
+    import asyncio
+
+    from jupyternetes.naming import LABEL_INSTANCE, LABEL_INSTANCE_NAMESPACE
+
+    theirs = _claim({LABEL_INSTANCE: "alice", LABEL_INSTANCE_NAMESPACE: "hub"})
+    mine = _claim({LABEL_INSTANCE: "alice-data", LABEL_INSTANCE_NAMESPACE: "hub"})
+
+    def guard(live, instance=("hub", "alice-data")):
+        return asyncio.run(program.guard_create(lambda: live, "v1", "PersistentVolumeClaim",
+                                                "hub/alice-data-home", instance, "pvcs/home"))
+
+    with pytest.raises(program.ProgramError, match="belongs to instance hub/alice "):
+        guard(theirs)
+    with pytest.raises(program.ProgramError, match=r"jupyternetes\.kadense\.io/adopt"):
+        guard(_claim({}))
+    guard(mine)
+    guard(None)
+    guard(theirs, instance=None)  # no instance given: nothing to check against
+
+
+def test_create_guard_targets_come_from_the_manifests_not_the_hook_inputs():
+    specs = program.as_object_specs([
+        {"group": "pvcs", "entry": "home", "manifest": {
             "apiVersion": "v1", "kind": "PersistentVolumeClaim",
-            "metadata": {"name": "i-data", "namespace": "ns"}}},
-        {"group": "pods", "entry": "nb", "manifest": {
-            "apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": "i-nb", "namespace": "ns", "labels": {"t": "secret"}}}},
-    ]
-    assert pod_names(objects) == {"pods/nb": ("ns", "i-nb")}
+            "metadata": {"name": "a-home", "namespace": "hub",
+                         "labels": {"secret": "token-value"}}}},
+        {"group": "otherResources", "entry": "svc", "manifest": {
+            "apiVersion": "v1", "kind": "Service", "metadata": {"name": "a-svc"}}}])
+    assert program.guard_targets(specs) == {
+        "pvcs/home": ("v1", "PersistentVolumeClaim", "hub", "a-home"),
+        "otherResources/svc": ("v1", "Service", "default", "a-svc")}
 
 
 def test_an_object_holding_a_secret_keeps_its_output_metadata_secret():

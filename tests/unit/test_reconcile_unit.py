@@ -52,6 +52,8 @@ class KubeRecorder:
             meta = template["metadata"]
             self.templates[f"{meta['namespace']}/{meta['name']}"] = template
         self.pods: dict[str, dict] = {}
+        # Other objects by (kind, namespace, name): what a rendered name finds in the cluster.
+        self.objects: dict[tuple[str, str | None, str], dict] = {}
         self.calls: list[tuple] = []
         self.events: list[tuple[str, str, str]] = []
         self.status_patches: list[dict] = []
@@ -68,6 +70,19 @@ class KubeRecorder:
     def get_pod(self, namespace, name):
         self.calls.append(("get_pod", namespace, name))
         return copy.deepcopy(self.pods.get(f"{namespace}/{name}"))
+
+    def get_object(self, api_version, kind, namespace, name):
+        self.calls.append(("get_object", kind, namespace, name))
+        if kind == "Pod":
+            return copy.deepcopy(self.pods.get(f"{namespace}/{name}"))
+        return copy.deepcopy(self.objects.get((kind, namespace, name)))
+
+    def list_pvcs(self, namespace, selector):
+        self.calls.append(("list_pvcs", namespace, selector))
+        wanted = dict(part.split("=", 1) for part in selector.split(","))
+        return [copy.deepcopy(o) for (kind, ns, _), o in sorted(self.objects.items())
+                if kind == "PersistentVolumeClaim" and ns == namespace
+                and all(o["metadata"].get("labels", {}).get(k) == v for k, v in wanted.items())]
 
     def patch_instance_status(self, namespace, name, status):
         self.calls.append(("patch_status", namespace, name))

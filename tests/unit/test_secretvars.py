@@ -12,10 +12,14 @@ import yaml
 
 from jupyternetes import secretvars
 from jupyternetes.model import Instance, ModelError, SecretRef, Template
+from jupyternetes.naming import LABEL_INSTANCE, LABEL_INSTANCE_NAMESPACE
 from jupyternetes.operator.reconcile import ReconcileConfig, Reconciler, desired_hash
 from jupyternetes.render import render
 from tests.unit.test_crds import INSTANCE_CRD, TEMPLATE_CRD, errors, pruned, schema_of
 from tests.unit.test_reconcile_unit import KEY, NAME, NS, EngineRecorder, KubeRecorder
+
+# A pod the stack made carries its instance's labels (the preflight ownership check reads them).
+OWN_LABELS = {LABEL_INSTANCE: NAME, LABEL_INSTANCE_NAMESPACE: NS}
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 TOKEN = "0c1b2d3e4f5a69788796a5b4c3d2e1f0"
@@ -251,7 +255,8 @@ def test_changed_secret_value_runs_up_again(env):
     reconciler.reconcile(KEY)
     first = kube.status["stack"]["desiredHash"]
     # No pod in this recorder: make the first up's pod "exist" so the next pass is not drift.
-    kube.pods[f"{NS}/{NAME}-notebook"] = {"metadata": {"name": f"{NAME}-notebook"}}
+    kube.pods[f"{NS}/{NAME}-notebook"] = {"metadata": {
+        "name": f"{NAME}-notebook", "labels": OWN_LABELS}}
     assert reconciler.reconcile(KEY).action == "unchanged"
     kube.secrets[f"{NS}/{SECRET}"] = secret_obj(**{"jupyterhub.api_token": "new-token-value"})
     assert reconciler.reconcile(KEY).action == "provisioned"
@@ -316,7 +321,8 @@ def test_secret_gone_under_a_running_server_leaves_it_running(env):
     kube, engine, reconciler = env
     kube.secrets[f"{NS}/{SECRET}"] = secret_obj(**{"jupyterhub.api_token": TOKEN})
     reconciler.reconcile(KEY)
-    kube.pods[f"{NS}/{NAME}-notebook"] = {"metadata": {"name": f"{NAME}-notebook"}}
+    kube.pods[f"{NS}/{NAME}-notebook"] = {"metadata": {
+        "name": f"{NAME}-notebook", "labels": OWN_LABELS}}
     del kube.secrets[f"{NS}/{SECRET}"]
     result = reconciler.reconcile(KEY)
     assert (result.action, result.failed) == ("SecretMissing", True)

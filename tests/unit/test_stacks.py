@@ -188,8 +188,14 @@ def test_stale_lock_files(tmp_path):
     other_project.parent.mkdir(parents=True)
     other_project.write_text(json.dumps({"pid": 999_999_999, "hostname": host}))
     stale = stacks.stale_lock_files(tmp_path, "jupyternetes-instances")
-    assert set(stale) == {dead, foreign, broken}
+    # Without the Lease, another host's lock (and an unreadable one) is not provably stale.
+    assert set(stale) == {dead}
     assert live not in stale and other_project not in stale
+    # The Lease holder, acquired after those locks were written: they are stale too.
+    later = time.time() + 5
+    stale = stacks.stale_lock_files(tmp_path, "jupyternetes-instances", leader_since=later)
+    assert set(stale) == {dead, foreign, broken}
+    assert stacks.locked_stacks(tmp_path, "jupyternetes-instances") == {"ns.a", "ns.c", "ns.d"}
     assert stacks.stale_lock_files(tmp_path / "nothing", "jupyternetes-instances") == []
 
 

@@ -5,3 +5,4 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 bash "$here/kube/build.sh"
 bash "$here/pulumi/build.sh"
+bash "$here/hub/build.sh"

@@ -1,0 +1,367 @@
+"""`JupyternetesSpawner`: JupyterHub servers as JupyterNotebookInstances (JupyterHub 6.x API).
+
+start: token Secret, then the instance (variables + `variablesFrom` the Secret), then the
+Secret's ownerReference; returns `http://<podAddress>:<portNumber>` once the instance is Ready,
+or raises `SpawnException` with the instance's own message as soon as its status says it failed.
+stop: delete the instance, return once its pods are gone (PVCs stay).
+poll / progress: from the hub-wide watch cache (`cluster.SharedCluster`), never a relist per user.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from inspect import isawaitable
+from pathlib import Path
+from typing import Any
+
+from jupyterhub.spawner import Spawner, SpawnException
+from tornado.httpclient import AsyncHTTPClient
+from traitlets import Bool, Callable, Dict, Float, Integer, List, Unicode, Union, default
+
+from jupyternetes.kube import KubeError
+from jupyternetes.naming import LABEL_ENTRY_GROUP, LABEL_INSTANCE, instance_name_for_user
+from jupyternetes.spawner import decisions, manifests, profiles, progress, variables
+from jupyternetes.spawner.cluster import SharedCluster
+
+SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+# Re-check the cache at least this often while waiting, in case a watch event was lost.
+RECHECK_SECONDS = 5.0
+ANSWER_PROBE_SECONDS = 0.2
+
+
+def hub_namespace() -> str:
+    """The namespace the hub runs in: service account file, then $POD_NAMESPACE, else default."""
+    try:
+        text = SERVICE_ACCOUNT_NAMESPACE.read_text().strip()
+        if text:
+            return text
+    except OSError:
+        pass
+    return os.environ.get("POD_NAMESPACE") or "default"
+
+
+async def _maybe_await(value: Any) -> Any:
+    return await value if isawaitable(value) else value
+
+
+class JupyternetesSpawner(Spawner):
+    """Spawn each server as a JupyterNotebookInstance rendered by the jupyternetes operator."""
+
+    namespace = Unicode(help="Namespace of the instances (default: the hub's namespace).").tag(
+        config=True)
+    hub_namespace = Unicode(help="The hub's namespace (`{jupyterhub.namespace}`); default: the "
+                            "service account's namespace, $POD_NAMESPACE, else `default`.").tag(
+        config=True)
+    kubeconfig = Unicode(None, allow_none=True,
+                         help="Kubeconfig file; default $KUBECONFIG, ~/.kube/config, else the "
+                         "in-cluster service account.").tag(config=True)
+    kube_context = Unicode(None, allow_none=True, help="Kubeconfig context.").tag(config=True)
+    template_name = Unicode("default-template",
+                            help="JupyterNotebookTemplate used when no profile is chosen.").tag(
+        config=True)
+    template_namespace = Unicode("", help="Namespace of `template_name` (default: the "
+                                 "instance's namespace).").tag(config=True)
+    profile_list = Union([List(Dict()), Callable()], default_value=[], help="""
+        Choices on the spawn page, each a dict: display_name, slug (default: from display_name),
+        description, template_name (or template: {name, namespace}), template_namespace,
+        variables (dict), default (bool). May be a callable(spawner) returning the list (may be
+        async). The user picks one with user_options {"profile": slug}.""").tag(config=True)
+    extra_variables = Dict(help="Variables added to every instance (name -> string).").tag(
+        config=True)
+    variables_hook = Callable(None, allow_none=True, help="""
+        callable(spawner) -> dict of per-user variables (may be async), added last.""").tag(
+        config=True)
+    pod_entry = Unicode("", help="Template pod entry of the notebook server (default: the first "
+                        "pod with an address).").tag(config=True)
+    delete_named_server_pvcs = Bool(False, help="""
+        When a named server is deleted (delete_forever), delete its PVCs too. The default
+        server's PVCs are never deleted by the spawner.""").tag(config=True)
+    api_workers = Integer(8, help="Threads for blocking Kubernetes API calls (hub-wide).").tag(
+        config=True)
+    delete_timeout = Float(300, help="Seconds stop() waits for the instance and its pods to "
+                           "go.").tag(config=True)
+
+    # Set by start() / load_state().
+    instance_name = Unicode("")
+    instance_uid = Unicode("")
+    profile_slug = Unicode("")
+
+    @default("namespace")
+    def _default_namespace(self) -> str:
+        return self.hub_namespace
+
+    @default("hub_namespace")
+    def _default_hub_namespace(self) -> str:
+        return hub_namespace()
+
+    # The server listens on every interface of its pod, on a fixed port (as in KubeSpawner).
+    @default("ip")
+    def _default_ip(self) -> str:
+        return "0.0.0.0"
+
+    @default("port")
+    def _default_port(self) -> int:
+        return 8888
+
+    # The hub's own environment (PATH, ...) means nothing inside a pod.
+    @default("env_keep")
+    def _default_env_keep(self) -> list:
+        return []
+
+    @default("start_timeout")
+    def _default_start_timeout(self) -> int:
+        return 300  # a stack up plus an image pull; failures end it early anyway
+
+    @default("http_timeout")
+    def _default_http_timeout(self) -> int:
+        return 120  # the pod is Ready before the notebook process listens (no probes)
+
+    @default("options_form")
+    def _default_options_form(self) -> Any:
+        return self._profile_form
+
+    @default("options_from_form")
+    def _default_options_from_form(self) -> Any:
+        return profiles.options_from_form
+
+    # ---- helpers ----------------------------------------------------------------------------
+
+    async def _cluster(self) -> SharedCluster:
+        # Loading a kubeconfig (cert files, SSL contexts) takes ~1 s on a busy box: in a thread,
+        # so the first spawn does not stall the hub's event loop.
+        cluster = await asyncio.to_thread(SharedCluster.get, self.namespace, self.kubeconfig,
+                                          self.kube_context, self.api_workers)
+        await cluster.start()
+        return cluster
+
+    async def _profiles(self) -> tuple[profiles.Profile, ...]:
+        raw = self.profile_list
+        if callable(raw):
+            raw = await _maybe_await(raw(self))
+        return profiles.parse_profiles(raw or [])
+
+    async def _profile_form(self, spawner: Spawner) -> str:
+        return profiles.options_form_html(await self._profiles())
+
+    def _spawn_failure(self, message: str, reason: str) -> SpawnException:
+        return SpawnException(message, reason=f"jupyternetes-{reason}", status_code=500)
+
+    def _name(self) -> str:
+        return instance_name_for_user(self.user.name, self.name or "")
+
+    # ---- state ------------------------------------------------------------------------------
+
+    def get_state(self) -> dict:
+        state = super().get_state()
+        if self.instance_name:
+            state.update(instance_name=self.instance_name, namespace=self.namespace,
+                         instance_uid=self.instance_uid, profile=self.profile_slug)
+        return state
+
+    def load_state(self, state: dict) -> None:
+        super().load_state(state)
+        self.instance_name = state.get("instance_name", "")
+        self.instance_uid = state.get("instance_uid", "")
+        self.profile_slug = state.get("profile", "")
+        if state.get("namespace"):
+            self.namespace = state["namespace"]
+
+    def clear_state(self) -> None:
+        super().clear_state()
+        self.instance_name = ""
+        self.instance_uid = ""
+        self.profile_slug = ""
+
+    # ---- start ------------------------------------------------------------------------------
+
+    async def instance_variables(self, profile: profiles.Profile | None) -> dict[str, str]:
+        facts = variables.SpawnFacts(
+            user_name=self.user.name, user_id=self.user.id, server_name=self.name or "",
+            oauth_client_id=self.oauth_client_id, hub_namespace=self.hub_namespace,
+            instance_name=self.instance_name, instance_namespace=self.namespace)
+        layers: list[tuple[str, dict]] = [("extra_variables", dict(self.extra_variables))]
+        if profile is not None:
+            layers.append((f"profile {profile.slug!r} variables", profile.variables))
+        if self.variables_hook is not None:
+            hooked = await _maybe_await(self.variables_hook(self))
+            layers.append(("variables_hook", dict(hooked or {})))
+        return variables.merge_variables(variables.builtin_variables(facts, self.get_env()),
+                                         *layers)
+
+    async def start(self) -> str:
+        self._start_finished = asyncio.Event()
+        try:
+            return await self._start()
+        finally:
+            self._start_finished.set()
+
+    async def _start(self) -> str:
+        try:
+            chosen = profiles.choose_profile(await self._profiles(), self.user_options)
+        except profiles.ProfileError as exc:
+            raise self._spawn_failure(str(exc), "profile") from exc
+        cluster = await self._cluster()
+        self.instance_name = self._name()
+        self.profile_slug = chosen.slug if chosen else ""
+        try:
+            values = await self.instance_variables(chosen)
+        except ValueError as exc:
+            raise self._spawn_failure(str(exc), "variables") from exc
+        template_name = chosen.template_name if chosen else self.template_name
+        template_ns = (chosen.template_namespace if chosen else self.template_namespace) or None
+        name, ns = self.instance_name, self.namespace
+        try:
+            # A left-over instance (the hub lost track, or a crash) would keep a stale token:
+            # remove it first, so the pod starts with this spawn's token.
+            await self._delete_and_wait(cluster, name)
+            await cluster.call(cluster.replace_secret, manifests.secret_body(
+                name, ns, variables.secret_data(self.api_token)))
+            body = manifests.instance_body(name, ns, template_name, template_ns, values,
+                                           self.user.name, self.name or "")
+            created = await cluster.call(cluster.create_instance, body)
+            self.instance_uid = created["metadata"]["uid"]
+            await cluster.call(cluster.patch_secret, manifests.secret_name(name),
+                               manifests.owner_patch(name, self.instance_uid))
+        except KubeError as exc:
+            raise self._spawn_failure(f"{exc.what}: {exc.message}", "apiserver") from exc
+        self.log.info("jupyternetes: created instance %s/%s for %s (template %s/%s)", ns, name,
+                      self._log_name, template_ns or ns, template_name)
+        return await self._wait_ready(cluster, name)
+
+    async def _wait_ready(self, cluster: SharedCluster, name: str) -> str:
+        """The URL once the instance is Ready and the server answers; a SpawnException as soon
+        as the status says it failed (also while the notebook process is still starting)."""
+        answer_deadline: float | None = None
+        while True:
+            instance = cluster.cached_instance(name)
+            if instance is not None and instance["metadata"].get("uid") != self.instance_uid:
+                instance = None  # the cache still shows the previous instance of that name
+            decision = decisions.start_decision(instance, cluster.cached_pods(name),
+                                                self.pod_entry)
+            if decision.state == decisions.FAILED:
+                raise self._spawn_failure(decision.message, decision.reason or "failed")
+            if decision.state == decisions.READY and decision.url:
+                # A Ready pod may not listen yet (no readiness probe). Probing here, often,
+                # saves the hub's backoff (up to 5 s between its checks) and turns a process
+                # that dies before it answers into the pod's own message instead of a timeout.
+                if answer_deadline is None:
+                    answer_deadline = time.monotonic() + self.http_timeout
+                if await self._answers(decision.url) or time.monotonic() > answer_deadline:
+                    return decision.url
+                await cluster.wait_change(name, ANSWER_PROBE_SECONDS)
+                continue
+            await cluster.wait_change(name, RECHECK_SECONDS)
+
+    async def _answers(self, url: str) -> bool:
+        """The server answers below 500 at `<url><prefix>api`, the hub's own check."""
+        prefix = self.server.base_url if self.server is not None else "/"
+        try:
+            response = await AsyncHTTPClient().fetch(
+                f"{url}{prefix}api", raise_error=False, follow_redirects=False,
+                connect_timeout=2, request_timeout=2)
+        except Exception:  # refused, reset, timeout: not there yet
+            return False
+        return 0 < response.code < 500
+
+    # ---- progress ---------------------------------------------------------------------------
+
+    async def progress(self):
+        cluster = await self._cluster()
+        tracker = progress.ProgressTracker()
+        finished = getattr(self, "_start_finished", None)
+        while True:
+            name = self.instance_name
+            if name:
+                instance = cluster.cached_instance(name)
+                if instance is not None and instance["metadata"].get("uid") != self.instance_uid:
+                    instance = None
+                pods = cluster.cached_pods(name) if instance else []
+                pvcs = cluster.cached_pvcs(name) if instance else []
+                events = cluster.cached_events(name) if instance else []
+                steps = progress.status_steps(instance, pvcs, pods, events)
+                for event in tracker.update(steps, events):
+                    yield event
+            finished = finished or getattr(self, "_start_finished", None)
+            if finished is not None and finished.is_set():
+                return
+            await cluster.wait_change(name or "", 1.0 if not name else RECHECK_SECONDS)
+
+    # ---- poll -------------------------------------------------------------------------------
+
+    async def poll(self) -> int | None:
+        if not self.instance_name:
+            return 0
+        finished = getattr(self, "_start_finished", None)
+        if finished is not None and not finished.is_set():
+            return None  # still starting
+        cluster = await self._cluster()
+        name = self.instance_name
+        instance = cluster.cached_instance(name)
+        if instance is None:
+            # The cache may lag a just-created instance; one cheap read settles it.
+            instance = await cluster.call(cluster.get_instance, name)
+        if instance is not None and self.instance_uid and (
+                instance["metadata"].get("uid") != self.instance_uid):
+            instance = None  # same name, another instance: ours is gone
+        status = decisions.poll_decision(instance, cluster.cached_pods(name))
+        if status is not None and instance is not None and not (
+                instance.get("metadata") or {}).get("deletionTimestamp"):
+            # The hub calls stop() only for servers poll() says are running, and then forgets
+            # this one: delete the dead instance now (its PVCs stay), or it would linger with a
+            # failed pod until the user's next start.
+            self.log.warning("jupyternetes: server of %s stopped (exit status %s); deleting "
+                             "instance %s/%s", self._log_name, status, self.namespace, name)
+            await cluster.call(cluster.delete_instance, name)
+        if status is None and instance is not None and self.server is not None:
+            moved = decisions.moved_address(instance, self.server.ip, self.server.port,
+                                            self.pod_entry)
+            if moved:
+                self.log.warning("jupyternetes: server of %s moved to %s:%s", self._log_name,
+                                 *moved)
+                # The hub re-points the proxy at spawner.server in its next route check.
+                self.server.ip, self.server.port = moved
+        return status
+
+    # ---- stop -------------------------------------------------------------------------------
+
+    async def stop(self, now: bool = False) -> None:
+        name = self.instance_name or self._name()
+        cluster = await self._cluster()
+        try:
+            await self._delete_and_wait(cluster, name)
+        except KubeError as exc:
+            raise self._spawn_failure(f"{exc.what}: {exc.message}", "apiserver") from exc
+
+    async def _delete_and_wait(self, cluster: SharedCluster, name: str) -> None:
+        """Delete the instance (if any); return once it and its pods are gone."""
+        deadline = time.monotonic() + self.delete_timeout
+        deleted = await cluster.call(cluster.delete_instance, name)
+        if not deleted and not cluster.cached_pods(name):
+            return
+        while True:
+            # Confirmed with the apiserver: the cache may lag behind a fresh deletion.
+            if (cluster.cached_instance(name) is None and not cluster.cached_pods(name)
+                    and await cluster.call(cluster.get_instance, name) is None
+                    and not await cluster.call(cluster.list_pods, name)):
+                return
+            if time.monotonic() > deadline:
+                raise KubeError(None, f"instance or its pods still there after "
+                                f"{self.delete_timeout:g}s; see `kubectl describe jni {name}`",
+                                f"stop {self.namespace}/{name}")
+            await cluster.wait_change(name, 2.0)
+
+    # ---- delete_forever ---------------------------------------------------------------------
+
+    async def delete_forever(self) -> None:
+        """A deleted named server's PVCs go too, if the admin enabled it; never the default
+        server's (its PVC is the user's home across every start)."""
+        if not self.name or not self.delete_named_server_pvcs:
+            return
+        cluster = await self._cluster()
+        name = self._name()
+        selector = f"{LABEL_INSTANCE}={name},{LABEL_ENTRY_GROUP}=pvcs"
+        deleted = await cluster.call(cluster.delete_pvcs, selector)
+        self.log.info("jupyternetes: deleted PVCs %s of %s", ", ".join(deleted) or "(none)",
+                      self._log_name)
