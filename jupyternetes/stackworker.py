@@ -31,7 +31,15 @@ from pulumi.automation import events as auto_events  # noqa: E402
 from pulumi.automation._stack import StackInitMode  # noqa: E402
 from semver import VersionInfo  # noqa: E402
 
-from jupyternetes import backendurl, diystate, workerpool, workspaces  # noqa: E402
+from jupyternetes import (  # noqa: E402
+    backendurl,
+    diystate,
+    enginesettings,
+    prewarm,
+    stackseed,
+    workerpool,
+    workspaces,
+)
 from jupyternetes import program as stack_program  # noqa: E402
 from jupyternetes.masking import (  # noqa: E402
     SECRET_MASK,
@@ -325,6 +333,7 @@ def workspace_options(settings: Mapping[str, Any], stack: str, temp_root: list[s
         "PULUMI_SKIP_UPDATE_CHECK": "true",
         # No network: a missing plugin must fail with a message, not hang on a download.
         "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
+        **enginesettings.cli_env(settings["backend_url"]),
     }
     if settings.get("pulumi_home"):
         env_vars["PULUMI_HOME"] = settings["pulumi_home"]
@@ -375,7 +384,19 @@ def open_stack(request: Mapping[str, Any], program: Callable[[], None], create: 
     if not exists:
         if not create:
             return None, False
-        workspace.create_stack(name)
+        # In the operator's file backend a new stack is one file: written directly, it saves a
+        # whole `pulumi stack init` process and its key derivation (see stackseed).
+        if backend_dir is not None and enginesettings.shortcuts_enabled() \
+                and stackseed.create_from_sibling(backend_dir, settings["project"], name):
+            log.info("stack %s created from a sibling's secrets state (no stack init)", name)
+        else:
+            workspace.create_stack(name)
+    if backend_dir is not None and enginesettings.shortcuts_enabled():
+        # The stack's own salt in the temporary workspace: one key derivation, not two (see
+        # stackseed.stack_salt).
+        salt = stackseed.stack_salt(backend_dir, settings["project"], name)
+        if salt:
+            workspace.save_stack_settings(name, auto.StackSettings(encryption_salt=salt))
     return EventStack(name, workspace, collector or Collector()), exists
 
 
@@ -398,6 +419,8 @@ def run(request: Mapping[str, Any]) -> dict[str, Any]:
     answer: dict[str, Any] = {"result": "failed", "message": "", "change_summary": {},
                               "outputs": {}, "steps": [], "engine_seconds": 0.0,
                               "started_at": utc_now()}
+    # The create guard's client is built while the CLI starts, not when it runs (prewarm).
+    prewarm.start(request)
     if op in ("up", "preview"):
         who = request.get("instance") or {}
         program = stack_program.make_program(
