@@ -162,6 +162,8 @@ class Proc:
     start: int  # clock ticks since boot: with pid, identifies a process across pid reuse
     comm: str
     rss: int  # bytes
+    cpu_ticks: int = 0  # utime + stime of this process
+    children_cpu_ticks: int = 0  # cutime + cstime: of its descendants it has waited for
 
 
 def read_proc(pid: int) -> Proc | None:
@@ -173,9 +175,41 @@ def read_proc(pid: int) -> Proc | None:
     # comm may contain spaces and parentheses: it ends at the last ')'.
     open_paren, close_paren = raw.find("("), raw.rfind(")")
     fields = raw[close_paren + 2:].split()
-    # fields[0] is field 3 (state) of proc(5): ppid = 4, starttime = 22, rss = 24.
+    # fields[0] is field 3 (state) of proc(5): ppid = 4, utime/stime = 14/15, cutime/cstime
+    # = 16/17, starttime = 22, rss = 24.
     return Proc(pid=pid, ppid=int(fields[1]), start=int(fields[19]),
-                comm=raw[open_paren + 1:close_paren], rss=int(fields[21]) * PAGE_SIZE)
+                comm=raw[open_paren + 1:close_paren], rss=int(fields[21]) * PAGE_SIZE,
+                cpu_ticks=int(fields[11]) + int(fields[12]),
+                children_cpu_ticks=int(fields[13]) + int(fields[14]))
+
+
+def read_pss(pid: int) -> int | None:
+    """Proportional set size in bytes (/proc/<pid>/smaps_rollup): each shared page counted
+    once in total, split between the processes mapping it, so a sum over processes is the
+    real footprint (summed RSS counts a shared page once per process)."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as handle:
+            for line in handle:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def tree_cpu_seconds(root: int) -> float | None:
+    """CPU seconds (user + system) used so far by `root` and every descendant: its own time,
+    its reaped children's (cutime/cstime, which include their own reaped descendants), and the
+    live descendants' own time. None when `root` is gone."""
+    top = read_proc(root)
+    if top is None:
+        return None
+    ticks = top.cpu_ticks + top.children_cpu_ticks
+    for pid in process_tree(root)[1:]:
+        proc = read_proc(pid)
+        if proc is not None:
+            ticks += proc.cpu_ticks + proc.children_cpu_ticks
+    return ticks / CLOCK_TICKS
 
 
 def boot_time() -> float:
@@ -245,6 +279,9 @@ class TreeSampler:
         self.samples = 0
         self.peak_operator_rss = 0
         self.peak_engine_rss = 0
+        self.peak_operator_pss = 0
+        self.peak_engine_pss = 0
+        self.peak_pss_by_kind: dict[str, int] = {}
         self.peak_engine_processes = 0
         self.peak_workers = 0
         self.peak_by_kind: dict[str, int] = {}
@@ -269,10 +306,17 @@ class TreeSampler:
             return
         below = [p for p in map(read_proc, process_tree(self.root)[1:]) if p is not None]
         by_kind: dict[str, int] = {}
+        pss_by_kind: dict[str, int] = {}
         for proc in below:
             kind = engine_kind(proc, self.root)
             by_kind[kind] = by_kind.get(kind, 0) + proc.rss
+            pss_by_kind[kind] = pss_by_kind.get(kind, 0) + (read_pss(proc.pid) or 0)
+        operator_pss = read_pss(self.root) or 0
         with self._lock:
+            self.peak_operator_pss = max(self.peak_operator_pss, operator_pss)
+            self.peak_engine_pss = max(self.peak_engine_pss, sum(pss_by_kind.values()))
+            for kind, pss in pss_by_kind.items():
+                self.peak_pss_by_kind[kind] = max(self.peak_pss_by_kind.get(kind, 0), pss)
             self.samples += 1
             self.peak_operator_rss = max(self.peak_operator_rss, root.rss)
             self.peak_engine_rss = max(self.peak_engine_rss, sum(p.rss for p in below))
@@ -343,6 +387,10 @@ class TreeSampler:
                 "peak_engine_rss_sum_mib": mib(self.peak_engine_rss),
                 "peak_engine_rss_by_kind_mib": {k: mib(v) for k, v in
                                                 sorted(self.peak_by_kind.items())},
+                "peak_operator_pss_mib": mib(self.peak_operator_pss),
+                "peak_engine_pss_sum_mib": mib(self.peak_engine_pss),
+                "peak_engine_pss_by_kind_mib": {k: mib(v) for k, v in
+                                                sorted(self.peak_pss_by_kind.items())},
                 "peak_engine_processes": self.peak_engine_processes,
                 "peak_concurrent_workers": self.peak_workers,
                 "engine_processes_seen": len(self.seen),

@@ -19,6 +19,7 @@ from __future__ import annotations
 import time
 
 from benchlib import (
+    CLOCK_TICKS,
     Bench,
     PodWatch,
     arguments,
@@ -27,9 +28,11 @@ from benchlib import (
     log,
     mib,
     peak_rss_hwm,
+    read_proc,
     rounded,
     run_main,
     summary,
+    tree_cpu_seconds,
     wait_until,
 )
 
@@ -48,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         op = bench.start_operator(workers=args.workers, sample_interval=args.sample_interval)
         assert op.sampler is not None
         before = op.wait_idle(quiet=1.0)
+        cpu_before, operator_cpu_before = tree_cpu_seconds(op.pid), own_cpu_seconds(op.pid)
         watch = PodWatch(bench.api, [bench.namespace]).start()
         try:
             log(f"creating {args.count} instances at once")
@@ -65,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
                    >= args.count, args.timeout, interval=0.5, describe=op.log_tail)
         ups_done = time.time()
         after = op.wait_idle(quiet=2.0)
+        cpu_after, operator_cpu_after = tree_cpu_seconds(op.pid), own_cpu_seconds(op.pid)
         hwm = peak_rss_hwm(op.pid)
         states = count_states(bench.instances())
         tree = op.sampler.full_report()
@@ -86,11 +91,21 @@ def main(argv: list[str] | None = None) -> int:
         "engine_up_failures": failures,
         "engine_up_seconds_mean": rounded(engine_up_seconds / engine_ups if engine_ups else None),
         "throughput_pods_per_minute": rounded(60 * args.count / (all_pods - started), 1),
+        "cpu_seconds": {
+            # user + system of the operator and every engine process it started (reaped
+            # children through cutime/cstime), from before the first create until idle again
+            "operator_and_engine": rounded(cpu_after - cpu_before, 2),
+            "operator_process": rounded(operator_cpu_after - operator_cpu_before, 2),
+            "per_instance": rounded((cpu_after - cpu_before) / args.count, 3),
+        },
         "memory": {
             "operator_peak_rss_mib_sampled": tree["peak_operator_rss_mib"],
             "operator_peak_rss_mib_vmhwm": mib(hwm),
+            "operator_peak_pss_mib": tree["peak_operator_pss_mib"],
             "engine_peak_rss_sum_mib": tree["peak_engine_rss_sum_mib"],
             "engine_peak_rss_sum_by_kind_mib": tree["peak_engine_rss_by_kind_mib"],
+            "engine_peak_pss_sum_mib": tree["peak_engine_pss_sum_mib"],
+            "engine_peak_pss_sum_by_kind_mib": tree["peak_engine_pss_by_kind_mib"],
             "engine_peak_processes": tree["peak_engine_processes"],
             "engine_peak_concurrent_workers": tree["peak_concurrent_workers"],
             "engine_processes_seen": tree["engine_processes_seen"],
@@ -101,6 +116,11 @@ def main(argv: list[str] | None = None) -> int:
         "states_after": states,
     })
     return 0
+
+
+def own_cpu_seconds(pid: int) -> float:
+    proc = read_proc(pid)
+    return 0.0 if proc is None else proc.cpu_ticks / CLOCK_TICKS
 
 
 if __name__ == "__main__":

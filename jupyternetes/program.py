@@ -22,7 +22,7 @@ import pulumi
 import pulumi_kubernetes as kubernetes
 from pulumi_kubernetes import _utilities as k8s_utilities
 
-from jupyternetes import ownership
+from jupyternetes import enginesettings, ownership
 
 GROUP_ORDER = ("pvcs", "pods", "otherResources")
 
@@ -333,7 +333,9 @@ def declare(objects: Iterable[Any], provider: pulumi.ProviderResource,
 def make_provider(kubeconfig: str | None, context: str | None) -> kubernetes.Provider:
     # Explicit provider: the stack never depends on whatever ambient default provider config
     # the engine process happens to see. No kubeconfig = in-cluster config / $KUBECONFIG.
-    args: dict[str, Any] = {}
+    # A stable cluster identity: a rotated kubeconfig updates the provider instead of
+    # replacing it and every object (see enginesettings.CLUSTER_IDENTIFIER).
+    args: dict[str, Any] = {"cluster_identifier": enginesettings.CLUSTER_IDENTIFIER}
     if kubeconfig:
         args["kubeconfig"] = kubeconfig
     if context:

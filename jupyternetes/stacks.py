@@ -26,6 +26,7 @@ import os
 import re
 import secrets
 import signal
+import socket
 import subprocess
 import tempfile
 import threading
@@ -37,7 +38,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-from jupyternetes import diystate, locks, naming, workerpool, workspaces
+from jupyternetes import backendurl, diystate, locks, naming, pgstate, workerpool, workspaces
 from jupyternetes.masking import MESSAGE_LIMIT, clean_line, mask_forms, mask_secrets, trim_message
 from jupyternetes.procs import pid_alive
 
@@ -88,7 +89,8 @@ class StackSettings:
         return data
 
     def __repr__(self) -> str:  # never print the passphrase in logs or tracebacks
-        return (f"StackSettings(backend_url={self.backend_url!r}, kubeconfig={self.kubeconfig!r}, "
+        return (f"StackSettings(backend_url={backendurl.redact(self.backend_url)!r}, "
+                f"kubeconfig={self.kubeconfig!r}, "
                 f"context={self.context!r}, project={self.project!r}, passphrase=***)")
 
 
@@ -176,8 +178,14 @@ def add_stack_arguments(parser: argparse.ArgumentParser) -> None:
                        help="local state: the default file:// backend and the generated "
                             "passphrase file (default %(default)s)")
     group.add_argument("--backend-url", default=None,
-                       help="any Pulumi backend URL (s3://, azblob://, gs://, postgres://, "
-                            "https://api.pulumi.com); default file://<state-dir>")
+                       help="any Pulumi backend URL without a password (s3://, azblob://, "
+                            "gs://, https://api.pulumi.com); one with credentials "
+                            "(postgres://user:password@host:port/db) goes in "
+                            "$PULUMI_BACKEND_URL or --backend-url-file; default "
+                            "file://<state-dir>")
+    group.add_argument("--backend-url-file", default=None, metavar="PATH",
+                       help="file holding the backend URL (e.g. a mounted Secret); its "
+                            "password is masked in every log line, Event and status")
     group.add_argument("--kubeconfig", default=None,
                        help="kubeconfig for the stacks' Kubernetes provider "
                             "(default: in-cluster config, else $KUBECONFIG)")
@@ -195,7 +203,9 @@ def settings_from_args(args: argparse.Namespace,
     env = os.environ if environ is None else environ
     state_dir = Path(os.path.expanduser(args.state_dir)).absolute()
     ensure_private_dir(state_dir)
-    backend_url = args.backend_url or file_backend_url(state_dir)
+    backend_url = backendurl.resolve(
+        getattr(args, "backend_url", None), read_backend_url_file(
+            getattr(args, "backend_url_file", None)), env, file_backend_url(state_dir))
     return StackSettings(
         backend_url=backend_url,
         passphrase=resolve_passphrase(state_dir, env),
@@ -208,6 +218,16 @@ def settings_from_args(args: argparse.Namespace,
         work_dir=None,
         secret_variables=DEFAULT_SECRET_VARIABLES | frozenset(args.secret_variable or ()),
     )
+
+
+def read_backend_url_file(path: str | None) -> str | None:
+    if path is None:
+        return None
+    try:
+        return Path(os.path.expanduser(path)).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise StackConfigError(f"cannot read --backend-url-file {path}: "
+                               f"{exc.strerror or exc}") from exc
 
 
 def ensure_private_dir(path: Path) -> None:
@@ -409,21 +429,26 @@ class StackEngine:
 
     def clear_stale_locks(self, leader_since: float | None = None) -> list[str]:
         """At operator start: remove the workspace folders of killed workers (jupyternetes.
-        workspaces) and lock files left by crashed operations, and repair stacks with pending
-        operations. Returns what was done, one line per action (for logs).
+        workspaces) and lock files (rows on postgres://) left by crashed operations, and repair
+        stacks with pending operations. Returns what was done, one line per action (for logs).
 
         `leader_since`: Unix time this operator acquired the Lease (None: no leader
         election). It is kept for later repairs too: it decides which other hosts' locks
         are provably stale (locks.py)."""
         self.leader_since = leader_since
         # Workspace folders of workers killed mid-operation (any backend).
-        actions: list[str] = workspaces.sweep_stale_workspaces()
+        actions: list[str] = workspaces.sweep_stale_workspaces(
+            project=self.settings.project, pulumi_home=self.settings.pulumi_home)
+        if backendurl.is_postgres(self.settings.backend_url):
+            for line in actions:
+                log.warning("%s", line)
+            return actions + self._clear_postgres_locks(leader_since)
         backend_dir = file_backend_path(self.settings.backend_url)
         if backend_dir is None:
-            # Other DIY backends lock the same way in their bucket; Pulumi Cloud has
-            # `pulumi cancel`. Neither is reachable from here without credentials of its own.
-            log.info("stale lock clean-up only applies to file:// backends; %s skipped",
-                     urlparse(self.settings.backend_url).scheme)
+            # Cloud buckets lock the same way but need credentials of their own here; Pulumi
+            # Cloud has `pulumi cancel`.
+            log.info("stale lock clean-up applies to file:// and postgres:// backends; %s "
+                     "skipped", urlparse(self.settings.backend_url).scheme)
             for line in actions:
                 log.warning("%s", line)
             return actions
@@ -459,6 +484,44 @@ class StackEngine:
         for line in actions:
             if not line.startswith("removed stale lock"):  # logged above, with the reason
                 log.warning("%s", line)
+        return actions
+
+    def _clear_postgres_locks(self, leader_since: float | None) -> list[str]:
+        """clear_stale_locks for a postgres:// backend: lock rows judged by the lock rule
+        (locks.py), then the repair of stacks with pending operations. Blobs are written in
+        one statement each, so there are no half-written files to fix (pgstate)."""
+        url = self.settings.backend_url
+        target = pgstate.parse_url(url)
+        table = target.table
+        actions: list[str] = []
+        host = socket.gethostname()
+        try:
+            with pgstate.connect(url) as conn:
+                for lock in pgstate.read_locks(conn, target, DIY_ORGANIZATION,
+                                               self.settings.project):
+                    verdict = locks.judge(lock, host, leader_since)
+                    if not verdict.stale:
+                        log.warning("stack lock %s/%s kept: %s", lock.stack, lock.path.name,
+                                    verdict.reason)
+                        continue
+                    if not pgstate.delete_key(conn, table, str(lock.path)):
+                        continue
+                    log.warning("removed stale lock %s/%s (pid=%s host=%s): %s", lock.stack,
+                                lock.path.name, lock.pid, lock.hostname, verdict.reason)
+                    actions.append(f"removed stale lock {lock.stack}/{lock.path.name}")
+                locked = {lock.stack for lock in pgstate.read_locks(
+                    conn, target, DIY_ORGANIZATION, self.settings.project)}
+                pending = [s for s in pgstate.stacks_with_pending_operations(
+                    conn, target, self.settings.project) if s not in locked]
+        except pgstate.PostgresStateError as exc:
+            log.error("stale lock clean-up skipped: %s", exc)
+            return []
+        for stack in pending:
+            result = self.repair(stack.partition(".")[0], "", stack=stack)
+            line = (f"stack {stack}: cleared pending operations ({result.result}"
+                    f"{': ' + result.message if result.message else ''})")
+            log.warning("%s", line)
+            actions.append(line)
         return actions
 
     def close(self) -> None:
@@ -514,6 +577,11 @@ class StackEngine:
     def _run(self, request: dict[str, Any]) -> dict[str, Any]:
         with self._lock_for(request["stack"]):
             answer = run_worker(request, self._env, self.timeout, self._pool)
+            # A CLI that died (or lost its database) after taking the lock left it behind
+            # while this operator runs: clear it by the lock rule, and try once more.
+            if (answer.get("result") == "failed" and is_locked_error(answer.get("message", ""))
+                    and self.clear_stack_locks(request["stack"])):
+                answer = run_worker(request, self._env, self.timeout, self._pool)
             if (answer.get("result") != "failed"
                     or not diystate.is_checkpoint_load_error(answer.get("message", ""))):
                 return answer
@@ -525,6 +593,52 @@ class StackEngine:
                 answer["message"] = (f"{answer.get('message', '')}\nstate repair of stack "
                                      f"{request['stack']}: " + "; ".join(actions))
             return answer
+
+    def clear_stack_locks(self, stack: str) -> list[str]:
+        """Remove the locks of one stack whose holder is provably gone (locks.py), on a file://
+        or postgres:// backend. Call with the stack's thread lock held; returns the removals."""
+        removed: list[str] = []
+        host = socket.gethostname()
+        url = self.settings.backend_url
+        if backendurl.is_postgres(url):
+            target = pgstate.parse_url(url)
+            try:
+                with pgstate.connect(url) as conn:
+                    for lock in pgstate.read_locks(conn, target, DIY_ORGANIZATION,
+                                                   self.settings.project):
+                        if lock.stack != stack:
+                            continue
+                        verdict = locks.judge(lock, host, self.leader_since)
+                        if verdict.stale and pgstate.delete_key(conn, target.table,
+                                                                str(lock.path)):
+                            removed.append(self._log_removal(lock, verdict))
+                        elif not verdict.stale:
+                            log.info("stack lock %s/%s kept: %s", stack, lock.path.name,
+                                     verdict.reason)
+            except pgstate.PostgresStateError as exc:
+                log.warning("stack %s: its locks could not be checked: %s", stack, exc)
+            return removed
+        backend_dir = file_backend_path(url)
+        if backend_dir is None:
+            return removed
+        root = lock_dir(backend_dir, self.settings.project)
+        for lock, verdict in locks.judge_all(root, self.leader_since, host):
+            if lock.stack != stack:
+                continue
+            if not verdict.stale:
+                log.info("stack lock %s/%s kept: %s", stack, lock.path.name, verdict.reason)
+                continue
+            lock.path.with_name(lock.path.name + diystate.ATTRS).unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                lock.path.unlink()
+                removed.append(self._log_removal(lock, verdict))
+        return removed
+
+    @staticmethod
+    def _log_removal(lock: locks.LockFile, verdict: locks.Verdict) -> str:
+        log.warning("removed stale lock %s/%s (pid=%s host=%s): %s", lock.stack,
+                    lock.path.name, lock.pid, lock.hostname, verdict.reason)
+        return f"removed stale lock {lock.stack}/{lock.path.name}"
 
     def repair_state(self, stack: str) -> list[str]:
         """Fix the file-backend files of `stack` that a killed Pulumi CLI left half-written
@@ -541,6 +655,14 @@ class StackEngine:
         for line in actions:
             log.warning("%s", line)
         return actions
+
+
+# The DIY backend's error when another lock is held on the stack (pkg/backend/diy/lock.go).
+LOCKED_ERROR = re.compile(r"the stack is currently locked by \d+ lock")
+
+
+def is_locked_error(message: str) -> bool:
+    return bool(LOCKED_ERROR.search(message or ""))
 
 
 def stack_names(listing: str, project: str) -> list[str]:
@@ -621,7 +743,7 @@ def _run_in(proc: subprocess.Popen, request: Mapping[str, Any],
         raise
     # The worker masks its own output; masked again here in case it died before it could.
     err_text = mask_secrets(stderr.decode(errors="replace"),
-                            mask_forms(request.get("secret_values") or ()))
+                            mask_forms(backendurl.request_mask_values(request)))
     for line in err_text.splitlines():
         log.debug("worker %s %s: %s", request["op"], request["stack"], line)
     try:
@@ -656,8 +778,9 @@ def stop_worker(proc: subprocess.Popen) -> tuple[bytes, bytes]:
 
 def failed_answer(request: Mapping[str, Any], started_at: str, message: str,
                   stderr: str = "") -> dict[str, Any]:
-    detail = trim_message([], stderr, request.get("secret_values") or ())
+    masked = backendurl.request_mask_values(request)
+    detail = trim_message([], stderr, masked)
     full = f"{message}: {detail}" if detail else message
-    return {"result": "failed", "message": mask_secrets(full, request.get("secret_values") or ()),
+    return {"result": "failed", "message": mask_secrets(full, masked),
             "started_at": started_at, "finished_at": utc_now(), "change_summary": {},
             "outputs": {}, "engine_seconds": 0.0, "steps": []}

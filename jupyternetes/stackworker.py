@@ -31,7 +31,15 @@ from pulumi.automation import events as auto_events  # noqa: E402
 from pulumi.automation._stack import StackInitMode  # noqa: E402
 from semver import VersionInfo  # noqa: E402
 
-from jupyternetes import diystate, workerpool, workspaces  # noqa: E402
+from jupyternetes import (  # noqa: E402
+    backendurl,
+    diystate,
+    enginesettings,
+    prewarm,
+    stackseed,
+    workerpool,
+    workspaces,
+)
 from jupyternetes import program as stack_program  # noqa: E402
 from jupyternetes.masking import (  # noqa: E402
     SECRET_MASK,
@@ -320,10 +328,12 @@ def workspace_options(settings: Mapping[str, Any], stack: str, temp_root: list[s
                       cli_version: str | None = None) -> auto.LocalWorkspaceOptions:
     env_vars = {
         "PULUMI_CONFIG_PASSPHRASE": settings["passphrase"],
-        "PULUMI_BACKEND_URL": settings["backend_url"],
+        # The URL; for postgres:// its password in PGPASSWORD, out of what the CLI writes.
+        **backendurl.cli_environment(settings["backend_url"]),
         "PULUMI_SKIP_UPDATE_CHECK": "true",
         # No network: a missing plugin must fail with a message, not hang on a download.
         "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
+        **enginesettings.cli_env(settings["backend_url"]),
     }
     if settings.get("pulumi_home"):
         env_vars["PULUMI_HOME"] = settings["pulumi_home"]
@@ -338,9 +348,12 @@ def workspace_options(settings: Mapping[str, Any], stack: str, temp_root: list[s
         pulumi_home=settings.get("pulumi_home"),
         env_vars=env_vars,
         secrets_provider="passphrase",
+        # A URL with a password reaches the CLI only through PULUMI_BACKEND_URL (which the CLI
+        # reads), not through the Pulumi.yaml the Automation API writes to disk.
         project_settings=auto.ProjectSettings(
             name=settings["project"], runtime="python",
-            backend=auto.ProjectBackend(url=settings["backend_url"])),
+            backend=None if backendurl.password(settings["backend_url"])
+            else auto.ProjectBackend(url=settings["backend_url"])),
         pulumi_command=pulumi_command(cli_version),
     )
 
@@ -371,7 +384,19 @@ def open_stack(request: Mapping[str, Any], program: Callable[[], None], create: 
     if not exists:
         if not create:
             return None, False
-        workspace.create_stack(name)
+        # In the operator's file backend a new stack is one file: written directly, it saves a
+        # whole `pulumi stack init` process and its key derivation (see stackseed).
+        if backend_dir is not None and enginesettings.shortcuts_enabled() \
+                and stackseed.create_from_sibling(backend_dir, settings["project"], name):
+            log.info("stack %s created from a sibling's secrets state (no stack init)", name)
+        else:
+            workspace.create_stack(name)
+    if backend_dir is not None and enginesettings.shortcuts_enabled():
+        # The stack's own salt in the temporary workspace: one key derivation, not two (see
+        # stackseed.stack_salt).
+        salt = stackseed.stack_salt(backend_dir, settings["project"], name)
+        if salt:
+            workspace.save_stack_settings(name, auto.StackSettings(encryption_salt=salt))
     return EventStack(name, workspace, collector or Collector()), exists
 
 
@@ -382,7 +407,8 @@ def plain_outputs(outputs: Mapping[str, Any]) -> dict[str, Any]:
 def run(request: Mapping[str, Any]) -> dict[str, Any]:
     op = request["op"]
     settings = request["settings"]
-    secret_values: list[str] = list(request.get("secret_values") or [])
+    # Masked in every text: the instance's secrets and the backend URL's password.
+    secret_values: list[str] = backendurl.request_mask_values(request)
     collector = Collector(
         {f"{o['group']}/{o['entry']}": o["manifest"] for o in request.get("objects") or []},
         secret_values)
@@ -393,11 +419,13 @@ def run(request: Mapping[str, Any]) -> dict[str, Any]:
     answer: dict[str, Any] = {"result": "failed", "message": "", "change_summary": {},
                               "outputs": {}, "steps": [], "engine_seconds": 0.0,
                               "started_at": utc_now()}
+    # The create guard's client is built while the CLI starts, not when it runs (prewarm).
+    prewarm.start(request)
     if op in ("up", "preview"):
         who = request.get("instance") or {}
         program = stack_program.make_program(
             request.get("objects") or [], settings.get("kubeconfig"), settings.get("context"),
-            secret_values,
+            list(request.get("secret_values") or []),
             instance=(who["namespace"], who["name"]) if who.get("name") else None)
     else:
         program = stack_program.empty_program
@@ -459,6 +487,9 @@ def run(request: Mapping[str, Any]) -> dict[str, Any]:
             with contextlib.suppress(auto.CommandError):
                 stack.workspace.remove_stack(request["stack"])
         for path in temp_root:
+            # The CLI's settings file of this workspace holds the backend URL (password too).
+            workspaces.cli_settings_file(path, settings["project"], settings.get(
+                "pulumi_home")).unlink(missing_ok=True)
             _rmtree(path)
     answer["steps"] = list(collector.steps.values()) if op == "preview" else []
     answer["finished_at"] = utc_now()
@@ -552,7 +583,7 @@ def main() -> int:
     request = read_request()
     if request is None:
         return workerpool.WORKER_IDLE_EXIT
-    secret_values = list(request.get("secret_values") or [])
+    secret_values = backendurl.request_mask_values(request)
     # Everything this process writes to stderr (logs, tracebacks) is masked: the operator logs
     # it at debug level.
     mask = MaskingFilter(secret_values)

@@ -9,6 +9,7 @@ worker (which makes the folders) and the engine (which sweeps them), so it impor
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
@@ -47,12 +48,28 @@ def stale_workspaces(parent: str | Path | None = None,
 
 
 def sweep_stale_workspaces(parent: str | Path | None = None,
-                           alive: Callable[[int], bool] = pid_alive) -> list[str]:
-    """Remove the workspace folders of workers that are gone; one line per folder removed."""
+                           alive: Callable[[int], bool] = pid_alive,
+                           project: str | None = None,
+                           pulumi_home: str | None = None) -> list[str]:
+    """Remove the workspace folders of workers that are gone (with the CLI's settings file of
+    each, when `project` is given: see cli_settings_file); one line per folder removed."""
     actions = []
     for folder in stale_workspaces(parent, alive):
+        if project:
+            cli_settings_file(folder, project, pulumi_home).unlink(missing_ok=True)
         shutil.rmtree(folder, ignore_errors=True)
         if not folder.exists():
             actions.append(f"removed the workspace {folder} of a stack worker that is gone "
                            f"(pid {owner_pid(folder)})")
     return actions
+
+
+def cli_settings_file(work_dir: str | Path, project: str, pulumi_home: str | None) -> Path:
+    """The file where the Pulumi CLI keeps a workspace's current stack:
+    `$PULUMI_HOME/workspaces/<project>-<sha1 of the Pulumi.yaml path>-workspace.json`
+    (pkg/workspace/workspace.go settingsPath). It is keyed by the backend URL, password and all,
+    and one is left per temporary workspace: the worker removes it with the workspace."""
+    project_file = os.path.realpath(os.path.join(work_dir, "Pulumi.yaml"))
+    digest = hashlib.sha1(project_file.encode(), usedforsecurity=False).hexdigest()
+    home = Path(pulumi_home or os.environ.get("PULUMI_HOME") or Path.home() / ".pulumi")
+    return home / "workspaces" / f"{project}-{digest}-workspace.json"

@@ -30,6 +30,10 @@ HTTP_PORT_NAME = "http"
 STATE_SECRET = f"{OPERATOR}-state"
 STATE_PVC = f"{OPERATOR}-state"
 PASSPHRASE_KEY = "passphrase"
+# The shared backend's URL (it may carry a password: in the Secret and the environment the
+# Pulumi CLI reads, never on the command line).
+BACKEND_URL_KEY = "backendUrl"
+BACKEND_SECRET = f"{OPERATOR}-backend"
 METRICS_SERVICE = f"{OPERATOR}-metrics"
 
 # Server-set fields the example files carry (they are `kubectl get -o yaml` output).
@@ -67,6 +71,17 @@ def state_secret(settings: DeploySettings, passphrase: Any) -> dict[str, Any]:
             "stringData": {PASSPHRASE_KEY: passphrase}}
 
 
+def backend_secret(settings: DeploySettings, url: Any = None) -> dict[str, Any] | None:
+    """The shared backend's URL (`url` may be a secret pulumi Output; default the setting);
+    None with the file:// default. Its own Secret: the state Secret keeps its first value."""
+    if not settings.state_backend_url:
+        return None
+    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": {"name": BACKEND_SECRET, "namespace": settings.namespace,
+                         "labels": labels()},
+            "stringData": {BACKEND_URL_KEY: settings.state_backend_url if url is None else url}}
+
+
 def state_pvc(settings: DeploySettings) -> dict[str, Any] | None:
     """The file:// backend's volume; None with a remote backend."""
     if not settings.file_state:
@@ -92,9 +107,9 @@ def operator_args(settings: DeploySettings) -> list[str]:
             "--metrics-port", str(settings.metrics_port),
             "--shutdown-grace", str(settings.shutdown_grace_seconds),
             "--log-level", settings.log_level,
-            "--log-format", "json"]
-    if settings.state_backend_url:
-        args += ["--backend-url", settings.state_backend_url]
+            "--log-format", "json",
+            # The operator refuses a file:// backend shared by several replicas.
+            "--expected-replicas", str(max(settings.replicas, 1))]
     for ns in settings.watch_namespaces:
         args += ["--namespace", ns]
     for ns in settings.template_namespaces:
@@ -114,6 +129,9 @@ def deployment(settings: DeploySettings) -> dict[str, Any]:
     env: list[dict[str, Any]] = [
         {"name": "PULUMI_CONFIG_PASSPHRASE",
          "valueFrom": {"secretKeyRef": {"name": STATE_SECRET, "key": PASSPHRASE_KEY}}},
+        *([{"name": "PULUMI_BACKEND_URL",
+             "valueFrom": {"secretKeyRef": {"name": BACKEND_SECRET, "key": BACKEND_URL_KEY}}}]
+          if settings.state_backend_url else []),
         # Identity and home of this replica, for leader election Leases and Events.
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},

@@ -103,11 +103,13 @@ def declare_all(settings: DeploySettings, passphrase: pulumi.Output | None = Non
     secret = passphrase_secret(settings, passphrase, ns)
     declared["secret/state"] = secret
     pvc = add("pvc/state", manifests.state_pvc(settings), [ns])
+    backend = add("secret/backend", manifests.backend_secret(
+        settings, pulumi.Output.secret(settings.state_backend_url)), [ns])
     roles = [add(obj.resource_name, obj.manifest, [ns, account])
              for obj in rbac.operator_rbac(settings, manifests.labels())]
     for obj in rbac.hub_rbac(settings, manifests.labels("hub-rbac")):
         add(obj.resource_name, obj.manifest)
-    ready = [r for r in [*crds, ns, account, secret, pvc, *roles] if r is not None]
+    ready = [r for r in [*crds, ns, account, secret, pvc, backend, *roles] if r is not None]
     add("deployment", manifests.deployment(settings), ready)
     add("service/metrics", manifests.metrics_service(settings), [ns])
     if settings.example_template_namespace:

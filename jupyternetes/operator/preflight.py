@@ -51,8 +51,11 @@ def check(kube: ObjectsPort, instance: Instance, rendered: Rendered,
         if exc.status != 403:
             raise
         return Preflight(FORBIDDEN, f"{exc}. Before it creates or changes anything the operator "
-                                    "reads the objects the template names (and the StorageClass "
-                                    "of a claim that would grow): grant it get on them.")
+                                    "reads the objects the template names, lists the instance's "
+                                    "PVCs and reads the StorageClass of a claim that would grow: "
+                                    "grant it get on those kinds, list on "
+                                    "persistentvolumeclaims and get on "
+                                    "storageclasses.storage.k8s.io.")
 
 
 def _check(kube: ObjectsPort, instance: Instance, rendered: Rendered,

@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from jupyternetes import masking, stacks
+from jupyternetes import backendurl, masking, stacks
 from jupyternetes.kube import MANAGED_SELECTOR, Kube, api_client
 from jupyternetes.naming import LABEL_INSTANCE, LABEL_INSTANCE_NAMESPACE, label_value
 from jupyternetes.operator import admin, election, leader
@@ -596,6 +596,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--log-level", default="info",
                         choices=("debug", "info", "warning", "error"))
     parser.add_argument("--log-format", default="json", choices=("json", "text"))
+    parser.add_argument("--expected-replicas", type=int, default=1, metavar="N",
+                        help="how many operator replicas the deployment runs (default 1); "
+                             "more than one is refused with the file:// backend, which one "
+                             "replica's disk holds (use postgres:// and --leader-elect)")
     election.add_arguments(parser)
     stacks.add_stack_arguments(parser)
     parser.set_defaults(func=run)
@@ -607,7 +611,7 @@ def settings_fingerprint(settings: Any) -> dict[str, Any]:
         "project": getattr(settings, "project", None),
         "kubeconfig": getattr(settings, "kubeconfig", None),
         "context": getattr(settings, "context", None),
-        "backendUrl": getattr(settings, "backend_url", None),
+        "backendUrl": backendurl.redact(getattr(settings, "backend_url", None) or ""),
     }
 
 
@@ -616,7 +620,18 @@ def run(args: argparse.Namespace) -> int:
     if args.log_level == "debug":
         # The stack workers log at the operator's level too (their stderr is logged, masked).
         os.environ.setdefault("JUPYTERNETES_WORKER_LOG", "DEBUG")
-    settings = stacks.settings_from_args(args)
+    try:
+        settings = stacks.settings_from_args(args)
+    except (backendurl.BackendUrlError, stacks.StackConfigError) as exc:
+        log.error("%s", exc)
+        return 2
+    # The backend password is masked in every log line from here on (Events and status carry
+    # engine messages, which the stack workers mask the same way).
+    masking.OPERATOR_LOG_MASK.add(backendurl.secret_forms(settings.backend_url))
+    problem = backendurl.replicas_error(settings.backend_url, args.expected_replicas)
+    if problem:
+        log.error("%s", problem)
+        return 2
     kube = Kube(api_client(getattr(args, "kubeconfig", None), getattr(args, "context", None)))
     engine = stacks.StackEngine(settings)
     metrics = Metrics()
@@ -644,7 +659,8 @@ def run(args: argparse.Namespace) -> int:
         except ValueError as exc:
             log.error("%s", exc)
             return 2
-        elector = election.make_elector(args, kube, settings.backend_url, operator, metrics)
+        elector = election.make_elector(args, kube, backendurl.redact(settings.backend_url),
+                                        operator, metrics)
         operator.leading = elector.is_leader
 
     def readiness() -> tuple[bool, dict]:

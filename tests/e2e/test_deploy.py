@@ -256,13 +256,15 @@ def test_up_installs_every_object_with_the_configured_values(deployed: Deployed)
                  label_selector="app.kubernetes.io/name=jupyternetes").items}
     assert roles >= {(d.user_ns, OPERATOR), (d.hub_ns, f"{OPERATOR}-templates"),
                      (d.operator_ns, f"{OPERATOR}-leases"), (d.user_ns, HUB)}
-    # Namespaced mode: one ClusterRole only, `get` on the watched namespace by name.
+    # Namespaced mode: one ClusterRole only, for cluster-scoped reads: `get` on the watched
+    # namespace by name, and `get` on StorageClasses (preflight of a claim that would grow).
     cluster_roles = [r for r in rbac_api.list_cluster_role(
         label_selector="app.kubernetes.io/name=jupyternetes").items
         if d.operator_ns in r.metadata.name]
     assert [(r.metadata.name, [(x.resources, x.verbs, x.resource_names) for x in r.rules])
             for r in cluster_roles] == [(f"{OPERATOR}-{d.operator_ns}-namespaces",
-                                         [(["namespaces"], ["get"], [d.user_ns])])]
+                                         [(["namespaces"], ["get"], [d.user_ns]),
+                                          (["storageclasses"], ["get"], None)])]
     template = d.custom.get_namespaced_custom_object(GROUP, VERSION, d.hub_ns, TEMPLATES,
                                                      SEED_TEMPLATE)
     assert template["spec"]["pods"][0]["name"] == "notebook"

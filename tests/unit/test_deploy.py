@@ -235,7 +235,16 @@ def test_operator_args_are_real_operator_flags():
     assert parsed.namespace == ["a", "b"] and parsed.template_namespace == ["hub"]
     assert parsed.workers == 2 and parsed.template_rollout == "immediate"
     assert parsed.log_level == "debug" and parsed.secret_variable == ["db.password"]
-    assert parsed.backend_url == "s3://b/p" and parsed.state_dir == manifests.STATE_DIR
+    # The backend URL (it may hold a password) is in the Secret and PULUMI_BACKEND_URL, not argv.
+    assert parsed.backend_url is None and parsed.state_dir == manifests.STATE_DIR
+    assert "s3://b/p" not in manifests.operator_args(s)
+    env = {e["name"]: e for e in manifests.deployment(s)["spec"]["template"]["spec"][
+        "containers"][0]["env"]}
+    assert env["PULUMI_BACKEND_URL"]["valueFrom"]["secretKeyRef"] == {
+        "name": manifests.BACKEND_SECRET, "key": manifests.BACKEND_URL_KEY}
+    assert manifests.backend_secret(s)["stringData"][manifests.BACKEND_URL_KEY] == "s3://b/p"
+    assert manifests.backend_secret(settings()) is None
+    assert parsed.expected_replicas == 1
     assert parsed.pulumi_home == manifests.PULUMI_HOME
     assert parsed.health_port == parsed.metrics_port == 9100
     assert parsed.shutdown_grace == 60

@@ -15,7 +15,7 @@ import yaml
 from google.protobuf import json_format
 from pulumi.runtime.mocks import MockMonitor, Mocks
 
-from jupyternetes import program
+from jupyternetes import enginesettings, program
 from jupyternetes.model import Instance, Template
 from jupyternetes.render import render
 
@@ -318,3 +318,21 @@ def test_an_object_holding_a_secret_keeps_its_output_metadata_secret():
     assert resource_options(spec, None, [], holds_secret=True).additional_secret_outputs == [
         "metadata"]
     assert not resource_options(spec, None, []).additional_secret_outputs
+
+
+@pulumi.runtime.test
+def test_provider_has_a_stable_cluster_identifier(monitor, seed_rendered):
+    """A rotated kubeconfig must update the provider, never replace it (and with it every
+    user's pod): pulumi-kubernetes replaces on a changed clusterIdentifier only when one is
+    set, and then ignores kubeconfig/context changes. The identifier is a constant, not
+    derived from the kubeconfig or context."""
+    rendered, _ = seed_rendered
+    objects = program.declare_stack(rendered.objects(), kubeconfig="/rotated", context="c",
+                                    hooks=False)
+
+    def check(_):
+        provider = monitor.by_name()["kubernetes"]
+        assert wire(provider)["clusterIdentifier"] == enginesettings.CLUSTER_IDENTIFIER
+        assert wire(provider)["kubeconfig"] == "/rotated"
+
+    return objects.apply(check)

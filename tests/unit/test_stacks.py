@@ -11,6 +11,7 @@ import socket
 import stat
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -199,7 +200,11 @@ def test_stale_lock_files(tmp_path):
     assert stacks.stale_lock_files(tmp_path / "nothing", "jupyternetes-instances") == []
 
 
-def test_clear_stale_locks_removes_only_stale_files(tmp_path):
+def test_clear_stale_locks_removes_only_stale_files(tmp_path, monkeypatch):
+    # The start-up clean-up also sweeps dead workers' folders in the temp dir: give it its own,
+    # so folders left on this machine by other runs cannot add lines to `actions`.
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
     backend = tmp_path / "state"
     live = write_lock(backend, "ns.a", "l1", os.getpid(), socket.gethostname())
     dead = write_lock(backend, "ns.b", "l2", 999_999_999, socket.gethostname())
@@ -209,6 +214,20 @@ def test_clear_stale_locks_removes_only_stale_files(tmp_path):
     assert live.exists() and not dead.exists()
     remote = StackEngine(settings(tmp_path, backend_url="s3://bucket"))
     assert remote.clear_stale_locks() == []
+
+
+def test_clear_stack_locks_removes_only_that_stacks_stale_locks(tmp_path):
+    backend = tmp_path / "state"
+    host = socket.gethostname()
+    live = write_lock(backend, "ns.a", "l1", os.getpid(), host)
+    dead = write_lock(backend, "ns.a", "l2", 999_999_999, host)
+    other = write_lock(backend, "ns.b", "l3", 999_999_999, host)
+    foreign = write_lock(backend, "ns.a", "l4", 999_999_999, "another-host")
+    engine = StackEngine(settings(tmp_path, backend_url=f"file://{backend}"))
+    assert engine.clear_stack_locks("ns.a") == ["removed stale lock ns.a/l2.json"]
+    assert live.exists() and not dead.exists() and other.exists() and foreign.exists()
+    assert stacks.is_locked_error("error: the stack is currently locked by 1 lock(s). Either")
+    assert not stacks.is_locked_error("error: failed to load checkpoint")
 
 
 def test_stacks_with_pending_operations(tmp_path):

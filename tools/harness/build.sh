@@ -5,4 +5,5 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 bash "$here/kube/build.sh"
 bash "$here/pulumi/build.sh"
+bash "$here/postgres/install.sh"
 bash "$here/hub/build.sh"

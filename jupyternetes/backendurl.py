@@ -1,0 +1,125 @@
+"""Where the Pulumi backend URL comes from, and keeping its password out of every text.
+
+A `postgres://user:password@host/db` URL carries a credential. It is taken from the
+environment (`PULUMI_BACKEND_URL`, the variable the Pulumi CLI itself reads) or from a file
+(`--backend-url-file`, a mounted Secret), never from the command line (argv is world-readable
+in /proc). Everything that shows the URL shows `redact(url)`; the password itself is added to
+the log masks (masking.py). Pure functions; the caller reads the file and the environment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+ENV_BACKEND_URL = "PULUMI_BACKEND_URL"
+REDACTED = "***"
+
+
+class BackendUrlError(ValueError):
+    """The backend URL settings are unusable; the message says what to change."""
+
+
+def password(url: str) -> str | None:
+    """The password in `url` (percent-decoded), None when there is none."""
+    try:
+        raw = urlsplit(url).password
+    except ValueError:
+        return None
+    return unquote(raw) if raw else None
+
+
+def secret_forms(url: str) -> list[str]:
+    """The password as it may appear in a text: decoded and as written in the URL."""
+    try:
+        raw = urlsplit(url).password
+    except ValueError:
+        return []
+    return sorted({raw, unquote(raw)}) if raw else []
+
+
+def redact(url: str) -> str:
+    """`url` with its password replaced by ***; safe for logs, status and Events."""
+    try:
+        parts = urlsplit(url)
+        raw = parts.password
+    except ValueError:
+        return "<unparseable backend URL>"
+    if not raw:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{user}:{REDACTED}@{host}"))
+
+
+def without_password(url: str) -> str:
+    """`url` without its password (the user stays): what the CLI gets for a postgres:// URL,
+    whose password goes in PGPASSWORD instead, so that nothing the CLI writes (its workspace
+    settings under PULUMI_HOME are keyed by the URL) holds it."""
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{user}@{host}"))
+
+
+def cli_environment(url: str) -> dict[str, str]:
+    """The environment that gives the Pulumi CLI this backend: PULUMI_BACKEND_URL, and for a
+    postgres:// URL with a password, the URL without it plus PGPASSWORD (read by its driver)."""
+    secret = password(url)
+    if secret and is_postgres(url):
+        return {ENV_BACKEND_URL: without_password(url), "PGPASSWORD": secret}
+    return {ENV_BACKEND_URL: url}
+
+
+def scheme(url: str) -> str:
+    return urlsplit(url).scheme.lower()
+
+
+def is_postgres(url: str) -> bool:
+    return scheme(url) in ("postgres", "postgresql")
+
+
+def resolve(argument: str | None, file_text: str | None, environ: Mapping[str, str],
+            default: str) -> str:
+    """The backend URL: `--backend-url` (no password allowed there), else the content of
+    `--backend-url-file`, else $PULUMI_BACKEND_URL, else `default` (the file:// backend)."""
+    given = [name for name, value in (("--backend-url", argument),
+                                      ("--backend-url-file", file_text)) if value is not None]
+    if len(given) > 1:
+        raise BackendUrlError("--backend-url and --backend-url-file both given; use one")
+    if argument is not None:
+        if password(argument):
+            raise BackendUrlError(
+                f"--backend-url {redact(argument)} holds a password, and command lines are "
+                f"readable by every local user: put the URL in ${ENV_BACKEND_URL} or in a "
+                "file given with --backend-url-file (e.g. a mounted Secret)")
+        return argument
+    if file_text is not None:
+        url = file_text.strip()
+        if not url:
+            raise BackendUrlError("the --backend-url-file is empty; write the backend URL "
+                                  "(postgres://user:password@host:port/db) into it")
+        return url
+    return environ.get(ENV_BACKEND_URL) or default
+
+
+def replicas_error(url: str, expected_replicas: int) -> str | None:
+    """Why `expected_replicas` operators cannot share `url`, None when they can."""
+    if expected_replicas < 1:
+        return f"--expected-replicas must be at least 1, not {expected_replicas}"
+    if expected_replicas > 1 and scheme(url) == "file":
+        return (f"--expected-replicas {expected_replicas} with the file:// backend "
+                f"{redact(url)}: a file backend lives on one operator's disk and cannot be "
+                "shared; run one replica, or give every replica the same shared backend "
+                f"(postgres://user:password@host:port/db in ${ENV_BACKEND_URL} or "
+                "--backend-url-file) and --leader-elect")
+    return None
+
+
+def request_mask_values(request: Mapping) -> list[str]:
+    """What a stack worker request's texts must not show: the instance's secret values and
+    the backend URL's password (both sides of the worker pipe use this)."""
+    url = ((request.get("settings") or {}).get("backend_url")) or ""
+    return [*(request.get("secret_values") or ()), *secret_forms(url)]

@@ -1,0 +1,96 @@
+"""Stacks created by stackseed (no `pulumi stack init`) with the real CLI and provider: the
+second and later stacks of a backend share the first one's salt, hold secrets, update, survive a
+SIGKILL during their first `up`, and are destroyed and listed like any other stack."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+from jupyternetes import naming, stacks
+from tests.e2e.test_stacks import (  # noqa: F401 (fixtures)
+    TOKEN,
+    assert_no_plain_token,
+    backend_dir,
+    core,
+    engine,
+    rendered_for,
+    secrets_of,
+    stack_file,
+    worker_pgids,
+)
+
+pytestmark = pytest.mark.e2e
+
+
+def salt_of(path) -> str:
+    data = json.loads(path.read_text())
+    return data["checkpoint"]["latest"]["secrets_providers"]["state"]["salt"]
+
+
+def test_second_stack_is_seeded_and_lives_a_normal_life(engine, core, namespace):  # noqa: F811
+    first, first_instance = rendered_for(namespace, name="first")
+    assert engine.up(namespace, "first", first,
+                     secrets_of(engine, first_instance)).result == "succeeded"
+    second, instance = rendered_for(namespace, name="second", **{"jupyterhub.api_token": TOKEN})
+    created = engine.up(namespace, "second", second, secrets_of(engine, instance))
+    assert created.result == "succeeded", created.message
+    # Same salt as the first stack: `stack init` would have made a new one.
+    assert salt_of(stack_file(engine, namespace, "second")) == \
+        salt_of(stack_file(engine, namespace, "first"))
+    pod = core.read_namespaced_pod("second-notebook", namespace)
+    env = {e.name: e.value for e in pod.spec.containers[0].env}
+    assert env["JUPYTERHUB_API_TOKEN"] == TOKEN
+    assert_no_plain_token(backend_dir(engine), TOKEN)
+    # The encrypted state reads back: a refresh + no-op up, then an update that replaces the pod.
+    again = engine.up(namespace, "second", second, secrets_of(engine, instance), refresh=True)
+    assert again.result == "succeeded" and set(again.change_summary) == {"same"}, again.message
+    changed, instance2 = rendered_for(namespace, name="second",
+                                      **{"jupyterhub.api_token": TOKEN + "x"})
+    updated = engine.up(namespace, "second", changed, secrets_of(engine, instance2))
+    assert updated.result == "succeeded", updated.message
+    assert naming.stack_name(namespace, "second") in engine.list_stacks()
+    destroyed = engine.destroy(namespace, "second")
+    assert destroyed.result == "succeeded", destroyed.message
+    assert naming.stack_name(namespace, "second") not in engine.list_stacks()
+
+
+def test_seeded_stack_killed_during_its_first_up_converges(engine, core, namespace):  # noqa: F811
+    """As test_stacks' SIGKILL test, for a stack that stackseed created."""
+    first, first_instance = rendered_for(namespace, name="first")
+    assert engine.up(namespace, "first", first,
+                     secrets_of(engine, first_instance)).result == "succeeded"
+    rendered, instance = rendered_for(namespace, name="crash")
+    lock_root = stacks.lock_dir(backend_dir(engine), engine.settings.project)
+    killed = threading.Event()
+
+    def killer() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not killed.is_set():
+            if list(lock_root.glob("*/*.json")):
+                for pid in worker_pgids():
+                    os.killpg(pid, signal.SIGKILL)
+                killed.set()
+                return
+            time.sleep(0.02)
+
+    thread = threading.Thread(target=killer)
+    thread.start()
+    result = engine.up(namespace, "crash", rendered, secrets_of(engine, instance))
+    killed.set()
+    thread.join()
+    assert result.result == "failed"
+    engine.clear_stale_locks()
+    converged = engine.up(namespace, "crash", rendered, secrets_of(engine, instance))
+    assert converged.result == "succeeded", converged.message
+    assert salt_of(stack_file(engine, namespace, "crash")) == \
+        salt_of(stack_file(engine, namespace, "first"))
+    pods = core.list_namespaced_pod(namespace, label_selector=f"{naming.LABEL_INSTANCE}=crash")
+    assert [p.metadata.name for p in pods.items] == ["crash-notebook"]
+    again = engine.up(namespace, "crash", rendered, secrets_of(engine, instance))
+    assert set(again.change_summary) == {"same"}, again.change_summary
