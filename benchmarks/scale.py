@@ -55,7 +55,7 @@ from noop_resync import pass_report, periodic_pass
 from jupyternetes import diystate, naming
 from jupyternetes.harness.operator_process import MetricsSnapshot
 from jupyternetes.model import Instance, Template
-from jupyternetes.operator.reconcile import desired_hash
+from jupyternetes.operator.rollout import desired_hash
 from jupyternetes.render import render
 from jupyternetes.stacks import (
     DEFAULT_SECRET_VARIABLES,

@@ -430,7 +430,7 @@ def test_pods_are_owned_by_their_instance_and_pvcs_never():
 def test_owner_reference_is_not_part_of_the_desired_hash():
     import dataclasses
 
-    from jupyternetes.operator.reconcile import desired_hash
+    from jupyternetes.operator.rollout import desired_hash
 
     template, instance = seed()
     with_owner = render(template, instance)
