@@ -334,7 +334,9 @@ def test_operator_runs_with_the_stacks_service_account(deployed: Deployed, opera
 
     d = deployed
     backend = harness_pulumi.backend_url(tmp_path / "state")
-    env = harness_pulumi.pulumi_env(backend, "operator-e2e")
+    # As in the Deployment (POD_NAMESPACE from the pod's fieldRef): the leader-election Lease
+    # lives in the operator's namespace, the only place its RBAC allows leases.
+    env = {**harness_pulumi.pulumi_env(backend, "operator-e2e"), "POD_NAMESPACE": d.operator_ns}
     op = OperatorProcess(operator_kubeconfig, env, tmp_path / "operator-state",
                          harness_pulumi.paths.pulumi_home(), [d.user_ns],
                          tmp_path / "operator.log", backend_url=backend, workers=2,
