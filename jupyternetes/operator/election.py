@@ -12,7 +12,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from jupyternetes import procs
@@ -33,8 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                             "only the leader watches and runs stack operations, other "
                             "replicas stand by (default: on)")
     group.add_argument("--leader-election-namespace", default=None, metavar="NS",
-                       help="namespace of the Lease (default: the operator's own namespace "
-                            "in a pod, else `default`)")
+                       help="namespace of the Lease (default: $POD_NAMESPACE, else the "
+                            "operator's own namespace in a pod, else `default`)")
     group.add_argument("--leader-election-name", default=None, metavar="NAME",
                        help="name of the Lease (default: jupyternetes-operator-<hash of the "
                             "backend URL and --namespace scopes>: operators sharing state "
@@ -68,7 +68,13 @@ def default_lease_name(backend_url: str, namespaces: Sequence[str]) -> str:
     return f"{leader.DEFAULT_LEASE_NAME}-{hashlib.sha256(scope.encode()).hexdigest()[:10]}"
 
 
-def default_lease_namespace() -> str:
+def default_lease_namespace(environ: Mapping[str, str] | None = None) -> str:
+    """The operator's own namespace: $POD_NAMESPACE (the deploy stack sets it from the pod's
+    fieldRef; a local run can set it too), else the ServiceAccount's namespace file, else
+    `default`."""
+    env = os.environ if environ is None else environ
+    if env.get("POD_NAMESPACE"):
+        return env["POD_NAMESPACE"]
     try:
         with open(SERVICE_ACCOUNT_NAMESPACE, encoding="utf-8") as handle:
             return handle.read().strip() or "default"

@@ -196,3 +196,16 @@ def test_readyz_answers_json_who_leads():
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_lease_namespace_prefers_pod_namespace(monkeypatch, tmp_path):
+    from jupyternetes.operator import election
+
+    # The deploy stack sets POD_NAMESPACE from the pod's fieldRef; its RBAC allows leases there.
+    assert election.default_lease_namespace({"POD_NAMESPACE": "jn-op"}) == "jn-op"
+    sa_file = tmp_path / "namespace"
+    sa_file.write_text("from-sa\n")
+    monkeypatch.setattr(election, "SERVICE_ACCOUNT_NAMESPACE", str(sa_file))
+    assert election.default_lease_namespace({}) == "from-sa"
+    monkeypatch.setattr(election, "SERVICE_ACCOUNT_NAMESPACE", str(tmp_path / "missing"))
+    assert election.default_lease_namespace({}) == "default"
