@@ -230,24 +230,34 @@ def test_four_stacks_up_in_parallel(engine, core, namespace):
                       "per_op_engine_s": [round(r.engine_seconds, 2) for r in results]}))
 
 
-def test_stale_lock_blocks_until_cleared(engine, core, namespace):
+def test_a_live_writers_lock_blocks_and_a_dead_writers_lock_is_cleared(engine, core, namespace):
+    """locks.py's rule at the moment an operation meets a lock: a lock whose holder still runs
+    on this host blocks the update (it is never removed); a lock whose holder is provably gone
+    (its pid no longer runs on this host) is removed and the update goes through."""
     rendered, instance = rendered_for(namespace, name="locked")
     first = engine.up(namespace, "locked", rendered, secrets_of(engine, instance))
     assert first.succeeded, first.message
     lock = (stacks.lock_dir(backend_dir(engine), engine.settings.project)
             / naming.stack_name(namespace, "locked") / "crashed-operator.json")
     lock.parent.mkdir(parents=True, exist_ok=True)
-    lock.write_text(json.dumps({"pid": 999_999_999, "username": "root",
-                                "hostname": os.uname().nodename,
-                                "timestamp": "2026-01-01T00:00:00Z"}))
+
+    def write_lock(pid: int) -> None:
+        lock.write_text(json.dumps({"pid": pid, "username": "root",
+                                    "hostname": os.uname().nodename,
+                                    "timestamp": "2026-01-01T00:00:00Z"}))
+
+    write_lock(os.getpid())  # a live holder: this test process
     blocked = engine.up(namespace, "locked", rendered, secrets_of(engine, instance))
     assert blocked.result == "failed"
     assert "locked" in blocked.message
-    actions = engine.clear_stale_locks()
-    assert f"removed stale lock {naming.stack_name(namespace, 'locked')}/crashed-operator.json" \
-        in actions
+    assert lock.exists()
+    assert not any("crashed-operator.json" in line for line in engine.clear_stale_locks())
+    assert lock.exists()
+
+    write_lock(999_999_999)  # a holder that is gone
     unlocked = engine.up(namespace, "locked", rendered, secrets_of(engine, instance))
     assert unlocked.succeeded, unlocked.message
+    assert not lock.exists()
 
 
 def test_worker_killed_during_up_converges_after_restart(engine, core, namespace):
