@@ -380,8 +380,17 @@ def test_an_instance_failing_again_and_again_has_one_failure_event(hub, namespac
         (i := hub.instance(ns, name)) and conditions_by_type(i).get("Degraded", {}).get(
             "status") == "True"), timeout=300,
         describe=lambda: hub.describe(ns, name) + op.log_tail())
-    events = [e for e in Kube(hub.api).list_events(ns, name)
-              if e["reason"] == "ProvisionFailed"]
+
+    def failure_events() -> list[dict]:
+        return [e for e in Kube(hub.api).list_events(ns, name)
+                if e["reason"] == "ProvisionFailed"]
+
+    # An Event is written right after the status it explains: wait for the 5th try's count.
+    wait_for("the 5 failed tries counted in Events",
+             lambda: sum(e.get("count") or 1 for e in failure_events()) >= 5, timeout=60,
+             describe=lambda: json.dumps([(e.get("count"), e["message"])
+                                          for e in failure_events()], indent=1))
+    events = failure_events()
     print("\nProvisionFailed:", json.dumps([(e.get("count"), e["message"]) for e in events],
                                             indent=1))
     # One Event object per distinct failure (the engine's words can change between tries, e.g.
