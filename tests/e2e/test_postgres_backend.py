@@ -154,18 +154,28 @@ def test_sigkill_during_an_up_on_postgres_clears_the_stale_lock_and_converges(
         hub, namespace, volumes, pg_operator, postgres_backend, postgres_server,  # noqa: F811
         pulumi_env):
     ns = namespace
-    names = ["pgkill-a", "pgkill-b", "pgkill-c"]
-    for name in names:
-        volumes.provide(ns, name)
     op = pg_operator([ns], workers=3)
-    for name in names:
-        hub.create_instance(ns, name)
-
-    wait_for("a stack update holding its lock row", lambda: lock_rows(postgres_backend),
-             timeout=120)
-    killed = op.kill_tree()
-    locks_at_kill = lock_rows(postgres_backend)
-    print(f"\nSIGKILL of {len(killed)} processes with lock rows {locks_at_kill}")
+    names: list[str] = []
+    locks_at_kill: list[str] = []
+    # The kill must land while an update holds its lock row; an update can finish between the
+    # row being seen and the kill, so a kill that left no row is tried again with new instances.
+    for attempt in range(5):
+        batch = [f"pgkill-{attempt}-{x}" for x in "abc"]
+        for name in batch:
+            volumes.provide(ns, name)
+        names += batch
+        if attempt:
+            op.start()
+        for name in batch:
+            hub.create_instance(ns, name)
+        wait_for("a stack update holding its lock row", lambda: lock_rows(postgres_backend),
+                 timeout=120)
+        killed = op.kill_tree()
+        locks_at_kill = lock_rows(postgres_backend)
+        print(f"\nattempt {attempt}: SIGKILL of {len(killed)} processes with lock rows "
+              f"{locks_at_kill}")
+        if locks_at_kill:
+            break
     assert locks_at_kill, "the kill must leave a held lock row behind for the restart to clear"
     lock = json.loads(table(postgres_backend)[locks_at_kill[0]])
     assert {"pid", "hostname", "timestamp"} <= set(lock), lock
@@ -178,7 +188,7 @@ def test_sigkill_during_an_up_on_postgres_clears_the_stale_lock_and_converges(
         assert len(hub.pods(ns, name)) == 1, f"duplicate pods for {name}"
         assert len(hub.pvcs(ns, name)) == 1, f"duplicate PVCs for {name}"
     assert lock_rows(postgres_backend) == []
-    restart_log = op.log_text().split("===== start 2 =====")[1]
+    restart_log = op.log_text().rsplit("===== start ", 1)[1]  # the start after the kill
     removed = [line for line in restart_log.splitlines() if "removed stale lock" in line]
     print("\n".join(removed))
     assert removed, "the restart should report the stale lock rows it removed"
