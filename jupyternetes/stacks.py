@@ -32,13 +32,22 @@ import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-from jupyternetes import backendurl, diystate, locks, naming, pgstate, workerpool, workspaces
+from jupyternetes import (
+    backendurl,
+    diystate,
+    engineprocs,
+    locks,
+    naming,
+    pgstate,
+    workerpool,
+    workspaces,
+)
 from jupyternetes.masking import MESSAGE_LIMIT, clean_line, mask_forms, mask_secrets, trim_message
 from jupyternetes.procs import pid_alive
 
@@ -76,6 +85,9 @@ class StackSettings:
     # for inspection; None (the default): a temporary directory per operation.
     work_dir: str | None = None
     secret_variables: frozenset[str] = DEFAULT_SECRET_VARIABLES
+    # The operator replica running the operations (--replica-id): named in each operation's
+    # message (`pulumi stack history`) and in the instance status (stack.lastUpdate.replica).
+    replica: str | None = None
 
     def secret_values(self, variables: Mapping[str, str]) -> frozenset[str]:
         """The values of the secret variables among `variables` (names are case-insensitive,
@@ -108,6 +120,7 @@ class OperationResult:
     # Wall time of the whole operation including the worker process (engine_seconds <= this).
     wall_seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
+    replica: str | None = None  # the operator replica that ran it (StackSettings.replica)
 
     @property
     def succeeded(self) -> bool:
@@ -366,6 +379,9 @@ class StackEngine:
         self._cli_version: str | None = None
         # When this operator acquired the Lease (see clear_stale_locks, locks.py).
         self.leader_since: float | None = None
+        # Sharded replicas: stack -> when this replica acquired the stack's shard Lease (None
+        # while it does not hold it); replaces leader_since in the lock rule (locks.py).
+        self.lock_since: Callable[[str], float | None] | None = None
 
     # -- public operations --------------------------------------------------------------------
 
@@ -427,14 +443,20 @@ class StackEngine:
         `stack` overrides the name (a shortened stack name cannot be parsed back)."""
         return self._operation(self._request("repair", namespace, name, (), (), stack=stack))
 
-    def clear_stale_locks(self, leader_since: float | None = None) -> list[str]:
+    def since(self, stack: str) -> float | None:
+        """The lock rule's reference time for the locks of `stack` (locks.py)."""
+        return self.lock_since(stack) if self.lock_since is not None else self.leader_since
+
+    def clear_stale_locks(self, leader_since: float | None = None,
+                          stacks: Callable[[str], bool] | None = None) -> list[str]:
         """At operator start: remove the workspace folders of killed workers (jupyternetes.
         workspaces) and lock files (rows on postgres://) left by crashed operations, and repair
         stacks with pending operations. Returns what was done, one line per action (for logs).
 
         `leader_since`: Unix time this operator acquired the Lease (None: no leader
         election). It is kept for later repairs too: it decides which other hosts' locks
-        are provably stale (locks.py)."""
+        are provably stale (locks.py). `stacks`: only the stacks it accepts (a sharded replica:
+        the stacks of the shards it holds)."""
         self.leader_since = leader_since
         # Workspace folders of workers killed mid-operation (any backend).
         actions: list[str] = workspaces.sweep_stale_workspaces(
@@ -442,7 +464,7 @@ class StackEngine:
         if backendurl.is_postgres(self.settings.backend_url):
             for line in actions:
                 log.warning("%s", line)
-            return actions + self._clear_postgres_locks(leader_since)
+            return actions + self._clear_postgres_locks(stacks)
         backend_dir = file_backend_path(self.settings.backend_url)
         if backend_dir is None:
             # Cloud buckets lock the same way but need credentials of their own here; Pulumi
@@ -453,7 +475,11 @@ class StackEngine:
                 log.warning("%s", line)
             return actions
         root = lock_dir(backend_dir, self.settings.project)
-        for lock, verdict in locks.judge_all(root, leader_since):
+        host = socket.gethostname()
+        for lock in map(locks.read_lock, locks.lock_files(root)):
+            if stacks is not None and not stacks(lock.stack):
+                continue
+            verdict = locks.judge(lock, host, self.since(lock.stack))
             if not verdict.stale:
                 log.warning("stack lock %s/%s kept: %s", lock.stack, lock.path.name,
                             verdict.reason)
@@ -471,12 +497,16 @@ class StackEngine:
             actions.append(f"removed stale lock {lock.stack}/{lock.path.name}")
         locked = locked_stacks(backend_dir, self.settings.project, leader_since=leader_since)
         for stack in diystate.project_stacks(backend_dir, self.settings.project):
+            if stacks is not None and not stacks(stack):
+                continue
             if stack in locked:
                 actions.append(f"stack {stack}: state files not checked, a running Pulumi "
                                "operation holds its lock")
                 continue
             actions += diystate.repair_stack(backend_dir, self.settings.project, stack)
         for stack in stacks_with_pending_operations(backend_dir, self.settings.project):
+            if stacks is not None and not stacks(stack):
+                continue
             # By stack name: a shortened (hashed) stack name cannot be parsed back.
             result = self.repair(stack.partition(".")[0], "", stack=stack)
             actions.append(f"stack {stack}: cleared pending operations ({result.result}"
@@ -486,7 +516,7 @@ class StackEngine:
                 log.warning("%s", line)
         return actions
 
-    def _clear_postgres_locks(self, leader_since: float | None) -> list[str]:
+    def _clear_postgres_locks(self, stacks: Callable[[str], bool] | None) -> list[str]:
         """clear_stale_locks for a postgres:// backend: lock rows judged by the lock rule
         (locks.py), then the repair of stacks with pending operations. Blobs are written in
         one statement each, so there are no half-written files to fix (pgstate)."""
@@ -499,7 +529,9 @@ class StackEngine:
             with pgstate.connect(url) as conn:
                 for lock in pgstate.read_locks(conn, target, DIY_ORGANIZATION,
                                                self.settings.project):
-                    verdict = locks.judge(lock, host, leader_since)
+                    if stacks is not None and not stacks(lock.stack):
+                        continue
+                    verdict = locks.judge(lock, host, self.since(lock.stack))
                     if not verdict.stale:
                         log.warning("stack lock %s/%s kept: %s", lock.stack, lock.path.name,
                                     verdict.reason)
@@ -512,7 +544,8 @@ class StackEngine:
                 locked = {lock.stack for lock in pgstate.read_locks(
                     conn, target, DIY_ORGANIZATION, self.settings.project)}
                 pending = [s for s in pgstate.stacks_with_pending_operations(
-                    conn, target, self.settings.project) if s not in locked]
+                    conn, target, self.settings.project)
+                    if s not in locked and (stacks is None or stacks(s))]
         except pgstate.PostgresStateError as exc:
             log.error("stale lock clean-up skipped: %s", exc)
             return []
@@ -568,6 +601,7 @@ class StackEngine:
             engine_seconds=float(answer.get("engine_seconds") or 0.0),
             wall_seconds=time.monotonic() - started,
             timings=dict(answer.get("timings") or {}),
+            replica=self.settings.replica,
         )
 
     def _lock_for(self, stack: str) -> threading.Lock:
@@ -608,7 +642,7 @@ class StackEngine:
                                                    self.settings.project):
                         if lock.stack != stack:
                             continue
-                        verdict = locks.judge(lock, host, self.leader_since)
+                        verdict = locks.judge(lock, host, self.since(stack))
                         if verdict.stale and pgstate.delete_key(conn, target.table,
                                                                 str(lock.path)):
                             removed.append(self._log_removal(lock, verdict))
@@ -622,7 +656,7 @@ class StackEngine:
         if backend_dir is None:
             return removed
         root = lock_dir(backend_dir, self.settings.project)
-        for lock, verdict in locks.judge_all(root, self.leader_since, host):
+        for lock, verdict in locks.judge_all(root, self.since(stack), host):
             if lock.stack != stack:
                 continue
             if not verdict.stale:
@@ -647,7 +681,7 @@ class StackEngine:
         if backend_dir is None:
             return []
         if stack in locked_stacks(backend_dir, self.settings.project,
-                                  leader_since=self.leader_since):
+                                  leader_since=self.since(stack)):
             log.warning("stack %s: its checkpoint cannot be loaded, but a running Pulumi "
                         "operation holds its lock; not touching its files", stack)
             return []
@@ -729,7 +763,8 @@ def _run_in(proc: subprocess.Popen, request: Mapping[str, Any],
     idle before reading it (the caller then starts a new one)."""
     started_at = utc_now()
     try:
-        stdout, stderr = proc.communicate(json.dumps(request).encode(), timeout=timeout)
+        with engineprocs.running(request["stack"], proc.pid):
+            stdout, stderr = proc.communicate(json.dumps(request).encode(), timeout=timeout)
     except subprocess.TimeoutExpired:
         stdout, stderr = stop_worker(proc)
         log.error("stack %s: %s timed out after %.0fs", request["stack"], request["op"], timeout)

@@ -429,6 +429,10 @@ def run(request: Mapping[str, Any]) -> dict[str, Any]:
             instance=(who["namespace"], who["name"]) if who.get("name") else None)
     else:
         program = stack_program.empty_program
+    # `pulumi stack history` names the operator replica of each update (several replicas
+    # share one backend).
+    message = (f"jupyternetes {op} by replica {settings['replica']}"
+               if settings.get("replica") else None)
     t0 = time.monotonic()
     stack, existed = open_stack(request, program, create=op in ("up", "preview"),
                                 temp_root=temp_root, collector=collector)
@@ -438,7 +442,7 @@ def run(request: Mapping[str, Any]) -> dict[str, Any]:
         if op == "up":
             # A stack created just now has nothing to refresh.
             result = stack.up(refresh=bool(request.get("refresh")) and existed,
-                              on_event=collector,
+                              on_event=collector, message=message,
                               color="never", suppress_progress=True)
             answer["change_summary"] = dict(result.summary.resource_changes or {})
             answer["outputs"] = {
@@ -453,7 +457,7 @@ def run(request: Mapping[str, Any]) -> dict[str, Any]:
             if stack is None:
                 answer.update(result="succeeded", message="no stack to destroy")
             else:
-                result = stack.destroy(on_event=collector, color="never",
+                result = stack.destroy(on_event=collector, color="never", message=message,
                                        suppress_progress=True, remove=True)
                 answer["change_summary"] = dict(result.summary.resource_changes or {})
                 answer["result"] = "succeeded"
@@ -470,6 +474,7 @@ def run(request: Mapping[str, Any]) -> dict[str, Any]:
                 answer.update(result="succeeded", message="no stack to repair")
             else:
                 result = stack.refresh(clear_pending_creates=True, on_event=collector,
+                                       message=message,
                                        color="never", suppress_progress=True)
                 answer["change_summary"] = dict(result.summary.resource_changes or {})
                 answer["result"] = "succeeded"

@@ -262,8 +262,8 @@ class ShardManager:
 
     def _renew(self, records: dict[str, LeaseRecord], now: float, now_unix: float) -> None:
         with self._lock:
-            mine = dict(self._held)
-        for shard, held in sorted(mine.items()):
+            mine = sorted(self._held)
+        for shard in mine:
             name = shard_lease_name(self.base, shard)
             current = records.get(name)
             if current is None or current.holder != self.replica:

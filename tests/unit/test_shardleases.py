@@ -138,7 +138,8 @@ def test_a_replica_that_stops_renewing_loses_its_shards_at_the_deadline_then_oth
             assert len(holders) <= 1, (shard, holders)
         clock.now += 1
     assert sorted(recs["c"].lost) == c_shards
-    assert lost_at is not None and lost_at - clock_at_cut <= 4 + 1  # the renew deadline (+ one round)
+    # Lost at the renew deadline (+ one round), before the lease could lapse for the others.
+    assert lost_at is not None and lost_at - clock_at_cut <= 4 + 1
     assert taken_at is not None and taken_at - clock_at_cut >= 6  # not before the lease lapsed
     assert store.holders() == {"a": 6, "b": 6}
     assert sorted(s for s, takeover in recs["a"].acquired + recs["b"].acquired
