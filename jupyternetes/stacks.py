@@ -550,6 +550,8 @@ class StackEngine:
             log.error("stale lock clean-up skipped: %s", exc)
             return []
         for stack in pending:
+            if stacks is not None and not stacks(stack):
+                continue  # no longer ours (a shard lost meanwhile)
             result = self.repair(stack.partition(".")[0], "", stack=stack)
             line = (f"stack {stack}: cleared pending operations ({result.result}"
                     f"{': ' + result.message if result.message else ''})")
@@ -610,23 +612,29 @@ class StackEngine:
 
     def _run(self, request: dict[str, Any]) -> dict[str, Any]:
         with self._lock_for(request["stack"]):
-            answer = run_worker(request, self._env, self.timeout, self._pool)
+            answer = self._work(request)
             # A CLI that died (or lost its database) after taking the lock left it behind
             # while this operator runs: clear it by the lock rule, and try once more.
             if (answer.get("result") == "failed" and is_locked_error(answer.get("message", ""))
                     and self.clear_stack_locks(request["stack"])):
-                answer = run_worker(request, self._env, self.timeout, self._pool)
+                answer = self._work(request)
             if (answer.get("result") != "failed"
                     or not diystate.is_checkpoint_load_error(answer.get("message", ""))):
                 return answer
             actions = self.repair_state(request["stack"])
             if diystate.changed_anything(actions):
                 # The files an interrupted write left are fixed: the operation can run now.
-                answer = run_worker(request, self._env, self.timeout, self._pool)
+                answer = self._work(request)
             if answer.get("result") == "failed" and actions:
                 answer["message"] = (f"{answer.get('message', '')}\nstate repair of stack "
                                      f"{request['stack']}: " + "; ".join(actions))
             return answer
+
+    def _work(self, request: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return run_worker(request, self._env, self.timeout, self._pool)
+        except engineprocs.Refused as exc:  # sharded: the shard was lost just now
+            return failed_answer(request, utc_now(), str(exc))
 
     def clear_stack_locks(self, stack: str) -> list[str]:
         """Remove the locks of one stack whose holder is provably gone (locks.py), on a file://

@@ -167,6 +167,7 @@ class ShardManager:
         self._member: LeaseRecord | None = None
         self._replicas: frozenset[str] = frozenset({replica})
         self._quota = 0
+        self._acquiring = True
         self.takeovers = 0
 
     # ---- the gate ---------------------------------------------------------------------------
@@ -357,8 +358,16 @@ class ShardManager:
         log.info("shard %d released by %s", shard, self.replica)
         return True
 
+    def stop_acquiring(self) -> None:
+        """Shutting down: keep renewing what is held until `release_all`, take nothing new."""
+        with self._lock:
+            self._acquiring = False
+
     def _acquire(self, acquire: tuple[int, ...], records: dict[str, LeaseRecord], now: float,
                  now_unix: float) -> None:
+        with self._lock:
+            if not self._acquiring:
+                return
         for shard in acquire:
             name = shard_lease_name(self.base, shard)
             current = records.get(name)
