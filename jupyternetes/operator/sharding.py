@@ -88,6 +88,7 @@ def make_manager(args: argparse.Namespace, kube: Kube, backend_url: str, replica
         if cleared:
             metrics.locks_cleared.inc(
                 sum(1 for line in cleared if str(line).startswith("removed stale lock")))
+        manager.serve(shard)
         keys = [key for watcher in operator.instance_watchers for key in watcher.cached_keys()
                 if shards.shard_of_key(key, count) == shard]
         for key in keys:
@@ -115,7 +116,7 @@ def make_manager(args: argparse.Namespace, kube: Kube, backend_url: str, replica
         retry_period=args.leader_election_retry_period,
         on_acquired=acquired, on_lost=lost, busy=busy,
         on_held=metrics.shards_held.set, on_takeover=metrics.shard_takeovers.inc)
-    operator.owns = manager.holds_key
+    operator.owns = manager.serves_key
     operator.stack_filter = manager.holds_stack
     operator.singleton = lambda: manager.holds(SINGLETON_SHARD)
     if operator.orphans is not None:

@@ -121,6 +121,9 @@ class Held:
     last_renew: float  # monotonic
     record: LeaseRecord
     draining: bool = False
+    # Its instances are served (enqueued, reconciled) once the acquisition's clean-up is done
+    # (`serve`): the stale locks and pending operations of a takeover are cleared first.
+    serving: bool = False
 
 
 class ShardManager:
@@ -128,8 +131,9 @@ class ShardManager:
     `holds(shard)` is the gate of every operation; `release_all()` after the work stopped.
 
     Callbacks: `on_acquired(shard, since, takeover)` in a new thread (a slow lock sweep never
-    delays a renew); `on_lost(shard)` synchronously (it kills engine processes: quick);
-    `busy(shard)`: whether an operation of the shard is in flight."""
+    delays a renew), which calls `serve(shard)` when the shard's instances may be reconciled;
+    `on_lost(shard)` synchronously (it kills engine processes: quick); `busy(shard)`: whether
+    an operation of the shard is in flight."""
 
     def __init__(self, store: LeaseStore, replica: str, count: int, base: str, *,
                  lease_duration: float = leader.LEASE_DURATION,
@@ -179,8 +183,20 @@ class ShardManager:
             return (held is not None and not held.draining
                     and self.clock() - held.last_renew < self.renew_deadline)
 
-    def holds_key(self, key: str) -> bool:
-        return self.holds(shards.shard_of_key(key, self.count))
+    def serves(self, shard: int) -> bool:
+        """`holds`, and the acquisition's clean-up is done: its instances may be reconciled."""
+        with self._lock:
+            held = self._held.get(shard)
+            serving = held is not None and held.serving
+        return serving and self.holds(shard)
+
+    def serve(self, shard: int) -> None:
+        with self._lock:
+            if shard in self._held:
+                self._held[shard].serving = True
+
+    def serves_key(self, key: str) -> bool:
+        return self.serves(shards.shard_of_key(key, self.count))
 
     def holds_stack(self, stack: str) -> bool:
         return self.holds(shards.shard_of_stack(stack, self.count))

@@ -82,11 +82,13 @@ def manager(store: MemoryStore, replica: str, clock: Clock, count: int = 12,
 
     def acquired(shard: int, since: float, takeover: bool) -> None:
         rec.acquired.append((shard, takeover))
+        m.serve(shard)
 
-    return ShardManager(store, replica, count, BASE, lease_duration=6, renew_deadline=4,
-                        retry_period=1, on_acquired=acquired, on_lost=rec.lost.append,
-                        busy=lambda shard: shard in rec.busy, clock=clock,
-                        wall=lambda: 1_800_000_000.0 + clock.now)
+    m = ShardManager(store, replica, count, BASE, lease_duration=6, renew_deadline=4,
+                     retry_period=1, on_acquired=acquired, on_lost=rec.lost.append,
+                     busy=lambda shard: shard in rec.busy, clock=clock,
+                     wall=lambda: 1_800_000_000.0 + clock.now)
+    return m
 
 
 def rounds(managers: list[ShardManager], clock: Clock, n: int = 3, step: float = 1.0) -> None:
@@ -233,3 +235,27 @@ def test_membership_leases_of_long_dead_replicas_are_removed():
     clock.now += 20 * 6
     a.tick()
     assert member_lease_name(BASE, "ghost") not in store.records
+
+
+def test_instances_are_served_only_after_the_acquisition_clean_up():
+    store, clock = MemoryStore(), Clock()
+    gate = threading.Event()
+    seen: list[tuple[bool, bool]] = []
+    m: ShardManager
+
+    def acquired(shard: int, since: float, takeover: bool) -> None:
+        seen.append((m.holds(0), m.serves(0)))  # held (the clean-up may run), not served yet
+        gate.wait(5)
+        m.serve(shard)
+
+    m = ShardManager(store, "a", 1, BASE, lease_duration=6, renew_deadline=4, retry_period=1,
+                     on_acquired=acquired, clock=clock, wall=lambda: 1e9 + clock.now)
+    m.tick()
+    assert m.holds(0) and not m.serves(0) and not m.serves_key("ns/x")
+    gate.set()
+    for _ in range(100):
+        if m.serves(0):
+            break
+        threading.Event().wait(0.05)
+    assert m.serves(0) and m.serves_key("ns/x")
+    assert seen == [(True, False)]
