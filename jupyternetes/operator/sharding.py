@@ -24,8 +24,9 @@ from typing import Any
 from jupyternetes import engineprocs
 from jupyternetes.kube import Kube
 from jupyternetes.operator import election, leader, shards
+from jupyternetes.operator.leasestore import KubeLeaseStore
 from jupyternetes.operator.metrics import Metrics
-from jupyternetes.operator.shardleases import KubeLeaseStore, ShardManager
+from jupyternetes.operator.shardleases import ShardManager
 
 log = logging.getLogger("jupyternetes.operator")
 
