@@ -231,6 +231,18 @@ def test_three_replicas_sixty_instances_one_writer_per_stack(
     assert lock_rows(url) == []
     no_pending_operations(url, names, ns)
 
+    # SIGTERM of one replica: it releases its shards, the others take them at once (no
+    # takeover: nothing lapsed) and the work stays where it is.
+    stopped = time.monotonic()
+    assert ops[2].terminate() == 0, ops[2].log_tail()
+    after = wait_for("the two others holding all 12 shards", lambda: split_fairly(ops[:2]),
+                     timeout=LEASE + 10, describe=lambda: ops[0].log_tail(20))
+    print(f"after SIGTERM of {IDS[2]}: {after} in {time.monotonic() - stopped:.1f}s")
+    assert sorted(len(s) for s in after.values()) == [6, 6]
+    assert "released shards" in ops[2].log_text()
+    for op in ops[:2]:
+        assert op.metrics().value("jupyternetes_shard_takeovers_total") == 0
+
 
 def test_sigkill_of_one_replica_during_a_burst_its_shards_are_taken_over(
         hub, namespace, volumes, sharded, postgres_backend):
