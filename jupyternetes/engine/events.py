@@ -91,7 +91,7 @@ def op_name(op: Any) -> str:
 # value SECRET_SIG_VALUE): `sig.Key` and `sig.Secret`, exported constants of the Go SDK
 # (github.com/pulumi/pulumi/sdk/v3/go/common/resource/sig), part of the resource protocol. The
 # Python SDK has them only under private names (pulumi.runtime.rpc._special_sig_key,
-# _special_secret_sig); tests/unit/test_stacks.py checks that both spellings agree, so an SDK
+# _special_secret_sig); tests/unit/test_command.py checks that both spellings agree, so an SDK
 # upgrade that changed the format would fail there.
 SECRET_SIG = "4dabf18193072939515e22adb298388d"
 SECRET_SIG_VALUE = "1b47061264138c4ac30d75fd1eb44270"

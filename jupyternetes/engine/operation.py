@@ -12,83 +12,56 @@ import contextlib
 import logging
 import os
 import shutil
+import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from pulumi import automation as auto
-from pulumi.automation._stack import StackInitMode
-from semver import VersionInfo
 
 from jupyternetes.engine import backendurl, diystate, prewarm, stackseed, workspaces
 from jupyternetes.engine import program as stack_program
 from jupyternetes.engine import settings as engine_settings
 from jupyternetes.engine.backendurl import file_backend_path
+from jupyternetes.engine.command import EventCommand
 from jupyternetes.engine.events import (
-    SUMMARY_WAIT_SECONDS,
     Collector,
     dry_run_replacements,
-    is_secret_wrapper,
     objects_from_events,
     op_name,
 )
-from jupyternetes.engine.masking import SECRET_MASK, mask_secrets, trim_message
+from jupyternetes.engine.masking import mask_secrets, trim_message
 from jupyternetes.engine.results import utc_now
 
 log = logging.getLogger(__name__)
 
 
-class EventStack(auto.Stack):
-    """An Automation API stack that is neither selected nor read back through extra CLI runs.
-
-    Every command already names the stack (`--stack`), so `pulumi stack select` is not needed
-    when we know the stack exists; and after up/refresh/destroy the SDK runs `stack output`
-    twice and `stack history` once for data the event stream has already delivered (summary
-    event, the stack resource's outputs). Falls back to the SDK's calls when an event is missing.
-    """
-
-    def __init__(self, name: str, workspace: auto.LocalWorkspace, collector: Collector) -> None:
-        # Deliberately not Stack.__init__: it runs `stack select`/`stack init` (done by
-        # open_stack only when needed). These are the attributes Stack.__init__ sets.
-        self.name = name
-        self.workspace = workspace
-        self._mode = StackInitMode.SELECT
-        self.collector = collector
-
-    def outputs(self) -> auto.OutputMap:
-        self.collector.finished.wait(SUMMARY_WAIT_SECONDS)
-        outputs = self.collector.stack_outputs
-        # Events show secrets masked; only `stack output --show-secrets` has their values.
-        if outputs is None or any(is_secret_wrapper(v) or v == SECRET_MASK
-                                  for v in outputs.values()):
-            return super().outputs()
-        return {key: auto.OutputValue(value=value, secret=False)
-                for key, value in outputs.items()}
-
-    def info(self, show_secrets: bool = True) -> auto.UpdateSummary | None:
-        self.collector.finished.wait(SUMMARY_WAIT_SECONDS)
-        summary = self.collector.summary
-        if summary is None:
-            return super().info(show_secrets)
-        changes = {op_name(k): v for k, v in (summary.resource_changes or {}).items()}
-        return auto.UpdateSummary(kind="update", start_time=None, message="", environment={},
-                                  config={}, result="succeeded", resource_changes=changes)
+_cli_guard = threading.Lock()
+_cli: EventCommand | None = None
 
 
-def pulumi_command(version: str | None) -> auto.PulumiCommand:
-    """The CLI, without a `pulumi version` run per operation when the parent StackEngine has
-    already asked the CLI for its version (it does so once and passes it in the request)."""
-    if not version:
-        return auto.PulumiCommand(skip_version_check=True)
-    command = object.__new__(auto.PulumiCommand)  # PulumiCommand.__init__ runs `pulumi version`
-    command.command = "pulumi"
-    command.version = VersionInfo.parse(version.removeprefix("v"))
-    return command
+def cli() -> EventCommand:
+    """This process's Pulumi CLI (made once: its constructor runs `pulumi version`)."""
+    global _cli
+    with _cli_guard:
+        if _cli is None:
+            _cli = EventCommand()
+        return _cli
+
+
+def warm_cli() -> None:
+    """Make the CLI object ahead of the first request (a pre-started worker does this while it
+    waits). Errors are left for the operation to report (no `pulumi` on PATH, ...)."""
+    with contextlib.suppress(Exception):
+        cli()
 
 
 def workspace_options(settings: Mapping[str, Any], stack: str, temp_root: list[str],
-                      cli_version: str | None = None) -> auto.LocalWorkspaceOptions:
+                      command: auto.PulumiCommand | None = None) -> auto.LocalWorkspaceOptions:
+    """The workspace of one operation: the CLI's environment (every setting the operator
+    applies, see settings.cli_env), a temporary folder (added to `temp_root`, removed after the
+    operation) or `<work_dir>/<stack>`, the project settings, and the CLI `command`."""
     env_vars = {
         "PULUMI_CONFIG_PASSPHRASE": settings["passphrase"],
         # The URL; for postgres:// its password in PGPASSWORD, out of what the CLI writes.
@@ -117,50 +90,55 @@ def workspace_options(settings: Mapping[str, Any], stack: str, temp_root: list[s
             name=settings["project"], runtime="python",
             backend=None if backendurl.password(settings["backend_url"])
             else auto.ProjectBackend(url=settings["backend_url"])),
-        pulumi_command=pulumi_command(cli_version),
+        pulumi_command=command,
     )
 
 
 def open_stack(request: Mapping[str, Any], program: Callable[[], None], create: bool,
                temp_root: list[str],
-               collector: Collector | None = None) -> tuple[EventStack | None, bool]:
-    """(stack, existed_before). With create=False a missing stack gives (None, False).
+               collector: Collector) -> tuple[auto.Stack | None, bool]:
+    """(stack, existed_before). With create=False a missing stack gives (None, False). Call
+    inside `cli().answering(...)` for the stack, with exists=False (this fills it in).
 
-    On a file:// backend whether the stack exists is read from the backend folder, which
-    saves the `pulumi stack select` run; other backends are asked with `stack select`."""
+    On a file:// backend whether the stack exists is read from the backend folder, so
+    `Stack.select` needs no `pulumi stack select` run (EventCommand answers it); other
+    backends are asked with `stack select`."""
     settings = request["settings"]
     name = request["stack"]
-    opts = workspace_options(settings, name, temp_root, request.get("pulumi_version"))
-    opts.program = program
+    project = settings["project"]
+    opts = workspace_options(settings, name, temp_root, cli())
     if opts.project_settings is not None and opts.project_settings.main is None:
         opts.project_settings.main = os.getcwd()  # as auto.select_stack does for inline programs
-    workspace = auto.LocalWorkspace(**opts.__dict__)
     backend_dir = file_backend_path(settings["backend_url"])
-    exists = (diystate.stack_exists(backend_dir, settings["project"], name)
-              if backend_dir is not None else None)
+    shortcuts = backend_dir is not None and engine_settings.shortcuts_enabled()
+    exists = diystate.stack_exists(backend_dir, project, name) if backend_dir else None
+    # In the operator's file backend a new stack is one file: written directly, it saves a
+    # whole `pulumi stack init` process and its key derivation (see stackseed).
+    seeded = (exists is False and create and shortcuts
+              and stackseed.create_from_sibling(backend_dir, project, name))
+    if seeded:
+        log.info("stack %s created from a sibling's secrets state (no stack init)", name)
+    # The stack's own salt in the temporary workspace: one key derivation, not two (see
+    # stackseed.stack_salt).
+    salt = stackseed.stack_salt(backend_dir, project, name) if shortcuts else None
+    workspace = auto.LocalWorkspace(
+        work_dir=opts.work_dir, pulumi_home=opts.pulumi_home, program=program,
+        env_vars=opts.env_vars, secrets_provider=opts.secrets_provider,
+        project_settings=opts.project_settings, pulumi_command=opts.pulumi_command,
+        stack_settings={name: auto.StackSettings(encryption_salt=salt)} if salt else None)
+    if exists or seeded:
+        cli().mark_exists(name)
+        return auto.Stack.select(name, workspace), bool(exists)
     if exists is None:
         try:
-            workspace.select_stack(name)
-            exists = True
+            return auto.Stack.select(name, workspace), True
         except auto.StackNotFoundError:
-            exists = False
-    if not exists:
-        if not create:
-            return None, False
-        # In the operator's file backend a new stack is one file: written directly, it saves a
-        # whole `pulumi stack init` process and its key derivation (see stackseed).
-        if backend_dir is not None and engine_settings.shortcuts_enabled() \
-                and stackseed.create_from_sibling(backend_dir, settings["project"], name):
-            log.info("stack %s created from a sibling's secrets state (no stack init)", name)
-        else:
-            workspace.create_stack(name)
-    if backend_dir is not None and engine_settings.shortcuts_enabled():
-        # The stack's own salt in the temporary workspace: one key derivation, not two (see
-        # stackseed.stack_salt).
-        salt = stackseed.stack_salt(backend_dir, settings["project"], name)
-        if salt:
-            workspace.save_stack_settings(name, auto.StackSettings(encryption_salt=salt))
-    return EventStack(name, workspace, collector or Collector()), exists
+            pass
+    if not create:
+        return None, False
+    stack = auto.Stack.create(name, workspace)
+    cli().mark_exists(name)
+    return stack, False
 
 
 def plain_outputs(outputs: Mapping[str, Any]) -> dict[str, Any]:
@@ -193,63 +171,27 @@ def run(request: Mapping[str, Any], timings: dict[str, float] | None = None) -> 
             instance=(who["namespace"], who["name"]) if who.get("name") else None)
     else:
         program = stack_program.empty_program
-    t0 = time.monotonic()
-    stack, existed = open_stack(request, program, create=op in ("up", "preview"),
-                                temp_root=temp_root, collector=collector)
-    timings["workspace"] = time.monotonic() - t0
-    engine_started = time.monotonic()
     try:
-        if op == "up":
-            # A stack created just now has nothing to refresh.
-            result = stack.up(refresh=bool(request.get("refresh")) and existed,
-                              on_event=collector,
-                              color="never", suppress_progress=True)
-            answer["change_summary"] = dict(result.summary.resource_changes or {})
-            answer["outputs"] = {
-                **plain_outputs(result.outputs),
-                "errors": {},
-            }
-            answer["result"] = "succeeded"
-        elif op == "preview":
-            answer["change_summary"] = run_preview(stack, request, collector)
-            answer["result"] = "succeeded"
-        elif op == "destroy":
-            if stack is None:
-                answer.update(result="succeeded", message="no stack to destroy")
-            else:
-                result = stack.destroy(on_event=collector, color="never",
-                                       suppress_progress=True, remove=True)
-                answer["change_summary"] = dict(result.summary.resource_changes or {})
-                answer["result"] = "succeeded"
-                if settings.get("work_dir"):  # the stack is gone; so is its workspace
-                    temp_root.append(str(Path(settings["work_dir"]) / request["stack"]))
-        elif op == "forget":
-            if stack is None:
-                answer.update(result="succeeded", message="no stack to remove")
-            else:
-                stack.workspace.remove_stack(request["stack"], force=True)
-                answer.update(result="succeeded", message=f"stack {request['stack']} removed")
-        elif op == "repair":
-            if stack is None:
-                answer.update(result="succeeded", message="no stack to repair")
-            else:
-                result = stack.refresh(clear_pending_creates=True, on_event=collector,
-                                       color="never", suppress_progress=True)
-                answer["change_summary"] = dict(result.summary.resource_changes or {})
-                answer["result"] = "succeeded"
-        else:
-            raise ValueError(f"unknown operation {op!r}")
-    except auto.CommandError as exc:
-        answer["result"] = "failed"
-        answer["message"] = trim_message(collector.errors, str(exc), secret_values)
-        answer["outputs"] = {"objects": objects_from_events(collector),
-                             "errors": collector.errors_by_resource(secret_values)}
+        with cli().answering(request["stack"], False, collector):
+            t0 = time.monotonic()
+            stack, existed = open_stack(request, program, create=op in ("up", "preview"),
+                                        temp_root=temp_root, collector=collector)
+            timings["workspace"] = time.monotonic() - t0
+            engine_started = time.monotonic()
+            try:
+                execute(op, stack, existed, request, collector, answer, temp_root)
+            except auto.CommandError as exc:
+                answer["result"] = "failed"
+                answer["message"] = trim_message(collector.errors, str(exc), secret_values)
+                answer["outputs"] = {"objects": objects_from_events(collector),
+                                     "errors": collector.errors_by_resource(secret_values)}
+            finally:
+                answer["engine_seconds"] = time.monotonic() - engine_started
+                # A preview must not leave a stack behind for an instance never deployed.
+                if op == "preview" and stack is not None and not existed:
+                    with contextlib.suppress(auto.CommandError):
+                        stack.workspace.remove_stack(request["stack"])
     finally:
-        answer["engine_seconds"] = time.monotonic() - engine_started
-        # A preview must not leave a stack behind for an instance that was never deployed.
-        if op == "preview" and stack is not None and not existed:
-            with contextlib.suppress(auto.CommandError):
-                stack.workspace.remove_stack(request["stack"])
         for path in temp_root:
             # The CLI's settings file of this workspace holds the backend URL (password too).
             workspaces.cli_settings_file(path, settings["project"], settings.get(
@@ -263,6 +205,55 @@ def run(request: Mapping[str, Any], timings: dict[str, float] | None = None) -> 
     answer["timings"] = timings
     answer["message"] = mask_secrets(answer["message"], secret_values)
     return answer
+
+
+def execute(op: str, stack: auto.Stack | None, existed: bool, request: Mapping[str, Any],
+            collector: Collector, answer: dict[str, Any], temp_root: list[str]) -> None:
+    """Run `op` on `stack` (None: it does not exist), filling in `answer`. Raises
+    auto.CommandError when the CLI fails."""
+    settings = request["settings"]
+    if op in ("up", "preview"):
+        assert stack is not None, "open_stack creates the stack of an up or a preview"
+    if op == "up":
+        # A stack created just now has nothing to refresh.
+        result = stack.up(refresh=bool(request.get("refresh")) and existed,
+                          on_event=collector,
+                          color="never", suppress_progress=True)
+        answer["change_summary"] = dict(result.summary.resource_changes or {})
+        answer["outputs"] = {
+            **plain_outputs(result.outputs),
+            "errors": {},
+        }
+        answer["result"] = "succeeded"
+    elif op == "preview":
+        answer["change_summary"] = run_preview(stack, request, collector)
+        answer["result"] = "succeeded"
+    elif op == "destroy":
+        if stack is None:
+            answer.update(result="succeeded", message="no stack to destroy")
+        else:
+            result = stack.destroy(on_event=collector, color="never",
+                                   suppress_progress=True, remove=True)
+            answer["change_summary"] = dict(result.summary.resource_changes or {})
+            answer["result"] = "succeeded"
+            if settings.get("work_dir"):  # the stack is gone; so is its workspace
+                temp_root.append(str(Path(settings["work_dir"]) / request["stack"]))
+    elif op == "forget":
+        if stack is None:
+            answer.update(result="succeeded", message="no stack to remove")
+        else:
+            stack.workspace.remove_stack(request["stack"], force=True)
+            answer.update(result="succeeded", message=f"stack {request['stack']} removed")
+    elif op == "repair":
+        if stack is None:
+            answer.update(result="succeeded", message="no stack to repair")
+        else:
+            result = stack.refresh(clear_pending_creates=True, on_event=collector,
+                                   color="never", suppress_progress=True)
+            answer["change_summary"] = dict(result.summary.resource_changes or {})
+            answer["result"] = "succeeded"
+    else:
+        raise ValueError(f"unknown operation {op!r}")
 
 
 def run_preview(stack: auto.Stack, request: Mapping[str, Any],

@@ -8,10 +8,10 @@ stderr. It dies with the thread that started it (PR_SET_PDEATHSIG, set by the wo
 an operator killed with SIGKILL leaves no engine holding a stack lock, and it is killed after a
 timeout. The worker's answer carries the engine time, so callers see the subprocess overhead.
 
-To keep that overhead off an operation: one worker is kept pre-started (pool.py: Python and
-the Pulumi SDK loaded, waiting for its request; still one operation per process), the CLI's
-version is asked once per engine instead of once per operation, and the worker runs no CLI
-command the operation does not need (see operation.EventStack): an `up` of an existing stack
+To keep that overhead off an operation: one worker is kept pre-started (pool.py: Python, the
+Pulumi SDK and the CLI's version check done, waiting for its request; still one operation per
+process), and the worker runs no CLI command the operation does not need (see
+command.EventCommand): an `up` of an existing stack
 on a file:// backend is one `pulumi up` process. A killed CLI can leave the file backend's files
 half-written; repair.py fixes them at start and when an operation cannot load its checkpoint.
 """
@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import subprocess
 import tempfile
 import threading
@@ -62,7 +61,6 @@ class StackEngine:
         weakref.finalize(self, self._pool.close)
         self._stack_locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
-        self._cli_version: str | None = None
         self._repair = StateRepair(settings, _repair_by_name(weakref.ref(self)))
 
     # -- public operations --------------------------------------------------------------------
@@ -168,17 +166,7 @@ class StackEngine:
             "objects": [_object_dict(o) for o in objects],
             "secret_values": sorted({s for s in secret_values if s}),
             "refresh": refresh,
-            "pulumi_version": self.cli_version(),
         }
-
-    def cli_version(self) -> str | None:
-        """The Pulumi CLI's version, asked once and passed to every worker so that each
-        operation does not start a `pulumi version` process of its own. None when the CLI
-        cannot be run: the worker then runs it itself and reports what is wrong."""
-        with self._guard:
-            if self._cli_version is None:
-                self._cli_version = pulumi_cli_version(self._env)
-            return self._cli_version
 
     def _operation(self, request: dict[str, Any]) -> OperationResult:
         started_at, started = utc_now(), time.monotonic()
@@ -249,18 +237,6 @@ def stack_names(listing: str, project: str) -> list[str]:
             continue
         names.append(parts[-1])
     return sorted(set(names))
-
-
-def pulumi_cli_version(env: Mapping[str, str]) -> str | None:
-    """`pulumi version` of the CLI on env's PATH ("3.274.1"); None when it cannot be run."""
-    try:
-        done = subprocess.run(["pulumi", "version"],
-                              env={**env, "PULUMI_SKIP_UPDATE_CHECK": "true"},
-                              capture_output=True, timeout=60, check=True)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    version = done.stdout.decode(errors="replace").strip().removeprefix("v")
-    return version if re.fullmatch(r"\d+\.\d+\.\d+\S*", version) else None
 
 
 def _object_dict(obj: Any) -> dict[str, Any]:

@@ -85,6 +85,9 @@ def main() -> int:
                         stream=sys.stderr, format="%(asctime)s %(name)s %(message)s")
     die_with_parent()
     signal.signal(signal.SIGTERM, on_sigterm)
+    # `pulumi version` (the CLI object's public constructor runs it) before the request
+    # comes: a pre-started worker does it while it waits.
+    operation.warm_cli()
     request = read_request()
     if request is None:
         return pool.WORKER_IDLE_EXIT

@@ -350,7 +350,7 @@ def test_stack_worker_masks_its_traceback_and_answer(pulumi_env, tmp_path):
     request = {"op": f"op-{TOKEN}", "stack": "ns.worker-mask",
                "instance": {"namespace": "ns", "name": "worker-mask"},
                "settings": settings.to_request(), "objects": [], "secret_values": [TOKEN],
-               "refresh": False, "pulumi_version": None}
+               "refresh": False}
     env = {**pulumi_env.env, "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
            "JUPYTERNETES_WORKER_LOG": "DEBUG"}
     done = subprocess.run([sys.executable, "-m", "jupyternetes.engine.worker"],

@@ -29,7 +29,7 @@ def test_service_backends_are_left_at_pulumis_defaults(url):
 def test_the_worker_passes_them_to_the_cli(tmp_path):
     settings = {"passphrase": "p", "backend_url": f"file://{tmp_path}", "project": "jupyternetes",
                 "work_dir": str(tmp_path / "work")}
-    opts = workspace_options(settings, "ns.name", [], cli_version="3.274.1")
+    opts = workspace_options(settings, "ns.name", [])
     assert opts.env_vars is not None
     for key, value in engine_settings.cli_env(settings["backend_url"]).items():
         assert opts.env_vars[key] == value

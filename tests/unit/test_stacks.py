@@ -16,8 +16,6 @@ import time
 from pathlib import Path
 
 import pytest
-from pulumi import automation as auto
-from pulumi.automation import events as auto_events
 
 from jupyternetes import preview
 from jupyternetes.engine import (
@@ -31,10 +29,8 @@ from jupyternetes.engine import (
     events,
     locks,
     masking,
-    operation,
     pool,
     results,
-    stackengine,
 )
 from jupyternetes.engine import settings as engine_settings
 from jupyternetes.engine.procs import pid_alive
@@ -486,83 +482,6 @@ def test_repair_request_by_stack_name(tmp_path):
 
 
 # --- fewer CLI runs per operation -------------------------------------------------------------
-
-
-def fake_pulumi(tmp_path: Path, output: str = "v3.274.1") -> tuple[dict[str, str], Path]:
-    """A `pulumi` on PATH that records each run and prints `output`."""
-    bin_dir, calls = tmp_path / "bin", tmp_path / "calls"
-    bin_dir.mkdir()
-    script = bin_dir / "pulumi"
-    script.write_text(f"#!/bin/sh\necho \"$*\" >> {calls}\necho {output}\n")
-    script.chmod(0o755)
-    return {"PATH": f"{bin_dir}:/usr/bin:/bin"}, calls
-
-
-def test_cli_version_is_asked_once_and_passed_to_every_worker(tmp_path):
-    env, calls = fake_pulumi(tmp_path)
-    engine = StackEngine(settings(tmp_path), env=env)
-    first = engine._request("up", "ns", "a", [], [])
-    second = engine._request("destroy", "ns", "b", [], [])
-    assert first["pulumi_version"] == second["pulumi_version"] == "3.274.1"
-    assert calls.read_text().splitlines() == ["version"]
-
-
-def test_cli_version_is_none_without_a_usable_cli(tmp_path):
-    assert stackengine.pulumi_cli_version({"PATH": str(tmp_path)}) is None
-    env, _ = fake_pulumi(tmp_path, output="garbage")
-    assert stackengine.pulumi_cli_version(env) is None
-
-
-def test_worker_command_from_a_known_version_runs_no_cli(tmp_path, monkeypatch):
-    monkeypatch.setenv("PATH", str(tmp_path))  # no pulumi: running it would raise
-    command = operation.pulumi_command("3.274.1")
-    assert str(command.version) == "3.274.1" and command.command == "pulumi"
-    with pytest.raises(FileNotFoundError):
-        operation.pulumi_command(None)
-
-
-def engine_event(sequence: int, **payload) -> auto_events.EngineEvent:
-    return auto_events.EngineEvent.from_json(
-        {"sequence": sequence, "timestamp": 0, **payload})
-
-
-def test_event_stack_takes_summary_and_outputs_from_the_event_stream(tmp_path):
-    collector = events.Collector()
-    stack_urn = "urn:pulumi:s::p::pulumi:pulumi:Stack::p-s"
-    objects = [{"group": "pods", "entry": "notebook", "uid": "u-1"}]
-    collector(engine_event(1, resOutputsEvent={"metadata": {
-        "op": "same", "urn": stack_urn, "type": "pulumi:pulumi:Stack", "provider": "",
-        "new": {"type": "pulumi:pulumi:Stack", "urn": stack_urn,
-                "outputs": {"objects": objects}}}}))
-    collector(engine_event(2, summaryEvent={"maybeCorrupt": False, "durationSeconds": 1,
-                                            "resourceChanges": {"same": 3, "update": 1},
-                                            "PolicyPacks": {}}))
-    # A workspace whose CLI cannot run: any fallback to `stack output/history` would raise.
-    workspace = auto.LocalWorkspace(
-        work_dir=str(tmp_path), pulumi_command=operation.pulumi_command("3.274.1"),
-        env_vars={"PATH": str(tmp_path)})
-    stack = operation.EventStack("ns.a", workspace, collector)
-    outputs = stack.outputs()
-    assert outputs["objects"].value == objects and not outputs["objects"].secret
-    assert stack.info().resource_changes == {"same": 3, "update": 1}
-
-
-def test_event_stack_reads_secret_outputs_back_through_the_cli(tmp_path):
-    # The event stream masks secret outputs; then the SDK's `stack output --show-secrets` is
-    # needed (here: a CLI that cannot run, so the fallback shows as FileNotFoundError).
-    collector = events.Collector()
-    stack_urn = "urn:pulumi:s::p::pulumi:pulumi:Stack::p-s"
-    masked = {events.SECRET_SIG: "1b47061264138c4ac30d75fd1eb44270"}
-    collector(engine_event(1, resOutputsEvent={"metadata": {
-        "op": "same", "urn": stack_urn, "type": "pulumi:pulumi:Stack", "provider": "",
-        "new": {"type": "pulumi:pulumi:Stack", "urn": stack_urn,
-                "outputs": {"objects": masked}}}}))
-    collector(engine_event(2, summaryEvent={"resourceChanges": {"same": 1}}))
-    workspace = auto.LocalWorkspace(
-        work_dir=str(tmp_path), pulumi_command=operation.pulumi_command("3.274.1"),
-        env_vars={"PATH": str(tmp_path)})
-    with pytest.raises(FileNotFoundError):
-        operation.EventStack("ns.a", workspace, collector).outputs()
 
 
 def test_stack_names_from_stack_ls_keep_only_the_project():
