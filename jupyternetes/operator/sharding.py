@@ -21,7 +21,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from jupyternetes import engineprocs
+from jupyternetes.engine import engineprocs
 from jupyternetes.kube import Kube
 from jupyternetes.operator import election, leader, shards
 from jupyternetes.operator.leasestore import KubeLeaseStore

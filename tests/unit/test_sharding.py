@@ -11,10 +11,10 @@ import time
 
 import pytest
 
-from jupyternetes import engineprocs
+from jupyternetes.engine import engineprocs
+from jupyternetes.engine.procs import pid_alive
 from jupyternetes.operator import election, sharding
 from jupyternetes.operator.shards import shard_of_key
-from jupyternetes.procs import pid_alive
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -55,7 +55,7 @@ def test_kill_stops_only_the_selected_stacks_workers_and_their_children():
         time.sleep(0.5)  # let the children start
         with engineprocs.running("ns.a", a.pid), engineprocs.running("ns.b", b.pid):
             assert engineprocs.stacks() == ["ns.a", "ns.b"]
-            from jupyternetes.procs import descendants
+            from jupyternetes.engine.procs import descendants
             child_a = descendants(a.pid)
             assert child_a
             killed = engineprocs.kill(lambda stack: stack == "ns.a")

@@ -22,7 +22,7 @@ import signal
 import threading
 from collections.abc import Callable, Iterator
 
-from jupyternetes import procs
+from jupyternetes.engine import procs
 
 _lock = threading.Lock()
 _running: dict[int, str] = {}  # worker pid -> stack
