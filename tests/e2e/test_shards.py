@@ -247,7 +247,7 @@ def test_three_replicas_sixty_instances_one_writer_per_stack(
 def test_sigkill_of_one_replica_during_a_burst_its_shards_are_taken_over(
         hub, namespace, volumes, sharded, postgres_backend):
     ns, url = namespace, postgres_backend
-    names = [f"kill-{i:02d}" for i in range(30)]
+    names = [f"kill-{i:02d}" for i in range(24)]
     for name in names:
         volumes.provide(ns, name)
     ops = [sharded(replica, workers=2) for replica in IDS]
