@@ -256,13 +256,18 @@ def test_sigkill_of_one_replica_during_a_burst_its_shards_are_taken_over(
     for name in names:
         hub.create_instance(ns, name)
 
+    first_seen: dict[tuple[str, int], float] = {}
+
     def victim() -> OperatorProcess | None:
-        """A replica with an update in flight: a lock row held by a process of its tree."""
+        """A replica with an update in flight: a lock row held by a process of its tree for a
+        second at least (an update's lock, not a short command's that is gone at once)."""
         holders = lock_holders(url)
+        now = time.monotonic()
         for op in ops:
             tree = set(op.tree())
-            if any(pid in tree for pid, _ in holders.values()):
-                return op
+            for key, (pid, _) in holders.items():
+                if pid in tree and now - first_seen.setdefault((key, pid), now) >= 1.0:
+                    return op
         return None
 
     dead = wait_for("an update holding its lock row", victim, timeout=120)
@@ -273,6 +278,7 @@ def test_sigkill_of_one_replica_during_a_burst_its_shards_are_taken_over(
     left = {key: holder for key, holder in lock_holders(url).items() if holder[0] in killed}
     print(f"\nSIGKILL of {dead_id} (shards {dead_shards}, {len(killed)} processes) with "
           f"{len(left)} lock row(s) held")
+    assert left, "the kill must leave a lock row of the dead replica for its successor"
     survivors = [op for op in ops if op is not dead]
 
     after = wait_for("the survivors holding all 12 shards", lambda: split_fairly(survivors),
