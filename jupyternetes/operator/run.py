@@ -28,7 +28,7 @@ from typing import Any
 from jupyternetes import backendurl, masking, stacks
 from jupyternetes.kube import MANAGED_SELECTOR, Kube, api_client
 from jupyternetes.naming import LABEL_INSTANCE, LABEL_INSTANCE_NAMESPACE, label_value
-from jupyternetes.operator import admin, election, leader
+from jupyternetes.operator import admin, cachefields, election, leader
 from jupyternetes.operator.metrics import Metrics
 from jupyternetes.operator.orphans import OrphanCollector
 from jupyternetes.operator.queue import Backoff, ShutDown, WorkQueue
@@ -118,20 +118,23 @@ class Operator:
         self.queue = WorkQueue(backoff or Backoff(), on_depth=self.metrics.set_queue_depth)
         self.drift = DriftFlags()
         self.reconciler = Reconciler(kube, engine, config, pod_lookup=self.lookup_pod,
-                                     drift=self.drift, metrics=self.metrics)
+                                     drift=self.drift, metrics=self.metrics,
+                                     instance_lookup=self._instance,
+                                     template_lookup=self._template)
         self._seen: dict[str, tuple[Any, ...]] = {}
         self._seen_lock = threading.Lock()
         scopes: list[str | None] = list(dict.fromkeys(namespaces)) or [None]
         self.instance_watchers = [
             ListWatcher(f"instances@{ns or '*'}", _instance_source(kube, ns), self.on_instance,
-                        resync_seconds=resync_seconds,
+                        resync_seconds=resync_seconds, transform=cachefields.custom_object,
                         watch_timeout_seconds=watch_timeout_seconds)
             for ns in scopes]
         # Pods live in their instance's namespace, so the same scopes cover them. No resync:
         # the instance resync already re-checks every pod through reconcile.
         self.pod_watchers = [
             ListWatcher(f"pods@{ns or '*'}", _pod_source(kube, ns), self.on_pod,
-                        resync_seconds=0, watch_timeout_seconds=watch_timeout_seconds)
+                        resync_seconds=0, watch_timeout_seconds=watch_timeout_seconds,
+                        transform=cachefields.pod)
             for ns in scopes]
         # Templates often live in the hub's namespace, not the instances' (seed: template in
         # `kadense`, instance in `default`): watched cluster-wide unless restricted, whatever
@@ -141,7 +144,8 @@ class Operator:
         template_scopes: list[str | None] = list(dict.fromkeys(template_namespaces)) or [None]
         self.template_watchers = [
             ListWatcher(f"templates@{ns or '*'}", _template_source(kube, ns), self.on_template,
-                        resync_seconds=0, watch_timeout_seconds=watch_timeout_seconds)
+                        resync_seconds=0, watch_timeout_seconds=watch_timeout_seconds,
+                        transform=cachefields.custom_object)
             for ns in template_scopes]
         # Instance counts on each template, written at most once per interval per template.
         self.template_status = TemplateStatusWriter(self._template_counts,
@@ -440,17 +444,17 @@ def _instance_names(kube: Kube, scopes: Sequence[str | None]) -> list[tuple[str,
 
 
 def _instance_source(kube: Kube, namespace: str | None) -> KubeSource:
-    return KubeSource(lambda: kube.list_instances(namespace),
+    return KubeSource(lambda: kube.list_instances(namespace, cachefields.custom_object),
                       lambda rv, timeout: kube.watch_instances(namespace, rv, timeout))
 
 
 def _template_source(kube: Kube, namespace: str | None) -> KubeSource:
-    return KubeSource(lambda: kube.list_templates(namespace),
+    return KubeSource(lambda: kube.list_templates(namespace, cachefields.custom_object),
                       lambda rv, timeout: kube.watch_templates(namespace, rv, timeout))
 
 
 def _pod_source(kube: Kube, namespace: str | None) -> KubeSource:
-    return KubeSource(lambda: kube.list_pods(namespace, MANAGED_SELECTOR),
+    return KubeSource(lambda: kube.list_pods(namespace, MANAGED_SELECTOR, cachefields.pod),
                       lambda rv, timeout: kube.watch_pods(namespace, MANAGED_SELECTOR, rv,
                                                           timeout))
 
