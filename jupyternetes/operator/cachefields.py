@@ -72,3 +72,8 @@ def pod(obj: dict) -> dict:
                                 if isinstance(c, Mapping)]
     return {"metadata": _pick(meta, POD_METADATA), "spec": {"containers": containers},
             "status": slim_status}
+
+
+def name_only(obj: dict) -> dict:
+    """Namespace and name: for a list that only wants to know which objects exist."""
+    return {"metadata": _pick(obj.get("metadata") or {}, ("namespace", "name"))}

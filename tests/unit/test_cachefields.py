@@ -82,3 +82,8 @@ def test_custom_objects_lose_only_managed_fields_and_the_last_applied_copy():
     plain = {"metadata": {"name": "j"}, "spec": {}}
     assert cachefields.custom_object(plain) is plain  # nothing to drop: not copied
     assert cachefields.custom_object(slim) is slim
+
+
+def test_name_only_keeps_namespace_and_name():
+    assert cachefields.name_only(full_pod()) == {"metadata": {"name": "u-notebook",
+                                                              "namespace": "ns"}}
