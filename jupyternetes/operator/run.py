@@ -53,6 +53,9 @@ from jupyternetes.operator.watch import (
 
 log = logging.getLogger("jupyternetes.operator")
 
+# How long workers wait for the watches' first lists before working without them.
+CACHE_SYNC_TIMEOUT = 60.0
+
 
 class TemplateIndex:
     """template key -> keys of the instances that reference it, kept from instance events.
@@ -301,6 +304,7 @@ class Operator:
     # ---- workers ----------------------------------------------------------------------------
 
     def worker(self) -> None:
+        self.wait_for_caches()
         while True:
             try:
                 key = self.queue.get()
@@ -312,6 +316,22 @@ class Operator:
                 self.process(key)
             finally:
                 self.queue.done(key)
+
+    def wait_for_caches(self, timeout: float = CACHE_SYNC_TIMEOUT) -> bool:
+        """Until every watch has its first list (controller-runtime's WaitForCacheSync): the
+        no-op path answers from the caches, so a worker starting before them would ask the
+        apiserver about every instance. A watch that cannot list (RBAC) holds the workers back
+        at most `timeout` seconds; then they work without its cache."""
+        deadline = time.monotonic() + timeout
+        for watcher in self.all_watchers():
+            while not watcher.wait_synced(0.5):
+                if self._stopping.is_set():
+                    return False
+                if time.monotonic() > deadline:
+                    log.warning("watch %s has no list after %.0fs; working without its cache",
+                                watcher.name, timeout)
+                    return False
+        return True
 
     def process(self, key: str) -> None:
         if not self.leading():

@@ -230,3 +230,24 @@ def test_a_drift_flag_or_a_missing_cache_entry_takes_the_full_path():
     reconciler.template_lookup = lambda key: None  # not (yet) in the template cache
     assert not reconciler._unchanged_in_cache(KEY)
     assert not env.reconciler(cached=False)._unchanged_in_cache(KEY)  # no caches wired
+
+
+def test_workers_wait_for_the_first_lists_of_every_watch_but_not_forever():
+    import threading
+
+    from jupyternetes.operator.run import Operator
+
+    op = Operator(kube=None, engine=EngineRecorder(), workers=1)  # type: ignore[arg-type]
+    watchers = op.all_watchers()
+    waited: list[bool] = []
+    worker = threading.Thread(target=lambda: waited.append(op.wait_for_caches(30.0)))
+    worker.start()
+    for watcher in watchers:
+        assert worker.is_alive()  # still waiting for this one
+        watcher._synced.set()
+    worker.join(5)
+    assert waited == [True]
+    watchers[-1]._synced.clear()  # a watch that cannot list (no RBAC)
+    assert op.wait_for_caches(0.2) is False
+    op._stopping.set()
+    assert op.wait_for_caches(30.0) is False  # shutting down: no wait
