@@ -66,7 +66,7 @@ from noop_resync import pass_report, periodic_pass
 from prometheus_client.parser import text_string_to_metric_families
 from pyspy import Profile
 
-from jupyternetes import diystate, naming
+from jupyternetes import backendurl, diystate, naming
 from jupyternetes.harness.operator_process import MetricsSnapshot
 from jupyternetes.model import Instance, Template
 from jupyternetes.operator.rollout import desired_hash
@@ -278,8 +278,10 @@ def main(argv: list[str] | None = None) -> int:
         op = bench.start_operator(workers=args.workers, resync_seconds=args.resync_seconds,
                                   sample_interval=args.sample_interval)
         empty = probe_latency(bench, op, first, 300)
-        # The operator's settings_fingerprint (operator/run.py), for its --state-dir backend.
-        backend_url = file_backend_url(Path(op.state_dir).absolute())
+        # The operator's settings_fingerprint (operator/run.py), for the backend it resolved
+        # as it does (stacks.settings_from_args): its environment may name one.
+        backend_url = backendurl.resolve(None, None, op.env,
+                                         file_backend_url(Path(op.state_dir).absolute()))
         fingerprint = {"project": PROJECT, "kubeconfig": str(bench.kubeconfig),
                        "context": None, "backendUrl": backend_url}
         op.stop()
