@@ -375,13 +375,15 @@ class Operator:
     # ---- lifecycle --------------------------------------------------------------------------
 
     def start(self) -> None:
+        # The watches only fill caches and the queue: their first lists (seconds at 5,000
+        # instances) overlap the stale-lock clean-up, which must end before any worker starts.
+        for watcher in self.pod_watchers + self.template_watchers + self.instance_watchers:
+            watcher.start()
         cleared = self.engine_clear_locks()
         if cleared:
             log.info("cleared stale stack locks: %s", cleared)
             self.metrics.locks_cleared.inc(
                 sum(1 for line in cleared if str(line).startswith("removed stale lock")))
-        for watcher in self.pod_watchers + self.template_watchers + self.instance_watchers:
-            watcher.start()
         self.template_status.start()
         for index in range(self.workers):
             # Daemon: an engine operation that ignores shutdown must not keep the process alive
