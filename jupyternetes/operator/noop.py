@@ -12,12 +12,18 @@ path with fresh reads, which decides and writes as before.
 
 Why a lagging cache is safe here: a True answer from an old copy is followed by the watch event
 of the newer version, which queues the key again (added while it is processed, the queue hands
-it out again when the worker is done), and the next check sees the newer copy. The Secrets of
-`spec.variablesFrom` are not cached: they are read fresh, as on the full path.
+it out again when the worker is done), and the next check sees the newer copy. One exception,
+handled by `OwnWrites`: the operator's own status writes come back as events that queue
+nothing (run.on_instance ignores status-only changes), so until the cache holds the version
+this operator wrote, the cached status is older than the truth and the check is not made (a pod
+that flips back within that window would otherwise leave its old state mirrored). The Secrets
+of `spec.variablesFrom` are not cached: they are read fresh, as on the full path.
 """
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -75,3 +81,70 @@ def unchanged(obj: Mapping[str, Any], tpl_obj: Mapping[str, Any] | None, *,
                                 generation, now, only_if_not_true=True) is not None:
         return False
     return not mirror_patch(status, expected, pods, generation, None, now)  # type: ignore[arg-type]
+
+
+class OwnWrites:
+    """Instances this operator wrote whose new version the watch cache has not delivered yet.
+
+    `wrote` records the resourceVersion a write returned; `seen` (every watch event) clears it
+    once the cache holds that version; `pending` is True in between. resourceVersions are
+    opaque (only equality is meaningful), so an entry whose version never shows up (a relist
+    that jumped past it) expires after `horizon` seconds, long after any watch delivers."""
+
+    def __init__(self, horizon: float = 60.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.horizon = horizon
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._pending: dict[str, tuple[str, float]] = {}
+
+    def wrote(self, key: str, obj: Mapping[str, Any] | None) -> None:
+        rv = str(((obj or {}).get("metadata") or {}).get("resourceVersion") or "")
+        with self._lock:
+            if rv:
+                self._pending[key] = (rv, self._clock() + self.horizon)
+            else:
+                self._pending.pop(key, None)
+
+    def seen(self, key: str, obj: Mapping[str, Any] | None) -> None:
+        rv = str(((obj or {}).get("metadata") or {}).get("resourceVersion") or "")
+        with self._lock:
+            entry = self._pending.get(key)
+            if entry is not None and entry[0] == rv:
+                del self._pending[key]
+
+    def pending(self, key: str) -> bool:
+        with self._lock:
+            entry = self._pending.get(key)
+            if entry is None:
+                return False
+            if self._clock() >= entry[1]:
+                del self._pending[key]
+                return False
+            return True
+
+
+class TrackWrites:
+    """The kube port, telling `OwnWrites` the version each instance write returned."""
+
+    def __init__(self, kube: Any, writes: OwnWrites) -> None:
+        self._kube = kube
+        self._writes = writes
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._kube, name)
+
+    def patch_instance_status(self, namespace: str, name: str, status: dict) -> dict | None:
+        obj = self._kube.patch_instance_status(namespace, name, status)
+        self._writes.wrote(f"{namespace}/{name}", obj)
+        return obj
+
+    def add_finalizer(self, namespace: str, name: str, *args: Any) -> dict | None:
+        obj = self._kube.add_finalizer(namespace, name, *args)
+        self._writes.wrote(f"{namespace}/{name}", obj)
+        return obj
+
+    def remove_finalizer(self, namespace: str, name: str, *args: Any) -> dict | None:
+        obj = self._kube.remove_finalizer(namespace, name, *args)
+        self._writes.wrote(f"{namespace}/{name}", obj)
+        return obj

@@ -172,7 +172,10 @@ class Reconciler:
                  metrics: Metrics | None = None, clock: Callable[[], str] = now_rfc3339,
                  instance_lookup: CacheLookup | None = None,
                  template_lookup: CacheLookup | None = None) -> None:
-        self.kube = kube
+        self.own_writes = noop.OwnWrites()
+        # Status and finalizer writes are recorded: the no-op path waits until the instance
+        # cache holds the version this operator wrote (noop.OwnWrites).
+        self.kube: KubePort = noop.TrackWrites(kube, self.own_writes)  # type: ignore[assignment]
         self.engine = engine
         self.config = config or ReconcileConfig()
         # The pod informer's cache; None means "no watch": ask the apiserver.
@@ -208,7 +211,8 @@ class Reconciler:
         """The no-op path: nothing to do, judged from the watch caches without a round trip
         (noop.py); False sends the key down the full path with fresh reads."""
         if (self.instance_lookup is None or self.template_lookup is None
-                or self.pod_lookup is None or key in self.drift):
+                or self.pod_lookup is None or key in self.drift
+                or self.own_writes.pending(key)):
             return False
         obj = self.instance_lookup(key)
         if obj is None:

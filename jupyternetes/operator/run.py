@@ -175,6 +175,7 @@ class Operator:
 
     def on_instance(self, event_type: str, obj: dict) -> None:
         key = object_key(obj)
+        self.reconciler.own_writes.seen(key, obj)  # the cache now holds this version
         meta = obj.get("metadata") or {}
         # Our own status patches come back as MODIFIED events; only spec (generation),
         # lifecycle and admin-annotation changes need a reconcile. Resync and ADDED do too.

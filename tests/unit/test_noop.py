@@ -251,3 +251,51 @@ def test_workers_wait_for_the_first_lists_of_every_watch_but_not_forever():
     assert op.wait_for_caches(0.2) is False
     op._stopping.set()
     assert op.wait_for_caches(30.0) is False  # shutting down: no wait
+
+
+def test_own_writes_are_pending_until_the_cache_holds_the_written_version():
+    from jupyternetes.operator.noop import OwnWrites
+
+    now = [0.0]
+    writes = OwnWrites(horizon=60.0, clock=lambda: now[0])
+    assert not writes.pending(KEY)
+    writes.wrote(KEY, {"metadata": {"resourceVersion": "7"}})
+    assert writes.pending(KEY)
+    writes.seen(KEY, {"metadata": {"resourceVersion": "6"}})  # an event from before the write
+    assert writes.pending(KEY)
+    writes.seen(KEY, {"metadata": {"resourceVersion": "7"}})
+    assert not writes.pending(KEY)
+    writes.wrote(KEY, {"metadata": {"resourceVersion": "9"}})
+    now[0] = 61.0  # never delivered (a relist jumped past it): expires
+    assert not writes.pending(KEY)
+    writes.wrote(KEY, None)  # the write found the instance gone
+    assert not writes.pending(KEY)
+
+
+def test_after_its_own_status_write_the_reconciler_does_not_trust_the_older_cached_status():
+    """A pod flips and flips back before the cache has the status written in between: the
+    stale cache would say "all mirrored"; the full path sees the write and mirrors again."""
+    env = Env().running()
+    env.kube.instances[KEY]["metadata"]["resourceVersion"] = "100"
+    stale = copy.deepcopy(env.kube.instances[KEY])  # what the watch cache keeps showing
+    env.cached_instance = stale
+    reconciler = env.reconciler(cached=True)
+    original = env.kube.patch_instance_status
+
+    def patch_and_bump(namespace, name, status):
+        obj = env.kube.instances[f"{namespace}/{name}"]
+        obj["metadata"]["resourceVersion"] = str(int(obj["metadata"]["resourceVersion"]) + 1)
+        return original(namespace, name, status)
+
+    env.kube.patch_instance_status = patch_and_bump  # type: ignore[method-assign]
+    pod_not_ready(env)  # 1. the pod stops being ready: written (full path)
+    assert reconciler.reconcile(KEY).action == "unchanged"
+    assert env.kube.condition("Ready")["status"] == "False"
+    env.pods[f"{NS}/{POD_NAME}"] = running_pod("p1")  # 2. ready again, cache still stale
+    assert not reconciler._unchanged_in_cache(KEY)  # own write not seen yet
+    assert reconciler.reconcile(KEY).action == "unchanged"
+    assert env.kube.condition("Ready")["status"] == "True"  # mirrored, not lost
+    # The watch delivers the last write: the cache is trusted again.
+    env.cached_instance = copy.deepcopy(env.kube.instances[KEY])
+    reconciler.own_writes.seen(KEY, env.cached_instance)
+    assert reconciler._unchanged_in_cache(KEY)
