@@ -22,6 +22,7 @@ of `spec.variablesFrom` are not cached: they are read fresh, as on the full path
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -40,9 +41,11 @@ PodLookup = Callable[[str, str], Mapping[str, Any] | None]
 def unchanged(obj: Mapping[str, Any], tpl_obj: Mapping[str, Any] | None, *,
               secret_variables: frozenset[str], settings_fingerprint: Mapping[str, Any],
               template_rollout: str, get_secret: secretvars.SecretGetter,
-              pod_lookup: PodLookup, now: str) -> bool:
+              pod_lookup: PodLookup, now: str, key: str = "",
+              memo: RenderMemo | None = None) -> bool:
     """True when reconciling `obj` (with template `tpl_obj`) would change nothing (module doc).
-    Masks the instance's secret values like the full path does (they may be logged later)."""
+    Masks the instance's secret values like the full path does (they may be logged later).
+    `memo` (by instance `key`) saves the render and hash of an instance seen before."""
     meta = obj.get("metadata") or {}
     if tpl_obj is None or meta.get("deletionTimestamp"):
         return False
@@ -64,16 +67,23 @@ def unchanged(obj: Mapping[str, Any], tpl_obj: Mapping[str, Any] | None, *,
     OPERATOR_LOG_MASK.add(secretvars.secret_values(instance, secret_names))
     secrets_digest = secretvars.variables_digest(secret_vars) if instance.secret_refs else None
     tpl_ns, tpl_name = instance.template_namespace, instance.template.name
-    try:
-        rendered = render(Template.from_dict(dict(tpl_obj), source=f"{tpl_ns}/{tpl_name}"),
-                          instance)
-    except (ModelError, RenderError):
-        return False
-    digest = rollout.desired_hash(rendered, secret_names, settings_fingerprint)
+    memo_key = render_key(obj, tpl_obj, secrets_digest, secret_names, settings_fingerprint)
+    known = memo.get(key, memo_key) if memo is not None and memo_key is not None else None
+    if known is not None:
+        digest, expected = known
+    else:
+        try:
+            rendered = render(Template.from_dict(dict(tpl_obj), source=f"{tpl_ns}/{tpl_name}"),
+                              instance)
+        except (ModelError, RenderError):
+            return False
+        digest = rollout.desired_hash(rendered, secret_names, settings_fingerprint)
+        expected = tuple((o.entry, o.namespace, o.name) for o in rendered.pods)
+        if memo is not None and memo_key is not None:
+            memo.put(key, memo_key, digest, expected)
     plan = rollout.plan(template_rollout, status, generation, digest, secrets_digest)
     if not (plan.check_pods and plan.same_render):
         return False
-    expected = [(o.entry, o.namespace, o.name) for o in rendered.pods]
     pods = {name: pod_lookup(namespace, name) for _, namespace, name in expected}
     if any(pod is None for pod in pods.values()):
         return False  # the cache may lag a new pod: the full path asks the apiserver
@@ -81,6 +91,54 @@ def unchanged(obj: Mapping[str, Any], tpl_obj: Mapping[str, Any] | None, *,
                                 generation, now, only_if_not_true=True) is not None:
         return False
     return not mirror_patch(status, expected, pods, generation, None, now)  # type: ignore[arg-type]
+
+
+Expected = tuple[tuple[str, str, str], ...]
+
+
+def render_key(obj: Mapping[str, Any], tpl_obj: Mapping[str, Any], secrets_digest: str | None,
+               secret_names: frozenset[str], settings: Mapping[str, Any]) -> tuple | None:
+    """Everything a render and its hash depend on: the instance's spec (its uid and
+    generation: spec edits bump it), the template's spec (uid, generation), the Secrets'
+    variables (digest) and the operator's settings. None when a generation is unknown."""
+    meta, tpl_meta = obj.get("metadata") or {}, tpl_obj.get("metadata") or {}
+    parts = (meta.get("uid"), meta.get("generation"), tpl_meta.get("uid"),
+             tpl_meta.get("generation"))
+    if any(part is None for part in parts):
+        return None
+    return (*parts, secrets_digest, secret_names,
+            json.dumps(dict(settings), sort_keys=True, default=str))
+
+
+class RenderMemo:
+    """instance key -> (render_key, desired hash, expected pods) of its last render.
+
+    In the 5,000-instance profile, rendering and hashing were most of a no-op check's CPU; a
+    resync re-checks every instance with nothing changed, so each keeps its last answer until
+    something it depends on changes (render_key). One entry per instance; `forget` when gone."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: dict[str, tuple[tuple, str, Expected]] = {}
+
+    def get(self, key: str, memo_key: tuple) -> tuple[str, Expected] | None:
+        with self._lock:
+            entry = self._entries.get(key)
+        if entry is None or entry[0] != memo_key:
+            return None
+        return entry[1], entry[2]
+
+    def put(self, key: str, memo_key: tuple, digest: str, expected: Expected) -> None:
+        with self._lock:
+            self._entries[key] = (memo_key, digest, expected)
+
+    def forget(self, key: str) -> None:
+        with self._lock:
+            self._entries.pop(key, None)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._entries)
 
 
 class OwnWrites:

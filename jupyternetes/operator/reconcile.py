@@ -173,6 +173,7 @@ class Reconciler:
                  instance_lookup: CacheLookup | None = None,
                  template_lookup: CacheLookup | None = None) -> None:
         self.own_writes = noop.OwnWrites()
+        self.render_memo = noop.RenderMemo()
         # Status and finalizer writes are recorded: the no-op path waits until the instance
         # cache holds the version this operator wrote (noop.OwnWrites).
         self.kube: KubePort = noop.TrackWrites(kube, self.own_writes)  # type: ignore[assignment]
@@ -198,6 +199,7 @@ class Reconciler:
         obj = self.kube.get_instance(namespace, name)
         if obj is None:
             self.drift.take(key)
+            self.render_memo.forget(key)
             return Result("gone")
         try:
             instance = Instance.from_dict(obj, source=key)
@@ -227,7 +229,7 @@ class Reconciler:
             secret_variables=frozenset(config.secret_variables),
             settings_fingerprint=config.settings_fingerprint,
             template_rollout=config.template_rollout, get_secret=self.kube.get_secret,
-            pod_lookup=self.pod_lookup, now=self.clock())
+            pod_lookup=self.pod_lookup, now=self.clock(), key=key, memo=self.render_memo)
 
     # ---- deletion ---------------------------------------------------------------------------
 

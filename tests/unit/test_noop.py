@@ -299,3 +299,34 @@ def test_after_its_own_status_write_the_reconciler_does_not_trust_the_older_cach
     env.cached_instance = copy.deepcopy(env.kube.instances[KEY])
     reconciler.own_writes.seen(KEY, env.cached_instance)
     assert reconciler._unchanged_in_cache(KEY)
+
+
+@pytest.mark.parametrize("change", [*SCENARIOS, secret_changed, secret_deleted],
+                         ids=lambda f: f.__name__)
+def test_a_warm_render_memo_gives_the_same_answers(change):
+    """The memo keeps an instance's last render by what the render depends on (uids,
+    generations, the Secrets' digest): after any change, the answer is still the full path's."""
+    env = Env(secret_ref=change in (secret_changed, secret_deleted)).running()
+    reconciler = env.reconciler(cached=True)
+    assert reconciler._unchanged_in_cache(KEY)  # fills the memo
+    assert len(reconciler.render_memo) == 1
+    change(env)
+    assert reconciler._unchanged_in_cache(KEY) == full_path_is_a_no_op(env)
+
+
+def test_a_memo_hit_renders_nothing_and_a_gone_instance_is_forgotten(monkeypatch):
+    from jupyternetes.operator import noop
+
+    env = Env().running()
+    reconciler = env.reconciler(cached=True)
+    renders = []
+    real = noop.render
+    monkeypatch.setattr(noop, "render", lambda *a: renders.append(1) or real(*a))
+    assert reconciler._unchanged_in_cache(KEY) and reconciler._unchanged_in_cache(KEY)
+    assert len(renders) == 1
+    template_edited(env)  # a new template generation: rendered again
+    reconciler._unchanged_in_cache(KEY)
+    assert len(renders) == 2
+    del env.kube.instances[KEY]
+    assert reconciler.reconcile(KEY).action == "gone"
+    assert len(reconciler.render_memo) == 0
