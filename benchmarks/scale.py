@@ -15,12 +15,22 @@ Provisioning N instances through the engine costs about 1 CPU-second each (80+ m
    and the stack's checkpoint file in the file backend (the source's checkpoint, names and uids
    substituted). No history files, no `.bak`: neither is read by a no-op pass or by an `up` of
    another stack.
-3. Measured: operator restart until every instance is re-checked (expected: 0 engine runs,
+3. Catch-up (reported, not a target): the operator is started on the clones and re-checks
+   every one. Each clone's pod got its own IP from kwok, so each clone's status (the source's
+   pod address) is mirrored once here: a write per instance that a real restart does not have.
+4. Measured: operator restart until every instance is re-checked (expected: 0 engine runs,
    every reconcile `unchanged`), one periodic resync pass of all of them, the operator's peak
    PSS and RSS, and `--probes` new instances' create -> pod latency with N stacks in the
-   backend (the ratio to step 1 is the figure).
+   backend (the ratio to step 1 is the figure). For each pass, the apiserver's own request
+   counters (its /metrics) say how many requests the operator made, by verb and resource, and
+   the load average says how busy the shared machine was.
+
+With `--py-spy PATH` (py-spy is a dev tool: `pip install py-spy`, not a dependency), the
+operator is sampled during the catch-up, the restart and the periodic pass, and each pass's
+report carries the top functions (benchmarks/pyspy.py); raw stacks go to `--profile-dir`.
 
 Usage: .venv/bin/python benchmarks/scale.py [--count 5000] [--probes 4] [--resync-seconds 120]
+       [--py-spy /path/to/py-spy --profile-dir DIR]
 """
 
 from __future__ import annotations
@@ -28,7 +38,9 @@ from __future__ import annotations
 import concurrent.futures
 import copy
 import json
+import os
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -51,9 +63,11 @@ from benchlib import (
     wait_until,
 )
 from noop_resync import pass_report, periodic_pass
+from prometheus_client.parser import text_string_to_metric_families
+from pyspy import Profile
 
 from jupyternetes import naming
-from jupyternetes.engine import diystate
+from jupyternetes.engine import backendurl, diystate
 from jupyternetes.engine.backendurl import file_backend_path
 from jupyternetes.engine.settings import DEFAULT_SECRET_VARIABLES, PROJECT, file_backend_url
 from jupyternetes.harness.operator_process import MetricsSnapshot
@@ -156,10 +170,78 @@ class Cloner:
         (self.stacks_dir / f"{stack}.json").write_text(substitute(self.checkpoint, pairs))
 
 
-def restart(bench: Bench, op: Any, count: int, args: Any) -> tuple[Any, dict[str, Any]]:
-    op.stop()
+WATCHED_RESOURCES = ("jupyternotebookinstances", "jupyternotebooktemplates", "pods",
+                     "secrets", "events", "persistentvolumeclaims")
+
+
+def apiserver_requests(bench: Bench) -> Counter[str]:
+    """`VERB resource` -> requests served so far, from the apiserver's own /metrics (every
+    client counts: during a pass the operator is the only one busy in the namespace)."""
+    cfg = bench.api.configuration
+    headers = {auth["key"]: auth["value"] for auth in cfg.auth_settings().values()
+               if auth.get("in") == "header" and auth.get("value")}
+    counts: Counter[str] = Counter()
+    try:
+        resp = bench.api.call_api("GET", f"{cfg.host}/metrics", header_params=headers)
+        text = resp.read().decode()
+    except Exception as exc:  # the figures are extra: a pass is still measured without them
+        log(f"apiserver /metrics not readable: {exc}")
+        return counts
+    for family in text_string_to_metric_families(text):
+        if family.name != "apiserver_request":
+            continue
+        for sample in family.samples:
+            if sample.name != "apiserver_request_total":
+                continue
+            resource = sample.labels.get("resource", "")
+            if resource in WATCHED_RESOURCES:
+                verb = sample.labels.get("verb", "")
+                sub = sample.labels.get("subresource")
+                counts[f"{verb} {resource}{'/' + sub if sub else ''}"] += int(sample.value)
+    return counts
+
+
+def loadavg() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+class Pass:
+    """Around one measured pass: apiserver requests, load average, optionally a py-spy profile."""
+
+    def __init__(self, bench: Bench, args: Any, name: str) -> None:
+        self.bench, self.args, self.name = bench, args, name
+        self.requests = apiserver_requests(bench)
+        self.load_before = loadavg()
+        self.profile: Profile | None = None
+
+    def profile_pid(self, pid: int) -> None:
+        if self.args.py_spy:
+            out = Path(self.args.profile_dir) / f"scale-{self.args.count}-{self.name}.txt"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            self.profile = Profile(self.args.py_spy, pid, out)
+
+    def report(self) -> dict[str, Any]:
+        after = apiserver_requests(self.bench)
+        done: dict[str, Any] = {
+            "loadavg_before_after": [self.load_before, loadavg()],
+            "apiserver_requests": dict(sorted((k, v) for k, v in (after - self.requests).items()
+                                              if not k.startswith("WATCH"))),
+        }
+        if self.profile is not None:
+            done["profile"] = self.profile.stop()
+        return done
+
+
+def recheck_all(bench: Bench, op: Any, count: int, args: Any, name: str,
+                restart: bool = True) -> tuple[Any, dict[str, Any]]:
+    """Start the operator (stopping `op` first when `restart`) and time it until `count`
+    reconciles are done: every instance re-checked once."""
+    if restart:
+        op.stop()
+    measured = Pass(bench, args, name)
     fresh = bench.start_operator(workers=args.workers, resync_seconds=args.resync_seconds,
                                  sample_interval=args.sample_interval)
+    measured.profile_pid(fresh.pid)
     first_at = None
     while True:
         snap = fresh.metrics()
@@ -168,15 +250,16 @@ def restart(bench: Bench, op: Any, count: int, args: Any) -> tuple[Any, dict[str
             first_at = now
         if snap.reconciles >= count:
             break
-        if now - fresh.spawned_at > 900:
-            raise BenchError(f"restart: {snap.reconciles:g} of {count} reconciles in 900s\n"
+        if now - fresh.spawned_at > 1200:
+            raise BenchError(f"{name}: {snap.reconciles:g} of {count} reconciles in 1200s\n"
                              f"{fresh.log_tail()}")
         time.sleep(args.poll)
     after = fresh.wait_idle(quiet=2.0)
     report = pass_report(fresh, MetricsSnapshot(""), after, fresh.spawned_at)
     report.update({"wall_from_spawn_s": rounded(now - fresh.spawned_at),
                    "spawn_until_healthy_s": rounded(fresh.healthy_at - fresh.spawned_at),
-                   "wall_from_first_reconcile_s": rounded(now - (first_at or now))})
+                   "wall_from_first_reconcile_s": rounded(now - (first_at or now)),
+                   **measured.report()})
     return fresh, report
 
 
@@ -186,6 +269,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resync-seconds", type=float, default=120.0)
     parser.add_argument("--poll", type=float, default=0.05)
     parser.add_argument("--threads", type=int, default=16)
+    parser.add_argument("--py-spy", default=None, metavar="PATH",
+                        help="profile the operator with this py-spy binary (a dev tool)")
+    parser.add_argument("--profile-dir", default="/tmp/jupyternetes-profiles")
+    parser.add_argument("--skip-probes", action="store_true",
+                        help="leave out the latency probes after the passes")
     args = parser.parse_args(argv)
 
     with Bench("scale") as bench:
@@ -194,8 +282,10 @@ def main(argv: list[str] | None = None) -> int:
         op = bench.start_operator(workers=args.workers, resync_seconds=args.resync_seconds,
                                   sample_interval=args.sample_interval)
         empty = probe_latency(bench, op, first, 300)
-        # The operator's settings_fingerprint (operator/run.py), for its --state-dir backend.
-        backend_url = file_backend_url(Path(op.state_dir).absolute())
+        # The operator's settings_fingerprint (operator/run.py), for the backend it resolved
+        # as it does (stacks.settings_from_args): its environment may name one.
+        backend_url = backendurl.resolve(None, None, op.env,
+                                         file_backend_url(Path(op.state_dir).absolute()))
         fingerprint = {"project": PROJECT, "kubeconfig": str(bench.kubeconfig),
                        "context": None, "backendUrl": backend_url}
         op.stop()
@@ -214,16 +304,24 @@ def main(argv: list[str] | None = None) -> int:
         wait_until("every clone's pod Running", lambda: sum(
             1 for p in bench.core.list_namespaced_pod(bench.namespace).items
             if p.status.phase == "Running") >= total, 600, interval=5.0)
+        log("starting the operator on the clones (catch-up: one status write per clone)")
+        op, catch_up = recheck_all(bench, op, total, args, "catch-up", restart=False)
+        catch_up_tree = op.sampler.report() if op.sampler else {}
+        log(f"catch-up: {catch_up}")
         log("restarting the operator on the full state")
-        op, restarted = restart(bench, op, total, args)
+        op, restarted = recheck_all(bench, op, total, args, "restart")
         log(f"restart: {restarted}")
-        periodic = periodic_pass(op, total, args.resync_seconds, args.poll)
+        measured = Pass(bench, args, "periodic")
+        op.wait_idle(quiet=1.0)
+        measured.profile_pid(op.pid)
+        periodic = {**periodic_pass(op, total, args.resync_seconds, args.poll),
+                    **measured.report()}
         log(f"periodic: {periodic}")
         operator_pss_idle = read_pss(op.pid)
         stacks_now = len(list(cloner.stacks_dir.glob("*.json")))
         probes = [f"probe1-{i}" for i in range(args.probes)]
         bench.provide_volumes(bench.namespace, probes)
-        full = probe_latency(bench, op, probes, 300)
+        full = [] if args.skip_probes else probe_latency(bench, op, probes, 300)
         tree = op.sampler.full_report() if op.sampler else {}
         states = count_states(bench.instances())
 
@@ -236,9 +334,11 @@ def main(argv: list[str] | None = None) -> int:
         "instances": total,
         "stacks_in_backend": stacks_now,
         "clone_write_s": rounded(clone_seconds, 1),
+        "catch_up_after_clone_write": catch_up,
         "restart_relist": restarted,
         "periodic_resync": {"resync_seconds": args.resync_seconds, **periodic},
-        "operator_memory_mib": {"peak_pss": tree.get("peak_operator_pss_mib"),
+        "operator_memory_mib": {"catch_up_peak_pss": catch_up_tree.get("peak_operator_pss_mib"),
+                                "peak_pss": tree.get("peak_operator_pss_mib"),
                                 "peak_rss": tree.get("peak_operator_rss_mib"),
                                 "pss_after_resync": mib(operator_pss_idle)},
         # The first probe (the source) runs on cold engine caches: left out, like latency.py's

@@ -40,6 +40,11 @@ COMPONENT = "jupyternetes-operator"
 # Watches are long polls; the pool must hold them plus one request per worker.
 POOL_MAXSIZE = 64
 CONFLICT_RETRIES = 8
+# Items per list request (limit/continue): bounds the memory one list holds in full objects.
+LIST_PAGE = 500
+
+# What a list keeps of each object (an informer's transform, see operator/cachefields.py).
+Transform = Callable[[dict], dict]
 
 
 class KubeError(Exception):
@@ -94,6 +99,36 @@ def api_client(kubeconfig: str | None = None, context: str | None = None) -> cli
 
 def now_rfc3339() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def list_pages(call: Callable[..., Any], what: str,
+               transform: Transform | None = None) -> tuple[list[dict], str]:
+    """Every item of a list, `LIST_PAGE` at a time (limit/continue: one consistent snapshot),
+    each page parsed as plain JSON (never the client's typed models) and passed through
+    `transform` before the next page is read: at 5,000 objects only one page of full objects
+    is in memory at once. `call(**kwargs)` is a client list method with its fixed arguments
+    bound. A continue token that expired mid-list (410) restarts the list, as client-go does."""
+    for _ in range(3):
+        items: list[dict] = []
+        token: str | None = None
+        try:
+            while True:
+                resp = call(limit=LIST_PAGE, _continue=token, _preload_content=False)
+                page = json.loads(resp.data)
+                del resp
+                raw = page.get("items") or []
+                items += map(transform, raw) if transform else raw
+                meta = page.get("metadata") or {}
+                token = meta.get("continue") or None
+                if token is None:
+                    return items, str(meta.get("resourceVersion", ""))
+        except ApiException as exc:
+            if exc.status == 410 and token is not None:
+                log.info("%s: continue token expired after %d items; listing again", what,
+                         len(items))
+                continue
+            raise to_kube_error(exc, what) from exc
+    raise KubeError(410, "the list changed faster than it could be paged, three times", what)
 
 
 class WatchStream:
@@ -163,34 +198,32 @@ class Kube:
         return self._get(lambda: self.custom.get_namespaced_custom_object(
             GROUP, VERSION, namespace, TEMPLATE_PLURAL, name), f"template {namespace}/{name}")
 
-    def list_instances(self, namespace: str | None = None) -> tuple[list[dict], str]:
-        return self._list_custom(INSTANCE_PLURAL, "instances", namespace)
+    def list_instances(self, namespace: str | None = None,
+                       transform: Transform | None = None) -> tuple[list[dict], str]:
+        return self._list_custom(INSTANCE_PLURAL, "instances", namespace, transform)
 
     def watch_instances(self, namespace: str | None, resource_version: str,
                         timeout_seconds: int) -> WatchStream:
         return self._watch_custom(INSTANCE_PLURAL, "instances", namespace, resource_version,
                                   timeout_seconds)
 
-    def list_templates(self, namespace: str | None = None) -> tuple[list[dict], str]:
-        return self._list_custom(TEMPLATE_PLURAL, "templates", namespace)
+    def list_templates(self, namespace: str | None = None,
+                       transform: Transform | None = None) -> tuple[list[dict], str]:
+        return self._list_custom(TEMPLATE_PLURAL, "templates", namespace, transform)
 
     def watch_templates(self, namespace: str | None, resource_version: str,
                         timeout_seconds: int) -> WatchStream:
         return self._watch_custom(TEMPLATE_PLURAL, "templates", namespace, resource_version,
                                   timeout_seconds)
 
-    def _list_custom(self, plural: str, noun: str,
-                     namespace: str | None) -> tuple[list[dict], str]:
+    def _list_custom(self, plural: str, noun: str, namespace: str | None,
+                     transform: Transform | None = None) -> tuple[list[dict], str]:
         what = f"list {noun} in {namespace or 'all namespaces'}"
-        try:
-            if namespace:
-                result = self.custom.list_namespaced_custom_object(
-                    GROUP, VERSION, namespace, plural)
-            else:
-                result = self.custom.list_cluster_custom_object(GROUP, VERSION, plural)
-        except ApiException as exc:
-            raise to_kube_error(exc, what) from exc
-        return list(result.get("items") or []), str(result["metadata"].get("resourceVersion", ""))
+        if namespace:
+            return list_pages(lambda **kw: self.custom.list_namespaced_custom_object(
+                GROUP, VERSION, namespace, plural, **kw), what, transform)
+        return list_pages(lambda **kw: self.custom.list_cluster_custom_object(
+            GROUP, VERSION, plural, **kw), what, transform)
 
     def _watch_custom(self, plural: str, noun: str, namespace: str | None,
                       resource_version: str, timeout_seconds: int) -> WatchStream:
@@ -210,19 +243,14 @@ class Kube:
 
     # ---- pods -------------------------------------------------------------------------------
 
-    def list_pods(self, namespace: str | None, selector: str) -> tuple[list[dict], str]:
+    def list_pods(self, namespace: str | None, selector: str,
+                  transform: Transform | None = None) -> tuple[list[dict], str]:
         what = f"list pods {selector} in {namespace or 'all namespaces'}"
-        try:
-            if namespace:
-                resp = self.core.list_namespaced_pod(namespace, label_selector=selector,
-                                                     _preload_content=False)
-            else:
-                resp = self.core.list_pod_for_all_namespaces(label_selector=selector,
-                                                             _preload_content=False)
-            result = json.loads(resp.data)
-        except ApiException as exc:
-            raise to_kube_error(exc, what) from exc
-        return list(result.get("items") or []), str(result["metadata"].get("resourceVersion", ""))
+        if namespace:
+            return list_pages(lambda **kw: self.core.list_namespaced_pod(
+                namespace, label_selector=selector, **kw), what, transform)
+        return list_pages(lambda **kw: self.core.list_pod_for_all_namespaces(
+            label_selector=selector, **kw), what, transform)
 
     def list_pvcs(self, namespace: str, selector: str) -> list[dict]:
         what = f"list persistentvolumeclaims {selector} in {namespace}"
@@ -329,28 +357,21 @@ class Kube:
                 if exc.status == 404:
                     return None
                 raise to_kube_error(exc, what) from exc
-        for attempt in range(CONFLICT_RETRIES):
-            current = self.get_instance(namespace, name)
-            if current is None:
-                return None
-            meta = current.get("metadata") or {}
-            body = {"metadata": {"resourceVersion": meta.get("resourceVersion")},
-                    "status": statusmerge.rebased(status, current.get("status") or {})}
-            try:
-                return self.custom.patch_namespaced_custom_object_status(
-                    GROUP, VERSION, namespace, INSTANCE_PLURAL, name, body,
-                    field_manager=self.component, _content_type=MERGE_PATCH)
-            except ApiException as exc:
-                if exc.status == 404:
-                    return None
-                if exc.status == 409 and attempt + 1 < CONFLICT_RETRIES:
-                    self.status_conflicts += 1
-                    log.info("%s: written by someone else meanwhile; re-reading and merging "
-                             "again (attempt %d)", what, attempt + 2)
-                    time.sleep(0.02 * (attempt + 1))
-                    continue
-                raise to_kube_error(exc, what) from exc
-        raise KubeError(409, "conflicts on every retry", what)
+
+        def change(current: dict) -> dict:
+            return {"status": statusmerge.rebased(status, current.get("status") or {})}
+
+        def conflict(attempt: int) -> None:
+            self.status_conflicts += 1
+            log.info("%s: written by someone else meanwhile; re-reading and merging again "
+                     "(attempt %d)", what, attempt + 2)
+
+        return self._read_modify_write(
+            what, lambda: self.get_instance(namespace, name), change,
+            lambda body: self.custom.patch_namespaced_custom_object_status(
+                GROUP, VERSION, namespace, INSTANCE_PLURAL, name, body,
+                field_manager=self.component, _content_type=MERGE_PATCH),
+            pause=0.02, on_conflict=conflict)
 
     def patch_template_status(self, namespace: str, name: str, status: dict) -> dict | None:
         """Merge patch of a template's status (instance counts); None when it is gone."""
@@ -379,29 +400,20 @@ class Kube:
         dropping that controller's finalizer.
         """
         what = f"{'add' if add else 'remove'} finalizer {finalizer} on instance {namespace}/{name}"
-        for attempt in range(CONFLICT_RETRIES):
-            obj = self.get_instance(namespace, name)
-            if obj is None:
+
+        def change(current: dict) -> dict | None:
+            present = list((current.get("metadata") or {}).get("finalizers") or [])
+            if (finalizer in present) == add:
                 return None
-            meta = obj.get("metadata") or {}
-            current = list(meta.get("finalizers") or [])
-            if (finalizer in current) == add:
-                return obj
-            wanted = [*current, finalizer] if add else [f for f in current if f != finalizer]
-            patch = {"metadata": {"finalizers": wanted,
-                                  "resourceVersion": meta.get("resourceVersion")}}
-            try:
-                return self.custom.patch_namespaced_custom_object(
-                    GROUP, VERSION, namespace, INSTANCE_PLURAL, name, patch,
-                    field_manager=self.component, _content_type=MERGE_PATCH)
-            except ApiException as exc:
-                if exc.status == 404:
-                    return None
-                if exc.status == 409 and attempt + 1 < CONFLICT_RETRIES:
-                    time.sleep(0.05 * (attempt + 1))
-                    continue
-                raise to_kube_error(exc, what) from exc
-        raise KubeError(409, "conflicts on every retry", what)
+            wanted = [*present, finalizer] if add else [f for f in present if f != finalizer]
+            return {"metadata": {"finalizers": wanted}}
+
+        return self._read_modify_write(
+            what, lambda: self.get_instance(namespace, name), change,
+            lambda body: self.custom.patch_namespaced_custom_object(
+                GROUP, VERSION, namespace, INSTANCE_PLURAL, name, body,
+                field_manager=self.component, _content_type=MERGE_PATCH),
+            pause=0.05)
 
     # ---- events -----------------------------------------------------------------------------
 
@@ -454,20 +466,19 @@ class Kube:
     def _count_event(self, namespace: str, event_name: str, message: str, stamp: str) -> None:
         """One more occurrence of an existing Event: count + 1, lastTimestamp, latest message
         (read-modify-write with the resourceVersion read, retried on 409)."""
-        for attempt in range(CONFLICT_RETRIES):
+        def read() -> dict:
             resp = self.core.read_namespaced_event(event_name, namespace, _preload_content=False)
-            event = json.loads(resp.data)
-            patch = {"metadata": {"resourceVersion": event["metadata"].get("resourceVersion")},
-                     "count": int(event.get("count") or 1) + 1, "lastTimestamp": stamp,
-                     "message": message}
-            try:
-                self.core.patch_namespaced_event(event_name, namespace, patch,
-                                                 _content_type=MERGE_PATCH)
-                return
-            except ApiException as exc:
-                if exc.status != 409 or attempt + 1 == CONFLICT_RETRIES:
-                    raise
-                time.sleep(0.02 * (attempt + 1))
+            return json.loads(resp.data)
+
+        def change(event: dict) -> dict:
+            return {"count": int(event.get("count") or 1) + 1, "lastTimestamp": stamp,
+                    "message": message}
+
+        self._read_modify_write(
+            f"count event {namespace}/{event_name}", read, change,
+            lambda body: self.core.patch_namespaced_event(event_name, namespace, body,
+                                                          _content_type=MERGE_PATCH),
+            pause=0.02)
 
     def list_events(self, namespace: str, name: str) -> list[dict]:
         """Events about one instance, oldest first (used by tests and `describe`-like tooling)."""
@@ -491,6 +502,39 @@ class Kube:
             # backstop for a dead connection that never sends a FIN.
             "_request_timeout": (10, timeout_seconds + 30),
         }
+
+    @staticmethod
+    def _read_modify_write(what: str, read: Callable[[], dict | None],
+                           change: Callable[[dict], dict | None], write: Callable[[dict], Any],
+                           pause: float,
+                           on_conflict: Callable[[int], None] | None = None) -> dict | None:
+        """read -> `change(current)` -> write, with the read's resourceVersion as a
+        precondition; on 409 (written by someone else in between) read and change again, up to
+        CONFLICT_RETRIES times, so the other writer's edit is neither lost nor undone.
+
+        `change` returns the merge-patch body, or None when nothing is to be written (the
+        current object is returned). None when the object is gone (read or write 404)."""
+        for attempt in range(CONFLICT_RETRIES):
+            current = read()
+            if current is None:
+                return None
+            body = change(current)
+            if body is None:
+                return current
+            body = {**body, "metadata": {**(body.get("metadata") or {}), "resourceVersion": (
+                current.get("metadata") or {}).get("resourceVersion")}}
+            try:
+                return write(body)
+            except ApiException as exc:
+                if exc.status == 404:
+                    return None
+                if exc.status == 409 and attempt + 1 < CONFLICT_RETRIES:
+                    if on_conflict is not None:
+                        on_conflict(attempt)
+                    time.sleep(pause * (attempt + 1))
+                    continue
+                raise to_kube_error(exc, what) from exc
+        raise KubeError(409, "conflicts on every retry", what)
 
     @staticmethod
     def _get(call: Callable[[], dict], what: str) -> dict | None:

@@ -19,7 +19,7 @@ import binascii
 import dataclasses
 import hashlib
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from jupyternetes.model import Instance, key_path
@@ -127,3 +127,10 @@ def variables_digest(variables: Mapping[str, str]) -> str:
     canonical = json.dumps({k.lower(): v for k, v in variables.items()}, sort_keys=True,
                            separators=(",", ":"), ensure_ascii=False)
     return "sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def secret_values(instance: Instance, secret_variables: Iterable[str]) -> frozenset[str]:
+    """Values of the instance variables that must be Pulumi secrets (names case-insensitive,
+    like placeholders); empty values are left out, they would match every string."""
+    wanted = {v.lower() for v in secret_variables}
+    return frozenset(v for k, v in instance.variables.items() if k.lower() in wanted and v)

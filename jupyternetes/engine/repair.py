@@ -92,6 +92,8 @@ class StateRepair:
                         lock.path.name, lock.pid, lock.hostname, verdict.reason)
             actions.append(f"removed stale lock {lock.stack}/{lock.path.name}")
         locked = locked_stacks(backend_dir, self.settings.project, leader_since=leader_since)
+        # One listing of the stacks folder for all stacks (one per stack is quadratic).
+        index = diystate.tmp_index(diystate.stacks_dir(backend_dir, self.settings.project))
         for stack in diystate.project_stacks(backend_dir, self.settings.project):
             if stacks is not None and not stacks(stack):
                 continue
@@ -99,7 +101,7 @@ class StateRepair:
                 actions.append(f"stack {stack}: state files not checked, a running Pulumi "
                                "operation holds its lock")
                 continue
-            actions += diystate.repair_stack(backend_dir, self.settings.project, stack)
+            actions += diystate.repair_stack(backend_dir, self.settings.project, stack, index)
         for stack in diystate.stacks_with_pending_operations(backend_dir, self.settings.project):
             if stacks is not None and not stacks(stack):
                 continue

@@ -34,7 +34,7 @@ from jupyternetes.engine.masking import OPERATOR_LOG_MASK, mask_secrets
 from jupyternetes.kube import FINALIZER, now_rfc3339
 from jupyternetes.model import Instance, ModelError, Template
 from jupyternetes.naming import stack_name
-from jupyternetes.operator import admin, enginecall, preflight, rollout, teardown
+from jupyternetes.operator import admin, enginecall, noop, preflight, rollout, teardown
 from jupyternetes.operator.metrics import Metrics
 from jupyternetes.operator.rollout import NEXT_START, ROLLOUTS, desired_hash
 from jupyternetes.operator.status import (
@@ -53,6 +53,7 @@ from jupyternetes.operator.status import (
     summary_text,
 )
 from jupyternetes.render import Rendered, RenderError, render
+from jupyternetes.secretvars import secret_values
 
 log = logging.getLogger(__name__)
 
@@ -148,13 +149,6 @@ class ReconcileConfig:
 # ---- pure helpers -----------------------------------------------------------------------------
 
 
-def secret_values(instance: Instance, secret_variables: Iterable[str]) -> frozenset[str]:
-    """Values of the instance variables that must be Pulumi secrets (names case-insensitive,
-    like placeholders); empty values are left out, they would match every string."""
-    wanted = {v.lower() for v in secret_variables}
-    return frozenset(v for k, v in instance.variables.items() if k.lower() in wanted and v)
-
-
 def key_of(namespace: str, name: str) -> str:
     return f"{namespace}/{name}"
 
@@ -168,13 +162,21 @@ def split_key(key: str) -> tuple[str, str]:
 
 
 PodLookup = Callable[[str, str], dict | None]
+# A watch cache by key (`namespace/name`): the cached object, or None.
+CacheLookup = Callable[[str], dict | None]
 
 
 class Reconciler:
     def __init__(self, kube: KubePort, engine: EnginePort, config: ReconcileConfig | None = None,
                  pod_lookup: PodLookup | None = None, drift: DriftFlags | None = None,
-                 metrics: Metrics | None = None, clock: Callable[[], str] = now_rfc3339) -> None:
-        self.kube = kube
+                 metrics: Metrics | None = None, clock: Callable[[], str] = now_rfc3339,
+                 instance_lookup: CacheLookup | None = None,
+                 template_lookup: CacheLookup | None = None) -> None:
+        self.own_writes = noop.OwnWrites()
+        self.render_memo = noop.RenderMemo()
+        # Status and finalizer writes are recorded: the no-op path waits until the instance
+        # cache holds the version this operator wrote (noop.OwnWrites).
+        self.kube: KubePort = noop.TrackWrites(kube, self.own_writes)  # type: ignore[assignment]
         self.engine = engine
         self.config = config or ReconcileConfig()
         # The pod informer's cache; None means "no watch": ask the apiserver.
@@ -182,15 +184,22 @@ class Reconciler:
         self.drift = drift or DriftFlags()
         self.metrics = metrics
         self.clock = clock
+        # The instance and template informers' caches: the no-op path answers from them
+        # (noop.py); None: every reconcile reads fresh from the apiserver.
+        self.instance_lookup = instance_lookup
+        self.template_lookup = template_lookup
 
     # ---- entry point ------------------------------------------------------------------------
 
     def reconcile(self, key: str, failures: int = 0) -> Result:
         """`failures`: consecutive failed attempts so far (the queue's count for this key)."""
+        if self._unchanged_in_cache(key):
+            return Result("unchanged")
         namespace, name = split_key(key)
         obj = self.kube.get_instance(namespace, name)
         if obj is None:
             self.drift.take(key)
+            self.render_memo.forget(key)
             return Result("gone")
         try:
             instance = Instance.from_dict(obj, source=key)
@@ -199,6 +208,28 @@ class Reconciler:
         if instance.deletion_timestamp:
             return self._delete(obj, instance, failures)
         return self._apply(obj, instance, failures)
+
+    def _unchanged_in_cache(self, key: str) -> bool:
+        """The no-op path: nothing to do, judged from the watch caches without a round trip
+        (noop.py); False sends the key down the full path with fresh reads."""
+        if (self.instance_lookup is None or self.template_lookup is None
+                or self.pod_lookup is None or key in self.drift
+                or self.own_writes.pending(key)):
+            return False
+        obj = self.instance_lookup(key)
+        if obj is None:
+            return False
+        ref = (obj.get("spec") or {}).get("template") or {}
+        if not isinstance(ref, dict) or not ref.get("name"):
+            return False
+        namespace = ref.get("namespace") or (obj.get("metadata") or {}).get("namespace")
+        config = self.config
+        return noop.unchanged(
+            obj, self.template_lookup(f"{namespace}/{ref['name']}"),
+            secret_variables=frozenset(config.secret_variables),
+            settings_fingerprint=config.settings_fingerprint,
+            template_rollout=config.template_rollout, get_secret=self.kube.get_secret,
+            pod_lookup=self.pod_lookup, now=self.clock(), key=key, memo=self.render_memo)
 
     # ---- deletion ---------------------------------------------------------------------------
 

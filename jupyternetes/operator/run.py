@@ -30,7 +30,7 @@ from jupyternetes import engine as stacks  # the stack engine's public API
 from jupyternetes.engine import backendurl, masking
 from jupyternetes.kube import MANAGED_SELECTOR, Kube, api_client
 from jupyternetes.naming import LABEL_INSTANCE, LABEL_INSTANCE_NAMESPACE, label_value
-from jupyternetes.operator import admin, election, leader, sharding
+from jupyternetes.operator import admin, cachefields, election, leader, sharding
 from jupyternetes.operator.metrics import Metrics
 from jupyternetes.operator.orphans import OrphanCollector
 from jupyternetes.operator.queue import Backoff, ShutDown, WorkQueue
@@ -54,6 +54,9 @@ from jupyternetes.operator.watch import (
 )
 
 log = logging.getLogger("jupyternetes.operator")
+
+# How long workers wait for the watches' first lists before working without them.
+CACHE_SYNC_TIMEOUT = 60.0
 
 
 class TemplateIndex:
@@ -120,20 +123,23 @@ class Operator:
         self.queue = WorkQueue(backoff or Backoff(), on_depth=self.metrics.set_queue_depth)
         self.drift = DriftFlags()
         self.reconciler = Reconciler(kube, engine, config, pod_lookup=self.lookup_pod,
-                                     drift=self.drift, metrics=self.metrics)
+                                     drift=self.drift, metrics=self.metrics,
+                                     instance_lookup=self._instance,
+                                     template_lookup=self._template)
         self._seen: dict[str, tuple[Any, ...]] = {}
         self._seen_lock = threading.Lock()
         scopes: list[str | None] = list(dict.fromkeys(namespaces)) or [None]
         self.instance_watchers = [
             ListWatcher(f"instances@{ns or '*'}", _instance_source(kube, ns), self.on_instance,
-                        resync_seconds=resync_seconds,
+                        resync_seconds=resync_seconds, transform=cachefields.custom_object,
                         watch_timeout_seconds=watch_timeout_seconds)
             for ns in scopes]
         # Pods live in their instance's namespace, so the same scopes cover them. No resync:
         # the instance resync already re-checks every pod through reconcile.
         self.pod_watchers = [
             ListWatcher(f"pods@{ns or '*'}", _pod_source(kube, ns), self.on_pod,
-                        resync_seconds=0, watch_timeout_seconds=watch_timeout_seconds)
+                        resync_seconds=0, watch_timeout_seconds=watch_timeout_seconds,
+                        transform=cachefields.pod)
             for ns in scopes]
         # Templates often live in the hub's namespace, not the instances' (seed: template in
         # `kadense`, instance in `default`): watched cluster-wide unless restricted, whatever
@@ -143,7 +149,8 @@ class Operator:
         template_scopes: list[str | None] = list(dict.fromkeys(template_namespaces)) or [None]
         self.template_watchers = [
             ListWatcher(f"templates@{ns or '*'}", _template_source(kube, ns), self.on_template,
-                        resync_seconds=0, watch_timeout_seconds=watch_timeout_seconds)
+                        resync_seconds=0, watch_timeout_seconds=watch_timeout_seconds,
+                        transform=cachefields.custom_object)
             for ns in template_scopes]
         # Instance counts on each template, written at most once per interval per template.
         self.template_status = TemplateStatusWriter(self._template_counts,
@@ -175,6 +182,7 @@ class Operator:
 
     def on_instance(self, event_type: str, obj: dict) -> None:
         key = object_key(obj)
+        self.reconciler.own_writes.seen(key, obj)  # the cache now holds this version
         meta = obj.get("metadata") or {}
         # Our own status patches come back as MODIFIED events; only spec (generation),
         # lifecycle and admin-annotation changes need a reconcile. Resync and ADDED do too.
@@ -312,6 +320,7 @@ class Operator:
     # ---- workers ----------------------------------------------------------------------------
 
     def worker(self) -> None:
+        self.wait_for_caches()
         while True:
             try:
                 key = self.queue.get()
@@ -323,6 +332,22 @@ class Operator:
                 self.process(key)
             finally:
                 self.queue.done(key)
+
+    def wait_for_caches(self, timeout: float = CACHE_SYNC_TIMEOUT) -> bool:
+        """Until every watch has its first list (controller-runtime's WaitForCacheSync): the
+        no-op path answers from the caches, so a worker starting before them would ask the
+        apiserver about every instance. A watch that cannot list (RBAC) holds the workers back
+        at most `timeout` seconds; then they work without its cache."""
+        deadline = time.monotonic() + timeout
+        for watcher in self.all_watchers():
+            while not watcher.wait_synced(0.5):
+                if self._stopping.is_set():
+                    return False
+                if time.monotonic() > deadline:
+                    log.warning("watch %s has no list after %.0fs; working without its cache",
+                                watcher.name, timeout)
+                    return False
+        return True
 
     def process(self, key: str) -> None:
         if not self.leading():
@@ -370,13 +395,15 @@ class Operator:
     # ---- lifecycle --------------------------------------------------------------------------
 
     def start(self) -> None:
+        # The watches only fill caches and the queue: their first lists (seconds at 5,000
+        # instances) overlap the stale-lock clean-up, which must end before any worker starts.
+        for watcher in self.pod_watchers + self.template_watchers + self.instance_watchers:
+            watcher.start()
         cleared = self.engine_clear_locks()
         if cleared:
             log.info("cleared stale stack locks: %s", cleared)
             self.metrics.locks_cleared.inc(
                 sum(1 for line in cleared if str(line).startswith("removed stale lock")))
-        for watcher in self.pod_watchers + self.template_watchers + self.instance_watchers:
-            watcher.start()
         self.template_status.start()
         for index in range(self.workers):
             # Daemon: an engine operation that ignores shutdown must not keep the process alive
@@ -456,24 +483,25 @@ def _instance_names(kube: Kube, scopes: Sequence[str | None]) -> list[tuple[str,
     (not the watch cache, which may lag an instance created a moment ago)."""
     names = []
     for ns in scopes:
-        items, _ = kube.list_instances(ns)
-        names += [((i.get("metadata") or {}).get("namespace", ""),
-                   (i.get("metadata") or {}).get("name", "")) for i in items]
+        # Names only, page by page: at 5,000 instances a full list is 100+ MB of objects.
+        items, _ = kube.list_instances(ns, cachefields.name_only)
+        names += [(i["metadata"].get("namespace", ""), i["metadata"].get("name", ""))
+                  for i in items]
     return names
 
 
 def _instance_source(kube: Kube, namespace: str | None) -> KubeSource:
-    return KubeSource(lambda: kube.list_instances(namespace),
+    return KubeSource(lambda: kube.list_instances(namespace, cachefields.custom_object),
                       lambda rv, timeout: kube.watch_instances(namespace, rv, timeout))
 
 
 def _template_source(kube: Kube, namespace: str | None) -> KubeSource:
-    return KubeSource(lambda: kube.list_templates(namespace),
+    return KubeSource(lambda: kube.list_templates(namespace, cachefields.custom_object),
                       lambda rv, timeout: kube.watch_templates(namespace, rv, timeout))
 
 
 def _pod_source(kube: Kube, namespace: str | None) -> KubeSource:
-    return KubeSource(lambda: kube.list_pods(namespace, MANAGED_SELECTOR),
+    return KubeSource(lambda: kube.list_pods(namespace, MANAGED_SELECTOR, cachefields.pod),
                       lambda rv, timeout: kube.watch_pods(namespace, MANAGED_SELECTOR, rv,
                                                           timeout))
 

@@ -6,6 +6,8 @@ last resourceVersion seen (objects and BOOKMARKs), relisting only when the apise
 version is gone (410). A relist diffs against the cache, so objects deleted while we were not
 watching still produce DELETED. A periodic resync re-delivers every cached object, which is what
 turns "nothing changed" into a cheap re-check (and heals anything a lost event left behind).
+An optional `transform` (client-go's SetTransform) trims every listed and watched object before
+it is cached or delivered: the cache keeps only what its readers read (operator/cachefields.py).
 
 The source is any object with `list() -> (items, resourceVersion)` and
 `watch(resourceVersion, timeout_seconds) -> stream` (iterable of `(type, object)`, with `close()`),
@@ -55,10 +57,12 @@ class ListWatcher:
     def __init__(self, name: str, source: Source, handler: Handler, *,
                  resync_seconds: float = 300.0, watch_timeout_seconds: int = 290,
                  retry_seconds: float = 1.0, max_retry_seconds: float = 30.0,
-                 sleep: Callable[[float], bool] | None = None) -> None:
+                 sleep: Callable[[float], bool] | None = None,
+                 transform: Callable[[dict], dict] | None = None) -> None:
         self.name = name
         self.source = source
         self.handler = handler
+        self.transform = transform
         self.resync_seconds = resync_seconds
         self.watch_timeout_seconds = watch_timeout_seconds
         self.retry_seconds = retry_seconds
@@ -149,7 +153,10 @@ class ListWatcher:
     def relist(self) -> None:
         items, resource_version = self.source.list()
         self.lists += 1
+        if self.transform is not None:
+            items = [self.transform(obj) for obj in items]
         fresh = {object_key(obj): obj for obj in items}
+        del items
         with self._lock:
             old = self._cache
             self._cache = dict(fresh)
@@ -186,6 +193,8 @@ class ListWatcher:
             if rv:
                 self.resource_version = rv
             return
+        if self.transform is not None:
+            obj = self.transform(obj)
         key = object_key(obj)
         with self._lock:
             if event_type == DELETED:

@@ -150,3 +150,20 @@ def test_backups_and_history_lose_unreadable_attrs_and_tmp_files(tmp_path):
     assert sorted(p.name for p in backups.iterdir()) == [good.name, f"{good.name}.attrs"]
     assert sorted(p.name for p in history.iterdir()) == [f"{STACK}-1795668406.history.json"]
     assert len(actions) == 2, actions
+
+
+def test_one_folder_listing_serves_every_stack_of_a_repair_pass(tmp_path):
+    """clear_stale_locks lists the stacks folder once (tmp_index) for all stacks: each blob
+    still gets exactly its own tmp files, never a sibling stack's with a longer name."""
+    checkpoint = layout(tmp_path)
+    folder = checkpoint.parent
+    (folder / f"{STACK}.json.attrs").write_bytes(b"")
+    (folder / f"{STACK}.json.{0x200:x}.tmp").write_bytes(checkpoint_doc("new"))
+    sibling = folder / f"{STACK}x.json.{0x300:x}.tmp"  # another stack: "ns.my.serverx"
+    sibling.write_bytes(checkpoint_doc("not mine"))
+    index = diystate.tmp_index(folder)
+    assert sorted(index) == [f"{STACK}.json", f"{STACK}x.json"]
+    assert diystate.tmp_files(checkpoint, index) == diystate.tmp_files(checkpoint)
+    diystate.repair_stack(tmp_path, PROJECT, STACK, index)
+    assert marker(checkpoint) == "new"
+    assert sibling.exists()

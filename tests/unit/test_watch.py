@@ -425,3 +425,26 @@ def test_operator_cli_flags_for_templates():
     args = parser.parse_args(["operator", "--template-rollout", "immediate",
                               "--template-namespace", "kadense"])
     assert args.template_rollout == "immediate" and args.template_namespace == ["kadense"]
+
+
+def test_a_transform_trims_every_listed_and_watched_object_before_cache_and_handler():
+    def slim(o: dict) -> dict:
+        return {"metadata": {k: v for k, v in o["metadata"].items() if k != "managedFields"}}
+
+    def fat(name: str, rv: str) -> dict:
+        o = obj(name, rv)
+        o["metadata"]["managedFields"] = [{"manager": "x"}]
+        return o
+
+    delivered: list[dict] = []
+    source = ScriptedSource(lists=[([fat("a", "1")], "1")],
+                            watches=[[("ADDED", fat("b", "2")), ("MODIFIED", fat("a", "3"))]])
+    watcher = ListWatcher("t", source, lambda _t, o: delivered.append(o), resync_seconds=0,
+                          sleep=lambda _s: False, transform=slim)
+    source.on_exhausted = watcher._stop.set
+    watcher.run()
+    assert [o["metadata"]["name"] for o in delivered] == ["a", "b", "a"]
+    assert all("managedFields" not in o["metadata"] for o in delivered + watcher.items())
+    assert watcher.get("ns/a") == {"metadata": {"namespace": "ns", "name": "a",
+                                                "resourceVersion": "3"}}
+    assert watcher.resource_version == "3"

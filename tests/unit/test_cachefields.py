@@ -1,0 +1,89 @@
+"""What the watch caches keep (operator/cachefields.py): less memory, the same answers."""
+
+from __future__ import annotations
+
+import copy
+
+from jupyternetes.operator import cachefields, podstatus
+from jupyternetes.operator.status import current_pods
+
+MANAGED = [{"manager": "kubelet", "operation": "Update", "fieldsV1": {"f:status": {
+    "f:conditions": {"k:{\"type\":\"Ready\"}": {".": {}, "f:status": {}}}}}}]
+
+
+def full_pod(waiting: str | None = None) -> dict:
+    state = {"waiting": {"reason": waiting, "message": "back-off 5m"}} if waiting else {
+        "running": {"startedAt": "2026-01-01T00:00:00Z"}}
+    return {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "u-notebook", "namespace": "ns", "uid": "p-1",
+                     "resourceVersion": "7", "labels": {"a": "b"},
+                     "annotations": {"x": "y"}, "managedFields": MANAGED,
+                     "ownerReferences": [{"kind": "X"}], "creationTimestamp": "2026"},
+        "spec": {"nodeName": "kwok-0", "volumes": [{"name": "v"}], "tolerations": [{}],
+                 "containers": [{"name": "notebook", "image": "jupyter/base",
+                                 "env": [{"name": "TOKEN", "value": "t"}],
+                                 "ports": [{"containerPort": 8888, "protocol": "TCP"}]}]},
+        "status": {"phase": "Running", "podIP": "10.0.0.9", "hostIP": "1.2.3.4",
+                   "podIPs": [{"ip": "10.0.0.9"}], "qosClass": "BestEffort",
+                   "startTime": "2026",
+                   "conditions": [{"type": "Ready", "status": "False",
+                                   "lastTransitionTime": "2026", "lastProbeTime": None},
+                                  {"type": "PodScheduled", "status": "True"}],
+                   "containerStatuses": [{"name": "notebook", "image": "jupyter/base",
+                                          "imageID": "sha", "containerID": "c://1",
+                                          "restartCount": 3, "ready": False, "state": state,
+                                          "lastState": {"terminated": {"reason": "OOMKilled"}}}]},
+    }
+
+
+def test_a_slim_pod_gives_every_answer_the_full_pod_gives():
+    for pod in (full_pod(), full_pod(waiting="CrashLoopBackOff")):
+        slim = cachefields.pod(copy.deepcopy(pod))
+        assert podstatus.pod_fields(slim) == podstatus.pod_fields(pod)
+        assert podstatus.readiness_summary(["u-notebook"], {"u-notebook": slim}) == \
+            podstatus.readiness_summary(["u-notebook"], {"u-notebook": pod})
+        outputs = {"objects": [{"name": "u-notebook", "uid": "p-1", "group": "pods",
+                                "entry": "notebook", "kind": "Pod"}]}
+        assert current_pods({"u-notebook": slim}, outputs)["u-notebook"] is slim
+        assert slim["metadata"]["labels"] == {"a": "b"}
+        assert slim["metadata"]["resourceVersion"] == "7"
+
+
+def test_a_slim_pod_drops_what_nobody_reads_and_is_a_fixed_point():
+    slim = cachefields.pod(full_pod())
+    assert "managedFields" not in slim["metadata"] and "annotations" not in slim["metadata"]
+    assert slim["spec"] == {"containers": [{"name": "notebook", "ports": [
+        {"containerPort": 8888, "protocol": "TCP"}]}]}
+    assert set(slim["status"]) == {"phase", "podIP", "conditions", "containerStatuses"}
+    assert set(slim["status"]["containerStatuses"][0]) == {"name", "ready", "state",
+                                                           "lastState"}
+    assert cachefields.pod(copy.deepcopy(slim)) == slim
+    assert cachefields.pod({}) == {"metadata": {}, "spec": {"containers": []}, "status": {}}
+
+
+def test_a_deleting_pod_stays_not_ready():
+    pod = full_pod()
+    pod["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:09Z"
+    pod["status"]["conditions"][0]["status"] = "True"
+    assert not podstatus.is_ready(cachefields.pod(pod))
+
+
+def test_custom_objects_lose_only_managed_fields_and_the_last_applied_copy():
+    obj = {"apiVersion": "kadense.io/v1", "kind": "JupyterNotebookInstance",
+           "metadata": {"name": "i", "namespace": "ns", "generation": 2,
+                        "managedFields": MANAGED, "finalizers": ["f"],
+                        "annotations": {cachefields.LAST_APPLIED: "{...}", "keep": "me"}},
+           "spec": {"template": {"name": "t"}}, "status": {"stack": {"desiredHash": "h"}}}
+    slim = cachefields.custom_object(copy.deepcopy(obj))
+    assert slim["metadata"] == {"name": "i", "namespace": "ns", "generation": 2,
+                                "finalizers": ["f"], "annotations": {"keep": "me"}}
+    assert slim["spec"] == obj["spec"] and slim["status"] == obj["status"]
+    plain = {"metadata": {"name": "j"}, "spec": {}}
+    assert cachefields.custom_object(plain) is plain  # nothing to drop: not copied
+    assert cachefields.custom_object(slim) is slim
+
+
+def test_name_only_keeps_namespace_and_name():
+    assert cachefields.name_only(full_pod()) == {"metadata": {"name": "u-notebook",
+                                                              "namespace": "ns"}}
