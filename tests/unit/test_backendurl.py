@@ -61,6 +61,8 @@ def test_operator_refuses_several_replicas_on_a_file_backend(tmp_path, capsys, m
     err = capsys.readouterr().err
     assert code == 2
     assert "file:// backend" in err and "--expected-replicas 2" in err
+    # What to configure instead: a shared postgres:// backend, and where its URL goes.
+    assert "postgres://" in err and "PULUMI_BACKEND_URL" in err and "--backend-url-file" in err
 
 
 def test_operator_refuses_a_password_on_the_command_line(tmp_path, capsys):
