@@ -23,9 +23,10 @@ Operator (`jupyternetes operator`, its engine workers and their Kubernetes provi
   timeout).
 - events: create (kube.emit_event), patch (client-go style recorders aggregate by patching).
 - secrets: get only, for an instance's `spec.variablesFrom[].secretRef`; never list or watch.
-- leases (coordination.k8s.io), only in the operator's own namespace: get/create/update for the
-  leader election (operator/leader.py); with sharding (`--shards`, a shared backend) also
-  list/watch/delete for the shard Leases `<base>-shard-<i>` (operator/shardleases.py).
+- leases (coordination.k8s.io), only in the operator's own namespace, exactly the verbs the
+  code uses: get/create/update for the leader election (operator/leader.py); with sharding
+  (`--shards`, a shared backend; no leader election then) list/create/update/delete for the
+  shard and membership Leases (the docstring of operator/shardleases.py lists why each).
 Namespaced Roles in each watched namespace when watchNamespaces is set; ClusterRoles only when the
 operator watches every namespace.
 
@@ -96,7 +97,7 @@ def storage_class_rules() -> list[dict[str, Any]]:
 
 
 ELECTION_LEASE_VERBS = ("get", "create", "update")
-SHARD_LEASE_VERBS = ("get", "list", "watch", "create", "update", "delete")
+SHARD_LEASE_VERBS = ("list", "create", "update", "delete")
 
 
 def lease_rules(sharded: bool = False) -> list[dict[str, Any]]:

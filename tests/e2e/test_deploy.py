@@ -594,10 +594,12 @@ def test_three_replicas_on_postgres_are_sharded_budgeted_and_may_manage_shard_le
     lease = "coordination.k8s.io"
     for verb in SHARD_LEASE_VERBS:
         assert can(operator_kubeconfig, verb, "leases", d.operator_ns, lease), verb
+        assert not can(operator_kubeconfig, verb, "leases", d.other_ns, lease), verb
+    for verb in ("update", "delete"):
         assert can(operator_kubeconfig, verb, "leases", d.operator_ns, lease,
                    name=f"{OPERATOR}-x-shard-7"), verb
-        assert not can(operator_kubeconfig, verb, "leases", d.other_ns, lease), verb
-    assert not can(operator_kubeconfig, "deletecollection", "leases", d.operator_ns, lease)
+    for verb in ("watch", "patch", "deletecollection"):
+        assert not can(operator_kubeconfig, verb, "leases", d.operator_ns, lease), verb
     assert not can(operator_kubeconfig, "list", "leases", "", lease)  # not cluster-wide
 
     # Back to one replica: no budget (it would only block every eviction of the one pod).
