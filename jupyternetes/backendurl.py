@@ -114,7 +114,8 @@ def replicas_error(url: str, expected_replicas: int) -> str | None:
                 f"{redact(url)}: a file backend lives on one operator's disk and cannot be "
                 "shared; run one replica, or give every replica the same shared backend "
                 f"(postgres://user:password@host:port/db in ${ENV_BACKEND_URL} or "
-                "--backend-url-file) and --leader-elect")
+                "--backend-url-file) and either --shards N (every replica works on its share "
+                "of the instances) or --leader-elect (one works, the others stand by)")
     return None
 
 

@@ -51,6 +51,7 @@ def test_replicas_error_refuses_file_backend_for_several_replicas():
     assert backendurl.replicas_error(PG, 3) is None
     message = backendurl.replicas_error("file:///s", 2)
     assert message and "postgres://" in message and "--leader-elect" in message
+    assert "--shards N" in message and "--expected-replicas 2" in message
     assert backendurl.replicas_error(PG, 0)
 
 
