@@ -148,3 +148,42 @@ def test_cli_environment_keeps_the_password_out_of_the_url():
     assert env == {"PULUMI_BACKEND_URL": "postgres://pulumi@127.0.0.1:5432/state?sslmode=disable",
                    "PGPASSWORD": "s3cr/t"}
     assert backendurl.cli_environment("file:///s") == {"PULUMI_BACKEND_URL": "file:///s"}
+
+
+# Messages the Pulumi CLI printed while the test's PostgreSQL server was down (e2e runs).
+OUTAGE_MESSAGES = [
+    "stderr: error: could not list bucket: blob (code=Unknown): dial tcp 127.0.0.1:5432: "
+    "connect: connection refused",
+    'stderr: error: unable to open state database "postgres://pulumi@127.0.0.1:5432/state?'
+    'sslmode=disable": failed to ping PostgreSQL: dial tcp 127.0.0.1:5432: connect: '
+    "connection refused",
+    "error: there was a problem deleting the lock at postgres://****:****@127.0.0.1:5432/state/"
+    ".pulumi/locks/organization/p/s/1.json, manual clean up may be required: blob "
+    "(code=Unknown): FATAL: terminating connection due to administrator command "
+    "(SQLSTATE 57P01)",
+    "error: FATAL: the database system is starting up (SQLSTATE 57P03)",
+    "stderr: error: could not list bucket: blob (code=Unknown): pq: the database system is "
+    "shutting down (57P03)",
+]
+
+
+@pytest.mark.parametrize("message", OUTAGE_MESSAGES)
+def test_an_unreachable_state_database_is_said_plainly(message):
+    text = backendurl.explain_unreachable(message, PG)
+    assert text.startswith("the Pulumi state backend postgres://127.0.0.1:5432/state is "
+                           "unreachable"), text
+    assert "retried" in text
+    assert message.removeprefix("stderr: ").removeprefix("error: ") in text  # the detail stays
+    assert "s3cr" not in text
+
+
+@pytest.mark.parametrize(("message", "url"), [
+    # The apiserver refusing is not the state backend's problem.
+    ("dial tcp 127.0.0.1:6443: connect: connection refused", PG),
+    ("pods \"x\" is forbidden", PG),
+    # Only shared backends: a file:// state is on the operator's disk.
+    ("could not list bucket: blob (code=Unknown): open /x: permission denied", "file:///s"),
+    ("", PG),
+])
+def test_other_failures_are_left_as_they_are(message, url):
+    assert backendurl.explain_unreachable(message, url) == message
