@@ -18,6 +18,7 @@ Usage: .venv/bin/python benchmarks/replicas.py [--count 100] [--replicas 3] [--s
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from typing import Any
@@ -130,6 +131,7 @@ def phase(bench: Bench, pg: PostgresServer, replicas: int, args: Any) -> dict[st
     after = {rid: op.wait_idle(quiet=2.0) for rid, op in ops.items()}
     cpu = cpu_delta(cpu_snapshot(bench, ops, pg), cpu_before)
     states = count_states(bench.instances())
+    failures = failure_reasons(ops)
     for op in ops.values():
         op.stop()
 
@@ -179,7 +181,30 @@ def phase(bench: Bench, pg: PostgresServer, replicas: int, args: Any) -> dict[st
                 (idle.get("kube-apiserver", 0.0) + idle.get("etcd", 0.0)) * 60 / args.idle, 2),
             "postgres": rounded(idle.get("postgres", 0.0) * 60 / args.idle, 2)},
         "states_after": states,
+        "failed_operation_reasons": failures,
     }
+
+
+def failure_reasons(ops: dict[str, BenchOperator]) -> dict[str, int]:
+    """Distinct reasons of failed engine operations in the replicas' logs, with counts (the
+    logs go with the run's temp folder)."""
+    reasons: dict[str, int] = {}
+    for op in ops.values():
+        for record in op.log_records():
+            text = str(record.get("msg") or "")
+            if " failed (attempt " not in text:
+                continue
+            reason = text.split("): ", 1)[-1]
+            # One entry per kind of failure: names and numbers vary per instance.
+            reason = re.sub(r"[0-9a-f]{8}-[0-9a-f-]{27}|\b\d+(\.\d+)?s?\b", "#",
+                            reason.replace(bench_namespace(op), "NS"))[:240]
+            reasons[reason] = reasons.get(reason, 0) + 1
+    return dict(sorted(reasons.items(), key=lambda kv: -kv[1]))
+
+
+def bench_namespace(op: BenchOperator) -> str:
+    args = op.args
+    return args[args.index("--namespace") + 1] if "--namespace" in args else "\0"
 
 
 def main(argv: list[str] | None = None) -> int:
