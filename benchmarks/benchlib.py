@@ -244,7 +244,7 @@ def engine_kind(proc: Proc, root: int | None = None) -> str:
     if proc.comm == "pulumi":
         return "pulumi_cli"
     if proc.comm.startswith("python") and (root is None or proc.ppid == root):
-        return "worker"  # `python -m jupyternetes.stackworker`
+        return "worker"  # `python -m jupyternetes.engine.worker`
     return "other"
 
 

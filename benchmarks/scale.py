@@ -52,17 +52,14 @@ from benchlib import (
 )
 from noop_resync import pass_report, periodic_pass
 
-from jupyternetes import diystate, naming
+from jupyternetes import naming
+from jupyternetes.engine import diystate
+from jupyternetes.engine.backendurl import file_backend_path
+from jupyternetes.engine.settings import DEFAULT_SECRET_VARIABLES, PROJECT, file_backend_url
 from jupyternetes.harness.operator_process import MetricsSnapshot
 from jupyternetes.model import Instance, Template
 from jupyternetes.operator.rollout import desired_hash
 from jupyternetes.render import render
-from jupyternetes.stacks import (
-    DEFAULT_SECRET_VARIABLES,
-    PROJECT,
-    file_backend_path,
-    file_backend_url,
-)
 
 SOURCE = "scale-src"
 SERVER_FIELDS = ("uid", "resourceVersion", "creationTimestamp", "managedFields", "generation",

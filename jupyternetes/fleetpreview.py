@@ -284,7 +284,7 @@ def exact_previews(plans: Sequence[fleet.InstancePlan], proposed: Template,
                    secrets: Mapping[tuple[str, str], Mapping[str, Any]]
                    ) -> dict[str, dict[str, Any]]:
     """Engine preview of each plan's instance, at most args.parallel at once."""
-    from jupyternetes.stacks import StackEngine, settings_from_args
+    from jupyternetes.engine import StackEngine, settings_from_args
 
     settings = settings_from_args(args)
     engine = StackEngine(settings, prestart=0)

@@ -17,19 +17,19 @@ from collections.abc import Collection, Mapping
 from typing import Any
 
 from jupyternetes import secretvars
-from jupyternetes.fleetpreview import add_fleet_arguments
-from jupyternetes.model import GROUP, VERSION, Instance, ModelError, Template
-from jupyternetes.render import RenderError, render
-from jupyternetes.stacks import (
+from jupyternetes.engine import (
     PreviewResult,
     PreviewStep,
     StackConfigError,
     StackEngine,
     add_stack_arguments,
-    mask_secrets,
     settings_from_args,
-    summarize_changes,
 )
+from jupyternetes.engine.masking import mask_secrets
+from jupyternetes.engine.results import summarize_changes
+from jupyternetes.fleetpreview import add_fleet_arguments
+from jupyternetes.model import GROUP, VERSION, Instance, ModelError, Template
+from jupyternetes.render import RenderError, render
 
 EXIT_CHANGES = 1
 EXIT_ERROR = 2

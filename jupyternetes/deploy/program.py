@@ -23,7 +23,7 @@ from pulumi_kubernetes import _utilities as k8s_utilities
 
 from jupyternetes.deploy import manifests, rbac
 from jupyternetes.deploy.settings import DeploySettings, settings_from_config
-from jupyternetes.program import type_token
+from jupyternetes.engine.program import type_token
 
 
 def config_lookup(config: pulumi.Config):

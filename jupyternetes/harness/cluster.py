@@ -38,8 +38,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
+from jupyternetes.engine.procs import pid_alive
 from jupyternetes.harness import paths
-from jupyternetes.procs import pid_alive
 
 # The fake node kwok manages; the annotation is what kwok's node selector matches.
 FAKE_NODE = "kwok-node-0"

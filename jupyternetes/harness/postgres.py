@@ -185,7 +185,7 @@ class PostgresServer:
                 f"{database}?sslmode=disable")
 
     def sql(self, statement: str, database: str = "postgres", params: tuple = ()) -> list:
-        from jupyternetes import pgstate
+        from jupyternetes.engine import pgstate
 
         with pgstate.connect(self.url(database)) as conn:
             cursor = conn.cursor()

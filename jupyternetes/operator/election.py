@@ -15,7 +15,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from jupyternetes import procs
+from jupyternetes.engine import procs
 from jupyternetes.kube import Kube
 from jupyternetes.operator import leader
 from jupyternetes.operator.metrics import Metrics

@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from jupyternetes import secretexposure, secretvars
+from jupyternetes.engine.masking import OPERATOR_LOG_MASK, mask_secrets
 from jupyternetes.kube import FINALIZER, now_rfc3339
-from jupyternetes.masking import OPERATOR_LOG_MASK, mask_secrets
 from jupyternetes.model import Instance, ModelError, Template
 from jupyternetes.naming import stack_name
 from jupyternetes.operator import admin, enginecall, preflight, rollout, teardown

@@ -25,7 +25,8 @@ from collections.abc import Callable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from jupyternetes import backendurl, masking, stacks
+from jupyternetes import engine as stacks  # the stack engine's public API
+from jupyternetes.engine import backendurl, masking
 from jupyternetes.kube import MANAGED_SELECTOR, Kube, api_client
 from jupyternetes.naming import LABEL_INSTANCE, LABEL_INSTANCE_NAMESPACE, label_value
 from jupyternetes.operator import admin, election, leader

@@ -25,13 +25,14 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
-from jupyternetes import eventkey, stacks
+from jupyternetes import eventkey
+from jupyternetes.engine import locks, settings
+from jupyternetes.engine.procs import pid_alive
 from jupyternetes.harness.operator_process import OperatorProcess, poll
 from jupyternetes.kube import Kube
 from jupyternetes.naming import stack_name
 from jupyternetes.operator.status import condition as make_condition
 from jupyternetes.operator.status import merge_conditions
-from jupyternetes.procs import pid_alive
 from tests.e2e.test_operator import (  # noqa: F401  (fixtures)
     GROUP,
     INSTANCES,
@@ -46,7 +47,7 @@ from tests.e2e.test_operator import (  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.e2e
 
-PROJECT = stacks.PROJECT
+PROJECT = settings.PROJECT
 LEASE_DURATION = 15.0  # the operator's default (client-go's)
 REMOVED = re.compile(r"removed stale lock (\S+) \(pid=(\S+) host=(\S+)\): (.*)")
 
@@ -72,7 +73,7 @@ def leading(op: OperatorProcess) -> dict | None:
 
 def lock_files(op: OperatorProcess) -> list[Path]:
     """Lock files, and tmp files of lock writes that never finished (they block too)."""
-    root = stacks.lock_dir(op.backend_dir, PROJECT)
+    root = locks.lock_dir(op.backend_dir, PROJECT)
     return sorted([*root.glob("*/*.json"), *root.glob("*/*.json.*.tmp")]) if root.is_dir() \
         else []
 
@@ -195,7 +196,7 @@ def test_a_leader_that_loses_its_lease_stops_at_once(hub, namespace, volumes, st
 
 
 def write_lock(backend: Path, stack: str, pid: int, host: str, written: float) -> Path:
-    path = stacks.lock_dir(backend, PROJECT) / stack / f"{host}-{pid}.json"
+    path = locks.lock_dir(backend, PROJECT) / stack / f"{host}-{pid}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     stamp = datetime.fromtimestamp(written, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     path.write_text(json.dumps({"pid": pid, "username": "root", "hostname": host,
@@ -261,7 +262,7 @@ def test_a_lock_write_killed_before_its_rename_does_not_block_the_stack(
     ns, name = namespace, "torn"
     volumes.provide(ns, name)
     backend = Path(pulumi_env.backend_url.removeprefix("file://"))
-    torn = (stacks.lock_dir(backend, PROJECT) / stack_name(ns, name)
+    torn = (locks.lock_dir(backend, PROJECT) / stack_name(ns, name)
             / "0b0e7c52-1f0e-4d8e-9a51-2d3c4b5a6f70.json.18a2b3c4d5e6f708.tmp")
     torn.parent.mkdir(parents=True)
     torn.write_bytes(b"")

@@ -28,11 +28,11 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
+from jupyternetes.engine import PROJECT, StackEngine, StackSettings
 from jupyternetes.harness.examples import strip_server_fields
 from jupyternetes.model import Instance, Template
 from jupyternetes.naming import stack_name
 from jupyternetes.render import render
-from jupyternetes.stacks import PROJECT, StackEngine, StackSettings
 from tests.e2e.test_operator import (  # noqa: F401
     GROUP,
     HUB_NAMESPACE,

@@ -19,10 +19,9 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
-from jupyternetes import pgstate
+from jupyternetes.engine import PROJECT, pgstate
 from jupyternetes.harness.operator_process import OperatorProcess
 from jupyternetes.naming import stack_name
-from jupyternetes.stacks import PROJECT
 from tests.e2e.test_operator import (  # noqa: F401 (fixtures)
     API_TOKEN,
     FAST_BACKOFF,

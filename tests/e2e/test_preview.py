@@ -11,10 +11,10 @@ import pytest
 import yaml
 from kubernetes import client
 
-from jupyternetes import naming, stacks
+from jupyternetes import naming
+from jupyternetes.engine import StackEngine, StackSettings, backendurl
 from jupyternetes.model import GROUP, VERSION, Instance, Template
 from jupyternetes.render import render
-from jupyternetes.stacks import StackEngine, StackSettings
 from tests.e2e.test_stacks import TOKEN, seed_docs
 
 pytestmark = pytest.mark.e2e
@@ -36,7 +36,7 @@ def write_docs(tmp_path: Path, template: dict, instance: dict) -> tuple[Path, Pa
 
 
 def state_dir(pulumi_env) -> Path:
-    path = stacks.file_backend_path(pulumi_env.backend_url)
+    path = backendurl.file_backend_path(pulumi_env.backend_url)
     assert path is not None
     return path
 

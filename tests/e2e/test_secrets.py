@@ -342,7 +342,7 @@ def test_stack_worker_masks_its_traceback_and_answer(pulumi_env, tmp_path):
     import subprocess
     import sys
 
-    from jupyternetes.stacks import StackSettings
+    from jupyternetes.engine import StackSettings
 
     settings = StackSettings(backend_url=pulumi_env.backend_url,
                              passphrase=pulumi_env.passphrase, kubeconfig=None, context=None,
@@ -350,10 +350,10 @@ def test_stack_worker_masks_its_traceback_and_answer(pulumi_env, tmp_path):
     request = {"op": f"op-{TOKEN}", "stack": "ns.worker-mask",
                "instance": {"namespace": "ns", "name": "worker-mask"},
                "settings": settings.to_request(), "objects": [], "secret_values": [TOKEN],
-               "refresh": False, "pulumi_version": None}
+               "refresh": False}
     env = {**pulumi_env.env, "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
            "JUPYTERNETES_WORKER_LOG": "DEBUG"}
-    done = subprocess.run([sys.executable, "-m", "jupyternetes.stackworker"],
+    done = subprocess.run([sys.executable, "-m", "jupyternetes.engine.worker"],
                           input=json.dumps(request), env=env, capture_output=True, text=True,
                           timeout=120)
     answer = json.loads(done.stdout)
@@ -371,7 +371,7 @@ def test_preview_from_the_cluster_reads_variables_from_and_masks_them(
     import subprocess
     import sys
 
-    from jupyternetes import stacks
+    from jupyternetes.engine import backendurl
     from tests.e2e.test_stacks import seed_docs
 
     template, instance = seed_docs(namespace, name="pvsec")
@@ -389,7 +389,7 @@ def test_preview_from_the_cluster_reads_variables_from_and_masks_them(
             return subprocess.run(
                 [sys.executable, "-m", "jupyternetes.cli", "preview", f"{namespace}/pvsec",
                  "--kubeconfig", str(cluster.kubeconfig), "--state-dir",
-                 str(stacks.file_backend_path(pulumi_env.backend_url))],
+                 str(backendurl.file_backend_path(pulumi_env.backend_url))],
                 env=pulumi_env.env, cwd=Path(__file__).resolve().parents[2],
                 capture_output=True, text=True, timeout=300)
 

@@ -20,10 +20,10 @@ import pytest
 import yaml
 from kubernetes import client
 
-from jupyternetes import naming, stacks
+from jupyternetes import naming
+from jupyternetes.engine import StackEngine, StackSettings, backendurl, diystate, locks
 from jupyternetes.model import Instance, Template
 from jupyternetes.render import render
-from jupyternetes.stacks import StackEngine, StackSettings
 
 pytestmark = pytest.mark.e2e
 
@@ -69,7 +69,7 @@ def secrets_of(engine: StackEngine, instance: Instance) -> frozenset[str]:
 
 
 def backend_dir(engine: StackEngine) -> Path:
-    path = stacks.file_backend_path(engine.settings.backend_url)
+    path = backendurl.file_backend_path(engine.settings.backend_url)
     assert path is not None
     return path
 
@@ -237,7 +237,7 @@ def test_a_live_writers_lock_blocks_and_a_dead_writers_lock_is_cleared(engine, c
     rendered, instance = rendered_for(namespace, name="locked")
     first = engine.up(namespace, "locked", rendered, secrets_of(engine, instance))
     assert first.succeeded, first.message
-    lock = (stacks.lock_dir(backend_dir(engine), engine.settings.project)
+    lock = (locks.lock_dir(backend_dir(engine), engine.settings.project)
             / naming.stack_name(namespace, "locked") / "crashed-operator.json")
     lock.parent.mkdir(parents=True, exist_ok=True)
 
@@ -264,7 +264,7 @@ def test_worker_killed_during_up_converges_after_restart(engine, core, namespace
     """SIGKILL the worker's whole process group (worker + pulumi CLI) in the middle of `up`,
     as a node crash would; then clear_stale_locks + up converge: one PVC, one pod."""
     rendered, instance = rendered_for(namespace, name="crash")
-    lock_root = stacks.lock_dir(backend_dir(engine), engine.settings.project)
+    lock_root = locks.lock_dir(backend_dir(engine), engine.settings.project)
     killed = threading.Event()
 
     def killer() -> None:
@@ -310,7 +310,7 @@ def worker_pgids() -> list[int]:
             ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
         except (OSError, IndexError, ValueError):
             continue
-        if ppid == me and b"jupyternetes.stackworker" in cmdline:
+        if ppid == me and b"jupyternetes.engine.worker" in cmdline:
             found.append(os.getpgid(int(proc.name)))
     return found
 
@@ -365,12 +365,12 @@ def test_pending_create_left_by_a_crash_is_repaired(engine, core, namespace):
     latest["resources"].remove(pod_state)
     latest["pending_operations"] = [{"resource": pod_state, "type": "creating"}]
     path.write_text(json.dumps(checkpoint))
-    assert stacks.stacks_with_pending_operations(backend_dir(engine), engine.settings.project) \
+    assert diystate.stacks_with_pending_operations(backend_dir(engine), engine.settings.project) \
         == [naming.stack_name(namespace, "pending")]
 
     actions = engine.clear_stale_locks()
     assert any("cleared pending operations (succeeded" in a for a in actions), actions
-    assert stacks.stacks_with_pending_operations(backend_dir(engine),
+    assert diystate.stacks_with_pending_operations(backend_dir(engine),
                                                  engine.settings.project) == []
     result = engine.up(namespace, "pending", rendered, secrets_of(engine, instance))
     assert result.result == "succeeded", result.message
@@ -479,7 +479,7 @@ def test_interrupted_checkpoint_write_heals_on_the_next_up(engine, core, namespa
     assert {o["entry"]: o["uid"] for o in result.objects} == {
         "notebook": before["pod"], "workspace": before["pvc"]}
     assert leftovers(checkpoint) == []
-    assert stacks.diystate.is_valid_checkpoint(checkpoint)
+    assert diystate.is_valid_checkpoint(checkpoint)
 
 
 def test_interrupted_checkpoint_writes_are_repaired_at_operator_start(engine, core, namespace):
@@ -498,7 +498,7 @@ def test_interrupted_checkpoint_writes_are_repaired_at_operator_start(engine, co
     # A stack whose lock is held by a live process (this one): its tmp file must stay.
     live = stack_file(engine, namespace, "torn0").with_name("busy.json.1.tmp")
     live.write_bytes(b"{")
-    lock = (stacks.lock_dir(backend_dir(engine), engine.settings.project) / "busy"
+    lock = (locks.lock_dir(backend_dir(engine), engine.settings.project) / "busy"
             / "running.json")
     lock.parent.mkdir(parents=True, exist_ok=True)
     lock.write_text(json.dumps({"pid": os.getpid(), "hostname": os.uname().nodename}))

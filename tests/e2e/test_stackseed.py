@@ -12,7 +12,8 @@ import time
 
 import pytest
 
-from jupyternetes import naming, stacks
+from jupyternetes import naming
+from jupyternetes.engine import locks
 from tests.e2e.test_stacks import (  # noqa: F401 (fixtures)
     TOKEN,
     assert_no_plain_token,
@@ -66,7 +67,7 @@ def test_seeded_stack_killed_during_its_first_up_converges(engine, core, namespa
     assert engine.up(namespace, "first", first,
                      secrets_of(engine, first_instance)).result == "succeeded"
     rendered, instance = rendered_for(namespace, name="crash")
-    lock_root = stacks.lock_dir(backend_dir(engine), engine.settings.project)
+    lock_root = locks.lock_dir(backend_dir(engine), engine.settings.project)
     killed = threading.Event()
 
     def killer() -> None:

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from jupyternetes import backendurl, pgstate
 from jupyternetes.cli import main
+from jupyternetes.engine import backendurl, pgstate
 
 PG = "postgres://pulumi:s3cr%2Ft@127.0.0.1:5432/state?sslmode=disable"
 
@@ -107,29 +107,29 @@ def test_lock_row_as_the_lock_rule_sees_it():
 def test_settings_read_the_backend_url_file_and_hide_its_password(tmp_path, monkeypatch):
     import argparse
 
-    from jupyternetes import stacks
+    from jupyternetes.engine import settings as engine_settings
 
     monkeypatch.delenv("PULUMI_BACKEND_URL", raising=False)
     url_file = tmp_path / "backend-url"
     url_file.write_text(PG + "\n")
     parser = argparse.ArgumentParser()
-    stacks.add_stack_arguments(parser)
+    engine_settings.add_stack_arguments(parser)
     args = parser.parse_args(["--state-dir", str(tmp_path / "s"),
                               "--backend-url-file", str(url_file)])
-    settings = stacks.settings_from_args(args, {"PULUMI_CONFIG_PASSPHRASE": "pp"})
+    settings = engine_settings.settings_from_args(args, {"PULUMI_CONFIG_PASSPHRASE": "pp"})
     assert settings.backend_url == PG
     assert "s3cr" not in repr(settings)
     args = parser.parse_args(["--state-dir", str(tmp_path / "s"),
                               "--backend-url-file", str(tmp_path / "missing")])
-    with pytest.raises(stacks.StackConfigError, match="--backend-url-file"):
-        stacks.settings_from_args(args, {"PULUMI_CONFIG_PASSPHRASE": "pp"})
+    with pytest.raises(engine_settings.StackConfigError, match="--backend-url-file"):
+        engine_settings.settings_from_args(args, {"PULUMI_CONFIG_PASSPHRASE": "pp"})
 
 
 def test_cli_settings_file_is_where_the_cli_writes_it(tmp_path):
     import hashlib
     import os
 
-    from jupyternetes import workspaces
+    from jupyternetes.engine import workspaces
 
     work = tmp_path / "jupyternetes-stack-1-x"
     work.mkdir()

@@ -7,7 +7,7 @@ import json
 import os
 from pathlib import Path
 
-from jupyternetes import diystate
+from jupyternetes.engine import diystate
 
 PROJECT = "jupyternetes-instances"
 STACK = "ns.my.server"  # stack names contain dots

@@ -7,7 +7,7 @@ import os
 import time
 from pathlib import Path
 
-from jupyternetes import locks
+from jupyternetes.engine import locks
 
 HOST = "op-host"
 

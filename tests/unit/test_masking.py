@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from jupyternetes import masking
+from jupyternetes.engine import masking
 from jupyternetes.operator.run import JsonFormatter
 
 TOKEN = "s3cr3t-t0ken-value"

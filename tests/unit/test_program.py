@@ -15,7 +15,7 @@ import yaml
 from google.protobuf import json_format
 from pulumi.runtime.mocks import MockMonitor, Mocks
 
-from jupyternetes import enginesettings, program
+from jupyternetes.engine import program, settings
 from jupyternetes.model import Instance, Template
 from jupyternetes.render import render
 
@@ -311,7 +311,7 @@ def test_create_guard_targets_come_from_the_manifests_not_the_hook_inputs():
 
 def test_an_object_holding_a_secret_keeps_its_output_metadata_secret():
     """managedFields (in the output metadata) lists a secret used as a key in plain text."""
-    from jupyternetes.program import ObjectSpec, resource_options
+    from jupyternetes.engine.program import ObjectSpec, resource_options
 
     spec = ObjectSpec("otherResources", "cm", {"apiVersion": "v1", "kind": "ConfigMap",
                                                "metadata": {"name": "i-cm"}})
@@ -332,7 +332,7 @@ def test_provider_has_a_stable_cluster_identifier(monitor, seed_rendered):
 
     def check(_):
         provider = monitor.by_name()["kubernetes"]
-        assert wire(provider)["clusterIdentifier"] == enginesettings.CLUSTER_IDENTIFIER
+        assert wire(provider)["clusterIdentifier"] == settings.CLUSTER_IDENTIFIER
         assert wire(provider)["kubeconfig"] == "/rotated"
 
     return objects.apply(check)

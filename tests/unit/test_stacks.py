@@ -1,4 +1,4 @@
-"""stacks.py, stackworker.py and preview.py without an engine: settings, passphrase, locks,
+"""The engine's modules and preview.py without an engine: settings, passphrase, locks,
 message trimming, preview formatting, and the worker process's life cycle."""
 
 from __future__ import annotations
@@ -17,20 +17,28 @@ from pathlib import Path
 
 import pytest
 
-from jupyternetes import preview, stacks, stackworker
-from jupyternetes.procs import pid_alive
-from jupyternetes.stacks import (
+from jupyternetes import preview
+from jupyternetes.engine import (
     PreviewResult,
     PreviewStep,
     StackConfigError,
     StackEngine,
     StackSettings,
+    backendurl,
+    diystate,
+    events,
+    locks,
+    masking,
+    pool,
+    results,
 )
+from jupyternetes.engine import settings as engine_settings
+from jupyternetes.engine.procs import pid_alive
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
-    stacks.add_stack_arguments(parser)
+    engine_settings.add_stack_arguments(parser)
     return parser.parse_args(argv)
 
 
@@ -46,8 +54,8 @@ def settings(tmp_path: Path, **overrides) -> StackSettings:
 
 def test_settings_defaults_create_a_private_passphrase_file_and_reuse_it(tmp_path):
     state = tmp_path / "state"
-    first = stacks.settings_from_args(parse(["--state-dir", str(state)]), environ={})
-    passphrase_file = state / stacks.PASSPHRASE_FILE
+    first = engine_settings.settings_from_args(parse(["--state-dir", str(state)]), environ={})
+    passphrase_file = state / engine_settings.PASSPHRASE_FILE
     assert stat.S_IMODE(passphrase_file.stat().st_mode) == 0o600
     assert stat.S_IMODE(state.stat().st_mode) == 0o700
     assert len(first.passphrase) >= 32
@@ -55,7 +63,7 @@ def test_settings_defaults_create_a_private_passphrase_file_and_reuse_it(tmp_pat
     assert first.work_dir is None
     assert first.project == "jupyternetes-instances"
     assert first.secret_variables == frozenset({"jupyterhub.api_token"})
-    again = stacks.settings_from_args(parse(["--state-dir", str(state)]), environ={})
+    again = engine_settings.settings_from_args(parse(["--state-dir", str(state)]), environ={})
     assert again.passphrase == first.passphrase
     # The passphrase never shows in a repr (logs, tracebacks).
     assert first.passphrase not in repr(first)
@@ -65,9 +73,10 @@ def test_passphrase_from_environment_wins_and_no_file_is_written(tmp_path):
     args = parse(["--state-dir", str(tmp_path / "s"), "--backend-url", "s3://bucket/x",
                   "--secret-variable", "db.password", "--secret-variable", "other",
                   "--kubeconfig", "kc", "--context", "ctx", "--pulumi-home", "/ph"])
-    result = stacks.settings_from_args(args, environ={"PULUMI_CONFIG_PASSPHRASE": "from-env"})
+    result = engine_settings.settings_from_args(
+        args, environ={"PULUMI_CONFIG_PASSPHRASE": "from-env"})
     assert result.passphrase == "from-env"
-    assert not (tmp_path / "s" / stacks.PASSPHRASE_FILE).exists()
+    assert not (tmp_path / "s" / engine_settings.PASSPHRASE_FILE).exists()
     assert result.backend_url == "s3://bucket/x"
     assert result.kubeconfig == os.path.abspath("kc")
     assert result.context == "ctx"
@@ -80,14 +89,14 @@ def test_passphrase_file_from_environment(tmp_path):
     pfile.write_text("secret-words\n")
     args = parse(["--state-dir", str(tmp_path / "s")])
     env = {"PULUMI_CONFIG_PASSPHRASE_FILE": str(pfile), "PULUMI_HOME": "/home-from-env"}
-    result = stacks.settings_from_args(args, environ=env)
+    result = engine_settings.settings_from_args(args, environ=env)
     assert result.passphrase == "secret-words"
     assert result.pulumi_home == "/home-from-env"
     pfile.write_text("\n")
     with pytest.raises(StackConfigError, match="is empty"):
-        stacks.settings_from_args(args, environ=env)
+        engine_settings.settings_from_args(args, environ=env)
     with pytest.raises(StackConfigError, match="cannot read"):
-        stacks.settings_from_args(
+        engine_settings.settings_from_args(
             args, environ={"PULUMI_CONFIG_PASSPHRASE_FILE": str(tmp_path / "missing")})
 
 
@@ -99,10 +108,10 @@ def test_secret_values_are_case_insensitive_and_skip_empty(tmp_path):
 
 
 def test_file_backend_path():
-    assert stacks.file_backend_path("file:///var/state") == Path("/var/state")
-    assert stacks.file_backend_path("file://~/st") == Path(os.path.expanduser("~/st"))
-    assert stacks.file_backend_path("s3://bucket") is None
-    assert stacks.file_backend_path("https://api.pulumi.com") is None
+    assert backendurl.file_backend_path("file:///var/state") == Path("/var/state")
+    assert backendurl.file_backend_path("file://~/st") == Path(os.path.expanduser("~/st"))
+    assert backendurl.file_backend_path("s3://bucket") is None
+    assert backendurl.file_backend_path("https://api.pulumi.com") is None
 
 
 def test_stack_names_are_per_instance(tmp_path):
@@ -138,7 +147,7 @@ def test_trim_message_keeps_the_apiserver_reason_per_resource():
                           "Kubernetes API server: Pod \"x-notebook\" is invalid: "
                           "spec.containers[0].image: Required value"),
     ]
-    message = stacks.trim_message(diags, "error: update failed\n")
+    message = masking.trim_message(diags, "error: update failed\n")
     assert message == ('pods/notebook: resource default/x-notebook was not successfully created '
                        'by the Kubernetes API server: Pod "x-notebook" is invalid: '
                        'spec.containers[0].image: Required value')
@@ -147,30 +156,30 @@ def test_trim_message_keeps_the_apiserver_reason_per_resource():
 def test_trim_message_falls_back_to_stderr_and_masks_secrets():
     stderr = ("Updating (ns.x):\n\nerror: the stack is currently locked by 1 lock(s): "
               "token abc123\nerror: update failed\n")
-    message = stacks.trim_message([], stderr, secret_values=["abc123"])
+    message = masking.trim_message([], stderr, secret_values=["abc123"])
     assert message == "the stack is currently locked by 1 lock(s): token [secret]"
-    assert stacks.trim_message([], "") == ""
-    long = stacks.trim_message([(None, "x" * 5000)], "", limit=100)
+    assert masking.trim_message([], "") == ""
+    long = masking.trim_message([(None, "x" * 5000)], "", limit=100)
     assert len(long) == 100 and long.endswith("...")
 
 
 def test_mask_secrets_longest_first():
-    assert stacks.mask_secrets("abcdef abc", ["abc", "abcdef"]) == "[secret] [secret]"
-    assert stacks.mask_secrets("plain", [""]) == "plain"
+    assert masking.mask_secrets("abcdef abc", ["abc", "abcdef"]) == "[secret] [secret]"
+    assert masking.mask_secrets("plain", [""]) == "plain"
 
 
 def test_summarize_changes():
-    assert stacks.summarize_changes({"same": 3}) == "no changes (3 unchanged)"
-    assert stacks.summarize_changes({"create": 2, "replace": 1, "same": 1}) == \
+    assert results.summarize_changes({"same": 3}) == "no changes (3 unchanged)"
+    assert results.summarize_changes({"create": 2, "replace": 1, "same": 1}) == \
         "2 create, 1 replace, 1 unchanged"
-    assert stacks.summarize_changes({}) == "no changes (0 unchanged)"
+    assert results.summarize_changes({}) == "no changes (0 unchanged)"
 
 
 # --- stale locks and pending operations ---------------------------------------------------------
 
 
 def write_lock(backend: Path, stack: str, lock_id: str, pid: int, host: str) -> Path:
-    path = stacks.lock_dir(backend, "jupyternetes-instances") / stack / f"{lock_id}.json"
+    path = locks.lock_dir(backend, "jupyternetes-instances") / stack / f"{lock_id}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"pid": pid, "username": "root", "hostname": host,
                                 "timestamp": "2026-01-01T00:00:00Z"}))
@@ -182,22 +191,22 @@ def test_stale_lock_files(tmp_path):
     live = write_lock(tmp_path, "ns.a", "l1", os.getpid(), host)
     dead = write_lock(tmp_path, "ns.b", "l2", 999_999_999, host)
     foreign = write_lock(tmp_path, "ns.c", "l3", os.getpid(), "another-host")
-    broken = stacks.lock_dir(tmp_path, "jupyternetes-instances") / "ns.d" / "l4.json"
+    broken = locks.lock_dir(tmp_path, "jupyternetes-instances") / "ns.d" / "l4.json"
     broken.parent.mkdir()
     broken.write_text("{not json")
     other_project = tmp_path / ".pulumi/locks/organization/other/ns.e/l5.json"
     other_project.parent.mkdir(parents=True)
     other_project.write_text(json.dumps({"pid": 999_999_999, "hostname": host}))
-    stale = stacks.stale_lock_files(tmp_path, "jupyternetes-instances")
+    stale = locks.stale_lock_files(tmp_path, "jupyternetes-instances")
     # Without the Lease, another host's lock (and an unreadable one) is not provably stale.
     assert set(stale) == {dead}
     assert live not in stale and other_project not in stale
     # The Lease holder, acquired after those locks were written: they are stale too.
     later = time.time() + 5
-    stale = stacks.stale_lock_files(tmp_path, "jupyternetes-instances", leader_since=later)
+    stale = locks.stale_lock_files(tmp_path, "jupyternetes-instances", leader_since=later)
     assert set(stale) == {dead, foreign, broken}
-    assert stacks.locked_stacks(tmp_path, "jupyternetes-instances") == {"ns.a", "ns.c", "ns.d"}
-    assert stacks.stale_lock_files(tmp_path / "nothing", "jupyternetes-instances") == []
+    assert locks.locked_stacks(tmp_path, "jupyternetes-instances") == {"ns.a", "ns.c", "ns.d"}
+    assert locks.stale_lock_files(tmp_path / "nothing", "jupyternetes-instances") == []
 
 
 def test_clear_stale_locks_removes_only_stale_files(tmp_path, monkeypatch):
@@ -226,8 +235,8 @@ def test_clear_stack_locks_removes_only_that_stacks_stale_locks(tmp_path):
     engine = StackEngine(settings(tmp_path, backend_url=f"file://{backend}"))
     assert engine.clear_stack_locks("ns.a") == ["removed stale lock ns.a/l2.json"]
     assert live.exists() and not dead.exists() and other.exists() and foreign.exists()
-    assert stacks.is_locked_error("error: the stack is currently locked by 1 lock(s). Either")
-    assert not stacks.is_locked_error("error: failed to load checkpoint")
+    assert locks.is_locked_error("error: the stack is currently locked by 1 lock(s). Either")
+    assert not locks.is_locked_error("error: failed to load checkpoint")
 
 
 def test_stacks_with_pending_operations(tmp_path):
@@ -239,7 +248,7 @@ def test_stacks_with_pending_operations(tmp_path):
         "latest": {"resources": []}}}))
     (root / "ns.c.json").write_text(json.dumps({"version": 3, "checkpoint": {}}))
     (root / "ns.d.json").write_text("garbage")
-    assert stacks.stacks_with_pending_operations(tmp_path, "jupyternetes-instances") == ["ns.a"]
+    assert diystate.stacks_with_pending_operations(tmp_path, "jupyternetes-instances") == ["ns.a"]
 
 
 # --- worker pure helpers ------------------------------------------------------------------------
@@ -248,21 +257,21 @@ def test_stacks_with_pending_operations(tmp_path):
 def test_property_paths():
     value = {"spec": {"containers": [{"env": [{"name": "A", "value": "1"}]}]},
              "metadata": {"annotations": {"pulumi.com/skipAwait": "true"}}}
-    assert stackworker.split_path('metadata.annotations["pulumi.com/skipAwait"]') == \
+    assert events.split_path('metadata.annotations["pulumi.com/skipAwait"]') == \
         ["metadata", "annotations", "pulumi.com/skipAwait"]
-    assert stackworker.get_path(value, "spec.containers[0].env[0].value") == "1"
-    assert stackworker.get_path(value, 'metadata.annotations["pulumi.com/skipAwait"]') == "true"
-    assert stackworker.get_path(value, "spec.containers[3].env") is None
-    assert stackworker.get_path(value, "spec.nothing.here") is None
+    assert events.get_path(value, "spec.containers[0].env[0].value") == "1"
+    assert events.get_path(value, 'metadata.annotations["pulumi.com/skipAwait"]') == "true"
+    assert events.get_path(value, "spec.containers[3].env") is None
+    assert events.get_path(value, "spec.nothing.here") is None
 
 
 def test_resource_name_from_urn():
     base = "urn:pulumi:ns.x::jupyternetes-instances::"
-    assert stackworker.resource_name(base + "kubernetes:core/v1:Pod::pods/notebook") == \
+    assert events.resource_name(base + "kubernetes:core/v1:Pod::pods/notebook") == \
         "pods/notebook"
-    assert stackworker.resource_name(base + "pulumi:pulumi:Stack::jupyternetes-instances-ns.x") \
+    assert events.resource_name(base + "pulumi:pulumi:Stack::jupyternetes-instances-ns.x") \
         is None
-    assert stackworker.resource_name(None) is None
+    assert events.resource_name(None) is None
 
 
 # --- preview formatting -------------------------------------------------------------------------
@@ -393,7 +402,7 @@ def test_worker_dies_with_the_process_that_started_it(tmp_path):
     code = (
         "import os, subprocess, sys, time\n"
         "env = dict(os.environ, JUPYTERNETES_WORKER_PARENT_PID=str(os.getpid()))\n"
-        "p = subprocess.Popen([sys.executable, '-m', 'jupyternetes.stackworker'],"
+        "p = subprocess.Popen([sys.executable, '-m', 'jupyternetes.engine.worker'],"
         " stdout=subprocess.PIPE, env=env)\n"
         "print(p.pid, flush=True)\n"
         "time.sleep(60)\n"
@@ -419,7 +428,7 @@ def test_worker_dies_with_the_process_that_started_it(tmp_path):
 
 def test_worker_timeout_gives_a_failed_result(tmp_path, monkeypatch):
     # A worker that never answers (here: python sleeping) is stopped and reported, not raised.
-    monkeypatch.setattr(stacks, "CANCEL_GRACE_SECONDS", 0.5)
+    monkeypatch.setattr(pool, "CANCEL_GRACE_SECONDS", 0.5)
     monkeypatch.setattr(sys, "executable", str(write_sleeper(tmp_path)))
     engine = StackEngine(settings(tmp_path), env=dict(os.environ), timeout=1.0)
     started = time.monotonic()
@@ -441,27 +450,27 @@ def test_trim_message_drops_the_object_diff_dump_with_old_values():
                "is invalid: spec: Forbidden: pod updates may not change fields other than "
                "`spec.containers[*].image`\n@@ -145,12 +145,12 @@\n \"Env\": [\n {\n"
                '-  "Value": "old-token-123",\n+  "Value": "[secret]",\n')
-    trimmed = stacks.trim_message([("pods/notebook", message)], "")
+    trimmed = masking.trim_message([("pods/notebook", message)], "")
     assert trimmed.startswith('pods/notebook: resource x was not successfully created')
     assert trimmed.endswith("`spec.containers[*].image`")
     assert "old-token-123" not in trimmed
 
 
 def test_values_inside_secrets_are_masked():
-    wrapped = {"spec": {"containers": {stackworker.SECRET_SIG: "1b47061264138c4ac30d75fd1eb44270",
+    wrapped = {"spec": {"containers": {events.SECRET_SIG: "1b47061264138c4ac30d75fd1eb44270",
                                        "value": "[secret]"}}}
-    assert stackworker.get_path(wrapped, "spec.containers[0].env[0].value") == "[secret]"
-    assert stackworker.get_path(wrapped, "spec.containers") == "[secret]"
-    assert stackworker.mask_value("Bearer tok", ["tok"]) == "[secret]"
-    assert stackworker.mask_value("bob", ["tok"]) == "bob"
-    assert stackworker.mask_value({"a": "tok"}, ["tok"]) == '{"a": "[secret]"}'
+    assert events.get_path(wrapped, "spec.containers[0].env[0].value") == "[secret]"
+    assert events.get_path(wrapped, "spec.containers") == "[secret]"
+    assert events.mask_value("Bearer tok", ["tok"]) == "[secret]"
+    assert events.mask_value("bob", ["tok"]) == "bob"
+    assert events.mask_value({"a": "tok"}, ["tok"]) == '{"a": "[secret]"}'
 
 
 def test_urns_are_dropped_from_messages():
     diag = ('resource "urn:pulumi:ns.x::jupyternetes-instances::kubernetes:core/v1:Pod::'
             'pods/notebook" was not successfully created by the Kubernetes API server: Pod "x" '
             "is invalid: spec.containers[0].image: Required value")
-    assert stacks.trim_message([("pods/notebook", diag)]) == (
+    assert masking.trim_message([("pods/notebook", diag)]) == (
         "pods/notebook: resource was not successfully created by the Kubernetes API server: "
         'Pod "x" is invalid: spec.containers[0].image: Required value')
 
@@ -475,85 +484,8 @@ def test_repair_request_by_stack_name(tmp_path):
 # --- fewer CLI runs per operation -------------------------------------------------------------
 
 
-def fake_pulumi(tmp_path: Path, output: str = "v3.274.1") -> tuple[dict[str, str], Path]:
-    """A `pulumi` on PATH that records each run and prints `output`."""
-    bin_dir, calls = tmp_path / "bin", tmp_path / "calls"
-    bin_dir.mkdir()
-    script = bin_dir / "pulumi"
-    script.write_text(f"#!/bin/sh\necho \"$*\" >> {calls}\necho {output}\n")
-    script.chmod(0o755)
-    return {"PATH": f"{bin_dir}:/usr/bin:/bin"}, calls
-
-
-def test_cli_version_is_asked_once_and_passed_to_every_worker(tmp_path):
-    env, calls = fake_pulumi(tmp_path)
-    engine = StackEngine(settings(tmp_path), env=env)
-    first = engine._request("up", "ns", "a", [], [])
-    second = engine._request("destroy", "ns", "b", [], [])
-    assert first["pulumi_version"] == second["pulumi_version"] == "3.274.1"
-    assert calls.read_text().splitlines() == ["version"]
-
-
-def test_cli_version_is_none_without_a_usable_cli(tmp_path):
-    assert stacks.pulumi_cli_version({"PATH": str(tmp_path)}) is None
-    env, _ = fake_pulumi(tmp_path, output="garbage")
-    assert stacks.pulumi_cli_version(env) is None
-
-
-def test_worker_command_from_a_known_version_runs_no_cli(tmp_path, monkeypatch):
-    monkeypatch.setenv("PATH", str(tmp_path))  # no pulumi: running it would raise
-    command = stackworker.pulumi_command("3.274.1")
-    assert str(command.version) == "3.274.1" and command.command == "pulumi"
-    with pytest.raises(FileNotFoundError):
-        stackworker.pulumi_command(None)
-
-
-def engine_event(sequence: int, **payload) -> stackworker.auto_events.EngineEvent:
-    return stackworker.auto_events.EngineEvent.from_json(
-        {"sequence": sequence, "timestamp": 0, **payload})
-
-
-def test_event_stack_takes_summary_and_outputs_from_the_event_stream(tmp_path):
-    collector = stackworker.Collector()
-    stack_urn = "urn:pulumi:s::p::pulumi:pulumi:Stack::p-s"
-    objects = [{"group": "pods", "entry": "notebook", "uid": "u-1"}]
-    collector(engine_event(1, resOutputsEvent={"metadata": {
-        "op": "same", "urn": stack_urn, "type": "pulumi:pulumi:Stack", "provider": "",
-        "new": {"type": "pulumi:pulumi:Stack", "urn": stack_urn,
-                "outputs": {"objects": objects}}}}))
-    collector(engine_event(2, summaryEvent={"maybeCorrupt": False, "durationSeconds": 1,
-                                            "resourceChanges": {"same": 3, "update": 1},
-                                            "PolicyPacks": {}}))
-    # A workspace whose CLI cannot run: any fallback to `stack output/history` would raise.
-    workspace = stackworker.auto.LocalWorkspace(
-        work_dir=str(tmp_path), pulumi_command=stackworker.pulumi_command("3.274.1"),
-        env_vars={"PATH": str(tmp_path)})
-    stack = stackworker.EventStack("ns.a", workspace, collector)
-    outputs = stack.outputs()
-    assert outputs["objects"].value == objects and not outputs["objects"].secret
-    assert stack.info().resource_changes == {"same": 3, "update": 1}
-
-
-def test_event_stack_reads_secret_outputs_back_through_the_cli(tmp_path):
-    # The event stream masks secret outputs; then the SDK's `stack output --show-secrets` is
-    # needed (here: a CLI that cannot run, so the fallback shows as FileNotFoundError).
-    collector = stackworker.Collector()
-    stack_urn = "urn:pulumi:s::p::pulumi:pulumi:Stack::p-s"
-    masked = {stackworker.SECRET_SIG: "1b47061264138c4ac30d75fd1eb44270"}
-    collector(engine_event(1, resOutputsEvent={"metadata": {
-        "op": "same", "urn": stack_urn, "type": "pulumi:pulumi:Stack", "provider": "",
-        "new": {"type": "pulumi:pulumi:Stack", "urn": stack_urn,
-                "outputs": {"objects": masked}}}}))
-    collector(engine_event(2, summaryEvent={"resourceChanges": {"same": 1}}))
-    workspace = stackworker.auto.LocalWorkspace(
-        work_dir=str(tmp_path), pulumi_command=stackworker.pulumi_command("3.274.1"),
-        env_vars={"PATH": str(tmp_path)})
-    with pytest.raises(FileNotFoundError):
-        stackworker.EventStack("ns.a", workspace, collector).outputs()
-
-
 def test_stack_names_from_stack_ls_keep_only_the_project():
-    from jupyternetes.stacks import stack_names
+    from jupyternetes.engine.stackengine import stack_names
 
     listing = ('[{"name": "organization/jupyternetes-instances/ns.a"}, '
                '{"name": "organization/other/ns.b"}, {"name": "ns.c"}, {"current": true}]')

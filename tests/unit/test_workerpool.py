@@ -7,9 +7,9 @@ import subprocess
 import time
 from pathlib import Path
 
-from jupyternetes import stacks, workerpool
-from jupyternetes.procs import pid_alive
-from jupyternetes.stacks import StackEngine, StackSettings
+from jupyternetes.engine import StackEngine, StackSettings
+from jupyternetes.engine import pool as engine_pool
+from jupyternetes.engine.procs import pid_alive
 
 REPO = Path(__file__).resolve().parents[2]
 INVALID = [{"group": "pods", "entry": "n",
@@ -68,13 +68,13 @@ def test_no_pool_with_prestart_zero(tmp_path):
 
 
 def test_an_idle_worker_exits_after_its_idle_time(tmp_path):
-    pool = workerpool.WorkerPool({"PATH": os.environ["PATH"], "PYTHONPATH": str(REPO)}, 1,
+    pool = engine_pool.WorkerPool({"PATH": os.environ["PATH"], "PYTHONPATH": str(REPO)}, 1,
                                  idle_seconds=0.5)
     try:
         pool.done(None)
         assert wait_for(lambda: len(pool._idle) == 1)
         proc = pool._idle[0]
-        assert proc.wait(30) == workerpool.WORKER_IDLE_EXIT
+        assert proc.wait(30) == engine_pool.WORKER_IDLE_EXIT
         assert pool.take() is None
     finally:
         pool.close()
@@ -87,7 +87,7 @@ class ExpiredPool:
         self.done_with: list[object] = []
 
     def take(self) -> subprocess.Popen:
-        proc = subprocess.Popen(["sh", "-c", f"exit {workerpool.WORKER_IDLE_EXIT}"],
+        proc = subprocess.Popen(["sh", "-c", f"exit {engine_pool.WORKER_IDLE_EXIT}"],
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE)
         proc.wait()
@@ -102,6 +102,6 @@ def test_a_worker_that_expired_when_taken_is_replaced_by_a_new_one(tmp_path):
     pool = ExpiredPool()
     request = engine._request("up", "ns", "x", INVALID, [])
     env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(REPO)}
-    answer = stacks.run_worker(request, env, 60, pool)  # type: ignore[arg-type]
+    answer = engine_pool.run_worker(request, env, 60, pool)  # type: ignore[arg-type]
     assert "metadata.name is missing" in answer["message"]
     assert len(pool.done_with) == 1

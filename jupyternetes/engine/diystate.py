@@ -16,7 +16,7 @@ the previous checkpoint, written before each save), `.pulumi/backups/<project>/<
 <stack>.<unix nanos>.json` (a copy before each update). Stack names contain dots, so names are
 parsed by suffix.
 
-Only call these for stacks no live process holds a lock on (see stacks.StackEngine).
+Only call these for stacks no live process holds a lock on (see repair.py).
 """
 
 from __future__ import annotations
@@ -218,3 +218,20 @@ def repair_stack(backend_dir: Path, project: str, stack: str) -> list[str]:
 
 def _glob_escape(text: str) -> str:
     return re.sub(r"([*?\[])", r"[\1]", text)
+
+
+def stacks_with_pending_operations(backend_dir: Path, project: str) -> list[str]:
+    """Stacks of the file backend whose checkpoint lists pending operations (a crashed `up`)."""
+    root = backend_dir / ".pulumi" / "stacks" / project
+    found: list[str] = []
+    if not root.is_dir():
+        return found
+    for path in sorted(root.glob("*.json")):
+        try:
+            checkpoint = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        deployment = (checkpoint.get("checkpoint") or {}).get("latest") or {}
+        if deployment.get("pending_operations"):
+            found.append(path.name[: -len(".json")])
+    return found

@@ -16,7 +16,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from jupyternetes.procs import pid_alive
+from jupyternetes.engine.procs import pid_alive
 
 PREFIX = "jupyternetes-stack-"
 

@@ -1,15 +1,15 @@
-"""enginesettings: which Pulumi settings the operator applies, per backend kind."""
+"""engine.settings: which Pulumi settings the operator applies, per backend kind."""
 
 from __future__ import annotations
 
 import pytest
 
-from jupyternetes import enginesettings
-from jupyternetes.stackworker import workspace_options
+from jupyternetes.engine import settings as engine_settings
+from jupyternetes.engine.operation import workspace_options
 
 
 def test_file_backend_gets_every_diy_setting():
-    env = enginesettings.cli_env("file:///var/lib/jupyternetes/state", {})
+    env = engine_settings.cli_env("file:///var/lib/jupyternetes/state", {})
     assert env == {"PULUMI_DIY_BACKEND_NO_LEGACY_WARNING": "true",
                    "PULUMI_DIY_BACKEND_DISABLE_CHECKPOINT_BACKUPS": "true"}
 
@@ -18,23 +18,23 @@ def test_file_backend_gets_every_diy_setting():
                                  "gs://bucket", "azblob://container"])
 def test_other_diy_backends_keep_their_backups(url):
     # A backend the admin brings keeps Pulumi's backup copies: only the warning scan goes.
-    assert enginesettings.cli_env(url, {}) == {"PULUMI_DIY_BACKEND_NO_LEGACY_WARNING": "true"}
+    assert engine_settings.cli_env(url, {}) == {"PULUMI_DIY_BACKEND_NO_LEGACY_WARNING": "true"}
 
 
 @pytest.mark.parametrize("url", ["https://api.pulumi.com", "http://127.0.0.1:8080", ""])
 def test_service_backends_are_left_at_pulumis_defaults(url):
-    assert enginesettings.cli_env(url, {}) == {}
+    assert engine_settings.cli_env(url, {}) == {}
 
 
 def test_the_worker_passes_them_to_the_cli(tmp_path):
     settings = {"passphrase": "p", "backend_url": f"file://{tmp_path}", "project": "jupyternetes",
                 "work_dir": str(tmp_path / "work")}
-    opts = workspace_options(settings, "ns.name", [], cli_version="3.274.1")
+    opts = workspace_options(settings, "ns.name", [])
     assert opts.env_vars is not None
-    for key, value in enginesettings.cli_env(settings["backend_url"]).items():
+    for key, value in engine_settings.cli_env(settings["backend_url"]).items():
         assert opts.env_vars[key] == value
 
 
 def test_the_defaults_switch_turns_them_all_off():
-    assert enginesettings.cli_env("file:///s", {enginesettings.DEFAULTS_SWITCH: "true"}) == {}
-    assert enginesettings.cli_env("file:///s", {enginesettings.DEFAULTS_SWITCH: "no"}) != {}
+    assert engine_settings.cli_env("file:///s", {engine_settings.DEFAULTS_SWITCH: "true"}) == {}
+    assert engine_settings.cli_env("file:///s", {engine_settings.DEFAULTS_SWITCH: "no"}) != {}

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from jupyternetes import diystate
+from jupyternetes.engine import diystate
 
 CHECKPOINT_VERSION = 3  # what `stack init` writes; an `up` rewrites it as version 4
 SIBLING_VERSIONS = (3, 4)

@@ -23,7 +23,7 @@ from typing import Any
 import kubernetes.client
 import kubernetes.config  # noqa: F401
 
-from jupyternetes import program
+from jupyternetes.engine import program
 
 log = logging.getLogger(__name__)
 

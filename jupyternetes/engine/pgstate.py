@@ -27,7 +27,7 @@ from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from jupyternetes import locks
+from jupyternetes.engine import locks
 
 DEFAULT_TABLE = "pulumi_state"
 _TABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")

@@ -9,9 +9,11 @@ the log masks (masking.py). Pure functions; the caller reads the file and the en
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
-from urllib.parse import unquote, urlsplit, urlunsplit
+from pathlib import Path
+from urllib.parse import unquote, urlparse, urlsplit, urlunsplit
 
 ENV_BACKEND_URL = "PULUMI_BACKEND_URL"
 REDACTED = "***"
@@ -168,3 +170,13 @@ def request_mask_values(request: Mapping) -> list[str]:
     the backend URL's password (both sides of the worker pipe use this)."""
     url = ((request.get("settings") or {}).get("backend_url")) or ""
     return [*(request.get("secret_values") or ()), *secret_forms(url)]
+
+
+def file_backend_path(backend_url: str) -> Path | None:
+    """The directory of a `file://` backend URL, None for any other backend."""
+    parsed = urlparse(backend_url)
+    if parsed.scheme != "file":
+        return None
+    # file://~ is Pulumi's spelling of the home directory; file:///abs and file://abs both occur.
+    raw = unquote(parsed.netloc + parsed.path)
+    return Path(os.path.expanduser(raw))

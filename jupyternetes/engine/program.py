@@ -22,7 +22,8 @@ import pulumi
 import pulumi_kubernetes as kubernetes
 from pulumi_kubernetes import _utilities as k8s_utilities
 
-from jupyternetes import enginesettings, ownership
+from jupyternetes import ownership
+from jupyternetes.engine import settings as engine_settings
 
 GROUP_ORDER = ("pvcs", "pods", "otherResources")
 
@@ -334,8 +335,8 @@ def make_provider(kubeconfig: str | None, context: str | None) -> kubernetes.Pro
     # Explicit provider: the stack never depends on whatever ambient default provider config
     # the engine process happens to see. No kubeconfig = in-cluster config / $KUBECONFIG.
     # A stable cluster identity: a rotated kubeconfig updates the provider instead of
-    # replacing it and every object (see enginesettings.CLUSTER_IDENTIFIER).
-    args: dict[str, Any] = {"cluster_identifier": enginesettings.CLUSTER_IDENTIFIER}
+    # replacing it and every object (see settings.CLUSTER_IDENTIFIER).
+    args: dict[str, Any] = {"cluster_identifier": engine_settings.CLUSTER_IDENTIFIER}
     if kubeconfig:
         args["kubeconfig"] = kubeconfig
     if context:

@@ -41,9 +41,20 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from jupyternetes.procs import pid_alive as _pid_alive
+from jupyternetes.engine.procs import pid_alive as _pid_alive
 
 _FRACTION = re.compile(r"\.(\d+)")
+
+# Pulumi's DIY backend keeps a lock file per running operation here (pkg/backend/diy/lock.go):
+# .pulumi/locks/<organization>/<project>/<stack>/<lock-id>.json holding {pid, hostname, ...}.
+DIY_ORGANIZATION = "organization"
+
+# The DIY backend's error when another lock is held on the stack (pkg/backend/diy/lock.go).
+LOCKED_ERROR = re.compile(r"the stack is currently locked by \d+ lock")
+
+
+def is_locked_error(message: str) -> bool:
+    return bool(LOCKED_ERROR.search(message or ""))
 
 
 @dataclass(frozen=True)
@@ -133,6 +144,30 @@ def judge_all(root: Path, leader_since: float | None, hostname: str | None = Non
     host = hostname or socket.gethostname()
     return [(lock, judge(lock, host, leader_since, pid_alive))
             for lock in map(read_lock, lock_files(root))]
+
+
+def lock_dir(backend_dir: Path, project: str) -> Path:
+    return backend_dir / ".pulumi" / "locks" / DIY_ORGANIZATION / project
+
+
+def stale_lock_files(backend_dir: Path, project: str, hostname: str | None = None,
+                     pid_alive: Callable[[int], bool] = _pid_alive,
+                     leader_since: float | None = None) -> list[Path]:
+    """Lock files of our project whose holder is provably gone (the rule above: same host and
+    pid not running; another host's only for the Lease holder, and only when written before
+    `leader_since`, the Unix time it acquired the Lease)."""
+    root = lock_dir(backend_dir, project)
+    return [lock.path for lock, verdict in judge_all(root, leader_since, hostname, pid_alive)
+            if verdict.stale]
+
+
+def locked_stacks(backend_dir: Path, project: str, hostname: str | None = None,
+                  pid_alive: Callable[[int], bool] = _pid_alive,
+                  leader_since: float | None = None) -> set[str]:
+    """Stacks with a lock file whose holder may be alive (see stale_lock_files)."""
+    root = lock_dir(backend_dir, project)
+    return {lock.stack for lock, verdict in judge_all(root, leader_since, hostname, pid_alive)
+            if not verdict.stale}
 
 
 def _utc(timestamp: float) -> str:

@@ -1,4 +1,12 @@
-"""Stack worker processes: starting one, and a small pool of pre-started idle ones.
+"""Stack worker processes: the request/answer exchange, starting one, a pool of idle ones.
+
+`run_worker` sends one request (JSON on stdin) to a worker process (`python -m
+jupyternetes.engine.worker`) and reads its answer (one JSON object on stdout); the worker's logs
+come on stderr, masked, and are logged at debug level. A worker that times out is stopped:
+SIGTERM (it cancels its Pulumi CLI, which finishes in-flight steps, writes the checkpoint and
+releases the lock, within CANCEL_GRACE_SECONDS), then SIGKILL of its process group. The
+constants of that exchange (exit codes, environment names, the grace) live here, in a module
+both the engine and the worker import.
 
 A worker spends its first fraction of a second (more on a loaded node) starting Python and
 importing the Pulumi SDK before it can read its request. A pre-started worker has done that
@@ -13,12 +21,20 @@ stays until the pool is closed and no worker it started is still running an oper
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import threading
 from collections.abc import Mapping
+from typing import Any
+
+from jupyternetes.engine import backendurl
+from jupyternetes.engine.masking import mask_forms, mask_secrets, trim_message
+from jupyternetes.engine.results import utc_now
+from jupyternetes.engine.settings import StackConfigError
 
 log = logging.getLogger(__name__)
 
@@ -29,10 +45,14 @@ WORKER_IDLE_SECONDS = 900.0
 WORKER_IDLE_EXIT = 75
 ENV_PARENT_PID = "JUPYTERNETES_WORKER_PARENT_PID"
 ENV_IDLE_SECONDS = "JUPYTERNETES_WORKER_IDLE_SECONDS"
+# After SIGTERM the worker asks the Pulumi CLI to cancel (SIGINT), which finishes in-flight
+# steps, writes the checkpoint and releases the lock; this is how long that may take.
+CANCEL_GRACE_SECONDS = 20.0
+WORKER_MODULE = "jupyternetes.engine.worker"
 
 
 def start_worker(env: Mapping[str, str], idle_seconds: float | None = None) -> subprocess.Popen:
-    """`python -m jupyternetes.stackworker`, waiting for its request on stdin."""
+    """`python -m jupyternetes.engine.worker`, waiting for its request on stdin."""
     worker_env = dict(env)
     worker_env[ENV_PARENT_PID] = str(os.getpid())
     if idle_seconds:
@@ -41,7 +61,7 @@ def start_worker(env: Mapping[str, str], idle_seconds: float | None = None) -> s
     worker_env.pop("PULUMI_CONFIG_PASSPHRASE", None)
     worker_env.pop("PULUMI_CONFIG_PASSPHRASE_FILE", None)
     return subprocess.Popen(
-        [sys.executable, "-m", "jupyternetes.stackworker"],
+        [sys.executable, "-m", WORKER_MODULE],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         env=worker_env, start_new_session=True,  # own process group: killable as a whole
     )
@@ -146,3 +166,87 @@ class WorkerPool:
                     stale = None
             if stale is not None:
                 end_idle_worker(stale)
+
+
+def run_worker(request: Mapping[str, Any], env: Mapping[str, str], timeout: float,
+               pool: WorkerPool | None = None) -> dict[str, Any]:
+    """Run one request in a worker of its own (pre-started from `pool` when one is idle, else
+    started now); its JSON answer.
+
+    Engine failures come back as an answer with result "failed"; a worker that cannot run at
+    all (no pulumi CLI, bad settings) raises StackConfigError; a timeout or a crashed worker is
+    an answer with result "failed" naming what happened.
+    """
+    proc = pool.take() if pool is not None else None
+    try:
+        answer = _run_in(proc, request, timeout) if proc is not None else None
+        if answer is None:  # no idle worker, or it expired just as it was taken
+            answer = _run_in(start_worker(env), request, timeout)
+        assert answer is not None
+        return answer
+    finally:
+        if pool is not None:
+            pool.done(proc)
+
+
+def _run_in(proc: subprocess.Popen, request: Mapping[str, Any],
+            timeout: float) -> dict[str, Any] | None:
+    """The answer of `proc` to `request`; None when `proc` was a pre-started worker that exited
+    idle before reading it (the caller then starts a new one)."""
+    started_at = utc_now()
+    try:
+        stdout, stderr = proc.communicate(json.dumps(request).encode(), timeout=timeout)
+    except subprocess.TimeoutExpired:
+        stdout, stderr = stop_worker(proc)
+        log.error("stack %s: %s timed out after %.0fs", request["stack"], request["op"], timeout)
+        return failed_answer(
+            request, started_at,
+            f"Pulumi {request['op']} of stack {request['stack']} did not finish within "
+            f"{timeout:.0f}s and was cancelled; the next reconcile retries it",
+            stderr.decode(errors="replace"))
+    except BaseException:
+        stop_worker(proc)
+        raise
+    # The worker masks its own output; masked again here in case it died before it could.
+    err_text = mask_secrets(stderr.decode(errors="replace"),
+                            mask_forms(backendurl.request_mask_values(request)))
+    for line in err_text.splitlines():
+        log.debug("worker %s %s: %s", request["op"], request["stack"], line)
+    try:
+        answer = json.loads(stdout.decode() or "null")
+    except ValueError:
+        answer = None
+    if not isinstance(answer, dict):
+        if proc.returncode == WORKER_IDLE_EXIT:
+            return None
+        return failed_answer(
+            request, started_at,
+            f"the stack worker for {request['stack']} exited with code {proc.returncode} "
+            "without an answer", err_text)
+    if answer.get("config_error"):
+        raise StackConfigError(answer["config_error"])
+    return answer
+
+
+def stop_worker(proc: subprocess.Popen) -> tuple[bytes, bytes]:
+    """SIGTERM (the worker cancels its Pulumi CLI gracefully), then SIGKILL the whole group."""
+    try:
+        proc.send_signal(signal.SIGTERM)
+        return proc.communicate(timeout=CANCEL_GRACE_SECONDS + 5)
+    except subprocess.TimeoutExpired:
+        pass
+    except ProcessLookupError:
+        return b"", b""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    return proc.communicate()
+
+
+def failed_answer(request: Mapping[str, Any], started_at: str, message: str,
+                  stderr: str = "") -> dict[str, Any]:
+    masked = backendurl.request_mask_values(request)
+    detail = trim_message([], stderr, masked)
+    full = f"{message}: {detail}" if detail else message
+    return {"result": "failed", "message": mask_secrets(full, masked),
+            "started_at": started_at, "finished_at": utc_now(), "change_summary": {},
+            "outputs": {}, "engine_seconds": 0.0, "steps": []}

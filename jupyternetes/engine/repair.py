@@ -1,0 +1,196 @@
+"""State repair: stale locks and half-written state a killed Pulumi CLI left behind.
+
+A killed CLI (operator SIGKILL, a timeout) can leave its stack lock (a file, or a row on
+postgres://), pending operations in the checkpoint and, on file://, half-written files. At
+operator start `clear_stale_locks` removes the locks whose holder is provably gone (locks.py),
+fixes the files (diystate) and converges stacks with pending operations (a `repair` operation:
+refresh with pending creates cleared). During operation the engine calls `clear_stack_locks`
+when an operation meets a lock, and `repair_state` when it cannot load its checkpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+from collections.abc import Callable
+from urllib.parse import urlparse
+
+from jupyternetes.engine import backendurl, diystate, locks, pgstate, workspaces
+from jupyternetes.engine.backendurl import file_backend_path
+from jupyternetes.engine.locks import DIY_ORGANIZATION, lock_dir, locked_stacks
+from jupyternetes.engine.results import OperationResult
+from jupyternetes.engine.settings import StackSettings
+
+log = logging.getLogger(__name__)
+
+
+class StateRepair:
+    """The repairs of one engine's backend. `repair_stack(stack)` runs the engine's `repair`
+    operation (refresh with pending creates cleared) on a stack by its name."""
+
+    def __init__(self, settings: StackSettings,
+                 repair_stack: Callable[[str], OperationResult]) -> None:
+        self.settings = settings
+        self._repair_stack = repair_stack
+        # When this operator acquired the Lease (see clear_stale_locks, locks.py).
+        self.leader_since: float | None = None
+
+    def clear_stale_locks(self, leader_since: float | None = None) -> list[str]:
+        """At operator start: remove the workspace folders of killed workers (jupyternetes.
+        workspaces) and lock files (rows on postgres://) left by crashed operations, and repair
+        stacks with pending operations. Returns what was done, one line per action (for logs).
+
+        `leader_since`: Unix time this operator acquired the Lease (None: no leader
+        election). It is kept for later repairs too: it decides which other hosts' locks
+        are provably stale (locks.py)."""
+        self.leader_since = leader_since
+        # Workspace folders of workers killed mid-operation (any backend).
+        actions: list[str] = workspaces.sweep_stale_workspaces(
+            project=self.settings.project, pulumi_home=self.settings.pulumi_home)
+        if backendurl.is_postgres(self.settings.backend_url):
+            for line in actions:
+                log.warning("%s", line)
+            return actions + self._clear_postgres_locks(leader_since)
+        backend_dir = file_backend_path(self.settings.backend_url)
+        if backend_dir is None:
+            # Cloud buckets lock the same way but need credentials of their own here; Pulumi
+            # Cloud has `pulumi cancel`.
+            log.info("stale lock clean-up applies to file:// and postgres:// backends; %s "
+                     "skipped", urlparse(self.settings.backend_url).scheme)
+            for line in actions:
+                log.warning("%s", line)
+            return actions
+        root = lock_dir(backend_dir, self.settings.project)
+        for lock, verdict in locks.judge_all(root, leader_since):
+            if not verdict.stale:
+                log.warning("stack lock %s/%s kept: %s", lock.stack, lock.path.name,
+                            verdict.reason)
+                continue
+            # fileblob's attributes file of the lock goes with it.
+            lock.path.with_name(lock.path.name + diystate.ATTRS).unlink(missing_ok=True)
+            try:
+                lock.path.unlink()
+            except FileNotFoundError:
+                continue
+            # One line per removal with the holder and the reason: the audit trail that no
+            # live lock was removed.
+            log.warning("removed stale lock %s/%s (pid=%s host=%s): %s", lock.stack,
+                        lock.path.name, lock.pid, lock.hostname, verdict.reason)
+            actions.append(f"removed stale lock {lock.stack}/{lock.path.name}")
+        locked = locked_stacks(backend_dir, self.settings.project, leader_since=leader_since)
+        for stack in diystate.project_stacks(backend_dir, self.settings.project):
+            if stack in locked:
+                actions.append(f"stack {stack}: state files not checked, a running Pulumi "
+                               "operation holds its lock")
+                continue
+            actions += diystate.repair_stack(backend_dir, self.settings.project, stack)
+        for stack in diystate.stacks_with_pending_operations(backend_dir, self.settings.project):
+            # By stack name: a shortened (hashed) stack name cannot be parsed back.
+            result = self._repair_stack(stack)
+            actions.append(f"stack {stack}: cleared pending operations ({result.result}"
+                           f"{': ' + result.message if result.message else ''})")
+        for line in actions:
+            if not line.startswith("removed stale lock"):  # logged above, with the reason
+                log.warning("%s", line)
+        return actions
+
+    def _clear_postgres_locks(self, leader_since: float | None) -> list[str]:
+        """clear_stale_locks for a postgres:// backend: lock rows judged by the lock rule
+        (locks.py), then the repair of stacks with pending operations. Blobs are written in
+        one statement each, so there are no half-written files to fix (pgstate)."""
+        url = self.settings.backend_url
+        target = pgstate.parse_url(url)
+        table = target.table
+        actions: list[str] = []
+        host = socket.gethostname()
+        try:
+            with pgstate.connect(url) as conn:
+                for lock in pgstate.read_locks(conn, target, DIY_ORGANIZATION,
+                                               self.settings.project):
+                    verdict = locks.judge(lock, host, leader_since)
+                    if not verdict.stale:
+                        log.warning("stack lock %s/%s kept: %s", lock.stack, lock.path.name,
+                                    verdict.reason)
+                        continue
+                    if not pgstate.delete_key(conn, table, str(lock.path)):
+                        continue
+                    log.warning("removed stale lock %s/%s (pid=%s host=%s): %s", lock.stack,
+                                lock.path.name, lock.pid, lock.hostname, verdict.reason)
+                    actions.append(f"removed stale lock {lock.stack}/{lock.path.name}")
+                locked = {lock.stack for lock in pgstate.read_locks(
+                    conn, target, DIY_ORGANIZATION, self.settings.project)}
+                pending = [s for s in pgstate.stacks_with_pending_operations(
+                    conn, target, self.settings.project) if s not in locked]
+        except pgstate.PostgresStateError as exc:
+            log.error("stale lock clean-up skipped: %s", exc)
+            return []
+        for stack in pending:
+            result = self._repair_stack(stack)
+            line = (f"stack {stack}: cleared pending operations ({result.result}"
+                    f"{': ' + result.message if result.message else ''})")
+            log.warning("%s", line)
+            actions.append(line)
+        return actions
+
+    def clear_stack_locks(self, stack: str) -> list[str]:
+        """Remove the locks of one stack whose holder is provably gone (locks.py), on a file://
+        or postgres:// backend. Call with the stack's thread lock held; returns the removals."""
+        removed: list[str] = []
+        host = socket.gethostname()
+        url = self.settings.backend_url
+        if backendurl.is_postgres(url):
+            target = pgstate.parse_url(url)
+            try:
+                with pgstate.connect(url) as conn:
+                    for lock in pgstate.read_locks(conn, target, DIY_ORGANIZATION,
+                                                   self.settings.project):
+                        if lock.stack != stack:
+                            continue
+                        verdict = locks.judge(lock, host, self.leader_since)
+                        if verdict.stale and pgstate.delete_key(conn, target.table,
+                                                                str(lock.path)):
+                            removed.append(self._log_removal(lock, verdict))
+                        elif not verdict.stale:
+                            log.info("stack lock %s/%s kept: %s", stack, lock.path.name,
+                                     verdict.reason)
+            except pgstate.PostgresStateError as exc:
+                log.warning("stack %s: its locks could not be checked: %s", stack, exc)
+            return removed
+        backend_dir = file_backend_path(url)
+        if backend_dir is None:
+            return removed
+        root = lock_dir(backend_dir, self.settings.project)
+        for lock, verdict in locks.judge_all(root, self.leader_since, host):
+            if lock.stack != stack:
+                continue
+            if not verdict.stale:
+                log.info("stack lock %s/%s kept: %s", stack, lock.path.name, verdict.reason)
+                continue
+            lock.path.with_name(lock.path.name + diystate.ATTRS).unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                lock.path.unlink()
+                removed.append(self._log_removal(lock, verdict))
+        return removed
+
+    @staticmethod
+    def _log_removal(lock: locks.LockFile, verdict: locks.Verdict) -> str:
+        log.warning("removed stale lock %s/%s (pid=%s host=%s): %s", lock.stack,
+                    lock.path.name, lock.pid, lock.hostname, verdict.reason)
+        return f"removed stale lock {lock.stack}/{lock.path.name}"
+
+    def repair_state(self, stack: str) -> list[str]:
+        """Fix the file-backend files of `stack` that a killed Pulumi CLI left half-written
+        (see diystate). Call with the stack's thread lock held. Returns the actions, logged."""
+        backend_dir = file_backend_path(self.settings.backend_url)
+        if backend_dir is None:
+            return []
+        if stack in locked_stacks(backend_dir, self.settings.project,
+                                  leader_since=self.leader_since):
+            log.warning("stack %s: its checkpoint cannot be loaded, but a running Pulumi "
+                        "operation holds its lock; not touching its files", stack)
+            return []
+        actions = diystate.repair_stack(backend_dir, self.settings.project, stack)
+        for line in actions:
+            log.warning("%s", line)
+        return actions

@@ -1,0 +1,245 @@
+"""The stack engine: one Pulumi stack per instance, each operation in an isolated worker.
+
+Every engine operation (up, preview, destroy, repair) runs in its own worker subprocess
+(`python -m jupyternetes.engine.worker`): Pulumi's Python runtime keeps process-global state
+(settings, the language server, mocks), so two inline programs in one process interfere. The
+worker gets a JSON request on stdin and answers with one JSON object on stdout; its logs go to
+stderr. It dies with the thread that started it (PR_SET_PDEATHSIG, set by the worker itself) so
+an operator killed with SIGKILL leaves no engine holding a stack lock, and it is killed after a
+timeout. The worker's answer carries the engine time, so callers see the subprocess overhead.
+
+To keep that overhead off an operation: one worker is kept pre-started (pool.py: Python, the
+Pulumi SDK and the CLI's version check done, waiting for its request; still one operation per
+process), and the worker runs no CLI command the operation does not need (see
+command.EventCommand): an `up` of an existing stack
+on a file:// backend is one `pulumi up` process. A killed CLI can leave the file backend's files
+half-written; repair.py fixes them at start and when an operation cannot load its checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import tempfile
+import threading
+import time
+import weakref
+from collections.abc import Collection, Mapping
+from typing import Any
+
+from jupyternetes import naming
+from jupyternetes.engine import diystate, pool
+from jupyternetes.engine.locks import is_locked_error
+from jupyternetes.engine.masking import MESSAGE_LIMIT, clean_line
+from jupyternetes.engine.repair import StateRepair
+from jupyternetes.engine.results import OperationResult, PreviewResult, utc_now
+from jupyternetes.engine.settings import StackConfigError, StackSettings
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT_SECONDS = 600.0
+# Idle workers kept pre-started (Python and the Pulumi SDK loaded), see pool.
+DEFAULT_PRESTARTED_WORKERS = 1
+
+
+class StackEngine:
+    """Runs stack operations, each in a fresh worker process. Thread-safe; operations on one
+    stack are serialised here as well as by the caller's queue (a second line of defence)."""
+
+    def __init__(self, settings: StackSettings, env: Mapping[str, str] | None = None,
+                 timeout: float = DEFAULT_TIMEOUT_SECONDS,
+                 prestart: int = DEFAULT_PRESTARTED_WORKERS) -> None:
+        self.settings = settings
+        self.timeout = timeout
+        # Environment of the worker (PATH must find `pulumi`); default: this process's.
+        self._env = dict(os.environ if env is None else env)
+        # Filled after the first operation; idle workers are stopped when the engine is
+        # closed or garbage-collected, and die with this process in any case (PDEATHSIG).
+        self._pool = pool.WorkerPool(self._env, prestart)
+        weakref.finalize(self, self._pool.close)
+        self._stack_locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+        self._repair = StateRepair(settings, _repair_by_name(weakref.ref(self)))
+
+    # -- public operations --------------------------------------------------------------------
+
+    def stack_name(self, namespace: str, name: str) -> str:
+        return naming.stack_name(namespace, name)
+
+    def up(self, namespace: str, name: str, rendered: Any, secret_values: Collection[str],
+           refresh: bool = False) -> OperationResult:
+        """Create/update the instance's objects. refresh=True refreshes first (drift seen)."""
+        request = self._request("up", namespace, name, rendered, secret_values, refresh=refresh)
+        return self._operation(request)
+
+    def preview(self, namespace: str, name: str, rendered: Any, secret_values: Collection[str],
+                refresh: bool = True) -> PreviewResult:
+        """What `up` would do, per object; the stack is not changed (and not left behind when
+        it did not exist before)."""
+        request = self._request("preview", namespace, name, rendered, secret_values,
+                                refresh=refresh)
+        started = time.monotonic()
+        answer = self._run(request)
+        answer["wall_seconds"] = time.monotonic() - started
+        return PreviewResult.from_dict(answer)
+
+    def destroy(self, namespace: str, name: str, stack: str | None = None) -> OperationResult:
+        """Delete the instance's objects (PVCs are retained) and remove the stack. `stack`
+        overrides the name (an orphaned stack found by `list_stacks`)."""
+        return self._operation(self._request("destroy", namespace, name, (), (), stack=stack))
+
+    def forget(self, namespace: str, name: str) -> OperationResult:
+        """Remove the stack's state without touching its objects (`pulumi stack rm --force`):
+        the last step of a force-delete, whose pods were deleted with the plain client."""
+        return self._operation(self._request("forget", namespace, name, (), ()))
+
+    def list_stacks(self) -> list[str]:
+        """Names of every stack of the project in the backend (`pulumi stack ls --all`).
+        Raises StackConfigError when the CLI cannot list them."""
+        env = {**self._env, "PULUMI_BACKEND_URL": self.settings.backend_url,
+               "PULUMI_CONFIG_PASSPHRASE": self.settings.passphrase,
+               "PULUMI_SKIP_UPDATE_CHECK": "true"}
+        if self.settings.pulumi_home:
+            env["PULUMI_HOME"] = self.settings.pulumi_home
+        command = ["pulumi", "stack", "ls", "--all", "--json", "--project",
+                   self.settings.project]
+        # An empty folder as cwd: no Pulumi.yaml (this repository has one) may pick a project.
+        with tempfile.TemporaryDirectory(prefix="jupyternetes-ls-") as cwd:
+            try:
+                done = subprocess.run(command, env=env, cwd=cwd, capture_output=True,
+                                      timeout=120)
+            except (OSError, subprocess.SubprocessError) as exc:
+                raise StackConfigError(f"listing stacks: {exc}") from exc
+        if done.returncode != 0:
+            raise StackConfigError(
+                "listing stacks with `pulumi stack ls` failed: "
+                + clean_line(done.stderr.decode(errors="replace"))[:MESSAGE_LIMIT])
+        return stack_names(done.stdout.decode(errors="replace"), self.settings.project)
+
+    def repair(self, namespace: str, name: str, stack: str | None = None) -> OperationResult:
+        """Refresh with pending CREATEs cleared: converges a stack an interrupted `up` left.
+        `stack` overrides the name (a shortened stack name cannot be parsed back)."""
+        return self._operation(self._request("repair", namespace, name, (), (), stack=stack))
+
+
+    # -- state repair (repair.py) ---------------------------------------------------------------
+
+    @property
+    def leader_since(self) -> float | None:
+        """When this operator acquired the Lease (None: no leader election); it decides which
+        other hosts' locks are provably stale (locks.py)."""
+        return self._repair.leader_since
+
+    def clear_stale_locks(self, leader_since: float | None = None) -> list[str]:
+        """At operator start: remove what crashed operations left (workspace folders, stale
+        locks, half-written files) and repair stacks with pending operations (repair.py).
+        Returns what was done, one line per action (for logs)."""
+        return self._repair.clear_stale_locks(leader_since)
+
+    def clear_stack_locks(self, stack: str) -> list[str]:
+        """Remove the locks of one stack whose holder is provably gone (locks.py). Call with
+        the stack's thread lock held; returns the removals."""
+        return self._repair.clear_stack_locks(stack)
+
+    def repair_state(self, stack: str) -> list[str]:
+        """Fix the file-backend files of `stack` a killed CLI left half-written (diystate).
+        Call with the stack's thread lock held. Returns the actions, logged."""
+        return self._repair.repair_state(stack)
+
+    def close(self) -> None:
+        """Stop the pre-started idle workers (running operations are not affected)."""
+        self._pool.close()
+
+    # -- plumbing -----------------------------------------------------------------------------
+
+    def _request(self, op: str, namespace: str, name: str, rendered: Any,
+                 secret_values: Collection[str], refresh: bool = False,
+                 stack: str | None = None) -> dict[str, Any]:
+        objects = rendered.objects() if hasattr(rendered, "objects") else rendered
+        return {
+            "op": op,
+            "stack": stack or self.stack_name(namespace, name),
+            "instance": {"namespace": namespace, "name": name},
+            "settings": self.settings.to_request(),
+            "objects": [_object_dict(o) for o in objects],
+            "secret_values": sorted({s for s in secret_values if s}),
+            "refresh": refresh,
+        }
+
+    def _operation(self, request: dict[str, Any]) -> OperationResult:
+        started_at, started = utc_now(), time.monotonic()
+        answer = self._run(request)
+        return OperationResult(
+            operation=request["op"],
+            result=answer.get("result", "failed"),
+            started_at=answer.get("started_at") or started_at,
+            finished_at=answer.get("finished_at") or utc_now(),
+            change_summary=dict(answer.get("change_summary") or {}),
+            outputs=dict(answer.get("outputs") or {}),
+            message=answer.get("message", ""),
+            engine_seconds=float(answer.get("engine_seconds") or 0.0),
+            wall_seconds=time.monotonic() - started,
+            timings=dict(answer.get("timings") or {}),
+        )
+
+    def _lock_for(self, stack: str) -> threading.Lock:
+        with self._guard:
+            return self._stack_locks.setdefault(stack, threading.Lock())
+
+    def _run(self, request: dict[str, Any]) -> dict[str, Any]:
+        with self._lock_for(request["stack"]):
+            answer = pool.run_worker(request, self._env, self.timeout, self._pool)
+            # A CLI that died (or lost its database) after taking the lock left it behind
+            # while this operator runs: clear it by the lock rule, and try once more.
+            if (answer.get("result") == "failed" and is_locked_error(answer.get("message", ""))
+                    and self.clear_stack_locks(request["stack"])):
+                answer = pool.run_worker(request, self._env, self.timeout, self._pool)
+            if (answer.get("result") != "failed"
+                    or not diystate.is_checkpoint_load_error(answer.get("message", ""))):
+                return answer
+            actions = self.repair_state(request["stack"])
+            if diystate.changed_anything(actions):
+                # The files an interrupted write left are fixed: the operation can run now.
+                answer = pool.run_worker(request, self._env, self.timeout, self._pool)
+            if answer.get("result") == "failed" and actions:
+                answer["message"] = (f"{answer.get('message', '')}\nstate repair of stack "
+                                     f"{request['stack']}: " + "; ".join(actions))
+            return answer
+
+
+def _repair_by_name(ref: weakref.ref[StackEngine]) -> Any:
+    """The `repair` of a stack by its name (a shortened, hashed stack name cannot be parsed
+    back into namespace and name); holds the engine weakly, so that it can be collected."""
+    def repair(stack: str) -> OperationResult:
+        engine = ref()
+        if engine is None:
+            raise StackConfigError(f"stack {stack}: the stack engine was closed")
+        return engine.repair(stack.partition(".")[0], "", stack=stack)
+    return repair
+
+
+def stack_names(listing: str, project: str) -> list[str]:
+    """Stack names from `pulumi stack ls --json` output (names may be qualified:
+    `organization/<project>/<stack>` on DIY backends, `<org>/<project>/<stack>` elsewhere)."""
+    try:
+        entries = json.loads(listing or "[]")
+    except ValueError as exc:
+        raise StackConfigError(f"`pulumi stack ls --json` did not print JSON: {exc}") from exc
+    names = []
+    for entry in entries if isinstance(entries, list) else []:
+        full = entry.get("name") if isinstance(entry, dict) else None
+        if not isinstance(full, str):
+            continue
+        parts = full.split("/")
+        if len(parts) >= 2 and parts[-2] != project:
+            continue
+        names.append(parts[-1])
+    return sorted(set(names))
+
+
+def _object_dict(obj: Any) -> dict[str, Any]:
+    if isinstance(obj, Mapping):
+        return {"group": obj["group"], "entry": obj["entry"], "manifest": obj["manifest"]}
+    return {"group": obj.group, "entry": obj.entry, "manifest": obj.manifest}
