@@ -212,12 +212,16 @@ def execute(op: str, stack: auto.Stack | None, existed: bool, request: Mapping[s
     """Run `op` on `stack` (None: it does not exist), filling in `answer`. Raises
     auto.CommandError when the CLI fails."""
     settings = request["settings"]
+    # `pulumi stack history` names the operator replica of each update (several replicas
+    # share one backend).
+    message = (f"jupyternetes {op} by replica {settings['replica']}"
+               if settings.get("replica") else None)
     if op in ("up", "preview"):
         assert stack is not None, "open_stack creates the stack of an up or a preview"
     if op == "up":
         # A stack created just now has nothing to refresh.
         result = stack.up(refresh=bool(request.get("refresh")) and existed,
-                          on_event=collector,
+                          on_event=collector, message=message,
                           color="never", suppress_progress=True)
         answer["change_summary"] = dict(result.summary.resource_changes or {})
         answer["outputs"] = {
@@ -232,7 +236,7 @@ def execute(op: str, stack: auto.Stack | None, existed: bool, request: Mapping[s
         if stack is None:
             answer.update(result="succeeded", message="no stack to destroy")
         else:
-            result = stack.destroy(on_event=collector, color="never",
+            result = stack.destroy(on_event=collector, color="never", message=message,
                                    suppress_progress=True, remove=True)
             answer["change_summary"] = dict(result.summary.resource_changes or {})
             answer["result"] = "succeeded"
@@ -249,6 +253,7 @@ def execute(op: str, stack: auto.Stack | None, existed: bool, request: Mapping[s
             answer.update(result="succeeded", message="no stack to repair")
         else:
             result = stack.refresh(clear_pending_creates=True, on_event=collector,
+                                   message=message,
                                    color="never", suppress_progress=True)
             answer["change_summary"] = dict(result.summary.resource_changes or {})
             answer["result"] = "succeeded"

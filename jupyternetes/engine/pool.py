@@ -31,7 +31,7 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from jupyternetes.engine import backendurl
+from jupyternetes.engine import backendurl, engineprocs
 from jupyternetes.engine.masking import mask_forms, mask_secrets, trim_message
 from jupyternetes.engine.results import utc_now
 from jupyternetes.engine.settings import StackConfigError
@@ -195,7 +195,8 @@ def _run_in(proc: subprocess.Popen, request: Mapping[str, Any],
     idle before reading it (the caller then starts a new one)."""
     started_at = utc_now()
     try:
-        stdout, stderr = proc.communicate(json.dumps(request).encode(), timeout=timeout)
+        with engineprocs.running(request["stack"], proc.pid):
+            stdout, stderr = proc.communicate(json.dumps(request).encode(), timeout=timeout)
     except subprocess.TimeoutExpired:
         stdout, stderr = stop_worker(proc)
         log.error("stack %s: %s timed out after %.0fs", request["stack"], request["op"], timeout)

@@ -35,15 +35,24 @@ class StateRepair:
         self._repair_stack = repair_stack
         # When this operator acquired the Lease (see clear_stale_locks, locks.py).
         self.leader_since: float | None = None
+        # Sharded replicas: stack -> when this replica acquired the stack's shard Lease (None
+        # while it does not hold it); replaces leader_since in the lock rule (locks.py).
+        self.lock_since: Callable[[str], float | None] | None = None
 
-    def clear_stale_locks(self, leader_since: float | None = None) -> list[str]:
+    def since(self, stack: str) -> float | None:
+        """The lock rule's reference time for the locks of `stack` (locks.py)."""
+        return self.lock_since(stack) if self.lock_since is not None else self.leader_since
+
+    def clear_stale_locks(self, leader_since: float | None = None,
+                          stacks: Callable[[str], bool] | None = None) -> list[str]:
         """At operator start: remove the workspace folders of killed workers (jupyternetes.
         workspaces) and lock files (rows on postgres://) left by crashed operations, and repair
         stacks with pending operations. Returns what was done, one line per action (for logs).
 
         `leader_since`: Unix time this operator acquired the Lease (None: no leader
         election). It is kept for later repairs too: it decides which other hosts' locks
-        are provably stale (locks.py)."""
+        are provably stale (locks.py). `stacks`: only the stacks it accepts (a sharded replica:
+        the stacks of the shards it holds), asked again right before each repair."""
         self.leader_since = leader_since
         # Workspace folders of workers killed mid-operation (any backend).
         actions: list[str] = workspaces.sweep_stale_workspaces(
@@ -51,7 +60,7 @@ class StateRepair:
         if backendurl.is_postgres(self.settings.backend_url):
             for line in actions:
                 log.warning("%s", line)
-            return actions + self._clear_postgres_locks(leader_since)
+            return actions + self._clear_postgres_locks(stacks)
         backend_dir = file_backend_path(self.settings.backend_url)
         if backend_dir is None:
             # Cloud buckets lock the same way but need credentials of their own here; Pulumi
@@ -62,7 +71,11 @@ class StateRepair:
                 log.warning("%s", line)
             return actions
         root = lock_dir(backend_dir, self.settings.project)
-        for lock, verdict in locks.judge_all(root, leader_since):
+        host = socket.gethostname()
+        for lock in map(locks.read_lock, locks.lock_files(root)):
+            if stacks is not None and not stacks(lock.stack):
+                continue
+            verdict = locks.judge(lock, host, self.since(lock.stack))
             if not verdict.stale:
                 log.warning("stack lock %s/%s kept: %s", lock.stack, lock.path.name,
                             verdict.reason)
@@ -80,12 +93,16 @@ class StateRepair:
             actions.append(f"removed stale lock {lock.stack}/{lock.path.name}")
         locked = locked_stacks(backend_dir, self.settings.project, leader_since=leader_since)
         for stack in diystate.project_stacks(backend_dir, self.settings.project):
+            if stacks is not None and not stacks(stack):
+                continue
             if stack in locked:
                 actions.append(f"stack {stack}: state files not checked, a running Pulumi "
                                "operation holds its lock")
                 continue
             actions += diystate.repair_stack(backend_dir, self.settings.project, stack)
         for stack in diystate.stacks_with_pending_operations(backend_dir, self.settings.project):
+            if stacks is not None and not stacks(stack):
+                continue
             # By stack name: a shortened (hashed) stack name cannot be parsed back.
             result = self._repair_stack(stack)
             actions.append(f"stack {stack}: cleared pending operations ({result.result}"
@@ -95,7 +112,7 @@ class StateRepair:
                 log.warning("%s", line)
         return actions
 
-    def _clear_postgres_locks(self, leader_since: float | None) -> list[str]:
+    def _clear_postgres_locks(self, stacks: Callable[[str], bool] | None) -> list[str]:
         """clear_stale_locks for a postgres:// backend: lock rows judged by the lock rule
         (locks.py), then the repair of stacks with pending operations. Blobs are written in
         one statement each, so there are no half-written files to fix (pgstate)."""
@@ -108,7 +125,9 @@ class StateRepair:
             with pgstate.connect(url) as conn:
                 for lock in pgstate.read_locks(conn, target, DIY_ORGANIZATION,
                                                self.settings.project):
-                    verdict = locks.judge(lock, host, leader_since)
+                    if stacks is not None and not stacks(lock.stack):
+                        continue
+                    verdict = locks.judge(lock, host, self.since(lock.stack))
                     if not verdict.stale:
                         log.warning("stack lock %s/%s kept: %s", lock.stack, lock.path.name,
                                     verdict.reason)
@@ -121,11 +140,14 @@ class StateRepair:
                 locked = {lock.stack for lock in pgstate.read_locks(
                     conn, target, DIY_ORGANIZATION, self.settings.project)}
                 pending = [s for s in pgstate.stacks_with_pending_operations(
-                    conn, target, self.settings.project) if s not in locked]
+                    conn, target, self.settings.project)
+                    if s not in locked and (stacks is None or stacks(s))]
         except pgstate.PostgresStateError as exc:
             log.error("stale lock clean-up skipped: %s", exc)
             return []
         for stack in pending:
+            if stacks is not None and not stacks(stack):
+                continue  # no longer ours (a shard lost meanwhile)
             result = self._repair_stack(stack)
             line = (f"stack {stack}: cleared pending operations ({result.result}"
                     f"{': ' + result.message if result.message else ''})")
@@ -147,7 +169,7 @@ class StateRepair:
                                                    self.settings.project):
                         if lock.stack != stack:
                             continue
-                        verdict = locks.judge(lock, host, self.leader_since)
+                        verdict = locks.judge(lock, host, self.since(stack))
                         if verdict.stale and pgstate.delete_key(conn, target.table,
                                                                 str(lock.path)):
                             removed.append(self._log_removal(lock, verdict))
@@ -161,7 +183,7 @@ class StateRepair:
         if backend_dir is None:
             return removed
         root = lock_dir(backend_dir, self.settings.project)
-        for lock, verdict in locks.judge_all(root, self.leader_since, host):
+        for lock, verdict in locks.judge_all(root, self.since(stack), host):
             if lock.stack != stack:
                 continue
             if not verdict.stale:
@@ -186,7 +208,7 @@ class StateRepair:
         if backend_dir is None:
             return []
         if stack in locked_stacks(backend_dir, self.settings.project,
-                                  leader_since=self.leader_since):
+                                  leader_since=self.since(stack)):
             log.warning("stack %s: its checkpoint cannot be loaded, but a running Pulumi "
                         "operation holds its lock; not touching its files", stack)
             return []

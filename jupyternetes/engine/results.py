@@ -26,6 +26,7 @@ class OperationResult:
     # Wall time of the whole operation including the worker process (engine_seconds <= this).
     wall_seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
+    replica: str | None = None  # the operator replica that ran it (StackSettings.replica)
 
     @property
     def succeeded(self) -> bool:

@@ -47,6 +47,9 @@ class StackSettings:
     # for inspection; None (the default): a temporary directory per operation.
     work_dir: str | None = None
     secret_variables: frozenset[str] = DEFAULT_SECRET_VARIABLES
+    # The operator replica running the operations (--replica-id): named in each operation's
+    # message (`pulumi stack history`) and in the instance status (stack.lastUpdate.replica).
+    replica: str | None = None
 
     def secret_values(self, variables: Mapping[str, str]) -> frozenset[str]:
         """The values of the secret variables among `variables` (names are case-insensitive,

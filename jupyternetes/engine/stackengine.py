@@ -26,11 +26,11 @@ import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from jupyternetes import naming
-from jupyternetes.engine import diystate, pool
+from jupyternetes.engine import diystate, engineprocs, pool
 from jupyternetes.engine.locks import is_locked_error
 from jupyternetes.engine.masking import MESSAGE_LIMIT, clean_line
 from jupyternetes.engine.repair import StateRepair
@@ -132,11 +132,23 @@ class StackEngine:
         other hosts' locks are provably stale (locks.py)."""
         return self._repair.leader_since
 
-    def clear_stale_locks(self, leader_since: float | None = None) -> list[str]:
+    @property
+    def lock_since(self) -> Callable[[str], float | None] | None:
+        """Sharded replicas: stack -> when this replica acquired the stack's shard Lease (None
+        while it does not hold it); replaces leader_since in the lock rule (locks.py)."""
+        return self._repair.lock_since
+
+    @lock_since.setter
+    def lock_since(self, since: Callable[[str], float | None] | None) -> None:
+        self._repair.lock_since = since
+
+    def clear_stale_locks(self, leader_since: float | None = None,
+                          stacks: Callable[[str], bool] | None = None) -> list[str]:
         """At operator start: remove what crashed operations left (workspace folders, stale
         locks, half-written files) and repair stacks with pending operations (repair.py).
+        `stacks`: only the stacks it accepts (a sharded replica: those of its shards).
         Returns what was done, one line per action (for logs)."""
-        return self._repair.clear_stale_locks(leader_since)
+        return self._repair.clear_stale_locks(leader_since, stacks)
 
     def clear_stack_locks(self, stack: str) -> list[str]:
         """Remove the locks of one stack whose holder is provably gone (locks.py). Call with
@@ -182,27 +194,34 @@ class StackEngine:
             engine_seconds=float(answer.get("engine_seconds") or 0.0),
             wall_seconds=time.monotonic() - started,
             timings=dict(answer.get("timings") or {}),
+            replica=self.settings.replica,
         )
 
     def _lock_for(self, stack: str) -> threading.Lock:
         with self._guard:
             return self._stack_locks.setdefault(stack, threading.Lock())
 
+    def _work(self, request: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return pool.run_worker(request, self._env, self.timeout, self._pool)
+        except engineprocs.Refused as exc:  # sharded: the stack's shard was lost just now
+            return pool.failed_answer(request, utc_now(), str(exc))
+
     def _run(self, request: dict[str, Any]) -> dict[str, Any]:
         with self._lock_for(request["stack"]):
-            answer = pool.run_worker(request, self._env, self.timeout, self._pool)
+            answer = self._work(request)
             # A CLI that died (or lost its database) after taking the lock left it behind
             # while this operator runs: clear it by the lock rule, and try once more.
             if (answer.get("result") == "failed" and is_locked_error(answer.get("message", ""))
                     and self.clear_stack_locks(request["stack"])):
-                answer = pool.run_worker(request, self._env, self.timeout, self._pool)
+                answer = self._work(request)
             if (answer.get("result") != "failed"
                     or not diystate.is_checkpoint_load_error(answer.get("message", ""))):
                 return answer
             actions = self.repair_state(request["stack"])
             if diystate.changed_anything(actions):
                 # The files an interrupted write left are fixed: the operation can run now.
-                answer = pool.run_worker(request, self._env, self.timeout, self._pool)
+                answer = self._work(request)
             if answer.get("result") == "failed" and actions:
                 answer["message"] = (f"{answer.get('message', '')}\nstate repair of stack "
                                      f"{request['stack']}: " + "; ".join(actions))

@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -54,13 +55,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="time between acquire/renew attempts (default %(default)g)")
 
 
-def kill_engine_processes() -> list[int]:
-    """SIGKILL every process below this one (stack workers, Pulumi CLIs, providers)."""
-    pids = procs.descendants(os.getpid())
-    for pid in reversed(pids):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    return pids
+def kill_engine_processes(wait_seconds: float = 5.0) -> list[int]:
+    """SIGKILL every process below this one (stack workers, Pulumi CLIs, providers) and wait
+    (at most `wait_seconds`) until they are gone: a process is not dead the moment SIGKILL is
+    sent (on a loaded node its exit takes a while), and the caller's next step (exiting, which
+    lets another replica take the Lease) must not overlap an engine process still running.
+    Processes started meanwhile (a worker pool refilling) are killed by the next round."""
+    killed: list[int] = []
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        alive = [pid for pid in procs.descendants(os.getpid()) if procs.pid_alive(pid)]
+        for pid in reversed(alive):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        killed += [pid for pid in alive if pid not in killed]
+        if not alive or time.monotonic() >= deadline:
+            return killed
+        time.sleep(0.05)  # polling the kernel: no event tells that a process has exited
 
 
 def default_lease_name(backend_url: str, namespaces: Sequence[str]) -> str:

@@ -46,6 +46,12 @@ class Metrics:
             "holder was provably gone (see locks.py)", registry=r)
         self.leading = Gauge(
             "jupyternetes_leader", "1 while this replica holds the operator Lease", registry=r)
+        self.shards_held = Gauge(
+            "jupyternetes_shards_held", "Shard Leases this replica holds (--shards)",
+            registry=r)
+        self.shard_takeovers = Counter(
+            "jupyternetes_shard_takeovers", "Shards this replica took over from a replica "
+            "that stopped renewing their Lease", registry=r)
 
     def observe_reconcile(self, result: str, seconds: float) -> None:
         self.reconciles.labels(result=result).inc()

@@ -9,6 +9,9 @@ namespace that no instance names.
 Order matters: stacks first, instances second. An instance created between the two lists is in
 the second one, so the stack its first `up` is creating right now is never taken for an orphan;
 the other order could destroy it.
+
+Sharded replicas (`owns`): each destroys only the orphaned stacks of the shards it holds, so a
+stack is only ever written by the holder of its shard.
 """
 
 from __future__ import annotations
@@ -50,8 +53,10 @@ class OrphanCollector:
 
     def __init__(self, engine: OrphanEngine, list_instances: Callable[[], list[tuple[str, str]]],
                  namespaces: Collection[str] = (), interval: float = 600.0,
-                 observe: Callable[[str, str, float], None] | None = None) -> None:
+                 observe: Callable[[str, str, float], None] | None = None,
+                 owns: Callable[[str], bool] | None = None) -> None:
         self.engine = engine
+        self.owns = owns
         self.list_instances = list_instances
         self.namespaces = tuple(namespaces)
         self.interval = interval
@@ -72,6 +77,8 @@ class OrphanCollector:
         for stack in orphaned_stacks(stacks, instances, self.namespaces):
             if self._stop.is_set():
                 break
+            if self.owns is not None and not self.owns(stack):
+                continue  # another replica's shard: its holder decides
             started = time.monotonic()
             result = self.engine.destroy(stack_namespace(stack), "", stack=stack)
             outcome = getattr(result, "result", "failed")

@@ -14,6 +14,7 @@ storageclasses.storage.k8s.io, cluster-wide): see operator/preflight.py.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -29,7 +30,7 @@ from jupyternetes import engine as stacks  # the stack engine's public API
 from jupyternetes.engine import backendurl, masking
 from jupyternetes.kube import MANAGED_SELECTOR, Kube, api_client
 from jupyternetes.naming import LABEL_INSTANCE, LABEL_INSTANCE_NAMESPACE, label_value
-from jupyternetes.operator import admin, election, leader
+from jupyternetes.operator import admin, election, leader, sharding
 from jupyternetes.operator.metrics import Metrics
 from jupyternetes.operator.orphans import OrphanCollector
 from jupyternetes.operator.queue import Backoff, ShutDown, WorkQueue
@@ -164,6 +165,11 @@ class Operator:
         # and stale locks are judged with the time the Lease was acquired (locks.py).
         self.leading: Callable[[], bool] = lambda: True
         self.leader_since: float | None = None
+        # Sharding (sharding.py wires it; None: not sharded): whether this replica holds the
+        # shard of an instance key / a stack now, and whether it does the singleton duties.
+        self.owns: Callable[[str], bool] | None = None
+        self.stack_filter: Callable[[str], bool] | None = None
+        self.singleton: Callable[[], bool] = lambda: True
 
     # ---- event handlers ---------------------------------------------------------------------
 
@@ -242,7 +248,15 @@ class Operator:
             self.metrics.template_status_events.inc()
             self.template_status.mark(key)
 
+    def mark_all_templates(self) -> None:
+        with self._seen_lock:
+            keys = list(self._template_generations)
+        for key in keys:
+            self.template_status.mark(key)
+
     def _write_template_status(self, key: str, status: dict) -> None:
+        if not self.singleton():
+            return  # another replica writes the counts (sharding.py)
         namespace, _, name = key.partition("/")
         self.kube.patch_template_status(namespace, name, status)
         self.metrics.template_status_writes.inc()
@@ -316,6 +330,10 @@ class Operator:
             # process; the key is kept for the case it was only a slow renew.
             self.queue.add_after(key, 1.0)
             return
+        if self.owns is not None and not self.owns(key):
+            # Another replica's shard (or one being released): dropped here, enqueued by the
+            # replica that holds or acquires the shard.
+            return
         started = time.monotonic()
         with self._busy_lock:
             self._busy[key] = started
@@ -374,11 +392,15 @@ class Operator:
                                          + self.template_watchers),
                  self.reconciler.config.template_rollout)
 
-    def engine_clear_locks(self) -> Any:
+    def engine_clear_locks(self, stacks: Callable[[str], bool] | None = None) -> Any:
+        """`stacks`: only those stacks (default: all, or the held shards' when sharded)."""
         clear = getattr(self.engine, "clear_stale_locks", None)
         if clear is None:
             return None
+        stacks = stacks or self.stack_filter
         try:
+            if stacks is not None:
+                return clear(self.leader_since, stacks=stacks)
             return clear() if self.leader_since is None else clear(self.leader_since)
         except Exception:
             log.exception("clearing stale stack locks failed; continuing")
@@ -602,6 +624,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                              "more than one is refused with the file:// backend, which one "
                              "replica's disk holds (use postgres:// and --leader-elect)")
     election.add_arguments(parser)
+    sharding.add_arguments(parser)
     stacks.add_stack_arguments(parser)
     parser.set_defaults(func=run)
 
@@ -629,10 +652,13 @@ def run(args: argparse.Namespace) -> int:
     # The backend password is masked in every log line from here on (Events and status carry
     # engine messages, which the stack workers mask the same way).
     masking.OPERATOR_LOG_MASK.add(backendurl.secret_forms(settings.backend_url))
-    problem = backendurl.replicas_error(settings.backend_url, args.expected_replicas)
+    problem = (backendurl.replicas_error(settings.backend_url, args.expected_replicas)
+               or sharding.config_error(args))
     if problem:
         log.error("%s", problem)
         return 2
+    replica = sharding.replica_id(args)
+    settings = dataclasses.replace(settings, replica=replica)
     kube = Kube(api_client(getattr(args, "kubeconfig", None), getattr(args, "context", None)))
     engine = stacks.StackEngine(settings)
     metrics = Metrics()
@@ -652,7 +678,10 @@ def run(args: argparse.Namespace) -> int:
                         orphan_seconds=args.orphan_check_seconds)
 
     elector: leader.LeaderElector | None = None
-    if args.leader_elect:
+    shard_manager = (sharding.make_manager(args, kube, backendurl.redact(settings.backend_url),
+                                           replica, operator, engine, metrics)
+                     if args.shards else None)
+    if args.leader_elect and shard_manager is None:
         try:
             leader.validate(args.leader_election_lease_duration,
                             args.leader_election_renew_deadline,
@@ -665,6 +694,8 @@ def run(args: argparse.Namespace) -> int:
         operator.leading = elector.is_leader
 
     def readiness() -> tuple[bool, dict]:
+        if shard_manager is not None:
+            return operator.ready(), {**shard_manager.status(), "ready": operator.ready()}
         if elector is None:
             return operator.ready(), {"leaderElection": False, "ready": operator.ready()}
         doc = elector.status()
@@ -695,7 +726,12 @@ def run(args: argparse.Namespace) -> int:
 
     elector_stop = threading.Event()
     elector_thread = None
-    if elector is None:
+    if shard_manager is not None:
+        operator.start()
+        elector_thread = threading.Thread(target=shard_manager.run, args=(elector_stop,),
+                                          name="shard-leases", daemon=True)
+        elector_thread.start()
+    elif elector is None:
         operator.start()
     else:
         elector_thread = threading.Thread(target=elector.run, args=(elector_stop,),
@@ -705,7 +741,15 @@ def run(args: argparse.Namespace) -> int:
         pass
     # In-flight operations finish (or are abandoned) while the Lease is still renewed; only
     # then is it released, so a standby never starts on a stack this replica still writes.
+    if shard_manager is not None:
+        shard_manager.stop_acquiring()
     abandoned = operator.stop()
+    if shard_manager is not None and elector_thread is not None:
+        elector_stop.set()
+        elector_thread.join(10)
+        if abandoned:
+            election.kill_engine_processes()
+        shard_manager.release_all()
     if elector is not None and elector_thread is not None:
         elector_stop.set()
         elector_thread.join(10)

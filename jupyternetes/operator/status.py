@@ -12,7 +12,8 @@ plain dicts, stated here once; it matches `crds/jupyternotebookinstances.kadense
                   lastTransitionTime}]   (types: CONDITION_TYPES, plus SecretExposed)
     retainedPvcs: [{name, entry, reason}]   (preflight.py)
     stack: {name, desiredHash, variablesFromHash, templateGeneration,
-            lastUpdate: {result, startedAt, finishedAt, changeSummary: {op: count}, message}}
+            lastUpdate: {result, startedAt, finishedAt, changeSummary: {op: count}, message,
+                         replica}}
 
 Builders take the time as `now` and return the patch; the Reconciler decides which to write.
 Pod fields come from `podstatus`, merge-patch replacement from `statuspatch`, the merge of
@@ -170,7 +171,9 @@ def last_update(result: Any, message: str) -> dict[str, Any]:
     """`stack.lastUpdate` of an engine result (an OperationResult-like object)."""
     update = {"result": result.result, "startedAt": result.started_at,
               "finishedAt": result.finished_at,
-              "changeSummary": dict(result.change_summary or {}), "message": message}
+              "changeSummary": dict(result.change_summary or {}), "message": message,
+              # The operator replica that ran it (several replicas share the instances).
+              "replica": getattr(result, "replica", None)}
     return {k: v for k, v in update.items() if v is not None}
 
 

@@ -209,3 +209,31 @@ def test_lease_namespace_prefers_pod_namespace(monkeypatch, tmp_path):
     assert election.default_lease_namespace({}) == "from-sa"
     monkeypatch.setattr(election, "SERVICE_ACCOUNT_NAMESPACE", str(tmp_path / "missing"))
     assert election.default_lease_namespace({}) == "default"
+
+
+def test_kill_engine_processes_returns_when_the_whole_tree_is_gone():
+    """A replica that lost its Lease exits only after its engine processes are dead, children
+    of children included (a worker's Pulumi CLI), so no engine overlaps the next leader."""
+    import json
+    import subprocess
+    import sys
+
+    script = (
+        "import json, subprocess, sys\n"
+        "from jupyternetes.engine.procs import pid_alive\n"
+        "from jupyternetes.operator.election import kill_engine_processes\n"
+        # A worker-like child with a child of its own (a CLI), in a session of its own.
+        "outer = subprocess.Popen([sys.executable, '-c', 'import subprocess, time; "
+        "subprocess.Popen([\"sleep\", \"300\"]); time.sleep(300)'], start_new_session=True)\n"
+        "import time\n"
+        "from jupyternetes.engine.procs import descendants\n"
+        "import os\n"
+        "while len(descendants(os.getpid())) < 2: time.sleep(0.01)\n"
+        "killed = kill_engine_processes()\n"
+        "print(json.dumps({'killed': killed, 'alive': [p for p in killed if pid_alive(p)]}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=60, check=True).stdout
+    answer = json.loads(out)
+    assert len(answer["killed"]) == 2
+    assert answer["alive"] == []

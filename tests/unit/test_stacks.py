@@ -239,6 +239,33 @@ def test_clear_stack_locks_removes_only_that_stacks_stale_locks(tmp_path):
     assert not locks.is_locked_error("error: failed to load checkpoint")
 
 
+def test_sharded_lock_sweep_judges_each_stack_by_its_own_shard_acquisition(tmp_path,
+                                                                            monkeypatch):
+    """A sharded replica clears only the stacks of shards it holds, and another host's lock
+    only when written before it acquired that stack's shard (locks.py)."""
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    backend = tmp_path / "state"
+    # Lock timestamps are 2026-01-01; shard of ns.a acquired later, of ns.b never (not held).
+    mine = write_lock(backend, "ns.a", "l1", 4242, "another-host")
+    theirs = write_lock(backend, "ns.b", "l2", 4242, "another-host")
+    dead_theirs = write_lock(backend, "ns.b", "l3", 999_999_999, socket.gethostname())
+    for path in (mine, theirs, dead_theirs):
+        os.utime(path, (1_767_225_600, 1_767_225_600))  # the file's mtime counts too
+    engine = StackEngine(settings(tmp_path, backend_url=f"file://{backend}"))
+    since = {"ns.a": time.time()}
+    engine.lock_since = since.get
+    actions = engine.clear_stale_locks(stacks=lambda stack: stack == "ns.a")
+    assert actions == ["removed stale lock ns.a/l1.json"]
+    assert theirs.exists() and dead_theirs.exists()  # another replica's stacks: untouched
+    # The per-stack rule applies to an operation's own lock check too.
+    again = write_lock(backend, "ns.a", "l4", 4242, "another-host")
+    os.utime(again, (1_767_225_600, 1_767_225_600))
+    assert engine.clear_stack_locks("ns.a") == ["removed stale lock ns.a/l4.json"]
+    assert engine.clear_stack_locks("ns.b") == ["removed stale lock ns.b/l3.json"]
+    assert theirs.exists()  # ns.b's shard is not held: another host's lock is not judged
+
+
 def test_stacks_with_pending_operations(tmp_path):
     root = tmp_path / ".pulumi/stacks/jupyternetes-instances"
     root.mkdir(parents=True)

@@ -106,6 +106,17 @@ def test_processing_then_success_validates():
         "Ready", "Provisioned", "Degraded", contract.TEMPLATE_CURRENT, "SecretExposed"]
 
 
+def test_last_update_names_the_replica_that_ran_it_and_the_crd_keeps_it():
+    r = rendered()
+    outcome = Outcome("succeeded", "ok", {"create": 2})
+    outcome.replica = "operator-7f9c-abcde"  # type: ignore[attr-defined]
+    assert contract.last_update(outcome, "ok")["replica"] == "operator-7f9c-abcde"
+    assert "replica" not in contract.last_update(Outcome("succeeded"), "ok")
+    status = valid(stored(success(r, {})))
+    status["stack"]["lastUpdate"]["replica"] = "operator-7f9c-abcde"
+    valid(status)  # declared in the CRD: not pruned by the apiserver
+
+
 def test_failure_after_success_validates_and_drops_the_old_figures():
     r = rendered()
     up = stored(success(r, {}))
