@@ -258,8 +258,7 @@ def operator_flags(args):
 def test_operator_args_are_real_operator_flags():
     s = settings(watchNamespaces=["a", "b"], templateNamespaces=["hub"], workers=2,
                  templateRollout="immediate", logLevel="debug", secretVariables=["db.password"],
-                 stateBackendUrl="s3://b/p", metricsPort=9100, shutdownGraceSeconds=60,
-                 shards=0)
+                 stateBackendUrl="s3://b/p", metricsPort=9100, shutdownGraceSeconds=60)
     parsed = operator_flags(manifests.operator_args(s))
     assert parsed.namespace == ["a", "b"] and parsed.template_namespace == ["hub"]
     assert parsed.workers == 2 and parsed.template_rollout == "immediate"
@@ -274,6 +273,9 @@ def test_operator_args_are_real_operator_flags():
     assert manifests.backend_secret(s)["stringData"][manifests.BACKEND_URL_KEY] == "s3://b/p"
     assert manifests.backend_secret(settings()) is None
     assert parsed.expected_replicas == 1
+    # A shared backend: sharded, the replica named by its pod (the kubelet expands $(POD_NAME)).
+    assert parsed.shards == 32 and parsed.replica_id == "$(POD_NAME)"
+    assert operator_flags(manifests.operator_args(settings())).shards == 0
     assert parsed.pulumi_home == manifests.PULUMI_HOME
     assert parsed.health_port == parsed.metrics_port == 9100
     assert parsed.shutdown_grace == 60
