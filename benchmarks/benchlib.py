@@ -620,6 +620,8 @@ class Bench:
     custom: client.CustomObjectsApi = field(init=False)
     pulumi_env: dict[str, str] = field(init=False)
     pulumi_home: Path = field(init=False)
+    # The harness's control plane when the run started one (its components' pids, for /proc).
+    cluster: DevCluster | None = field(init=False, default=None)
     _stack: contextlib.ExitStack = field(init=False, default_factory=contextlib.ExitStack)
     _operators: list[BenchOperator] = field(init=False, default_factory=list)
     _volumes: list[str] = field(init=False, default_factory=list)
@@ -654,6 +656,7 @@ class Bench:
             cluster = DevCluster()
             self._stack.callback(cluster.stop)
             cluster.start()
+            self.cluster = cluster
             self.kubeconfig = cluster.kubeconfig
             log(f"DevCluster up in {cluster.timing.get('total', 0):.1f}s at {cluster.server}")
         self.api = config.new_client_from_config(config_file=str(self.kubeconfig))

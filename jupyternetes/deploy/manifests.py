@@ -35,6 +35,8 @@ PASSPHRASE_KEY = "passphrase"
 BACKEND_URL_KEY = "backendUrl"
 BACKEND_SECRET = f"{OPERATOR}-backend"
 METRICS_SERVICE = f"{OPERATOR}-metrics"
+DISRUPTION_BUDGET = OPERATOR
+HOSTNAME_TOPOLOGY = "kubernetes.io/hostname"
 
 # Server-set fields the example files carry (they are `kubectl get -o yaml` output).
 SERVER_SET_FIELDS = ("resourceVersion", "uid", "creationTimestamp", "generation",
@@ -110,6 +112,11 @@ def operator_args(settings: DeploySettings) -> list[str]:
             "--log-format", "json",
             # The operator refuses a file:// backend shared by several replicas.
             "--expected-replicas", str(max(settings.replicas, 1))]
+    if settings.sharded:
+        # Every replica active for the shards it holds (one Lease each); the count is the same
+        # for all replicas. The replica's name in Leases, status and logs is its pod's name
+        # (the kubelet expands $(POD_NAME) from the env below).
+        args += ["--shards", str(settings.shards), "--replica-id", "$(POD_NAME)"]
     for ns in settings.watch_namespaces:
         args += ["--namespace", ns]
     for ns in settings.template_namespaces:
@@ -117,6 +124,27 @@ def operator_args(settings: DeploySettings) -> list[str]:
     for name in settings.secret_variables:
         args += ["--secret-variable", name]
     return args
+
+
+def spread_across_nodes() -> dict[str, Any]:
+    """Preferred pod anti-affinity: replicas on different nodes when the cluster has them, so
+    one node's loss stops only its share of the shards (preferred: a one-node cluster still
+    runs every replica)."""
+    return {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+        {"weight": 100,
+         "podAffinityTerm": {"labelSelector": {"matchLabels": selector_labels()},
+                             "topologyKey": HOSTNAME_TOPOLOGY}}]}}
+
+
+def disruption_budget(settings: DeploySettings) -> dict[str, Any] | None:
+    """At most one replica drained at a time (node drains, cluster upgrades); None for a single
+    replica, which a budget would only keep from ever being evicted."""
+    if settings.replicas <= 1:
+        return None
+    return {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+            "metadata": {"name": DISRUPTION_BUDGET, "namespace": settings.namespace,
+                         "labels": labels()},
+            "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector_labels()}}}
 
 
 def _container_security() -> dict[str, Any]:
@@ -202,6 +230,8 @@ def deployment(settings: DeploySettings) -> dict[str, Any]:
                                         "seccompProfile": {"type": "RuntimeDefault"}},
                     **({"imagePullSecrets": [{"name": n} for n in settings.image_pull_secrets]}
                        if settings.image_pull_secrets else {}),
+                    # A shared backend may run several replicas: spread them over nodes.
+                    **({"affinity": spread_across_nodes()} if not settings.file_state else {}),
                     "initContainers": [link_plugins],
                     "containers": [container],
                     "volumes": [state_volume,

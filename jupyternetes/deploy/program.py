@@ -1,4 +1,5 @@
-"""The deploy stack's Pulumi program: CRDs, namespace, RBAC, state, operator, metrics Service.
+"""The deploy stack's Pulumi program: CRDs, namespace, RBAC, state, operator (with a
+PodDisruptionBudget when it has several replicas), metrics Service.
 
 `stacks/__main__.py` (the project's `main`, see Pulumi.yaml) calls `main()`. Every object is a
 manifest from `manifests`/`rbac` declared as a raw `pulumi.CustomResource`, like the instance
@@ -111,6 +112,7 @@ def declare_all(settings: DeploySettings, passphrase: pulumi.Output | None = Non
         add(obj.resource_name, obj.manifest)
     ready = [r for r in [*crds, ns, account, secret, pvc, backend, *roles] if r is not None]
     add("deployment", manifests.deployment(settings), ready)
+    add("poddisruptionbudget", manifests.disruption_budget(settings), [ns])
     add("service/metrics", manifests.metrics_service(settings), [ns])
     if settings.example_template_namespace:
         add("example-template", manifests.example_template(settings.example_template_namespace),

@@ -23,7 +23,10 @@ Operator (`jupyternetes operator`, its engine workers and their Kubernetes provi
   timeout).
 - events: create (kube.emit_event), patch (client-go style recorders aggregate by patching).
 - secrets: get only, for an instance's `spec.variablesFrom[].secretRef`; never list or watch.
-- leases (coordination.k8s.io): get/create/update, only in the operator's own namespace.
+- leases (coordination.k8s.io), only in the operator's own namespace, exactly the verbs the
+  code uses: get/create/update for the leader election (operator/leader.py); with sharding
+  (`--shards`, a shared backend; no leader election then) list/create/update/delete for the
+  shard and membership Leases (the docstring of operator/shardleases.py lists why each).
 Namespaced Roles in each watched namespace when watchNamespaces is set; ClusterRoles only when the
 operator watches every namespace.
 
@@ -93,8 +96,13 @@ def storage_class_rules() -> list[dict[str, Any]]:
     return [rule("storage.k8s.io", ["storageclasses"], ["get"])]
 
 
-def lease_rules() -> list[dict[str, Any]]:
-    return [rule("coordination.k8s.io", ["leases"], ["get", "create", "update"])]
+ELECTION_LEASE_VERBS = ("get", "create", "update")
+SHARD_LEASE_VERBS = ("list", "create", "update", "delete")
+
+
+def lease_rules(sharded: bool = False) -> list[dict[str, Any]]:
+    verbs = SHARD_LEASE_VERBS if sharded else ELECTION_LEASE_VERBS
+    return [rule("coordination.k8s.io", ["leases"], verbs)]
 
 
 def hub_rules() -> list[dict[str, Any]]:
@@ -161,8 +169,8 @@ def operator_rbac(settings: DeploySettings, labels: dict[str, str]) -> list[Rbac
     else:
         objects += _role_pair("templates", f"{cluster_name}-templates", None, template_rules(),
                               subject, labels)
-    objects += _role_pair("leases", f"{OPERATOR}-leases", settings.namespace, lease_rules(),
-                          subject, labels)
+    objects += _role_pair("leases", f"{OPERATOR}-leases", settings.namespace,
+                          lease_rules(settings.sharded), subject, labels)
     return objects
 
 

@@ -19,6 +19,11 @@ ROLLOUTS = ("next-start", "immediate")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 DEFAULT_IMAGE = "jupyternetes/operator:0.1.0"
+# Shards of instances over the replicas (one coordination.k8s.io Lease each), with a shared
+# backend. Fixed for the life of an install: every replica must use the same count, and a
+# count well above any replica count keeps the split fair (32 shards over 3 replicas: 11/11/10).
+DEFAULT_SHARDS = 32
+MAX_SHARDS = 1024
 DEFAULT_RESOURCES: dict[str, Any] = {
     "requests": {"cpu": "100m", "memory": "256Mi"},
     "limits": {"memory": "1Gi"},
@@ -47,6 +52,7 @@ class DeploySettings:
     image_pull_policy: str = "IfNotPresent"
     image_pull_secrets: tuple[str, ...] = ()
     replicas: int = 1
+    shards: int = DEFAULT_SHARDS
     resources: Mapping[str, Any] = field(default_factory=lambda: dict(DEFAULT_RESOURCES))
     watch_namespaces: tuple[str, ...] = ()
     template_namespaces: tuple[str, ...] = ()
@@ -71,6 +77,12 @@ class DeploySettings:
     def file_state(self) -> bool:
         """True when the operator keeps its Pulumi state in a file:// backend on a PVC."""
         return not self.state_backend_url
+
+    @property
+    def sharded(self) -> bool:
+        """True when the operator runs with `--shards`: a shared backend and shards > 0. With
+        the file:// default there is one replica and the single-leader election of today."""
+        return not self.file_state and self.shards > 0
 
     @property
     def cluster_wide(self) -> bool:
@@ -99,6 +111,7 @@ def settings_from_config(get: Lookup) -> DeploySettings:
                                   ("Always", "IfNotPresent", "Never")),
         image_pull_secrets=_names(get, "imagePullSecrets"),
         replicas=_integer(get, "replicas", d.replicas, minimum=0),
+        shards=_integer(get, "shards", d.shards, minimum=0, maximum=MAX_SHARDS),
         resources=_resources(get, d.resources),
         watch_namespaces=_dns_labels(get, "watchNamespaces"),
         template_namespaces=_dns_labels(get, "templateNamespaces"),
@@ -124,7 +137,13 @@ def settings_from_config(get: Lookup) -> DeploySettings:
         raise SettingsError(
             f"replicas: {s.replicas} operators cannot share one file:// state (each would "
             "write the same stacks); keep replicas at 1, or set stateBackendUrl to a shared "
-            "Pulumi backend (s3://, azblob://, gs://, postgres://)")
+            "Pulumi backend (postgres://, s3://, azblob://, gs://) with "
+            "`pulumi config set --secret stateBackendUrl postgres://user:password@host:5432/db`")
+    if s.sharded and s.replicas > s.shards:
+        raise SettingsError(
+            f"replicas: {s.replicas} is more than shards ({s.shards}): a replica beyond the "
+            "shard count would hold no shard and do nothing; lower replicas, or raise shards "
+            "(the same for every replica; changing it moves instances between replicas)")
     if s.state_backend_credentials_secret and s.file_state:
         raise SettingsError(
             "stateBackendCredentialsSecret is set but stateBackendUrl is not; the credentials "

@@ -10,6 +10,7 @@ the log masks (masking.py). Pure functions; the caller reads the file and the en
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import unquote, urlparse, urlsplit, urlunsplit
@@ -116,8 +117,52 @@ def replicas_error(url: str, expected_replicas: int) -> str | None:
                 f"{redact(url)}: a file backend lives on one operator's disk and cannot be "
                 "shared; run one replica, or give every replica the same shared backend "
                 f"(postgres://user:password@host:port/db in ${ENV_BACKEND_URL} or "
-                "--backend-url-file) and --leader-elect")
+                "--backend-url-file) and either --shards N (every replica works on its share "
+                "of the instances) or --leader-elect (one works, the others stand by)")
     return None
+
+
+# The PostgreSQL server itself saying it is going away or not there yet (SQLSTATE class 57P:
+# admin shutdown, crash shutdown, cannot connect now), or the CLI failing to reach it.
+_DATABASE_DOWN = re.compile(
+    r"failed to ping PostgreSQL|unable to open state database|SQLSTATE 57P0[1-4]|"
+    r"\(57P0[1-4]\)|"
+    r"the database system is (starting up|shutting down|in recovery mode|not yet accepting)|"
+    r"terminating connection due to administrator command", re.IGNORECASE)
+# A network failure, which is the backend's only when its host:port is named with it (the
+# apiserver's connection refused is not).
+_NETWORK_DOWN = re.compile(
+    r"connection refused|connection reset by peer|broken pipe|i/o timeout|no such host|"
+    r"server closed the connection unexpectedly|unexpected EOF|bad connection",
+    re.IGNORECASE)
+
+
+def endpoint(url: str) -> str:
+    """`scheme://host:port/path` of a shared backend: where it is, without user, password or
+    query (postgres' default port made explicit)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = parts.port or (5432 if is_postgres(url) else None)
+    where = f"{host}:{port}" if port else host
+    return f"{parts.scheme}://{where}{parts.path}"
+
+
+def explain_unreachable(message: str, url: str) -> str:
+    """`message` prefixed with what it means when it says that the shared state backend `url`
+    could not be reached (the CLI's own words name a "bucket" or a driver error); otherwise
+    `message` unchanged. The operation is retried with backoff like any failed one."""
+    if not message or not is_postgres(url):
+        return message
+    parts = urlsplit(url)
+    host_port = f"{parts.hostname}:{parts.port or 5432}"
+    if not (_DATABASE_DOWN.search(message)
+            or (host_port in message and _NETWORK_DOWN.search(message))):
+        return message
+    detail = message
+    for prefix in ("stderr: ", "error: "):
+        detail = detail.removeprefix(prefix)
+    return (f"the Pulumi state backend {endpoint(url)} is unreachable (the operation is "
+            f"retried with backoff): {detail}")
 
 
 def request_mask_values(request: Mapping) -> list[str]:

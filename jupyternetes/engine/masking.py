@@ -127,6 +127,8 @@ def trim_message(diagnostics: Iterable[tuple[str | None, str]], stderr: str = ""
                 # The apiserver appends a dump of the whole object diff to some errors (pod
                 # updates): noise for an admin, and it holds old values, secrets included.
                 break
+            # The Automation API's CommandError text labels the CLI's stderr lines.
+            line = line.removeprefix("stderr: ")
             if line.startswith("error: "):
                 line = line[len("error: "):]
             # The resource is named by the prefix already; its URN is noise in a status.

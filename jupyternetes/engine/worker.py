@@ -26,9 +26,16 @@ T_START = time.monotonic()
 
 # Imported after T_START on purpose: the import cost of the Pulumi SDK is part of the measured
 # worker overhead.
+from pulumi import automation as auto  # noqa: E402
+
 from jupyternetes.engine import backendurl, operation, pool  # noqa: E402
 from jupyternetes.engine import program as stack_program  # noqa: E402
-from jupyternetes.engine.masking import MaskingFilter, install, mask_secrets  # noqa: E402
+from jupyternetes.engine.masking import (  # noqa: E402
+    MaskingFilter,
+    install,
+    mask_secrets,
+    trim_message,
+)
 from jupyternetes.engine.procs import pid_alive  # noqa: E402
 from jupyternetes.engine.results import utc_now  # noqa: E402
 
@@ -108,6 +115,12 @@ def main() -> int:
     except stack_program.ProgramError as exc:
         answer = {"result": "failed", "message": f"invalid rendered objects: {exc}",
                   "started_at": utc_now(), "finished_at": utc_now()}
+    except auto.CommandError as exc:
+        # A CLI run before the operation itself (selecting or creating the stack) failed: its
+        # error lines, not the exception's dump of code/stdout/stderr.
+        answer = {"result": "failed", "started_at": utc_now(), "finished_at": utc_now(),
+                  "message": f"stack {request.get('stack')}: {op_label(request)}: "
+                             f"{trim_message([], str(exc), mask.forms())}"}
     except Exception as exc:  # an engine/SDK error outside CommandError: report, don't crash
         sys.stderr.write(mask_secrets(traceback.format_exc(), mask.forms()))
         answer = {"result": "failed", "started_at": utc_now(), "finished_at": utc_now(),
@@ -116,6 +129,10 @@ def main() -> int:
     for key in ("message", "config_error"):  # whatever path built it, no secret leaves
         if isinstance(answer.get(key), str):
             answer[key] = mask_secrets(answer[key], mask.forms())
+    if answer.get("result") == "failed" and isinstance(answer.get("message"), str):
+        # "could not list bucket: ... connection refused" means: the state database is down.
+        answer["message"] = backendurl.explain_unreachable(
+            answer["message"], str((request.get("settings") or {}).get("backend_url") or ""))
     sys.stdout.write(json.dumps(answer))
     sys.stdout.flush()
     return 0

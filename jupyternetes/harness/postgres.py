@@ -162,8 +162,10 @@ class PostgresServer:
             os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc = None
 
-    def restart(self, down_seconds: float = 0.0) -> None:
-        self.stop()
+    def restart(self, down_seconds: float = 0.0, mode: signal.Signals = signal.SIGINT) -> None:
+        """Stop (`mode`: SIGINT a fast shutdown, SIGKILL a crash with recovery at the start),
+        stay down `down_seconds`, start again on the same port with the same data."""
+        self.stop(mode)
         if down_seconds:
             time.sleep(down_seconds)  # an outage of a given length, not a wait for a condition
         self.start()

@@ -650,7 +650,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--expected-replicas", type=int, default=1, metavar="N",
                         help="how many operator replicas the deployment runs (default 1); "
                              "more than one is refused with the file:// backend, which one "
-                             "replica's disk holds (use postgres:// and --leader-elect)")
+                             "replica's disk holds (use postgres:// and --shards N or "
+                             "--leader-elect)")
     election.add_arguments(parser)
     sharding.add_arguments(parser)
     stacks.add_stack_arguments(parser)

@@ -4,8 +4,9 @@ The real `pulumi` CLI, the harness's Python language host and the real Kubernete
 project exactly as an admin would (`pulumi stack init`, `pulumi config set`, `pulumi up`, ...) from
 the repository root. Then the operator runs with the token of the ServiceAccount the stack created:
 the RBAC must be enough for a seed instance's whole life, and SelfSubjectAccessReviews show what it
-is not allowed to do. The same for the hub's Role. Last, `pulumi destroy` must leave the CRDs, the
-instances and users' PVCs where they are.
+is not allowed to do. The same for the hub's Role. Then 3 replicas on a PostgreSQL backend (a
+real server, tests/e2e/fixtures_postgres.py): sharded, budgeted, allowed the shard Leases. Last,
+`pulumi destroy` must leave the CRDs, the instances and users' PVCs where they are.
 
 The tests of this module share one stack and run in file order (each step builds on the last).
 `pulumi up` waits for the operator Deployment's rollout: on the harness the kwok node runs any
@@ -30,8 +31,16 @@ import pytest
 import yaml
 from kubernetes import client, config
 
-from jupyternetes.deploy.manifests import METRICS_SERVICE, STATE_PVC, STATE_SECRET, operator_args
-from jupyternetes.deploy.rbac import HUB, OPERATOR
+from jupyternetes.deploy.manifests import (
+    BACKEND_SECRET,
+    BACKEND_URL_KEY,
+    DISRUPTION_BUDGET,
+    METRICS_SERVICE,
+    STATE_PVC,
+    STATE_SECRET,
+    operator_args,
+)
+from jupyternetes.deploy.rbac import HUB, OPERATOR, SHARD_LEASE_VERBS
 from jupyternetes.deploy.settings import DeploySettings
 from jupyternetes.harness.examples import load_example, strip_server_fields
 from jupyternetes.harness.operator_process import OperatorProcess, poll
@@ -530,7 +539,80 @@ def test_all_namespaces_mode_uses_cluster_roles(deployed: Deployed, operator_kub
             (verb, resource, where)
 
 
-# ---- 3. destroy keeps users' work -------------------------------------------------------------
+# ---- 3. several replicas on a shared PostgreSQL backend ---------------------------------------
+
+
+def test_three_replicas_on_postgres_are_sharded_budgeted_and_may_manage_shard_leases(
+        deployed: Deployed, operator_kubeconfig, postgres_backend, postgres_server):
+    d = deployed
+    apps, policy = client.AppsV1Api(d.api), client.PolicyV1Api(d.api)
+    d.stack.run("config", "set", "--secret", "stateBackendUrl", postgres_backend)
+    d.stack.config("replicas", "3")
+    d.stack.up()  # waits for the rollout of 3 ready replicas
+
+    dep = apps.read_namespaced_deployment(OPERATOR, d.operator_ns)
+    assert dep.spec.replicas == 3 and dep.status.ready_replicas == 3
+    assert dep.spec.strategy.type == "RollingUpdate"
+    assert dep.spec.strategy.rolling_update.max_unavailable == 0
+    pod = dep.spec.template.spec
+    (container,) = pod.containers
+    args = container.args
+    assert args[args.index("--shards") + 1] == "32"  # the documented default
+    assert args[args.index("--replica-id") + 1] == "$(POD_NAME)"
+    assert args[args.index("--expected-replicas") + 1] == "3"
+    env = {e.name: e for e in container.env}
+    assert env["POD_NAME"].value_from.field_ref.field_path == "metadata.name"
+    assert env["PULUMI_BACKEND_URL"].value_from.secret_key_ref.name == BACKEND_SECRET
+    # The URL's password is in the backend Secret only: not in the Deployment.
+    spec_text = json.dumps(d.api.sanitize_for_serialization(dep.spec))
+    assert postgres_server.password not in spec_text
+    backend = d.core.read_namespaced_secret(BACKEND_SECRET, d.operator_ns)
+    assert base64.b64decode(backend.data[BACKEND_URL_KEY]).decode() == postgres_backend
+    (term,) = pod.affinity.pod_anti_affinity.preferred_during_scheduling_ignored_during_execution
+    assert term.pod_affinity_term.topology_key == "kubernetes.io/hostname"
+    assert term.pod_affinity_term.label_selector.match_labels == dep.spec.selector.match_labels
+    # The file:// state's PVC went with the switch to the shared backend.
+    with pytest.raises(client.ApiException) as gone:
+        d.core.read_namespaced_persistent_volume_claim(STATE_PVC, d.operator_ns)
+    assert gone.value.status == 404
+
+    pdb = policy.read_namespaced_pod_disruption_budget(DISRUPTION_BUDGET, d.operator_ns)
+    assert pdb.spec.max_unavailable == 1 and pdb.spec.min_available is None
+    assert pdb.spec.selector.match_labels == dep.spec.selector.match_labels
+    # The disruption controller counts the 3 replicas and allows one eviction at a time.
+    wait_for("the PodDisruptionBudget's status: 3 pods, 1 disruption allowed", lambda: (
+        (b := policy.read_namespaced_pod_disruption_budget(DISRUPTION_BUDGET, d.operator_ns))
+        .status is not None and b.status.expected_pods == 3
+        and b.status.disruptions_allowed == 1), timeout=60,
+        describe=lambda: str(policy.read_namespaced_pod_disruption_budget(
+            DISRUPTION_BUDGET, d.operator_ns).status))
+
+    role = client.RbacAuthorizationV1Api(d.api).read_namespaced_role(f"{OPERATOR}-leases",
+                                                                     d.operator_ns)
+    assert [sorted(r.verbs) for r in role.rules if "leases" in r.resources] == \
+        [sorted(SHARD_LEASE_VERBS)]
+    lease = "coordination.k8s.io"
+    for verb in SHARD_LEASE_VERBS:
+        assert can(operator_kubeconfig, verb, "leases", d.operator_ns, lease), verb
+        assert not can(operator_kubeconfig, verb, "leases", d.other_ns, lease), verb
+    for verb in ("update", "delete"):
+        assert can(operator_kubeconfig, verb, "leases", d.operator_ns, lease,
+                   name=f"{OPERATOR}-x-shard-7"), verb
+    for verb in ("watch", "patch", "deletecollection"):
+        assert not can(operator_kubeconfig, verb, "leases", d.operator_ns, lease), verb
+    assert not can(operator_kubeconfig, "list", "leases", "", lease)  # not cluster-wide
+
+    # Back to one replica: no budget (it would only block every eviction of the one pod).
+    d.stack.config("replicas", "1")
+    d.stack.up()
+    with pytest.raises(client.ApiException) as gone:
+        policy.read_namespaced_pod_disruption_budget(DISRUPTION_BUDGET, d.operator_ns)
+    assert gone.value.status == 404
+    dep = apps.read_namespaced_deployment(OPERATOR, d.operator_ns)
+    assert dep.spec.replicas == 1 and "--shards" in dep.spec.template.spec.containers[0].args
+
+
+# ---- 4. destroy keeps users' work -------------------------------------------------------------
 
 
 def test_destroy_removes_the_operator_and_keeps_crds_instances_and_pvcs(deployed: Deployed):

@@ -51,6 +51,7 @@ def test_replicas_error_refuses_file_backend_for_several_replicas():
     assert backendurl.replicas_error(PG, 3) is None
     message = backendurl.replicas_error("file:///s", 2)
     assert message and "postgres://" in message and "--leader-elect" in message
+    assert "--shards N" in message and "--expected-replicas 2" in message
     assert backendurl.replicas_error(PG, 0)
 
 
@@ -61,6 +62,8 @@ def test_operator_refuses_several_replicas_on_a_file_backend(tmp_path, capsys, m
     err = capsys.readouterr().err
     assert code == 2
     assert "file:// backend" in err and "--expected-replicas 2" in err
+    # What to configure instead: a shared postgres:// backend, and where its URL goes.
+    assert "postgres://" in err and "PULUMI_BACKEND_URL" in err and "--backend-url-file" in err
 
 
 def test_operator_refuses_a_password_on_the_command_line(tmp_path, capsys):
@@ -145,3 +148,42 @@ def test_cli_environment_keeps_the_password_out_of_the_url():
     assert env == {"PULUMI_BACKEND_URL": "postgres://pulumi@127.0.0.1:5432/state?sslmode=disable",
                    "PGPASSWORD": "s3cr/t"}
     assert backendurl.cli_environment("file:///s") == {"PULUMI_BACKEND_URL": "file:///s"}
+
+
+# Messages the Pulumi CLI printed while the test's PostgreSQL server was down (e2e runs).
+OUTAGE_MESSAGES = [
+    "stderr: error: could not list bucket: blob (code=Unknown): dial tcp 127.0.0.1:5432: "
+    "connect: connection refused",
+    'stderr: error: unable to open state database "postgres://pulumi@127.0.0.1:5432/state?'
+    'sslmode=disable": failed to ping PostgreSQL: dial tcp 127.0.0.1:5432: connect: '
+    "connection refused",
+    "error: there was a problem deleting the lock at postgres://****:****@127.0.0.1:5432/state/"
+    ".pulumi/locks/organization/p/s/1.json, manual clean up may be required: blob "
+    "(code=Unknown): FATAL: terminating connection due to administrator command "
+    "(SQLSTATE 57P01)",
+    "error: FATAL: the database system is starting up (SQLSTATE 57P03)",
+    "stderr: error: could not list bucket: blob (code=Unknown): pq: the database system is "
+    "shutting down (57P03)",
+]
+
+
+@pytest.mark.parametrize("message", OUTAGE_MESSAGES)
+def test_an_unreachable_state_database_is_said_plainly(message):
+    text = backendurl.explain_unreachable(message, PG)
+    assert text.startswith("the Pulumi state backend postgres://127.0.0.1:5432/state is "
+                           "unreachable"), text
+    assert "retried" in text
+    assert message.removeprefix("stderr: ").removeprefix("error: ") in text  # the detail stays
+    assert "s3cr" not in text
+
+
+@pytest.mark.parametrize(("message", "url"), [
+    # The apiserver refusing is not the state backend's problem.
+    ("dial tcp 127.0.0.1:6443: connect: connection refused", PG),
+    ("pods \"x\" is forbidden", PG),
+    # Only shared backends: a file:// state is on the operator's disk.
+    ("could not list bucket: blob (code=Unknown): open /x: permission denied", "file:///s"),
+    ("", PG),
+])
+def test_other_failures_are_left_as_they_are(message, url):
+    assert backendurl.explain_unreachable(message, url) == message

@@ -96,7 +96,11 @@ def test_settings_parse_cli_strings_and_structures():
 
 
 @pytest.mark.parametrize(("config", "message"), [
-    ({"replicas": 2}, r"replicas: 2 operators cannot share one file:// state.*stateBackendUrl"),
+    ({"replicas": 2}, r"replicas: 2 operators cannot share one file:// state.*stateBackendUrl"
+                      r".*postgres://"),
+    ({"replicas": 33, "stateBackendUrl": "s3://b"}, r"replicas: 33 is more than shards \(32\)"),
+    ({"shards": -1}, r"shards: -1 is below the minimum 0"),
+    ({"shards": 5000}, r"shards: 5000 is above the maximum 1024"),
     ({"namespace": "Bad_NS"}, r"namespace: 'Bad_NS' is not a namespace name"),
     ({"watchNamespaces": "users"}, r"watchNamespaces: expected a list.*--path"),
     ({"watchNamespaces": ["ok", "NO"]}, r"watchNamespaces\[1\]"),
@@ -120,6 +124,15 @@ def test_replicas_with_a_shared_backend():
     s = settings(replicas=3, stateBackendUrl="s3://bucket/jupyternetes",
                  stateBackendCredentialsSecret="state-backend")
     assert s.replicas == 3 and not s.file_state
+    assert s.shards == 32 and s.sharded
+
+
+def test_one_replica_with_file_state_is_the_default_and_not_sharded():
+    s = settings()
+    assert s.replicas == 1 and s.file_state and not s.sharded
+    # shards is only used with a shared backend; 0 there is active/standby leader election.
+    assert not settings(shards=8).sharded
+    assert not settings(stateBackendUrl="postgres://u@h/db", replicas=3, shards=0).sharded
 
 
 # ---- RBAC ---------------------------------------------------------------------------------
@@ -154,6 +167,7 @@ def test_cluster_wide_operator_gets_cluster_roles_and_a_lease_role():
     assert all("resourceNames" not in r for r in rules)
     roles = rules_of(objects, "Role")
     assert set(roles) == {"jupyternetes"}
+    # One replica on the file:// default: the leader election's verbs only.
     assert verbs(roles["jupyternetes"], "coordination.k8s.io", "leases") == \
         ["create", "get", "update"]
     bindings = [o.manifest for o in objects if o.manifest["kind"].endswith("Binding")]
@@ -187,6 +201,20 @@ def test_namespaced_operator_has_no_cluster_role_for_workloads():
     # Resource names are unique (they are Pulumi URNs).
     names = [o.resource_name for o in objects]
     assert len(names) == len(set(names))
+
+
+def test_sharded_operator_may_manage_the_shard_leases_in_its_namespace_only():
+    s = settings(stateBackendUrl="postgres://u@db/j", replicas=3)
+    objects = rbac.operator_rbac(s, manifests.labels())
+    lease_roles = {ns: rules for ns, rules in rules_of(objects, "Role").items()
+                   if verbs(rules, "coordination.k8s.io", "leases")}
+    assert set(lease_roles) == {"jupyternetes"}
+    assert verbs(lease_roles["jupyternetes"], "coordination.k8s.io", "leases") == \
+        sorted(rbac.SHARD_LEASE_VERBS)
+    # Exactly the verbs shardleases.py uses (no get, watch or patch): its docstring lists them.
+    assert sorted(rbac.SHARD_LEASE_VERBS) == ["create", "delete", "list", "update"]
+    assert not [r for o in objects if o.manifest["kind"] == "ClusterRole"
+                for r in o.manifest["rules"] if "leases" in r["resources"]]
 
 
 def test_no_wildcards_and_no_secret_listing_anywhere():
@@ -245,6 +273,9 @@ def test_operator_args_are_real_operator_flags():
     assert manifests.backend_secret(s)["stringData"][manifests.BACKEND_URL_KEY] == "s3://b/p"
     assert manifests.backend_secret(settings()) is None
     assert parsed.expected_replicas == 1
+    # A shared backend: sharded, the replica named by its pod (the kubelet expands $(POD_NAME)).
+    assert parsed.shards == 32 and parsed.replica_id == "$(POD_NAME)"
+    assert operator_flags(manifests.operator_args(settings())).shards == 0
     assert parsed.pulumi_home == manifests.PULUMI_HOME
     assert parsed.health_port == parsed.metrics_port == 9100
     assert parsed.shutdown_grace == 60
@@ -289,6 +320,53 @@ def test_image_pull_secrets():
     assert "imagePullSecrets" not in manifests.deployment(settings())["spec"]["template"]["spec"]
     with pytest.raises(SettingsError, match=r"imagePullSecrets\[0\]"):
         settings(imagePullSecrets=["Bad Name"])
+
+
+def test_several_replicas_with_postgres_are_sharded_spread_and_budgeted():
+    s = settings(stateBackendUrl="postgres://u:pw@db:5432/j", replicas=3, shards=24)
+    d = manifests.deployment(s)
+    assert d["spec"]["replicas"] == 3
+    assert d["spec"]["strategy"] == {
+        "type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+    pod = d["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    args = container["args"]
+    assert args[args.index("--shards") + 1] == "24"
+    assert args[args.index("--expected-replicas") + 1] == "3"
+    # The replica id is the pod's name: POD_NAME from the downward API, expanded by the kubelet.
+    assert args[args.index("--replica-id") + 1] == "$(POD_NAME)"
+    env = {e["name"]: e for e in container["env"]}
+    assert env["POD_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    assert "pw" not in " ".join(args)
+    (term,) = pod["affinity"]["podAntiAffinity"][
+        "preferredDuringSchedulingIgnoredDuringExecution"]
+    assert term["podAffinityTerm"] == {"labelSelector": {"matchLabels":
+                                                         manifests.selector_labels()},
+                                       "topologyKey": "kubernetes.io/hostname"}
+    assert "requiredDuringSchedulingIgnoredDuringExecution" not in pod["affinity"][
+        "podAntiAffinity"]
+    pdb = manifests.disruption_budget(s)
+    assert pdb["apiVersion"] == "policy/v1" and pdb["kind"] == "PodDisruptionBudget"
+    assert pdb["metadata"]["namespace"] == "jupyternetes"
+    assert pdb["spec"] == {"maxUnavailable": 1,
+                           "selector": {"matchLabels": manifests.selector_labels()}}
+    # The budget selects exactly the operator's pods.
+    labels = d["spec"]["template"]["metadata"]["labels"]
+    assert set(pdb["spec"]["selector"]["matchLabels"].items()) <= set(labels.items())
+
+
+def test_one_replica_has_no_budget_and_file_state_no_sharding_flags():
+    assert manifests.disruption_budget(settings()) is None
+    assert manifests.disruption_budget(settings(stateBackendUrl="postgres://u@db/j")) is None
+    d = manifests.deployment(settings())
+    args = d["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--shards" not in args and "--replica-id" not in args
+    assert "affinity" not in d["spec"]["template"]["spec"]
+    assert d["spec"]["strategy"] == {"type": "Recreate"}
+    # shards 0 with a shared backend: today's single-leader election, no --shards.
+    args = manifests.operator_args(settings(stateBackendUrl="postgres://u@db/j", replicas=2,
+                                            shards=0))
+    assert "--shards" not in args
 
 
 def test_remote_state_has_no_pvc_and_rolls():
@@ -411,6 +489,33 @@ def test_configured_passphrase_is_used_and_kept(monitor):
         assert list(reqs["secret/state"].ignoreChanges) == ["stringData", "data"]
         assert wire(reqs["secret/state"])["stringData"]["passphrase"]["value"] == "from-config"
         assert not [n for n, r in reqs.items() if r.retainOnDelete]
+
+    return pulumi.Output.all(*[r.urn for r in declared.values()]).apply(check)
+
+
+@pulumi.runtime.test
+def test_several_replicas_declare_a_disruption_budget(monitor):
+    s = settings(stateBackendUrl="postgres://u:pw@db/j", replicas=3)
+    declared = deploy.declare_all(s)
+
+    def check(_):
+        reqs = monitor.by_name()
+        pdb = reqs["poddisruptionbudget"]
+        assert pdb.type == "kubernetes:policy/v1:PodDisruptionBudget"
+        assert urn(monitor, "namespace") in pdb.dependencies
+        assert wire(pdb)["spec"]["maxUnavailable"] == 1
+        assert wire(reqs["deployment"])["spec"]["replicas"] == 3
+        assert "pvc/state" not in reqs and "secret/backend" in reqs
+
+    return pulumi.Output.all(*[r.urn for r in declared.values()]).apply(check)
+
+
+@pulumi.runtime.test
+def test_one_replica_declares_no_disruption_budget(monitor):
+    declared = deploy.declare_all(settings())
+
+    def check(_):
+        assert "poddisruptionbudget" not in monitor.by_name()
 
     return pulumi.Output.all(*[r.urn for r in declared.values()]).apply(check)
 

@@ -86,3 +86,12 @@ def test_nothing_to_mask_leaves_records_alone(values):
     log, out = logger_with(masking.MaskingFilter(values))
     log.info("plain %s", "text")
     assert out.getvalue() == f"{log.name} plain text\n"
+
+
+def test_trim_message_reads_a_command_errors_stderr_lines_without_their_labels():
+    # str(pulumi.automation.CommandError): code, stdout and stderr, each labelled.
+    dump = ("\n code: 255\n stdout: \n stderr: error: could not list bucket: blob "
+            "(code=Unknown): dial tcp 127.0.0.1:5432: connect: connection refused\n")
+    assert masking.trim_message([], dump) == (
+        "could not list bucket: blob (code=Unknown): dial tcp 127.0.0.1:5432: connect: "
+        "connection refused")
