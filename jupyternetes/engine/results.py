@@ -26,6 +26,8 @@ class OperationResult:
     # Wall time of the whole operation including the worker process (engine_seconds <= this).
     wall_seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
+    # The worker process that ran it (None: no worker answered).
+    worker_pid: int | None = None
 
     @property
     def succeeded(self) -> bool:
