@@ -353,10 +353,14 @@ def test_stack_worker_masks_its_traceback_and_answer(pulumi_env, tmp_path):
                "refresh": False}
     env = {**pulumi_env.env, "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
            "JUPYTERNETES_WORKER_LOG": "DEBUG"}
+    # One request, then end of input: the worker answers it and exits (protocol.py).
     done = subprocess.run([sys.executable, "-m", "jupyternetes.engine.worker"],
-                          input=json.dumps(request), env=env, capture_output=True, text=True,
-                          timeout=120)
-    answer = json.loads(done.stdout)
+                          input=json.dumps({"id": 1, "request": request}) + "\n", env=env,
+                          capture_output=True, text=True, timeout=120)
+    [line] = done.stdout.splitlines()
+    message = json.loads(line)
+    assert message["id"] == 1
+    answer = message["answer"]
     assert answer["result"] == "failed"
     assert "Traceback" in done.stderr and "ValueError: unknown operation 'op-[secret]'" in (
         done.stderr), done.stderr
