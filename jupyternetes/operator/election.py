@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -54,12 +55,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="time between acquire/renew attempts (default %(default)g)")
 
 
+KILL_WAIT_SECONDS = 5.0
+
+
 def kill_engine_processes() -> list[int]:
     """SIGKILL every process below this one (stack workers, Pulumi CLIs, providers)."""
     pids = procs.descendants(os.getpid())
     for pid in reversed(pids):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+    # A killed process with many threads (a long-lived stack worker) takes a moment to exit:
+    # wait until they are gone (bounded), so that no lock holder outlives this call.
+    deadline = time.monotonic() + KILL_WAIT_SECONDS
+    while time.monotonic() < deadline and any(procs.pid_alive(p) for p in pids):
+        time.sleep(0.02)
     return pids
 
 
