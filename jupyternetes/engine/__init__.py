@@ -5,8 +5,9 @@ One concern a module:
 - settings: StackSettings (backend, passphrase, kubeconfig) and the environment every Pulumi
   CLI run gets; backendurl: where the backend URL comes from, its password kept out of texts
 - program: the inline program (rendered objects -> Kubernetes resources of one stack)
-- worker + operation + events: the process that runs one operation, the operation, its events
-- pool: the request/answer exchange with a worker and the pre-started idle workers
+- worker + operation + events + command: the long-lived process that runs operations (each
+  in a thread), one operation, its events as data, the CLI minus the read-backs it can answer
+- pool + protocol: the worker processes (start, send, cancel, recycle) and their messages
 - repair, locks, diystate, pgstate, stackseed, workspaces: state repair after a crash (stale
   locks, half-written files, pending operations), and state written without a CLI run
 - masking: secrets out of messages (pure); results: what an operation answers (pure)

@@ -41,6 +41,7 @@ class Known:
 
     exists: bool
     collector: Collector
+    cancelled: bool = False
 
 
 class EventCommand(auto.PulumiCommand):
@@ -75,9 +76,21 @@ class EventCommand(auto.PulumiCommand):
             if stack in self._known:
                 self._known[stack].exists = True
 
+    def cancel(self, stack: str) -> None:
+        """The operation on `stack` is cancelled: it starts no further CLI run."""
+        with self._guard:
+            if stack in self._known:
+                self._known[stack].cancelled = True
+
     def run(self, args: list[str], cwd: str, additional_env: Mapping[str, str],
             on_output: auto.OnOutput | None = None,
             on_error: auto.OnOutput | None = None) -> auto.CommandResult:
+        stack = args[args.index("--stack") + 1] if "--stack" in args[:-1] else None
+        with self._guard:
+            known = self._known.get(stack) if stack else None
+            if known is not None and known.cancelled:
+                raise auto.CommandError(auto.CommandResult(
+                    stdout="", stderr=f"the operation on stack {stack} was cancelled", code=-2))
         answer = self.local_answer(args)
         if answer is not None:
             with self._guard:

@@ -27,6 +27,8 @@ class OperationResult:
     wall_seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
     replica: str | None = None  # the operator replica that ran it (StackSettings.replica)
+    # The worker process that ran it (None: no worker answered).
+    worker_pid: int | None = None
 
     @property
     def succeeded(self) -> bool:

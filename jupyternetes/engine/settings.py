@@ -222,3 +222,36 @@ def cli_env(backend_url: str, environ: Mapping[str, str] | None = None) -> dict[
     if urlparse(backend_url).scheme == "file":
         env.update(FILE_BACKEND_ENV)
     return env
+
+
+# ---------------------------------------------------------------------------------------------
+# Worker processes (pool.py)
+
+# Operations one worker process runs at once, each in a thread (Pulumi's Python runtime keeps
+# its per-deployment state in contextvars). The operator runs `--workers` operations at once
+# (4 by default), so one process usually serves them all.
+ENV_WORKER_CONCURRENCY = "JUPYTERNETES_WORKER_CONCURRENCY"
+DEFAULT_WORKER_CONCURRENCY = 8
+# Operations one worker process runs in its life before it is replaced (bounds whatever a
+# long-lived Python process may accumulate).
+ENV_WORKER_REUSE = "JUPYTERNETES_WORKER_REUSE"
+DEFAULT_WORKER_REUSE = 200
+
+
+def worker_limits(environ: Mapping[str, str] | None = None) -> tuple[int, int]:
+    """(concurrency, reuse) of the engine's worker processes, from the operator's environment.
+    `1, 1` is one process per operation. A value that is not a positive integer is a
+    configuration error naming the variable."""
+    env = os.environ if environ is None else environ
+    limits = []
+    for name, default in ((ENV_WORKER_CONCURRENCY, DEFAULT_WORKER_CONCURRENCY),
+                          (ENV_WORKER_REUSE, DEFAULT_WORKER_REUSE)):
+        raw = (env.get(name) or "").strip()
+        if not raw:
+            limits.append(default)
+            continue
+        if not raw.isdigit() or int(raw) < 1:
+            raise StackConfigError(f"{name}={raw!r}: expected a whole number of operations, "
+                                   f"1 or more (default {default})")
+        limits.append(int(raw))
+    return limits[0], limits[1]

@@ -1,19 +1,19 @@
-"""The stack engine: one Pulumi stack per instance, each operation in an isolated worker.
+"""The stack engine: one Pulumi stack per instance, its operations run in worker processes.
 
-Every engine operation (up, preview, destroy, repair) runs in its own worker subprocess
-(`python -m jupyternetes.engine.worker`): Pulumi's Python runtime keeps process-global state
-(settings, the language server, mocks), so two inline programs in one process interfere. The
-worker gets a JSON request on stdin and answers with one JSON object on stdout; its logs go to
-stderr. It dies with the thread that started it (PR_SET_PDEATHSIG, set by the worker itself) so
-an operator killed with SIGKILL leaves no engine holding a stack lock, and it is killed after a
-timeout. The worker's answer carries the engine time, so callers see the subprocess overhead.
+Every engine operation (up, preview, destroy, repair, forget) runs in a worker process
+(`python -m jupyternetes.engine.worker`, pool.py), never in the operator: a hung or crashed
+Pulumi CLI, SDK or program cannot take the operator down, and the operator's own threads never
+touch Pulumi's runtime state. A worker runs several operations at once, each in a thread (the
+SDK keeps a deployment's state in contextvars), and many in its life: Python, the SDK imports
+and the CLI's version check are paid once per worker, not once per operation. It dies with the
+thread that started it (PR_SET_PDEATHSIG, set by the worker itself) so an operator killed with
+SIGKILL leaves no engine holding a stack lock, and a timed-out operation is cancelled. Answers
+carry the engine time, so callers see the overhead around it.
 
-To keep that overhead off an operation: one worker is kept pre-started (pool.py: Python, the
-Pulumi SDK and the CLI's version check done, waiting for its request; still one operation per
-process), and the worker runs no CLI command the operation does not need (see
-command.EventCommand): an `up` of an existing stack
-on a file:// backend is one `pulumi up` process. A killed CLI can leave the file backend's files
-half-written; repair.py fixes them at start and when an operation cannot load its checkpoint.
+The worker runs no CLI command an operation does not need (command.EventCommand): an `up` of an
+existing stack on a file:// backend is one `pulumi up` process. A killed CLI can leave the file
+backend's files half-written; repair.py fixes them at start and when an operation cannot load
+its checkpoint.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from typing import Any
 
 from jupyternetes import naming
 from jupyternetes.engine import diystate, engineprocs, pool
+from jupyternetes.engine import settings as engine_settings
 from jupyternetes.engine.locks import is_locked_error
 from jupyternetes.engine.masking import MESSAGE_LIMIT, clean_line
 from jupyternetes.engine.repair import StateRepair
@@ -57,7 +58,8 @@ class StackEngine:
         self._env = dict(os.environ if env is None else env)
         # Filled after the first operation; idle workers are stopped when the engine is
         # closed or garbage-collected, and die with this process in any case (PDEATHSIG).
-        self._pool = pool.WorkerPool(self._env, prestart)
+        concurrency, reuse = engine_settings.worker_limits(self._env)
+        self._pool = pool.WorkerPool(self._env, prestart, concurrency, reuse)
         weakref.finalize(self, self._pool.close)
         self._stack_locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
@@ -195,6 +197,7 @@ class StackEngine:
             wall_seconds=time.monotonic() - started,
             timings=dict(answer.get("timings") or {}),
             replica=self.settings.replica,
+            worker_pid=answer.get("worker_pid"),
         )
 
     def _lock_for(self, stack: str) -> threading.Lock:
@@ -203,7 +206,7 @@ class StackEngine:
 
     def _work(self, request: dict[str, Any]) -> dict[str, Any]:
         try:
-            return pool.run_worker(request, self._env, self.timeout, self._pool)
+            return self._pool.run(request, self.timeout)
         except engineprocs.Refused as exc:  # sharded: the stack's shard was lost just now
             return pool.failed_answer(request, utc_now(), str(exc))
 

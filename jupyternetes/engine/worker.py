@@ -1,21 +1,30 @@
-"""`python -m jupyternetes.engine.worker`: the process that runs ONE stack operation and exits.
+"""`python -m jupyternetes.engine.worker`: a long-lived process that runs stack operations.
 
-Request: one JSON object on stdin (see stackengine.StackEngine._request). Answer: one JSON
-object on stdout. Logs: stderr, masked. The operation itself is operation.run. A fresh process
-per operation because Pulumi's Python runtime (settings, language server, mocks) keeps state per
-process; see stackengine.py. Shared constants come from pool.py, which both sides import.
+Messages come on stdin and answers go to stdout, one JSON object per line (protocol.py); logs go
+to stderr, masked. Each operation (operation.run) runs in a thread of its own, so one process
+serves several operations at once and one after another: the Python start, the SDK imports and
+the CLI's version check are paid once per process, not once per operation. Pulumi's Python
+runtime keeps its per-deployment state in contextvars (each inline program runs in a context of
+its own: automation/_server.py, runtime/settings.py), which is what makes that safe; the e2e
+test tests/e2e/test_worker_threads.py runs several stacks' programs at once in one worker and
+checks that each stack got exactly its own objects.
+
+Crash safety is as before: the process dies with the thread that started it (PR_SET_PDEATHSIG)
+and then cancels every CLI it started (SIGINT, SIGKILL after the grace); a cancel message does
+the same for one operation's CLI only. The engine (pool.py) recycles a worker after a number of
+operations and lets it exit when idle.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
-import json
 import logging
 import os
 import select
 import signal
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Mapping
@@ -25,10 +34,10 @@ from typing import Any
 T_START = time.monotonic()
 
 # Imported after T_START on purpose: the import cost of the Pulumi SDK is part of the measured
-# worker overhead.
+# worker overhead (of the first operation of the process).
 from pulumi import automation as auto  # noqa: E402
 
-from jupyternetes.engine import backendurl, operation, pool  # noqa: E402
+from jupyternetes.engine import backendurl, operation, protocol  # noqa: E402
 from jupyternetes.engine import program as stack_program  # noqa: E402
 from jupyternetes.engine.masking import (  # noqa: E402
     MaskingFilter,
@@ -36,16 +45,15 @@ from jupyternetes.engine.masking import (  # noqa: E402
     mask_secrets,
     trim_message,
 )
-from jupyternetes.engine.procs import pid_alive  # noqa: E402
+from jupyternetes.engine.procs import descendants, pid_alive  # noqa: E402
 from jupyternetes.engine.results import utc_now  # noqa: E402
 
 T_IMPORTED = time.monotonic()
-# When the request was read: later than T_IMPORTED for a pre-started worker, which waited.
-T_REQUEST = T_IMPORTED
 
 log = logging.getLogger("jupyternetes.engine.worker")
 
 PR_SET_PDEATHSIG = 1
+POLL_SECONDS = 1.0
 
 
 def die_with_parent() -> None:
@@ -56,7 +64,7 @@ def die_with_parent() -> None:
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
     except OSError:  # not Linux: the timeout in the parent still bounds us
         return
-    expected = os.environ.get(pool.ENV_PARENT_PID)
+    expected = os.environ.get(protocol.ENV_PARENT_PID)
     # The parent may have died before prctl took effect; then we are already orphaned.
     if expected and os.getppid() != int(expected):
         os.kill(os.getpid(), signal.SIGTERM)
@@ -70,44 +78,110 @@ def child_pids() -> list[int]:
     return pids
 
 
-def on_sigterm(_signum: int, _frame: Any) -> None:
-    """Cancel the Pulumi CLI like Ctrl-C does (it finishes in-flight steps, saves the
-    checkpoint and releases the stack lock), then make sure nothing of ours is left."""
-    log.warning("terminating: cancelling the Pulumi CLI")
-    children = child_pids()
-    for pid in children:
+def cli_pids(stack: str) -> list[int]:
+    """This process's children that are a Pulumi CLI run for `stack` (`... --stack <stack>`)."""
+    found = []
+    for pid in child_pids():
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        for i, arg in enumerate(argv[:-1]):
+            if arg == b"--stack" and argv[i + 1] == stack.encode():
+                found.append(pid)
+                break
+    return found
+
+
+def interrupt(pids: list[int], grace: float) -> None:
+    """SIGINT `pids` (the CLI cancels: in-flight steps finish, the checkpoint is written, the
+    lock released); after `grace` seconds, SIGKILL what is left and everything below it."""
+    for pid in pids:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGINT)
-    deadline = time.monotonic() + pool.CANCEL_GRACE_SECONDS
-    while time.monotonic() < deadline and any(pid_alive(p) for p in children):
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and any(pid_alive(p) for p in pids):
         time.sleep(0.2)
-    for pid in children:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+    for pid in pids:
+        for victim in [pid, *descendants(pid)]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(victim, signal.SIGKILL)
+
+
+def on_sigterm(_signum: int, _frame: Any) -> None:
+    """Cancel every Pulumi CLI of this process like Ctrl-C does, then make sure nothing of ours
+    is left (the operator died, or stops the worker after a cancel did not end it)."""
+    log.warning("terminating: cancelling the Pulumi CLI")
+    interrupt(child_pids(), protocol.CANCEL_GRACE_SECONDS)
     os._exit(143)
 
 
-def main() -> int:
-    logging.basicConfig(level=os.environ.get("JUPYTERNETES_WORKER_LOG", "INFO"),
-                        stream=sys.stderr, format="%(asctime)s %(name)s %(message)s")
-    die_with_parent()
-    signal.signal(signal.SIGTERM, on_sigterm)
-    # `pulumi version` (the CLI object's public constructor runs it) before the request
-    # comes: a pre-started worker does it while it waits.
-    operation.warm_cli()
-    request = read_request()
-    if request is None:
-        return pool.WORKER_IDLE_EXIT
-    secret_values = backendurl.request_mask_values(request)
-    # Everything this process writes to stderr (logs, tracebacks) is masked: the operator logs
-    # it at debug level.
-    mask = MaskingFilter(secret_values)
-    for handler in logging.getLogger().handlers:
-        install(handler, mask)
+class Operations:
+    """The operations this process runs, each in a thread; answers are written as they end."""
+
+    def __init__(self, mask: MaskingFilter) -> None:
+        self.mask = mask
+        self._lock = threading.Lock()
+        self._write = threading.Lock()
+        self._running: dict[Any, str] = {}  # id -> stack
+        self.done = 0
+        self.last_activity = time.monotonic()
+        self.first_request_at: float | None = None
+
+    def running(self) -> int:
+        with self._lock:
+            return len(self._running)
+
+    def start(self, op_id: Any, request: dict[str, Any]) -> None:
+        self.mask.add(backendurl.request_mask_values(request))
+        now = time.monotonic()
+        with self._lock:
+            first = self.first_request_at is None
+            if first:
+                self.first_request_at = now
+            self._running[op_id] = str(request.get("stack"))
+            before = self.done + len(self._running) - 1
+        # The first operation of a process carries its start-up; a pre-started process did it
+        # before the request came (waited_for_request), off the operation's clock.
+        timings = {"imports": T_IMPORTED - T_START if first else 0.0,
+                   "waited_for_request": now - T_IMPORTED if first else 0.0,
+                   "operations_before": float(before)}
+        threading.Thread(target=self._run, args=(op_id, request, timings), daemon=True,
+                         name=f"operation-{op_id}").start()
+
+    def cancel(self, op_id: Any) -> None:
+        with self._lock:
+            stack = self._running.get(op_id)
+        if stack is None:
+            return
+        log.warning("stack %s: cancelling its operation", stack)
+        operation.cli().cancel(stack)
+        threading.Thread(target=interrupt, args=(cli_pids(stack), protocol.CANCEL_GRACE_SECONDS),
+                         daemon=True, name=f"cancel-{op_id}").start()
+
+    def _run(self, op_id: Any, request: dict[str, Any], timings: dict[str, float]) -> None:
+        try:
+            answer = answer_to(request, timings, self.mask)
+        finally:
+            with self._lock:
+                self._running.pop(op_id, None)
+                self.done += 1
+                self.last_activity = time.monotonic()
+        with self._write:
+            sys.stdout.buffer.write(protocol.encode({"id": op_id, "answer": answer}))
+            sys.stdout.buffer.flush()
+
+    def wait(self) -> None:
+        while self.running():
+            time.sleep(0.1)
+
+
+def answer_to(request: Mapping[str, Any], timings: dict[str, float],
+              mask: MaskingFilter) -> dict[str, Any]:
+    """operation.run's answer; what goes wrong outside the engine is an answer too."""
+    forms = mask.forms()
     try:
-        # A pre-started worker's imports were done before the request came: off the clock.
-        answer = operation.run(request, {"imports": T_IMPORTED - T_START,
-                                         "waited_for_request": T_REQUEST - T_IMPORTED})
+        answer = operation.run(request, timings)
     except (FileNotFoundError, PermissionError) as exc:
         # Typically no `pulumi` on PATH or an unusable PULUMI_HOME / work dir.
         answer = {"config_error": f"cannot run the Pulumi CLI for stack {request.get('stack')}: "
@@ -119,13 +193,13 @@ def main() -> int:
         # A CLI run before the operation itself (selecting or creating the stack) failed: its
         # error lines, not the exception's dump of code/stdout/stderr.
         answer = {"result": "failed", "started_at": utc_now(), "finished_at": utc_now(),
-                  "message": f"stack {request.get('stack')}: {op_label(request)}: "
-                             f"{trim_message([], str(exc), mask.forms())}"}
+                  "message": f"stack {request.get('stack')}: {request.get('op')}: "
+                             f"{trim_message([], str(exc), forms)}"}
     except Exception as exc:  # an engine/SDK error outside CommandError: report, don't crash
-        sys.stderr.write(mask_secrets(traceback.format_exc(), mask.forms()))
+        sys.stderr.write(mask_secrets(traceback.format_exc(), forms))
         answer = {"result": "failed", "started_at": utc_now(), "finished_at": utc_now(),
-                  "message": mask_secrets(f"stack {request.get('stack')}: {op_label(request)}: "
-                                          f"{type(exc).__name__}: {exc}", mask.forms())}
+                  "message": mask_secrets(f"stack {request.get('stack')}: {request.get('op')}: "
+                                          f"{type(exc).__name__}: {exc}", forms)}
     for key in ("message", "config_error"):  # whatever path built it, no secret leaves
         if isinstance(answer.get(key), str):
             answer[key] = mask_secrets(answer[key], mask.forms())
@@ -133,27 +207,56 @@ def main() -> int:
         # "could not list bucket: ... connection refused" means: the state database is down.
         answer["message"] = backendurl.explain_unreachable(
             answer["message"], str((request.get("settings") or {}).get("backend_url") or ""))
-    sys.stdout.write(json.dumps(answer))
+    answer["worker_pid"] = os.getpid()
+    return answer
+
+
+def serve(ops: Operations, idle_seconds: float) -> int:
+    """Read messages until stdin ends (then finish what runs) or nothing came and nothing ran
+    for `idle_seconds` (exit WORKER_IDLE_EXIT: every request read has been answered)."""
+    fd = sys.stdin.fileno()
+    buffer = b""
+    while True:
+        ready = select.select([fd], [], [], POLL_SECONDS)[0]
+        if not ready:
+            idle_for = time.monotonic() - ops.last_activity
+            if idle_seconds > 0 and not buffer and not ops.running() and idle_for >= idle_seconds:
+                return protocol.WORKER_IDLE_EXIT
+            continue
+        chunk = os.read(fd, 1 << 20)
+        if not chunk:
+            ops.wait()
+            return 0
+        ops.last_activity = time.monotonic()
+        buffer += chunk
+        *lines, buffer = buffer.split(b"\n")
+        for line in lines:
+            message = protocol.decode(line)
+            if message is None:
+                continue
+            if isinstance(message.get("request"), dict):
+                ops.start(message.get("id"), message["request"])
+            elif message.get("cancel"):
+                ops.cancel(message.get("id"))
+
+
+def main() -> int:
+    logging.basicConfig(level=os.environ.get("JUPYTERNETES_WORKER_LOG", "INFO"),
+                        stream=sys.stderr, format="%(asctime)s %(name)s %(message)s")
+    die_with_parent()
+    signal.signal(signal.SIGTERM, on_sigterm)
+    # Everything this process writes to stderr (logs, tracebacks) is masked with the secret
+    # values of every request it has seen: the operator logs it at debug level.
+    mask = MaskingFilter()
+    for handler in logging.getLogger().handlers:
+        install(handler, mask)
+    # `pulumi version` (the CLI object's public constructor runs it) before the first request:
+    # a pre-started worker does it while it waits.
+    operation.warm_cli()
+    ops = Operations(mask)
+    code = serve(ops, float(os.environ.get(protocol.ENV_IDLE_SECONDS) or 0))
     sys.stdout.flush()
-    return 0
-
-
-def read_request() -> dict[str, Any] | None:
-    """The request on stdin. A pre-started worker (see pool.py) waits at most its idle time
-    for it, and None means: no request came (timeout, or stdin closed by a closing pool)."""
-    global T_REQUEST
-    idle = float(os.environ.get(pool.ENV_IDLE_SECONDS) or 0)
-    if idle > 0 and not select.select([sys.stdin], [], [], idle)[0]:
-        return None
-    raw = sys.stdin.buffer.read()
-    T_REQUEST = time.monotonic()
-    if not raw.strip():
-        return None
-    return json.loads(raw)
-
-
-def op_label(request: Mapping[str, Any]) -> str:
-    return str(request.get("op"))
+    return code
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import copy
 import json
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -324,7 +325,8 @@ def test_no_secret_value_in_logs_events_status_or_state_at_debug_level(
                  timeout=120, describe=lambda name=name: hub.describe(ns, name) + op.log_tail())
 
     log = op.log_text()
-    assert " DEBUG " in log and "worker up" in log  # the most verbose level really ran
+    # The most verbose level really ran: the workers' own stderr lines are in the log.
+    assert re.search(r" DEBUG jupyternetes\.engine\.pool: worker \d+: ", log), op.log_tail()
     assert "[secret]" in log
     events = json.dumps(json.loads(hub.core.list_namespaced_event(
         ns, _preload_content=False).data)["items"])
@@ -353,10 +355,14 @@ def test_stack_worker_masks_its_traceback_and_answer(pulumi_env, tmp_path):
                "refresh": False}
     env = {**pulumi_env.env, "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
            "JUPYTERNETES_WORKER_LOG": "DEBUG"}
+    # One request, then end of input: the worker answers it and exits (protocol.py).
     done = subprocess.run([sys.executable, "-m", "jupyternetes.engine.worker"],
-                          input=json.dumps(request), env=env, capture_output=True, text=True,
-                          timeout=120)
-    answer = json.loads(done.stdout)
+                          input=json.dumps({"id": 1, "request": request}) + "\n", env=env,
+                          capture_output=True, text=True, timeout=120)
+    [line] = done.stdout.splitlines()
+    message = json.loads(line)
+    assert message["id"] == 1
+    answer = message["answer"]
     assert answer["result"] == "failed"
     assert "Traceback" in done.stderr and "ValueError: unknown operation 'op-[secret]'" in (
         done.stderr), done.stderr

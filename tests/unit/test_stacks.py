@@ -29,7 +29,7 @@ from jupyternetes.engine import (
     events,
     locks,
     masking,
-    pool,
+    protocol,
     results,
 )
 from jupyternetes.engine import settings as engine_settings
@@ -455,7 +455,7 @@ def test_worker_dies_with_the_process_that_started_it(tmp_path):
 
 def test_worker_timeout_gives_a_failed_result(tmp_path, monkeypatch):
     # A worker that never answers (here: python sleeping) is stopped and reported, not raised.
-    monkeypatch.setattr(pool, "CANCEL_GRACE_SECONDS", 0.5)
+    monkeypatch.setattr(protocol, "CANCEL_GRACE_SECONDS", 0.5)
     monkeypatch.setattr(sys, "executable", str(write_sleeper(tmp_path)))
     engine = StackEngine(settings(tmp_path), env=dict(os.environ), timeout=1.0)
     started = time.monotonic()

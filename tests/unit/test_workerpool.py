@@ -1,26 +1,30 @@
-"""Pre-started stack workers: real worker processes (no Pulumi CLI needed for these requests)."""
+"""The engine's worker processes: real workers (no Pulumi CLI needed for these requests: the
+objects are invalid, so every operation fails when its program is built, in the worker)."""
 
 from __future__ import annotations
 
 import os
 import subprocess
+import threading
 import time
 from pathlib import Path
 
-from jupyternetes.engine import StackEngine, StackSettings
+import pytest
+
+from jupyternetes.engine import StackConfigError, StackEngine, StackSettings, protocol, settings
 from jupyternetes.engine import pool as engine_pool
 from jupyternetes.engine.procs import pid_alive
 
 REPO = Path(__file__).resolve().parents[2]
 INVALID = [{"group": "pods", "entry": "n",
             "manifest": {"apiVersion": "v1", "kind": "Pod", "metadata": {}}}]
+ENV = {"PATH": os.environ["PATH"], "PYTHONPATH": str(REPO)}
 
 
-def engine_for(tmp_path: Path, prestart: int = 1) -> StackEngine:
-    settings = StackSettings(backend_url=f"file://{tmp_path}/state", passphrase="p",
-                             kubeconfig=None, context=None, pulumi_home=None)
-    env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(REPO)}
-    return StackEngine(settings, env=env, timeout=60, prestart=prestart)
+def engine_for(tmp_path: Path, prestart: int = 1, **env: str) -> StackEngine:
+    stack_settings = StackSettings(backend_url=f"file://{tmp_path}/state", passphrase="p",
+                                   kubeconfig=None, context=None, pulumi_home=None)
+    return StackEngine(stack_settings, env={**ENV, **env}, timeout=60, prestart=prestart)
 
 
 def wait_for(predicate, timeout: float = 30.0) -> bool:
@@ -32,76 +36,134 @@ def wait_for(predicate, timeout: float = 30.0) -> bool:
     return False
 
 
-def test_a_prestarted_worker_serves_exactly_one_operation(tmp_path):
+def fails_in_worker(engine: StackEngine, name: str = "x") -> None:
+    result = engine.up("ns", name, INVALID, [])
+    assert "metadata.name is missing" in result.message
+
+
+def test_one_worker_serves_operation_after_operation(tmp_path):
     engine = engine_for(tmp_path)
     try:
-        assert engine._pool.idle_pids() == []  # nothing is started before it is needed
-        first = engine.up("ns", "x", INVALID, [])
-        assert "metadata.name is missing" in first.message
-        assert wait_for(lambda: len(engine._pool.idle_pids()) == 1)
-        [idle] = engine._pool.idle_pids()
-        second = engine.up("ns", "x", INVALID, [])
-        assert "metadata.name is missing" in second.message
-        assert not pid_alive(idle)  # it ran the operation and exited
-        assert wait_for(lambda: len(engine._pool.idle_pids()) == 1)
-        assert engine._pool.idle_pids() != [idle]  # a fresh one for the next operation
+        assert engine._pool.pids() == []  # nothing is started before it is needed
+        fails_in_worker(engine)
+        [pid] = engine._pool.pids()
+        for _ in range(3):
+            fails_in_worker(engine)
+        assert engine._pool.pids() == [pid]
+        assert engine._pool.idle_pids() == [pid]
     finally:
         engine.close()
 
 
-def test_close_stops_idle_workers(tmp_path):
+def test_one_worker_serves_operations_at_once(tmp_path):
     engine = engine_for(tmp_path)
-    engine.up("ns", "x", INVALID, [])
-    assert wait_for(lambda: len(engine._pool.idle_pids()) == 1)
-    [idle] = engine._pool.idle_pids()
+    try:
+        fails_in_worker(engine)  # started; the next ones all find room in it
+        [pid] = engine._pool.pids()
+        threads = [threading.Thread(target=fails_in_worker, args=(engine, f"x{i}"))
+                   for i in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert engine._pool.pids() == [pid]
+    finally:
+        engine.close()
+
+
+def test_a_worker_is_replaced_after_its_reuse_count(tmp_path):
+    engine = engine_for(tmp_path, **{settings.ENV_WORKER_REUSE: "2"})
+    try:
+        fails_in_worker(engine)
+        [first] = engine._pool.pids()
+        fails_in_worker(engine)  # its 2nd and last: then it exits, a spare takes over
+        assert wait_for(lambda: not pid_alive(first))
+        fails_in_worker(engine)
+        [second] = engine._pool.pids()
+        assert second != first
+    finally:
+        engine.close()
+
+
+def test_one_process_per_operation_when_asked(tmp_path):
+    engine = engine_for(tmp_path, **{settings.ENV_WORKER_CONCURRENCY: "1",
+                                     settings.ENV_WORKER_REUSE: "1"})
+    try:
+        fails_in_worker(engine)
+        assert wait_for(lambda: len(engine._pool.idle_pids()) == 1)  # the pre-started one
+        [idle] = engine._pool.idle_pids()
+        fails_in_worker(engine)
+        assert wait_for(lambda: not pid_alive(idle))  # it ran that one operation and exited
+    finally:
+        engine.close()
+
+
+def test_bad_worker_limits_name_the_variable():
+    with pytest.raises(StackConfigError, match="JUPYTERNETES_WORKER_CONCURRENCY='0'"):
+        settings.worker_limits({settings.ENV_WORKER_CONCURRENCY: "0"})
+    with pytest.raises(StackConfigError, match="JUPYTERNETES_WORKER_REUSE='many'"):
+        settings.worker_limits({settings.ENV_WORKER_REUSE: "many"})
+    assert settings.worker_limits({}) == (settings.DEFAULT_WORKER_CONCURRENCY,
+                                          settings.DEFAULT_WORKER_REUSE)
+
+
+def test_close_stops_idle_workers_and_operations_still_run(tmp_path):
+    engine = engine_for(tmp_path)
+    fails_in_worker(engine)
+    [idle] = engine._pool.pids()
     engine.close()
     assert wait_for(lambda: not pid_alive(idle), timeout=10)
-    engine.up("ns", "x", INVALID, [])  # still works, without a pool
-    assert engine._pool.idle_pids() == []
+    fails_in_worker(engine)  # in a worker of its own
+    assert engine._pool.pids() == []
 
 
-def test_no_pool_with_prestart_zero(tmp_path):
-    engine = engine_for(tmp_path, prestart=0)
-    engine.up("ns", "x", INVALID, [])
-    time.sleep(1.0)
-    assert engine._pool.idle_pids() == []
-
-
-def test_an_idle_worker_exits_after_its_idle_time(tmp_path):
-    pool = engine_pool.WorkerPool({"PATH": os.environ["PATH"], "PYTHONPATH": str(REPO)}, 1,
-                                 idle_seconds=0.5)
+def test_an_idle_worker_exits_after_its_idle_time_and_is_not_replaced(tmp_path):
+    pool = engine_pool.WorkerPool(ENV, 1, concurrency=4, reuse=10, idle_seconds=0.5)
     try:
-        pool.done(None)
-        assert wait_for(lambda: len(pool._idle) == 1)
-        proc = pool._idle[0]
-        assert proc.wait(30) == engine_pool.WORKER_IDLE_EXIT
-        assert pool.take() is None
+        request = engine_for(tmp_path)._request("up", "ns", "x", INVALID, [])
+        assert "metadata.name is missing" in pool.run(request, 60)["message"]
+        [pid] = pool.pids()
+        assert wait_for(lambda: not pid_alive(pid))
+        time.sleep(1.0)
+        assert pool.pids() == []
     finally:
         pool.close()
 
 
-class ExpiredPool:
-    """A pool whose worker exits idle just as it is handed out (the race run_worker handles)."""
+def test_a_worker_that_exited_idle_unread_is_replaced(tmp_path, monkeypatch):
+    # A worker may expire just as a request is written to it: it exits with WORKER_IDLE_EXIT
+    # without reading it, and the request goes to another worker.
+    real, calls = engine_pool.start_worker, []
 
-    def __init__(self) -> None:
-        self.done_with: list[object] = []
+    def first_one_expired(env, idle_seconds=None):
+        calls.append(1)
+        if len(calls) == 1:
+            return subprocess.Popen(["sh", "-c", f"sleep 0.3; exit {protocol.WORKER_IDLE_EXIT}"],
+                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE)
+        return real(env, idle_seconds)
 
-    def take(self) -> subprocess.Popen:
-        proc = subprocess.Popen(["sh", "-c", f"exit {engine_pool.WORKER_IDLE_EXIT}"],
+    monkeypatch.setattr(engine_pool, "start_worker", first_one_expired)
+    engine = engine_for(tmp_path)
+    try:
+        fails_in_worker(engine)
+        assert len(calls) == 2
+    finally:
+        engine.close()
+
+
+def test_a_crashed_worker_is_a_failed_operation_naming_its_exit_code(tmp_path, monkeypatch):
+    def crashing(env, idle_seconds=None):
+        return subprocess.Popen(["sh", "-c", "read line; echo boom >&2; exit 3"],
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE)
-        proc.wait()
-        return proc
 
-    def done(self, proc: object) -> None:
-        self.done_with.append(proc)
-
-
-def test_a_worker_that_expired_when_taken_is_replaced_by_a_new_one(tmp_path):
-    engine = engine_for(tmp_path, prestart=0)
-    pool = ExpiredPool()
-    request = engine._request("up", "ns", "x", INVALID, [])
-    env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(REPO)}
-    answer = engine_pool.run_worker(request, env, 60, pool)  # type: ignore[arg-type]
-    assert "metadata.name is missing" in answer["message"]
-    assert len(pool.done_with) == 1
+    monkeypatch.setattr(engine_pool, "start_worker", crashing)
+    engine = engine_for(tmp_path)
+    try:
+        result = engine.up("ns", "x", INVALID, [])
+        assert result.result == "failed"
+        assert "exited with code 3 without an answer" in result.message
+        assert "boom" in result.message
+    finally:
+        engine.close()
