@@ -76,6 +76,29 @@ def test_kill_stops_only_the_selected_stacks_workers_and_their_children():
         engineprocs.kill(lambda stack: True)
 
 
+def test_a_long_lived_worker_running_two_stacks_is_killed_whole_when_one_shard_is_lost():
+    """One worker runs several stacks' operations at once (pool.py): each operation is its own
+    entry, and losing either stack's shard kills that worker's whole process group."""
+    a, b = tree(), tree()
+    try:
+        time.sleep(0.5)
+        with engineprocs.running("ns.x", a.pid, 1), engineprocs.running("ns.y", a.pid, 2), \
+                engineprocs.running("ns.z", b.pid, 3):
+            assert engineprocs.stacks() == ["ns.x", "ns.y", "ns.z"]
+            from jupyternetes.engine.procs import descendants
+            child_a = descendants(a.pid)
+            killed = engineprocs.kill(lambda stack: stack == "ns.y")
+            assert set(killed) == {a.pid, *child_a}
+            assert all(not pid_alive(pid) for pid in child_a)  # kill waits until they are gone
+            a.wait(5)
+            assert b.poll() is None
+        assert engineprocs.stacks() == []
+    finally:
+        for proc in (a, b):
+            proc.kill()
+            proc.wait()
+
+
 def test_the_gate_refuses_an_operation_of_a_shard_not_held():
     engineprocs.set_gate(lambda stack: stack == "ns.mine")
     try:
