@@ -86,11 +86,7 @@ class StateRepair:
                 lock.path.unlink()
             except FileNotFoundError:
                 continue
-            # One line per removal with the holder and the reason: the audit trail that no
-            # live lock was removed.
-            log.warning("removed stale lock %s/%s (pid=%s host=%s): %s", lock.stack,
-                        lock.path.name, lock.pid, lock.hostname, verdict.reason)
-            actions.append(f"removed stale lock {lock.stack}/{lock.path.name}")
+            actions.append(self._log_removal(lock, verdict))
         locked = locked_stacks(backend_dir, self.settings.project, leader_since=leader_since)
         # One listing of the stacks folder for all stacks (one per stack is quadratic).
         index = diystate.tmp_index(diystate.stacks_dir(backend_dir, self.settings.project))
@@ -136,9 +132,7 @@ class StateRepair:
                         continue
                     if not pgstate.delete_key(conn, table, str(lock.path)):
                         continue
-                    log.warning("removed stale lock %s/%s (pid=%s host=%s): %s", lock.stack,
-                                lock.path.name, lock.pid, lock.hostname, verdict.reason)
-                    actions.append(f"removed stale lock {lock.stack}/{lock.path.name}")
+                    actions.append(self._log_removal(lock, verdict))
                 locked = {lock.stack for lock in pgstate.read_locks(
                     conn, target, DIY_ORGANIZATION, self.settings.project)}
                 pending = [s for s in pgstate.stacks_with_pending_operations(
@@ -199,6 +193,8 @@ class StateRepair:
 
     @staticmethod
     def _log_removal(lock: locks.LockFile, verdict: locks.Verdict) -> str:
+        # One line per removal with the holder and the reason: the audit trail that no live
+        # lock was removed.
         log.warning("removed stale lock %s/%s (pid=%s host=%s): %s", lock.stack,
                     lock.path.name, lock.pid, lock.hostname, verdict.reason)
         return f"removed stale lock {lock.stack}/{lock.path.name}"

@@ -773,19 +773,16 @@ def run(args: argparse.Namespace) -> int:
     if shard_manager is not None:
         shard_manager.stop_acquiring()
     abandoned = operator.stop()
-    if shard_manager is not None and elector_thread is not None:
+    if elector_thread is not None:
         elector_stop.set()
         elector_thread.join(10)
         if abandoned:
+            # Abandoned operations must not outlive the Lease(s) (another replica may take over).
             election.kill_engine_processes()
-        shard_manager.release_all()
-    if elector is not None and elector_thread is not None:
-        elector_stop.set()
-        elector_thread.join(10)
-        if abandoned:
-            # Abandoned operations must not outlive the Lease (a standby may take over now).
-            election.kill_engine_processes()
-        elector.release()
+        if shard_manager is not None:
+            shard_manager.release_all()
+        elif elector is not None:
+            elector.release()
     engine.close()  # idle pre-started workers; they would die with us anyway, this is tidier
     for server in servers:
         server.shutdown()
