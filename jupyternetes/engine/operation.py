@@ -20,7 +20,7 @@ from typing import Any
 
 from pulumi import automation as auto
 
-from jupyternetes.engine import backendurl, diystate, prewarm, stackseed, workspaces
+from jupyternetes.engine import backendurl, diystate, prewarm, stackseed, statedirs, workspaces
 from jupyternetes.engine import program as stack_program
 from jupyternetes.engine import settings as engine_settings
 from jupyternetes.engine.backendurl import file_backend_path
@@ -110,6 +110,8 @@ def open_stack(request: Mapping[str, Any], program: Callable[[], None], create: 
     if opts.project_settings is not None and opts.project_settings.main is None:
         opts.project_settings.main = os.getcwd()  # as auto.select_stack does for inline programs
     backend_dir = file_backend_path(settings["backend_url"])
+    if backend_dir is not None:
+        statedirs.ensure_bucket(backend_dir)  # a stack's bucket folder (statedirs)
     shortcuts = backend_dir is not None and engine_settings.shortcuts_enabled()
     exists = diystate.stack_exists(backend_dir, project, name) if backend_dir else None
     # In the operator's file backend a new stack is one file: written directly, it saves a

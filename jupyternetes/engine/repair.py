@@ -14,9 +14,10 @@ import contextlib
 import logging
 import socket
 from collections.abc import Callable
+from pathlib import Path
 from urllib.parse import urlparse
 
-from jupyternetes.engine import backendurl, diystate, locks, pgstate, workspaces
+from jupyternetes.engine import backendurl, diystate, locks, pgstate, statedirs, workspaces
 from jupyternetes.engine.backendurl import file_backend_path
 from jupyternetes.engine.locks import DIY_ORGANIZATION, lock_dir, locked_stacks
 from jupyternetes.engine.results import OperationResult
@@ -70,6 +71,18 @@ class StateRepair:
             for line in actions:
                 log.warning("%s", line)
             return actions
+        for folder in statedirs.backend_dirs(backend_dir):
+            actions += self._clear_folder(folder, leader_since, stacks)
+        for line in actions:
+            if not line.startswith("removed stale lock"):  # logged above, with the reason
+                log.warning("%s", line)
+        return actions
+
+    def _clear_folder(self, backend_dir: Path, leader_since: float | None,
+                      stacks: Callable[[str], bool] | None) -> list[str]:
+        """clear_stale_locks in one file:// backend folder (the root or a bucket, statedirs):
+        stale lock files, half-written files, stacks with pending operations."""
+        actions: list[str] = []
         root = lock_dir(backend_dir, self.settings.project)
         host = socket.gethostname()
         for lock in map(locks.read_lock, locks.lock_files(root)):
@@ -105,9 +118,6 @@ class StateRepair:
             result = self._repair_stack(stack)
             actions.append(f"stack {stack}: cleared pending operations ({result.result}"
                            f"{': ' + result.message if result.message else ''})")
-        for line in actions:
-            if not line.startswith("removed stale lock"):  # logged above, with the reason
-                log.warning("%s", line)
         return actions
 
     def _clear_postgres_locks(self, stacks: Callable[[str], bool] | None) -> list[str]:
@@ -175,9 +185,10 @@ class StateRepair:
             except pgstate.PostgresStateError as exc:
                 log.warning("stack %s: its locks could not be checked: %s", stack, exc)
             return removed
-        backend_dir = file_backend_path(url)
-        if backend_dir is None:
+        state_root = file_backend_path(url)
+        if state_root is None:
             return removed
+        backend_dir = statedirs.stack_dir(state_root, self.settings.project, stack)
         root = lock_dir(backend_dir, self.settings.project)
         for lock, verdict in locks.judge_all(root, self.since(stack), host):
             if lock.stack != stack:
@@ -202,9 +213,10 @@ class StateRepair:
     def repair_state(self, stack: str) -> list[str]:
         """Fix the file-backend files of `stack` that a killed Pulumi CLI left half-written
         (see diystate). Call with the stack's thread lock held. Returns the actions, logged."""
-        backend_dir = file_backend_path(self.settings.backend_url)
-        if backend_dir is None:
+        state_root = file_backend_path(self.settings.backend_url)
+        if state_root is None:
             return []
+        backend_dir = statedirs.stack_dir(state_root, self.settings.project, stack)
         if stack in locked_stacks(backend_dir, self.settings.project,
                                   leader_since=self.since(stack)):
             log.warning("stack %s: its checkpoint cannot be loaded, but a running Pulumi "

@@ -30,8 +30,9 @@ from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from jupyternetes import naming
-from jupyternetes.engine import diystate, engineprocs, pool
+from jupyternetes.engine import diystate, engineprocs, pool, statedirs
 from jupyternetes.engine import settings as engine_settings
+from jupyternetes.engine.backendurl import file_backend_path
 from jupyternetes.engine.locks import is_locked_error
 from jupyternetes.engine.masking import MESSAGE_LIMIT, clean_line
 from jupyternetes.engine.repair import StateRepair
@@ -98,8 +99,15 @@ class StackEngine:
         return self._operation(self._request("forget", namespace, name, (), ()))
 
     def list_stacks(self) -> list[str]:
-        """Names of every stack of the project in the backend (`pulumi stack ls --all`).
+        """Names of every stack of the project in the backend (`pulumi stack ls --all`; on the
+        operator's file:// backend, the checkpoints of the root and of every bucket).
         Raises StackConfigError when the CLI cannot list them."""
+        root = file_backend_path(self.settings.backend_url)
+        if root is not None:
+            try:
+                return statedirs.checkpoint_stacks(root, self.settings.project)
+            except OSError as exc:
+                raise StackConfigError(f"listing stacks in {root}: {exc}") from exc
         env = {**self._env, "PULUMI_BACKEND_URL": self.settings.backend_url,
                "PULUMI_CONFIG_PASSPHRASE": self.settings.passphrase,
                "PULUMI_SKIP_UPDATE_CHECK": "true"}
@@ -172,11 +180,16 @@ class StackEngine:
                  secret_values: Collection[str], refresh: bool = False,
                  stack: str | None = None) -> dict[str, Any]:
         objects = rendered.objects() if hasattr(rendered, "objects") else rendered
+        stack = stack or self.stack_name(namespace, name)
+        settings = self.settings.to_request()
+        # On the operator's file:// backend each stack lives in its hash bucket (statedirs).
+        settings["backend_url"] = statedirs.stack_url(self.settings.backend_url,
+                                                      self.settings.project, stack)
         return {
             "op": op,
-            "stack": stack or self.stack_name(namespace, name),
+            "stack": stack,
             "instance": {"namespace": namespace, "name": name},
-            "settings": self.settings.to_request(),
+            "settings": settings,
             "objects": [_object_dict(o) for o in objects],
             "secret_values": sorted({s for s in secret_values if s}),
             "refresh": refresh,

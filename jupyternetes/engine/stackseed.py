@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from jupyternetes.engine import diystate
+from jupyternetes.engine import diystate, statedirs
 
 CHECKPOINT_VERSION = 3  # what `stack init` writes; an `up` rewrites it as version 4
 SIBLING_VERSIONS = (3, 4)
@@ -55,24 +55,26 @@ def seed_checkpoint(sibling: dict[str, Any], project: str, stack: str) -> dict[s
 
 
 def find_sibling(backend_dir: Path, project: str, stack: str) -> dict[str, Any] | None:
-    """A parsed checkpoint of another stack of `project` that can seed `stack`."""
-    root = diystate.stacks_dir(backend_dir, project)
+    """A parsed checkpoint of another stack of `project` that can seed `stack`: from the
+    stack's own backend folder, else from the other buckets and the root of the same state
+    folder (statedirs), so that the first stack of a bucket needs no `stack init` either."""
     tried = 0
-    try:
-        entries = os.scandir(root)
-    except OSError:
-        return None
-    with entries:
-        for entry in entries:
-            if not entry.name.endswith(diystate.CHECKPOINT_EXT) or \
-                    entry.name == f"{stack}{diystate.CHECKPOINT_EXT}":
-                continue
-            tried += 1
-            data = diystate.read_json(Path(entry.path))
-            if isinstance(data, dict) and seed_checkpoint(data, project, stack) is not None:
-                return data
-            if tried >= MAX_SIBLINGS_TRIED:
-                return None
+    for folder in (backend_dir, *statedirs.sibling_dirs(backend_dir)):
+        try:
+            entries = os.scandir(diystate.stacks_dir(folder, project))
+        except OSError:
+            continue
+        with entries:
+            for entry in entries:
+                if not entry.name.endswith(diystate.CHECKPOINT_EXT) or \
+                        entry.name == f"{stack}{diystate.CHECKPOINT_EXT}":
+                    continue
+                tried += 1
+                data = diystate.read_json(Path(entry.path))
+                if isinstance(data, dict) and seed_checkpoint(data, project, stack) is not None:
+                    return data
+                if tried >= MAX_SIBLINGS_TRIED:
+                    return None
     return None
 
 
@@ -87,7 +89,9 @@ def create_from_sibling(backend_dir: Path, project: str, stack: str) -> bool:
     checkpoint = seed_checkpoint(sibling, project, stack)
     if checkpoint is None:
         return False
+    statedirs.ensure_layout(backend_dir)  # a bucket's first stack: the folder is new
     target = diystate.stacks_dir(backend_dir, project) / f"{stack}{diystate.CHECKPOINT_EXT}"
+    target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f"{target.name}.{time.time_ns():x}.tmp")
     tmp.write_text(json.dumps(checkpoint, separators=(",", ":")), encoding="utf-8")
     os.replace(tmp, target)

@@ -24,6 +24,7 @@ from typing import TypeVar
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from jupyternetes.engine import statedirs
 from jupyternetes.harness.cluster import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -288,6 +289,8 @@ class OperatorProcess:
         return "\n".join(self.log_text().splitlines()[-lines:])
 
     def stack_files(self) -> list[Path]:
-        """Live stack checkpoints (Pulumi keeps `.bak` copies of removed stacks; not those)."""
-        return sorted(p for p in (self.backend_dir / ".pulumi" / "stacks").rglob("*")
+        """Live stack checkpoints (Pulumi keeps `.bak` copies of removed stacks; not those), in
+        the root and in every hash bucket of the state folder (engine/statedirs.py)."""
+        return sorted(p for folder in statedirs.backend_dirs(self.backend_dir)
+                      for p in (folder / ".pulumi" / "stacks").rglob("*")
                       if p.name.endswith((".json", ".json.gz")))

@@ -26,7 +26,7 @@ import pytest
 from kubernetes import client
 
 from jupyternetes import eventkey
-from jupyternetes.engine import locks, settings
+from jupyternetes.engine import locks, settings, statedirs
 from jupyternetes.engine.procs import pid_alive
 from jupyternetes.harness.operator_process import OperatorProcess, poll
 from jupyternetes.kube import Kube
@@ -73,9 +73,11 @@ def leading(op: OperatorProcess) -> dict | None:
 
 def lock_files(op: OperatorProcess) -> list[Path]:
     """Lock files, and tmp files of lock writes that never finished (they block too)."""
-    root = locks.lock_dir(op.backend_dir, PROJECT)
-    return sorted([*root.glob("*/*.json"), *root.glob("*/*.json.*.tmp")]) if root.is_dir() \
-        else []
+    found: list[Path] = []
+    for folder in statedirs.backend_dirs(op.backend_dir):  # the root and every bucket
+        root = locks.lock_dir(folder, PROJECT)
+        found += [*root.glob("*/*.json"), *root.glob("*/*.json.*.tmp")]
+    return sorted(found)
 
 
 def removed_locks(op: OperatorProcess) -> list[tuple[str, str, str, str]]:
@@ -196,7 +198,8 @@ def test_a_leader_that_loses_its_lease_stops_at_once(hub, namespace, volumes, st
 
 
 def write_lock(backend: Path, stack: str, pid: int, host: str, written: float) -> Path:
-    path = locks.lock_dir(backend, PROJECT) / stack / f"{host}-{pid}.json"
+    path = (locks.lock_dir(statedirs.stack_dir(backend, PROJECT, stack), PROJECT) / stack
+            / f"{host}-{pid}.json")
     path.parent.mkdir(parents=True, exist_ok=True)
     stamp = datetime.fromtimestamp(written, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     path.write_text(json.dumps({"pid": pid, "username": "root", "hostname": host,
@@ -262,7 +265,8 @@ def test_a_lock_write_killed_before_its_rename_does_not_block_the_stack(
     ns, name = namespace, "torn"
     volumes.provide(ns, name)
     backend = Path(pulumi_env.backend_url.removeprefix("file://"))
-    torn = (locks.lock_dir(backend, PROJECT) / stack_name(ns, name)
+    stack = stack_name(ns, name)
+    torn = (locks.lock_dir(statedirs.stack_dir(backend, PROJECT, stack), PROJECT) / stack
             / "0b0e7c52-1f0e-4d8e-9a51-2d3c4b5a6f70.json.18a2b3c4d5e6f708.tmp")
     torn.parent.mkdir(parents=True)
     torn.write_bytes(b"")

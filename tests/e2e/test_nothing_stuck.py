@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
-from jupyternetes.engine import PROJECT, StackEngine, StackSettings
+from jupyternetes.engine import PROJECT, StackEngine, StackSettings, statedirs
 from jupyternetes.harness.examples import strip_server_fields
 from jupyternetes.model import Instance, Template
 from jupyternetes.naming import stack_name
@@ -154,7 +154,8 @@ def hold_stack_lock(backend_dir: Path, stack: str) -> Path:
     as a running `pulumi` of another operator replica would hold it: the CLI refuses to update,
     destroy or refresh the stack while it exists, and the operator's stale-lock clean-up must
     leave it alone (its holder is alive)."""
-    folder = backend_dir / ".pulumi" / "locks" / "organization" / PROJECT / stack
+    folder = (statedirs.stack_dir(backend_dir, PROJECT, stack) / ".pulumi" / "locks"
+              / "organization" / PROJECT / stack)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{uuid.uuid4()}.json"
     path.write_text(json.dumps({"pid": os.getpid(), "username": "e2e",

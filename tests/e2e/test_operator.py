@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from jupyternetes.engine import statedirs
 from jupyternetes.harness.examples import load_example, strip_server_fields
 from jupyternetes.harness.operator_process import OperatorProcess, poll
 from jupyternetes.kube import FINALIZER, Kube
@@ -40,6 +41,12 @@ API_TOKEN = "852dc4bd4e4e4360b7ae94cffa4f1c76"
 PROVISION_TIMEOUT = 180.0
 # Retries within seconds, so the tests of failures do not wait for the default backoff.
 FAST_BACKOFF = ("--backoff-base", "0.5", "--backoff-cap", "10")
+
+
+def all_lock_files(state_root: Path) -> list[Path]:
+    """Stack lock files in the operator's file:// state: the root's and every bucket's."""
+    return [lock for folder in statedirs.backend_dirs(state_root)
+            for lock in (folder / ".pulumi" / "locks").rglob("*.json")]
 
 
 # ---- small helpers ---------------------------------------------------------------------------
@@ -495,10 +502,8 @@ def test_operator_killed_during_up_restarts_and_converges(hub, namespace, volume
 
     # Kill in the middle of an `up`: while the engine holds the stack's lock in the backend
     # (`.pulumi/locks/...`), i.e. between the start and the end of the Pulumi update.
-    lock_root = op.backend_dir / ".pulumi" / "locks"
-
     def locked() -> list[Path]:
-        return list(lock_root.rglob("*.json")) if lock_root.exists() else []
+        return all_lock_files(op.backend_dir)
     wait_for("a stack update holding its lock", locked, timeout=120)
     killed = op.kill_tree()
     locks_at_kill = locked()
@@ -520,7 +525,7 @@ def test_operator_killed_during_up_restarts_and_converges(hub, namespace, volume
         ns, label_selector="app.kubernetes.io/managed-by=jupyternetes").items
     assert sorted(p.metadata.name for p in managed) == sorted(f"{n}-notebook" for n in names)
     # No stack stays locked.
-    locks = list((op.backend_dir / ".pulumi" / "locks").rglob("*.json"))
+    locks = all_lock_files(op.backend_dir)
     assert locks == [], locks
     restart_log = op.log_path.read_text().split("===== start 2 =====")[1]
     cleared = [line for line in restart_log.splitlines() if "stale lock" in line
@@ -619,15 +624,13 @@ def test_sigterm_during_an_up_finishes_it_and_exits_zero(hub, namespace, volumes
     volumes.provide(ns, name)
     op = start_operator([ns])
     hub.create_instance(ns, name)
-    lock_root = op.backend_dir / ".pulumi" / "locks"
-    wait_for("an up holding its lock", lambda: lock_root.exists()
-             and list(lock_root.rglob("*.json")), timeout=120)
+    wait_for("an up holding its lock", lambda: all_lock_files(op.backend_dir), timeout=120)
     started = time.monotonic()
     assert op.terminate(timeout=90) == 0
     print(f"\nSIGTERM during up: exit 0 after {time.monotonic() - started:.1f}s")
     # In-flight work was finished within the grace period, not abandoned.
     assert "abandoning" not in op.log_tail()
-    assert list(lock_root.rglob("*.json")) == []
+    assert all_lock_files(op.backend_dir) == []
     inst = hub.instance(ns, name)
     assert inst["status"]["stack"]["lastUpdate"]["result"] == "succeeded", hub.describe(ns, name)
     op.start()  # so the fixture's teardown can delete the instance through the finalizer

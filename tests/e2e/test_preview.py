@@ -12,7 +12,7 @@ import yaml
 from kubernetes import client
 
 from jupyternetes import naming
-from jupyternetes.engine import StackEngine, StackSettings, backendurl
+from jupyternetes.engine import StackEngine, StackSettings, backendurl, statedirs
 from jupyternetes.model import GROUP, VERSION, Instance, Template
 from jupyternetes.render import render
 from tests.e2e.test_stacks import TOKEN, seed_docs
@@ -74,8 +74,9 @@ def test_preview_from_files(cluster, pulumi_env, namespace, tmp_path):
     # Nothing was created, and the preview left no stack behind.
     core = client.CoreV1Api(cluster.api_client())
     assert core.list_namespaced_pod(namespace).items == []
-    stack_file = state_dir(pulumi_env) / ".pulumi/stacks/jupyternetes-instances" / f"{stack}.json"
-    assert not stack_file.exists()
+    assert stack not in statedirs.checkpoint_stacks(state_dir(pulumi_env),
+                                                    "jupyternetes-instances")
+    assert statedirs.checkpoint_stacks(state_dir(pulumi_env), "jupyternetes-instances") == []
     # Without --exit-code a preview with changes is still a success.
     assert run_cli(pulumi_env, *common).returncode == 0
 

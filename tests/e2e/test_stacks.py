@@ -21,7 +21,7 @@ import yaml
 from kubernetes import client
 
 from jupyternetes import naming
-from jupyternetes.engine import StackEngine, StackSettings, backendurl, diystate, locks
+from jupyternetes.engine import StackEngine, StackSettings, backendurl, diystate, locks, statedirs
 from jupyternetes.model import Instance, Template
 from jupyternetes.render import render
 
@@ -74,9 +74,15 @@ def backend_dir(engine: StackEngine) -> Path:
     return path
 
 
+def stack_backend(engine: StackEngine, stack: str) -> Path:
+    """The backend folder of one stack: its hash bucket (statedirs)."""
+    return statedirs.stack_dir(backend_dir(engine), engine.settings.project, stack)
+
+
 def stack_file(engine: StackEngine, namespace: str, name: str) -> Path:
-    return (backend_dir(engine) / ".pulumi" / "stacks" / engine.settings.project
-            / f"{naming.stack_name(namespace, name)}.json")
+    stack = naming.stack_name(namespace, name)
+    return (stack_backend(engine, stack) / ".pulumi" / "stacks" / engine.settings.project
+            / f"{stack}.json")
 
 
 def read_or_none(fn, *args):
@@ -237,8 +243,9 @@ def test_a_live_writers_lock_blocks_and_a_dead_writers_lock_is_cleared(engine, c
     rendered, instance = rendered_for(namespace, name="locked")
     first = engine.up(namespace, "locked", rendered, secrets_of(engine, instance))
     assert first.succeeded, first.message
-    lock = (locks.lock_dir(backend_dir(engine), engine.settings.project)
-            / naming.stack_name(namespace, "locked") / "crashed-operator.json")
+    stack = naming.stack_name(namespace, "locked")
+    lock = (locks.lock_dir(stack_backend(engine, stack), engine.settings.project)
+            / stack / "crashed-operator.json")
     lock.parent.mkdir(parents=True, exist_ok=True)
 
     def write_lock(pid: int) -> None:
@@ -264,7 +271,8 @@ def test_worker_killed_during_up_converges_after_restart(engine, core, namespace
     """SIGKILL the worker's whole process group (worker + pulumi CLI) in the middle of `up`,
     as a node crash would; then clear_stale_locks + up converge: one PVC, one pod."""
     rendered, instance = rendered_for(namespace, name="crash")
-    lock_root = locks.lock_dir(backend_dir(engine), engine.settings.project)
+    lock_root = locks.lock_dir(stack_backend(engine, naming.stack_name(namespace, "crash")),
+                               engine.settings.project)
     killed = threading.Event()
 
     def killer() -> None:
@@ -365,13 +373,14 @@ def test_pending_create_left_by_a_crash_is_repaired(engine, core, namespace):
     latest["resources"].remove(pod_state)
     latest["pending_operations"] = [{"resource": pod_state, "type": "creating"}]
     path.write_text(json.dumps(checkpoint))
-    assert diystate.stacks_with_pending_operations(backend_dir(engine), engine.settings.project) \
-        == [naming.stack_name(namespace, "pending")]
+    stack = naming.stack_name(namespace, "pending")
+    assert diystate.stacks_with_pending_operations(stack_backend(engine, stack),
+                                                   engine.settings.project) == [stack]
 
     actions = engine.clear_stale_locks()
     assert any("cleared pending operations (succeeded" in a for a in actions), actions
-    assert diystate.stacks_with_pending_operations(backend_dir(engine),
-                                                 engine.settings.project) == []
+    assert diystate.stacks_with_pending_operations(stack_backend(engine, stack),
+                                                   engine.settings.project) == []
     result = engine.up(namespace, "pending", rendered, secrets_of(engine, instance))
     assert result.result == "succeeded", result.message
     pods = core.list_namespaced_pod(namespace,
@@ -496,9 +505,11 @@ def test_interrupted_checkpoint_writes_are_repaired_at_operator_start(engine, co
     for index, corruption in enumerate(corruptions):
         corrupt_state(files[f"torn{index}"], corruption)
     # A stack whose lock is held by a live process (this one): its tmp file must stay.
-    live = stack_file(engine, namespace, "torn0").with_name("busy.json.1.tmp")
+    live = (diystate.stacks_dir(stack_backend(engine, "busy"), engine.settings.project)
+            / "busy.json.1.tmp")
+    live.parent.mkdir(parents=True, exist_ok=True)
     live.write_bytes(b"{")
-    lock = (locks.lock_dir(backend_dir(engine), engine.settings.project) / "busy"
+    lock = (locks.lock_dir(stack_backend(engine, "busy"), engine.settings.project) / "busy"
             / "running.json")
     lock.parent.mkdir(parents=True, exist_ok=True)
     lock.write_text(json.dumps({"pid": os.getpid(), "hostname": os.uname().nodename}))
@@ -533,7 +544,7 @@ def test_corrupt_checkpoint_without_backup_fails_with_what_to_do(engine, core, n
     assert engine.up(namespace, name, rendered, secrets_of(engine, instance)).succeeded
     checkpoint = stack_file(engine, namespace, name)
     checkpoint.with_name(checkpoint.name + ".bak").unlink()
-    for backup in (backend_dir(engine) / ".pulumi" / "backups").rglob(f"{checkpoint.stem}.*"):
+    for backup in (checkpoint.parents[3] / "backups").rglob(f"{checkpoint.stem}.*"):
         backup.unlink()
     checkpoint.write_bytes(b'{"version": 3, "checkpoint": {"stack": ')
 

@@ -7,13 +7,15 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import tempfile
 import threading
 import time
 
 import pytest
 
 from jupyternetes import naming
-from jupyternetes.engine import locks
+from jupyternetes.engine import PROJECT, locks, statedirs
 from tests.e2e.test_stacks import (  # noqa: F401 (fixtures)
     TOKEN,
     assert_no_plain_token,
@@ -34,10 +36,22 @@ def salt_of(path) -> str:
     return data["checkpoint"]["latest"]["secrets_providers"]["state"]["salt"]
 
 
-def test_second_stack_is_seeded_and_lives_a_normal_life(engine, core, namespace):  # noqa: F811
+def cli_stacks(pulumi_env, stack: str) -> list[str]:
+    """`pulumi stack ls` of the backend holding `stack`, run as an admin would."""
+    url = statedirs.stack_url(pulumi_env.backend_url, PROJECT, stack)
+    env = {**pulumi_env.env, "PULUMI_BACKEND_URL": url, "PULUMI_SKIP_UPDATE_CHECK": "true"}
+    with tempfile.TemporaryDirectory() as cwd:
+        done = subprocess.run(["pulumi", "stack", "ls", "--all", "--json"], env=env, cwd=cwd,
+                              capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return [entry["name"].split("/")[-1] for entry in json.loads(done.stdout)]
+
+
+def test_second_stack_is_seeded_and_lives_a_normal_life(engine, core, namespace,  # noqa: F811
+                                                       pulumi_env):
     first, first_instance = rendered_for(namespace, name="first")
-    assert engine.up(namespace, "first", first,
-                     secrets_of(engine, first_instance)).result == "succeeded"
+    made = engine.up(namespace, "first", first, secrets_of(engine, first_instance))
+    assert made.result == "succeeded", made.message
     second, instance = rendered_for(namespace, name="second", **{"jupyterhub.api_token": TOKEN})
     created = engine.up(namespace, "second", second, secrets_of(engine, instance))
     assert created.result == "succeeded", created.message
@@ -56,6 +70,12 @@ def test_second_stack_is_seeded_and_lives_a_normal_life(engine, core, namespace)
     updated = engine.up(namespace, "second", changed, secrets_of(engine, instance2))
     assert updated.result == "succeeded", updated.message
     assert naming.stack_name(namespace, "second") in engine.list_stacks()
+    # The real CLI lists it in its hash bucket, a backend of its own (statedirs), whose
+    # meta.yaml stackseed wrote when the stack was that bucket's first.
+    stack = naming.stack_name(namespace, "second")
+    assert stack in cli_stacks(pulumi_env, stack)
+    assert stack_file(engine, namespace, "second").is_relative_to(
+        statedirs.bucket_dir(backend_dir(engine), stack))
     destroyed = engine.destroy(namespace, "second")
     assert destroyed.result == "succeeded", destroyed.message
     assert naming.stack_name(namespace, "second") not in engine.list_stacks()
@@ -67,7 +87,9 @@ def test_seeded_stack_killed_during_its_first_up_converges(engine, core, namespa
     assert engine.up(namespace, "first", first,
                      secrets_of(engine, first_instance)).result == "succeeded"
     rendered, instance = rendered_for(namespace, name="crash")
-    lock_root = locks.lock_dir(backend_dir(engine), engine.settings.project)
+    lock_root = locks.lock_dir(statedirs.stack_dir(backend_dir(engine), PROJECT,
+                                                   naming.stack_name(namespace, "crash")),
+                               PROJECT)
     killed = threading.Event()
 
     def killer() -> None:

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from jupyternetes.engine import OperationResult, diystate
+from jupyternetes.engine import OperationResult, diystate, statedirs
 from jupyternetes.naming import LABEL_INSTANCE, stack_name
 from tests.e2e.test_operator import (  # noqa: F401 (fixtures)
+    all_lock_files,
     hub,
     ready,
     start_operator,
@@ -115,21 +116,21 @@ def test_operator_killed_during_seeded_ups_in_a_shared_worker_converges(
              describe=lambda: hub.describe(ns, "seed") + op.log_tail())
     for name in names:
         hub.create_instance(ns, name)
-    lock_root = op.backend_dir / ".pulumi" / "locks"
     ours = {stack_name(ns, n) for n in names}
 
     def locked() -> list[Path]:
-        found = list(lock_root.rglob("*.json")) if lock_root.exists() else []
-        return [p for p in found if p.parent.name in ours]
+        return [p for p in all_lock_files(op.backend_dir) if p.parent.name in ours]
     wait_for("an update of a seeded stack holding its lock", locked, timeout=180)
     killed = op.kill_tree()
     held = locked()
     print(f"\nSIGKILL of {len(killed)} processes with {len(held)} lock(s) held")
     assert held, "the kill must leave a held lock behind for the restart to clear"
-    stacks_dir = diystate.stacks_dir(op.backend_dir, "jupyternetes-instances")
-    seed_salt = salt_of(stacks_dir / f"{stack_name(ns, 'seed')}.json")
+    def checkpoint(stack: str) -> Path:
+        folder = statedirs.stack_dir(op.backend_dir, "jupyternetes-instances", stack)
+        return diystate.stacks_dir(folder, "jupyternetes-instances") / f"{stack}.json"
+    seed_salt = salt_of(checkpoint(stack_name(ns, "seed")))
     for lock in held:  # created by stackseed: the sibling's salt, no `stack init`
-        assert salt_of(stacks_dir / f"{lock.parent.name}.json") == seed_salt
+        assert salt_of(checkpoint(lock.parent.name)) == seed_salt
 
     op.start()
     for name in names:
@@ -137,6 +138,6 @@ def test_operator_killed_during_seeded_ups_in_a_shared_worker_converges(
                  describe=lambda name=name: hub.describe(ns, name) + op.log_tail())
         assert len(hub.pods(ns, name)) == 1, f"duplicate pods for {name}"
         assert len(hub.pvcs(ns, name)) == 1, f"duplicate PVCs for {name}"
-    assert list(lock_root.rglob("*.json")) == []
+    assert all_lock_files(op.backend_dir) == []
     restart_log = op.log_path.read_text().split("===== start 2 =====")[1]
     assert "stale lock" in restart_log or "pending operations" in restart_log

@@ -31,6 +31,7 @@ from jupyternetes.engine import (
     masking,
     protocol,
     results,
+    statedirs,
 )
 from jupyternetes.engine import settings as engine_settings
 from jupyternetes.engine.procs import pid_alive
@@ -186,6 +187,12 @@ def write_lock(backend: Path, stack: str, lock_id: str, pid: int, host: str) -> 
     return path
 
 
+def stack_lock(backend: Path, stack: str, lock_id: str, pid: int, host: str) -> Path:
+    """A lock where the operator's CLI writes it: in the stack's backend folder (statedirs)."""
+    folder = statedirs.stack_dir(backend, "jupyternetes-instances", stack)
+    return write_lock(folder, stack, lock_id, pid, host)
+
+
 def test_stale_lock_files(tmp_path):
     host = socket.gethostname()
     live = write_lock(tmp_path, "ns.a", "l1", os.getpid(), host)
@@ -215,12 +222,19 @@ def test_clear_stale_locks_removes_only_stale_files(tmp_path, monkeypatch):
     (tmp_path / "tmp").mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
     backend = tmp_path / "state"
-    live = write_lock(backend, "ns.a", "l1", os.getpid(), socket.gethostname())
-    dead = write_lock(backend, "ns.b", "l2", 999_999_999, socket.gethostname())
+    live = stack_lock(backend, "ns.a", "l1", os.getpid(), socket.gethostname())
+    dead = stack_lock(backend, "ns.b", "l2", 999_999_999, socket.gethostname())
+    # A stack created at the root before buckets existed keeps its state (and locks) there.
+    legacy = diystate.stacks_dir(backend, "jupyternetes-instances") / "ns.r.json"
+    legacy.parent.mkdir(parents=True)
+    legacy.write_text(json.dumps({"version": 3, "checkpoint": {"latest": {"resources": []}}}))
+    dead_legacy = stack_lock(backend, "ns.r", "l3", 999_999_999, socket.gethostname())
+    assert dead_legacy.is_relative_to(locks.lock_dir(backend, "jupyternetes-instances"))
+    assert not dead.is_relative_to(locks.lock_dir(backend, "jupyternetes-instances"))
     engine = StackEngine(settings(tmp_path, backend_url=f"file://{backend}"))
     actions = engine.clear_stale_locks()
-    assert actions == ["removed stale lock ns.b/l2.json"]
-    assert live.exists() and not dead.exists()
+    assert sorted(actions) == ["removed stale lock ns.b/l2.json", "removed stale lock ns.r/l3.json"]
+    assert live.exists() and not dead.exists() and not dead_legacy.exists()
     remote = StackEngine(settings(tmp_path, backend_url="s3://bucket"))
     assert remote.clear_stale_locks() == []
 
@@ -228,10 +242,10 @@ def test_clear_stale_locks_removes_only_stale_files(tmp_path, monkeypatch):
 def test_clear_stack_locks_removes_only_that_stacks_stale_locks(tmp_path):
     backend = tmp_path / "state"
     host = socket.gethostname()
-    live = write_lock(backend, "ns.a", "l1", os.getpid(), host)
-    dead = write_lock(backend, "ns.a", "l2", 999_999_999, host)
-    other = write_lock(backend, "ns.b", "l3", 999_999_999, host)
-    foreign = write_lock(backend, "ns.a", "l4", 999_999_999, "another-host")
+    live = stack_lock(backend, "ns.a", "l1", os.getpid(), host)
+    dead = stack_lock(backend, "ns.a", "l2", 999_999_999, host)
+    other = stack_lock(backend, "ns.b", "l3", 999_999_999, host)
+    foreign = stack_lock(backend, "ns.a", "l4", 999_999_999, "another-host")
     engine = StackEngine(settings(tmp_path, backend_url=f"file://{backend}"))
     assert engine.clear_stack_locks("ns.a") == ["removed stale lock ns.a/l2.json"]
     assert live.exists() and not dead.exists() and other.exists() and foreign.exists()
@@ -247,9 +261,9 @@ def test_sharded_lock_sweep_judges_each_stack_by_its_own_shard_acquisition(tmp_p
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
     backend = tmp_path / "state"
     # Lock timestamps are 2026-01-01; shard of ns.a acquired later, of ns.b never (not held).
-    mine = write_lock(backend, "ns.a", "l1", 4242, "another-host")
-    theirs = write_lock(backend, "ns.b", "l2", 4242, "another-host")
-    dead_theirs = write_lock(backend, "ns.b", "l3", 999_999_999, socket.gethostname())
+    mine = stack_lock(backend, "ns.a", "l1", 4242, "another-host")
+    theirs = stack_lock(backend, "ns.b", "l2", 4242, "another-host")
+    dead_theirs = stack_lock(backend, "ns.b", "l3", 999_999_999, socket.gethostname())
     for path in (mine, theirs, dead_theirs):
         os.utime(path, (1_767_225_600, 1_767_225_600))  # the file's mtime counts too
     engine = StackEngine(settings(tmp_path, backend_url=f"file://{backend}"))
@@ -259,7 +273,7 @@ def test_sharded_lock_sweep_judges_each_stack_by_its_own_shard_acquisition(tmp_p
     assert actions == ["removed stale lock ns.a/l1.json"]
     assert theirs.exists() and dead_theirs.exists()  # another replica's stacks: untouched
     # The per-stack rule applies to an operation's own lock check too.
-    again = write_lock(backend, "ns.a", "l4", 4242, "another-host")
+    again = stack_lock(backend, "ns.a", "l4", 4242, "another-host")
     os.utime(again, (1_767_225_600, 1_767_225_600))
     assert engine.clear_stack_locks("ns.a") == ["removed stale lock ns.a/l4.json"]
     assert engine.clear_stack_locks("ns.b") == ["removed stale lock ns.b/l3.json"]
