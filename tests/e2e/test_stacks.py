@@ -554,3 +554,40 @@ def test_corrupt_checkpoint_without_backup_fails_with_what_to_do(engine, core, n
     assert "cannot repair: checkpoint" in result.message
     assert "no valid backup" in result.message
     assert checkpoint.read_bytes() == b'{"version": 3, "checkpoint": {"stack": '
+
+
+def test_a_stack_an_older_operator_left_at_the_root_is_used_there(engine, core, namespace):
+    """Upgrade path of the hash buckets (statedirs): a stack whose files are at the root of the
+    state folder, where operators before buckets kept every stack, is updated there (no second
+    stack in its bucket, no new objects), then destroyed there; a new server of that name then
+    goes to its bucket."""
+    name = "legacy"
+    stack = naming.stack_name(namespace, name)
+    rendered, instance = rendered_for(namespace, name=name)
+    assert engine.up(namespace, name, rendered, secrets_of(engine, instance)).succeeded
+    uids = uids_of(core, namespace, name)
+    bucket = statedirs.bucket_dir(backend_dir(engine), stack)
+    root = backend_dir(engine)
+    project = engine.settings.project
+    # What an older operator's state looks like: the stack's files in the root backend.
+    for kind in ("stacks", "history"):
+        source = bucket / ".pulumi" / kind / project
+        target = root / ".pulumi" / kind / project
+        target.mkdir(parents=True, exist_ok=True)
+        for path in source.glob(f"{stack}*"):
+            path.rename(target / path.name)
+    (root / ".pulumi" / "meta.yaml").write_text("version: 1\n")
+    assert statedirs.stack_dir(root, project, stack) == root
+
+    again = engine.up(namespace, name, rendered, secrets_of(engine, instance))
+    assert again.result == "succeeded", again.message
+    assert set(again.change_summary) == {"same"}, again.change_summary
+    assert uids_of(core, namespace, name) == uids
+    assert not list(diystate.stacks_dir(bucket, project).glob(f"{stack}.json"))
+    assert stack in engine.list_stacks()
+
+    destroyed = engine.destroy(namespace, name)
+    assert destroyed.result == "succeeded", destroyed.message
+    assert not (diystate.stacks_dir(root, project) / f"{stack}.json").exists()
+    assert stack not in engine.list_stacks()
+    assert statedirs.stack_dir(root, project, stack) == bucket
