@@ -182,7 +182,7 @@ def test_readyz_answers_json_who_leads():
     import json as _json
     import urllib.request
 
-    from jupyternetes.operator.run import make_http_server, serve
+    from jupyternetes.operator.httpserver import make_http_server, serve
     doc = {"identity": "me", "leader": "other", "leading": False, "since": "t"}
     server = make_http_server("127.0.0.1", 0, health=lambda: True,
                               ready=lambda: (True, doc), metrics=None)

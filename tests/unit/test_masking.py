@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from jupyternetes.engine import masking
-from jupyternetes.operator.run import JsonFormatter
+from jupyternetes.operator.logsetup import JsonFormatter
 
 TOKEN = "s3cr3t-t0ken-value"
 

@@ -235,7 +235,7 @@ def test_a_drift_flag_or_a_missing_cache_entry_takes_the_full_path():
 def test_workers_wait_for_the_first_lists_of_every_watch_but_not_forever():
     import threading
 
-    from jupyternetes.operator.run import Operator
+    from jupyternetes.operator.controller import Operator
 
     op = Operator(kube=None, engine=EngineRecorder(), workers=1)  # type: ignore[arg-type]
     watchers = op.all_watchers()

@@ -513,7 +513,7 @@ def test_secret_values_are_case_insensitive_and_skip_empty():
 
 
 def operator_with(instances: list[dict]):
-    from jupyternetes.operator.run import Operator
+    from jupyternetes.operator.controller import Operator
 
     op = Operator(kube=None, engine=EngineRecorder(), workers=1)  # type: ignore[arg-type]
     for obj in instances:
@@ -592,9 +592,9 @@ def test_long_instance_names_are_found_through_their_hashed_label():
 
 
 def test_worker_backs_off_failures_jumps_to_cap_when_degraded_and_forgets_on_success():
+    from jupyternetes.operator.controller import Operator
     from jupyternetes.operator.queue import Backoff, WorkQueue
     from jupyternetes.operator.reconcile import Result
-    from jupyternetes.operator.run import Operator
 
     op = Operator(kube=None, engine=EngineRecorder(), workers=1,  # type: ignore[arg-type]
                   backoff=Backoff(base=1.0, cap=60.0, jitter=0.0))

@@ -113,7 +113,7 @@ def test_the_gate_refuses_an_operation_of_a_shard_not_held():
 
 
 def test_an_operator_starts_nothing_for_an_instance_of_a_shard_it_does_not_hold():
-    from jupyternetes.operator.run import Operator
+    from jupyternetes.operator.controller import Operator
 
     class NoEngine:
         def up(self, *args, **kw):

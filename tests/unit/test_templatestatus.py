@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from jupyternetes.operator.run import Operator
+from jupyternetes.operator.controller import Operator
 from jupyternetes.operator.templatestatus import TemplateStatusWriter, template_status
 
 

@@ -319,7 +319,7 @@ def template(name: str, ns: str = "hub", generation: int = 1, rv: str = "1") -> 
 
 
 def operator(**kwargs):
-    from jupyternetes.operator.run import Operator
+    from jupyternetes.operator.controller import Operator
 
     class NoEngine:
         def up(self, *args, **kw):
@@ -340,7 +340,7 @@ def drain(queue) -> list[str]:
 
 
 def test_template_index_follows_instance_events():
-    from jupyternetes.operator.run import TemplateIndex, template_key_of
+    from jupyternetes.operator.templateindex import TemplateIndex, template_key_of
 
     assert template_key_of(instance("a", "default", "t", template_ns=None)) == "default/t"
     assert template_key_of(instance("a", "default", "t")) == "hub/t"
