@@ -3,27 +3,27 @@
 Everything here returns plain dicts (the API's JSON), not the client's typed models: the rest of the
 code reads them with `model.py`, and raw JSON is much cheaper than the generated models for pods.
 Errors from the apiserver are turned into `KubeError` carrying the apiserver's own message, because
-that message is what an admin needs to see in `kubectl describe jni`.
+that message is what an admin needs to see in `kubectl describe jni` (kubeerrors.py). Paged lists
+and watch streams are kubelistwatch.py; conflict-safe read-modify-write is kubewrites.py.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 import socket
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
-from kubernetes.watch.watch import iter_resp_lines
 
 from jupyternetes import eventkey, statusmerge
+from jupyternetes.kubeerrors import WatchExpired, api_message, to_kube_error
+from jupyternetes.kubelistwatch import Transform, WatchStream, list_pages, watch_kwargs
+from jupyternetes.kubewrites import read_modify_write
 from jupyternetes.model import GROUP, INSTANCE_KIND, VERSION
 from jupyternetes.naming import MANAGED_BY
 from jupyternetes.ownership import ObjectReader
@@ -39,45 +39,6 @@ COMPONENT = "jupyternetes-operator"
 
 # Watches are long polls; the pool must hold them plus one request per worker.
 POOL_MAXSIZE = 64
-CONFLICT_RETRIES = 8
-# Items per list request (limit/continue): bounds the memory one list holds in full objects.
-LIST_PAGE = 500
-
-# What a list keeps of each object (an informer's transform, see operator/cachefields.py).
-Transform = Callable[[dict], dict]
-
-
-class KubeError(Exception):
-    """An apiserver request failed; `message` is the apiserver's own explanation."""
-
-    def __init__(self, status: int | None, message: str, what: str = "") -> None:
-        self.status = status
-        self.message = message
-        self.what = what
-        super().__init__(f"{what}: {message}" if what else message)
-
-
-class WatchExpired(Exception):
-    """The resourceVersion a watch resumed from is gone (HTTP 410): relist."""
-
-
-def api_message(exc: ApiException) -> str:
-    """The `message` of the Status object the apiserver returned, else the HTTP reason."""
-    body = exc.body
-    if isinstance(body, bytes):
-        body = body.decode("utf-8", errors="replace")
-    if body:
-        try:
-            status = json.loads(body)
-        except ValueError:
-            return str(body).strip()
-        if isinstance(status, dict) and status.get("message"):
-            return str(status["message"])
-    return f"HTTP {exc.status} {exc.reason or ''}".strip()
-
-
-def to_kube_error(exc: ApiException, what: str) -> KubeError:
-    return KubeError(exc.status, api_message(exc), what)
 
 
 def api_client(kubeconfig: str | None = None, context: str | None = None) -> client.ApiClient:
@@ -99,80 +60,6 @@ def api_client(kubeconfig: str | None = None, context: str | None = None) -> cli
 
 def now_rfc3339() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def list_pages(call: Callable[..., Any], what: str,
-               transform: Transform | None = None) -> tuple[list[dict], str]:
-    """Every item of a list, `LIST_PAGE` at a time (limit/continue: one consistent snapshot),
-    each page parsed as plain JSON (never the client's typed models) and passed through
-    `transform` before the next page is read: at 5,000 objects only one page of full objects
-    is in memory at once. `call(**kwargs)` is a client list method with its fixed arguments
-    bound. A continue token that expired mid-list (410) restarts the list, as client-go does."""
-    for _ in range(3):
-        items: list[dict] = []
-        token: str | None = None
-        try:
-            while True:
-                resp = call(limit=LIST_PAGE, _continue=token, _preload_content=False)
-                page = json.loads(resp.data)
-                del resp
-                raw = page.get("items") or []
-                items += map(transform, raw) if transform else raw
-                meta = page.get("metadata") or {}
-                token = meta.get("continue") or None
-                if token is None:
-                    return items, str(meta.get("resourceVersion", ""))
-        except ApiException as exc:
-            if exc.status == 410 and token is not None:
-                log.info("%s: continue token expired after %d items; listing again", what,
-                         len(items))
-                continue
-            raise to_kube_error(exc, what) from exc
-    raise KubeError(410, "the list changed faster than it could be paged, three times", what)
-
-
-class WatchStream:
-    """One watch request: iterate `(type, object)` events; `close()` from another thread ends it."""
-
-    def __init__(self, response: Any, what: str) -> None:
-        self._response = response
-        self._what = what
-        self._closed = False
-
-    def __iter__(self) -> Iterator[tuple[str, dict]]:
-        try:
-            for line in iter_resp_lines(self._response):
-                if not line:
-                    continue
-                event = json.loads(line)
-                kind, obj = event.get("type", ""), event.get("object") or {}
-                if kind == "ERROR":
-                    if obj.get("code") == 410:
-                        raise WatchExpired(obj.get("message", "resource version too old"))
-                    raise KubeError(obj.get("code"), obj.get("message", str(obj)), self._what)
-                yield kind, obj
-        except (OSError, ValueError, AttributeError) as exc:
-            # Closing the response from another thread surfaces as a read error here.
-            if not self._closed:
-                raise KubeError(None, f"watch stream broke: {exc}", self._what) from exc
-        finally:
-            self.close()
-
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        try:
-            # shutdown() unblocks a reader stuck in recv(); release_conn returns nothing to the pool
-            # because the connection is not reusable mid-stream.
-            sock = getattr(getattr(self._response, "connection", None), "sock", None)
-            if sock is not None:
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
-            self._response.close()
-            self._response.release_conn()
-        except Exception:  # closing is best effort
-            log.debug("closing watch %s", self._what, exc_info=True)
 
 
 class Kube:
@@ -228,7 +115,7 @@ class Kube:
     def _watch_custom(self, plural: str, noun: str, namespace: str | None,
                       resource_version: str, timeout_seconds: int) -> WatchStream:
         what = f"watch {noun} in {namespace or 'all namespaces'}"
-        kwargs = self._watch_kwargs(resource_version, timeout_seconds)
+        kwargs = watch_kwargs(resource_version, timeout_seconds)
         try:
             if namespace:
                 resp = self.custom.list_namespaced_custom_object(
@@ -264,7 +151,7 @@ class Kube:
     def watch_pods(self, namespace: str | None, selector: str, resource_version: str,
                    timeout_seconds: int) -> WatchStream:
         what = f"watch pods {selector} in {namespace or 'all namespaces'}"
-        kwargs = self._watch_kwargs(resource_version, timeout_seconds)
+        kwargs = watch_kwargs(resource_version, timeout_seconds)
         try:
             if namespace:
                 resp = self.core.list_namespaced_pod(namespace, label_selector=selector, **kwargs)
@@ -366,7 +253,7 @@ class Kube:
             log.info("%s: written by someone else meanwhile; re-reading and merging again "
                      "(attempt %d)", what, attempt + 2)
 
-        return self._read_modify_write(
+        return read_modify_write(
             what, lambda: self.get_instance(namespace, name), change,
             lambda body: self.custom.patch_namespaced_custom_object_status(
                 GROUP, VERSION, namespace, INSTANCE_PLURAL, name, body,
@@ -408,7 +295,7 @@ class Kube:
             wanted = [*present, finalizer] if add else [f for f in present if f != finalizer]
             return {"metadata": {"finalizers": wanted}}
 
-        return self._read_modify_write(
+        return read_modify_write(
             what, lambda: self.get_instance(namespace, name), change,
             lambda body: self.custom.patch_namespaced_custom_object(
                 GROUP, VERSION, namespace, INSTANCE_PLURAL, name, body,
@@ -474,7 +361,7 @@ class Kube:
             return {"count": int(event.get("count") or 1) + 1, "lastTimestamp": stamp,
                     "message": message}
 
-        self._read_modify_write(
+        read_modify_write(
             f"count event {namespace}/{event_name}", read, change,
             lambda body: self.core.patch_namespaced_event(event_name, namespace, body,
                                                           _content_type=MERGE_PATCH),
@@ -489,52 +376,6 @@ class Kube:
         return sorted(items, key=lambda e: e["metadata"].get("creationTimestamp") or "")
 
     # ---- helpers ----------------------------------------------------------------------------
-
-    @staticmethod
-    def _watch_kwargs(resource_version: str, timeout_seconds: int) -> dict[str, Any]:
-        return {
-            "watch": True,
-            "resource_version": resource_version or None,
-            "allow_watch_bookmarks": True,
-            "timeout_seconds": timeout_seconds,
-            "_preload_content": False,
-            # The server ends the watch after timeout_seconds; the client read timeout is a
-            # backstop for a dead connection that never sends a FIN.
-            "_request_timeout": (10, timeout_seconds + 30),
-        }
-
-    @staticmethod
-    def _read_modify_write(what: str, read: Callable[[], dict | None],
-                           change: Callable[[dict], dict | None], write: Callable[[dict], Any],
-                           pause: float,
-                           on_conflict: Callable[[int], None] | None = None) -> dict | None:
-        """read -> `change(current)` -> write, with the read's resourceVersion as a
-        precondition; on 409 (written by someone else in between) read and change again, up to
-        CONFLICT_RETRIES times, so the other writer's edit is neither lost nor undone.
-
-        `change` returns the merge-patch body, or None when nothing is to be written (the
-        current object is returned). None when the object is gone (read or write 404)."""
-        for attempt in range(CONFLICT_RETRIES):
-            current = read()
-            if current is None:
-                return None
-            body = change(current)
-            if body is None:
-                return current
-            body = {**body, "metadata": {**(body.get("metadata") or {}), "resourceVersion": (
-                current.get("metadata") or {}).get("resourceVersion")}}
-            try:
-                return write(body)
-            except ApiException as exc:
-                if exc.status == 404:
-                    return None
-                if exc.status == 409 and attempt + 1 < CONFLICT_RETRIES:
-                    if on_conflict is not None:
-                        on_conflict(attempt)
-                    time.sleep(pause * (attempt + 1))
-                    continue
-                raise to_kube_error(exc, what) from exc
-        raise KubeError(409, "conflicts on every retry", what)
 
     @staticmethod
     def _get(call: Callable[[], dict], what: str) -> dict | None:

@@ -50,7 +50,9 @@ from jupyternetes.harness.runtime_status import (
     started_status,
     terminated_status,
 )
-from jupyternetes.kube import KubeError, WatchExpired, WatchStream, api_message, now_rfc3339
+from jupyternetes.kube import now_rfc3339
+from jupyternetes.kubeerrors import KubeError, WatchExpired, api_message
+from jupyternetes.kubelistwatch import WatchStream
 from jupyternetes.operator.watch import DELETED, KubeSource, ListWatcher
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from jupyternetes.kube import KubeError
+from jupyternetes.kubeerrors import KubeError
 from jupyternetes.operator.metrics import Metrics
 from jupyternetes.operator.status import FAILED, summary_text
 

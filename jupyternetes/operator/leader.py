@@ -41,7 +41,7 @@ from typing import Any, Protocol
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from jupyternetes.kube import api_message
+from jupyternetes.kubeerrors import api_message
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from typing import Protocol
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from jupyternetes.kube import api_message
+from jupyternetes.kubeerrors import api_message
 from jupyternetes.naming import stable_hash
 from jupyternetes.operator.leader import KubeLease, LeaseRecord
 

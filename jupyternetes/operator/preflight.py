@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from jupyternetes import ownership, pvcpolicy
-from jupyternetes.kube import KubeError
+from jupyternetes.kubeerrors import KubeError
 from jupyternetes.model import Instance
 from jupyternetes.naming import LABEL_INSTANCE, LABEL_INSTANCE_NAMESPACE, label_value
 from jupyternetes.render import Rendered

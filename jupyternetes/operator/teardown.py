@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Protocol
 
-from jupyternetes.kube import KubeError
+from jupyternetes.kubeerrors import KubeError
 from jupyternetes.naming import LABEL_INSTANCE, LABEL_INSTANCE_NAMESPACE, MANAGED_BY, label_value
 from jupyternetes.operator.admin import FORCE_DELETE
 

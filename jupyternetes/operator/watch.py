@@ -21,7 +21,7 @@ import threading
 from collections.abc import Callable
 from typing import Protocol
 
-from jupyternetes.kube import WatchExpired
+from jupyternetes.kubeerrors import WatchExpired
 
 log = logging.getLogger(__name__)
 

@@ -19,17 +19,9 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from jupyternetes.kube import (
-    INSTANCE_PLURAL,
-    MERGE_PATCH,
-    Kube,
-    KubeError,
-    WatchExpired,
-    WatchStream,
-    api_client,
-    api_message,
-    to_kube_error,
-)
+from jupyternetes.kube import INSTANCE_PLURAL, MERGE_PATCH, Kube, api_client
+from jupyternetes.kubeerrors import KubeError, WatchExpired, api_message, to_kube_error
+from jupyternetes.kubelistwatch import WatchStream, watch_kwargs
 from jupyternetes.model import GROUP, INSTANCE_KIND, VERSION
 from jupyternetes.naming import LABEL_INSTANCE, MANAGED_BY
 from jupyternetes.operator.watch import KubeSource, ListWatcher
@@ -287,7 +279,7 @@ class SharedCluster:
             try:
                 resp = custom.list_namespaced_custom_object(
                     GROUP, VERSION, ns, plural, label_selector=selector,
-                    **Kube._watch_kwargs(resource_version, timeout_seconds))
+                    **watch_kwargs(resource_version, timeout_seconds))
             except ApiException as exc:
                 if exc.status == 410:
                     raise WatchExpired(api_message(exc)) from exc
@@ -318,7 +310,7 @@ class SharedCluster:
         def watch_fn(resource_version: str, timeout_seconds: int) -> WatchStream:
             try:
                 resp = method(ns, **selectors,
-                              **Kube._watch_kwargs(resource_version, timeout_seconds))
+                              **watch_kwargs(resource_version, timeout_seconds))
             except ApiException as exc:
                 if exc.status == 410:
                     raise WatchExpired(api_message(exc)) from exc

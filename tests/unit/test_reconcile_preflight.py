@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from jupyternetes.kube import KubeError
+from jupyternetes.kubeerrors import KubeError
 from jupyternetes.naming import LABEL_ENTRY, LABEL_INSTANCE, LABEL_INSTANCE_NAMESPACE
 from jupyternetes.ownership import ADOPT_ANNOTATION
 from tests.unit import test_reconcile_unit as base

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from jupyternetes.kube import KubeError, WatchExpired
+from jupyternetes.kubeerrors import KubeError, WatchExpired
 from jupyternetes.operator.watch import ListWatcher
 
 
@@ -234,7 +234,7 @@ def test_stop_closes_the_open_stream():
     assert not watcher.alive()
 
 
-# ---- kube.WatchStream: the apiserver's watch wire format -> events ---------------------------
+# ---- kubelistwatch.WatchStream: the apiserver's watch wire format -> events ------------------
 
 
 class FakeResponse:
@@ -257,7 +257,7 @@ class FakeResponse:
 def test_watch_stream_parses_split_lines_and_closes():
     import json as _json
 
-    from jupyternetes.kube import WatchStream
+    from jupyternetes.kubelistwatch import WatchStream
 
     lines = [_json.dumps({"type": "ADDED", "object": obj("a", "5")}),
              _json.dumps({"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "9"}}})]
@@ -274,7 +274,7 @@ def test_watch_stream_error_events():
 
     import pytest
 
-    from jupyternetes.kube import WatchStream
+    from jupyternetes.kubelistwatch import WatchStream
 
     gone = _json.dumps({"type": "ERROR", "object": {
         "kind": "Status", "code": 410, "reason": "Expired",
@@ -291,7 +291,7 @@ def test_watch_stream_error_events():
 def test_api_message_prefers_the_status_message():
     from kubernetes.client.exceptions import ApiException
 
-    from jupyternetes.kube import api_message
+    from jupyternetes.kubeerrors import api_message
 
     exc = ApiException(status=422, reason="Unprocessable Entity")
     exc.body = ('{"kind":"Status","message":"Pod \\"x\\" is invalid: spec.containers[0].name: '
