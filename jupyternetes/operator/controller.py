@@ -20,10 +20,12 @@ from typing import Any
 from jupyternetes.kube import Kube
 from jupyternetes.naming import LABEL_INSTANCE, LABEL_INSTANCE_NAMESPACE, label_value
 from jupyternetes.operator import admin, cachefields, kubesources
+from jupyternetes.operator.drift import DriftFlags
 from jupyternetes.operator.metrics import Metrics
 from jupyternetes.operator.orphans import OrphanCollector
+from jupyternetes.operator.ports import EnginePort
 from jupyternetes.operator.queue import Backoff, ShutDown, WorkQueue
-from jupyternetes.operator.reconcile import DriftFlags, EnginePort, ReconcileConfig, Reconciler
+from jupyternetes.operator.reconcile import ReconcileConfig, Reconciler
 from jupyternetes.operator.templateindex import TemplateIndex, template_key_of
 from jupyternetes.operator.templatestatus import TemplateStatusWriter, template_status
 from jupyternetes.operator.watch import ADDED, DELETED, MODIFIED, RESYNC, ListWatcher, object_key

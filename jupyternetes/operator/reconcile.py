@@ -15,7 +15,8 @@ later). The decisions, in order:
    after it; the spawner restarts a server by deleting and recreating its instance);
 6. otherwise: finalizer, `Processing`, `up`, status from the outputs, one Event.
 
-The kube and engine edges are small protocols so the decisions are unit-tested with recorders.
+The kube and engine edges are small protocols (ports.py) so the decisions are unit-tested with
+recorders; `DriftFlags` (drift.py) carries the controller's pod deletions to the next reconcile.
 What the status says is built in `status.py` (the status contract); the rollout decisions of
 steps 3-5 (hash, hold or apply, TemplateCurrent) are `rollout.py`. This module reads, decides,
 writes and emits Events.
@@ -24,10 +25,9 @@ writes and emits Events.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from jupyternetes import secretexposure, secretvars
 from jupyternetes.engine.masking import OPERATOR_LOG_MASK, mask_secrets
@@ -35,7 +35,9 @@ from jupyternetes.kube import FINALIZER, now_rfc3339
 from jupyternetes.model import Instance, ModelError, Template
 from jupyternetes.naming import stack_name
 from jupyternetes.operator import admin, enginecall, noop, preflight, rollout, teardown
+from jupyternetes.operator.drift import DriftFlags
 from jupyternetes.operator.metrics import Metrics
+from jupyternetes.operator.ports import EnginePort, KubePort
 from jupyternetes.operator.rollout import NEXT_START, ROLLOUTS, desired_hash
 from jupyternetes.operator.status import (
     SUCCEEDED,
@@ -56,66 +58,6 @@ from jupyternetes.render import Rendered, RenderError, render
 from jupyternetes.secretvars import secret_values
 
 log = logging.getLogger(__name__)
-
-
-# ---- edges ------------------------------------------------------------------------------------
-
-
-class KubePort(Protocol):
-    def get_instance(self, namespace: str, name: str) -> dict | None: ...
-    def get_template(self, namespace: str, name: str) -> dict | None: ...
-    def get_pod(self, namespace: str, name: str) -> dict | None: ...
-    def get_secret(self, namespace: str, name: str) -> dict | None: ...
-    def patch_instance_status(self, namespace: str, name: str, status: dict) -> dict | None: ...
-    def add_finalizer(self, namespace: str, name: str, finalizer: str = ...) -> dict | None: ...
-    def remove_finalizer(self, namespace: str, name: str, finalizer: str = ...) -> dict | None: ...
-    def namespace_terminating(self, namespace: str) -> bool: ...
-    def delete_pods(self, namespace: str, selector: str) -> list[str]: ...
-    def emit_event(self, instance: dict, event_type: str, reason: str, message: str) -> None: ...
-    def get_object(self, api_version: str, kind: str, namespace: str | None,
-                   name: str) -> dict | None: ...
-    def list_pvcs(self, namespace: str, selector: str) -> list[dict]: ...
-
-
-class OperationResultLike(Protocol):
-    operation: str
-    result: str
-    started_at: str
-    finished_at: str
-    change_summary: dict[str, int]
-    outputs: dict
-    message: str
-    engine_seconds: float
-
-
-class EnginePort(Protocol):
-    def up(self, namespace: str, name: str, rendered: Rendered, secret_values: Any,
-           refresh: bool = False) -> OperationResultLike: ...
-    def destroy(self, namespace: str, name: str) -> OperationResultLike: ...
-    def forget(self, namespace: str, name: str) -> OperationResultLike: ...
-
-
-class DriftFlags:
-    """Instances whose managed objects changed behind the stack's back (a pod deleted)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._keys: set[str] = set()
-
-    def flag(self, key: str) -> None:
-        with self._lock:
-            self._keys.add(key)
-
-    def take(self, key: str) -> bool:
-        with self._lock:
-            if key in self._keys:
-                self._keys.discard(key)
-                return True
-            return False
-
-    def __contains__(self, key: object) -> bool:
-        with self._lock:
-            return key in self._keys
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,9 @@ from collections.abc import Callable
 import pytest
 
 from jupyternetes.engine.masking import OPERATOR_LOG_MASK
+from jupyternetes.operator.drift import DriftFlags
 from jupyternetes.operator.metrics import Metrics
-from jupyternetes.operator.reconcile import DriftFlags, ReconcileConfig, Reconciler
+from jupyternetes.operator.reconcile import ReconcileConfig, Reconciler
 from tests.unit.test_reconcile_unit import (
     KEY,
     NS,

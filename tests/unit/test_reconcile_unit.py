@@ -15,9 +15,9 @@ import yaml
 
 from jupyternetes.kube import FINALIZER
 from jupyternetes.model import Instance, Template
+from jupyternetes.operator.drift import DriftFlags
 from jupyternetes.operator.metrics import Metrics
 from jupyternetes.operator.reconcile import (
-    DriftFlags,
     ReconcileConfig,
     Reconciler,
     desired_hash,
