@@ -63,6 +63,7 @@ from benchlib import (
     rounded,
     run_main,
     summary,
+    tree_cpu_seconds,
     wait_until,
 )
 from latency import column, operator_round
@@ -102,6 +103,23 @@ def probe_latency(bench: Bench, op: Any, names: list[str], timeout: float) -> li
         watch.stop()
     op.wait_idle(quiet=2.0)
     return rows
+
+
+def idle_cores(bench: Bench, op: Any, seconds: float = 10.0) -> dict[str, float | None]:
+    """Cores each cluster component and the operator keep busy while nothing is asked of
+    them (a measuring window of `seconds`): the background the probes compete with on this
+    2-core machine (kwok, the controller manager and the apiserver work for every object)."""
+    def snapshot() -> dict[str, float]:
+        snap = {"operator": tree_cpu_seconds(op.pid) or 0.0}
+        for comp in bench.cluster.components if bench.cluster is not None else []:
+            if comp.proc is not None:
+                snap[comp.name] = tree_cpu_seconds(comp.proc.pid) or 0.0
+        return snap
+    op.wait_idle(quiet=1.0)
+    before, started = snapshot(), time.monotonic()
+    time.sleep(seconds)
+    after, elapsed = snapshot(), time.monotonic() - started
+    return {k: rounded((after[k] - before.get(k, 0.0)) / elapsed, 3) for k in after}
 
 
 def p50(rows: list[dict]) -> float | None:
@@ -303,6 +321,7 @@ def main(argv: list[str] | None = None) -> int:
         first = [SOURCE] + [f"probe0-{i}" for i in range(args.probes - 1)]
         op = bench.start_operator(workers=args.workers, resync_seconds=args.resync_seconds,
                                   sample_interval=args.sample_interval)
+        background = {"few_stacks": idle_cores(bench, op)}
         empty = probe_latency(bench, op, first, 300)
         # The operator's settings_fingerprint (operator/run.py), for the backend it resolved
         # as it does (stacks.settings_from_args): its environment may name one.
@@ -349,6 +368,7 @@ def main(argv: list[str] | None = None) -> int:
         operator_pss_idle = read_pss(op.pid)
         stacks_now = len(statedirs.checkpoint_stacks(backend, PROJECT))
         probes = [f"probe1-{i}" for i in range(args.probes)]
+        background[f"{args.count}_clones"] = idle_cores(bench, op)
         full = [] if args.skip_probes else probe_latency(bench, op, probes, 300)
         tree = op.sampler.full_report() if op.sampler else {}
         states = count_states(bench.instances())
@@ -379,6 +399,7 @@ def main(argv: list[str] | None = None) -> int:
                                    "first_after_restart_s": rounded(
                                        full[0]["latency_s"] if full else None),
                                    "ratio_p50": ratio(p50(full[1:]), p50(empty[1:]))},
+        "background_cores_before_probes": background,
         "states_after": states,
     })
     return 0
