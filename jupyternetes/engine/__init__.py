@@ -10,6 +10,7 @@ One concern a module:
 - pool + protocol: the worker processes (start, send, cancel, recycle) and their messages
 - repair, locks, diystate, pgstate, stackseed, workspaces: state repair after a crash (stale
   locks, half-written files, pending operations), and state written without a CLI run
+- statedirs: where a stack's state lives in the operator's file:// backend (hash buckets)
 - masking: secrets out of messages (pure); results: what an operation answers (pure)
 - stackengine: StackEngine, the public API: up / preview / destroy / repair (a refresh that
   clears pending creates) / forget / list_stacks
