@@ -72,7 +72,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from pyspy import Profile
 
 from jupyternetes import naming
-from jupyternetes.engine import backendurl, diystate, statedirs
+from jupyternetes.engine import backendurl, statedirs
 from jupyternetes.engine.backendurl import file_backend_path
 from jupyternetes.engine.settings import DEFAULT_SECRET_VARIABLES, PROJECT, file_backend_url
 from jupyternetes.harness.operator_process import MetricsSnapshot
@@ -168,7 +168,7 @@ class Cloner:
                 naming.object_name(SOURCE, "workspace"), ns))
         self.backend = backend
         stack = naming.stack_name(ns, SOURCE)
-        self.checkpoint = (self.checkpoint_path(stack)).read_text()
+        self.checkpoint = statedirs.checkpoint_file(backend, PROJECT, stack).read_text()
         status = self.source.get("status") or {}
         computed = self.hash_of(self.source)
         written = (status.get("stack") or {}).get("desiredHash")
@@ -178,11 +178,6 @@ class Cloner:
                              f"fingerprint in scale.py")
         self.uids = [(self.source["metadata"]["uid"], "instance"),
                      (self.pod["metadata"]["uid"], "pod"), (self.pvc["metadata"]["uid"], "pvc")]
-
-    def checkpoint_path(self, stack: str) -> Path:
-        """Where the operator keeps the stack's checkpoint: its hash bucket (statedirs)."""
-        folder = statedirs.stack_dir(self.backend, PROJECT, stack)
-        return diystate.stacks_dir(folder, PROJECT) / f"{stack}.json"
 
     def hash_of(self, obj: dict) -> str:
         rendered = render(self.template, Instance.from_dict(obj, source="scale"))
@@ -205,7 +200,7 @@ class Cloner:
         bench.custom.patch_namespaced_custom_object_status(
             GROUP, VERSION, ns, INSTANCES, name, {"status": status})
         stack = naming.stack_name(ns, name)
-        path = self.checkpoint_path(stack)
+        path = statedirs.checkpoint_file(self.backend, PROJECT, stack)
         statedirs.ensure_layout(path.parents[3])
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(substitute(self.checkpoint, pairs))

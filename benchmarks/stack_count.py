@@ -23,7 +23,7 @@ from benchlib import Bench, arguments, emit, log, rounded, run_main, summary
 from profile_up import pprof_top
 
 from jupyternetes import naming
-from jupyternetes.engine import StackEngine, StackSettings, diystate, statedirs
+from jupyternetes.engine import StackEngine, StackSettings, statedirs
 from jupyternetes.engine.backendurl import file_backend_path
 from jupyternetes.engine.settings import PROJECT
 from jupyternetes.harness import pulumi_env as harness_pulumi
@@ -55,24 +55,18 @@ def ups(bench: Bench, engine: StackEngine, template: Template, prefix: str,
     return rows
 
 
-def checkpoint_path(backend: Path, stack: str) -> Path:
-    """Where the engine keeps the stack's checkpoint (its hash bucket, statedirs)."""
-    folder = statedirs.stack_dir(backend, PROJECT, stack)
-    return diystate.stacks_dir(folder, PROJECT) / f"{stack}.json"
-
-
 def write_stacks(backend: Path, source_stack: str, count: int) -> float:
     started = time.monotonic()
-    text = checkpoint_path(backend, source_stack).read_text()
+    source = statedirs.checkpoint_file(backend, PROJECT, source_stack)
+    text = source.read_text()
     for index in range(count):
         name = f"{source_stack}-clone{index:05d}"
-        path = checkpoint_path(backend, name)
+        path = statedirs.checkpoint_file(backend, PROJECT, name)
         statedirs.ensure_layout(path.parents[3])
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text.replace(source_stack, name))
         # What an `up` leaves beside a checkpoint: the previous one (.bak) and fileblob's
         # attributes files, 4 files per stack (the source's, where it has them).
-        source = checkpoint_path(backend, source_stack)
         for suffix in (".bak", ".attrs", ".bak.attrs"):
             side = source.with_name(source.name + suffix)
             if side.exists():

@@ -10,7 +10,6 @@ when an operation meets a lock, and `repair_state` when it cannot load its check
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import socket
 from collections.abc import Callable
@@ -88,18 +87,8 @@ class StateRepair:
         for lock in map(locks.read_lock, locks.lock_files(root)):
             if stacks is not None and not stacks(lock.stack):
                 continue
-            verdict = locks.judge(lock, host, self.since(lock.stack))
-            if not verdict.stale:
-                log.warning("stack lock %s/%s kept: %s", lock.stack, lock.path.name,
-                            verdict.reason)
-                continue
-            # fileblob's attributes file of the lock goes with it.
-            lock.path.with_name(lock.path.name + diystate.ATTRS).unlink(missing_ok=True)
-            try:
-                lock.path.unlink()
-            except FileNotFoundError:
-                continue
-            actions.append(self._log_removal(lock, verdict))
+            if line := self._remove_if_stale(lock, host, lambda lock=lock: _unlink(lock)):
+                actions.append(line)
         locked = locked_stacks(backend_dir, self.settings.project, leader_since=leader_since)
         # One listing of the stacks folder for all stacks (one per stack is quadratic).
         index = diystate.tmp_index(diystate.stacks_dir(backend_dir, self.settings.project))
@@ -114,10 +103,7 @@ class StateRepair:
         for stack in diystate.stacks_with_pending_operations(backend_dir, self.settings.project):
             if stacks is not None and not stacks(stack):
                 continue
-            # By stack name: a shortened (hashed) stack name cannot be parsed back.
-            result = self._repair_stack(stack)
-            actions.append(f"stack {stack}: cleared pending operations ({result.result}"
-                           f"{': ' + result.message if result.message else ''})")
+            actions.append(self._repair_pending(stack))
         return actions
 
     def _clear_postgres_locks(self, stacks: Callable[[str], bool] | None) -> list[str]:
@@ -135,14 +121,10 @@ class StateRepair:
                                                self.settings.project):
                     if stacks is not None and not stacks(lock.stack):
                         continue
-                    verdict = locks.judge(lock, host, self.since(lock.stack))
-                    if not verdict.stale:
-                        log.warning("stack lock %s/%s kept: %s", lock.stack, lock.path.name,
-                                    verdict.reason)
-                        continue
-                    if not pgstate.delete_key(conn, table, str(lock.path)):
-                        continue
-                    actions.append(self._log_removal(lock, verdict))
+                    if line := self._remove_if_stale(
+                            lock, host,
+                            lambda lock=lock: pgstate.delete_key(conn, table, str(lock.path))):
+                        actions.append(line)
                 locked = {lock.stack for lock in pgstate.read_locks(
                     conn, target, DIY_ORGANIZATION, self.settings.project)}
                 pending = [s for s in pgstate.stacks_with_pending_operations(
@@ -154,9 +136,7 @@ class StateRepair:
         for stack in pending:
             if stacks is not None and not stacks(stack):
                 continue  # no longer ours (a shard lost meanwhile)
-            result = self._repair_stack(stack)
-            line = (f"stack {stack}: cleared pending operations ({result.result}"
-                    f"{': ' + result.message if result.message else ''})")
+            line = self._repair_pending(stack)
             log.warning("%s", line)
             actions.append(line)
         return actions
@@ -175,13 +155,10 @@ class StateRepair:
                                                    self.settings.project):
                         if lock.stack != stack:
                             continue
-                        verdict = locks.judge(lock, host, self.since(stack))
-                        if verdict.stale and pgstate.delete_key(conn, target.table,
-                                                                str(lock.path)):
-                            removed.append(self._log_removal(lock, verdict))
-                        elif not verdict.stale:
-                            log.info("stack lock %s/%s kept: %s", stack, lock.path.name,
-                                     verdict.reason)
+                        if line := self._remove_if_stale(
+                                lock, host, lambda lock=lock: pgstate.delete_key(
+                                    conn, target.table, str(lock.path)), logging.INFO):
+                            removed.append(line)
             except pgstate.PostgresStateError as exc:
                 log.warning("stack %s: its locks could not be checked: %s", stack, exc)
             return removed
@@ -190,17 +167,32 @@ class StateRepair:
             return removed
         backend_dir = statedirs.stack_dir(state_root, self.settings.project, stack)
         root = lock_dir(backend_dir, self.settings.project)
-        for lock, verdict in locks.judge_all(root, self.since(stack), host):
+        for lock in map(locks.read_lock, locks.lock_files(root)):
             if lock.stack != stack:
                 continue
-            if not verdict.stale:
-                log.info("stack lock %s/%s kept: %s", stack, lock.path.name, verdict.reason)
-                continue
-            lock.path.with_name(lock.path.name + diystate.ATTRS).unlink(missing_ok=True)
-            with contextlib.suppress(FileNotFoundError):
-                lock.path.unlink()
-                removed.append(self._log_removal(lock, verdict))
+            if line := self._remove_if_stale(lock, host, lambda lock=lock: _unlink(lock),
+                                             logging.INFO):
+                removed.append(line)
         return removed
+
+    def _remove_if_stale(self, lock: locks.LockFile, host: str, remove: Callable[[], bool],
+                         kept_level: int = logging.WARNING) -> str | None:
+        """Judge one lock by the lock rule (locks.py) against its stack's reference time;
+        `remove` it when its holder is provably gone. Returns the removal's action line, None
+        when it is kept (logged at `kept_level`) or was gone already."""
+        verdict = locks.judge(lock, host, self.since(lock.stack))
+        if not verdict.stale:
+            log.log(kept_level, "stack lock %s/%s kept: %s", lock.stack, lock.path.name,
+                    verdict.reason)
+            return None
+        return self._log_removal(lock, verdict) if remove() else None
+
+    def _repair_pending(self, stack: str) -> str:
+        """Converge a stack with pending operations (the engine's `repair`); the action line.
+        By stack name: a shortened (hashed) stack name cannot be parsed back."""
+        result = self._repair_stack(stack)
+        return (f"stack {stack}: cleared pending operations ({result.result}"
+                f"{': ' + result.message if result.message else ''})")
 
     @staticmethod
     def _log_removal(lock: locks.LockFile, verdict: locks.Verdict) -> str:
@@ -226,3 +218,13 @@ class StateRepair:
         for line in actions:
             log.warning("%s", line)
         return actions
+
+
+def _unlink(lock: locks.LockFile) -> bool:
+    """Remove a lock file and fileblob's attributes file beside it; False when it was gone."""
+    lock.path.with_name(lock.path.name + diystate.ATTRS).unlink(missing_ok=True)
+    try:
+        lock.path.unlink()
+    except FileNotFoundError:
+        return False
+    return True

@@ -74,6 +74,12 @@ def stack_dir(root: Path, project: str, stack: str) -> Path:
     return root if at_root(root, project, stack) else bucket_dir(root, stack)
 
 
+def checkpoint_file(root: Path, project: str, stack: str) -> Path:
+    """The stack's checkpoint file, in the backend folder `stack_dir` names."""
+    folder = diystate.stacks_dir(stack_dir(root, project, stack), project)
+    return folder / f"{stack}{diystate.CHECKPOINT_EXT}"
+
+
 def stack_url(root_url: str, project: str, stack: str) -> str:
     """The backend URL of one stack: its bucket's for the operator's file:// backend (the root
     for a stack created there before buckets), `root_url` itself for any other backend."""

@@ -80,9 +80,8 @@ def stack_backend(engine: StackEngine, stack: str) -> Path:
 
 
 def stack_file(engine: StackEngine, namespace: str, name: str) -> Path:
-    stack = naming.stack_name(namespace, name)
-    return (stack_backend(engine, stack) / ".pulumi" / "stacks" / engine.settings.project
-            / f"{stack}.json")
+    return statedirs.checkpoint_file(backend_dir(engine), engine.settings.project,
+                                     naming.stack_name(namespace, name))
 
 
 def read_or_none(fn, *args):

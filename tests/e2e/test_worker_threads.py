@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from jupyternetes.engine import OperationResult, diystate, statedirs
+from jupyternetes.engine import OperationResult, statedirs
 from jupyternetes.naming import LABEL_INSTANCE, stack_name
 from tests.e2e.test_operator import (  # noqa: F401 (fixtures)
     all_lock_files,
@@ -126,8 +126,7 @@ def test_operator_killed_during_seeded_ups_in_a_shared_worker_converges(
     print(f"\nSIGKILL of {len(killed)} processes with {len(held)} lock(s) held")
     assert held, "the kill must leave a held lock behind for the restart to clear"
     def checkpoint(stack: str) -> Path:
-        folder = statedirs.stack_dir(op.backend_dir, "jupyternetes-instances", stack)
-        return diystate.stacks_dir(folder, "jupyternetes-instances") / f"{stack}.json"
+        return statedirs.checkpoint_file(op.backend_dir, "jupyternetes-instances", stack)
     seed_salt = salt_of(checkpoint(stack_name(ns, "seed")))
     for lock in held:  # created by stackseed: the sibling's salt, no `stack init`
         assert salt_of(checkpoint(lock.parent.name)) == seed_salt

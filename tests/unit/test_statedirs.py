@@ -56,6 +56,9 @@ def checkpoint(folder: Path, stack: str, content: object = None) -> Path:
 def test_a_stack_made_before_buckets_stays_at_the_root(tmp_path):
     checkpoint(tmp_path, "ns.old")
     assert statedirs.stack_dir(tmp_path, PROJECT, "ns.old") == tmp_path
+    assert statedirs.checkpoint_file(tmp_path, PROJECT, "ns.old").exists()
+    assert statedirs.checkpoint_file(tmp_path, PROJECT, "ns.new") == diystate.stacks_dir(
+        statedirs.bucket_dir(tmp_path, "ns.new"), PROJECT) / "ns.new.json"
     assert statedirs.stack_url(f"file://{tmp_path}", PROJECT, "ns.old") == f"file://{tmp_path}"
     assert statedirs.stack_dir(tmp_path, PROJECT, "ns.new") == \
         statedirs.bucket_dir(tmp_path, "ns.new")
