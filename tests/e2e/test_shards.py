@@ -253,28 +253,32 @@ def test_sigkill_of_one_replica_during_a_burst_its_shards_are_taken_over(
     ops = [sharded(replica, workers=2) for replica in IDS]
     split = wait_for("12 shards split 4/4/4", lambda: split_fairly(ops), timeout=60,
                      describe=lambda: "\n".join(op.log_tail(20) for op in ops))
+    replica_by_pid = {op.pid: readyz(op)["replica"] for op in ops}
     for name in names:
         hub.create_instance(ns, name)
 
     first_seen: dict[tuple[str, int], float] = {}
+    killed: set[int] = set()
 
     def victim() -> OperatorProcess | None:
-        """A replica with an update in flight: a lock row held by a process of its tree for a
-        second at least (an update's lock, not a short command's that is gone at once)."""
+        """A replica with an update in flight, SIGKILLed at once when found: a lock row held by
+        a process of its tree for half a second at least (an update's lock, not a short
+        command's that is gone at once). Killed here, with no round trip between seeing the
+        lock and the kill, so that the update cannot finish in between."""
         holders = lock_holders(url)
         now = time.monotonic()
         for op in ops:
             tree = set(op.tree())
             for key, (pid, _) in holders.items():
-                if pid in tree and now - first_seen.setdefault((key, pid), now) >= 1.0:
+                if pid in tree and now - first_seen.setdefault((key, pid), now) >= 0.5:
+                    killed.update(op.kill_tree())
                     return op
         return None
 
     dead = wait_for("an update holding its lock row", victim, timeout=120)
-    dead_id = readyz(dead)["replica"]
-    dead_shards = split[dead_id]
-    killed = set(dead.kill_tree())
     killed_at, killed_wall = time.monotonic(), time.time()
+    dead_id = replica_by_pid[dead.pid]
+    dead_shards = split[dead_id]
     left = {key: holder for key, holder in lock_holders(url).items() if holder[0] in killed}
     print(f"\nSIGKILL of {dead_id} (shards {dead_shards}, {len(killed)} processes) with "
           f"{len(left)} lock row(s) held")
