@@ -11,6 +11,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
+	# The harness (harness/) and the tests are not in the wheel: the venv finds them at the repo root.
+	$(PY) -c 'import site, pathlib; pathlib.Path(site.getsitepackages()[0], "jupyternetes-dev-tree.pth").write_text(str(pathlib.Path.cwd()) + "\n")'
 	touch $@
 
 # Go-built harness binaries (kube-apiserver, kine, kwok, pulumi, provider), cached outside the repo.
@@ -18,7 +20,7 @@ tools:
 	bash tools/harness/build.sh
 
 lint: setup
-	$(PY) -m ruff check jupyternetes tests benchmarks
+	$(PY) -m ruff check jupyternetes harness tests benchmarks stacks tools
 
 unit: setup
 	$(PY) -m pytest -q tests/unit
@@ -32,12 +34,12 @@ test: setup tools lint
 # The main job: a local cluster, the CRDs and seed template, the operator, the seed instance
 # reaching Completed with its PVC and pod. DEMO_ARGS=--keep leaves it running.
 demo: setup tools
-	$(PY) -m jupyternetes.harness.demo $(DEMO_ARGS)
+	$(PY) -m harness.demo $(DEMO_ARGS)
 
 # JupyterHub + configurable-http-proxy spawning through jupyternetes on a local cluster; pods on
 # the loopback node run as local processes. DEMO_ARGS=--keep leaves it up with a login URL.
 demo-hub: setup tools
-	$(PY) -m jupyternetes.harness.demo_hub $(DEMO_ARGS)
+	$(PY) -m harness.demo_hub $(DEMO_ARGS)
 
 # Figures, not assertions: each script prints one JSON object (see benchmarks/README.md).
 bench: setup tools

@@ -18,7 +18,7 @@ from typing import Any
 from benchlib import Bench, PodWatch, arguments, emit, log, ratio, run_main, summary
 from latency import column, operator_round
 
-from jupyternetes.harness.postgres import PostgresServer
+from harness.postgres import PostgresServer
 
 
 def rounds(bench: Bench, backend: str, count: int, warmup: int, workers: int,

@@ -38,11 +38,11 @@ from typing import Any
 from kubernetes import client, config
 from kubernetes.watch.watch import iter_resp_lines
 
-from jupyternetes.harness import pulumi_env as harness_pulumi
-from jupyternetes.harness.cluster import DevCluster
-from jupyternetes.harness.crds import apply_crds, load_crd_documents
-from jupyternetes.harness.examples import load_example, strip_server_fields
-from jupyternetes.harness.operator_process import (
+from harness import pulumi_env as harness_pulumi
+from harness.cluster import DevCluster
+from harness.crds import apply_crds
+from harness.examples import load_example, strip_server_fields
+from harness.operator_process import (
     MetricsSnapshot,
     OperatorError,
     OperatorProcess,
@@ -50,9 +50,10 @@ from jupyternetes.harness.operator_process import (
     poll,
     process_tree,
 )
-from jupyternetes.model import Instance, Template
-from jupyternetes.naming import object_name
-from jupyternetes.render import render
+from jupyternetes.crd.definitions import load_crd_documents
+from jupyternetes.crd.model import Instance, Template
+from jupyternetes.crd.naming import object_name
+from jupyternetes.render.objects import render
 
 EXTERNAL_KUBECONFIG_ENV = "JUPYTERNETES_BENCH_KUBECONFIG"
 GROUP, VERSION = "kadense.io", "v1"
@@ -244,7 +245,7 @@ def engine_kind(proc: Proc, root: int | None = None) -> str:
     if proc.comm == "pulumi":
         return "pulumi_cli"
     if proc.comm.startswith("python") and (root is None or proc.ppid == root):
-        return "worker"  # `python -m jupyternetes.engine.worker`
+        return "worker"  # `python -m jupyternetes.engine.runtime.worker`
     return "other"
 
 

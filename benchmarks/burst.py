@@ -36,7 +36,7 @@ from benchlib import (
     wait_until,
 )
 
-from jupyternetes.naming import object_name
+from jupyternetes.crd.naming import object_name
 
 
 def main(argv: list[str] | None = None) -> int:

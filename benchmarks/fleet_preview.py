@@ -21,10 +21,10 @@ import sys
 import time
 from typing import Any
 
-from jupyternetes.fleetpreview import live_objects_of, plan_fleet
-from jupyternetes.harness.examples import load_example
-from jupyternetes.model import Instance, Template
-from jupyternetes.render import render
+from harness.examples import load_example
+from jupyternetes.admin.fleetpreview import live_objects_of, plan_fleet
+from jupyternetes.crd.model import Instance, Template
+from jupyternetes.render.objects import render
 
 REF = "kadense/default-template"
 

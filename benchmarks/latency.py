@@ -45,7 +45,7 @@ from benchlib import (
     wait_until,
 )
 
-from jupyternetes.naming import object_name
+from jupyternetes.crd.naming import object_name
 
 _UP_SUCCEEDED = re.compile(r"up succeeded in ([0-9.]+)s")
 

@@ -27,10 +27,10 @@ from typing import Any
 
 from benchlib import Bench, arguments, emit, kubernetes_provider_version, log, rounded, run_main
 
+from harness import pulumi_env as harness_pulumi
+from jupyternetes.crd.model import Instance, Template
 from jupyternetes.engine import StackEngine, StackSettings
-from jupyternetes.harness import pulumi_env as harness_pulumi
-from jupyternetes.model import Instance, Template
-from jupyternetes.render import render
+from jupyternetes.render.objects import render
 
 WRAPPER = """#!/bin/sh
 # Profiling wrapper around the real CLI (benchmarks/profile_up.py).

@@ -39,8 +39,8 @@ from benchlib import (
     wait_until,
 )
 
-from jupyternetes.harness.postgres import PostgresServer
-from jupyternetes.naming import object_name
+from harness.postgres import PostgresServer
+from jupyternetes.crd.naming import object_name
 
 LEASE_FLAGS = ("--leader-election-lease-duration", "15", "--leader-election-renew-deadline",
                "10", "--leader-election-retry-period", "2")

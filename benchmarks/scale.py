@@ -71,14 +71,14 @@ from noop_resync import pass_report, periodic_pass
 from prometheus_client.parser import text_string_to_metric_families
 from pyspy import Profile
 
-from jupyternetes import naming
-from jupyternetes.engine import backendurl, statedirs
-from jupyternetes.engine.backendurl import file_backend_path
+from harness.operator_process import MetricsSnapshot
+from jupyternetes.crd import naming
+from jupyternetes.crd.model import Instance, Template
 from jupyternetes.engine.settings import DEFAULT_SECRET_VARIABLES, PROJECT, file_backend_url
-from jupyternetes.harness.operator_process import MetricsSnapshot
-from jupyternetes.model import Instance, Template
-from jupyternetes.operator.rollout import desired_hash
-from jupyternetes.render import render
+from jupyternetes.engine.state import backendurl, statedirs
+from jupyternetes.engine.state.backendurl import file_backend_path
+from jupyternetes.policy.rollout import desired_hash
+from jupyternetes.render.objects import render
 
 SOURCE = "scale-src"
 SERVER_FIELDS = ("uid", "resourceVersion", "creationTimestamp", "managedFields", "generation",

@@ -41,13 +41,14 @@ from benchlib import (
     wait_until,
 )
 
-from jupyternetes.harness.cluster import LOOPBACK_NODE, loopback_cidr, loopback_placement
-from jupyternetes.harness.examples import load_example
-from jupyternetes.harness.hub import Hub
-from jupyternetes.harness.podrunner import PodRunner, ensure_loopback_node
-from jupyternetes.kube import Kube
-from jupyternetes.naming import LABEL_INSTANCE, instance_name_for_user
-from jupyternetes.operator.watch import KubeSource, ListWatcher
+from harness.cluster import LOOPBACK_NODE, loopback_cidr, loopback_placement
+from harness.examples import load_example
+from harness.hub import Hub
+from harness.podrunner import PodRunner, ensure_loopback_node
+from jupyternetes.crd.labels import LABEL_INSTANCE
+from jupyternetes.crd.naming import instance_name_for_user
+from jupyternetes.kube.client import Kube
+from jupyternetes.kube.informer import KubeSource, ListWatcher
 
 GROUP, VERSION, TEMPLATES = "kadense.io", "v1", "jupyternotebooktemplates"
 TEMPLATE = "spawner-template"

@@ -22,13 +22,14 @@ from typing import Any
 from benchlib import Bench, arguments, emit, log, rounded, run_main, summary
 from profile_up import pprof_top
 
-from jupyternetes import naming
-from jupyternetes.engine import StackEngine, StackSettings, statedirs
-from jupyternetes.engine.backendurl import file_backend_path
+from harness import pulumi_env as harness_pulumi
+from jupyternetes.crd import naming
+from jupyternetes.crd.model import Instance, Template
+from jupyternetes.engine import StackEngine, StackSettings
 from jupyternetes.engine.settings import PROJECT
-from jupyternetes.harness import pulumi_env as harness_pulumi
-from jupyternetes.model import Instance, Template
-from jupyternetes.render import render
+from jupyternetes.engine.state import statedirs
+from jupyternetes.engine.state.backendurl import file_backend_path
+from jupyternetes.render.objects import render
 
 WRAPPER = """#!/bin/sh
 cmd=none

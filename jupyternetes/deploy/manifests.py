@@ -9,6 +9,7 @@ backend), PULUMI_HOME (an emptyDir whose `plugins` an init container links to th
 from __future__ import annotations
 
 import copy
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +18,9 @@ import yaml
 from jupyternetes.deploy.rbac import OPERATOR
 from jupyternetes.deploy.settings import DeploySettings
 
-REPO = Path(__file__).resolve().parents[2]
-CRD_DIR = REPO / "crds"
-EXAMPLE_TEMPLATE = REPO / "examples" / "seed-template.yaml"
+# Package data, so that an installed jupyternetes deploys without a checkout of the repository
+# (the repository's examples/seed-template.yaml links here).
+EXAMPLE_TEMPLATE = Path(str(resources.files(__package__) / "examples" / "seed-template.yaml"))
 
 STATE_DIR = "/var/lib/jupyternetes/state"
 PULUMI_HOME = "/var/lib/jupyternetes/pulumi-home"
@@ -255,13 +256,6 @@ def metrics_service(settings: DeploySettings) -> dict[str, Any]:
                  "ports": [{"name": "metrics", "port": settings.metrics_port,
                             "targetPort": HTTP_PORT_NAME}]},
     }
-
-
-def load_crds(crd_dir: Path = CRD_DIR) -> list[dict[str, Any]]:
-    """The CRDs exactly as crds/ has them (the one source of truth for tests and the stack)."""
-    from jupyternetes.harness.crds import load_crd_documents
-
-    return load_crd_documents(crd_dir)
 
 
 def example_template(namespace_name: str, path: Path = EXAMPLE_TEMPLATE) -> dict[str, Any]:

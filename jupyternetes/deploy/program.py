@@ -21,9 +21,10 @@ from typing import Any
 import pulumi
 from pulumi_kubernetes import _utilities as k8s_utilities
 
+from jupyternetes.crd.definitions import load_crd_documents
 from jupyternetes.deploy import manifests, rbac
 from jupyternetes.deploy.settings import DeploySettings, settings_from_config
-from jupyternetes.engine.program import type_token
+from jupyternetes.engine.runtime.program import type_token
 
 
 def config_lookup(config: pulumi.Config):
@@ -79,7 +80,7 @@ def declare_crds(settings: DeploySettings) -> dict[str, pulumi.CustomResource]:
     return {f"crd/{doc['metadata']['name']}":
             declare(f"crd/{doc['metadata']['name']}", doc,
                     pulumi.ResourceOptions(retain_on_delete=settings.retain_crds))
-            for doc in manifests.load_crds()}
+            for doc in load_crd_documents()}
 
 
 def declare_all(settings: DeploySettings, passphrase: pulumi.Output | None = None,

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from jupyternetes.engine import backendurl
+from jupyternetes.engine.state import backendurl
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """The stack engine: one Pulumi stack per instance, its operations run in worker processes.
 
 Every engine operation (up, preview, destroy, repair, forget) runs in a worker process
-(`python -m jupyternetes.engine.worker`, pool.py), never in the operator: a hung or crashed
+(`python -m jupyternetes.engine.runtime.worker`, pool.py), never in the operator: a hung or crashed
 Pulumi CLI, SDK or program cannot take the operator down, and the operator's own threads never
 touch Pulumi's runtime state. A worker runs several operations at once, each in a thread (the
 SDK keeps a deployment's state in contextvars), and many in its life: Python, the SDK imports
@@ -29,15 +29,16 @@ import weakref
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
-from jupyternetes import naming
-from jupyternetes.engine import diystate, engineprocs, pool, statedirs
+from jupyternetes.crd import naming
 from jupyternetes.engine import settings as engine_settings
-from jupyternetes.engine.backendurl import file_backend_path
-from jupyternetes.engine.locks import is_locked_error
 from jupyternetes.engine.masking import MESSAGE_LIMIT, clean_line
-from jupyternetes.engine.repair import StateRepair
 from jupyternetes.engine.results import OperationResult, PreviewResult, utc_now
+from jupyternetes.engine.runtime import engineprocs, pool
 from jupyternetes.engine.settings import StackConfigError, StackSettings
+from jupyternetes.engine.state import diystate, statedirs
+from jupyternetes.engine.state.backendurl import file_backend_path
+from jupyternetes.engine.state.locks import is_locked_error
+from jupyternetes.engine.state.repair import StateRepair
 
 log = logging.getLogger(__name__)
 

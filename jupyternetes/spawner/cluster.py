@@ -19,12 +19,12 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from jupyternetes.kube import INSTANCE_PLURAL, MERGE_PATCH, Kube, api_client
-from jupyternetes.kubeerrors import KubeError, WatchExpired, api_message, to_kube_error
-from jupyternetes.kubelistwatch import WatchStream, watch_kwargs
-from jupyternetes.model import GROUP, INSTANCE_KIND, VERSION
-from jupyternetes.naming import LABEL_INSTANCE, MANAGED_BY
-from jupyternetes.operator.watch import KubeSource, ListWatcher
+from jupyternetes.crd.definitions import GROUP, INSTANCE_KIND, INSTANCE_PLURAL, VERSION
+from jupyternetes.crd.labels import LABEL_INSTANCE, MANAGED_BY
+from jupyternetes.kube.client import MERGE_PATCH, Kube, api_client
+from jupyternetes.kube.errors import KubeError, WatchExpired, api_message, to_kube_error
+from jupyternetes.kube.informer import KubeSource, ListWatcher
+from jupyternetes.kube.listwatch import WatchStream, watch_kwargs
 from jupyternetes.spawner.manifests import SPAWNER_SELECTOR
 
 log = logging.getLogger(__name__)

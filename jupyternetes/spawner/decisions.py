@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from jupyternetes.operator import podstatus
+from jupyternetes.crd import podstatus
 
 WAITING, READY, FAILED = "waiting", "ready", "failed"
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from jupyternetes.model import API_VERSION, INSTANCE_KIND
-from jupyternetes.naming import MANAGED_BY, label_value
+from jupyternetes.crd.definitions import API_VERSION, INSTANCE_KIND
+from jupyternetes.crd.labels import MANAGED_BY
+from jupyternetes.crd.naming import label_value
 
 # Set on the hub's instances: the shared watch selects on it, and admins can list them.
 SPAWNER_LABEL = ("jupyternetes.kadense.io/spawner", "jupyterhub")

@@ -20,8 +20,9 @@ from jupyterhub.spawner import Spawner, SpawnException
 from tornado.httpclient import AsyncHTTPClient
 from traitlets import Bool, Callable, Dict, Float, Integer, List, Unicode, Union, default
 
-from jupyternetes.kubeerrors import KubeError
-from jupyternetes.naming import LABEL_ENTRY_GROUP, LABEL_INSTANCE, instance_name_for_user
+from jupyternetes.crd.labels import LABEL_ENTRY_GROUP, LABEL_INSTANCE
+from jupyternetes.crd.naming import instance_name_for_user
+from jupyternetes.kube.errors import KubeError
 from jupyternetes.spawner import decisions, manifests, profiles, progress, variables
 from jupyternetes.spawner.cluster import SharedCluster
 

@@ -4,7 +4,7 @@ Fixtures are lazy: the control plane starts only when a test asks for `cluster` 
 through `namespace` / `crds_installed`), once per session, and is torn down at session end,
 also when tests fail.
 
-By default the cluster is the harness's own (jupyternetes.harness.cluster.DevCluster, built by
+By default the cluster is the harness's own (harness.cluster.DevCluster, built by
 `bash tools/harness/build.sh`). To run the same tests against a cluster you already have
 (kind, k3d, a real one), opt in with
 
@@ -23,8 +23,9 @@ from pathlib import Path
 import pytest
 from kubernetes import client, config
 
-from jupyternetes.harness.cluster import DevCluster
-from jupyternetes.harness.crds import apply_crds, load_crd_documents
+from harness.cluster import DevCluster
+from harness.crds import apply_crds
+from jupyternetes.crd.definitions import load_crd_documents
 
 EXTERNAL_KUBECONFIG_ENV = "JUPYTERNETES_E2E_KUBECONFIG"
 

@@ -19,9 +19,9 @@ from urllib.parse import urlparse
 
 import pytest
 
-from jupyternetes.harness.cluster import LOOPBACK_NODE, loopback_cidr
-from jupyternetes.harness.hub import Hub
-from jupyternetes.harness.podrunner import PodRunner, ensure_loopback_node
+from harness.cluster import LOOPBACK_NODE, loopback_cidr
+from harness.hub import Hub
+from harness.podrunner import PodRunner, ensure_loopback_node
 from tests.e2e.fixtures_cluster import ClusterHandle
 
 

@@ -1,6 +1,6 @@
 """pytest plugin: a real PostgreSQL server for the postgres:// state backend (conftest.py).
 
-One server per test session (jupyternetes.harness.postgres: Debian's PostgreSQL on 127.0.0.1, a
+One server per test session (harness.postgres: Debian's PostgreSQL on 127.0.0.1, a
 free port, password authentication), one fresh database per test (`postgres_backend`).
 """
 
@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from jupyternetes.harness.postgres import PostgresServer
+from harness.postgres import PostgresServer
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from pulumi.automation import PulumiCommand
 
-from jupyternetes.harness import pulumi_env as harness_pulumi
+from harness import pulumi_env as harness_pulumi
 
 
 @dataclass(frozen=True)

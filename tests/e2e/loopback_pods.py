@@ -12,8 +12,8 @@ from typing import Any
 
 from kubernetes import client
 
-from jupyternetes.harness.cluster import loopback_placement
-from jupyternetes.harness.podrunner import PID_SCHEME, PodRunner
+from harness.cluster import loopback_placement
+from harness.podrunner import PID_SCHEME, PodRunner
 
 # A small web server: GET /env answers the process's environment and working directory as JSON,
 # anything else is a file from the working directory (the PVC). Binds the IP given as argv[1].

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from kubernetes import client, config
 
-from jupyternetes.harness.cluster import FAKE_NODE, DevCluster
+from harness.cluster import FAKE_NODE, DevCluster
 
 pytestmark = pytest.mark.e2e
 
@@ -123,7 +123,7 @@ def _pids_alive(pids: list[int]) -> list[int]:
 
 def test_shell_up_env_down_leaves_no_process(tmp_path):
     root = tmp_path / "cluster"
-    cmd = [sys.executable, "-m", "jupyternetes.harness.cluster"]
+    cmd = [sys.executable, "-m", "harness.cluster"]
     started = time.monotonic()
     up = subprocess.run([*cmd, "up", str(root)], cwd=REPO, capture_output=True, text=True,
                         timeout=180)
@@ -154,7 +154,7 @@ def test_shell_up_env_down_leaves_no_process(tmp_path):
 
 LAUNCH_AND_HANG = """
 import json, sys, time
-from jupyternetes.harness.cluster import DevCluster
+from harness.cluster import DevCluster
 c = DevCluster()
 c.start()
 print(json.dumps({"pids": c.pids(), "root": str(c.root), "etcd": str(c._etcd_dir)}), flush=True)

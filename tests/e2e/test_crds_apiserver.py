@@ -12,8 +12,8 @@ import pytest
 import yaml
 from kubernetes import client
 
-from jupyternetes.harness.crds import load_crd_documents
-from jupyternetes.harness.examples import strip_server_fields
+from harness.examples import strip_server_fields
+from jupyternetes.crd.definitions import load_crd_documents
 
 pytestmark = pytest.mark.e2e
 

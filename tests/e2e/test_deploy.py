@@ -31,6 +31,8 @@ import pytest
 import yaml
 from kubernetes import client, config
 
+from harness.examples import load_example, strip_server_fields
+from harness.operator_process import OperatorProcess, poll
 from jupyternetes.deploy.manifests import (
     BACKEND_SECRET,
     BACKEND_URL_KEY,
@@ -42,8 +44,6 @@ from jupyternetes.deploy.manifests import (
 )
 from jupyternetes.deploy.rbac import HUB, OPERATOR, SHARD_LEASE_VERBS
 from jupyternetes.deploy.settings import DeploySettings
-from jupyternetes.harness.examples import load_example, strip_server_fields
-from jupyternetes.harness.operator_process import OperatorProcess, poll
 
 pytestmark = pytest.mark.e2e
 
@@ -170,7 +170,7 @@ def can(kubeconfig: Path, verb: str, resource: str, namespace: str = "", group: 
 @pytest.fixture(scope="module")
 def deployed(cluster, tmp_path_factory) -> Iterator[Deployed]:
     """`pulumi up` of the deploy stack, namespaced mode, with the hub's RBAC and the example."""
-    from jupyternetes.harness import pulumi_env as harness_pulumi
+    from harness import pulumi_env as harness_pulumi
 
     tmp = tmp_path_factory.mktemp("deploy")
     suffix = uuid.uuid4().hex[:6]
@@ -339,7 +339,7 @@ def seed_instance(ns: str, template_ns: str, token_secret: str | None = None) ->
 
 def test_operator_runs_with_the_stacks_service_account(deployed: Deployed, operator_kubeconfig,
                                                        tmp_path):
-    from jupyternetes.harness import pulumi_env as harness_pulumi
+    from harness import pulumi_env as harness_pulumi
 
     d = deployed
     backend = harness_pulumi.backend_url(tmp_path / "state")

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from jupyternetes.harness.examples import load_example
+from harness.examples import load_example
 from tests.e2e.test_operator import (  # noqa: F401 - fixtures used by name
     GROUP,
     HUB_NAMESPACE,
@@ -45,7 +45,7 @@ NEW_IMAGE = "quay.io/jupyter/base-notebook:2026-01-01"
 
 
 def cli(pulumi_env, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "jupyternetes.cli", *args],
+    return subprocess.run([sys.executable, "-m", "jupyternetes.app.cli", *args],
                           env=pulumi_env.env if pulumi_env is not None else None, cwd=REPO,
                           capture_output=True, text=True, timeout=600)
 

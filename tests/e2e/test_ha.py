@@ -25,14 +25,15 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
-from jupyternetes import eventkey
-from jupyternetes.engine import locks, settings, statedirs
-from jupyternetes.engine.procs import pid_alive
-from jupyternetes.harness.operator_process import OperatorProcess, poll
-from jupyternetes.kube import Kube
-from jupyternetes.naming import stack_name
-from jupyternetes.operator.status import condition as make_condition
-from jupyternetes.operator.status import merge_conditions
+from harness.operator_process import OperatorProcess, poll
+from jupyternetes.crd.conditions import condition as make_condition
+from jupyternetes.crd.conditions import merge_conditions
+from jupyternetes.crd.naming import stack_name
+from jupyternetes.engine import settings
+from jupyternetes.engine.runtime.procs import pid_alive
+from jupyternetes.engine.state import locks, statedirs
+from jupyternetes.kube import eventkey
+from jupyternetes.kube.client import Kube
 from tests.e2e.test_operator import (  # noqa: F401  (fixtures)
     GROUP,
     INSTANCES,
@@ -176,7 +177,7 @@ def test_a_leader_that_loses_its_lease_stops_at_once(hub, namespace, volumes, st
     wait_for("an `up` holding a stack lock", lambda: lock_files(op), timeout=120)
     tree = op.tree()
     # Someone else takes the Lease (as a replica would after a partition).
-    from jupyternetes.operator.election import default_lease_name
+    from jupyternetes.coordination.election import default_lease_name
     coordination = client.CoordinationV1Api(hub.api)
     lease_name = default_lease_name(pulumi_env.backend_url, [ns])
     lease = coordination.read_namespaced_lease(lease_name, "default")

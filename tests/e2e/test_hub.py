@@ -28,11 +28,12 @@ import requests
 import yaml
 from kubernetes import client
 
-from jupyternetes.harness import pulumi_env as harness_pulumi
-from jupyternetes.harness.cluster import loopback_placement
-from jupyternetes.harness.hub import Hub
-from jupyternetes.harness.operator_process import OperatorProcess
-from jupyternetes.naming import LABEL_INSTANCE, instance_name_for_user
+from harness import pulumi_env as harness_pulumi
+from harness.cluster import loopback_placement
+from harness.hub import Hub
+from harness.operator_process import OperatorProcess
+from jupyternetes.crd.labels import LABEL_INSTANCE
+from jupyternetes.crd.naming import instance_name_for_user
 from tests.e2e.loopback_pods import wait_service_account
 
 pytestmark = pytest.mark.e2e

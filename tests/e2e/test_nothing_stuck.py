@@ -28,11 +28,12 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
-from jupyternetes.engine import PROJECT, StackEngine, StackSettings, statedirs
-from jupyternetes.harness.examples import strip_server_fields
-from jupyternetes.model import Instance, Template
-from jupyternetes.naming import stack_name
-from jupyternetes.render import render
+from harness.examples import strip_server_fields
+from jupyternetes.crd.model import Instance, Template
+from jupyternetes.crd.naming import stack_name
+from jupyternetes.engine import PROJECT, StackEngine, StackSettings
+from jupyternetes.engine.state import statedirs
+from jupyternetes.render.objects import render
 from tests.e2e.test_operator import (  # noqa: F401
     GROUP,
     HUB_NAMESPACE,

@@ -1,6 +1,6 @@
 """End to end: `jupyternetes operator` against the harness's real apiserver and real Pulumi engine.
 
-Each test runs the operator as a subprocess (`python -m jupyternetes.cli operator`), exactly as an
+Each test runs the operator as a subprocess (`python -m jupyternetes.app.cli operator`), as an
 admin would, scoped to the test's namespace, with its own file:// Pulumi backend. What is
 checked is what exists in the cluster (PVCs, pods, finalizers, Events, status) and in the
 backend folder, never the operator's own idea of it.
@@ -23,11 +23,12 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from jupyternetes.engine import statedirs
-from jupyternetes.harness.examples import load_example, strip_server_fields
-from jupyternetes.harness.operator_process import OperatorProcess, poll
-from jupyternetes.kube import FINALIZER, Kube
-from jupyternetes.naming import LABEL_INSTANCE, stack_name
+from harness.examples import load_example, strip_server_fields
+from harness.operator_process import OperatorProcess, poll
+from jupyternetes.crd.labels import FINALIZER, LABEL_INSTANCE
+from jupyternetes.crd.naming import stack_name
+from jupyternetes.engine.state import statedirs
+from jupyternetes.kube.client import Kube
 
 pytestmark = pytest.mark.e2e
 

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 from kubernetes import client, config
 
-from jupyternetes.engine.procs import pid_alive
-from jupyternetes.harness.cluster import FAKE_NODE, LOOPBACK_KEY, LOOPBACK_NODE, DevCluster
-from jupyternetes.harness.operator_process import process_tree
+from harness.cluster import FAKE_NODE, LOOPBACK_KEY, LOOPBACK_NODE, DevCluster
+from harness.operator_process import process_tree
+from jupyternetes.engine.runtime.procs import pid_alive
 from tests.e2e.loopback_pods import (
     POD_IP_ENV,
     delete_and_wait_gone,

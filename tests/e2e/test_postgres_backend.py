@@ -19,9 +19,10 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
-from jupyternetes.engine import PROJECT, pgstate
-from jupyternetes.harness.operator_process import OperatorProcess
-from jupyternetes.naming import stack_name
+from harness.operator_process import OperatorProcess
+from jupyternetes.crd.naming import stack_name
+from jupyternetes.engine import PROJECT
+from jupyternetes.engine.state import pgstate
 from tests.e2e.test_operator import (  # noqa: F401 (fixtures)
     API_TOKEN,
     FAST_BACKOFF,

@@ -21,7 +21,7 @@ import signal
 
 import pytest
 
-from jupyternetes.naming import stack_name
+from jupyternetes.crd.naming import stack_name
 from tests.e2e.test_operator import (  # noqa: F401  (fixtures)
     Cluster,
     env_of,

@@ -11,10 +11,12 @@ import pytest
 import yaml
 from kubernetes import client
 
-from jupyternetes import naming
-from jupyternetes.engine import StackEngine, StackSettings, backendurl, statedirs
-from jupyternetes.model import GROUP, VERSION, Instance, Template
-from jupyternetes.render import render
+from jupyternetes.crd import naming
+from jupyternetes.crd.definitions import GROUP, VERSION
+from jupyternetes.crd.model import Instance, Template
+from jupyternetes.engine import StackEngine, StackSettings
+from jupyternetes.engine.state import backendurl, statedirs
+from jupyternetes.render.objects import render
 from tests.e2e.test_stacks import TOKEN, seed_docs
 
 pytestmark = pytest.mark.e2e
@@ -24,7 +26,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def run_cli(pulumi_env, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "jupyternetes.cli", "preview", *args],
+        [sys.executable, "-m", "jupyternetes.app.cli", "preview", *args],
         env=pulumi_env.env, cwd=REPO, capture_output=True, text=True, timeout=300)
 
 

@@ -21,7 +21,7 @@ import pytest
 from kubernetes import client
 from pulumi import automation as auto
 
-from jupyternetes.harness import pulumi_env as harness_pulumi
+from harness import pulumi_env as harness_pulumi
 from tests.e2e.fixtures_cluster import ClusterHandle
 from tests.e2e.fixtures_pulumi import PulumiTestEnv
 

@@ -15,8 +15,8 @@ from collections.abc import Iterator
 import pytest
 from kubernetes import client
 
-from jupyternetes.harness.examples import load_example, strip_server_fields
-from jupyternetes.naming import stack_name
+from harness.examples import load_example, strip_server_fields
+from jupyternetes.crd.naming import stack_name
 from tests.e2e import test_operator as base
 from tests.e2e.test_operator import (
     GROUP,

@@ -20,8 +20,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from jupyternetes.harness.operator_process import OperatorProcess
-from jupyternetes.naming import stack_name
+from harness.operator_process import OperatorProcess
+from jupyternetes.crd.naming import stack_name
 from tests.e2e.test_operator import (  # noqa: F401  (fixtures)
     FAST_BACKOFF,
     GROUP,

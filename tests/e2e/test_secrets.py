@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
-from jupyternetes.harness.examples import load_example, strip_server_fields
+from harness.examples import load_example, strip_server_fields
 from tests.e2e.test_operator import (  # noqa: F401  (fixtures are used by name)
     GROUP,
     HUB_NAMESPACE,
@@ -356,7 +356,7 @@ def test_stack_worker_masks_its_traceback_and_answer(pulumi_env, tmp_path):
     env = {**pulumi_env.env, "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
            "JUPYTERNETES_WORKER_LOG": "DEBUG"}
     # One request, then end of input: the worker answers it and exits (protocol.py).
-    done = subprocess.run([sys.executable, "-m", "jupyternetes.engine.worker"],
+    done = subprocess.run([sys.executable, "-m", "jupyternetes.engine.runtime.worker"],
                           input=json.dumps({"id": 1, "request": request}) + "\n", env=env,
                           capture_output=True, text=True, timeout=120)
     [line] = done.stdout.splitlines()
@@ -377,7 +377,7 @@ def test_preview_from_the_cluster_reads_variables_from_and_masks_them(
     import subprocess
     import sys
 
-    from jupyternetes.engine import backendurl
+    from jupyternetes.engine.state import backendurl
     from tests.e2e.test_stacks import seed_docs
 
     template, instance = seed_docs(namespace, name="pvsec")
@@ -393,7 +393,7 @@ def test_preview_from_the_cluster_reads_variables_from_and_masks_them(
 
         def preview() -> subprocess.CompletedProcess:
             return subprocess.run(
-                [sys.executable, "-m", "jupyternetes.cli", "preview", f"{namespace}/pvsec",
+                [sys.executable, "-m", "jupyternetes.app.cli", "preview", f"{namespace}/pvsec",
                  "--kubeconfig", str(cluster.kubeconfig), "--state-dir",
                  str(backendurl.file_backend_path(pulumi_env.backend_url))],
                 env=pulumi_env.env, cwd=Path(__file__).resolve().parents[2],

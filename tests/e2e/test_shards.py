@@ -24,10 +24,10 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from harness.operator_process import OperatorProcess
+from jupyternetes.coordination.shards import shard_of, shard_of_stack
+from jupyternetes.crd.naming import stack_name
 from jupyternetes.engine import PROJECT
-from jupyternetes.harness.operator_process import OperatorProcess
-from jupyternetes.naming import stack_name
-from jupyternetes.operator.shards import shard_of, shard_of_stack
 from tests.e2e.test_ha import REMOVED, managed, readyz
 from tests.e2e.test_operator import (  # noqa: F401 (fixtures)
     FAST_BACKOFF,

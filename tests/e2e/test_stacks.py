@@ -20,10 +20,11 @@ import pytest
 import yaml
 from kubernetes import client
 
-from jupyternetes import naming
-from jupyternetes.engine import StackEngine, StackSettings, backendurl, diystate, locks, statedirs
-from jupyternetes.model import Instance, Template
-from jupyternetes.render import render
+from jupyternetes.crd import labels, naming
+from jupyternetes.crd.model import Instance, Template
+from jupyternetes.engine import StackEngine, StackSettings
+from jupyternetes.engine.state import backendurl, diystate, locks, statedirs
+from jupyternetes.render.objects import render
 
 pytestmark = pytest.mark.e2e
 
@@ -127,7 +128,7 @@ def test_lifecycle_up_noop_replace_destroy_adopt(engine, core, namespace):
     assert env["JUPYTERHUB_API_TOKEN"] == TOKEN  # the cluster gets the real value
     assert pod.spec.volumes[0].persistent_volume_claim.claim_name == pvc_name
     assert pod.metadata.annotations["pulumi.com/skipAwait"] == "true"
-    assert pod.metadata.labels[naming.LABEL_ENTRY] == "notebook"
+    assert pod.metadata.labels[labels.LABEL_ENTRY] == "notebook"
     by_entry = {o["entry"]: o for o in first.objects}
     assert by_entry["workspace"]["uid"] == pvc.metadata.uid
     assert by_entry["notebook"]["uid"] == pod.metadata.uid
@@ -296,9 +297,9 @@ def test_worker_killed_during_up_converges_after_restart(engine, core, namespace
     assert not list(lock_root.glob("*/*.json"))
     converged = engine.up(namespace, "crash", rendered, secrets_of(engine, instance))
     assert converged.result == "succeeded", converged.message
-    pods = core.list_namespaced_pod(namespace, label_selector=f"{naming.LABEL_INSTANCE}=crash")
+    pods = core.list_namespaced_pod(namespace, label_selector=f"{labels.LABEL_INSTANCE}=crash")
     pvcs = core.list_namespaced_persistent_volume_claim(
-        namespace, label_selector=f"{naming.LABEL_INSTANCE}=crash")
+        namespace, label_selector=f"{labels.LABEL_INSTANCE}=crash")
     assert [p.metadata.name for p in pods.items] == ["crash-notebook"]
     assert [p.metadata.name for p in pvcs.items] == ["crash-workspace"]
     again = engine.up(namespace, "crash", rendered, secrets_of(engine, instance))
@@ -317,7 +318,7 @@ def worker_pgids() -> list[int]:
             ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
         except (OSError, IndexError, ValueError):
             continue
-        if ppid == me and b"jupyternetes.engine.worker" in cmdline:
+        if ppid == me and b"jupyternetes.engine.runtime.worker" in cmdline:
             found.append(os.getpgid(int(proc.name)))
     return found
 
@@ -383,7 +384,7 @@ def test_pending_create_left_by_a_crash_is_repaired(engine, core, namespace):
     result = engine.up(namespace, "pending", rendered, secrets_of(engine, instance))
     assert result.result == "succeeded", result.message
     pods = core.list_namespaced_pod(namespace,
-                                    label_selector=f"{naming.LABEL_INSTANCE}=pending").items
+                                    label_selector=f"{labels.LABEL_INSTANCE}=pending").items
     assert [(p.metadata.name, p.metadata.uid) for p in pods] == [("pending-notebook", uid)]
     assert {o["entry"]: o["uid"] for o in result.objects}["notebook"] == uid
 
@@ -409,7 +410,7 @@ def test_existing_pvc_made_outside_pulumi_is_adopted_only_with_the_admins_opt_in
     assert untouched.metadata.resource_version == created.metadata.resource_version
     assert untouched.metadata.labels == {"owner": "someone-else"}
     assert not core.list_namespaced_pod(
-        namespace, label_selector=f"{naming.LABEL_INSTANCE}=legacy").items
+        namespace, label_selector=f"{labels.LABEL_INSTANCE}=legacy").items
 
     core.patch_namespaced_persistent_volume_claim("legacy-workspace", namespace, {
         "metadata": {"annotations": {"jupyternetes.kadense.io/adopt": "legacy"}}})
@@ -417,14 +418,14 @@ def test_existing_pvc_made_outside_pulumi_is_adopted_only_with_the_admins_opt_in
     assert result.result == "succeeded", result.message
     adopted = core.read_namespaced_persistent_volume_claim("legacy-workspace", namespace)
     assert adopted.metadata.uid == created.metadata.uid
-    assert adopted.metadata.labels[naming.LABEL_INSTANCE] == "legacy"
+    assert adopted.metadata.labels[labels.LABEL_INSTANCE] == "legacy"
     assert {o["entry"]: o["uid"] for o in result.objects}["workspace"] == created.metadata.uid
 
     # Another instance's claim: refused at create time even when annotated for this one.
     other, other_instance = rendered_for(namespace, name="legacy2")
     theirs = copy.deepcopy(other.pvcs[0].manifest)
-    theirs["metadata"]["labels"] = {naming.LABEL_INSTANCE: "someone",
-                                    naming.LABEL_INSTANCE_NAMESPACE: namespace}
+    theirs["metadata"]["labels"] = {labels.LABEL_INSTANCE: "someone",
+                                    labels.LABEL_INSTANCE_NAMESPACE: namespace}
     theirs["metadata"]["annotations"] = {"jupyternetes.kadense.io/adopt": "legacy2"}
     made = core.create_namespaced_persistent_volume_claim(namespace, theirs)
     refused = engine.up(namespace, "legacy2", other, secrets_of(engine, other_instance))

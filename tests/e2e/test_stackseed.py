@@ -14,8 +14,9 @@ import time
 
 import pytest
 
-from jupyternetes import naming
-from jupyternetes.engine import PROJECT, locks, statedirs
+from jupyternetes.crd import labels, naming
+from jupyternetes.engine import PROJECT
+from jupyternetes.engine.state import locks, statedirs
 from tests.e2e.test_stacks import (  # noqa: F401 (fixtures)
     TOKEN,
     assert_no_plain_token,
@@ -113,7 +114,7 @@ def test_seeded_stack_killed_during_its_first_up_converges(engine, core, namespa
     assert converged.result == "succeeded", converged.message
     assert salt_of(stack_file(engine, namespace, "crash")) == \
         salt_of(stack_file(engine, namespace, "first"))
-    pods = core.list_namespaced_pod(namespace, label_selector=f"{naming.LABEL_INSTANCE}=crash")
+    pods = core.list_namespaced_pod(namespace, label_selector=f"{labels.LABEL_INSTANCE}=crash")
     assert [p.metadata.name for p in pods.items] == ["crash-notebook"]
     again = engine.up(namespace, "crash", rendered, secrets_of(engine, instance))
     assert set(again.change_summary) == {"same"}, again.change_summary

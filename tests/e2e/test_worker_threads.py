@@ -15,8 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from jupyternetes.engine import OperationResult, statedirs
-from jupyternetes.naming import LABEL_INSTANCE, stack_name
+from jupyternetes.crd.labels import LABEL_INSTANCE
+from jupyternetes.crd.naming import stack_name
+from jupyternetes.engine import OperationResult
+from jupyternetes.engine.state import statedirs
 from tests.e2e.test_operator import (  # noqa: F401 (fixtures)
     all_lock_files,
     hub,

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from jupyternetes.harness.operator_process import OperatorProcess
+from harness.operator_process import OperatorProcess
 from tests.e2e.test_operator import wait_for
 
 pytestmark = pytest.mark.e2e

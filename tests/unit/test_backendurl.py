@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from jupyternetes.cli import main
-from jupyternetes.engine import backendurl, pgstate
+from jupyternetes.app.cli import main
+from jupyternetes.engine.state import backendurl, pgstate
 
 PG = "postgres://pulumi:s3cr%2Ft@127.0.0.1:5432/state?sslmode=disable"
 
@@ -129,7 +129,7 @@ def test_cli_settings_file_is_where_the_cli_writes_it(tmp_path):
     import hashlib
     import os
 
-    from jupyternetes.engine import workspaces
+    from jupyternetes.engine.runtime import workspaces
 
     work = tmp_path / "jupyternetes-stack-1-x"
     work.mkdir()

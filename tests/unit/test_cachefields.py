@@ -1,11 +1,12 @@
-"""What the watch caches keep (operator/cachefields.py): less memory, the same answers."""
+"""What the watch caches keep (operator/caches.py): less memory, the same answers."""
 
 from __future__ import annotations
 
 import copy
 
-from jupyternetes.operator import cachefields, podstatus
-from jupyternetes.operator.status import current_pods
+from jupyternetes.controller.status import current_pods
+from jupyternetes.crd import podstatus
+from jupyternetes.kube import caches
 
 MANAGED = [{"manager": "kubelet", "operation": "Update", "fieldsV1": {"f:status": {
     "f:conditions": {"k:{\"type\":\"Ready\"}": {".": {}, "f:status": {}}}}}}]
@@ -39,7 +40,7 @@ def full_pod(waiting: str | None = None) -> dict:
 
 def test_a_slim_pod_gives_every_answer_the_full_pod_gives():
     for pod in (full_pod(), full_pod(waiting="CrashLoopBackOff")):
-        slim = cachefields.pod(copy.deepcopy(pod))
+        slim = caches.pod(copy.deepcopy(pod))
         assert podstatus.pod_fields(slim) == podstatus.pod_fields(pod)
         assert podstatus.readiness_summary(["u-notebook"], {"u-notebook": slim}) == \
             podstatus.readiness_summary(["u-notebook"], {"u-notebook": pod})
@@ -51,42 +52,42 @@ def test_a_slim_pod_gives_every_answer_the_full_pod_gives():
 
 
 def test_a_slim_pod_drops_what_nobody_reads_and_is_a_fixed_point():
-    slim = cachefields.pod(full_pod())
+    slim = caches.pod(full_pod())
     assert "managedFields" not in slim["metadata"] and "annotations" not in slim["metadata"]
     assert slim["spec"] == {"containers": [{"name": "notebook", "ports": [
         {"containerPort": 8888, "protocol": "TCP"}]}]}
     assert set(slim["status"]) == {"phase", "podIP", "conditions", "containerStatuses"}
     assert set(slim["status"]["containerStatuses"][0]) == {"name", "ready", "state",
                                                            "lastState"}
-    assert cachefields.pod(copy.deepcopy(slim)) == slim
-    assert cachefields.pod({}) == {"metadata": {}, "spec": {"containers": []}, "status": {}}
+    assert caches.pod(copy.deepcopy(slim)) == slim
+    assert caches.pod({}) == {"metadata": {}, "spec": {"containers": []}, "status": {}}
 
 
 def test_a_deleting_pod_stays_not_ready():
     pod = full_pod()
     pod["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:09Z"
     pod["status"]["conditions"][0]["status"] = "True"
-    assert not podstatus.is_ready(cachefields.pod(pod))
+    assert not podstatus.is_ready(caches.pod(pod))
 
 
 def test_custom_objects_lose_only_managed_fields_and_the_last_applied_copy():
     obj = {"apiVersion": "kadense.io/v1", "kind": "JupyterNotebookInstance",
            "metadata": {"name": "i", "namespace": "ns", "generation": 2,
                         "managedFields": MANAGED, "finalizers": ["f"],
-                        "annotations": {cachefields.LAST_APPLIED: "{...}", "keep": "me"}},
+                        "annotations": {caches.LAST_APPLIED: "{...}", "keep": "me"}},
            "spec": {"template": {"name": "t"}}, "status": {"stack": {"desiredHash": "h"}}}
-    slim = cachefields.custom_object(copy.deepcopy(obj))
+    slim = caches.custom_object(copy.deepcopy(obj))
     assert slim["metadata"] == {"name": "i", "namespace": "ns", "generation": 2,
                                 "finalizers": ["f"], "annotations": {"keep": "me"}}
     assert slim["spec"] == obj["spec"] and slim["status"] == obj["status"]
     plain = {"metadata": {"name": "j"}, "spec": {}}
     # Nothing to drop: the same content (rebuilt with shared strings, see the test below).
-    assert cachefields.custom_object(plain) == plain
-    assert cachefields.custom_object(slim) == slim
+    assert caches.custom_object(plain) == plain
+    assert caches.custom_object(slim) == slim
 
 
 def test_name_only_keeps_namespace_and_name():
-    assert cachefields.name_only(full_pod()) == {"metadata": {"name": "u-notebook",
+    assert caches.name_only(full_pod()) == {"metadata": {"name": "u-notebook",
                                                               "namespace": "ns"}}
 
 
@@ -94,19 +95,19 @@ def test_cached_objects_share_their_keys_and_short_strings():
     """Two objects decoded from separate events share one copy of each key and short value;
     values and answers are unchanged, and the transform is a fixed point."""
     import json
-    first = cachefields.pod(json.loads(json.dumps(full_pod())))
-    second = cachefields.pod(json.loads(json.dumps(full_pod())))
-    assert first == cachefields.pod(full_pod())
+    first = caches.pod(json.loads(json.dumps(full_pod())))
+    second = caches.pod(json.loads(json.dumps(full_pod())))
+    assert first == caches.pod(full_pod())
     k1 = next(k for k in first["status"] if k == "containerStatuses")
     k2 = next(k for k in second["status"] if k == "containerStatuses")
     assert k1 is k2
     assert first["status"]["phase"] is second["status"]["phase"]
-    assert cachefields.pod(first) == first
-    long_message = "x" * (cachefields.INTERN_MAX_LENGTH + 1)
+    assert caches.pod(first) == first
+    long_message = "x" * (caches.INTERN_MAX_LENGTH + 1)
     instance = {"metadata": {"name": "a", "managedFields": MANAGED},
                 "status": {"message": long_message, "conditions": [{"type": "Ready"}]}}
-    slim = cachefields.custom_object(json.loads(json.dumps(instance)))
-    again = cachefields.custom_object(json.loads(json.dumps(instance)))
+    slim = caches.custom_object(json.loads(json.dumps(instance)))
+    again = caches.custom_object(json.loads(json.dumps(instance)))
     assert slim == {"metadata": {"name": "a"}, "status": instance["status"]}
     assert slim["status"]["conditions"][0]["type"] is again["status"]["conditions"][0]["type"]
-    assert cachefields.custom_object(slim) == slim
+    assert caches.custom_object(slim) == slim

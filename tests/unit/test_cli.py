@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from jupyternetes import cli
+from jupyternetes.app import cli
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 TEMPLATE = str(EXAMPLES / "seed-template.yaml")
@@ -182,12 +182,12 @@ def test_registered_module_adds_its_command(monkeypatch, tmp_path):
 def test_console_script_end_to_end(tmp_path):
     # The installed entry point, as a user runs it; output must be what kubectl accepts.
     result = subprocess.run(
-        [sys.executable, "-m", "jupyternetes.cli", "render", "-t", TEMPLATE, "-i", INSTANCE],
+        [sys.executable, "-m", "jupyternetes.app.cli", "render", "-t", TEMPLATE, "-i", INSTANCE],
         capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
     assert len(list(yaml.safe_load_all(result.stdout))) == 2
     failed = subprocess.run(
-        [sys.executable, "-m", "jupyternetes.cli", "render", "-t", str(tmp_path / "x"),
+        [sys.executable, "-m", "jupyternetes.app.cli", "render", "-t", str(tmp_path / "x"),
          "-i", INSTANCE], capture_output=True, text=True, check=False)
     assert failed.returncode == 2
     assert failed.stderr.count("\n") == 1 and "Traceback" not in failed.stderr

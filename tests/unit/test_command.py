@@ -15,7 +15,7 @@ import pytest
 from pulumi import automation as auto
 from pulumi.automation import events as auto_events
 
-from jupyternetes.engine import command, events
+from jupyternetes.engine.runtime import command, events
 
 STACK_URN = "urn:pulumi:s::p::pulumi:pulumi:Stack::p-s"
 OBJECTS = [{"group": "pods", "entry": "notebook", "uid": "u-1"}]

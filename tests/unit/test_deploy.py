@@ -13,7 +13,8 @@ import yaml
 from google.protobuf import json_format
 from pulumi.runtime.mocks import MockMonitor, Mocks
 
-from jupyternetes.cli import build_parser
+from jupyternetes.app.cli import build_parser
+from jupyternetes.crd.definitions import CRD_DIR, load_crd_documents
 from jupyternetes.deploy import manifests, rbac
 from jupyternetes.deploy import program as deploy
 from jupyternetes.deploy.settings import (
@@ -24,7 +25,6 @@ from jupyternetes.deploy.settings import (
     SettingsError,
     settings_from_config,
 )
-from jupyternetes.harness.crds import load_crd_documents
 
 REPO = Path(__file__).resolve().parents[2]
 PROJECT = yaml.safe_load((REPO / "Pulumi.yaml").read_text())
@@ -390,7 +390,9 @@ def test_metrics_service_targets_the_http_port():
 
 
 def test_crds_are_the_files_and_the_example_is_clean():
-    assert manifests.load_crds() == load_crd_documents(REPO / "crds")
+    # the package's CRDs are the repository's crds/ (a link to them), so the two cannot drift
+    assert load_crd_documents() == load_crd_documents(REPO / "crds")
+    assert (REPO / "crds").resolve() == Path(str(CRD_DIR)).resolve()
     template = manifests.example_template("hub")
     meta = template["metadata"]
     assert meta["namespace"] == "hub" and meta["name"] == "default-template"

@@ -7,7 +7,7 @@ import json
 import os
 from pathlib import Path
 
-from jupyternetes.engine import diystate
+from jupyternetes.engine.state import diystate
 
 PROJECT = "jupyternetes-instances"
 STACK = "ns.my.server"  # stack names contain dots

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from jupyternetes.engine import settings as engine_settings
-from jupyternetes.engine.operation import workspace_options
+from jupyternetes.engine.runtime.operation import workspace_options
 
 
 def test_file_backend_gets_every_diy_setting():

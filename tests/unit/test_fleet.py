@@ -5,11 +5,12 @@ from __future__ import annotations
 import copy
 import json
 
-from jupyternetes import fleet, pvcpolicy
-from jupyternetes.fleetpreview import baseline_from_live, live_objects_of, plan_fleet
-from jupyternetes.harness.examples import load_example
-from jupyternetes.model import Instance, Template
-from jupyternetes.render import render
+from harness.examples import load_example
+from jupyternetes.admin import fleet
+from jupyternetes.admin.fleetpreview import baseline_from_live, live_objects_of, plan_fleet
+from jupyternetes.crd.model import Instance, Template
+from jupyternetes.policy import pvc
+from jupyternetes.render.objects import render
 
 REF = "kadense/default-template"
 
@@ -159,11 +160,11 @@ def test_instances_of_other_templates_are_left_out() -> None:
 
 
 def test_quantities() -> None:
-    assert pvcpolicy.quantity("1Gi") == 2**30
-    assert pvcpolicy.quantity("1G") == 10**9
-    assert pvcpolicy.quantity("1e3") == 1000
-    assert pvcpolicy.quantity("1Gb") is None
-    assert pvcpolicy.quantity("x") is None
+    assert pvc.quantity("1Gi") == 2**30
+    assert pvc.quantity("1G") == 10**9
+    assert pvc.quantity("1e3") == 1000
+    assert pvc.quantity("1Gb") is None
+    assert pvc.quantity("x") is None
 
 
 def test_projection_keeps_only_the_shape() -> None:
@@ -194,8 +195,8 @@ def test_summary_says_which_instances_also_lose_their_pod() -> None:
 
 
 def test_preview_with_a_template_file_and_no_instance_says_what_to_give(capsys) -> None:
-    from jupyternetes.cli import main
-    from jupyternetes.harness.examples import EXAMPLES
+    from harness.examples import EXAMPLES
+    from jupyternetes.app.cli import main
 
     assert main(["preview", "-t", str(EXAMPLES / "seed-template.yaml")]) == 2
     err = capsys.readouterr().err

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from traitlets.config import Config
 
-from jupyternetes.harness.hub import render_config
+from harness.hub import render_config
 
 
 def load(text: str) -> Config:

@@ -1,5 +1,5 @@
-"""Kube request patterns without an apiserver: paged lists (kubelistwatch.py) and
-read-modify-write on 409 (kubewrites.py)."""
+"""Kube request patterns without an apiserver: paged lists (listwatch.py) and
+read-modify-write on 409 (writes.py)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import json
 import pytest
 from kubernetes.client.exceptions import ApiException
 
-from jupyternetes import kubelistwatch, kubewrites
-from jupyternetes.kubeerrors import KubeError
-from jupyternetes.kubelistwatch import list_pages
+from jupyternetes.kube import listwatch, writes
+from jupyternetes.kube.errors import KubeError
+from jupyternetes.kube.listwatch import list_pages
 
 
 class Response:
@@ -51,7 +51,7 @@ def test_a_list_is_read_page_by_page_and_each_page_is_transformed():
     assert all("big" not in i for i in items) and seen == ["a", "b", "c", "d"]
     assert rv == "42"
     assert [c["_continue"] for c in calls] == [None, "t1", "t2"]
-    assert all(c["limit"] == kubelistwatch.LIST_PAGE and c["_preload_content"] is False
+    assert all(c["limit"] == listwatch.LIST_PAGE and c["_preload_content"] is False
                for c in calls)
 
 
@@ -106,10 +106,10 @@ def add_ours(current: dict) -> dict | None:
 
 def test_read_modify_write_rereads_after_a_conflict_and_keeps_the_other_writers_edit(
         monkeypatch):
-    monkeypatch.setattr(kubewrites.time, "sleep", lambda _s: None)
+    monkeypatch.setattr(writes.time, "sleep", lambda _s: None)
     store = Store(conflicts=2)
     conflicts: list[int] = []
-    result = kubewrites.read_modify_write("add finalizer", store.read, add_ours, store.write,
+    result = writes.read_modify_write("add finalizer", store.read, add_ours, store.write,
                                           pause=0.01, on_conflict=conflicts.append)
     assert result is not None
     assert result["metadata"]["finalizers"] == ["other", "late-1", "late-0", "ours"]
@@ -120,16 +120,16 @@ def test_read_modify_write_rereads_after_a_conflict_and_keeps_the_other_writers_
 def test_read_modify_write_writes_nothing_when_nothing_changes_and_none_when_gone():
     store = Store()
     store.obj["metadata"]["finalizers"].append("ours")  # type: ignore[index]
-    assert kubewrites.read_modify_write("x", store.read, add_ours, store.write, pause=0) is not None
+    assert writes.read_modify_write("x", store.read, add_ours, store.write, pause=0) is not None
     assert store.writes == []
     store.obj = None
-    assert kubewrites.read_modify_write("x", store.read, add_ours, store.write, pause=0) is None
+    assert writes.read_modify_write("x", store.read, add_ours, store.write, pause=0) is None
 
 
 def test_read_modify_write_gives_up_after_conflicts_on_every_retry(monkeypatch):
-    monkeypatch.setattr(kubewrites.time, "sleep", lambda _s: None)
-    store = Store(conflicts=kubewrites.CONFLICT_RETRIES)
+    monkeypatch.setattr(writes.time, "sleep", lambda _s: None)
+    store = Store(conflicts=writes.CONFLICT_RETRIES)
     with pytest.raises(KubeError) as err:
-        kubewrites.read_modify_write("add finalizer", store.read, add_ours, store.write, pause=0)
+        writes.read_modify_write("add finalizer", store.read, add_ours, store.write, pause=0)
     assert err.value.status == 409 and "add finalizer" in str(err.value)
-    assert len(store.writes) == kubewrites.CONFLICT_RETRIES
+    assert len(store.writes) == writes.CONFLICT_RETRIES

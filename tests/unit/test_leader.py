@@ -8,8 +8,8 @@ from dataclasses import replace
 
 import pytest
 
-from jupyternetes.operator import leader
-from jupyternetes.operator.leader import LeaderElector, LeaseConflict, LeaseRecord
+from jupyternetes.coordination import leader
+from jupyternetes.coordination.leader import LeaderElector, LeaseConflict, LeaseRecord
 
 
 class MemoryLease:
@@ -170,7 +170,7 @@ def test_validate_names_the_flags():
 
 
 def test_default_lease_name_is_shared_by_operators_on_the_same_state_and_scope():
-    from jupyternetes.operator.election import default_lease_name
+    from jupyternetes.coordination.election import default_lease_name
     a = default_lease_name("file:///state", ["ns-b", "ns-a"])
     assert a == default_lease_name("file:///state", ["ns-a", "ns-b", "ns-a"])
     assert a != default_lease_name("file:///other", ["ns-a", "ns-b"])
@@ -182,7 +182,7 @@ def test_readyz_answers_json_who_leads():
     import json as _json
     import urllib.request
 
-    from jupyternetes.operator.httpserver import make_http_server, serve
+    from jupyternetes.app.httpserver import make_http_server, serve
     doc = {"identity": "me", "leader": "other", "leading": False, "since": "t"}
     server = make_http_server("127.0.0.1", 0, health=lambda: True,
                               ready=lambda: (True, doc), metrics=None)
@@ -199,7 +199,7 @@ def test_readyz_answers_json_who_leads():
 
 
 def test_lease_namespace_prefers_pod_namespace(monkeypatch, tmp_path):
-    from jupyternetes.operator import election
+    from jupyternetes.coordination import election
 
     # The deploy stack sets POD_NAMESPACE from the pod's fieldRef; its RBAC allows leases there.
     assert election.default_lease_namespace({"POD_NAMESPACE": "jn-op"}) == "jn-op"
@@ -220,13 +220,13 @@ def test_kill_engine_processes_returns_when_the_whole_tree_is_gone():
 
     script = (
         "import json, subprocess, sys\n"
-        "from jupyternetes.engine.procs import pid_alive\n"
-        "from jupyternetes.operator.election import kill_engine_processes\n"
+        "from jupyternetes.engine.runtime.procs import pid_alive\n"
+        "from jupyternetes.coordination.election import kill_engine_processes\n"
         # A worker-like child with a child of its own (a CLI), in a session of its own.
         "outer = subprocess.Popen([sys.executable, '-c', 'import subprocess, time; "
         "subprocess.Popen([\"sleep\", \"300\"]); time.sleep(300)'], start_new_session=True)\n"
         "import time\n"
-        "from jupyternetes.engine.procs import descendants\n"
+        "from jupyternetes.engine.runtime.procs import descendants\n"
         "import os\n"
         "while len(descendants(os.getpid())) < 2: time.sleep(0.01)\n"
         "killed = kill_engine_processes()\n"

@@ -7,11 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from jupyternetes import hubvars
-from jupyternetes.harness.examples import load_example
-from jupyternetes.lint import lint, sample_instance, status_problems, template_path
-from jupyternetes.model import Template
-from jupyternetes.render import render
+from harness.examples import load_example
+from jupyternetes.admin.lint import lint, sample_instance, status_problems, template_path
+from jupyternetes.crd.model import Template
+from jupyternetes.render import hubvars
+from jupyternetes.render.objects import render
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -57,7 +57,7 @@ def test_apiserver_causes_map_to_template_paths() -> None:
 
 
 def test_cli_offline_says_so_and_exits_by_result(tmp_path: Path) -> None:
-    ok = subprocess.run([sys.executable, "-m", "jupyternetes.cli", "lint", "--offline",
+    ok = subprocess.run([sys.executable, "-m", "jupyternetes.app.cli", "lint", "--offline",
                          str(EXAMPLES / "seed-template.yaml")], capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr
     assert "offline checks only" in ok.stdout
@@ -65,7 +65,7 @@ def test_cli_offline_says_so_and_exits_by_result(tmp_path: Path) -> None:
     bad["spec"]["pods"][0]["labels"]["x"] = "{nope}"
     path = tmp_path / "bad.yaml"
     path.write_text(json.dumps(bad))
-    failed = subprocess.run([sys.executable, "-m", "jupyternetes.cli", "lint", "--offline",
+    failed = subprocess.run([sys.executable, "-m", "jupyternetes.app.cli", "lint", "--offline",
                              str(path)], capture_output=True, text=True)
     assert failed.returncode == 1
     assert "spec.pods[notebook].labels.x" in failed.stdout

@@ -7,7 +7,7 @@ import os
 import time
 from pathlib import Path
 
-from jupyternetes.engine import locks
+from jupyternetes.engine.state import locks
 
 HOST = "op-host"
 

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from jupyternetes.app.logsetup import JsonFormatter
 from jupyternetes.engine import masking
-from jupyternetes.operator.logsetup import JsonFormatter
 
 TOKEN = "s3cr3t-t0ken-value"
 

@@ -7,9 +7,9 @@ import urllib.request
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from jupyternetes.operator.httpserver import make_http_server, serve
-from jupyternetes.operator.metrics import Metrics
-from jupyternetes.operator.queue import WorkQueue
+from jupyternetes.app.httpserver import make_http_server, serve
+from jupyternetes.app.metrics import Metrics
+from jupyternetes.controller.queue import WorkQueue
 
 
 def samples(metrics: Metrics) -> dict[tuple[str, tuple], float]:
@@ -84,7 +84,7 @@ def test_json_logs_carry_the_instance_as_a_field():
     import json
     import logging
 
-    from jupyternetes.operator.logsetup import JsonFormatter
+    from jupyternetes.app.logsetup import JsonFormatter
 
     record = logging.LogRecord("jupyternetes.operator", logging.WARNING, __file__, 1,
                                "instance %s: %s", ("ns/a", "up failed"), None)

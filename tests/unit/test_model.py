@@ -8,11 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from jupyternetes.model import (
-    Instance,
-    ModelError,
-    Template,
-)
+from jupyternetes.crd.model import Instance, ModelError, Template
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 

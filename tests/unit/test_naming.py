@@ -6,8 +6,8 @@ import uuid
 
 import pytest
 
-from jupyternetes import naming
-from jupyternetes.naming import (
+from jupyternetes.crd import naming
+from jupyternetes.crd.naming import (
     instance_name_for_user,
     is_dns1035_label,
     is_dns1123_label,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from jupyternetes.naming import instance_name_for_user, object_name
+from jupyternetes.crd.naming import instance_name_for_user, object_name
 
 entries = st.from_regex(r"\A[a-z0-9]([-a-z0-9]{0,30}[a-z0-9])?\Z")
 hub_names = st.builds(instance_name_for_user, st.text(min_size=1, max_size=20),

@@ -13,10 +13,10 @@ from collections.abc import Callable
 
 import pytest
 
+from jupyternetes.app.metrics import Metrics
+from jupyternetes.controller.noop import DriftFlags
+from jupyternetes.controller.reconcile import ReconcileConfig, Reconciler
 from jupyternetes.engine.masking import OPERATOR_LOG_MASK
-from jupyternetes.operator.drift import DriftFlags
-from jupyternetes.operator.metrics import Metrics
-from jupyternetes.operator.reconcile import ReconcileConfig, Reconciler
 from tests.unit.test_reconcile_unit import (
     KEY,
     NS,
@@ -236,7 +236,7 @@ def test_a_drift_flag_or_a_missing_cache_entry_takes_the_full_path():
 def test_workers_wait_for_the_first_lists_of_every_watch_but_not_forever():
     import threading
 
-    from jupyternetes.operator.controller import Operator
+    from jupyternetes.controller.controller import Operator
 
     op = Operator(kube=None, engine=EngineRecorder(), workers=1)  # type: ignore[arg-type]
     watchers = op.all_watchers()
@@ -255,7 +255,7 @@ def test_workers_wait_for_the_first_lists_of_every_watch_but_not_forever():
 
 
 def test_own_writes_are_pending_until_the_cache_holds_the_written_version():
-    from jupyternetes.operator.noop import OwnWrites
+    from jupyternetes.controller.noop import OwnWrites
 
     now = [0.0]
     writes = OwnWrites(horizon=60.0, clock=lambda: now[0])
@@ -316,7 +316,7 @@ def test_a_warm_render_memo_gives_the_same_answers(change):
 
 
 def test_a_memo_hit_renders_nothing_and_a_gone_instance_is_forgotten(monkeypatch):
-    from jupyternetes.operator import noop
+    from jupyternetes.controller import noop
 
     env = Env().running()
     reconciler = env.reconciler(cached=True)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from jupyternetes.naming import stack_name
-from jupyternetes.operator.orphans import OrphanCollector, orphaned_stacks, stack_namespace
+from jupyternetes.controller.orphans import OrphanCollector, orphaned_stacks, stack_namespace
+from jupyternetes.crd.naming import stack_name
 
 
 def test_a_stack_no_instance_names_is_orphaned():

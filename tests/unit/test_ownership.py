@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from jupyternetes.naming import LABEL_INSTANCE, LABEL_INSTANCE_NAMESPACE, label_value
-from jupyternetes.ownership import ADOPT_ANNOTATION, conflict, is_owned_by, owner_of
+from jupyternetes.crd.labels import LABEL_INSTANCE, LABEL_INSTANCE_NAMESPACE
+from jupyternetes.crd.naming import label_value
+from jupyternetes.policy.ownership import ADOPT_ANNOTATION, conflict, is_owned_by, owner_of
 
 
 def pvc(name: str = "alice-data-home", labels: dict | None = None,

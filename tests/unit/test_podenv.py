@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from jupyternetes.harness import podenv
-from jupyternetes.harness.cluster import loopback_cidr, loopback_node_manifest
-from jupyternetes.harness.runtime_status import config_error_status, exit_code, terminated_status
+from harness import podenv
+from harness.cluster import loopback_cidr, loopback_node_manifest
+from harness.runtime_status import config_error_status, exit_code, terminated_status
 
 POD = {
     "metadata": {"name": "nb", "namespace": "users", "uid": "u-1",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from jupyternetes.operator import podstatus
+from jupyternetes.crd import podstatus
 
 
 def pod(phase="Running", ip="10.0.0.7", ready=True, container_status=None, init_status=None,

@@ -3,7 +3,7 @@ first object the guard will read."""
 
 from __future__ import annotations
 
-from jupyternetes.engine import prewarm, program
+from jupyternetes.engine.runtime import prewarm, program
 
 POD = {"group": "pods", "entry": "notebook", "manifest": {
     "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "a-notebook", "namespace": "ns"}}}

@@ -15,9 +15,10 @@ import yaml
 from google.protobuf import json_format
 from pulumi.runtime.mocks import MockMonitor, Mocks
 
-from jupyternetes.engine import program, settings
-from jupyternetes.model import Instance, Template
-from jupyternetes.render import render
+from jupyternetes.crd.model import Instance, Template
+from jupyternetes.engine import settings
+from jupyternetes.engine.runtime import program
+from jupyternetes.render.objects import render
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 SECRET_SIG = "4dabf18193072939515e22adb298388d"
@@ -278,7 +279,7 @@ def _claim(labels: dict) -> dict:
 def test_create_guard_refuses_another_instances_object_and_allows_its_own():
     import asyncio
 
-    from jupyternetes.naming import LABEL_INSTANCE, LABEL_INSTANCE_NAMESPACE
+    from jupyternetes.crd.labels import LABEL_INSTANCE, LABEL_INSTANCE_NAMESPACE
 
     theirs = _claim({LABEL_INSTANCE: "alice", LABEL_INSTANCE_NAMESPACE: "hub"})
     mine = _claim({LABEL_INSTANCE: "alice-data", LABEL_INSTANCE_NAMESPACE: "hub"})
@@ -311,7 +312,7 @@ def test_create_guard_targets_come_from_the_manifests_not_the_hook_inputs():
 
 def test_an_object_holding_a_secret_keeps_its_output_metadata_secret():
     """managedFields (in the output metadata) lists a secret used as a key in plain text."""
-    from jupyternetes.engine.program import ObjectSpec, resource_options
+    from jupyternetes.engine.runtime.program import ObjectSpec, resource_options
 
     spec = ObjectSpec("otherResources", "cm", {"apiVersion": "v1", "kind": "ConfigMap",
                                                "metadata": {"name": "i-cm"}})

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from jupyternetes.naming import LABEL_ENTRY, LABEL_INSTANCE, LABEL_INSTANCE_NAMESPACE
-from jupyternetes.pvcpolicy import (
+from jupyternetes.crd.labels import LABEL_ENTRY, LABEL_INSTANCE, LABEL_INSTANCE_NAMESPACE
+from jupyternetes.policy.pvc import (
     Expansion,
     expansion_refusal,
     immutable_changes,

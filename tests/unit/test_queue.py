@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from jupyternetes.operator.queue import Backoff, ShutDown, WorkQueue
+from jupyternetes.controller.queue import Backoff, ShutDown, WorkQueue
 
 
 class FakeClock:

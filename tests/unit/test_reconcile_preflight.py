@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from jupyternetes.kubeerrors import KubeError
-from jupyternetes.naming import LABEL_ENTRY, LABEL_INSTANCE, LABEL_INSTANCE_NAMESPACE
-from jupyternetes.ownership import ADOPT_ANNOTATION
+from jupyternetes.crd.labels import LABEL_ENTRY, LABEL_INSTANCE, LABEL_INSTANCE_NAMESPACE
+from jupyternetes.kube.errors import KubeError
+from jupyternetes.policy.ownership import ADOPT_ANNOTATION
 from tests.unit import test_reconcile_unit as base
 from tests.unit.test_reconcile_unit import KEY, NAME, NS, POD_NAME, PVC_NAME, FakeResult
 

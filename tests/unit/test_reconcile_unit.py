@@ -13,17 +13,17 @@ from pathlib import Path
 import pytest
 import yaml
 
-from jupyternetes.kube import FINALIZER
-from jupyternetes.model import Instance, Template
-from jupyternetes.operator.drift import DriftFlags
-from jupyternetes.operator.metrics import Metrics
-from jupyternetes.operator.reconcile import (
+from jupyternetes.app.metrics import Metrics
+from jupyternetes.controller.noop import DriftFlags
+from jupyternetes.controller.reconcile import (
     ReconcileConfig,
     Reconciler,
     desired_hash,
     secret_values,
 )
-from jupyternetes.render import render
+from jupyternetes.crd.labels import FINALIZER
+from jupyternetes.crd.model import Instance, Template
+from jupyternetes.render.objects import render
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 KEY = "default/8dc366d8a0f05869bfdb6e7eb3d83f65"
@@ -513,7 +513,7 @@ def test_secret_values_are_case_insensitive_and_skip_empty():
 
 
 def operator_with(instances: list[dict]):
-    from jupyternetes.operator.controller import Operator
+    from jupyternetes.controller.controller import Operator
 
     op = Operator(kube=None, engine=EngineRecorder(), workers=1)  # type: ignore[arg-type]
     for obj in instances:
@@ -580,7 +580,7 @@ def test_pod_deleted_with_its_instance_is_not_drift():
 
 
 def test_long_instance_names_are_found_through_their_hashed_label():
-    from jupyternetes.naming import label_value
+    from jupyternetes.crd.naming import label_value
 
     long_name = "a" * 70
     inst = seed("seed-instance.yaml")
@@ -592,9 +592,9 @@ def test_long_instance_names_are_found_through_their_hashed_label():
 
 
 def test_worker_backs_off_failures_jumps_to_cap_when_degraded_and_forgets_on_success():
-    from jupyternetes.operator.controller import Operator
-    from jupyternetes.operator.queue import Backoff, WorkQueue
-    from jupyternetes.operator.reconcile import Result
+    from jupyternetes.controller.controller import Operator
+    from jupyternetes.controller.queue import Backoff, WorkQueue
+    from jupyternetes.controller.reconcile import Result
 
     op = Operator(kube=None, engine=EngineRecorder(), workers=1,  # type: ignore[arg-type]
                   backoff=Backoff(base=1.0, cap=60.0, jitter=0.0))
@@ -820,7 +820,7 @@ def test_next_start_a_broken_template_edit_does_not_fail_a_running_server(env):
 
 
 def test_events_do_not_hurry_a_failing_instance_but_spec_template_and_retry_now_do():
-    from jupyternetes.operator.admin import RETRY_NOW
+    from jupyternetes.crd.labels import RETRY_NOW
 
     inst = seed("seed-instance.yaml")
     inst["metadata"].update(generation=1, annotations={})

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from jupyternetes.model import Instance, Template
-from jupyternetes.naming import MANAGED_BY
-from jupyternetes.render import RenderError, render, substitute
+from jupyternetes.crd.labels import MANAGED_BY
+from jupyternetes.crd.model import Instance, Template
+from jupyternetes.render.objects import render
+from jupyternetes.render.placeholders import RenderError, substitute
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 SEED_NAME = "8dc366d8a0f05869bfdb6e7eb3d83f65"
@@ -430,7 +431,7 @@ def test_pods_are_owned_by_their_instance_and_pvcs_never():
 def test_owner_reference_is_not_part_of_the_desired_hash():
     import dataclasses
 
-    from jupyternetes.operator.rollout import desired_hash
+    from jupyternetes.policy.rollout import desired_hash
 
     template, instance = seed()
     with_owner = render(template, instance)

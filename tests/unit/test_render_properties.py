@@ -11,8 +11,8 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from jupyternetes.model import Instance, Template
-from jupyternetes.naming import (
+from jupyternetes.crd.model import Instance, Template
+from jupyternetes.crd.naming import (
     instance_name_for_user,
     is_dns1035_label,
     is_dns1123_label,
@@ -20,7 +20,8 @@ from jupyternetes.naming import (
     object_name,
     object_name_for_kind,
 )
-from jupyternetes.render import RenderError, render, substitute
+from jupyternetes.render.objects import render
+from jupyternetes.render.placeholders import RenderError, substitute
 
 # Values an attacker or a careless admin might put in a variable.
 NASTY = st.one_of(

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from jupyternetes.model import Instance, Template
-from jupyternetes.render import RenderError, render, substitute
+from jupyternetes.crd.model import Instance, Template
+from jupyternetes.render.objects import render
+from jupyternetes.render.placeholders import RenderError, substitute
 from tests.unit.test_render import doc, make
 
 

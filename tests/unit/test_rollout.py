@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from jupyternetes.operator import rollout
-from jupyternetes.operator.status import TEMPLATE_CURRENT
+from jupyternetes.crd.conditions import TEMPLATE_CURRENT
+from jupyternetes.policy import rollout
 
 NOW = "2026-01-01T00:00:00Z"
 

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from jupyternetes import secretvars
-from jupyternetes.model import Instance, ModelError, SecretRef, Template
-from jupyternetes.naming import LABEL_INSTANCE, LABEL_INSTANCE_NAMESPACE
-from jupyternetes.operator.reconcile import ReconcileConfig, Reconciler, desired_hash
-from jupyternetes.render import render
+from jupyternetes.controller.reconcile import ReconcileConfig, Reconciler, desired_hash
+from jupyternetes.crd.labels import LABEL_INSTANCE, LABEL_INSTANCE_NAMESPACE
+from jupyternetes.crd.model import Instance, ModelError, SecretRef, Template
+from jupyternetes.render import secretvars
+from jupyternetes.render.objects import render
 from tests.unit.test_crds import INSTANCE_CRD, TEMPLATE_CRD, errors, pruned, schema_of
 from tests.unit.test_reconcile_unit import KEY, NAME, NS, EngineRecorder, KubeRecorder
 

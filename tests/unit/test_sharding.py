@@ -11,10 +11,10 @@ import time
 
 import pytest
 
-from jupyternetes.engine import engineprocs
-from jupyternetes.engine.procs import pid_alive
-from jupyternetes.operator import election, sharding
-from jupyternetes.operator.shards import shard_of_key
+from jupyternetes.coordination import election, sharding
+from jupyternetes.coordination.shards import shard_of_key
+from jupyternetes.engine.runtime import engineprocs
+from jupyternetes.engine.runtime.procs import pid_alive
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -55,7 +55,7 @@ def test_kill_stops_only_the_selected_stacks_workers_and_their_children():
         time.sleep(0.5)  # let the children start
         with engineprocs.running("ns.a", a.pid), engineprocs.running("ns.b", b.pid):
             assert engineprocs.stacks() == ["ns.a", "ns.b"]
-            from jupyternetes.engine.procs import descendants
+            from jupyternetes.engine.runtime.procs import descendants
             child_a = descendants(a.pid)
             assert child_a
             killed = engineprocs.kill(lambda stack: stack == "ns.a")
@@ -85,7 +85,7 @@ def test_a_long_lived_worker_running_two_stacks_is_killed_whole_when_one_shard_i
         with engineprocs.running("ns.x", a.pid, 1), engineprocs.running("ns.y", a.pid, 2), \
                 engineprocs.running("ns.z", b.pid, 3):
             assert engineprocs.stacks() == ["ns.x", "ns.y", "ns.z"]
-            from jupyternetes.engine.procs import descendants
+            from jupyternetes.engine.runtime.procs import descendants
             child_a = descendants(a.pid)
             killed = engineprocs.kill(lambda stack: stack == "ns.y")
             assert set(killed) == {a.pid, *child_a}
@@ -113,7 +113,7 @@ def test_the_gate_refuses_an_operation_of_a_shard_not_held():
 
 
 def test_an_operator_starts_nothing_for_an_instance_of_a_shard_it_does_not_hold():
-    from jupyternetes.operator.controller import Operator
+    from jupyternetes.controller.controller import Operator
 
     class NoEngine:
         def up(self, *args, **kw):
@@ -123,7 +123,7 @@ def test_an_operator_starts_nothing_for_an_instance_of_a_shard_it_does_not_hold(
             raise AssertionError("no engine call expected")
 
     op = Operator(kube=None, engine=NoEngine(), workers=1)  # type: ignore[arg-type]
-    from jupyternetes.operator.reconcile import Result
+    from jupyternetes.controller.reconcile import Result
 
     reconciled = []
 

@@ -8,12 +8,8 @@ import collections
 import threading
 from dataclasses import replace
 
-from jupyternetes.operator.leader import LeaseConflict, LeaseRecord
-from jupyternetes.operator.shardleases import (
-    ShardManager,
-    member_lease_name,
-    shard_lease_name,
-)
+from jupyternetes.coordination.leader import LeaseConflict, LeaseRecord
+from jupyternetes.coordination.shardleases import ShardManager, member_lease_name, shard_lease_name
 
 BASE = "jo"
 

@@ -11,8 +11,8 @@ import sys
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jupyternetes.operator import shards
-from jupyternetes.operator.shards import Plan, ShardView, plan, quotas
+from jupyternetes.coordination import shards
+from jupyternetes.coordination.shards import Plan, ShardView, plan, quotas
 
 
 def test_shard_of_is_the_shard_of_the_stack_name_and_stable():
@@ -22,7 +22,7 @@ def test_shard_of_is_the_shard_of_the_stack_name_and_stable():
     assert [shards.shard_of_stack(f"ns.i{i}", 12) for i in range(6)] == [
         shards.shard_of_stack(f"ns.i{i}", 12) for i in range(6)]
     pinned = {s: shards.shard_of_stack(s, 12) for s in ("default.a", "ns.i0", "kadense.x")}
-    code = ("from jupyternetes.operator import shards; "
+    code = ("from jupyternetes.coordination import shards; "
             "print([shards.shard_of_stack(s, 12) for s in ('default.a', 'ns.i0', 'kadense.x')])")
     # Another interpreter (another PYTHONHASHSEED) agrees: not Python's salted hash().
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

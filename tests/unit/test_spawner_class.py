@@ -11,7 +11,7 @@ from jupyterhub.objects import Hub
 from jupyterhub.spawner import SpawnException
 from jupyterhub.user import User
 
-from jupyternetes.naming import instance_name_for_user
+from jupyternetes.crd.naming import instance_name_for_user
 from jupyternetes.spawner.spawner import JupyternetesSpawner
 
 
@@ -104,8 +104,8 @@ def test_hub_template_renders_with_the_variables_of_a_real_spawn() -> None:
     """Every `{jupyterhub.env.*}` the example template uses is one the hub's get_env() sets."""
     import yaml
 
-    from jupyternetes.model import Instance, Template
-    from jupyternetes.render import render
+    from jupyternetes.crd.model import Instance, Template
+    from jupyternetes.render.objects import render
     from jupyternetes.spawner import manifests
 
     spawner = make_spawner("gpu", namespace="users")
@@ -131,7 +131,7 @@ def test_hub_template_renders_with_the_variables_of_a_real_spawn() -> None:
 def test_a_real_spawn_provides_every_variable_lint_assumes() -> None:
     """`jupyternetes lint` renders templates with hubvars' names: a template it passes must
     find each of them at a real spawn (in spec.variables or, tokens, in the Secret)."""
-    from jupyternetes import hubvars
+    from jupyternetes.render import hubvars
     from jupyternetes.spawner import variables
 
     spawner = make_spawner("gpu", namespace="users")

@@ -9,8 +9,8 @@ import time
 
 from kubernetes import client
 
-from jupyternetes.kube import Kube
-from jupyternetes.naming import LABEL_INSTANCE
+from jupyternetes.crd.labels import LABEL_INSTANCE
+from jupyternetes.kube.client import Kube
 from jupyternetes.spawner.cluster import SharedCluster
 
 

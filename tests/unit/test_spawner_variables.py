@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from jupyternetes.model import Instance
-from jupyternetes.naming import instance_name_for_user
+from jupyternetes.crd.model import Instance
+from jupyternetes.crd.naming import instance_name_for_user
 from jupyternetes.spawner import manifests, variables
 from jupyternetes.spawner.variables import SpawnFacts
 

@@ -17,24 +17,20 @@ from pathlib import Path
 
 import pytest
 
-from jupyternetes import preview
+from jupyternetes.admin import preview
 from jupyternetes.engine import (
     PreviewResult,
     PreviewStep,
     StackConfigError,
     StackEngine,
     StackSettings,
-    backendurl,
-    diystate,
-    events,
-    locks,
     masking,
-    protocol,
     results,
-    statedirs,
 )
 from jupyternetes.engine import settings as engine_settings
-from jupyternetes.engine.procs import pid_alive
+from jupyternetes.engine.runtime import events, protocol
+from jupyternetes.engine.runtime.procs import pid_alive
+from jupyternetes.engine.state import backendurl, diystate, locks, statedirs
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -402,7 +398,7 @@ def test_preview_result_from_worker_answer():
 
 
 def test_preview_cli_errors_exit_2_with_one_line(tmp_path, capsys):
-    from jupyternetes import cli
+    from jupyternetes.app import cli
 
     assert cli.main(["preview", "not-a-ref", "--state-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err
@@ -443,7 +439,7 @@ def test_worker_dies_with_the_process_that_started_it(tmp_path):
     code = (
         "import os, subprocess, sys, time\n"
         "env = dict(os.environ, JUPYTERNETES_WORKER_PARENT_PID=str(os.getpid()))\n"
-        "p = subprocess.Popen([sys.executable, '-m', 'jupyternetes.engine.worker'],"
+        "p = subprocess.Popen([sys.executable, '-m', 'jupyternetes.engine.runtime.worker'],"
         " stdout=subprocess.PIPE, env=env)\n"
         "print(p.pid, flush=True)\n"
         "time.sleep(60)\n"

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 
-from jupyternetes.engine import diystate, stackseed
+from jupyternetes.engine.state import diystate, stackseed
 
 PROJECT = "jupyternetes"
 SALT = "v1:LXVKAJJMAJU=:v1:yqVCKuOKS6JqCPKs:NTkGA23wWc43RkFcVMQ34zrYZ9AM+w=="

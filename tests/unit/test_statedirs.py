@@ -9,8 +9,8 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
-from jupyternetes.engine import diystate, stackseed, statedirs
-from jupyternetes.engine.backendurl import file_backend_path
+from jupyternetes.engine.state import diystate, stackseed, statedirs
+from jupyternetes.engine.state.backendurl import file_backend_path
 from tests.unit.test_stackseed import SIBLING
 
 PROJECT = "jupyternetes"

@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from jupyternetes.model import Instance, Template
-from jupyternetes.operator import status as contract
-from jupyternetes.render import render
+from jupyternetes.controller import status as contract
+from jupyternetes.crd import conditions
+from jupyternetes.crd.model import Instance, Template
+from jupyternetes.render.objects import render
 from tests.unit.test_crds import INSTANCE_CRD, as_created, errors, example, pruned, schema_of
 from tests.unit.test_reconcile_unit import merge_patch
 
@@ -68,7 +69,7 @@ def success(r, previous: dict, pods: dict | None = None) -> dict:
         r, Outcome("succeeded", "ok", {"create": 2}, outputs), stack="default.x", generation=2,
         digest="sha256:a", conditions=previous.get("conditions") or [],
         pods=pods if pods is not None else {name: running_pod(name)},
-        template_current=contract.condition(contract.TEMPLATE_CURRENT, True, "TemplateApplied",
+        template_current=conditions.condition(conditions.TEMPLATE_CURRENT, True, "TemplateApplied",
                                             "current", 2, [], NOW),
         template_gen=4, previous_update=(previous.get("stack") or {}).get("lastUpdate"),
         variables_from_hash="sha256:b", exposed=(False, "NoSecretInMetadata", "none"), now=NOW)
@@ -101,9 +102,9 @@ def test_processing_then_success_validates():
                                "lastUpdate": {"result": "succeeded", "startedAt": NOW,
                                               "finishedAt": LATER, "changeSummary": {"create": 2},
                                               "message": "ok"}}
-    assert contract.stack_is_up(status)
+    assert conditions.stack_is_up(status)
     assert [c["type"] for c in status["conditions"]] == [
-        "Ready", "Provisioned", "Degraded", contract.TEMPLATE_CURRENT, "SecretExposed"]
+        "Ready", "Provisioned", "Degraded", conditions.TEMPLATE_CURRENT, "SecretExposed"]
 
 
 def test_last_update_names_the_replica_that_ran_it_and_the_crd_keeps_it():
@@ -127,8 +128,8 @@ def test_failure_after_success_validates_and_drops_the_old_figures():
     assert "changeSummary" in status["stack"]["lastUpdate"]
     assert status["stack"]["lastUpdate"]["changeSummary"] == {}
     assert status["stack"]["lastUpdate"]["result"] == "failed"
-    assert contract.find_condition(status, "Degraded")["status"] == "True"
-    assert not contract.stack_is_up(status)
+    assert conditions.find_condition(status, "Degraded")["status"] == "True"
+    assert not conditions.stack_is_up(status)
 
 
 @pytest.mark.parametrize("state", contract.PROVISIONED_STATES)
@@ -150,7 +151,7 @@ def test_mirror_validates_and_is_empty_when_nothing_changed():
                                  None, LATER) == {}
     gone = contract.mirror_patch(up, expected, {r.pods[0].name: None}, 2, None, LATER)
     status = valid(stored(up, gone))
-    assert contract.find_condition(status, "Ready")["status"] == "False"
+    assert conditions.find_condition(status, "Ready")["status"] == "False"
 
 
 def test_destroy_failed_validates():
@@ -161,7 +162,7 @@ def test_destroy_failed_validates():
                                           generation=2, now=LATER)
     status = valid(stored(up, patch))
     assert "startedAt" not in status["stack"]["lastUpdate"]
-    assert contract.find_condition(status, "Degraded")["reason"] == "DestroyStuck"
+    assert conditions.find_condition(status, "Degraded")["reason"] == "DestroyStuck"
 
 
 def test_schema_rejects_what_the_contract_forbids():
@@ -196,6 +197,6 @@ def test_contract_names_every_status_field_of_the_crd():
 def test_seed_status_reads_leniently():
     # The seed writes otherResourcesProvisioned as {}: the readers do not trip on it.
     seed_status = example("seed-instance.yaml")["status"]
-    assert not contract.stack_is_up(seed_status)
+    assert not conditions.stack_is_up(seed_status)
     assert contract.running_pods(seed_status, "default") == []
-    assert contract.find_condition(seed_status, "Ready") is None
+    assert conditions.find_condition(seed_status, "Ready") is None

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from jupyternetes import eventkey, statusmerge
-from jupyternetes.operator.status import merge_conditions
+from jupyternetes.crd.conditions import merge_conditions
+from jupyternetes.kube import eventkey, statusmerge
 
 
 def cond(type_: str, status: str, since: str = "t0", message: str = "") -> dict:

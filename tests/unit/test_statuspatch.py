@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from jupyternetes.operator.statuspatch import replacing
+from jupyternetes.controller.status import replacing
 from tests.unit.test_reconcile_unit import merge_patch
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from jupyternetes.operator.controller import Operator
-from jupyternetes.operator.templatestatus import TemplateStatusWriter, template_status
+from jupyternetes.controller.controller import Operator
+from jupyternetes.controller.templates import TemplateStatusWriter, template_status
 
 
 def inst(generation: int | None, pods: int = 1, up: bool = True) -> dict:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 import time
 
-from jupyternetes.kubeerrors import KubeError, WatchExpired
-from jupyternetes.operator.watch import ListWatcher
+from jupyternetes.kube.errors import KubeError, WatchExpired
+from jupyternetes.kube.informer import ListWatcher
 
 
 def obj(name: str, rv: str, ns: str = "ns") -> dict:
@@ -257,7 +257,7 @@ class FakeResponse:
 def test_watch_stream_parses_split_lines_and_closes():
     import json as _json
 
-    from jupyternetes.kubelistwatch import WatchStream
+    from jupyternetes.kube.listwatch import WatchStream
 
     lines = [_json.dumps({"type": "ADDED", "object": obj("a", "5")}),
              _json.dumps({"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "9"}}})]
@@ -274,7 +274,7 @@ def test_watch_stream_error_events():
 
     import pytest
 
-    from jupyternetes.kubelistwatch import WatchStream
+    from jupyternetes.kube.listwatch import WatchStream
 
     gone = _json.dumps({"type": "ERROR", "object": {
         "kind": "Status", "code": 410, "reason": "Expired",
@@ -291,7 +291,7 @@ def test_watch_stream_error_events():
 def test_api_message_prefers_the_status_message():
     from kubernetes.client.exceptions import ApiException
 
-    from jupyternetes.kubeerrors import api_message
+    from jupyternetes.kube.errors import api_message
 
     exc = ApiException(status=422, reason="Unprocessable Entity")
     exc.body = ('{"kind":"Status","message":"Pod \\"x\\" is invalid: spec.containers[0].name: '
@@ -319,7 +319,7 @@ def template(name: str, ns: str = "hub", generation: int = 1, rv: str = "1") -> 
 
 
 def operator(**kwargs):
-    from jupyternetes.operator.controller import Operator
+    from jupyternetes.controller.controller import Operator
 
     class NoEngine:
         def up(self, *args, **kw):
@@ -340,7 +340,7 @@ def drain(queue) -> list[str]:
 
 
 def test_template_index_follows_instance_events():
-    from jupyternetes.operator.templateindex import TemplateIndex, template_key_of
+    from jupyternetes.controller.templates import TemplateIndex, template_key_of
 
     assert template_key_of(instance("a", "default", "t", template_ns=None)) == "default/t"
     assert template_key_of(instance("a", "default", "t")) == "hub/t"
@@ -416,7 +416,7 @@ def test_a_template_watch_event_reaches_the_queue_through_the_list_watch_loop():
 def test_operator_cli_flags_for_templates():
     import argparse
 
-    from jupyternetes.operator.run import add_parser
+    from jupyternetes.app.operator import add_parser
 
     parser = argparse.ArgumentParser()
     add_parser(parser.add_subparsers())

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from jupyternetes.engine import StackConfigError, StackEngine, StackSettings, protocol, settings
-from jupyternetes.engine import pool as engine_pool
-from jupyternetes.engine.procs import pid_alive
+from jupyternetes.engine import StackConfigError, StackEngine, StackSettings, settings
+from jupyternetes.engine.runtime import pool as engine_pool
+from jupyternetes.engine.runtime import protocol
+from jupyternetes.engine.runtime.procs import pid_alive
 
 REPO = Path(__file__).resolve().parents[2]
 INVALID = [{"group": "pods", "entry": "n",

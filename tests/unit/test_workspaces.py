@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from jupyternetes.engine import workspaces
+from jupyternetes.engine.runtime import workspaces
 
 
 def dead_pid() -> int:

@@ -22,11 +22,12 @@ from pathlib import Path
 
 from kubernetes import client
 
+from harness.cluster import DevCluster, free_port
+from harness.crds import apply_crds
+from harness.examples import load_example, strip_server_fields
+from harness.operator_process import poll
+from jupyternetes.crd.definitions import load_crd_documents
 from jupyternetes.deploy.manifests import PLUGINS_DIR, PULUMI_HOME, RUN_AS, STATE_DIR
-from jupyternetes.harness.cluster import DevCluster, free_port
-from jupyternetes.harness.crds import apply_crds, load_crd_documents
-from jupyternetes.harness.examples import load_example, strip_server_fields
-from jupyternetes.harness.operator_process import poll
 
 BUILDAH = ["buildah", "--storage-driver", "vfs"]
 SEED = "8dc366d8a0f05869bfdb6e7eb3d83f65"

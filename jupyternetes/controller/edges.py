@@ -1,0 +1,86 @@
+"""The reconciler's edges: the Kubernetes and stack-engine calls it is written against, as
+protocols, so its decisions are unit-tested with recorders and run with `Kube` and `StackEngine`."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from jupyternetes.app.metrics import Metrics
+from jupyternetes.controller.status import summary_text
+from jupyternetes.crd.conditions import FAILED
+from jupyternetes.kube.errors import KubeError
+from jupyternetes.render.objects import Rendered
+
+
+class KubePort(Protocol):
+    def get_instance(self, namespace: str, name: str) -> dict | None: ...
+    def get_template(self, namespace: str, name: str) -> dict | None: ...
+    def get_pod(self, namespace: str, name: str) -> dict | None: ...
+    def get_secret(self, namespace: str, name: str) -> dict | None: ...
+    def patch_instance_status(self, namespace: str, name: str, status: dict) -> dict | None: ...
+    def add_finalizer(self, namespace: str, name: str, finalizer: str = ...) -> dict | None: ...
+    def remove_finalizer(self, namespace: str, name: str, finalizer: str = ...) -> dict | None: ...
+    def namespace_terminating(self, namespace: str) -> bool: ...
+    def delete_pods(self, namespace: str, selector: str) -> list[str]: ...
+    def emit_event(self, instance: dict, event_type: str, reason: str, message: str) -> None: ...
+    def get_object(self, api_version: str, kind: str, namespace: str | None,
+                   name: str) -> dict | None: ...
+    def list_pvcs(self, namespace: str, selector: str) -> list[dict]: ...
+
+
+class OperationResultLike(Protocol):
+    operation: str
+    result: str
+    started_at: str
+    finished_at: str
+    change_summary: dict[str, int]
+    outputs: dict
+    message: str
+    engine_seconds: float
+
+
+class EnginePort(Protocol):
+    def up(self, namespace: str, name: str, rendered: Rendered, secret_values: Any,
+           refresh: bool = False) -> OperationResultLike: ...
+    def destroy(self, namespace: str, name: str) -> OperationResultLike: ...
+    def forget(self, namespace: str, name: str) -> OperationResultLike: ...
+
+
+log = logging.getLogger("jupyternetes.operator.reconcile")
+
+
+@dataclass
+class RaisedResult:
+    """The failed result of an engine call that raised."""
+
+    operation: str
+    message: str
+    result: str = FAILED
+    started_at: str | None = None
+    finished_at: str | None = None
+    change_summary: dict[str, int] = field(default_factory=dict)
+    outputs: dict = field(default_factory=dict)
+    engine_seconds: float = 0.0
+
+
+def run(operation: str, call: Callable[[], Any], key: str, metrics: Metrics | None) -> Any:
+    """`call()`'s result (an OperationResult-like object), or a RaisedResult."""
+    started = time.monotonic()
+    log.info("instance %s: %s starting", key, operation, extra={"instance": key})
+    try:
+        result = call()
+    except KubeError:
+        raise
+    except Exception as exc:
+        log.exception("instance %s: %s raised", key, operation, extra={"instance": key})
+        result = RaisedResult(operation, f"{type(exc).__name__}: {exc}")
+    seconds = time.monotonic() - started
+    if metrics:
+        metrics.observe_engine(operation, result.result, seconds)
+    log.info("instance %s: %s %s in %.2fs (%s)", key, operation, result.result, seconds,
+             summary_text(result.change_summary or {}), extra={"instance": key})
+    return result

@@ -1,0 +1,51 @@
+"""The metadata keys of the contract (pure): labels on every managed object, the finalizer, and
+the annotations an admin sets on a JupyterNotebookInstance to steer the operator.
+
+Labels on every object a stack creates: the instance, its namespace, the template, its namespace,
+the entry and its group, and `app.kubernetes.io/managed-by: jupyternetes`.
+
+Annotations:
+
+- `jupyternetes.kadense.io/retry-now: <any new value>`: ends a failing instance's backoff wait
+  once (each new value is one immediate attempt; the value itself means nothing).
+- `jupyternetes.kadense.io/force-delete: "true"`: the way out of a destroy that keeps failing.
+  The operator deletes the instance's pods with the plain Kubernetes client (PVCs are kept),
+  removes the stack's state (or leaves it for the orphan collector when even that fails; the
+  next server of the same name refreshes before its first `up`), and drops its finalizer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+LABEL_PREFIX = "jupyternetes.kadense.io"
+LABEL_INSTANCE = f"{LABEL_PREFIX}/instance"
+LABEL_INSTANCE_NAMESPACE = f"{LABEL_PREFIX}/instanceNamespace"
+LABEL_TEMPLATE = f"{LABEL_PREFIX}/template"
+LABEL_TEMPLATE_NAMESPACE = f"{LABEL_PREFIX}/templateNamespace"
+LABEL_ENTRY = f"{LABEL_PREFIX}/entry"
+LABEL_ENTRY_GROUP = f"{LABEL_PREFIX}/entryGroup"
+MANAGED_BY = ("app.kubernetes.io/managed-by", "jupyternetes")
+# Stacks are destroyed before an instance goes: the operator holds this finalizer until then.
+FINALIZER = f"{LABEL_PREFIX}/stack"
+MANAGED_SELECTOR = f"{MANAGED_BY[0]}={MANAGED_BY[1]}"
+
+RETRY_NOW = f"{LABEL_PREFIX}/retry-now"
+FORCE_DELETE = f"{LABEL_PREFIX}/force-delete"
+
+
+def annotations_of(obj: Mapping[str, Any]) -> Mapping[str, Any]:
+    annotations = (obj.get("metadata") or {}).get("annotations")
+    return annotations if isinstance(annotations, Mapping) else {}
+
+
+def retry_request(obj: Mapping[str, Any]) -> str | None:
+    """The retry-now value (a change of it is a request for one immediate attempt)."""
+    value = annotations_of(obj).get(RETRY_NOW)
+    return value if isinstance(value, str) else None
+
+
+def force_delete_requested(obj: Mapping[str, Any]) -> bool:
+    value = annotations_of(obj).get(FORCE_DELETE)
+    return isinstance(value, str) and value.strip().lower() == "true"

@@ -1,0 +1,117 @@
+"""Create a new stack in the operator's file:// backend without a `pulumi stack init` process.
+
+`pulumi stack init` with passphrase secrets spends nearly all of its CPU deriving a key
+(PBKDF2-SHA256, 1,000,000 iterations) for a fresh salt, and it is a whole CLI process (Go
+start-up, backend login) per new user server; the `up` that follows derives the key again.
+What `stack init` leaves in a DIY backend is one small checkpoint,
+`.pulumi/stacks/<project>/<stack>.json`: a version-3 checkpoint (the format of
+`pulumi stack export`, apitype.CheckpointV3) with no resources, holding only the manifest and
+the secrets provider's state (`{"type": "passphrase", "state": {"salt": "v1:<salt>:<check>"}}`).
+
+`create_from_sibling` writes that file for a new stack, copying the secrets provider state of a
+stack the CLI itself created in the same project: every stack then shares that salt. Every stack
+of the operator already shares one passphrase, so a shared salt gives an attacker nothing a
+per-stack salt would deny (the salt defends different passphrases against one precomputation).
+When there is no usable sibling (an empty backend, an unknown layout, other secrets providers),
+it returns False and the caller runs `stack init` as before.
+
+The file is written like fileblob writes a blob (a `.<hex>.tmp` file renamed onto the name), so
+a SIGKILL leaves either no stack (the next `up` creates it) or a whole one; a leftover tmp file is
+removed by diystate's repair.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from jupyternetes.engine.state import diystate, statedirs
+
+CHECKPOINT_VERSION = 3  # what `stack init` writes; an `up` rewrites it as version 4
+SIBLING_VERSIONS = (3, 4)
+# Siblings looked at before giving up (an unreadable one is skipped): bounded at 5,000 stacks.
+MAX_SIBLINGS_TRIED = 20
+
+
+def seed_checkpoint(sibling: dict[str, Any], project: str, stack: str) -> dict[str, Any] | None:
+    """A new, empty checkpoint for `stack` with the secrets provider of `sibling` (a parsed
+    checkpoint file); None when the sibling is not a passphrase-secrets v3 checkpoint."""
+    if sibling.get("version") not in SIBLING_VERSIONS:
+        return None
+    latest = (sibling.get("checkpoint") or {}).get("latest") or {}
+    providers = latest.get("secrets_providers") or {}
+    if providers.get("type") != "passphrase" or not (providers.get("state") or {}).get("salt"):
+        return None
+    manifest = dict(latest.get("manifest") or {})
+    if not manifest.get("magic") or not manifest.get("version"):
+        return None
+    manifest["time"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return {"version": CHECKPOINT_VERSION, "checkpoint": {
+        "stack": f"organization/{project}/{stack}",
+        "latest": {"manifest": manifest, "secrets_providers": providers, "metadata": {}}}}
+
+
+def find_sibling(backend_dir: Path, project: str, stack: str) -> dict[str, Any] | None:
+    """A parsed checkpoint of another stack of `project` that can seed `stack`: from the
+    stack's own backend folder, else from the other buckets and the root of the same state
+    folder (statedirs), so that the first stack of a bucket needs no `stack init` either."""
+    tried = 0
+    for folder in (backend_dir, *statedirs.sibling_dirs(backend_dir)):
+        try:
+            entries = os.scandir(diystate.stacks_dir(folder, project))
+        except OSError:
+            continue
+        with entries:
+            for entry in entries:
+                if not entry.name.endswith(diystate.CHECKPOINT_EXT) or \
+                        entry.name == f"{stack}{diystate.CHECKPOINT_EXT}":
+                    continue
+                tried += 1
+                data = diystate.read_json(Path(entry.path))
+                if isinstance(data, dict) and seed_checkpoint(data, project, stack) is not None:
+                    return data
+                if tried >= MAX_SIBLINGS_TRIED:
+                    return None
+    return None
+
+
+def create_from_sibling(backend_dir: Path, project: str, stack: str) -> bool:
+    """Create `stack` (which must not exist) from a sibling's secrets state. False: nothing was
+    written, create it with `pulumi stack init`."""
+    if diystate.stack_exists(backend_dir, project, stack) is not False:
+        return False  # exists already, or a layout this module does not know
+    sibling = find_sibling(backend_dir, project, stack)
+    if sibling is None:
+        return False
+    checkpoint = seed_checkpoint(sibling, project, stack)
+    if checkpoint is None:
+        return False
+    statedirs.ensure_layout(backend_dir)  # a bucket's first stack: the folder is new
+    target = diystate.stacks_dir(backend_dir, project) / f"{stack}{diystate.CHECKPOINT_EXT}"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f"{target.name}.{time.time_ns():x}.tmp")
+    tmp.write_text(json.dumps(checkpoint, separators=(",", ":")), encoding="utf-8")
+    os.replace(tmp, target)
+    return True
+
+
+def stack_salt(backend_dir: Path, project: str, stack: str) -> str | None:
+    """The passphrase salt state (`v1:<salt>:<check>`) in `stack`'s checkpoint; None when the
+    checkpoint is missing, unreadable or not passphrase-encrypted.
+
+    Why: the operator's workspace is temporary, so it has no `Pulumi.<stack>.yaml`; without
+    one, every CLI run derives the key of the checkpoint's salt AND makes a new salt (a second
+    1,000,000-iteration derivation) that it then saves into the config file and the checkpoint.
+    Writing this salt into the workspace's stack settings first saves that second derivation.
+    """
+    path = diystate.stacks_dir(backend_dir, project) / f"{stack}{diystate.CHECKPOINT_EXT}"
+    data = diystate.read_json(path)
+    if not isinstance(data, dict):
+        return None
+    latest = (data.get("checkpoint") or {}).get("latest") or {}
+    providers = latest.get("secrets_providers") or {}
+    salt = (providers.get("state") or {}).get("salt")
+    return salt if providers.get("type") == "passphrase" and isinstance(salt, str) else None

@@ -1,0 +1,6 @@
+"""Pure rules that keep users' objects and data safe.
+
+- ownership: whose object is it (adoption only of the same instance's objects)
+- pvc: what a template edit may do to a user's existing claim
+- rollout: when a changed render reaches a running server
+"""
