@@ -1,5 +1,6 @@
 """The reconciler's edges: the Kubernetes and stack-engine calls it is written against, as
-protocols, so its decisions are unit-tested with recorders and run with `Kube` and `StackEngine`."""
+protocols, so its decisions are unit-tested with recorders and run with `Kube` and `StackEngine`;
+the `Result` it answers the controller with; and `run`, one engine call made safe."""
 
 from __future__ import annotations
 
@@ -14,6 +15,17 @@ from jupyternetes.controller.status import summary_text
 from jupyternetes.crd.conditions import FAILED
 from jupyternetes.kube.errors import KubeError
 from jupyternetes.render.objects import Rendered
+
+
+@dataclass(frozen=True)
+class Result:
+    """What one reconcile did, for the controller's queue (retry, come back later) and logs."""
+
+    action: str
+    requeue_after: float | None = None
+    failed: bool = False
+    degraded: bool = False
+    message: str = ""
 
 
 class KubePort(Protocol):

@@ -5,7 +5,8 @@ instance fresh, decides, acts, and returns a `Result` (done, retry with backoff,
 later). The decisions, in order:
 
 1. instance gone: nothing to do;
-2. being deleted: `destroy` the stack (PVCs are retained by the program), drop the finalizer;
+2. being deleted: `destroy` the stack (PVCs are retained by the program), drop the finalizer
+   (teardown.py, with the ways out when a destroy keeps failing);
 3. template missing / invalid, render error: status says so precisely, no engine call (a server
    that is already up keeps running when its template is deleted);
 4. desired state unchanged (hash, generation) and nothing drifted: only mirror pod status;
@@ -15,11 +16,11 @@ later). The decisions, in order:
    after it; the spawner restarts a server by deleting and recreating its instance);
 6. otherwise: finalizer, `Processing`, `up`, status from the outputs, one Event.
 
-The kube and engine edges are small protocols (ports.py) so the decisions are unit-tested with
-recorders; `DriftFlags` (drift.py) carries the controller's pod deletions to the next reconcile.
+The kube and engine edges are small protocols (edges.py) so the decisions are unit-tested with
+recorders; `DriftFlags` (noop.py) carries the controller's pod deletions to the next reconcile.
 What the status says is built in `status.py` (the status contract); the rollout decisions of
-steps 3-5 (hash, hold or apply, TemplateCurrent) are `rollout.py`. This module reads, decides,
-writes and emits Events.
+steps 3-5 (hash, hold or apply, TemplateCurrent) are `policy/rollout.py`. This module reads,
+decides, writes and emits Events.
 """
 
 from __future__ import annotations
@@ -31,11 +32,10 @@ from typing import Any
 
 from jupyternetes.app.metrics import Metrics
 from jupyternetes.controller import edges, noop, preflight, teardown
-from jupyternetes.controller.edges import EnginePort, KubePort
+from jupyternetes.controller.edges import EnginePort, KubePort, Result
 from jupyternetes.controller.noop import DriftFlags
 from jupyternetes.controller.status import (
     current_pods,
-    destroy_failed_patch,
     failure_message,
     failure_patch,
     mirror_patch,
@@ -45,7 +45,6 @@ from jupyternetes.controller.status import (
     success_patch,
     summary_text,
 )
-from jupyternetes.crd import labels
 from jupyternetes.crd.conditions import SUCCEEDED, find_condition, stack_is_up
 from jupyternetes.crd.labels import FINALIZER
 from jupyternetes.crd.model import Instance, ModelError, Template
@@ -60,15 +59,6 @@ from jupyternetes.render.placeholders import RenderError
 from jupyternetes.render.secretvars import secret_values
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Result:
-    action: str
-    requeue_after: float | None = None
-    failed: bool = False
-    degraded: bool = False
-    message: str = ""
 
 
 @dataclass(frozen=True)
@@ -150,7 +140,11 @@ class Reconciler:
         except ModelError as exc:
             return self._invalid_instance(obj, str(exc))
         if instance.deletion_timestamp:
-            return self._delete(obj, instance, failures)
+            self.drift.take(key)
+            return teardown.delete(self.kube, self.engine, obj, instance, failures=failures,
+                                   degraded_after=self.config.degraded_after,
+                                   secret_variables=self.config.secret_variables,
+                                   metrics=self.metrics, clock=self.clock)
         return self._apply(obj, instance, failures)
 
     def _unchanged_in_cache(self, key: str) -> bool:
@@ -174,52 +168,6 @@ class Reconciler:
             settings_fingerprint=config.settings_fingerprint,
             template_rollout=config.template_rollout, get_secret=self.kube.get_secret,
             pod_lookup=self.pod_lookup, now=self.clock(), key=key, memo=self.render_memo)
-
-    # ---- deletion ---------------------------------------------------------------------------
-
-    def _delete(self, obj: dict, instance: Instance, failures: int = 0) -> Result:
-        key = key_of(instance.namespace, instance.name)
-        self.drift.take(key)
-        if FINALIZER not in instance.finalizers:
-            return Result("deleting")  # someone else's finalizer holds it; not our business
-        stack = stack_name(instance.namespace, instance.name)
-        # After a restart the values of an instance being deleted were never seen: mask them in
-        # whatever the destroy logs (its Secrets are still there: they are owned by it).
-        OPERATOR_LOG_MASK.add(secret_values(instance, self.config.secret_variables))
-        if instance.secret_refs:
-            OPERATOR_LOG_MASK.add(secretvars.readable_values(instance, self.kube.get_secret))
-        if labels.force_delete_requested(obj):  # the documented way out (teardown.py)
-            message = teardown.force_delete(self.kube, self.engine,
-                                            instance.namespace, instance.name, stack)
-            self.kube.emit_event(obj, "Warning", teardown.FORCE_DELETED, message)
-            self.kube.remove_finalizer(instance.namespace, instance.name)
-            return Result("force-deleted", message=message)
-        result = edges.run("destroy", lambda: self.engine.destroy(
-            instance.namespace, instance.name), key, self.metrics)
-        if result.result != SUCCEEDED:
-            if self.kube.namespace_terminating(instance.namespace):
-                message = teardown.destroy_skipped_message(stack, result.message,
-                                                           instance.namespace)
-                self.kube.emit_event(obj, "Warning", teardown.DESTROY_SKIPPED, message)
-                self.kube.remove_finalizer(instance.namespace, instance.name)
-                return Result("destroy-skipped", message=message)
-            attempts = failures + 1
-            stuck = attempts >= self.config.degraded_after
-            message = teardown.destroy_failed_message(stack, result.message, attempts, stuck,
-                                                      instance.namespace, instance.name)
-            patch = destroy_failed_patch(
-                obj.get("status") or {}, result, stack=stack, message=message, stuck=stuck,
-                stuck_reason=teardown.DESTROY_STUCK, generation=instance.generation,
-                now=self.clock())
-            self.kube.patch_instance_status(instance.namespace, instance.name, patch)
-            self.kube.emit_event(obj, "Warning", teardown.DESTROY_STUCK if stuck
-                                 else teardown.DESTROY_FAILED, message)
-            return Result("destroy-failed", failed=True, degraded=stuck, message=message)
-        self.kube.remove_finalizer(instance.namespace, instance.name)
-        self.kube.emit_event(obj, "Normal", "Destroyed",
-                             f"stack {stack} destroyed ({summary_text(result.change_summary)}); "
-                             "PVCs are kept for the next server of this instance name")
-        return Result("destroyed")
 
     # ---- apply ------------------------------------------------------------------------------
 

@@ -14,23 +14,34 @@ failing, the instance (and its namespace) would be held forever, so:
   deletes every object there anyway, so the finalizer is dropped at once and the stack left to
   the orphan collector.
 
-Messages are pure functions; `force_delete` is the only I/O here, through the reconciler's
-edges.
+`delete` is the reconciler's deletion path; messages are pure functions; all I/O goes through
+the reconciler's edges.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any, Protocol
+from collections.abc import Callable, Iterable
 
+from jupyternetes.app.metrics import Metrics
+from jupyternetes.controller import edges
+from jupyternetes.controller.edges import EnginePort, KubePort, Result
+from jupyternetes.controller.status import destroy_failed_patch, summary_text
+from jupyternetes.crd import labels
+from jupyternetes.crd.conditions import SUCCEEDED
 from jupyternetes.crd.labels import (
+    FINALIZER,
     FORCE_DELETE,
     LABEL_INSTANCE,
     LABEL_INSTANCE_NAMESPACE,
     MANAGED_BY,
 )
-from jupyternetes.crd.naming import label_value
+from jupyternetes.crd.model import Instance
+from jupyternetes.crd.naming import label_value, stack_name
+from jupyternetes.engine.masking import OPERATOR_LOG_MASK
 from jupyternetes.kube.errors import KubeError
+from jupyternetes.render import secretvars
+from jupyternetes.render.secretvars import secret_values
 
 log = logging.getLogger(__name__)
 
@@ -38,14 +49,6 @@ DESTROY_STUCK = "DestroyStuck"
 DESTROY_FAILED = "DestroyFailed"
 DESTROY_SKIPPED = "DestroySkipped"
 FORCE_DELETED = "ForceDeleted"
-
-
-class TeardownKube(Protocol):
-    def delete_pods(self, namespace: str, selector: str) -> list[str]: ...
-
-
-class TeardownEngine(Protocol):
-    def forget(self, namespace: str, name: str) -> Any: ...
 
 
 def pod_selector(namespace: str, name: str) -> str:
@@ -77,7 +80,7 @@ def destroy_skipped_message(stack: str, engine_message: str, namespace: str) -> 
             f"the orphan collector removes the stack): {engine_message}")
 
 
-def force_delete(kube: TeardownKube, engine: TeardownEngine, namespace: str, name: str,
+def force_delete(kube: KubePort, engine: EnginePort, namespace: str, name: str,
                  stack: str) -> str:
     """Delete the instance's pods, remove its stack's state; the Event text saying what was
     done. Raises KubeError when the pods cannot be deleted (the caller retries)."""
@@ -97,3 +100,47 @@ def force_delete(kube: TeardownKube, engine: TeardownEngine, namespace: str, nam
              "it once it can, and a new server of this name refreshes it before its first up")
     return (f"{FORCE_DELETE}: {deleted}, PVCs kept, {state}; finalizer released without a "
             "successful destroy")
+
+
+def delete(kube: KubePort, engine: EnginePort, obj: dict, instance: Instance, *, failures: int,
+           degraded_after: int, secret_variables: Iterable[str], metrics: Metrics | None,
+           clock: Callable[[], str]) -> Result:
+    """An instance being deleted: destroy its stack (PVCs retained by the program) and drop the
+    finalizer; or force-delete, or skip in a namespace being deleted, as the module says."""
+    key = f"{instance.namespace}/{instance.name}"
+    if FINALIZER not in instance.finalizers:
+        return Result("deleting")  # someone else's finalizer holds it; not our business
+    stack = stack_name(instance.namespace, instance.name)
+    # After a restart the values of an instance being deleted were never seen: mask them in
+    # whatever the destroy logs (its Secrets are still there: they are owned by it).
+    OPERATOR_LOG_MASK.add(secret_values(instance, secret_variables))
+    if instance.secret_refs:
+        OPERATOR_LOG_MASK.add(secretvars.readable_values(instance, kube.get_secret))
+    if labels.force_delete_requested(obj):  # the documented way out (force_delete)
+        message = force_delete(kube, engine, instance.namespace, instance.name, stack)
+        kube.emit_event(obj, "Warning", FORCE_DELETED, message)
+        kube.remove_finalizer(instance.namespace, instance.name)
+        return Result("force-deleted", message=message)
+    result = edges.run("destroy", lambda: engine.destroy(instance.namespace, instance.name),
+                       key, metrics)
+    if result.result != SUCCEEDED:
+        if kube.namespace_terminating(instance.namespace):
+            message = destroy_skipped_message(stack, result.message, instance.namespace)
+            kube.emit_event(obj, "Warning", DESTROY_SKIPPED, message)
+            kube.remove_finalizer(instance.namespace, instance.name)
+            return Result("destroy-skipped", message=message)
+        attempts = failures + 1
+        stuck = attempts >= degraded_after
+        message = destroy_failed_message(stack, result.message, attempts, stuck,
+                                         instance.namespace, instance.name)
+        patch = destroy_failed_patch(
+            obj.get("status") or {}, result, stack=stack, message=message, stuck=stuck,
+            stuck_reason=DESTROY_STUCK, generation=instance.generation, now=clock())
+        kube.patch_instance_status(instance.namespace, instance.name, patch)
+        kube.emit_event(obj, "Warning", DESTROY_STUCK if stuck else DESTROY_FAILED, message)
+        return Result("destroy-failed", failed=True, degraded=stuck, message=message)
+    kube.remove_finalizer(instance.namespace, instance.name)
+    kube.emit_event(obj, "Normal", "Destroyed",
+                    f"stack {stack} destroyed ({summary_text(result.change_summary)}); "
+                    "PVCs are kept for the next server of this instance name")
+    return Result("destroyed")

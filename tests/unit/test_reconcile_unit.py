@@ -593,8 +593,8 @@ def test_long_instance_names_are_found_through_their_hashed_label():
 
 def test_worker_backs_off_failures_jumps_to_cap_when_degraded_and_forgets_on_success():
     from jupyternetes.controller.controller import Operator
+    from jupyternetes.controller.edges import Result
     from jupyternetes.controller.queue import Backoff, WorkQueue
-    from jupyternetes.controller.reconcile import Result
 
     op = Operator(kube=None, engine=EngineRecorder(), workers=1,  # type: ignore[arg-type]
                   backoff=Backoff(base=1.0, cap=60.0, jitter=0.0))

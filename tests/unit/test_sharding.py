@@ -123,7 +123,7 @@ def test_an_operator_starts_nothing_for_an_instance_of_a_shard_it_does_not_hold(
             raise AssertionError("no engine call expected")
 
     op = Operator(kube=None, engine=NoEngine(), workers=1)  # type: ignore[arg-type]
-    from jupyternetes.controller.reconcile import Result
+    from jupyternetes.controller.edges import Result
 
     reconciled = []
 
