@@ -13,7 +13,7 @@ Provisioning N instances through the engine costs about 1 CPU-second each (80+ m
    PersistentVolume, the PVC and the pod (the source's live objects, names and uids
    substituted; the pod keeps the source's node, so the scheduler is skipped and kwok runs it),
    and the stack's checkpoint file where the operator keeps it: its hash bucket of the file
-   backend (engine/statedirs.py; the source's checkpoint, names and uids substituted). No
+   backend (engine/state/statedirs.py; the source's checkpoint, names and uids substituted). No
    history files, no `.bak`: neither is read by a no-op pass or by an `up` of another stack.
    Then the benchmark waits until the controller manager has bound every clone's PVC.
 3. Catch-up (reported, not a target): the operator is started on the clones and re-checks
@@ -318,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
                                   sample_interval=args.sample_interval)
         background = {"few_stacks": idle_cores(bench, op)}
         empty = probe_latency(bench, op, first, 300)
-        # The operator's settings_fingerprint (operator/run.py), for the backend it resolved
+        # The operator's settings_fingerprint (app/operator.py), for the backend it resolved
         # as it does (stacks.settings_from_args): its environment may name one.
         backend_url = backendurl.resolve(None, None, op.env,
                                          file_backend_url(Path(op.state_dir).absolute()))

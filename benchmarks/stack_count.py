@@ -3,7 +3,7 @@
 Isolates the Pulumi side of scale.py's "new instance with 5,000 stacks" figure: no operator,
 no watch caches. Runs `--count` first `up`s (new stacks) through the operator's StackEngine on
 an empty file:// backend, then writes `--stacks` checkpoints where the engine keeps them (each
-in its hash bucket, engine/statedirs.py; the first stack's checkpoint with its stack name
+in its hash bucket, engine/state/statedirs.py; the first stack's checkpoint with its stack name
 substituted, like scale.py's clones), then
 `--count` more first `up`s. Reports each `up`'s wall time and the worker's split, and the
 ratio of the medians. With `--profile`, a wrapper adds the CLI's `--profiling` to every CLI

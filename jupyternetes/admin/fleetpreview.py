@@ -1,6 +1,6 @@
 """`jupyternetes preview --template NS/NAME [-f proposed.yaml]`: a template edit, fleet-wide.
 
-I/O around the pure classifier (fleet.py). What each server runs now, honestly:
+I/O around the pure classifier (admin/fleet.py). What each server runs now, honestly:
 
 - an instance whose stack is up and whose `status.stack.templateGeneration` is the live
   template's `metadata.generation` runs exactly what the live template renders for it (the

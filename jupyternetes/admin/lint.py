@@ -1,8 +1,8 @@
 """`jupyternetes lint TEMPLATE.yaml [-i INSTANCE.yaml]`: find what would fail before anyone spawns.
 
-1. Offline: the template parses (model.py), renders for a sample instance (every variable the
+1. Offline: the template parses (crd/model.py), renders for a sample instance (every variable the
    spawner sends, hubvars.sample_variables, with placeholder values; or the instance given with
-   -i), and rendered labels/annotations are valid (render.py).
+   -i), and rendered labels/annotations are valid (render/objects.py).
 2. With a cluster: every rendered object is sent to the apiserver as a server-side dry-run
    create (`dryRun=All`): validation, defaulting and admission run, nothing is stored. A field
    the apiserver rejects is reported with its path in the template and the apiserver's message.

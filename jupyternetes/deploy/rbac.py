@@ -1,8 +1,10 @@
 """Least-privilege RBAC for the operator and for the hub, derived from what the code calls (pure).
 
 Operator (`jupyternetes operator`, its engine workers and their Kubernetes provider):
-- instances: list+watch (operator/watch.py), get + merge patch of metadata.finalizers (kube.py),
-  merge patch of the status subresource (kube.py). `finalizers` (update) lets it own objects with
+- instances: list+watch (kube/informer.py), get + merge patch of metadata.finalizers
+(kube/client.py),
+  merge patch of the status subresource (kube/client.py). `finalizers` (update) lets it own objects
+  with
   blockOwnerDeletion under the OwnerReferencesPermissionEnforcement admission plugin.
 - templates: get (reconcile) and list+watch (template watch), cluster-wide unless
   templateNamespaces restricts them, because an instance may use a template from any namespace;
@@ -13,7 +15,7 @@ Operator (`jupyternetes operator`, its engine workers and their Kubernetes provi
 - pods: list+watch (pod status mirror), get (old-pod hook, refresh), and what the Kubernetes
   provider does to apply a pod: server-side apply is a PATCH that needs `create` too when the
   object is new, `delete` for destroy and replacement.
-- persistentvolumeclaims: get, create, patch, and list (operator/preflight.py lists the
+- persistentvolumeclaims: get, create, patch, and list (controller/preflight.py lists the
   instance's claims to report retained ones). No delete: PVCs are retained on destroy.
 - storageclasses (storage.k8s.io): get, cluster-wide (cluster-scoped), for the StorageClass of a
   claim a template edit would grow (preflight: is expansion allowed).
@@ -24,9 +26,9 @@ Operator (`jupyternetes operator`, its engine workers and their Kubernetes provi
 - events: create (kube.emit_event), patch (client-go style recorders aggregate by patching).
 - secrets: get only, for an instance's `spec.variablesFrom[].secretRef`; never list or watch.
 - leases (coordination.k8s.io), only in the operator's own namespace, exactly the verbs the
-  code uses: get/create/update for the leader election (operator/leader.py); with sharding
+  code uses: get/create/update for the leader election (coordination/leader.py); with sharding
   (`--shards`, a shared backend; no leader election then) list/create/update/delete for the
-  shard and membership Leases (the docstring of operator/shardleases.py lists why each).
+  shard and membership Leases (the docstring of coordination/shardleases.py lists why each).
 Namespaced Roles in each watched namespace when watchNamespaces is set; ClusterRoles only when the
 operator watches every namespace.
 

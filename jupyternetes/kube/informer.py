@@ -7,7 +7,7 @@ version is gone (410). A relist diffs against the cache, so objects deleted whil
 watching still produce DELETED. A periodic resync re-delivers every cached object, which is what
 turns "nothing changed" into a cheap re-check (and heals anything a lost event left behind).
 An optional `transform` (client-go's SetTransform) trims every listed and watched object before
-it is cached or delivered: the cache keeps only what its readers read (operator/cachefields.py).
+it is cached or delivered: the cache keeps only what its readers read (kube/caches.py).
 
 The source is any object with `list() -> (items, resourceVersion)` and
 `watch(resourceVersion, timeout_seconds) -> stream` (iterable of `(type, object)`, with `close()`),

@@ -10,7 +10,7 @@ An otherResources entry may carry further top-level fields besides name, labels,
 apiVersion, kind and spec, for kinds without a `spec` (ConfigMap/Secret `data`, `stringData`,
 `type`, `immutable`; Role `rules`; RoleBinding `subjects`, `roleRef`; ...). They are substituted
 like everything else and copied to the object's top level; an entry without `spec` renders an
-object without `spec`. `metadata` and `status` are refused (model.py).
+object without `spec`. `metadata` and `status` are refused (crd/model.py).
 
 After substitution, entry label keys and annotation keys must be qualified names and label values
 valid label values, so a variable like an e-mail address in a label fails here, naming the path,
@@ -244,7 +244,7 @@ def _render_entry(template: Template, instance: Instance, group: str, entry: Tem
     if entry.has_spec:
         manifest["spec"] = substitute_tree(entry.spec, variables, f"{base}.spec", missing, typed)
     for key, value in entry.body.items():
-        # model.py refused metadata/status and near-miss spellings of the entry's own keys.
+        # crd/model.py refused metadata/status and near-miss spellings of the entry's own keys.
         manifest[key] = substitute_tree(value, variables, key_path(base, key), missing, typed)
     return RenderedObject(group=group, entry=entry.name, manifest=manifest)
 

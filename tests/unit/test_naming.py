@@ -1,4 +1,4 @@
-"""naming.py: deterministic, valid, reversible names."""
+"""crd/naming.py: deterministic, valid, reversible names."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""render.py: the seed's must-shows, the placeholder grammar, built-ins, labels and errors."""
+"""render/objects.py: the seed's must-shows, the placeholder grammar, built-ins, labels and
+errors."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Sharding decisions (operator/shards.py): stable hashing, fair quotas, and plans that never take
+"""Sharding decisions (coordination/shards.py): stable hashing, fair quotas, and plans that never
+take
 a live Lease and converge to one holder per shard. The Lease I/O is tests/unit/test_shardleases.py
 and, against a real apiserver, tests/e2e/test_shards.py."""
 

@@ -1,4 +1,4 @@
-"""The engine's modules and preview.py without an engine: settings, passphrase, locks,
+"""The engine's modules and admin/preview.py without an engine: settings, passphrase, locks,
 message trimming, preview formatting, and the worker process's life cycle."""
 
 from __future__ import annotations
