@@ -80,11 +80,16 @@ class Rendered:
         return [o.manifest for o in self.objects()]
 
 
+# The built-ins naming the instance; the spawner also sends them (hubvars.py), as the seed did.
+INSTANCE_NAME = "jupyternetes.instance.name"
+INSTANCE_NAMESPACE = "jupyternetes.instance.namespace"
+
+
 def builtin_variables(template: Template, instance: Instance) -> dict[str, str]:
     """The facts every render provides; keys in their documented spelling."""
     names = {
-        "jupyternetes.instance.name": instance.name,
-        "jupyternetes.instance.namespace": instance.namespace,
+        INSTANCE_NAME: instance.name,
+        INSTANCE_NAMESPACE: instance.namespace,
         "jupyternetes.template.name": template.name,
         "jupyternetes.template.namespace": template.namespace or instance.template_namespace,
     }
