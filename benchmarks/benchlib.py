@@ -60,6 +60,7 @@ from jupyternetes.crd.definitions import (
 from jupyternetes.crd.labels import LABEL_PREFIX
 from jupyternetes.crd.model import Instance, Template
 from jupyternetes.crd.naming import object_name
+from jupyternetes.render import hubvars
 from jupyternetes.render.objects import render
 
 EXTERNAL_KUBECONFIG_ENV = "JUPYTERNETES_BENCH_KUBECONFIG"
@@ -755,10 +756,10 @@ class Bench:
         body["metadata"] = {"name": name, "namespace": ns}
         body["spec"]["template"] = {"name": SEED_TEMPLATE, "namespace": HUB_NAMESPACE}
         variables = body["spec"]["variables"]
-        variables["jupyternetes.instance.name"] = name
-        variables["jupyternetes.instance.namespace"] = ns
+        variables[hubvars.INSTANCE_NAME] = name
+        variables[hubvars.INSTANCE_NAMESPACE] = ns
         if user:
-            variables["jupyterhub.user.name"] = user
+            variables[hubvars.USER_NAME] = user
         return body
 
     def create_instance(self, name: str, user: str | None = None) -> dict:
