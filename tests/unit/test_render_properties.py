@@ -15,7 +15,6 @@ from jupyternetes.crd.definitions import API_VERSION, INSTANCE_KIND, TEMPLATE_KI
 from jupyternetes.crd.model import Instance, Template
 from jupyternetes.crd.naming import (
     instance_name_for_user,
-    is_dns1035_label,
     is_dns1123_label,
     is_label_value,
     object_name,
@@ -23,6 +22,7 @@ from jupyternetes.crd.naming import (
 )
 from jupyternetes.render.objects import render
 from jupyternetes.render.placeholders import RenderError, substitute
+from tests.unit.test_naming import is_dns1035_label
 
 # Values an attacker or a careless admin might put in a variable.
 NASTY = st.one_of(
