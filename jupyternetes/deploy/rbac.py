@@ -50,8 +50,6 @@ RBAC_API = "rbac.authorization.k8s.io/v1"
 OPERATOR = "jupyternetes-operator"
 HUB = "jupyternetes-hub"
 
-APPLY_VERBS = ("get", "create", "patch", "delete")
-
 
 def rule(api_group: str, resources: Iterable[str], verbs: Iterable[str]) -> dict[str, Any]:
     return {"apiGroups": [api_group], "resources": list(resources), "verbs": list(verbs)}
