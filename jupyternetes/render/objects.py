@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from jupyternetes.crd.definitions import GROUP, INSTANCE_KIND, VERSION
+from jupyternetes.crd.definitions import API_VERSION, INSTANCE_KIND
 from jupyternetes.crd.labels import (
     LABEL_ENTRY,
     LABEL_ENTRY_GROUP,
@@ -262,5 +262,5 @@ def owner_reference(instance: Instance) -> dict[str, Any] | None:
     for it, and deleting an instance never waits on its pods."""
     if not instance.uid:
         return None
-    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": INSTANCE_KIND, "name": instance.name,
+    return {"apiVersion": API_VERSION, "kind": INSTANCE_KIND, "name": instance.name,
             "uid": instance.uid, "controller": True, "blockOwnerDeletion": False}
