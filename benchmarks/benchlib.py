@@ -50,17 +50,23 @@ from harness.operator_process import (
     poll,
     process_tree,
 )
-from jupyternetes.crd.definitions import load_crd_documents
+from jupyternetes.crd.definitions import (
+    GROUP,
+    INSTANCE_PLURAL,
+    TEMPLATE_PLURAL,
+    VERSION,
+    load_crd_documents,
+)
+from jupyternetes.crd.labels import LABEL_PREFIX
 from jupyternetes.crd.model import Instance, Template
 from jupyternetes.crd.naming import object_name
+from jupyternetes.render import hubvars
 from jupyternetes.render.objects import render
 
 EXTERNAL_KUBECONFIG_ENV = "JUPYTERNETES_BENCH_KUBECONFIG"
-GROUP, VERSION = "kadense.io", "v1"
-INSTANCES, TEMPLATES = "jupyternotebookinstances", "jupyternotebooktemplates"
 HUB_NAMESPACE = "kadense"
 SEED_TEMPLATE = "default-template"
-BENCH_LABEL = "jupyternetes.kadense.io/benchmark"
+BENCH_LABEL = f"{LABEL_PREFIX}/benchmark"
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -710,16 +716,16 @@ class Bench:
                 raise
         body = strip_server_fields(load_example("seed-template.yaml"))
         try:
-            self.custom.create_namespaced_custom_object(GROUP, VERSION, HUB_NAMESPACE, TEMPLATES,
-                                                        body)
+            self.custom.create_namespaced_custom_object(GROUP, VERSION, HUB_NAMESPACE,
+                                                        TEMPLATE_PLURAL, body)
             if self.external:
                 self._stack.callback(_ignore_404, self.custom.delete_namespaced_custom_object,
-                                     GROUP, VERSION, HUB_NAMESPACE, TEMPLATES, SEED_TEMPLATE)
+                                     GROUP, VERSION, HUB_NAMESPACE, TEMPLATE_PLURAL, SEED_TEMPLATE)
         except client.ApiException as exc:
             if exc.status != 409:
                 raise
         self.template = self.custom.get_namespaced_custom_object(
-            GROUP, VERSION, HUB_NAMESPACE, TEMPLATES, SEED_TEMPLATE)
+            GROUP, VERSION, HUB_NAMESPACE, TEMPLATE_PLURAL, SEED_TEMPLATE)
 
     def _namespace(self, name: str) -> str:
         self.core.create_namespace({"metadata": {"name": name, "labels": {BENCH_LABEL: "true"}}})
@@ -731,11 +737,11 @@ class Bench:
             return  # the whole DevCluster goes away
         # The operator is stopped by now: drop our finalizers so the namespace can go.
         with contextlib.suppress(client.ApiException):
-            items = self.custom.list_namespaced_custom_object(GROUP, VERSION, name, INSTANCES)
+            items = self.custom.list_namespaced_custom_object(GROUP, VERSION, name, INSTANCE_PLURAL)
             for item in items.get("items") or []:
                 with contextlib.suppress(client.ApiException):
                     self.custom.patch_namespaced_custom_object(
-                        GROUP, VERSION, name, INSTANCES, item["metadata"]["name"],
+                        GROUP, VERSION, name, INSTANCE_PLURAL, item["metadata"]["name"],
                         {"metadata": {"finalizers": None}},
                         _content_type="application/merge-patch+json")
         _ignore_404(self.core.delete_namespace, name, propagation_policy="Background")
@@ -750,15 +756,15 @@ class Bench:
         body["metadata"] = {"name": name, "namespace": ns}
         body["spec"]["template"] = {"name": SEED_TEMPLATE, "namespace": HUB_NAMESPACE}
         variables = body["spec"]["variables"]
-        variables["jupyternetes.instance.name"] = name
-        variables["jupyternetes.instance.namespace"] = ns
+        variables[hubvars.INSTANCE_NAME] = name
+        variables[hubvars.INSTANCE_NAMESPACE] = ns
         if user:
-            variables["jupyterhub.user.name"] = user
+            variables[hubvars.USER_NAME] = user
         return body
 
     def create_instance(self, name: str, user: str | None = None) -> dict:
         return self.custom.create_namespaced_custom_object(
-            GROUP, VERSION, self.namespace, INSTANCES, self.instance_body(name, user=user))
+            GROUP, VERSION, self.namespace, INSTANCE_PLURAL, self.instance_body(name, user=user))
 
     def create_instances(self, names: Sequence[str], parallel: int = 8) -> None:
         with concurrent.futures.ThreadPoolExecutor(parallel) as pool:
@@ -803,7 +809,7 @@ class Bench:
 
     def instances(self) -> list[dict]:
         return self.custom.list_namespaced_custom_object(
-            GROUP, VERSION, self.namespace, INSTANCES).get("items") or []
+            GROUP, VERSION, self.namespace, INSTANCE_PLURAL).get("items") or []
 
     def instance_events(self, name: str) -> list[dict]:
         resp = self.core.list_namespaced_event(

@@ -24,6 +24,7 @@ from typing import Any
 from harness.examples import load_example
 from jupyternetes.admin.fleetpreview import live_objects_of, plan_fleet
 from jupyternetes.crd.model import Instance, Template
+from jupyternetes.render import hubvars
 from jupyternetes.render.objects import render
 
 REF = "kadense/default-template"
@@ -38,9 +39,8 @@ def instances(count: int, stale_every: int) -> tuple[list[dict], list[dict]]:
         doc = copy.deepcopy(base)
         name = f"user{index:05d}"
         doc["metadata"]["name"] = name
-        doc["spec"]["variables"].update({"jupyternetes.instance.name": name,
-                                         "jupyterhub.user.name": name,
-                                         "jupyterhub.user.id": str(index)})
+        doc["spec"]["variables"].update({hubvars.INSTANCE_NAME: name, hubvars.USER_NAME: name,
+                                         hubvars.USER_ID: str(index)})
         stale = stale_every and index % stale_every == 0
         doc["status"] = {"stack": {"desiredHash": "sha256:x",
                                    "templateGeneration": 3 if stale else 4,

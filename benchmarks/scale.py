@@ -47,9 +47,6 @@ from pathlib import Path
 from typing import Any
 
 from benchlib import (
-    GROUP,
-    INSTANCES,
-    VERSION,
     Bench,
     BenchError,
     PodWatch,
@@ -73,6 +70,7 @@ from pyspy import Profile
 
 from harness.operator_process import MetricsSnapshot
 from jupyternetes.crd import naming
+from jupyternetes.crd.definitions import GROUP, INSTANCE_PLURAL, TEMPLATE_PLURAL, VERSION
 from jupyternetes.crd.model import Instance, Template
 from jupyternetes.engine.settings import DEFAULT_SECRET_VARIABLES, PROJECT, file_backend_url
 from jupyternetes.engine.state import backendurl, statedirs
@@ -159,7 +157,7 @@ class Cloner:
         self.fingerprint = fingerprint
         self.template = Template.from_dict(bench.template, source="seed template")
         ns = bench.namespace
-        self.source = bench.custom.get_namespaced_custom_object(GROUP, VERSION, ns, INSTANCES,
+        self.source = bench.custom.get_namespaced_custom_object(GROUP, VERSION, ns, INSTANCE_PLURAL,
                                                                 SOURCE)
         self.pod = bench.api.sanitize_for_serialization(bench.core.read_namespaced_pod(
             naming.object_name(SOURCE, "notebook"), ns))
@@ -198,7 +196,7 @@ class Cloner:
         status["stack"]["desiredHash"] = self.hash_of(created)
         status["observedGeneration"] = created["metadata"].get("generation", 1)
         bench.custom.patch_namespaced_custom_object_status(
-            GROUP, VERSION, ns, INSTANCES, name, {"status": status})
+            GROUP, VERSION, ns, INSTANCE_PLURAL, name, {"status": status})
         stack = naming.stack_name(ns, name)
         path = statedirs.checkpoint_file(self.backend, PROJECT, stack)
         statedirs.ensure_layout(path.parents[3])
@@ -206,7 +204,7 @@ class Cloner:
         path.write_text(substitute(self.checkpoint, pairs))
 
 
-WATCHED_RESOURCES = ("jupyternotebookinstances", "jupyternotebooktemplates", "pods",
+WATCHED_RESOURCES = (INSTANCE_PLURAL, TEMPLATE_PLURAL, "pods",
                      "secrets", "events", "persistentvolumeclaims")
 
 

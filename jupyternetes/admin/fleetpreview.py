@@ -29,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from jupyternetes.admin import fleet
-from jupyternetes.crd.definitions import GROUP, VERSION
+from jupyternetes.crd.definitions import GROUP, INSTANCE_PLURAL, TEMPLATE_PLURAL, VERSION
 from jupyternetes.crd.labels import (
     LABEL_ENTRY,
     LABEL_ENTRY_GROUP,
@@ -44,8 +44,6 @@ from jupyternetes.render import secretvars
 from jupyternetes.render.objects import Rendered, render
 from jupyternetes.render.placeholders import RenderError
 
-TEMPLATE_PLURAL = "jupyternotebooktemplates"
-INSTANCE_PLURAL = "jupyternotebookinstances"
 DEFAULT_CLASS_ANNOTATION = "storageclass.kubernetes.io/is-default-class"
 
 

@@ -17,7 +17,7 @@ from collections.abc import Collection, Mapping
 from typing import Any
 
 from jupyternetes.admin.fleetpreview import add_fleet_arguments
-from jupyternetes.crd.definitions import GROUP, VERSION
+from jupyternetes.crd.definitions import GROUP, INSTANCE_PLURAL, TEMPLATE_PLURAL, VERSION
 from jupyternetes.crd.model import Instance, ModelError, Template
 from jupyternetes.engine import (
     PreviewResult,
@@ -35,9 +35,6 @@ from jupyternetes.render.placeholders import RenderError
 
 EXIT_CHANGES = 1
 EXIT_ERROR = 2
-
-INSTANCE_PLURAL = "jupyternotebookinstances"
-TEMPLATE_PLURAL = "jupyternotebooktemplates"
 
 # Operations shown per object; `same` and the bookkeeping steps of a replacement are not.
 SYMBOLS = {"create": "+", "update": "~", "replace": "+-", "delete": "-", "import": "=",

@@ -44,17 +44,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from jupyternetes.crd.definitions import GROUP, INSTANCE_PLURAL, TEMPLATE_PLURAL
 from jupyternetes.deploy.settings import DeploySettings, ResourceKind
 
-GROUP = "kadense.io"
-INSTANCES = "jupyternotebookinstances"
-TEMPLATES = "jupyternotebooktemplates"
 RBAC_API = "rbac.authorization.k8s.io/v1"
 
 OPERATOR = "jupyternetes-operator"
 HUB = "jupyternetes-hub"
-
-APPLY_VERBS = ("get", "create", "patch", "delete")
 
 
 def rule(api_group: str, resources: Iterable[str], verbs: Iterable[str]) -> dict[str, Any]:
@@ -64,9 +60,9 @@ def rule(api_group: str, resources: Iterable[str], verbs: Iterable[str]) -> dict
 def operator_workload_rules(kinds: Iterable[ResourceKind] = ()) -> list[dict[str, Any]]:
     """What the operator needs where instances live (one namespace or all)."""
     rules = [
-        rule(GROUP, [INSTANCES], ["get", "list", "watch", "patch"]),
-        rule(GROUP, [f"{INSTANCES}/status"], ["patch"]),
-        rule(GROUP, [f"{INSTANCES}/finalizers"], ["update"]),
+        rule(GROUP, [INSTANCE_PLURAL], ["get", "list", "watch", "patch"]),
+        rule(GROUP, [f"{INSTANCE_PLURAL}/status"], ["patch"]),
+        rule(GROUP, [f"{INSTANCE_PLURAL}/finalizers"], ["update"]),
         rule("", ["pods"], ["get", "list", "watch", "create", "patch", "delete"]),
         rule("", ["persistentvolumeclaims"], ["get", "list", "create", "patch"]),
         rule("", ["events"], ["create", "patch"]),
@@ -82,8 +78,8 @@ def operator_workload_rules(kinds: Iterable[ResourceKind] = ()) -> list[dict[str
 
 
 def template_rules() -> list[dict[str, Any]]:
-    return [rule(GROUP, [TEMPLATES], ["get", "list", "watch"]),
-            rule(GROUP, [f"{TEMPLATES}/status"], ["patch"])]
+    return [rule(GROUP, [TEMPLATE_PLURAL], ["get", "list", "watch"]),
+            rule(GROUP, [f"{TEMPLATE_PLURAL}/status"], ["patch"])]
 
 
 def namespace_rules(names: Iterable[str] = ()) -> list[dict[str, Any]]:
@@ -109,7 +105,7 @@ def lease_rules(sharded: bool = False) -> list[dict[str, Any]]:
 
 def hub_rules() -> list[dict[str, Any]]:
     return [
-        rule(GROUP, [INSTANCES], ["create", "get", "list", "watch", "delete", "patch"]),
+        rule(GROUP, [INSTANCE_PLURAL], ["create", "get", "list", "watch", "delete", "patch"]),
         rule("", ["secrets"], ["create", "get", "list", "watch", "delete", "patch"]),
         rule("", ["pods", "events", "persistentvolumeclaims"], ["get", "list", "watch"]),
     ]

@@ -22,6 +22,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from jupyternetes.crd.definitions import (
+    API_VERSION,
     GROUP,
     INSTANCE_KIND,
     INSTANCE_PLURAL,
@@ -325,7 +326,7 @@ class Kube:
             "kind": "Event",
             "metadata": {"name": event_name, "namespace": namespace},
             "involvedObject": {
-                "apiVersion": f"{GROUP}/{VERSION}", "kind": INSTANCE_KIND,
+                "apiVersion": API_VERSION, "kind": INSTANCE_KIND,
                 "namespace": namespace, "name": name, "uid": meta.get("uid"),
                 "resourceVersion": meta.get("resourceVersion"),
             },

@@ -75,8 +75,6 @@ class ListWatcher:
         self._stream: Stream | None = None
         self._synced = threading.Event()
         self.resource_version = ""
-        self.lists = 0
-        self.watches = 0
         self._threads: list[threading.Thread] = []
 
     # ---- cache access -----------------------------------------------------------------------
@@ -152,7 +150,6 @@ class ListWatcher:
 
     def relist(self) -> None:
         items, resource_version = self.source.list()
-        self.lists += 1
         if self.transform is not None:
             items = [self.transform(obj) for obj in items]
         fresh = {object_key(obj): obj for obj in items}
@@ -174,7 +171,6 @@ class ListWatcher:
 
     def watch_once(self) -> None:
         stream = self.source.watch(self.resource_version, self.watch_timeout_seconds)
-        self.watches += 1
         self._stream = stream
         try:
             if self._stop.is_set():
