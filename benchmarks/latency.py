@@ -29,21 +29,10 @@ import re
 import time
 from typing import Any
 
-from benchlib import (
-    Bench,
-    BenchError,
-    BenchOperator,
-    PodWatch,
-    arguments,
-    emit,
-    log,
-    parse_log_ts,
-    ratio,
-    rounded,
-    run_main,
-    summary,
-    wait_until,
-)
+from benchlib.cli import BenchError, arguments, log, run_main
+from benchlib.fixtures import Bench, BenchOperator, parse_log_ts
+from benchlib.summaries import emit, ratio, rounded, summary
+from benchlib.waiting import PodWatch, wait_until
 
 from jupyternetes.crd.naming import object_name
 

@@ -25,7 +25,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchlib import Bench, arguments, emit, kubernetes_provider_version, log, rounded, run_main
+from benchlib.cli import arguments, log, run_main
+from benchlib.fixtures import Bench
+from benchlib.summaries import emit, kubernetes_provider_version, rounded
 
 from harness import pulumi_env as harness_pulumi
 from jupyternetes.crd.model import Instance, Template

@@ -46,26 +46,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from benchlib import (
-    GROUP,
-    INSTANCES,
-    VERSION,
-    Bench,
-    BenchError,
-    PodWatch,
-    arguments,
-    count_states,
-    emit,
-    log,
-    mib,
-    ratio,
-    read_pss,
-    rounded,
-    run_main,
-    summary,
-    tree_cpu_seconds,
-    wait_until,
-)
+from benchlib.cli import BenchError, arguments, log, run_main
+from benchlib.fixtures import GROUP, INSTANCES, VERSION, Bench, count_states
+from benchlib.procs import read_pss, tree_cpu_seconds
+from benchlib.summaries import emit, mib, ratio, rounded, summary
+from benchlib.waiting import PodWatch, wait_until
 from latency import column, operator_round
 from noop_resync import pass_report, periodic_pass
 from prometheus_client.parser import text_string_to_metric_families

@@ -19,7 +19,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchlib import Bench, arguments, emit, log, rounded, run_main, summary
+from benchlib.cli import arguments, log, run_main
+from benchlib.fixtures import Bench
+from benchlib.summaries import emit, rounded, summary
 from profile_up import pprof_top
 
 from harness import pulumi_env as harness_pulumi
