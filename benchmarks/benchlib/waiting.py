@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from kubernetes import client
-from kubernetes.watch.watch import iter_resp_lines
 
-from benchlib.cli import BenchError, log
+from benchlib.cli import BenchError
 from harness.operator_process import poll
+from jupyternetes.kube.client import Kube
+from jupyternetes.kube.informer import ADDED, KubeSource, ListWatcher, object_key
 
 
 def wait_until(what: str, check: Callable[[], Any], timeout: float, interval: float = 0.2,
@@ -25,77 +25,50 @@ def wait_until(what: str, check: Callable[[], Any], timeout: float, interval: fl
 
 
 class PodWatch:
-    """Records when each pod of some namespaces is first seen (ADDED), by our own watch."""
+    """Records when each pod of some namespaces is first seen (ADDED), by our own watch.
+
+    One `ListWatcher` per namespace (the operator's own list+watch loop, resuming from the last
+    resourceVersion and relisting on 410), so what is timed is when our watch delivers the pod,
+    independent of the operator's caches."""
 
     def __init__(self, api: client.ApiClient, namespaces: Sequence[str]) -> None:
-        self.core = client.CoreV1Api(api)
-        self.namespaces = list(namespaces)
+        kube = Kube(api)
         self.first_seen: dict[str, float] = {}
         self._cond = threading.Condition()
-        self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
-        self._synced: list[threading.Event] = []
+        self._watchers = [
+            ListWatcher(f"bench-pods-{ns}", KubeSource(
+                # An empty selector: every pod of the namespace, the floor's as well.
+                lambda ns=ns: kube.list_pods(ns, ""),
+                lambda rv, timeout, ns=ns: kube.watch_pods(ns, "", rv, timeout)),
+                self._on_event, transform=_key_and_version,
+                # No periodic re-delivery: only the first ADDED of each pod counts.
+                resync_seconds=0,
+                # A fixed short retry, no backoff: a pod created while the watch was broken
+                # would otherwise be timed up to the backoff late.
+                retry_seconds=0.5, max_retry_seconds=0.5)
+            for ns in namespaces]
 
     def start(self) -> PodWatch:
-        for ns in self.namespaces:
-            synced = threading.Event()
-            thread = threading.Thread(target=self._run, args=(ns, synced), daemon=True,
-                                      name=f"podwatch-{ns}")
-            thread.start()
-            self._threads.append(thread)
-            self._synced.append(synced)
-        for synced in self._synced:
-            if not synced.wait(30):
+        for watcher in self._watchers:
+            watcher.start()
+        for watcher in self._watchers:
+            if not watcher.wait_synced(30):
                 raise BenchError("the benchmark's own pod watch did not start within 30s")
         return self
 
     def stop(self) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(15)
+        for watcher in self._watchers:
+            watcher.stop(15)
 
-    def _record(self, obj: dict, seen_at: float) -> None:
-        meta = obj.get("metadata") or {}
-        key = f"{meta.get('namespace')}/{meta.get('name')}"
+    def _on_event(self, event_type: str, obj: dict) -> None:
+        if event_type != ADDED:
+            return
+        seen_at = time.time()
+        key = object_key(obj)
         with self._cond:
             if key not in self.first_seen:
                 self.first_seen[key] = seen_at
                 self._cond.notify_all()
-
-    def _run(self, namespace: str, synced: threading.Event) -> None:
-        rv = ""
-        while not self._stop.is_set():
-            try:
-                if not rv:
-                    resp = self.core.list_namespaced_pod(namespace, _preload_content=False)
-                    listing = json.loads(resp.data)
-                    now = time.time()
-                    for item in listing.get("items") or []:
-                        self._record(item, now)
-                    rv = listing["metadata"]["resourceVersion"]
-                    synced.set()
-                # Short server-side timeout: the loop notices stop() within seconds.
-                resp = self.core.list_namespaced_pod(
-                    namespace, watch=True, resource_version=rv, timeout_seconds=5,
-                    allow_watch_bookmarks=True, _preload_content=False)
-                try:
-                    for line in iter_resp_lines(resp):
-                        seen_at = time.time()
-                        event = json.loads(line)
-                        obj = event.get("object") or {}
-                        if event.get("type") == "ERROR":
-                            rv = ""  # 410 Gone: relist
-                            break
-                        rv = (obj.get("metadata") or {}).get("resourceVersion") or rv
-                        if event.get("type") == "ADDED":
-                            self._record(obj, seen_at)
-                finally:
-                    resp.release_conn()
-            except Exception as exc:
-                if self._stop.is_set():
-                    return
-                log(f"pod watch on {namespace} failed ({exc}); retrying")
-                time.sleep(0.5)
 
     def wait_for(self, keys: Iterable[str], timeout: float) -> dict[str, float]:
         wanted = list(keys)
@@ -112,3 +85,10 @@ class PodWatch:
                                      f"{' ...' if len(missing) > 10 else ''}")
                 self._cond.wait(min(left, 1.0))
 
+
+def _key_and_version(pod: dict) -> dict:
+    """What the watch caches of a pod: its key and resourceVersion (the relist compares them),
+    not the whole object, so thousands of pods cost the benchmark process little memory."""
+    meta = pod.get("metadata") or {}
+    return {"metadata": {"namespace": meta.get("namespace"), "name": meta.get("name"),
+                         "resourceVersion": meta.get("resourceVersion")}}
