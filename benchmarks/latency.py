@@ -85,7 +85,7 @@ def operator_round(bench: Bench, op: BenchOperator, watch: PodWatch, name: str,
     bench.provide_volume(ns, name)
     before = op.metrics()
     started = time.time()
-    bench.create_instance(name, user=name)
+    bench.create_instance(name)
     pod_key = f"{ns}/{object_name(name, 'notebook')}"
     pod_seen = watch.wait_for([pod_key], timeout)[pod_key]
     wait_until(f"the operator's up of {key} to finish",

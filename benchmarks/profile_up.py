@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         names = bench.numbered_instances("profile", args.count)
         results = []
         for name in names:
-            body = bench.instance_body(name, user=name)
+            body = bench.instance_body(name)
             rendered = render(template, Instance.from_dict(body, source="profile"))
             started = time.monotonic()
             result = engine.up(bench.namespace, name, rendered, ())

@@ -171,7 +171,7 @@ class Cloner:
     def clone(self, name: str) -> None:
         bench, ns = self.bench, self.bench.namespace
         bench.provide_volume(ns, name)
-        created = bench.create_instance(name, user=name)
+        created = bench.create_instance(name)
         uids = {"instance": created["metadata"]["uid"]}
         pairs = [(SOURCE, name), (self.uids[0][0], uids["instance"])]
         pvc = json.loads(substitute(json.dumps(stripped(self.pvc)), pairs))

@@ -45,7 +45,7 @@ def ups(bench: Bench, engine: StackEngine, template: Template, prefix: str,
     rows = []
     for index in range(count):
         name = f"{prefix}-{index:03d}"
-        rendered = render(template, Instance.from_dict(bench.instance_body(name, user=name),
+        rendered = render(template, Instance.from_dict(bench.instance_body(name),
                                                        source="stack_count"))
         started = time.monotonic()
         result = engine.up(bench.namespace, name, rendered, ())

@@ -48,6 +48,7 @@ GROUP, VERSION = "kadense.io", "v1"
 INSTANCES, TEMPLATES = "jupyternotebookinstances", "jupyternotebooktemplates"
 HUB_NAMESPACE = "kadense"
 SEED_TEMPLATE = "default-template"
+SEED_VOLUME = "workspace"  # the seed template's one PVC entry
 BENCH_LABEL = "jupyternetes.kadense.io/benchmark"
 
 
@@ -270,9 +271,9 @@ class Bench:
 
     # ---- objects ------------------------------------------------------------------------
 
-    def instance_body(self, name: str, namespace: str | None = None,
-                      user: str | None = None) -> dict:
-        """The seed instance, renamed; `user` gives each instance its own hub user."""
+    def instance_body(self, name: str, namespace: str | None = None) -> dict:
+        """The seed instance, renamed, with a hub user of the same name: every instance is a
+        user's own server, as the hub would create it."""
         ns = namespace or self.namespace
         body = strip_server_fields(load_example("seed-instance.yaml"))
         body["metadata"] = {"name": name, "namespace": ns}
@@ -280,28 +281,27 @@ class Bench:
         variables = body["spec"]["variables"]
         variables["jupyternetes.instance.name"] = name
         variables["jupyternetes.instance.namespace"] = ns
-        if user:
-            variables["jupyterhub.user.name"] = user
+        variables["jupyterhub.user.name"] = name
         return body
 
-    def create_instance(self, name: str, user: str | None = None) -> dict:
+    def create_instance(self, name: str) -> dict:
         return self.custom.create_namespaced_custom_object(
-            GROUP, VERSION, self.namespace, INSTANCES, self.instance_body(name, user=user))
+            GROUP, VERSION, self.namespace, INSTANCES, self.instance_body(name))
 
     def create_instances(self, names: Sequence[str], parallel: int = 8) -> None:
         with concurrent.futures.ThreadPoolExecutor(parallel) as pool:
-            list(pool.map(lambda n: self.create_instance(n, user=n), names))
+            list(pool.map(self.create_instance, names))
 
     def rendered_objects(self, instance_name: str, namespace: str) -> list[dict]:
         """What the operator would create for this instance: PVC manifests, then pods."""
         template = Template.from_dict(self.template, source="seed template")
-        body = self.instance_body(instance_name, namespace, user=instance_name)
+        body = self.instance_body(instance_name, namespace)
         return render(template, Instance.from_dict(body, source="bench")).manifests()
 
-    def provide_volume(self, namespace: str, instance: str, entry: str = "workspace") -> None:
+    def provide_volume(self, namespace: str, instance: str) -> None:
         """A static PV pre-bound to the PVC name the instance will get (the harness has no
         provisioner): the pod gets scheduled and kwok runs it, as on a real cluster."""
-        claim = object_name(instance, entry)
+        claim = object_name(instance, SEED_VOLUME)
         name = f"bench-{namespace}-{claim}"[:253]
         self.core.create_persistent_volume({
             "apiVersion": "v1", "kind": "PersistentVolume",
@@ -342,12 +342,11 @@ class Bench:
     # ---- operator -----------------------------------------------------------------------
 
     def start_operator(self, *, workers: int = 4, resync_seconds: float = 300.0,
-                       sample_interval: float = 0.1, extra: Sequence[str] = ()
-                       ) -> BenchOperator:
+                       sample_interval: float = 0.1) -> BenchOperator:
         op = BenchOperator(self.kubeconfig, self.pulumi_env, self.tmp / "operator-state",
                            self.pulumi_home, [self.namespace],
                            self.tmp / f"operator-{len(self._operators)}.log",
-                           workers=workers, resync_seconds=resync_seconds, extra=extra,
+                           workers=workers, resync_seconds=resync_seconds,
                            sample_interval=sample_interval)
         self._operators.append(op)
         log(f"starting the operator ({workers} workers, resync {resync_seconds:g}s)")
