@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from benchlib.cli import BenchError, arguments, log, run_main
-from benchlib.fixtures import GROUP, INSTANCES, VERSION, Bench, count_states
+from benchlib.fixtures import Bench, count_states
 from benchlib.procs import read_pss, tree_cpu_seconds
 from benchlib.summaries import emit, mib, ratio, rounded, summary
 from benchlib.waiting import PodWatch, wait_until
@@ -58,6 +58,7 @@ from pyspy import Profile
 
 from harness.operator_process import MetricsSnapshot
 from jupyternetes.crd import naming
+from jupyternetes.crd.definitions import GROUP, INSTANCE_PLURAL, VERSION
 from jupyternetes.crd.model import Instance, Template
 from jupyternetes.engine.settings import DEFAULT_SECRET_VARIABLES, PROJECT, file_backend_url
 from jupyternetes.engine.state import backendurl, statedirs
@@ -144,8 +145,8 @@ class Cloner:
         self.fingerprint = fingerprint
         self.template = Template.from_dict(bench.template, source="seed template")
         ns = bench.namespace
-        self.source = bench.custom.get_namespaced_custom_object(GROUP, VERSION, ns, INSTANCES,
-                                                                SOURCE)
+        self.source = bench.custom.get_namespaced_custom_object(
+            GROUP, VERSION, ns, INSTANCE_PLURAL, SOURCE)
         self.pod = bench.api.sanitize_for_serialization(bench.core.read_namespaced_pod(
             naming.object_name(SOURCE, "notebook"), ns))
         self.pvc = bench.api.sanitize_for_serialization(
@@ -183,7 +184,7 @@ class Cloner:
         status["stack"]["desiredHash"] = self.hash_of(created)
         status["observedGeneration"] = created["metadata"].get("generation", 1)
         bench.custom.patch_namespaced_custom_object_status(
-            GROUP, VERSION, ns, INSTANCES, name, {"status": status})
+            GROUP, VERSION, ns, INSTANCE_PLURAL, name, {"status": status})
         stack = naming.stack_name(ns, name)
         path = statedirs.checkpoint_file(self.backend, PROJECT, stack)
         statedirs.ensure_layout(path.parents[3])

@@ -38,14 +38,18 @@ from harness.operator_process import (
     OperatorProcess,
     console_command,
 )
-from jupyternetes.crd.definitions import load_crd_documents
+from jupyternetes.crd.definitions import (
+    GROUP,
+    INSTANCE_PLURAL,
+    TEMPLATE_PLURAL,
+    VERSION,
+    load_crd_documents,
+)
 from jupyternetes.crd.model import Instance, Template
 from jupyternetes.crd.naming import object_name
 from jupyternetes.render.objects import render
 
 EXTERNAL_KUBECONFIG_ENV = "JUPYTERNETES_BENCH_KUBECONFIG"
-GROUP, VERSION = "kadense.io", "v1"
-INSTANCES, TEMPLATES = "jupyternotebookinstances", "jupyternotebooktemplates"
 HUB_NAMESPACE = "kadense"
 SEED_TEMPLATE = "default-template"
 SEED_VOLUME = "workspace"  # the seed template's one PVC entry
@@ -150,6 +154,7 @@ class Bench:
     custom: client.CustomObjectsApi = field(init=False)
     pulumi_env: dict[str, str] = field(init=False)
     pulumi_home: Path = field(init=False)
+    template: dict = field(init=False)  # the seed template as the apiserver returned it
     # The harness's control plane when the run started one (its components' pids, for /proc).
     cluster: DevCluster | None = field(init=False, default=None)
     _stack: contextlib.ExitStack = field(init=False, default_factory=contextlib.ExitStack)
@@ -239,16 +244,16 @@ class Bench:
                 raise
         body = strip_server_fields(load_example("seed-template.yaml"))
         try:
-            self.custom.create_namespaced_custom_object(GROUP, VERSION, HUB_NAMESPACE, TEMPLATES,
-                                                        body)
+            self.custom.create_namespaced_custom_object(
+                GROUP, VERSION, HUB_NAMESPACE, TEMPLATE_PLURAL, body)
             if self.external:
                 self._stack.callback(_ignore_404, self.custom.delete_namespaced_custom_object,
-                                     GROUP, VERSION, HUB_NAMESPACE, TEMPLATES, SEED_TEMPLATE)
+                                     GROUP, VERSION, HUB_NAMESPACE, TEMPLATE_PLURAL, SEED_TEMPLATE)
         except client.ApiException as exc:
             if exc.status != 409:
                 raise
         self.template = self.custom.get_namespaced_custom_object(
-            GROUP, VERSION, HUB_NAMESPACE, TEMPLATES, SEED_TEMPLATE)
+            GROUP, VERSION, HUB_NAMESPACE, TEMPLATE_PLURAL, SEED_TEMPLATE)
 
     def _namespace(self, name: str) -> str:
         self.core.create_namespace({"metadata": {"name": name, "labels": {BENCH_LABEL: "true"}}})
@@ -260,11 +265,11 @@ class Bench:
             return  # the whole DevCluster goes away
         # The operator is stopped by now: drop our finalizers so the namespace can go.
         with contextlib.suppress(client.ApiException):
-            items = self.custom.list_namespaced_custom_object(GROUP, VERSION, name, INSTANCES)
+            items = self.custom.list_namespaced_custom_object(GROUP, VERSION, name, INSTANCE_PLURAL)
             for item in items.get("items") or []:
                 with contextlib.suppress(client.ApiException):
                     self.custom.patch_namespaced_custom_object(
-                        GROUP, VERSION, name, INSTANCES, item["metadata"]["name"],
+                        GROUP, VERSION, name, INSTANCE_PLURAL, item["metadata"]["name"],
                         {"metadata": {"finalizers": None}},
                         _content_type="application/merge-patch+json")
         _ignore_404(self.core.delete_namespace, name, propagation_policy="Background")
@@ -286,7 +291,7 @@ class Bench:
 
     def create_instance(self, name: str) -> dict:
         return self.custom.create_namespaced_custom_object(
-            GROUP, VERSION, self.namespace, INSTANCES, self.instance_body(name))
+            GROUP, VERSION, self.namespace, INSTANCE_PLURAL, self.instance_body(name))
 
     def create_instances(self, names: Sequence[str], parallel: int = 8) -> None:
         with concurrent.futures.ThreadPoolExecutor(parallel) as pool:
@@ -331,7 +336,7 @@ class Bench:
 
     def instances(self) -> list[dict]:
         return self.custom.list_namespaced_custom_object(
-            GROUP, VERSION, self.namespace, INSTANCES).get("items") or []
+            GROUP, VERSION, self.namespace, INSTANCE_PLURAL).get("items") or []
 
     def instance_events(self, name: str) -> list[dict]:
         resp = self.core.list_namespaced_event(
