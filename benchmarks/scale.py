@@ -46,23 +46,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from benchlib import (
-    Bench,
-    BenchError,
-    PodWatch,
-    arguments,
-    count_states,
-    emit,
-    log,
-    mib,
-    ratio,
-    read_pss,
-    rounded,
-    run_main,
-    summary,
-    tree_cpu_seconds,
-    wait_until,
-)
+from benchlib.cli import BenchError, arguments, log, run_main
+from benchlib.fixtures import Bench, count_states
+from benchlib.procs import read_pss, tree_cpu_seconds
+from benchlib.summaries import emit, mib, ratio, rounded, summary
+from benchlib.waiting import PodWatch, wait_until
 from latency import column, operator_round
 from noop_resync import pass_report, periodic_pass
 from prometheus_client.parser import text_string_to_metric_families
@@ -157,8 +145,8 @@ class Cloner:
         self.fingerprint = fingerprint
         self.template = Template.from_dict(bench.template, source="seed template")
         ns = bench.namespace
-        self.source = bench.custom.get_namespaced_custom_object(GROUP, VERSION, ns, INSTANCE_PLURAL,
-                                                                SOURCE)
+        self.source = bench.custom.get_namespaced_custom_object(
+            GROUP, VERSION, ns, INSTANCE_PLURAL, SOURCE)
         self.pod = bench.api.sanitize_for_serialization(bench.core.read_namespaced_pod(
             naming.object_name(SOURCE, "notebook"), ns))
         self.pvc = bench.api.sanitize_for_serialization(
@@ -184,7 +172,7 @@ class Cloner:
     def clone(self, name: str) -> None:
         bench, ns = self.bench, self.bench.namespace
         bench.provide_volume(ns, name)
-        created = bench.create_instance(name, user=name)
+        created = bench.create_instance(name)
         uids = {"instance": created["metadata"]["uid"]}
         pairs = [(SOURCE, name), (self.uids[0][0], uids["instance"])]
         pvc = json.loads(substitute(json.dumps(stripped(self.pvc)), pairs))

@@ -27,19 +27,11 @@ from typing import Any
 from urllib.parse import urlparse
 
 import requests
-from benchlib import (
-    Bench,
-    BenchError,
-    arguments,
-    emit,
-    log,
-    mib,
-    peak_rss_hwm,
-    ratio,
-    run_main,
-    summary,
-    wait_until,
-)
+from benchlib.cli import BenchError, arguments, log, run_main
+from benchlib.fixtures import Bench
+from benchlib.procs import peak_rss_hwm
+from benchlib.summaries import emit, mib, ratio, summary
+from benchlib.waiting import wait_until
 
 from harness.cluster import LOOPBACK_NODE, loopback_cidr, loopback_placement
 from harness.examples import load_example

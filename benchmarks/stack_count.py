@@ -19,7 +19,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchlib import Bench, arguments, emit, log, rounded, run_main, summary
+from benchlib.cli import arguments, log, run_main
+from benchlib.fixtures import Bench
+from benchlib.summaries import emit, rounded, summary
 from profile_up import pprof_top
 
 from harness import pulumi_env as harness_pulumi
@@ -43,7 +45,7 @@ def ups(bench: Bench, engine: StackEngine, template: Template, prefix: str,
     rows = []
     for index in range(count):
         name = f"{prefix}-{index:03d}"
-        rendered = render(template, Instance.from_dict(bench.instance_body(name, user=name),
+        rendered = render(template, Instance.from_dict(bench.instance_body(name),
                                                        source="stack_count"))
         started = time.monotonic()
         result = engine.up(bench.namespace, name, rendered, ())
