@@ -96,7 +96,7 @@ def storage_class_rules() -> list[dict[str, Any]]:
     return [rule("storage.k8s.io", ["storageclasses"], ["get"])]
 
 
-ELECTION_LEASE_VERBS = ("get", "create", "update")
+ELECTION_LEASE_VERBS = ("list", "create", "update", "delete")  # one Lease loop: lease.py
 SHARD_LEASE_VERBS = ("list", "create", "update", "delete")
 
 
