@@ -241,6 +241,7 @@ def test_a_leader_cut_off_from_the_apiserver_stops_every_write_before_its_lease_
         deadline = cut + LEASE_DURATION + RENEW_DEADLINE + 60
         while time.monotonic() < deadline and standby_leads_at is None:
             now = time.monotonic()
+            tree |= set(first.tree())  # processes it starts meanwhile count too
             if leader_gone_at is None and not [p for p in tree if pid_alive(p)]:
                 leader_gone_at = now
             if leading(second):
