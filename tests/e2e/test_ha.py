@@ -248,9 +248,10 @@ def test_a_leader_cut_off_from_the_apiserver_stops_every_write_before_its_lease_
                 standby_leads_at = now
             time.sleep(0.1)
         assert standby_leads_at is not None, second.log_tail()
-        print(f"leader's processes all gone {leader_gone_at and leader_gone_at - cut:.1f}s "
-              f"after the cut; the standby led {standby_leads_at - cut:.1f}s after it (renew "
-              f"deadline {RENEW_DEADLINE:g}s, lease {LEASE_DURATION:g}s)")
+        gone = "not" if leader_gone_at is None else f"{leader_gone_at - cut:.1f}s after the cut"
+        print(f"leader's processes all gone: {gone}; the standby led "
+              f"{standby_leads_at - cut:.1f}s after the cut (renew deadline "
+              f"{RENEW_DEADLINE:g}s, lease {LEASE_DURATION:g}s)")
         # Every process of the cut-off leader (workers, Pulumi CLIs, providers) was dead
         # before the standby could lead: no two writers of a stack at any moment.
         assert leader_gone_at is not None and leader_gone_at < standby_leads_at, \
