@@ -387,6 +387,8 @@ def test_shard_count_changed_4_to_6_during_a_burst_never_gives_a_stack_two_owner
             sample()
             time.sleep(0.3)
         assert old[old_id].terminate() == 0, old[old_id].log_tail()
+    # Never a replica of each count holding shards at once (the behaviour), and why (the log).
+    assert both == [], both[:5]
     assert "does no work while live replicas use another shard count" in \
         new["n-a"].log_text()
     split = sampled_wait("6 shards split 2/2/2 by the new replicas",
