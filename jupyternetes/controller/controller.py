@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from jupyternetes.app.metrics import Metrics
-from jupyternetes.controller.edges import EnginePort
+from jupyternetes.controller.edges import EnginePort, FencedKube
 from jupyternetes.controller.noop import DriftFlags
 from jupyternetes.controller.orphans import OrphanCollector
 from jupyternetes.controller.queue import Backoff, ShutDown, WorkQueue
@@ -29,6 +29,7 @@ from jupyternetes.controller.templates import (
     template_key_of,
     template_status,
 )
+from jupyternetes.coordination.fence import Fence, Fenced
 from jupyternetes.crd.labels import (
     LABEL_INSTANCE,
     LABEL_INSTANCE_NAMESPACE,
@@ -63,7 +64,11 @@ class Operator:
         self.shutdown_grace = shutdown_grace
         self.queue = WorkQueue(backoff or Backoff(), on_depth=self.metrics.set_queue_depth)
         self.drift = DriftFlags()
-        self.reconciler = Reconciler(kube, engine, config, pod_lookup=self.lookup_pod,
+        # Every write of the reconciler passes the fence (coordination/fence.py): the Lease
+        # loops guard it; without Leases it is open.
+        self.fence = Fence()
+        self.fenced_kube = FencedKube(kube, self.fence)
+        self.reconciler = Reconciler(self.fenced_kube, engine, config, pod_lookup=self.lookup_pod,
                                      drift=self.drift, metrics=self.metrics,
                                      instance_lookup=self._instance,
                                      template_lookup=self._template)
@@ -206,7 +211,7 @@ class Operator:
             self.template_status.mark(key)
 
     def _write_template_status(self, key: str, status: dict) -> None:
-        if not self.singleton():
+        if not self.singleton():  # asked right before the write: the singleton's fence
             return  # another replica writes the counts (sharding.py)
         namespace, _, name = key.partition("/")
         self.kube.patch_template_status(namespace, name, status)
@@ -308,7 +313,8 @@ class Operator:
         self.metrics.in_flight.inc()
         outcome = "error"
         try:
-            result = self.reconciler.reconcile(key, failures=self.queue.num_requeues(key))
+            with self.fenced_kube.serving(key):
+                result = self.reconciler.reconcile(key, failures=self.queue.num_requeues(key))
             outcome = result.action
             if result.failed:
                 floor = self.queue.backoff.cap if result.degraded else 0.0
@@ -319,6 +325,12 @@ class Operator:
                 self.queue.forget(key)
                 if result.requeue_after:
                     self.queue.add_after(key, result.requeue_after)
+        except Fenced as exc:
+            # The stack's Lease was lost (or is being handed over) mid-reconcile: nothing more
+            # is written; the new holder reconciles the key. Not a failure of the instance.
+            outcome = "fenced"
+            self.queue.forget(key)
+            log.info("instance %s: dropped, %s", key, exc, extra={"instance": key})
         except Exception as exc:
             delay = self.queue.add_rate_limited(key)
             self.metrics.failure("exception")

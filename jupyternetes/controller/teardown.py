@@ -27,6 +27,7 @@ from jupyternetes.app.metrics import Metrics
 from jupyternetes.controller import edges
 from jupyternetes.controller.edges import EnginePort, KubePort, Result
 from jupyternetes.controller.status import destroy_failed_patch, summary_text
+from jupyternetes.coordination.fence import Fenced
 from jupyternetes.crd import labels
 from jupyternetes.crd.conditions import SUCCEEDED
 from jupyternetes.crd.labels import (
@@ -89,7 +90,7 @@ def force_delete(kube: KubePort, engine: EnginePort, namespace: str, name: str,
         result = engine.forget(namespace, name)
         forgot, detail = getattr(result, "result", "") == "succeeded", getattr(
             result, "message", "")
-    except KubeError:
+    except (KubeError, Fenced):  # Fenced: not this replica's stack (any more)
         raise
     except Exception as exc:  # the finalizer must still go: that is the point of force-delete
         log.exception("force-delete %s/%s: removing stack %s raised", namespace, name, stack)

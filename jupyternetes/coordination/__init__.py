@@ -1,8 +1,13 @@
 """More than one operator replica: Leases decide who writes which stack.
 
-- leader: leader election on a `coordination.k8s.io/v1` Lease
+- lease: the one Lease algorithm (acquire, renew stamped before the request, bounded calls,
+  renew deadline and watchdog, release), with injected clocks; both modes are built on it
+- leasestore: the Leases in the apiserver (no client retries) and their names
+- membership: one membership Lease per replica, carrying its shard count; no work while a
+  live replica disagrees
+- fence: the one gate every write (kube edge, engine edge) passes
+- leader: leader election on the Lease algorithm
 - election: leader election wired into the operator process
-- leasestore: the shard and membership Leases as a store
 - shardleases: one Lease per shard, held by the replica that reconciles its instances
 - shards: which shard an instance belongs to, and fair plans (pure)
 - sharding: sharded replicas wired into the operator process

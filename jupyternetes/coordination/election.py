@@ -18,7 +18,8 @@ from typing import Any
 
 from jupyternetes.app.metrics import Metrics
 from jupyternetes.coordination import leader
-from jupyternetes.engine.runtime import procs
+from jupyternetes.coordination.leasestore import KubeLeaseStore
+from jupyternetes.engine.runtime import engineprocs, procs
 from jupyternetes.kube.client import Kube
 
 log = logging.getLogger("jupyternetes.operator")
@@ -44,12 +45,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="this replica's identity in the Lease (default: hostname_pid)")
     group.add_argument("--leader-election-lease-duration", type=float,
                        default=leader.LEASE_DURATION, metavar="S",
-                       help="a standby takes over this long after the leader's last renew "
-                            "(default %(default)g)")
+                       help="a standby takes over this long after it saw the leader's last "
+                            "renew; shard Leases too (default %(default)g; raise all three on "
+                            "busy nodes, see the README)")
     group.add_argument("--leader-election-renew-deadline", type=float,
                        default=leader.RENEW_DEADLINE, metavar="S",
-                       help="a leader that could not renew for this long stops its engine "
-                            "operations and exits (default %(default)g)")
+                       help="a replica that could not renew a Lease for this long stops its "
+                            "writes and engine operations (a leader exits); must be below the "
+                            "lease duration, the margin is the time to stop (default "
+                            "%(default)g)")
     group.add_argument("--leader-election-retry-period", type=float,
                        default=leader.RETRY_PERIOD, metavar="S",
                        help="time between acquire/renew attempts (default %(default)g)")
@@ -113,6 +117,8 @@ def make_elector(args: argparse.Namespace, kube: Kube, backend_url: str,
             os._exit(1)
 
     def lost() -> None:
+        # Called by the Lease watchdog at the renew deadline (or by the loop when the Lease is
+        # taken): the fence is closed already (is_leader() is False), so no write is made.
         metrics.leading.set(0)
         operator.queue.shutdown()  # nothing new starts
         # Kill the engines before the Lease can expire for the others (renew deadline <
@@ -124,11 +130,15 @@ def make_elector(args: argparse.Namespace, kube: Kube, backend_url: str,
         os._exit(1)
 
     elector = leader.LeaderElector(
-        leader.KubeLease(kube.api, namespace, name),
-        args.leader_election_identity or leader.default_identity(),
+        KubeLeaseStore(kube.api, namespace, name),
+        args.leader_election_identity or leader.default_identity(), name,
         lease_duration=args.leader_election_lease_duration,
         renew_deadline=args.leader_election_renew_deadline,
         retry_period=args.leader_election_retry_period,
         on_started=start_leading, on_stopped=lost)
+    # One gate for every write: status, Events, finalizers (the kube edge) and engine
+    # operations (engineprocs), open only while the Lease is held and renewed.
+    operator.fence.guard(lambda stack: elector.is_leader())
+    engineprocs.set_gate(operator.fence.allows)
     log.info("leader election on Lease %s/%s as %s", namespace, name, elector.identity)
     return elector

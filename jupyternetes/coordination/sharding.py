@@ -37,10 +37,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("sharding (several active replicas)")
     group.add_argument("--shards", type=int, default=0, metavar="N",
                        help="hash instances into N shards, each owned by one replica through "
-                            "a Lease <leader-election-name>-shard-<i>; every replica reconciles "
-                            "the instances of the shards it holds, and replicas share them "
-                            "fairly. Same N on every replica; needs a shared backend "
-                            "(postgres://) for more than one replica. 0 (default): one leader "
+                            "a Lease <leader-election-name>-shard-<i>-of-<N>; every replica "
+                            "reconciles the instances of the shards it holds, and replicas share "
+                            "them fairly. Same N on every replica; needs a shared backend "
+                            "(postgres://) for more than one replica; a replica does no work "
+                            "while a live replica runs with another N. 0 (default): one leader "
                             "does all the work. The Lease timings are the "
                             "--leader-election-* ones")
     group.add_argument("--replica-id", default=None, metavar="ID",
@@ -123,8 +124,11 @@ def make_manager(args: argparse.Namespace, kube: Kube, backend_url: str, replica
     if operator.orphans is not None:
         operator.orphans.owns = manager.holds_stack
     engine.lock_since = manager.since_for_stack
-    # No engine operation starts on a stack whose shard is not held (engineprocs).
-    engineprocs.set_gate(manager.holds_stack)
-    log.info("sharding: %d shards on Leases %s/%s-shard-*, this replica is %s", count,
-             namespace, base, replica)
+    # One gate for every write: status, Events, finalizers (the kube edge) and engine
+    # operations (engineprocs), open while the stack's shard is held and renewed (also while it
+    # is being released: its in-flight work ends before the release).
+    operator.fence.guard(manager.writes_stack)
+    engineprocs.set_gate(operator.fence.allows)
+    log.info("sharding: %d shards on Leases %s/%s-shard-*-of-%d, this replica is %s", count,
+             namespace, base, count, replica)
     return manager

@@ -115,8 +115,10 @@ def operator_args(settings: DeploySettings) -> list[str]:
             "--expected-replicas", str(max(settings.replicas, 1))]
     if settings.sharded:
         # Every replica active for the shards it holds (one Lease each); the count is the same
-        # for all replicas. The replica's name in Leases, status and logs is its pod's name
-        # (the kubelet expands $(POD_NAME) from the env below).
+        # for all replicas. A change of the count rolls the pods safely: a replica does no work
+        # while a live replica of another count runs (coordination/membership.py). The
+        # replica's name in Leases, status and logs is its pod's name (the kubelet expands
+        # $(POD_NAME) from the env below).
         args += ["--shards", str(settings.shards), "--replica-id", "$(POD_NAME)"]
     for ns in settings.watch_namespaces:
         args += ["--namespace", ns]

@@ -26,9 +26,9 @@ Operator (`jupyternetes operator`, its engine workers and their Kubernetes provi
 - events: create (kube.emit_event), patch (client-go style recorders aggregate by patching).
 - secrets: get only, for an instance's `spec.variablesFrom[].secretRef`; never list or watch.
 - leases (coordination.k8s.io), only in the operator's own namespace, exactly the verbs the
-  code uses: get/create/update for the leader election (coordination/leader.py); with sharding
-  (`--shards`, a shared backend; no leader election then) list/create/update/delete for the
-  shard and membership Leases (the docstring of coordination/shardleases.py lists why each).
+  one Lease loop uses in both modes (leader election and `--shards`): list/create/update/delete
+  for the leader's or the shards' Leases and the membership Leases (the docstring of
+  coordination/leasestore.py lists why each).
 Namespaced Roles in each watched namespace when watchNamespaces is set; ClusterRoles only when the
 operator watches every namespace.
 
@@ -94,7 +94,7 @@ def storage_class_rules() -> list[dict[str, Any]]:
     return [rule("storage.k8s.io", ["storageclasses"], ["get"])]
 
 
-ELECTION_LEASE_VERBS = ("get", "create", "update")
+ELECTION_LEASE_VERBS = ("list", "create", "update", "delete")  # one Lease loop: lease.py
 SHARD_LEASE_VERBS = ("list", "create", "update", "delete")
 
 

@@ -33,7 +33,7 @@ from jupyternetes.crd import naming
 from jupyternetes.engine import settings as engine_settings
 from jupyternetes.engine.masking import MESSAGE_LIMIT, clean_line
 from jupyternetes.engine.results import OperationResult, PreviewResult, utc_now
-from jupyternetes.engine.runtime import engineprocs, pool
+from jupyternetes.engine.runtime import pool
 from jupyternetes.engine.settings import StackConfigError, StackSettings
 from jupyternetes.engine.state import diystate, statedirs
 from jupyternetes.engine.state.backendurl import file_backend_path
@@ -219,10 +219,9 @@ class StackEngine:
             return self._stack_locks.setdefault(stack, threading.Lock())
 
     def _work(self, request: dict[str, Any]) -> dict[str, Any]:
-        try:
-            return self._pool.run(request, self.timeout)
-        except engineprocs.Refused as exc:  # sharded: the stack's shard was lost just now
-            return pool.failed_answer(request, utc_now(), str(exc))
+        # engineprocs.Refused (the stack's Lease was lost just now) propagates: the caller
+        # drops the key; it is not a failed operation of the instance.
+        return self._pool.run(request, self.timeout)
 
     def _run(self, request: dict[str, Any]) -> dict[str, Any]:
         with self._lock_for(request["stack"]):

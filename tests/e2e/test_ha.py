@@ -26,6 +26,8 @@ import pytest
 from kubernetes import client
 
 from harness.operator_process import OperatorProcess, poll
+from harness.tcpproxy import PausableProxy, proxied_kubeconfig, upstream_of
+from jupyternetes.coordination.lease import LEASE_DURATION, RENEW_DEADLINE, RETRY_PERIOD
 from jupyternetes.crd.conditions import condition as make_condition
 from jupyternetes.crd.conditions import merge_conditions
 from jupyternetes.crd.definitions import GROUP, INSTANCE_PLURAL, VERSION
@@ -47,7 +49,7 @@ from tests.e2e.test_operator import (  # noqa: F401  (fixtures)
 pytestmark = pytest.mark.e2e
 
 PROJECT = settings.PROJECT
-LEASE_DURATION = 15.0  # the operator's default (client-go's)
+# LEASE_DURATION, RENEW_DEADLINE, RETRY_PERIOD: the operator's defaults (coordination/lease.py)
 REMOVED = re.compile(r"removed stale lock (\S+) \(pid=(\S+) host=(\S+)\): (.*)")
 
 
@@ -147,7 +149,8 @@ def test_two_operators_one_leads_the_other_takes_over_when_the_leader_is_killed(
 
     # Within the lease duration (+ retry periods, + slack for a loaded machine).
     took_over = wait_for("the standby leading", lambda: leading(second),
-                         timeout=LEASE_DURATION + 2 * 2 + 10, describe=second.log_tail)
+                         timeout=LEASE_DURATION + 2 * RETRY_PERIOD + 10,
+                         describe=second.log_tail)
     takeover = time.monotonic() - killed_at
     print(f"standby took over {takeover:.1f}s after the kill (lease {LEASE_DURATION:g}s)")
     assert took_over["identity"] == standby["identity"]
@@ -183,7 +186,8 @@ def test_a_leader_that_loses_its_lease_stops_at_once(hub, namespace, volumes, st
     lease.spec.holder_identity = "intruder_1"
     coordination.replace_namespaced_lease(lease_name, "default", lease)
     taken = time.monotonic()
-    code = op.proc.wait(2 * 2 + 10)  # its next renew sees the Lease taken: one retry period
+    # Its next renew sees the Lease taken: one retry period (+ the kill of its engines).
+    code = op.proc.wait(2 * RETRY_PERIOD + 10)
     print(f"\nleader exited {time.monotonic() - taken:.1f}s after losing the Lease, "
           f"code {code}")
     assert code == 1 and "lost the Lease" in op.log_text()
@@ -194,6 +198,79 @@ def test_a_leader_that_loses_its_lease_stops_at_once(hub, namespace, volumes, st
     op.start()
     wait_for("leading again", lambda: leading(op), timeout=60, describe=op.log_tail)
     converged(hub, ns, names, op)
+
+
+def test_a_leader_cut_off_from_the_apiserver_stops_every_write_before_its_lease_can_be_taken(
+        cluster, hub, namespace, volumes, start_operator, tmp_path):
+    """The leader's apiserver connection is black-holed (a paused TCP proxy: no answer, no
+    error) while its `up`s run. Its renews then neither succeed nor fail; the watchdog must stop
+    its work (engine processes killed, the process gone) at the renew deadline, before the
+    standby may take the Lease (the lease duration after it saw the last renew); the standby
+    then finishes the work, removing only the dead leader's locks.
+
+    Before the one Lease loop, a renew blocked in the kubernetes client's retries (4 attempts of
+    5 s each) with no watchdog: the standby led while the old leader's engines still ran."""
+    ns = namespace
+    names = [f"cut-{i}" for i in range(6)]
+    for name in names:
+        volumes.provide(ns, name)
+    proxy = PausableProxy(upstream_of(cluster.kubeconfig))
+    try:
+        kubeconfig = proxied_kubeconfig(cluster.kubeconfig, proxy.port,
+                                        tmp_path / "proxied-kubeconfig")
+        first = start_operator([ns], workers=4, extra=("--kubeconfig", str(kubeconfig)))
+        lead = wait_for("the proxied operator leading", lambda: leading(first), timeout=90,
+                        describe=first.log_tail)
+        second = start_operator([ns], workers=4)
+        wait_for("the second operator standing by", lambda: (
+            (d := readyz(second)) and d.get("leader") == lead["identity"] and d), timeout=90,
+            describe=second.log_tail)
+        for name in names:
+            hub.create_instance(ns, name)
+        wait_for("an `up` of the leader holding a stack lock", lambda: lock_files(first),
+                 timeout=180, describe=first.log_tail)
+        tree = set(first.tree())
+        proxy.pause()
+        cut = time.monotonic()
+        print(f"\nleader {lead['identity']} cut off with {len(lock_files(first))} lock(s) held "
+              f"and {len(tree)} processes")
+
+        leader_gone_at = standby_leads_at = None
+        deadline = cut + LEASE_DURATION + RENEW_DEADLINE + 60
+        while time.monotonic() < deadline and standby_leads_at is None:
+            now = time.monotonic()
+            tree |= set(first.tree())  # processes it starts meanwhile count too
+            if leader_gone_at is None and not [p for p in tree if pid_alive(p)]:
+                leader_gone_at = now
+            if leading(second):
+                standby_leads_at = now
+            time.sleep(0.1)
+        assert standby_leads_at is not None, second.log_tail()
+        gone = "not" if leader_gone_at is None else f"{leader_gone_at - cut:.1f}s after the cut"
+        print(f"leader's processes all gone: {gone}; the standby led "
+              f"{standby_leads_at - cut:.1f}s after the cut (renew deadline "
+              f"{RENEW_DEADLINE:g}s, lease {LEASE_DURATION:g}s)")
+        # Every process of the cut-off leader (workers, Pulumi CLIs, providers) was dead
+        # before the standby could lead: no two writers of a stack at any moment.
+        assert leader_gone_at is not None and leader_gone_at < standby_leads_at, \
+            first.log_tail()
+        assert first.proc.wait(10) == 1
+        assert "lost the Lease" in first.log_text()
+        assert standby_leads_at - cut >= LEASE_DURATION - RENEW_DEADLINE  # not before a lapse
+
+        converged(hub, ns, names, second)
+        # The new leader removed only locks of the dead leader's processes.
+        for lock, pid, host, reason in removed_locks(second):
+            assert host == socket.gethostname() and int(pid) in tree, (lock, pid, reason)
+            assert "is gone" in reason, (lock, reason)
+        # Nothing of the old leader landed after the takeover: its status writes, Events and
+        # stack updates all stopped with it (the last update of every stack is the new
+        # leader's, or one that ended before the cut).
+        for name in names:
+            update = hub.instance(ns, name)["status"]["stack"]["lastUpdate"]
+            assert update["result"] == "succeeded", (name, update)
+    finally:
+        proxy.close()
 
 
 def write_lock(backend: Path, stack: str, pid: int, host: str, written: float) -> Path:

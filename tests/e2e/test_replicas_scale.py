@@ -36,10 +36,10 @@ from tests.e2e.test_postgres_backend import STACKS, lock_rows, table
 pytestmark = pytest.mark.e2e
 
 SHARDS = 8
-# Shorter than the default 15 s so a test that waits for a lapse stays short; SIGTERM releases
-# at once anyway.
-LEASE = ("--leader-election-lease-duration", "8", "--leader-election-renew-deadline", "6",
-         "--leader-election-retry-period", "1")
+# Shorter than the defaults (30 / 20 / 4 s) so a test that waits for a lapse stays short, long
+# enough not to flap on a starved machine (test_shards.py); SIGTERM releases at once anyway.
+LEASE = ("--leader-election-lease-duration", "20", "--leader-election-renew-deadline", "14",
+         "--leader-election-retry-period", "2")
 CONVERGE_TIMEOUT = 480.0
 
 

@@ -43,9 +43,12 @@ from tests.e2e.test_postgres_backend import HISTORY, LOCKS, STACKS, lock_rows, t
 pytestmark = pytest.mark.e2e
 
 SHARDS = 12
-LEASE = 6.0  # short, so that a takeover is quick to see; renew deadline 4 s, retry period 1 s
+# Shorter than the defaults (30 / 20 / 4 s), so that a takeover is quick to see, but long enough
+# for a starved machine: at 6 / 4 / 1 s, on 2 cores at a load average near 30, every shard of the
+# 60-instance test changed owner during the burst.
+LEASE = 20.0
 TIMINGS = ("--leader-election-lease-duration", f"{LEASE:g}",
-           "--leader-election-renew-deadline", "4", "--leader-election-retry-period", "1")
+           "--leader-election-renew-deadline", "14", "--leader-election-retry-period", "2")
 IDS = ("r-a", "r-b", "r-c")
 MESSAGE = re.compile(r"^jupyternetes (\w+) by replica (\S+)$")
 
@@ -58,13 +61,13 @@ def sharded(cluster, pulumi_env, tmp_path, hub, postgres_backend, namespace
     then drop the instances' finalizers (the database goes with the test: no destroy needed)."""
     started: list[OperatorProcess] = []
 
-    def start(replica: str, workers: int = 3) -> OperatorProcess:
+    def start(replica: str, workers: int = 3, shards: int = SHARDS) -> OperatorProcess:
         env = {**pulumi_env.env, "PULUMI_BACKEND_URL": postgres_backend}
         op = OperatorProcess(
             cluster.kubeconfig, env, tmp_path / f"state-{replica}", pulumi_env.pulumi_home,
             [namespace], tmp_path / f"operator-{replica}.log", workers=workers,
             resync_seconds=30,
-            extra=(*FAST_BACKOFF, *TIMINGS, "--shards", str(SHARDS), "--replica-id", replica,
+            extra=(*FAST_BACKOFF, *TIMINGS, "--shards", str(shards), "--replica-id", replica,
                    "--expected-replicas", "3", "--leader-election-namespace", namespace))
         started.append(op)
         return op.start()
@@ -336,3 +339,79 @@ def test_sigkill_of_one_replica_during_a_burst_its_shards_are_taken_over(
     for name in names:
         replica = hub.instance(ns, name)["status"]["stack"]["lastUpdate"]["replica"]
         assert replica in (dead_id, owner[shard_of(ns, name, SHARDS)]), (name, replica)
+
+
+def test_shard_count_changed_4_to_6_during_a_burst_never_gives_a_stack_two_owners(
+        hub, namespace, volumes, sharded, postgres_backend):
+    """A rolling change of --shards (as the Deployment rolls it: a new pod first, then an old
+    one stopped): replicas of 4 and of 6 shards hash a stack into different Leases, so while a
+    replica of the other count lives nobody may work. What must hold: no moment where a
+    replica of each count holds shards, every stack's updates one at a time, no lock of a live
+    operation removed, and the 6-shard replicas end up holding every shard and finishing."""
+    ns, url = namespace, postgres_backend
+    names = [f"rs-{i:02d}" for i in range(24)]
+    for name in names:
+        volumes.provide(ns, name)
+    old = {rid: sharded(rid, workers=2, shards=4) for rid in ("o-a", "o-b", "o-c")}
+    wait_for("4 shards held by the old replicas",
+             lambda: sorted(s for op in old.values() for s in (held(op) or [])) == [0, 1, 2, 3],
+             timeout=90, describe=lambda: "\n".join(op.log_tail(20) for op in old.values()))
+    for name in names:
+        hub.create_instance(ns, name)
+    wait_for("an update holding its lock row", lambda: lock_rows(url), timeout=120)
+
+    new: dict[str, OperatorProcess] = {}
+    both: list[str] = []
+
+    def sample() -> None:
+        """New replicas first, then old: an old one holding after a new one did means both
+        held at the new one's sample (an old replica never acquires once it saw a new one)."""
+        new_held = {rid: held(op) for rid, op in new.items() if op.running()}
+        old_held = {rid: held(op) for rid, op in old.items() if op.running()}
+        if any(new_held.values()) and any(old_held.values()):
+            both.append(f"{new_held} {old_held}")
+
+    def sampled_wait(what: str, check: Callable[[], object], timeout: float) -> object:
+        def probe() -> object:
+            sample()
+            return check()
+        return wait_for(what, probe, timeout=timeout, describe=lambda: "\n".join(
+            op.log_tail(20) for op in [*old.values(), *new.values()] if op.proc))
+
+    for new_id, old_id in (("n-a", "o-a"), ("n-b", "o-b"), ("n-c", "o-c")):
+        new[new_id] = sharded(new_id, workers=2, shards=6)
+        sampled_wait(f"{new_id} standing by (a live replica of 4 shards)",
+                     lambda nid=new_id: readyz(new[nid]) is not None, timeout=60)
+        for _ in range(10):
+            sample()
+            time.sleep(0.3)
+        assert old[old_id].terminate() == 0, old[old_id].log_tail()
+    # Never a replica of each count holding shards at once (the behaviour), and why (the log).
+    assert both == [], both[:5]
+    assert "does no work while live replicas use another shard count" in \
+        new["n-a"].log_text()
+    split = sampled_wait("6 shards split 2/2/2 by the new replicas",
+                         lambda: (d := {rid: held(op) for rid, op in new.items()})
+                         and sorted(s for v in d.values() for s in (v or [])) == list(range(6))
+                         and d, timeout=LEASE + 60)
+    print(f"\nafter the change: {split}")
+    for name in names:
+        sampled_wait(f"{name} Completed", provisioned(hub, ns, name), timeout=300)
+    assert both == [], both[:5]
+
+    nothing_duplicated(hub, ns, names, url)
+    wait_for("no lock row left", lambda: not lock_rows(url), timeout=60,
+             describe=lambda: str(lock_rows(url)))
+    no_pending_operations(url, names, ns)
+    for stack, updates in history(url).items():
+        no_overlap(updates)  # one owner at a time: no two updates of a stack overlap
+        assert {replica_of(u) for u in updates} <= {*old, *new}, (stack, updates)
+    # Old replicas stopped gracefully (their operations finished): no lock had to be removed;
+    # any that was is a dead process's.
+    from jupyternetes.engine.runtime.procs import pid_alive
+    for op in new.values():
+        for line in op.log_text().splitlines():
+            if (m := REMOVED.search(line)):
+                _lock, pid, host, reason = m.groups()
+                assert host == socket.gethostname() and not pid_alive(int(pid)), line
+                assert "is gone" in reason, line

@@ -168,9 +168,9 @@ def test_cluster_wide_operator_gets_cluster_roles_and_a_lease_role():
     assert all("resourceNames" not in r for r in rules)
     roles = rules_of(objects, "Role")
     assert set(roles) == {"jupyternetes"}
-    # One replica on the file:// default: the leader election's verbs only.
+    # One replica on the file:// default: the one Lease loop's verbs (leader and membership).
     assert verbs(roles["jupyternetes"], "coordination.k8s.io", "leases") == \
-        ["create", "get", "update"]
+        ["create", "delete", "list", "update"]
     bindings = [o.manifest for o in objects if o.manifest["kind"].endswith("Binding")]
     assert len(bindings) == 3
     for binding in bindings:

@@ -1,5 +1,5 @@
-"""Leader election (coordination/leader.py) against an in-memory Lease with resourceVersion checks;
-the real Lease API is exercised by tests/e2e/test_ha.py."""
+"""Leader election (coordination/leader.py, on lease.py's algorithm) against an in-memory Lease
+store with resourceVersion checks; the real Lease API is exercised by tests/e2e/test_ha.py."""
 
 from __future__ import annotations
 
@@ -9,102 +9,66 @@ from dataclasses import replace
 import pytest
 
 from jupyternetes.coordination import leader
-from jupyternetes.coordination.leader import LeaderElector, LeaseConflict, LeaseRecord
+from jupyternetes.coordination.leader import LeaderElector, LeaseConflict
+from tests.unit.leasefakes import Clock, MemoryStore
+
+NAME = "jupyternetes-operator-test"
 
 
-class MemoryLease:
-    """The apiserver's semantics that matter: create once, replace only at the current rv."""
+def elector(lease: MemoryStore, identity: str, clock: Clock, **kw) -> LeaderElector:
+    kw = {"lease_duration": 15, "renew_deadline": 10, "retry_period": 2, **kw}
+    return LeaderElector(lease, identity, NAME, clock=clock,
+                         wall=lambda: 1_800_000_000.0 + clock.now, **kw)
 
-    def __init__(self) -> None:
-        self.record: LeaseRecord | None = None
-        self.version = 0
-        self.fail = False
-
-    def get(self) -> LeaseRecord | None:
-        if self.fail:
-            raise RuntimeError("apiserver unreachable")
-        return self.record
-
-    def create(self, record: LeaseRecord) -> LeaseRecord:
-        if self.record is not None:
-            raise LeaseConflict("exists")
-        return self._store(record)
-
-    def replace(self, record: LeaseRecord) -> LeaseRecord:
-        if self.fail:
-            raise RuntimeError("apiserver unreachable")
-        if self.record is None or record.resource_version != self.record.resource_version:
-            raise LeaseConflict("the object has been modified")
-        return self._store(record)
-
-    def _store(self, record: LeaseRecord) -> LeaseRecord:
-        self.version += 1
-        self.record = replace(record, resource_version=str(self.version))
-        return self.record
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def elector(lease: MemoryLease, identity: str, clock: Clock, **kw) -> LeaderElector:
-    return LeaderElector(lease, identity, clock=clock, wall=lambda: 1_800_000_000.0 + clock.now,
-                         **kw)
 
 
 def test_first_candidate_creates_and_leads_second_waits_until_expiry():
-    lease, clock = MemoryLease(), Clock()
+    lease, clock = MemoryStore(), Clock()
     a, b = elector(lease, "a", clock), elector(lease, "b", clock)
     assert a.try_acquire_or_renew()
-    assert lease.record.holder == "a" and lease.record.lease_seconds == 15
+    assert lease.records[NAME].holder == "a" and lease.records[NAME].lease_seconds == 15
     assert not b.try_acquire_or_renew()
     assert b.status() == {"identity": "b", "leader": "a", "leading": False,
-                          "since": lease.record.acquire_time}
+                          "since": lease.records[NAME].acquire_time}
     clock.now += 10
     assert a.try_acquire_or_renew()  # renew keeps acquireTime, no transition
-    assert lease.record.transitions == 0
+    assert lease.records[NAME].transitions == 0
     clock.now += 14
     assert not b.try_acquire_or_renew()  # b sees the renew now: its own clock starts again
     clock.now += 14
     assert not b.try_acquire_or_renew()
     clock.now += 2
     assert b.try_acquire_or_renew()  # 16 s without a change seen by b: expired
-    assert lease.record.holder == "b" and lease.record.transitions == 1
+    assert lease.records[NAME].holder == "b" and lease.records[NAME].transitions == 1
 
 
 def test_a_released_lease_is_taken_at_once():
-    lease, clock = MemoryLease(), Clock()
+    lease, clock = MemoryStore(), Clock()
     a, b = elector(lease, "a", clock), elector(lease, "b", clock)
     assert a.try_acquire_or_renew()
     assert not b.try_acquire_or_renew()
-    a._leading = True
     assert a.release()
-    assert lease.record.holder == "" and lease.record.lease_seconds == 1
+    assert lease.records[NAME].holder == "" and lease.records[NAME].lease_seconds == 1
     assert b.try_acquire_or_renew()
     assert not a.release()  # not leading any more: nothing to release
 
 
 def test_racing_writers_one_wins():
-    lease, clock = MemoryLease(), Clock()
+    lease, clock = MemoryStore(), Clock()
     a, b = elector(lease, "a", clock), elector(lease, "b", clock)
     assert a.try_acquire_or_renew()
-    stale = lease.record
+    stale = lease.records[NAME]
     assert a.try_acquire_or_renew()  # moves the resourceVersion on
     with pytest.raises(LeaseConflict):
-        lease.replace(replace(stale, holder="b"))
-    assert lease.record.holder == "a"
+        lease.replace(NAME, replace(stale, holder="b"))
+    assert lease.records[NAME].holder == "a"
     assert not b.try_acquire_or_renew()
 
 
 def test_is_leader_turns_false_at_the_renew_deadline_before_the_loop_notices():
-    lease, clock = MemoryLease(), Clock()
+    lease, clock = MemoryStore(), Clock()
     a = elector(lease, "a", clock)
     assert a.try_acquire_or_renew()
-    a._leading, a._last_renew = True, clock.now
     assert a.is_leader()
     clock.now += 9.9
     assert a.is_leader()
@@ -113,10 +77,10 @@ def test_is_leader_turns_false_at_the_renew_deadline_before_the_loop_notices():
 
 
 def test_run_leads_then_loses_the_lease_when_renews_fail():
-    lease = MemoryLease()
+    lease = MemoryStore()
     started, stopped = threading.Event(), threading.Event()
     since: list[float] = []
-    a = LeaderElector(lease, "a", lease_duration=3, renew_deadline=2, retry_period=1,
+    a = LeaderElector(lease, "a", NAME, lease_duration=3, renew_deadline=2, retry_period=1,
                       on_started=lambda t: (since.append(t), started.set()),
                       on_stopped=stopped.set)
     stop = threading.Event()
@@ -130,9 +94,9 @@ def test_run_leads_then_loses_the_lease_when_renews_fail():
 
 
 def test_run_loses_the_lease_at_once_when_someone_else_holds_it():
-    lease = MemoryLease()
+    lease = MemoryStore()
     stopped = threading.Event()
-    a = LeaderElector(lease, "a", lease_duration=3, renew_deadline=2, retry_period=1,
+    a = LeaderElector(lease, "a", NAME, lease_duration=3, renew_deadline=2, retry_period=1,
                       on_stopped=stopped.set)
     stop = threading.Event()
     thread = threading.Thread(target=a.run, args=(stop,))
@@ -142,7 +106,7 @@ def test_run_loses_the_lease_at_once_when_someone_else_holds_it():
             if a.is_leader():
                 break
             threading.Event().wait(0.1)
-        lease._store(replace(lease.record, holder="intruder"))
+        lease._store(NAME, replace(lease.records[NAME], holder="intruder"))
         assert stopped.wait(3)
     finally:
         stop.set()
@@ -150,9 +114,9 @@ def test_run_loses_the_lease_at_once_when_someone_else_holds_it():
 
 
 def test_a_follower_stops_when_asked():
-    lease, clock = MemoryLease(), Clock()
+    lease, clock = MemoryStore(), Clock()
     assert elector(lease, "a", clock).try_acquire_or_renew()
-    b = LeaderElector(lease, "b", lease_duration=30, renew_deadline=2, retry_period=1)
+    b = LeaderElector(lease, "b", NAME, lease_duration=30, renew_deadline=2, retry_period=1)
     stop = threading.Event()
     thread = threading.Thread(target=b.run, args=(stop,))
     thread.start()

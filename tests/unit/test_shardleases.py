@@ -4,64 +4,15 @@ tests/e2e/test_shards.py."""
 
 from __future__ import annotations
 
-import collections
 import threading
 from dataclasses import replace
 
-from jupyternetes.coordination.leader import LeaseConflict, LeaseRecord
-from jupyternetes.coordination.shardleases import ShardManager, member_lease_name, shard_lease_name
+from jupyternetes.coordination.lease import LeaseRecord
+from jupyternetes.coordination.leasestore import member_lease_name, shard_lease_name
+from jupyternetes.coordination.shardleases import ShardManager
+from tests.unit.leasefakes import Clock, MemoryStore
 
 BASE = "jo"
-
-
-class MemoryStore:
-    def __init__(self) -> None:
-        self.records: dict[str, LeaseRecord] = {}
-        self.version = 0
-        self.fail = False
-        self.lock = threading.Lock()
-
-    def list(self) -> dict[str, LeaseRecord]:
-        if self.fail:
-            raise RuntimeError("apiserver unreachable")
-        return dict(self.records)
-
-    def create(self, name: str, record: LeaseRecord) -> LeaseRecord:
-        if self.fail:
-            raise RuntimeError("apiserver unreachable")
-        if name in self.records:
-            raise LeaseConflict("exists")
-        return self._store(name, record)
-
-    def replace(self, name: str, record: LeaseRecord) -> LeaseRecord:
-        if self.fail:
-            raise RuntimeError("apiserver unreachable")
-        current = self.records.get(name)
-        if current is None or current.resource_version != record.resource_version:
-            raise LeaseConflict("the object has been modified")
-        return self._store(name, record)
-
-    def delete(self, name: str, resource_version: str | None) -> None:
-        current = self.records.get(name)
-        if current is not None and resource_version in (None, current.resource_version):
-            del self.records[name]
-
-    def _store(self, name: str, record: LeaseRecord) -> LeaseRecord:
-        self.version += 1
-        self.records[name] = replace(record, resource_version=str(self.version))
-        return self.records[name]
-
-    def holders(self) -> collections.Counter:
-        return collections.Counter(r.holder for n, r in self.records.items()
-                                   if "-shard-" in n)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Recorder:
@@ -189,14 +140,15 @@ def test_release_all_frees_the_shards_and_removes_the_membership():
 
 def test_a_lease_held_live_by_a_stranger_is_not_taken_and_counts_as_a_replica():
     store, clock = MemoryStore(), Clock()
-    store.create(shard_lease_name(BASE, 0), LeaseRecord("stranger", 6, "t", "t"))
+    store.create(shard_lease_name(BASE, 0, 2), LeaseRecord("stranger", 6, "t", "t"))
     a = manager(store, "a", clock, count=2)
     a.tick()
     assert a.held_shards() == [1]
     assert a.status()["replicas"] == ["a", "stranger"]
     for _ in range(5):  # the stranger renews
-        current = store.records[shard_lease_name(BASE, 0)]
-        store.replace(shard_lease_name(BASE, 0), replace(current, renew_time=str(clock.now)))
+        current = store.records[shard_lease_name(BASE, 0, 2)]
+        store.replace(shard_lease_name(BASE, 0, 2),
+                      replace(current, renew_time=str(clock.now)))
         clock.now += 1
         a.tick()
     assert a.held_shards() == [1]
@@ -211,8 +163,8 @@ def test_a_lease_taken_by_someone_else_is_lost_at_once():
     rec = Recorder()
     a = manager(store, "a", clock, count=1, rec=rec)
     a.tick()
-    current = store.records[shard_lease_name(BASE, 0)]
-    store.replace(shard_lease_name(BASE, 0), replace(current, holder="intruder"))
+    current = store.records[shard_lease_name(BASE, 0, 1)]
+    store.replace(shard_lease_name(BASE, 0, 1), replace(current, holder="intruder"))
     clock.now += 1
     a.tick()
     assert rec.lost == [0] and not a.holds(0)

@@ -2,7 +2,7 @@
 some stacks can be killed without touching the others.
 
 A replica that loses one shard's Lease must stop that shard's engine operations before the Lease
-can lapse for another replica (coordination/shardleases.py), while the operations of the shards it
+can lapse for another replica (coordination/lease.py), while the operations of the shards it
 still holds go on. The pool (pool.py) registers each operation with its worker for the time it
 runs; `kill` SIGKILLs the workers running a selected stack with everything below them (Pulumi
 CLI, language host, provider): the same as a killed container, which the lock rule (locks.py)
@@ -11,8 +11,9 @@ killed worker fail and are retried by the reconcile that asked for them (a lost 
 a replica that cannot renew its Leases), which is simpler and safer than picking one
 operation's CLI out of a running worker.
 
-The `gate` (set by a sharded operator) is asked under the registry's lock when a worker is about
-to get its request: an operation of a stack whose shard is not held is refused. Registration and
+The `gate` (coordination/fence.py's, set by an operator with Leases) is asked under the
+registry's lock when a worker is about to get its request: an operation of a stack whose Lease
+is not held is refused. Registration and
 `kill` take the same lock, and the shard manager marks a shard lost before it calls `kill`, so an
 operation that passed the gate is registered before the kill looks, and one after the loss is
 refused: no operation of a lost shard outlives its `kill`.
@@ -27,6 +28,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
+from jupyternetes.coordination.fence import Fenced
 from jupyternetes.engine.runtime import procs
 
 _lock = threading.Lock()
@@ -35,8 +37,8 @@ KILL_WAIT_SECONDS = 2.0  # a killed process takes a moment to exit on a busy nod
 _gate: Callable[[str], bool] | None = None
 
 
-class Refused(RuntimeError):
-    """The gate refused the operation: this replica does not hold the stack's shard."""
+class Refused(Fenced):
+    """The gate refused the operation: this replica does not hold the stack's Lease."""
 
 
 def set_gate(gate: Callable[[str], bool] | None) -> None:
@@ -54,7 +56,7 @@ def running(stack: str, pid: int, operation: object = None) -> Iterator[None]:
     with _lock:
         if _gate is not None and not _gate(stack):
             raise Refused(f"stack {stack}: operation not started, this replica does not hold "
-                          "the stack's shard (any more); its holder runs it")
+                          "the stack's Lease (any more); its holder runs it")
         _running[key] = (pid, stack)
     try:
         yield

@@ -19,7 +19,7 @@ lets a second writer into the stack's files. So a lock is removed only when its 
      the leader; the Lease can be taken over only after its previous holder failed to renew
      it for a whole lease duration; and a leader that cannot renew within the renew deadline
      (shorter than the lease duration) kills its engine processes and exits (see
-     coordination/leader.py). So every operator that could have written such a lock had stopped
+     coordination/lease.py). So every operator that could have written such a lock had stopped
      before this one became leader. A lock written after the acquisition cannot come from an
      older leader: it belongs to someone alive (an admin's `pulumi` CLI, say) and is kept.
 
