@@ -45,9 +45,18 @@ from jupyternetes.engine.runtime.procs import pid_alive
 # The fake node kwok manages; the annotation is what kwok's node selector matches.
 FAKE_NODE = "kwok-node-0"
 KWOK_ANNOTATION = "kwok.x-k8s.io/node"
-SERVICE_CIDR = "10.96.0.0/16"
-SERVICE_IP = "10.96.0.1"  # first address of SERVICE_CIDR: the `kubernetes` service
-POD_CIDR = "10.244.0.1/24"
+# Addresses: only loopback and ranges made on this machine, never a private range (10/8,
+# 172.16/12, 192.168/16), not even as a CIDR nothing dials. Services take 198.19.0.0/16, half of
+# RFC 2544's test range 198.18.0.0/15 (the real node's pods use 198.18.0.0/24, see harness.node);
+# a /16 because scale runs make thousands of Services. Cluster IPs are virtual: only a real node's
+# kube-proxy ever answers one, on this machine.
+SERVICE_CIDR = "198.19.0.0/16"
+SERVICE_IP = "198.19.0.1"  # first address of SERVICE_CIDR: the `kubernetes` service
+# kwok's pods: a loopback range, so a client that dials a simulated pod's IP is refused on this
+# machine instead of sending packets off it. loopback_cidr() never yields 127.0.x.0 (its ports
+# are >= 256), so these never meet the loopback node's pods; kwok counts up from the first
+# address without a bound, and the /17 leaves room for 32k pods.
+POD_CIDR = "127.0.128.0/17"
 # The loopback node (opt-in): kwok gives its pods IPs from its podCIDR, a loopback range, and
 # harness.podrunner runs their containers as local processes bound to those IPs.
 # Tainted, so only pods that tolerate it (and select it by the label) land there.
