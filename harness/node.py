@@ -57,6 +57,8 @@ FIXED_PATHS = (Path("/run/containerd"), Path("/var/lib/kubelet"), Path("/var/lib
 HOST_SYSCTLS = ("vm.overcommit_memory", "kernel.panic", "kernel.panic_on_oops",
                 "net.ipv4.conf.all.route_localnet", "net.ipv4.ip_forward")
 SYSCTL_SAVE = RUN_ROOT.parent / "jupyternetes-node.sysctls.json"
+# Where kube-controller-manager's host-path provisioner (on with a real node) makes volumes.
+HOSTPATH_PV_DIR = Path("/tmp/hostpath_pv")
 CNI_BIN_DIR = Path("/usr/lib/cni")  # Debian's containernetworking-plugins
 RUNC_ROOT = Path("/run/containerd/runc/k8s.io")
 CNI_NETNS_PREFIX = "cni-"
@@ -367,7 +369,7 @@ def teardown(saved_sysctls: dict[str, str] | None = None) -> list[str]:
     _remove_chains(lambda chain: chain.startswith("KUBE-") or chain == FIREWALL_CHAIN)
     if run("ip", "link", "show", BRIDGE, check=False).returncode == 0:
         run("ip", "link", "del", BRIDGE, check=False)
-    for folder in (STATE_ROOT, RUN_ROOT, *FIXED_PATHS):
+    for folder in (STATE_ROOT, RUN_ROOT, *FIXED_PATHS, HOSTPATH_PV_DIR):
         shutil.rmtree(folder, ignore_errors=True)
         if folder.exists():
             problems.append(f"could not remove {folder}")
