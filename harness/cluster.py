@@ -2,7 +2,9 @@
 
 Runs the real binaries built by tools/harness/kube/build.sh: etcd, kube-apiserver,
 kube-controller-manager, kube-scheduler and kwok (which plays the kubelet of one fake node, so
-pods are scheduled, get an IP and reach Running). Nothing listens outside loopback.
+pods are scheduled, get an IP and reach Running). Nothing listens outside loopback. With
+`real_node=True` a real node (harness.node) replaces kwok's, and the apiserver listens on the
+node's bridge address (198.18.0.1), which pods can reach.
 
     with DevCluster() as c:          # or DevCluster().start() / .stop()
         print(c.kubeconfig, c.server)
