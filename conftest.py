@@ -3,5 +3,5 @@
 # They are lazy, so unit tests never start a cluster.
 pytest_plugins = [
     "tests.e2e.fixtures_cluster", "tests.e2e.fixtures_pulumi", "tests.e2e.fixtures_hub",
-    "tests.e2e.fixtures_postgres",
+    "tests.e2e.fixtures_postgres", "tests.e2e.fixtures_node",
 ]

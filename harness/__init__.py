@@ -4,7 +4,10 @@ tools/harness/build.sh into the cache folder (paths.py).
 
 - paths: where the Go-built tools and harness state live
 - cluster: a throwaway control plane on 127.0.0.1 (apiserver, etcd, controller-manager,
-  scheduler, kwok), `python -m harness.cluster up|env|down`
+  scheduler, kwok), `python -m harness.cluster up|env|down`; `real_node=True` / `--real-node`
+  puts it on the real node's bridge address instead
+- node: a real node on this machine (containerd + runc + CNI bridge, kubelet, kube-proxy,
+  CoreDNS; root, one per machine) and its thorough teardown
 - crds: install the CRDs and wait until they are Established
 - pulumi_env: the environment for the harness-built Pulumi CLI and provider
 - operator_process: `jupyternetes operator` as a subprocess

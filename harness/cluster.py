@@ -2,7 +2,9 @@
 
 Runs the real binaries built by tools/harness/kube/build.sh: etcd, kube-apiserver,
 kube-controller-manager, kube-scheduler and kwok (which plays the kubelet of one fake node, so
-pods are scheduled, get an IP and reach Running). Nothing listens outside loopback.
+pods are scheduled, get an IP and reach Running). Nothing listens outside loopback. With
+`real_node=True` a real node (harness.node) replaces kwok's, and the apiserver listens on the
+node's bridge address (198.18.0.1), which pods can reach.
 
     with DevCluster() as c:          # or DevCluster().start() / .stop()
         print(c.kubeconfig, c.server)
@@ -10,6 +12,7 @@ pods are scheduled, get an IP and reach Running). Nothing listens outside loopba
 Shell use (one cluster per cache folder, kept alive by a detached supervisor process):
 
     python -m harness.cluster up     # prints the kubeconfig and env lines
+    python -m harness.cluster up --real-node   # kubelet + containerd + runc instead of kwok
     python -m harness.cluster env    # prints `export KUBECONFIG=...`
     python -m harness.cluster down   # stops every process, removes the folder
 """
@@ -37,23 +40,37 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from harness import paths
 from jupyternetes.crd.labels import LABEL_PREFIX
 from jupyternetes.engine.runtime.procs import pid_alive
 
+if TYPE_CHECKING:
+    from harness.node import RealNode
+
 # The fake node kwok manages; the annotation is what kwok's node selector matches.
 FAKE_NODE = "kwok-node-0"
 KWOK_ANNOTATION = "kwok.x-k8s.io/node"
-SERVICE_CIDR = "10.96.0.0/16"
-SERVICE_IP = "10.96.0.1"  # first address of SERVICE_CIDR: the `kubernetes` service
-POD_CIDR = "10.244.0.1/24"
+# Addresses: only loopback and ranges made on this machine, never a private range (10/8,
+# 172.16/12, 192.168/16), not even as a CIDR nothing dials. Services take 198.19.0.0/16, half of
+# RFC 2544's test range 198.18.0.0/15 (the real node's pods use 198.18.0.0/24, see harness.node);
+# a /16 because scale runs make thousands of Services. Cluster IPs are virtual: only a real node's
+# kube-proxy ever answers one, on this machine.
+SERVICE_CIDR = "198.19.0.0/16"
+SERVICE_IP = "198.19.0.1"  # first address of SERVICE_CIDR: the `kubernetes` service
+# kwok's pods: a loopback range, so a client that dials a simulated pod's IP is refused on this
+# machine instead of sending packets off it. loopback_cidr() never yields 127.0.x.0 (its ports
+# are >= 256), so these never meet the loopback node's pods; kwok counts up from the first
+# address without a bound, and the /17 leaves room for 32k pods.
+POD_CIDR = "127.0.128.0/17"
 # The loopback node (opt-in): kwok gives its pods IPs from its podCIDR, a loopback range, and
 # harness.podrunner runs their containers as local processes bound to those IPs.
 # Tainted, so only pods that tolerate it (and select it by the label) land there.
 LOOPBACK_NODE = "loopback-node-0"
 LOOPBACK_KEY = f"{LABEL_PREFIX}/loopback-runner"
 START_TIMEOUT = 90.0  # seconds; a warm start takes well under 30 s
+REAL_NODE_START_TIMEOUT = 300.0  # ~50 s idle; image import and kubelet's first sync when loaded
 
 
 class DevClusterError(RuntimeError):
@@ -91,8 +108,9 @@ def _signed_cert(pki: Path, name: str, subject: str, extensions: str) -> None:
              "-extfile", f"{name}.ext", "-extensions", "ext", "-out", f"{name}.crt", cwd=pki)
 
 
-def make_pki(pki: Path) -> None:
-    """CA, apiserver serving cert, admin client cert (system:masters), service-account key."""
+def make_pki(pki: Path, extra_ips: tuple[str, ...] = ()) -> None:
+    """CA, apiserver serving cert (also valid for `extra_ips`), admin client cert
+    (system:masters), service-account key."""
     pki.mkdir(parents=True, exist_ok=True)
     (pki / "ca.cnf").write_text(
         _REQ_CONFIG + "[ext]\nbasicConstraints = critical, CA:TRUE\n"
@@ -104,7 +122,8 @@ def make_pki(pki: Path) -> None:
     _openssl("req", "-x509", "-new", "-config", "ca.cnf", "-extensions", "ext", "-key", "ca.key",
              "-subj", "/CN=jupyternetes-dev-ca", "-days", "3650", "-out", "ca.crt", cwd=pki)
     sans = ",".join(
-        ["IP:127.0.0.1", f"IP:{SERVICE_IP}", "DNS:localhost", "DNS:kubernetes",
+        ["IP:127.0.0.1", f"IP:{SERVICE_IP}", *(f"IP:{ip}" for ip in extra_ips),
+         "DNS:localhost", "DNS:kubernetes",
          "DNS:kubernetes.default", "DNS:kubernetes.default.svc",
          "DNS:kubernetes.default.svc.cluster.local"]
     )
@@ -118,8 +137,9 @@ def make_pki(pki: Path) -> None:
     _openssl("pkey", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=pki)
 
 
-def write_kubeconfig(path: Path, server: str, pki: Path) -> None:
-    """Kubeconfig with the certificates embedded, so it stays valid when copied elsewhere."""
+def write_kubeconfig(path: Path, server: str, pki: Path, user: str = "admin") -> None:
+    """Kubeconfig with the certificates embedded, so it stays valid when copied elsewhere;
+    `user` names the client certificate in `pki` (<user>.crt, <user>.key)."""
 
     def b64(name: str) -> str:
         return base64.b64encode((pki / name).read_bytes()).decode()
@@ -130,7 +150,8 @@ def write_kubeconfig(path: Path, server: str, pki: Path) -> None:
         "clusters": [{"name": "jupyternetes-dev", "cluster": {
             "server": server, "certificate-authority-data": b64("ca.crt")}}],
         "users": [{"name": "jupyternetes-admin", "user": {
-            "client-certificate-data": b64("admin.crt"), "client-key-data": b64("admin.key")}}],
+            "client-certificate-data": b64(f"{user}.crt"),
+            "client-key-data": b64(f"{user}.key")}}],
         "contexts": [{"name": "jupyternetes-dev", "context": {
             "cluster": "jupyternetes-dev", "user": "jupyternetes-admin", "namespace": "default"}}],
         "current-context": "jupyternetes-dev",
@@ -301,9 +322,17 @@ class DevCluster:
     apiserver_port: int = 0
     # Also create LOOPBACK_NODE (pods there are run by harness.podrunner).
     loopback_node: bool = False
+    # A real node (harness.node: kubelet + containerd + runc + CNI, kube-proxy, CoreDNS) instead
+    # of kwok's fake one; needs root, one per machine. The apiserver then listens on the node's
+    # bridge address (pods cannot reach 127.0.0.1), which is also where tests reach it.
+    real_node: bool = False
+    # OCI archives imported into the real node's containerd (k8s.io namespace) before kubelet.
+    node_images: tuple[Path, ...] = ()
+    node: RealNode | None = None
     timing: dict[str, float] = field(default_factory=dict)
     components: list[Component] = field(default_factory=list)
     _etcd_dir: Path | None = None
+    _timeout: float = START_TIMEOUT
     _owns_root: bool = False
     _stopped: bool = False
 
@@ -313,8 +342,16 @@ class DevCluster:
         return self.root / "kubeconfig"
 
     @property
+    def host(self) -> str:
+        """The apiserver's address: loopback, or the real node's bridge address."""
+        if self.real_node:
+            from harness.node import GATEWAY
+            return GATEWAY
+        return "127.0.0.1"
+
+    @property
     def server(self) -> str:
-        return f"https://127.0.0.1:{self.apiserver_port}"
+        return f"https://{self.host}:{self.apiserver_port}"
 
     # ---- lifecycle ---------------------------------------------------------------------
 
@@ -325,8 +362,11 @@ class DevCluster:
                  tb: TracebackType | None) -> None:
         self.stop()
 
-    def start(self, timeout: float = START_TIMEOUT) -> DevCluster:
+    def start(self, timeout: float | None = None) -> DevCluster:
         t0 = time.monotonic()
+        if timeout is None:
+            timeout = REAL_NODE_START_TIMEOUT if self.real_node else START_TIMEOUT
+        self._timeout = timeout
         _sweep_stale()
         if self.root is None:
             self.root = Path(tempfile.mkdtemp(prefix=f"jupyternetes-cluster-{os.getpid()}-"))
@@ -347,7 +387,13 @@ class DevCluster:
         assert self.root is not None
         deadline = t0 + timeout
         pki = self.root / "pki"
-        make_pki(pki)
+        if self.real_node:
+            from harness.node import RealNode
+            # The bridge first: the apiserver binds to its address.
+            self.node = RealNode(pki=pki, log_dir=self.root, images=self.node_images)
+            self.node.acquire()
+            self.timing["node-network"] = time.monotonic() - t0
+        make_pki(pki, extra_ips=(self.host,) if self.real_node else ())
         self.timing["pki"] = time.monotonic() - t0
 
         etcd_port, etcd_peer = free_port(), free_port()
@@ -369,10 +415,24 @@ class DevCluster:
             "--unsafe-no-fsync=true",
             "--logger=zap", "--log-outputs=stderr",
         ])
+        if self.real_node:
+            node_flags = [
+                # The `kubernetes` Service gets the bridge address as its endpoint (pods dial it).
+                "--endpoint-reconciler-type=lease",
+                # Else it resolves the node's name through the host's resolver.
+                "--kubelet-preferred-address-types=InternalIP",
+                # logs/exec: the apiserver authenticates to kubelet as the admin.
+                f"--kubelet-client-certificate={pki / 'admin.crt'}",
+                f"--kubelet-client-key={pki / 'admin.key'}",
+            ]
+        else:
+            # The `kubernetes` Service may not have a loopback endpoint (validation refuses
+            # 127.0.0.0/8); nothing in-cluster dials it here, so publish none.
+            node_flags = ["--endpoint-reconciler-type=none"]
         apiserver = self._component("kube-apiserver", [
             str(paths.tool("kube-apiserver")),
             f"--etcd-servers={etcd_url}",
-            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+            f"--bind-address={self.host}", f"--advertise-address={self.host}",
             f"--secure-port={self.apiserver_port}", f"--cert-dir={pki}",
             f"--tls-cert-file={pki / 'apiserver.crt'}",
             f"--tls-private-key-file={pki / 'apiserver.key'}",
@@ -382,9 +442,7 @@ class DevCluster:
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
             f"--service-cluster-ip-range={SERVICE_CIDR}",
             "--authorization-mode=Node,RBAC", "--allow-privileged=true",
-            # The `kubernetes` Service may not have a loopback endpoint (validation refuses
-            # 127.0.0.0/8); nothing in-cluster dials it here, so publish none.
-            "--endpoint-reconciler-type=none",
+            *node_flags,
             # Single user on loopback: no request throttling, no profiling endpoints.
             "--enable-priority-and-fairness=false", "--profiling=false",
             "--max-requests-inflight=0", "--max-mutating-requests-inflight=0",
@@ -406,6 +464,9 @@ class DevCluster:
                 f"--service-account-private-key-file={pki / 'sa.key'}",
                 f"--root-ca-file={pki / 'ca.crt'}", "--use-service-account-credentials=false",
                 "--kube-api-qps=500", "--kube-api-burst=1000",
+                # Dynamic PVCs on a one-node cluster (StorageClass provisioner
+                # kubernetes.io/host-path); only the real node can mount them.
+                *(["--enable-hostpath-provisioner=true"] if self.real_node else []),
             ]),
             self._component("kube-scheduler", [
                 str(paths.tool("kube-scheduler")), f"--kubeconfig={kc}",
@@ -424,8 +485,9 @@ class DevCluster:
         ):
             comp.start()
 
-        # The fake node: no taint, so ordinary pods land on it; kwok fills in its status.
-        nodes: list[dict[str, object]] = [{
+        # The fake node: no taint, so ordinary pods land on it; kwok fills in its status. With a
+        # real node there is none: every pod runs in a real container.
+        nodes: list[dict[str, object]] = [] if self.real_node else [{
             "apiVersion": "v1", "kind": "Node",
             "metadata": {"name": FAKE_NODE, "annotations": {KWOK_ANNOTATION: "fake"},
                          "labels": {"type": "kwok", "kubernetes.io/hostname": FAKE_NODE,
@@ -442,6 +504,10 @@ class DevCluster:
             name = str(node["metadata"]["name"])  # type: ignore[index]
             self._wait(f"node {name} Ready (kwok)",
                        lambda name=name: self._node_ready(ctx, name), deadline)
+        if self.node is not None:
+            self.node.start(self, deadline)
+            # Seconds from the node's own start (after the control plane).
+            self.timing.update({f"node-{k}": v for k, v in self.node.timing.items()})
         self.timing["node"] = time.monotonic() - t0
         sa_url = f"{self.server}/api/v1/namespaces/default/serviceaccounts/default"
         self._wait("service account default/default (controller-manager)",
@@ -476,7 +542,7 @@ class DevCluster:
             if check():
                 return
             time.sleep(0.1)
-        raise self._failure(f"timed out after {START_TIMEOUT:.0f} s waiting for {what}")
+        raise self._failure(f"timed out after {self._timeout:.0f} s waiting for {what}")
 
     def _failure(self, message: str) -> DevClusterError:
         logs = "\n".join(
@@ -499,6 +565,10 @@ class DevCluster:
         # Reverse order: kwok and controllers first, the datastore last.
         for comp in reversed(self.components):
             comp.stop()
+        if self.node is not None:
+            problems = self.node.release()
+            if problems:
+                print(f"real node teardown left: {'; '.join(problems)}", file=sys.stderr)
         if self._etcd_dir is not None:
             shutil.rmtree(self._etcd_dir, ignore_errors=True)
         if remove and self._owns_root and not self.keep and self.root is not None:
@@ -528,9 +598,9 @@ def _env_lines(kubeconfig: Path) -> str:
     return f"export KUBECONFIG={kubeconfig}\nexport JUPYTERNETES_E2E_KUBECONFIG={kubeconfig}\n"
 
 
-def _serve(root: Path) -> int:
+def _serve(root: Path, real_node: bool = False) -> int:
     """Supervisor body: start the cluster, record state, stay until SIGTERM/SIGINT."""
-    cluster = DevCluster(root=root, keep=True)
+    cluster = DevCluster(root=root, keep=True, real_node=real_node)
     stop_requested = False
 
     def on_signal(signum: int, frame: object) -> None:
@@ -541,7 +611,7 @@ def _serve(root: Path) -> int:
     signal.signal(signal.SIGINT, on_signal)
     try:
         cluster.start()
-    except DevClusterError as e:
+    except (DevClusterError, RuntimeError) as e:
         (root / "error.txt").write_text(str(e))
         return 1
     _state_file(root).write_text(json.dumps({
@@ -554,7 +624,7 @@ def _serve(root: Path) -> int:
     return 0
 
 
-def cmd_up(root: Path, timeout: float = START_TIMEOUT) -> int:
+def cmd_up(root: Path, timeout: float = START_TIMEOUT, real_node: bool = False) -> int:
     state = _state_file(root)
     if state.exists() and pid_alive(json.loads(state.read_text())["supervisor"]):
         print(f"# dev cluster already up in {root}", file=sys.stderr)
@@ -565,10 +635,13 @@ def cmd_up(root: Path, timeout: float = START_TIMEOUT) -> int:
     with (root / "supervisor.log").open("ab") as log:
         # A new session: the supervisor outlives this shell command; its components die with it.
         subprocess.Popen(
-            [sys.executable, "-m", "harness.cluster", "_serve", str(root)],
+            [sys.executable, "-m", "harness.cluster", "_serve", str(root),
+             *(["--real-node"] if real_node else [])],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True, close_fds=True,
         )
+    if real_node:
+        timeout = max(timeout, REAL_NODE_START_TIMEOUT)
     deadline = time.monotonic() + timeout + 10
     while time.monotonic() < deadline:
         if state.exists():
@@ -621,11 +694,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", choices=["up", "down", "env", "_serve"])
     parser.add_argument("dir", nargs="?", type=Path, default=None,
                         help=f"cluster folder (default {shell_dir()})")
+    parser.add_argument("--real-node", action="store_true",
+                        help="up: a real node (kubelet + containerd + runc; root, one per "
+                             "machine, tools/harness/node/build.sh) instead of kwok's")
     args = parser.parse_args(argv)
     root = args.dir or shell_dir()
     if args.command == "_serve":
-        return _serve(root)
-    return {"up": cmd_up, "down": cmd_down, "env": cmd_env}[args.command](root)
+        return _serve(root, args.real_node)
+    if args.command == "up":
+        return cmd_up(root, real_node=args.real_node)
+    return {"down": cmd_down, "env": cmd_env}[args.command](root)
 
 
 if __name__ == "__main__":

@@ -55,10 +55,11 @@ def proxy_command() -> Path:
 
 def render_config(*, root: Path, hub_port: int, proxy_port: int, proxy_api_port: int,
                   proxy_token: str, service_token: str, password: str, spawner_class: str,
-                  spawner_config: Mapping[str, Any], extra_config: str) -> str:
+                  spawner_config: Mapping[str, Any], extra_config: str,
+                  hub_host: str = "127.0.0.1") -> str:
     """jupyterhub_config.py text (pure). Values go through repr(), so any str is safe."""
     proxy_url = f"http://127.0.0.1:{proxy_port}"
-    hub_url = f"http://127.0.0.1:{hub_port}"
+    hub_url = f"http://{hub_host}:{hub_port}"
     proxy_api_url = f"http://127.0.0.1:{proxy_api_port}"
     db_url = f"sqlite:///{root / 'jupyterhub.sqlite'}"
     lines = [
@@ -104,6 +105,9 @@ class Hub:
     env: dict[str, str] = field(default_factory=dict)  # added to the hub's environment
     password: str = field(default_factory=lambda: secrets.token_urlsafe(12))
     keep: bool = False
+    # Where the hub's own port listens: loopback, or the real node's bridge address so that
+    # servers in real containers reach its API (harness.node.GATEWAY).
+    hub_host: str = "127.0.0.1"
     hub_port: int = 0
     proxy_port: int = 0
     proxy_api_port: int = 0
@@ -155,14 +159,14 @@ class Hub:
             proxy_api_port=self.proxy_api_port, proxy_token=self.proxy_token,
             service_token=self.api_token, password=self.password,
             spawner_class=self.spawner_class, spawner_config=self.spawner_config,
-            extra_config=self.extra_config))
+            extra_config=self.extra_config, hub_host=self.hub_host))
         try:
             if self.proxy_process is None or not self.proxy_process.running():
                 self.proxy_process = Component("configurable-http-proxy", [
                     str(proxy_command()), "--ip", "127.0.0.1", "--port", str(self.proxy_port),
                     "--api-ip", "127.0.0.1", "--api-port", str(self.proxy_api_port),
-                    "--default-target", f"http://127.0.0.1:{self.hub_port}",
-                    "--error-target", f"http://127.0.0.1:{self.hub_port}/hub/error",
+                    "--default-target", f"http://{self.hub_host}:{self.hub_port}",
+                    "--error-target", f"http://{self.hub_host}:{self.hub_port}/hub/error",
                 ], self.log_dir / "proxy.log",
                     env={**os.environ, "CONFIGPROXY_AUTH_TOKEN": self.proxy_token})
                 self.proxy_process.start()

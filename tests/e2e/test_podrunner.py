@@ -167,7 +167,9 @@ def test_pods_without_the_toleration_stay_off_the_loopback_node(core, namespace,
         p if (p := core.read_namespaced_pod("plain", namespace)).status.phase == "Running"
         else None))
     assert pod.spec.node_name == FAKE_NODE != loopback_node
-    assert not ipaddress.ip_address(pod.status.pod_ip).is_loopback
+    # kwok's own pods have loopback IPs too (harness.cluster.POD_CIDR), never in the runner's range.
+    runner_cidr = ipaddress.ip_network(core.read_node(loopback_node).spec.pod_cidr)
+    assert ipaddress.ip_address(pod.status.pod_ip) not in runner_cidr
     assert pod_runner.pids(namespace, "plain") == {}
 
 

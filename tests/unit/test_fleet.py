@@ -233,7 +233,7 @@ def test_other_objects_of_listed_kinds_come_from_the_cluster() -> None:
                             "metadata": {"name": "a-svc"}, "spec": {"ports": [{"port": 80}]}}}
     live = [{**service, "manifest": {**service["manifest"],
                                      "spec": {"ports": [{"port": 80, "protocol": "TCP"}],
-                                              "clusterIP": "10.0.0.1"}}}]
+                                              "clusterIP": "198.19.0.1"}}}]
     listed = {"Pod", "PersistentVolumeClaim", "Service"}
     assert baseline_from_live(live, [service], [service], listed) == [service]
     # Listed and absent: the Service is gone from the cluster (a create), not taken from render.

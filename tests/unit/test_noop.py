@@ -122,7 +122,7 @@ def pod_not_ready(env: Env) -> None:
 
 
 def pod_new_ip(env: Env) -> None:
-    env.pods[f"{NS}/{POD_NAME}"]["status"]["podIP"] = "10.9.9.9"
+    env.pods[f"{NS}/{POD_NAME}"]["status"]["podIP"] = "198.18.9.9"
 
 
 def pod_gone_from_cache_only(env: Env) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from jupyternetes.crd import podstatus
 
 
-def pod(phase="Running", ip="10.0.0.7", ready=True, container_status=None, init_status=None,
+def pod(phase="Running", ip="198.18.0.7", ready=True, container_status=None, init_status=None,
         conditions=None, ports=({"containerPort": 8888, "name": "http"},), **status_extra):
     conds = conditions if conditions is not None else [
         {"type": "PodScheduled", "status": "True"},
@@ -29,7 +29,7 @@ def pod(phase="Running", ip="10.0.0.7", ready=True, container_status=None, init_
 def test_running_ready_pod():
     fields = podstatus.pod_fields(pod())
     assert fields == {"resourceName": "inst-notebook", "phase": "Running",
-                      "podAddress": "10.0.0.7", "portNumber": 8888, "ready": True,
+                      "podAddress": "198.18.0.7", "portNumber": 8888, "ready": True,
                       "reason": None, "errorMessage": None, "state": "Completed"}
 
 
@@ -109,7 +109,7 @@ def test_changed_fields_only_reports_differences():
                "ready": False}
     wanted = podstatus.pod_fields(pod())
     changed = podstatus.changed_fields(current, wanted)
-    assert changed == {"phase": "Running", "podAddress": "10.0.0.7", "portNumber": 8888,
+    assert changed == {"phase": "Running", "podAddress": "198.18.0.7", "portNumber": 8888,
                        "ready": True}
     assert podstatus.changed_fields(wanted, wanted) == {}
 

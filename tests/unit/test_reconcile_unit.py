@@ -204,7 +204,7 @@ def env():
 def running_pod(uid: str, ready: bool = True) -> dict:
     return {"metadata": {"name": POD_NAME, "namespace": NS, "uid": uid},
             "spec": {"containers": [{"name": "notebook", "ports": [{"containerPort": 8888}]}]},
-            "status": {"phase": "Running", "podIP": "10.1.2.3",
+            "status": {"phase": "Running", "podIP": "198.18.2.3",
                        "conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}}
 
 
@@ -254,7 +254,7 @@ def test_unchanged_instance_skips_the_engine_and_only_mirrors_pods(env):
     assert len(engine.ups()) == 1
     last = kube.status_patches[-1]
     assert set(last) == {"pods", "conditions"}
-    assert last["pods"]["notebook"]["podAddress"] == "10.1.2.3"
+    assert last["pods"]["notebook"]["podAddress"] == "198.18.2.3"
     assert kube.status["pods"]["notebook"]["portNumber"] == 8888
     assert kube.status["pods"]["notebook"]["ready"] is True
     assert kube.condition("Ready")["status"] == "True"

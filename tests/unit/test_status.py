@@ -42,7 +42,7 @@ def rendered():
 
 def running_pod(name: str, uid: str = "u1") -> dict:
     return {"metadata": {"name": name, "uid": uid},
-            "status": {"phase": "Running", "podIP": "10.0.0.5",
+            "status": {"phase": "Running", "podIP": "198.18.0.5",
                        "conditions": [{"type": "Ready", "status": "True"}]}}
 
 
@@ -95,7 +95,7 @@ def test_processing_then_success_validates():
     status = valid(stored(processing, success(r, status)))
     entry = status["pods"][r.pods[0].entry]
     assert (entry["state"], entry["ready"], entry["podAddress"]) == ("Completed", True,
-                                                                     "10.0.0.5")
+                                                                     "198.18.0.5")
     assert "errorMessage" not in entry  # the merge patch's null cleared it
     assert status["stack"] == {"name": "default.x", "desiredHash": "sha256:a",
                                "templateGeneration": 4, "variablesFromHash": "sha256:b",

@@ -2,7 +2,7 @@
 # Builds the operator image (Containerfile at the repository root) with buildah, offline from any
 # image registry:
 #   1. base root filesystem: Debian bookworm (python3, venv, CA certificates) made by mmdebstrap
-#      from Debian's packages, cached in $cache/image/rootfs-bookworm.tar;
+#      from Debian's packages (rootfs.sh), cached in $cache/image/;
 #   2. the pinned `pulumi` CLI and `pulumi-resource-kubernetes` plugin: tools/harness/pulumi/build.sh
 #      (the one list of pins; a no-op when the harness already built them), staged into the
 #      build context;
@@ -10,8 +10,7 @@
 #   4. `buildah bud` of the multi-stage Containerfile, then an OCI archive an admin can load and
 #      push to their own registry: build/image/jupyternetes-operator.oci.tar.
 # Usage: tools/image/build.sh [IMAGE]   (default jupyternetes/operator:<package version>)
-# mmdebstrap picks its output format from the file name: keep temporary names ending in .tar.
-# Needs root, buildah and mmdebstrap (apt-get install -y buildah mmdebstrap).
+# Needs root; installs buildah and mmdebstrap with apt-get when missing.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 cache=${JUPYTERNETES_CACHE:-$HOME/.cache/jupyternetes}
@@ -26,19 +25,10 @@ log() { printf '[image] %s\n' "$*" >&2; }
 mkdir -p "$cache/image" "$context"
 
 # ---- 1. base root filesystem ------------------------------------------------------------------
-rootfs=$cache/image/rootfs-bookworm.tar
-packages=python3,python3-venv,ca-certificates
-if [[ ! -s $rootfs || "$(cat "$rootfs.stamp" 2>/dev/null)" != "$packages" ]]; then
-	log "making the base root filesystem (Debian bookworm: $packages) with mmdebstrap"
-	start=$SECONDS
-	mmdebstrap --variant=minbase --include="$packages" \
-		--customize-hook='chroot "$1" apt-get clean' \
-		--customize-hook='rm -rf "$1"/var/lib/apt/lists/*' \
-		bookworm "$rootfs.partial.tar" http://deb.debian.org/debian
-	mv -f "$rootfs.partial.tar" "$rootfs"
-	echo "$packages" >"$rootfs.stamp"
-	log "base root filesystem in $((SECONDS - start)) s"
-fi
+# shellcheck source=rootfs.sh
+source "$repo/tools/image/rootfs.sh"
+need_image_tools
+rootfs=$(make_rootfs "$cache" python3,python3-venv,ca-certificates)
 ln -f "$rootfs" "$context/rootfs.tar" 2>/dev/null || cp -f "$rootfs" "$context/rootfs.tar"
 
 # ---- 2. pulumi CLI + Kubernetes provider (the harness's pins) ---------------------------------

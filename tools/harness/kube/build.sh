@@ -33,14 +33,9 @@ up_to_date() {
 
 # ---- kube-apiserver, kube-controller-manager, kube-scheduler --------------------------------
 kube_bins=(kube-apiserver kube-controller-manager kube-scheduler)
-minor=${KUBE_VERSION#v1.}; minor=${minor%%.*}
-kube_ldflags="-s -w"
-# component-base drives /version and the binary's compatibility version; client-go's copy is
-# what clients built into the binaries report. pulumi-kubernetes refuses a cluster at v0.0.
-for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-	kube_ldflags+=" -X $pkg.gitVersion=$KUBE_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
-	kube_ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
-done
+# shellcheck source=ldflags.sh
+source "$here/ldflags.sh"
+kube_ldflags=$(kube_ldflags "$KUBE_VERSION")
 kube_stamp="$KUBE_VERSION $kube_ldflags"
 missing=()
 for b in "${kube_bins[@]}"; do up_to_date "$b" "$kube_stamp" || missing+=("$b"); done
