@@ -29,18 +29,21 @@ from kubernetes import client
 
 from jupyternetes.crd.labels import LABEL_INSTANCE
 from jupyternetes.crd.naming import instance_name_for_user
-from tests.e2e.test_hub import (  # noqa: F401  (env is the module fixture)
+from tests.e2e import test_hub as base
+from tests.e2e.test_hub import (
     GROUP,
     TEMPLATES,
     VERSION,
     HubEnv,
-    env,
     spawn_failure,
     spawner_template,
     wait_for,
 )
 
 pytestmark = pytest.mark.e2e
+
+# test_hub's module fixture: its own hub and operator for this module.
+env = base.env
 
 ADOPT = "jupyternetes.kadense.io/adopt"
 ACCOUNT = "jupyternetes.kadense.io/account"
@@ -52,7 +55,7 @@ FAST = 90.0
 
 
 @pytest.fixture(scope="module")
-def hub_env(env: HubEnv) -> Iterator[HubEnv]:  # noqa: F811
+def hub_env(env: HubEnv) -> Iterator[HubEnv]:
     storage = client.StorageV1Api(env.core.api_client)
     expandable = f"{env.ns}-expandable"
     storage.create_storage_class({
@@ -267,7 +270,7 @@ def test_claim_made_by_hand_fails_fast_then_is_used_as_it_is_once_handed_over(
     message, elapsed = spawn_failure(env, user, {})
     assert elapsed < FAST, (elapsed, message)
     assert claim in message and ADOPT in message, message
-    assert "Spawn failed: " != message.strip()
+    assert message.strip() != "Spawn failed:"
 
     env.core.patch_namespaced_persistent_volume_claim(
         claim, env.ns, {"metadata": {"annotations": {ADOPT: name}}})
