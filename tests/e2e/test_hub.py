@@ -324,13 +324,14 @@ def test_named_server_gets_its_own_instance(env: HubEnv) -> None:
     assert status.status_code == 200
     assert env.instance(named)["spec"]["variables"]["jupyterhub.server.name"] == "second"
 
-    # Deleting the named server for good removes its instance; its PVC stays unless the admin
-    # set delete_named_server_pvcs (off here), and the default server is untouched.
+    # Deleting the named server for good removes its instance and its PVC (delete_pvc, the
+    # default); the default server and its PVC are untouched.
     status, body = env.hub.api("DELETE", "/users/nora/servers/second", {"remove": True})
     assert status in (202, 204), (status, body)
     wait_for("nora's second server deleted", lambda: env.server_model(user, "second") is None)
     wait_for("its instance gone", lambda: env.instance(named) is None, timeout=120)
-    assert env.pvc(f"{named}-workspace") is not None
+    wait_for("its PVC deleted", lambda: env.pvc(f"{named}-workspace") is None, timeout=120)
+    assert env.pvc(f"{default}-workspace") is not None
     assert env.answers(user)
 
 
