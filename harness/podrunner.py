@@ -4,7 +4,9 @@ kwok plays the kubelet (it schedules nothing and runs nothing: it fills in node 
 For the one node whose podCIDR is a loopback range (`cluster.LOOPBACK_NODE`), this runner plays
 the container runtime: it watches that node's pods and, once kwok has given a pod its IP, starts
 each container's command as a local process (its own process group) with the pod's environment
-(`podenv`), bound to the pod IP, in a directory per PersistentVolumeClaim that outlives the pod.
+(`podenv`), bound to the pod IP, in a directory per PersistentVolumeClaim that outlives the pod:
+the hostPath of the claim's bound PersistentVolume, as a kubelet mounts it (so a new claim of
+the same name, bound to another volume, sees another directory).
 It kills the processes when the pod is deleted (before kwok can hand the IP to another pod: the
 watch delivers the deletion first) and marks the pod Failed (Succeeded on exit 0) with each
 container's exit code when a process ends. Everything else (scheduling, IPs, readiness, deletion)
@@ -195,8 +197,7 @@ class PodRunner:
                 if exc.status != 404:
                     raise
                 existing = None
-            if existing is not None and (existing.status is None or existing.status.phase
-                                         not in ("Released", "Failed")):
+            if existing is not None and not self._released(existing, namespace, claim):
                 return name  # provided before and still usable
             if existing is not None:
                 continue  # released by a deleted claim: never reused
@@ -213,6 +214,22 @@ class PodRunner:
                 })
             return name
         raise RuntimeError(f"pod runner: 99 volumes for claim {namespace}/{claim} released")
+
+    def _released(self, pv: client.V1PersistentVolume, namespace: str, claim: str) -> bool:
+        """The volume was bound to an earlier claim of that name (Released, or still Bound to
+        a claim uid that is gone: the PV controller has not caught up yet)."""
+        if pv.status is not None and pv.status.phase in ("Released", "Failed"):
+            return True
+        ref = pv.spec.claim_ref if pv.spec else None
+        if ref is None or not ref.uid:
+            return False
+        try:
+            current = self.core.read_namespaced_persistent_volume_claim(claim, namespace)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            return True
+        return current.metadata.uid != ref.uid
 
     def delete_volumes(self) -> None:
         """Delete the PersistentVolumes `provide_volume` made (their directories stay)."""
