@@ -1,7 +1,7 @@
 """What a template may do to a user's existing claim (pure: plain dicts in, decisions out).
 
-The rule (README, "The user's PVC under template edits"): an existing claim is never replaced,
-shrunk or blocked by a template that says otherwise.
+The rule (README, "Existing claims that differ from the template"): an existing claim is never
+replaced, shrunk or blocked by a template that says otherwise.
 
 - a bigger size is an expansion request, applied in place to the same claim, when the claim's
   StorageClass allows it (`allowVolumeExpansion: true`);
