@@ -27,13 +27,16 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
-from jupyternetes.crd.labels import LABEL_INSTANCE
+from jupyternetes.crd.definitions import GROUP, TEMPLATE_PLURAL, VERSION
+from jupyternetes.crd.labels import (
+    ADOPT_ANNOTATION,
+    LABEL_ACCOUNT,
+    LABEL_INSTANCE,
+    RELEASED_FROM,
+)
 from jupyternetes.crd.naming import instance_name_for_user
 from tests.e2e import test_hub as base
 from tests.e2e.test_hub import (
-    GROUP,
-    TEMPLATES,
-    VERSION,
     HubEnv,
     spawn_failure,
     spawner_template,
@@ -45,9 +48,7 @@ pytestmark = pytest.mark.e2e
 # test_hub's module fixture: its own hub and operator for this module.
 env = base.env
 
-ADOPT = "jupyternetes.kadense.io/adopt"
-ACCOUNT = "jupyternetes.kadense.io/account"
-RELEASED = "jupyternetes.kadense.io/released-from"
+ADOPT, ACCOUNT, RELEASED = ADOPT_ANNOTATION, LABEL_ACCOUNT, RELEASED_FROM
 # Short, so that a spawn that waits for the timeout (the bug) fails the test in minutes; a
 # spawn that fails from the instance's status fails in seconds.
 START_TIMEOUT = 150
@@ -65,7 +66,8 @@ def hub_env(env: HubEnv) -> Iterator[HubEnv]:
         "volumeBindingMode": "Immediate"})
     growable = spawner_template(env.ns, "growable")
     growable["spec"]["pvcs"][0]["spec"]["storageClassName"] = expandable
-    env.custom.create_namespaced_custom_object(GROUP, VERSION, env.ns, TEMPLATES, growable)
+    env.custom.create_namespaced_custom_object(GROUP, VERSION, env.ns, TEMPLATE_PLURAL,
+                                            growable)
     config = env.hub.spawner_config
     saved = {k: config.get(k) for k in ("profile_list", "start_timeout")}
     config["profile_list"] = [*config["profile_list"], {
