@@ -241,6 +241,10 @@ def test_claim_grown_with_kubectl_patch_is_used_as_it_is(hub_env: HubEnv) -> Non
     env.core.patch_namespaced_persistent_volume_claim(
         claim, env.ns, {"spec": {"resources": {"requests": {"storage": "2Gi"}}}})
     uid = env.pvc(claim).metadata.uid
+    account = (pvc_json(env, claim)["metadata"].get("labels") or {}).get(ACCOUNT)
+    assert account
+    # A hub restart in between: the account (and so the claim's owner) is the same after it.
+    env.hub.restart()
 
     started = time.monotonic()
     env.start_and_wait(user, options={"profile": "growable"})
@@ -249,6 +253,7 @@ def test_claim_grown_with_kubectl_patch_is_used_as_it_is(hub_env: HubEnv) -> Non
     kept = pvc_json(env, claim)
     assert kept["metadata"]["uid"] == uid
     assert kept["spec"]["resources"]["requests"]["storage"] == "2Gi"  # never shrunk
+    assert kept["metadata"]["labels"][ACCOUNT] == account
     cond = condition(env.instance(name), "PVCsKept")
     assert cond.get("status") == "True", env.instance(name).get("status")
     assert claim in cond["message"] and "2Gi" in cond["message"], cond
