@@ -364,7 +364,12 @@ def test_hub_restart_finds_the_running_server(env: HubEnv) -> None:
     uid = env.instance(name)["metadata"]["uid"]
     pod_uid = env.pods(name)[0].metadata.uid
     env.hub.restart()
-    assert (env.server_model(user) or {}).get("ready"), env.server_model(user)
+    # The hub answers before its spawners are loaded when that takes over 10 s (a loaded
+    # machine: "init_spawners did not complete within 10 seconds"), then finishes in the
+    # background: wait for it, as a user reloading the page would.
+    wait_for("carol's server ready in the restarted hub",
+             lambda: (env.server_model(user) or {}).get("ready"), timeout=120,
+             describe=lambda: env.describe(name))
     assert env.answers(user)
     # Same instance, same pod: no second instance, no restart of the server.
     assert env.instance(name)["metadata"]["uid"] == uid
