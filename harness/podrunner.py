@@ -4,7 +4,9 @@ kwok plays the kubelet (it schedules nothing and runs nothing: it fills in node 
 For the one node whose podCIDR is a loopback range (`cluster.LOOPBACK_NODE`), this runner plays
 the container runtime: it watches that node's pods and, once kwok has given a pod its IP, starts
 each container's command as a local process (its own process group) with the pod's environment
-(`podenv`), bound to the pod IP, in a directory per PersistentVolumeClaim that outlives the pod.
+(`podenv`), bound to the pod IP, in a directory per PersistentVolumeClaim that outlives the pod:
+the hostPath of the claim's bound PersistentVolume, as a kubelet mounts it (so a new claim of
+the same name, bound to another volume, sees another directory).
 It kills the processes when the pod is deleted (before kwok can hand the IP to another pod: the
 watch delivers the deletion first) and marks the pod Failed (Succeeded on exit 0) with each
 container's exit code when a process ends. Everything else (scheduling, IPs, readiness, deletion)
@@ -156,24 +158,78 @@ class PodRunner:
                     return {n: p.proc.pid for n, p in running.processes.items() if p.proc}
         return {}
 
-    def provide_volume(self, namespace: str, claim: str, size: str = "1Gi") -> str:
+    def claim_dir(self, namespace: str, claim: str) -> Path:
+        """The host folder a pod mounting `claim` sees, found as a kubelet finds it: the claim's
+        bound PersistentVolume (spec.volumeName) and its hostPath. A claim of the same name
+        made later binds another volume and so sees another folder. Falls back to `pvc_dir`
+        for a claim without a hostPath volume (not bound yet, or another kind of volume)."""
+        try:
+            pvc = self.core.read_namespaced_persistent_volume_claim(claim, namespace)
+            volume = pvc.spec.volume_name if pvc.spec else None
+            if volume:
+                pv = self.core.read_persistent_volume(volume)
+                if pv.spec and pv.spec.host_path and pv.spec.host_path.path:
+                    return Path(pv.spec.host_path.path)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+        return self.pvc_dir(namespace, claim)
+
+    def provide_volume(self, namespace: str, claim: str, size: str = "1Gi",
+                       storage_class: str = "") -> str:
         """A PersistentVolume pre-bound to `claim` (the harness has no provisioner; the
-        scheduler holds a pod until its claim is bound), a hostPath at the claim's directory."""
+        scheduler holds a pod until its claim is bound), a hostPath at the claim's directory.
+
+        When the volume provided before for that name was released (its claim was deleted: a
+        Retain volume is never bound again), a new volume with a new folder is made, as a
+        provisioner would: a new claim of the same name never sees the old claim's files."""
         # Readable, and unique per claim however long the names (a hash of both).
         digest = hashlib.sha256(f"{namespace}/{claim}".encode()).hexdigest()[:10]
-        name = f"loopback-{f'{namespace}-{claim}'[:40].rstrip('-.')}-{digest}"
-        path = self.pvc_dir(namespace, claim)
-        path.mkdir(parents=True, exist_ok=True)
-        self._volumes.add(name)
-        with contextlib.suppress(ApiException):  # 409: provided before
-            self.core.create_persistent_volume({
-                "apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": name},
-                "spec": {"capacity": {"storage": size}, "accessModes": ["ReadWriteOnce"],
-                         "persistentVolumeReclaimPolicy": "Retain", "storageClassName": "",
-                         "hostPath": {"path": str(path)},
-                         "claimRef": {"namespace": namespace, "name": claim}},
-            })
-        return name
+        base = f"loopback-{f'{namespace}-{claim}'[:40].rstrip('-.')}-{digest}"
+        for generation in range(1, 100):
+            name = base if generation == 1 else f"{base}-{generation}"
+            path = self.pvc_dir(namespace, claim)
+            if generation > 1:
+                path = path.with_name(f"{claim}.{generation}")
+            try:
+                existing = self.core.read_persistent_volume(name)
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
+                existing = None
+            if existing is not None and not self._released(existing, namespace, claim):
+                return name  # provided before and still usable
+            if existing is not None:
+                continue  # released by a deleted claim: never reused
+            path.mkdir(parents=True, exist_ok=True)
+            self._volumes.add(name)
+            with contextlib.suppress(ApiException):  # 409: provided concurrently
+                self.core.create_persistent_volume({
+                    "apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": name},
+                    "spec": {"capacity": {"storage": size}, "accessModes": ["ReadWriteOnce"],
+                             "persistentVolumeReclaimPolicy": "Retain",
+                             "storageClassName": storage_class,
+                             "hostPath": {"path": str(path)},
+                             "claimRef": {"namespace": namespace, "name": claim}},
+                })
+            return name
+        raise RuntimeError(f"pod runner: 99 volumes for claim {namespace}/{claim} released")
+
+    def _released(self, pv: client.V1PersistentVolume, namespace: str, claim: str) -> bool:
+        """The volume was bound to an earlier claim of that name (Released, or still Bound to
+        a claim uid that is gone: the PV controller has not caught up yet)."""
+        if pv.status is not None and pv.status.phase in ("Released", "Failed"):
+            return True
+        ref = pv.spec.claim_ref if pv.spec else None
+        if ref is None or not ref.uid:
+            return False
+        try:
+            current = self.core.read_namespaced_persistent_volume_claim(claim, namespace)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            return True
+        return current.metadata.uid != ref.uid
 
     def delete_volumes(self) -> None:
         """Delete the PersistentVolumes `provide_volume` made (their directories stay)."""
@@ -275,7 +331,7 @@ class PodRunner:
             cname = container["name"]
             mounts, warnings = podenv.container_mounts(
                 pod, container, rootfs=sandbox / "rootfs",
-                claim_dir=lambda claim: self.pvc_dir(ns, claim),
+                claim_dir=lambda claim: self.claim_dir(ns, claim),
                 empty_dir=lambda volume: sandbox / "volumes" / volume)
             workdir = podenv.working_dir(container, mounts)
             for d in [mounts.rootfs, workdir, *mounts.by_path.values()]:

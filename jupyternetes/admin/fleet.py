@@ -11,8 +11,8 @@ operator's own rules (program.py):
   place;
 - a PVC's spec is immutable except growing `resources.requests.storage`, which the apiserver
   allows only when the claim's StorageClass has `allowVolumeExpansion: true`; every other spec
-  change (and any shrink) is refused: the operator keeps the claim as it is and says so in a
-  condition;
+  change (and any shrink) is not applied: the operator uses the claim as it is and says so in
+  the PVCsKept condition;
 - a PVC whose name changes (a renamed entry or a variable in its name) gets a new, empty claim;
   the old claim is kept (retained, never deleted) with the user's data in it;
 - an object the proposed template no longer has is deleted (a PVC is retained, not deleted).
@@ -42,10 +42,10 @@ CREATE = "create"
 DELETE = "delete"
 PVC_NEW_CLAIM = "pvc-new-claim"
 POD_REPLACED = "pod-replaced"
-PVC_REFUSED = "pvc-refused"
+PVC_KEPT = "pvc-kept"
 RENDER_ERROR = "render-error"
 OUTCOMES = (UNCHANGED, UPDATE, PVC_EXPAND, CREATE, DELETE, PVC_NEW_CLAIM, POD_REPLACED,
-            PVC_REFUSED, RENDER_ERROR)
+            PVC_KEPT, RENDER_ERROR)
 
 DESCRIPTIONS = {
     UNCHANGED: "nothing changes",
@@ -55,8 +55,8 @@ DESCRIPTIONS = {
     DELETE: "objects are deleted (PVCs are kept)",
     PVC_NEW_CLAIM: "PVC renamed: a new empty claim; the old one is kept with the user's data",
     POD_REPLACED: "pod replaced: under --template-rollout immediate the user's kernel is lost",
-    PVC_REFUSED: "PVC change refused (immutable field, shrink, or no expansion): the operator "
-                 "keeps the claim and reports it",
+    PVC_KEPT: "PVC differs from the template (immutable field, smaller, or growth without "
+              "expansion): the existing claim is used as it is (condition PVCsKept)",
     RENDER_ERROR: "render error: the server cannot be updated or restarted",
 }
 
@@ -168,25 +168,26 @@ def classify_pvc_spec(paths: list[str], old: Mapping[str, Any], new: Mapping[str
                       expandable: bool | None) -> tuple[str, str]:
     """(outcome, note) for a change of a PVC's spec at `paths` (prefixed `spec.`), by the
     operator's own rule (policy/pvc.py): only the storage request of an existing claim may change,
-    and only upwards, on a StorageClass that allows expansion."""
+    and only upwards, on a StorageClass that allows expansion; any other difference keeps the
+    claim as it is."""
     immutable = [p for p in paths if p != STORAGE_PATH]
     if immutable:
-        return PVC_REFUSED, (f"{', '.join(immutable[:PATH_LIMIT])} cannot change on an existing "
+        return PVC_KEPT, (f"{', '.join(immutable[:PATH_LIMIT])} cannot change on an existing "
                              "claim (immutable)")
     before = pvc.quantity(pvc.storage_request(old))
     after = pvc.quantity(pvc.storage_request(new))
     if before is None or after is None:
-        return PVC_REFUSED, "storage request is not a valid quantity"
+        return PVC_KEPT, "storage request is not a valid quantity"
     shrink, growth = pvc.size_change("", "", new, old)
     if shrink is not None:
-        return PVC_REFUSED, "a claim cannot shrink"
+        return PVC_KEPT, "a claim never shrinks: the larger claim is used"
     if growth is None:
         return UPDATE, "the same size, written differently"
     if expandable is True:
         return PVC_EXPAND, "storage grows; the StorageClass allows expansion"
     if expandable is False:
-        return PVC_REFUSED, "storage grows, but the StorageClass does not allow volume expansion"
-    return PVC_REFUSED, ("storage grows, but the claim's StorageClass is unknown or has no "
+        return PVC_KEPT, "storage grows, but the StorageClass does not allow volume expansion"
+    return PVC_KEPT, ("storage grows, but the claim's StorageClass is unknown or has no "
                          "allowVolumeExpansion: true")
 
 
@@ -278,7 +279,7 @@ class FleetSummary:
 
     def touched(self) -> dict[str, int]:
         """outcome -> instances with at least one object of that outcome (an instance counted
-        as pvc-refused may lose its pod too)."""
+        as pvc-kept may lose its pod too)."""
         counts = dict.fromkeys(OUTCOMES, 0)
         for plan in self.plans:
             found = {o.outcome for o in plan.objects} | {plan.outcome}

@@ -338,8 +338,10 @@ class Reconciler:
         if FINALIZER not in instance.finalizers and self.kube.add_finalizer(
                 instance.namespace, instance.name) is None:
             return Result("gone")
+        # Existing claims that differ from the template go to the engine as they are.
+        rendered = checked.rendered or rendered
         processing = processing_patch(status, rendered, stack, generation, drift,
-                                      checked.retained, self.clock())
+                                      checked.retained, self.clock(), kept=checked.kept)
         patched = self.kube.patch_instance_status(instance.namespace, instance.name, processing)
         if patched is None:
             return Result("gone")

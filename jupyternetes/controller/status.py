@@ -22,11 +22,12 @@ conditions into the apiserver's current list from `jupyternetes.operator.statusm
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from jupyternetes.crd import podstatus
 from jupyternetes.crd.conditions import Condition, condition, find_condition, merge_conditions
+from jupyternetes.policy import pvc
 from jupyternetes.render.exposure import SECRET_EXPOSED
 from jupyternetes.render.objects import Rendered
 
@@ -142,8 +143,10 @@ def current_pods(pods: Pods, outputs: Mapping[str, Any]) -> dict[str, dict | Non
 
 def processing_patch(status: Mapping[str, Any], rendered: Rendered, stack: str,
                      generation: int | None, drift: bool, retained: list | None,
-                     now: str) -> dict[str, Any]:
-    """Before `up`: every rendered entry Processing, entries the template dropped cleared."""
+                     now: str, kept: Sequence[str] = ()) -> dict[str, Any]:
+    """Before `up`: every rendered entry Processing, entries the template dropped cleared;
+    `PVCsKept` True with `kept` (preflight: existing claims used as they are, not as the
+    template says), False once a claim that differed no longer does (absent until then)."""
     conditions = status.get("conditions") or []
     patch: dict[str, Any] = {PROVISIONED_KEY[g]: ("Processing" if objs else "Completed")
                              for g, objs in rendered_groups(rendered).items()}
@@ -151,10 +154,16 @@ def processing_patch(status: Mapping[str, Any], rendered: Rendered, stack: str,
         patch[group] = {o.entry: {"resourceName": o.name, "state": "Processing"} for o in objs}
     for group, nulls in removed_entries(status, rendered).items():
         patch.setdefault(group, {}).update(nulls)
-    patch["conditions"] = merge_conditions(conditions, [condition(
+    updates = [condition(
         "Provisioned", False, "Provisioning",
         f"stack {stack}: {'refresh and ' if drift else ''}up in progress", generation,
-        conditions, now)])
+        conditions, now)]
+    if kept or find_condition(status, pvc.KEPT_CONDITION):
+        updates.append(condition(
+            pvc.KEPT_CONDITION, bool(kept), pvc.KEPT_REASON if kept else "AsTemplated",
+            " ".join(kept) if kept else "every existing claim is as the template says",
+            generation, conditions, now))
+    patch["conditions"] = merge_conditions(conditions, updates)
     patch["stack"] = {"name": stack}
     if retained or status.get("retainedPvcs"):
         patch["retainedPvcs"] = retained or None

@@ -13,10 +13,20 @@ from typing import Any
 
 SUCCEEDED, FAILED = "succeeded", "failed"
 TEMPLATE_CURRENT = "TemplateCurrent"
+# Existing claims used as they are, not as the template says (policy/pvc.py); only present on
+# instances that had such a claim.
+PVCS_KEPT = "PVCsKept"
 # The operator's own condition types, in the order the status lists them.
-CONDITION_TYPES = ("Ready", "Provisioned", "Degraded", TEMPLATE_CURRENT)
+CONDITION_TYPES = ("Ready", "Provisioned", "Degraded", TEMPLATE_CURRENT, PVCS_KEPT)
 
 Condition = dict[str, Any]
+
+# Refusals before any engine call (controller/preflight.py); waiting does not end them, an admin
+# does, so the spawner fails a start on them at once. PVC_CHANGE_REFUSED is what operators
+# before "existing claims are kept as they are" (policy/pvc.py) said.
+OWNERSHIP_CONFLICT = "OwnershipConflict"
+PREFLIGHT_FORBIDDEN = "PreflightForbidden"
+PVC_CHANGE_REFUSED = "PVCChangeRefused"
 
 
 def condition(type_: str, status: bool, reason: str, message: str, generation: int | None,

@@ -27,6 +27,16 @@ LABEL_TEMPLATE_NAMESPACE = f"{LABEL_PREFIX}/templateNamespace"
 LABEL_ENTRY = f"{LABEL_PREFIX}/entry"
 LABEL_ENTRY_GROUP = f"{LABEL_PREFIX}/entryGroup"
 MANAGED_BY = ("app.kubernetes.io/managed-by", "jupyternetes")
+# The account an instance (and so each of its objects) belongs to: set by the spawner on the
+# instance, copied by the render onto every object. Instance names repeat when a user of the
+# same name comes back; accounts do not (jupyternetes.spawner.accounts), so a claim is adopted
+# only by the account that made it (jupyternetes.policy.ownership).
+LABEL_ACCOUNT = f"{LABEL_PREFIX}/account"
+# On a claim released when its account was deleted (the spawner's delete_forever with
+# delete_pvc = False): who it was released from, and when (JSON).
+RELEASED_FROM = f"{LABEL_PREFIX}/released-from"
+# An admin's hand-over of an object to instance <value> (jupyternetes.policy.ownership).
+ADOPT_ANNOTATION = f"{LABEL_PREFIX}/adopt"
 # Stacks are destroyed before an instance goes: the operator holds this finalizer until then.
 FINALIZER = f"{LABEL_PREFIX}/stack"
 MANAGED_SELECTOR = f"{MANAGED_BY[0]}={MANAGED_BY[1]}"

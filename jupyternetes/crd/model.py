@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from jupyternetes.crd.definitions import API_VERSION, INSTANCE_KIND, TEMPLATE_KIND
+from jupyternetes.crd.labels import LABEL_ACCOUNT
 from jupyternetes.crd.naming import is_dns1123_label, is_dns1123_subdomain
 
 ENTRY_GROUPS = ("pvcs", "pods", "otherResources")
@@ -271,6 +272,8 @@ class Instance:
     finalizers: tuple[str, ...] = ()
     # spec.variablesFrom, in order; the Secrets are read by the operator, not parsed here.
     secret_refs: tuple[SecretRef, ...] = ()
+    # The `jupyternetes.kadense.io/account` label (the spawner sets it): whose data this is.
+    account: str | None = None
 
     @property
     def template_namespace(self) -> str:
@@ -300,6 +303,8 @@ class Instance:
         if not isinstance(finalizers, list) or not all(isinstance(f, str) for f in finalizers):
             raise r.fail("metadata.finalizers", "must be a list of strings")
         secret_refs = _parse_secret_refs(r, spec)
+        labels = meta.get("labels")
+        account = labels.get(LABEL_ACCOUNT) if isinstance(labels, Mapping) else None
         return cls(
             name=name,
             namespace=namespace,
@@ -314,6 +319,7 @@ class Instance:
             deletion_timestamp=r.string(meta, "deletionTimestamp", "metadata.deletionTimestamp"),
             finalizers=tuple(finalizers),
             secret_refs=secret_refs,
+            account=account if isinstance(account, str) and account else None,
         )
 
 

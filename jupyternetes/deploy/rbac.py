@@ -33,9 +33,9 @@ Namespaced Roles in each watched namespace when watchNamespaces is set; ClusterR
 operator watches every namespace.
 
 Hub (the spawner): instances and their `<instance>-hub` Secrets (create/get/list/watch/delete/
-patch), pods, events and PVCs (get/list/watch) for progress and poll, in the user namespace only.
-No PVC delete: the spawner's `delete_named_server_pvcs` is off by default; an admin who turns it
-on grants `delete` on persistentvolumeclaims to the hub in addition.
+patch), pods and events (get/list/watch) for progress and poll, PVCs (get/list/watch, and
+delete + patch for delete_forever: a deleted user's claims are deleted, or released by a label
+patch with `delete_pvc = False`), in the user namespace only.
 """
 
 from __future__ import annotations
@@ -107,7 +107,9 @@ def hub_rules() -> list[dict[str, Any]]:
     return [
         rule(GROUP, [INSTANCE_PLURAL], ["create", "get", "list", "watch", "delete", "patch"]),
         rule("", ["secrets"], ["create", "get", "list", "watch", "delete", "patch"]),
-        rule("", ["pods", "events", "persistentvolumeclaims"], ["get", "list", "watch"]),
+        rule("", ["pods", "events"], ["get", "list", "watch"]),
+        # delete + patch: delete_forever deletes or releases a deleted user's claims.
+        rule("", ["persistentvolumeclaims"], ["get", "list", "watch", "delete", "patch"]),
     ]
 
 

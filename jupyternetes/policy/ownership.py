@@ -8,7 +8,17 @@ object with a rendered name is this instance's only when
   (the operator writes them on everything it makes; a claim retained from this instance's
   earlier server carries them), or
 - it has no instance label and an admin annotated it `jupyternetes.kadense.io/adopt: <instance
-  name>` (an explicit opt-in, e.g. to take over a claim made by hand or by the original system).
+  name>` (an explicit opt-in, e.g. to take over a claim made by hand or by the original system,
+  or a claim released when its account was deleted).
+
+and, when both the instance and the object carry the `jupyternetes.kadense.io/account` label,
+the two accounts are the same. Instance names come from user names (`uuid5(user name)`), and a
+user deleted and created again gets the same name, but not the same account (the spawner's
+account id is made from the account's creation time, which never repeats; the hub's numeric
+user id does, as sqlite reuses it). So a later account of the same name never adopts an earlier
+account's object, unless an admin hands it over with the adopt annotation. An object without the
+account label (made before accounts were labelled) is adopted by its instance as before, and
+gets the label with that adoption's apply: once adopted, it is bound to the account.
 
 Anything else (another instance's object, or an unlabelled one without the annotation) is never
 adopted, patched or deleted: the operator refuses before any engine call (reconcile) and again
@@ -23,10 +33,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from jupyternetes.crd.labels import LABEL_INSTANCE, LABEL_INSTANCE_NAMESPACE, LABEL_PREFIX
+from jupyternetes.crd.labels import (
+    ADOPT_ANNOTATION,
+    LABEL_ACCOUNT,
+    LABEL_INSTANCE,
+    LABEL_INSTANCE_NAMESPACE,
+    RELEASED_FROM,
+)
 from jupyternetes.crd.naming import label_value
 
-ADOPT_ANNOTATION = f"{LABEL_PREFIX}/adopt"
+__all__ = ["ADOPT_ANNOTATION", "Conflict", "account_of", "adoption_requested", "conflict",
+           "is_owned_by", "owner_of"]
 
 
 @dataclass(frozen=True)
@@ -63,19 +80,40 @@ def adoption_requested(live: Mapping[str, Any], instance: str) -> bool:
     return annotations.get(ADOPT_ANNOTATION) == instance
 
 
+def account_of(obj: Mapping[str, Any]) -> str | None:
+    """The `jupyternetes.kadense.io/account` label of an object (or rendered manifest)."""
+    value = ((obj.get("metadata") or {}).get("labels") or {}).get(LABEL_ACCOUNT)
+    return value if isinstance(value, str) and value else None
+
+
 def conflict(live: Mapping[str, Any] | None, namespace: str, instance: str,
-             what: str = "") -> Conflict | None:
+             what: str = "", account: str | None = None) -> Conflict | None:
     """None when `live` (the existing object with a rendered name, or None) may be created or
-    updated by instance `namespace/instance`; otherwise the Conflict, with the admin's message.
-    `what` names the template entry (`pvcs/workspace`) in the message."""
-    if live is None or is_owned_by(live, namespace, instance):
+    updated by instance `namespace/instance` of `account` (None: an instance not bound to an
+    account); otherwise the Conflict, with the admin's message. `what` names the template entry
+    (`pvcs/workspace`) in the message."""
+    if live is None:
         return None
     meta = live.get("metadata") or {}
     kind = str(live.get("kind") or "object")
     obj_ns, name = str(meta.get("namespace") or namespace), str(meta.get("name") or "?")
-    owner = owner_of(live)
     ref = f"{kind} {obj_ns}/{name}"
     entry = f" (entry {what})" if what else ""
+    hand_over = (f"kubectl annotate {kind.lower()} -n {obj_ns} {name} "
+                 f"{ADOPT_ANNOTATION}={instance}")
+    if is_owned_by(live, namespace, instance):
+        theirs = account_of(live)
+        if (account is None or theirs is None or theirs == account
+                or adoption_requested(live, instance)):
+            return None
+        return Conflict(kind, obj_ns, name, owner_of(live), (
+            f"{ref}, the name this instance's{entry} object gets, belongs to another account "
+            f"of the same name (its {LABEL_ACCOUNT} label is {theirs}, this instance's is "
+            f"{account}): a user deleted and created again is a new account, and an earlier "
+            f"account's data is never handed to it by name alone. It is not adopted, patched "
+            f"or deleted. If this user should have it, hand it over: {hand_over} --overwrite; "
+            f"otherwise move or delete it."))
+    owner = owner_of(live)
     if owner is None and adoption_requested(live, instance):
         return None
     if owner is not None:
@@ -85,9 +123,11 @@ def conflict(live: Mapping[str, Any] | None, namespace: str, instance: str,
                    f"two instances' names collide: rename this instance or the template entry "
                    f"(hub-made instance names never collide with each other).")
     else:
+        released = (meta.get("annotations") or {}).get(RELEASED_FROM)
+        origin = (f"was released when its account was deleted ({RELEASED_FROM}: {released})"
+                  if released else f"belongs to no jupyternetes instance (it has no "
+                  f"{LABEL_INSTANCE} label)")
         message = (f"{ref}, the name this instance's{entry} object gets, already exists and "
-                   f"belongs to no jupyternetes instance (it has no {LABEL_INSTANCE} label); it "
-                   f"is not adopted, patched or deleted. If it holds this instance's data, hand "
-                   f"it over: kubectl annotate {kind.lower()} -n {obj_ns} {name} "
-                   f"{ADOPT_ANNOTATION}={instance}; otherwise rename or delete it.")
+                   f"{origin}; it is not adopted, patched or deleted. If it holds this "
+                   f"instance's data, hand it over: {hand_over}; otherwise move or delete it.")
     return Conflict(kind, obj_ns, name, owner, message)

@@ -1,14 +1,18 @@
-"""What a template edit may do to a user's existing claim (pure: plain dicts in, decisions out).
+"""What a template may do to a user's existing claim (pure: plain dicts in, decisions out).
 
-The rule (README, "The user's PVC under template edits"):
+The rule (README, "Existing claims that differ from the template"): an existing claim is never
+replaced, shrunk or blocked by a template that says otherwise.
 
 - a bigger size is an expansion request, applied in place to the same claim, when the claim's
-  StorageClass allows it (`allowVolumeExpansion: true`); otherwise it is refused and says so;
-- a smaller size, or a change of a field the apiserver keeps immutable (IMMUTABLE_FIELDS), is
-  refused before any engine call: Pulumi would replace the claim, which with its name fixed can
-  only fail half way (the retained old claim blocks the new one) or lose track of the data. The
-  claim, its data and the running server stay as they are; the message names the field, both
-  values and what the admin can do;
+  StorageClass allows it (`allowVolumeExpansion: true`);
+- every other difference keeps the claim as it is: a claim larger than the template (an admin
+  grew it with `kubectl patch`, or migrated it in), a growth its StorageClass cannot make, and a
+  changed immutable field (IMMUTABLE_FIELDS: storage class, access modes, ...), whether from a
+  template edit, another profile's template or a claim made by hand. The object handed to the
+  engine carries the claim's own values for those fields (`as_is`), so Pulumi neither replaces
+  the claim (with its name fixed that could only fail half way or lose track of the data) nor
+  asks the apiserver to shrink it; the start goes on, and the `PVCsKept` condition says which
+  field differs, both values and what the admin can do;
 - a claim of the instance that the template no longer renders (entry renamed or removed) is
   never deleted: it stays with its data and is listed in `status.retainedPvcs`.
 
@@ -18,34 +22,39 @@ Only fields the template sets are compared: the apiserver and controllers fill i
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from jupyternetes.crd.conditions import PVCS_KEPT
 from jupyternetes.crd.labels import LABEL_ENTRY
 from jupyternetes.policy.ownership import is_owned_by
 
 IMMUTABLE_FIELDS = ("storageClassName", "accessModes", "selector", "volumeName", "volumeMode",
                     "dataSource", "dataSourceRef")
 SIZE_FIELD = "resources.requests.storage"
-REASON = "PVCChangeRefused"
+# The condition (type, reason) that says an existing claim is used as it is, not as templated.
+KEPT_CONDITION = PVCS_KEPT
+KEPT_REASON = "ClaimKeptAsItIs"
 
 
 @dataclass(frozen=True)
-class Refusal:
+class Kept:
+    """A field of an existing claim that differs from the template and is kept as it is."""
+
     entry: str
     claim: str  # namespace/name
     field: str  # path under spec
-    old: Any
-    new: Any
+    live: Any  # the claim's value (None: unset), which is used
+    wanted: Any  # the template's value, which is not applied
     why: str
 
     def message(self, template_ref: str) -> str:
-        return (f"template {template_ref} changes spec.{self.field} of PVC {self.claim} (entry "
-                f"pvcs/{self.entry}) from {show(self.old)} to {show(self.new)}: {self.why}. "
-                f"The change is not applied; the claim, its data and the running server are "
-                f"left as they are.")
+        return (f"PVC {self.claim} (entry pvcs/{self.entry}) is used as it is: its "
+                f"spec.{self.field} is {show(self.live)}, template {template_ref} asks for "
+                f"{show(self.wanted)}; {self.why}.")
 
 
 @dataclass(frozen=True)
@@ -78,44 +87,42 @@ def storage_request(spec: Mapping[str, Any] | None) -> Any:
 
 
 def immutable_changes(entry: str, claim: str, rendered: Mapping[str, Any],
-                      live: Mapping[str, Any]) -> list[Refusal]:
-    """Refusals for immutable fields the template sets to something else than the claim has."""
-    refusals = []
+                      live: Mapping[str, Any]) -> list[Kept]:
+    """The immutable fields the template sets to something else than the claim has."""
+    kept = []
     for name in IMMUTABLE_FIELDS:
         new, old = rendered.get(name), live.get(name)
         if new is None or new == old:
             continue
-        refusals.append(Refusal(
+        kept.append(Kept(
             entry, claim, name, old, new,
-            f"spec.{name} of an existing claim is immutable and Pulumi would have to delete "
-            f"and recreate the claim under the same name, which would lose the user's data. "
-            f"To apply it: set spec.{name} back to {show(old)} in the template; or give the "
-            f"entry a new name (a new claim is made, the old one is kept and listed in "
-            f"status.retainedPvcs) and move the data; or, if its data is not needed, delete "
-            f"the claim (the server's next start makes a new one)"))
-    return refusals
+            f"spec.{name} of an existing claim cannot change (Kubernetes keeps it immutable) "
+            f"and replacing the claim would lose the user's data. To give this user the "
+            f"template's value: move the data and delete the claim (the next start makes a "
+            f"new one), or give the entry a new name (a new claim is made; the old one is kept "
+            f"and listed in status.retainedPvcs)"))
+    return kept
 
 
 def size_change(entry: str, claim: str, rendered: Mapping[str, Any],
-                live: Mapping[str, Any]) -> tuple[Refusal | None, Expansion | None]:
-    """(refusal of a shrink, expansion request of a growth); (None, None) when unchanged or
-    when either size is not a quantity (the apiserver then says what is wrong)."""
+                live: Mapping[str, Any]) -> tuple[Kept | None, Expansion | None]:
+    """(the claim's larger size kept, expansion request of a growth); (None, None) when
+    unchanged or when either size is not a quantity (the apiserver then says what is wrong)."""
     new_text, old_text = storage_request(rendered), storage_request(live)
     new, old = quantity(new_text), quantity(old_text)
     if new is None or old is None or new == old:
         return None, None
     if new < old:
-        return Refusal(entry, claim, SIZE_FIELD, old_text, new_text,
-                       "a claim cannot shrink; keep the size, or give the entry a new name "
-                       "for a new, smaller claim (the old one is kept and listed in "
-                       "status.retainedPvcs)"), None
+        return Kept(entry, claim, SIZE_FIELD, old_text, new_text,
+                    "a claim never shrinks (an admin may have grown it, or it was migrated in "
+                    "larger), so the larger claim is used"), None
     return None, Expansion(entry, claim, str(old_text), str(new_text),
                            str(live.get("storageClassName") or ""))
 
 
 def expansion_refusal(expansion: Expansion,
-                      storage_class: Mapping[str, Any] | None) -> Refusal | None:
-    """None when the claim's StorageClass allows expansion, else why not."""
+                      storage_class: Mapping[str, Any] | None) -> Kept | None:
+    """None when the claim's StorageClass allows expansion, else the size kept and why."""
     name = expansion.storage_class
     if not name:
         why = ("the claim has no StorageClass (a statically bound volume), and only claims of "
@@ -128,8 +135,26 @@ def expansion_refusal(expansion: Expansion,
                f"size at {expansion.old}")
     else:
         return None
-    return Refusal(expansion.entry, expansion.claim, SIZE_FIELD, expansion.old, expansion.new,
-                   why)
+    return Kept(expansion.entry, expansion.claim, SIZE_FIELD, expansion.old, expansion.new,
+                f"the claim keeps its size: {why}")
+
+
+def as_is(rendered: Mapping[str, Any], kept: Iterable[Kept]) -> dict[str, Any]:
+    """A copy of the rendered claim spec with the claim's own value of every kept field (a
+    field the claim does not set is left out), so the engine asks for no change there."""
+    spec = copy.deepcopy(dict(rendered))
+    for item in kept:
+        if item.field == SIZE_FIELD:
+            resources = dict(spec.get("resources") or {})
+            requests = dict(resources.get("requests") or {})
+            requests["storage"] = item.live
+            resources["requests"] = requests
+            spec["resources"] = resources
+        elif item.live is None:
+            spec.pop(item.field, None)
+        else:
+            spec[item.field] = copy.deepcopy(item.live)
+    return spec
 
 
 def retained_claims(owned: Iterable[Mapping[str, Any]], namespace: str, instance: str,

@@ -25,6 +25,7 @@ from typing import Any
 
 from jupyternetes.crd.definitions import API_VERSION, INSTANCE_KIND
 from jupyternetes.crd.labels import (
+    LABEL_ACCOUNT,
     LABEL_ENTRY,
     LABEL_ENTRY_GROUP,
     LABEL_INSTANCE,
@@ -233,6 +234,10 @@ def _render_entry(template: Template, instance: Instance, group: str, entry: Tem
         LABEL_ENTRY_GROUP: group,
         MANAGED_BY[0]: MANAGED_BY[1],
     })
+    # Whose data it is comes from the instance alone (the spawner's label), never a template.
+    labels.pop(LABEL_ACCOUNT, None)
+    if instance.account and is_label_value(instance.account):
+        labels[LABEL_ACCOUNT] = instance.account
     manifest: dict[str, Any] = {
         "apiVersion": api_version,
         "kind": kind,

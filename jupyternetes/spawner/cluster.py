@@ -245,22 +245,29 @@ class SharedCluster:
         items, _ = self.kube.list_pods(self.namespace, f"{LABEL_INSTANCE}={name}")
         return items
 
-    def delete_pvcs(self, selector: str) -> list[str]:
-        """Delete the PVCs matching `selector`; their names."""
-        what = f"delete PVCs {selector} in {self.namespace}"
+    def list_pvcs(self, selector: str) -> list[dict]:
+        """The PVCs matching `selector`, read from the apiserver (not the cache)."""
         try:
             resp = self.kube.core.list_namespaced_persistent_volume_claim(
                 self.namespace, label_selector=selector, _preload_content=False)
-            names = [p["metadata"]["name"] for p in json.loads(resp.data).get("items") or []]
-            for pvc in names:
-                try:
-                    self.kube.core.delete_namespaced_persistent_volume_claim(pvc, self.namespace)
-                except ApiException as exc:
-                    if exc.status != 404:
-                        raise
         except ApiException as exc:
-            raise to_kube_error(exc, what) from exc
-        return names
+            raise to_kube_error(exc, f"list PVCs {selector} in {self.namespace}") from exc
+        return list(json.loads(resp.data).get("items") or [])
+
+    def delete_pvc(self, name: str) -> None:
+        try:
+            self.kube.core.delete_namespaced_persistent_volume_claim(name, self.namespace)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise to_kube_error(exc, f"delete PVC {self.namespace}/{name}") from exc
+
+    def patch_pvc(self, name: str, patch: dict) -> None:
+        try:
+            self.kube.core.patch_namespaced_persistent_volume_claim(
+                name, self.namespace, patch, _content_type=MERGE_PATCH, _preload_content=False)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise to_kube_error(exc, f"patch PVC {self.namespace}/{name}") from exc
 
     # ---- sources for the watches ------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from jupyternetes.crd import conditions as reasons
 from jupyternetes.crd import podstatus
 
 WAITING, READY, FAILED = "waiting", "ready", "failed"
@@ -21,6 +22,10 @@ FATAL_PROVISION_REASONS = frozenset({
     # spec.variablesFrom (jupyternetes/secretvars.py). SecretMissing is not here: the spawner
     # creates the Secret just before the instance, and the operator retries it.
     "DuplicateVariable", "SecretInvalid",
+    # Preflight refusals (controller/preflight.py): a claim or object with the instance's name
+    # that is not its own (another instance's, another account's, released, made by hand), or
+    # a read the operator's RBAC forbids. Only an admin ends them.
+    reasons.OWNERSHIP_CONFLICT, reasons.PREFLIGHT_FORBIDDEN, reasons.PVC_CHANGE_REFUSED,
 })
 # Container waiting reasons that mean the pod will not come up by itself.
 FATAL_POD_REASONS = ("ImagePullBackOff", "CrashLoopBackOff", "InvalidImageName",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from jupyternetes.crd.definitions import API_VERSION, INSTANCE_KIND
-from jupyternetes.crd.labels import MANAGED_BY
+from jupyternetes.crd.labels import LABEL_ACCOUNT, MANAGED_BY
 from jupyternetes.crd.naming import label_value
 
 # Set on the hub's instances: the shared watch selects on it, and admins can list them.
@@ -22,18 +22,24 @@ def secret_name(instance_name: str) -> str:
 
 
 def instance_body(name: str, namespace: str, template_name: str, template_namespace: str | None,
-                  variables: Mapping[str, str], user_name: str, server_name: str) -> dict:
+                  variables: Mapping[str, str], user_name: str, server_name: str,
+                  account: str | None = None) -> dict:
+    """`account` (spawner.accounts.account_id) goes on as the account label, which the
+    operator copies onto every object and checks before it adopts a claim."""
     template: dict[str, str] = {"name": template_name}
     if template_namespace:
         template["namespace"] = template_namespace
+    labels = {SPAWNER_LABEL[0]: SPAWNER_LABEL[1], USER_LABEL: label_value(user_name),
+              SERVER_LABEL: label_value(server_name)}
+    if account:
+        labels[LABEL_ACCOUNT] = account
     return {
         "apiVersion": API_VERSION,
         "kind": INSTANCE_KIND,
         "metadata": {
             "name": name,
             "namespace": namespace,
-            "labels": {SPAWNER_LABEL[0]: SPAWNER_LABEL[1], USER_LABEL: label_value(user_name),
-                       SERVER_LABEL: label_value(server_name)},
+            "labels": labels,
             # Labels are shortened for long or odd names; annotations keep the real ones.
             "annotations": {USER_ANNOTATION: user_name, SERVER_ANNOTATION: server_name},
         },

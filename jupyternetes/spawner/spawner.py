@@ -5,6 +5,10 @@ Secret's ownerReference; returns `http://<podAddress>:<portNumber>` once the ins
 or raises `SpawnException` with the instance's own message as soon as its status says it failed.
 stop: delete the instance, return once its pods are gone (PVCs stay).
 poll / progress: from the hub-wide watch cache (`cluster.SharedCluster`), never a relist per user.
+delete_forever (the user or the named server deleted for good): the claims are deleted
+(`delete_pvc`, the default) or released, so a later account of the same name never gets them
+(`accounts`: every instance carries its account's id, and the operator adopts a claim only for
+the same account).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from datetime import UTC, datetime
 from inspect import isawaitable
 from pathlib import Path
 from typing import Any
@@ -20,10 +25,10 @@ from jupyterhub.spawner import Spawner, SpawnException
 from tornado.httpclient import AsyncHTTPClient
 from traitlets import Bool, Callable, Dict, Float, Integer, List, Unicode, Union, default
 
-from jupyternetes.crd.labels import LABEL_ENTRY_GROUP, LABEL_INSTANCE
+from jupyternetes.crd.labels import LABEL_ACCOUNT, LABEL_ENTRY_GROUP, LABEL_INSTANCE
 from jupyternetes.crd.naming import instance_name_for_user
 from jupyternetes.kube.errors import KubeError
-from jupyternetes.spawner import decisions, manifests, profiles, progress, variables
+from jupyternetes.spawner import accounts, decisions, manifests, profiles, progress, variables
 from jupyternetes.spawner.cluster import SharedCluster
 
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
@@ -76,9 +81,15 @@ class JupyternetesSpawner(Spawner):
         config=True)
     pod_entry = Unicode("", help="Template pod entry of the notebook server (default: the first "
                         "pod with an address).").tag(config=True)
-    delete_named_server_pvcs = Bool(False, help="""
-        When a named server is deleted (delete_forever), delete its PVCs too. The default
-        server's PVCs are never deleted by the spawner.""").tag(config=True)
+    delete_pvc = Bool(True, help="""
+        When a user, or a named server, is deleted for good (the hub's delete_forever): True
+        (default, as KubeSpawner) deletes the server's PVCs; False keeps them but releases
+        them: the instance and account labels are removed and a
+        `jupyternetes.kadense.io/released-from` annotation says from whom and when, so no
+        server adopts them again (a new user of the same name included) until an admin hands
+        one over with `kubectl annotate pvc <name> jupyternetes.kadense.io/adopt=<instance>`.
+        Needs `delete` (True) or `patch` (False) on persistentvolumeclaims for the hub.""").tag(
+        config=True)
     api_workers = Integer(8, help="Threads for blocking Kubernetes API calls (hub-wide).").tag(
         config=True)
     delete_timeout = Float(300, help="Seconds stop() waits for the instance and its pods to "
@@ -157,6 +168,18 @@ class JupyternetesSpawner(Spawner):
         server (built here from public attributes; the hub's helper for it is private)."""
         return f"{self.user.name}:{self.name}" if self.name else self.user.name
 
+    def _account(self) -> str | None:
+        """The account's id (see spawner.accounts): from the hub's record of when the user was
+        created, so the same for every server and after every hub restart."""
+        created = getattr(self.user, "created", None)
+        account = accounts.account_id(self.user.name, created if isinstance(
+            created, datetime) else None)
+        if account is None:
+            self.log.warning("jupyternetes: the hub has no creation time for user %s; their "
+                             "claims are not bound to the account (delete_forever still "
+                             "deletes or releases them)", self.user.name)
+        return account
+
     # ---- state ------------------------------------------------------------------------------
 
     def get_state(self) -> dict:
@@ -225,7 +248,7 @@ class JupyternetesSpawner(Spawner):
             await cluster.call(cluster.replace_secret, manifests.secret_body(
                 name, ns, variables.secret_data(self.api_token)))
             body = manifests.instance_body(name, ns, template_name, template_ns, values,
-                                           self.user.name, self.name or "")
+                                           self.user.name, self.name or "", self._account())
             created = await cluster.call(cluster.create_instance, body)
             self.instance_uid = created["metadata"]["uid"]
             await cluster.call(cluster.patch_secret, manifests.secret_name(name),
@@ -361,13 +384,33 @@ class JupyternetesSpawner(Spawner):
     # ---- delete_forever ---------------------------------------------------------------------
 
     async def delete_forever(self) -> None:
-        """A deleted named server's PVCs go too, if the admin enabled it; never the default
-        server's (its PVC is the user's home across every start)."""
-        if not self.name or not self.delete_named_server_pvcs:
-            return
+        """The user or this named server is deleted for good: its claims are deleted
+        (`delete_pvc`) or released, never left for a later account of the same name.
+        The instance goes first, so no `up` re-labels a claim while it is released."""
         cluster = await self._cluster()
         name = self._name()
-        selector = f"{LABEL_INSTANCE}={name},{LABEL_ENTRY_GROUP}=pvcs"
-        deleted = await cluster.call(cluster.delete_pvcs, selector)
-        self.log.info("jupyternetes: deleted PVCs %s of %s", ", ".join(deleted) or "(none)",
-                      self._server_label())
+        account = self._account()
+        try:
+            await self._delete_and_wait(cluster, name)
+            selector = f"{LABEL_INSTANCE}={name},{LABEL_ENTRY_GROUP}=pvcs"
+            claims = await cluster.call(cluster.list_pvcs, selector)
+            done: list[str] = []
+            for pvc in claims:
+                claim = pvc["metadata"]["name"]
+                if not accounts.is_this_accounts(pvc, account):
+                    self.log.warning("jupyternetes: PVC %s/%s belongs to another account "
+                                     "(label %s); left as it is", self.namespace, claim,
+                                     LABEL_ACCOUNT)
+                    continue
+                if self.delete_pvc:
+                    await cluster.call(cluster.delete_pvc, claim)
+                else:
+                    await cluster.call(cluster.patch_pvc, claim, accounts.release_patch(
+                        self.user.name, self.name or "", account, name, datetime.now(UTC)))
+                done.append(claim)
+        except KubeError as exc:
+            # The hub logs this and deletes the user anyway; the account label still keeps
+            # the claims from a later account of the same name.
+            raise self._spawn_failure(f"{exc.what}: {exc.message}", "apiserver") from exc
+        self.log.info("jupyternetes: %s PVCs %s of %s", "deleted" if self.delete_pvc else
+                      "released", ", ".join(done) or "(none)", self._server_label())

@@ -5,7 +5,8 @@ conftest.py). All lazy: nothing starts unless a test asks.
   `cluster.loopback_placement()` into a pod spec (or a template's pod spec) to land there.
 - `pod_runner` (session): the `PodRunner` playing that node's container runtime: its pods'
   containers run as local processes, bound to the pod IP. `pod_runner.provide_volume(ns, claim)`
-  pre-binds a PersistentVolume; `pod_runner.pvc_dir(ns, claim)` is where the claim's files are.
+  pre-binds a PersistentVolume (a new one once the old was released); `pod_runner.claim_dir(ns,
+  claim)` is where the bound claim's files are (`pvc_dir` for the first volume of a name).
 - `hub_factory` (per test): `hub_factory(namespace=..., spawner_config=..., extra_config=...,
   env=...)` starts a `Hub` (real jupyterhub + configurable-http-proxy) whose
   JupyternetesSpawner uses the test cluster's kubeconfig; every hub is stopped after the test.

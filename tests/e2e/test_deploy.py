@@ -503,6 +503,10 @@ def hub_kubeconfig(deployed: Deployed) -> Path:
     ("create", TEMPLATE_PLURAL, "user", GROUP, False),
     ("patch", INSTANCE_PLURAL, "user", GROUP, True),
     ("update", "pods", "user", "", False),
+    # delete_forever deletes (delete_pvc) or releases (a label patch) a deleted user's claims.
+    ("delete", "persistentvolumeclaims", "user", "", True),
+    ("patch", "persistentvolumeclaims", "user", "", True),
+    ("delete", "persistentvolumeclaims", "other", "", False),
 ])
 def test_hub_access(deployed: Deployed, hub_kubeconfig, verb, resource, where, group, allowed):
     ns = {"": "", "user": deployed.user_ns, "hub": deployed.hub_ns,

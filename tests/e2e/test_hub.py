@@ -324,13 +324,14 @@ def test_named_server_gets_its_own_instance(env: HubEnv) -> None:
     assert status.status_code == 200
     assert env.instance(named)["spec"]["variables"]["jupyterhub.server.name"] == "second"
 
-    # Deleting the named server for good removes its instance; its PVC stays unless the admin
-    # set delete_named_server_pvcs (off here), and the default server is untouched.
+    # Deleting the named server for good removes its instance and its PVC (delete_pvc, the
+    # default); the default server and its PVC are untouched.
     status, body = env.hub.api("DELETE", "/users/nora/servers/second", {"remove": True})
     assert status in (202, 204), (status, body)
     wait_for("nora's second server deleted", lambda: env.server_model(user, "second") is None)
     wait_for("its instance gone", lambda: env.instance(named) is None, timeout=120)
-    assert env.pvc(f"{named}-workspace") is not None
+    wait_for("its PVC deleted", lambda: env.pvc(f"{named}-workspace") is None, timeout=120)
+    assert env.pvc(f"{default}-workspace") is not None
     assert env.answers(user)
 
 
@@ -363,7 +364,12 @@ def test_hub_restart_finds_the_running_server(env: HubEnv) -> None:
     uid = env.instance(name)["metadata"]["uid"]
     pod_uid = env.pods(name)[0].metadata.uid
     env.hub.restart()
-    assert (env.server_model(user) or {}).get("ready"), env.server_model(user)
+    # The hub answers before its spawners are loaded when that takes over 10 s (a loaded
+    # machine: "init_spawners did not complete within 10 seconds"), then finishes in the
+    # background: wait for it, as a user reloading the page would.
+    wait_for("carol's server ready in the restarted hub",
+             lambda: (env.server_model(user) or {}).get("ready"), timeout=120,
+             describe=lambda: env.describe(name))
     assert env.answers(user)
     # Same instance, same pod: no second instance, no restart of the server.
     assert env.instance(name)["metadata"]["uid"] == uid

@@ -216,20 +216,24 @@ def test_template_edits_of_a_pvc_keep_the_users_claim(hub, namespace, volumes, s
         assert hub.pod(ns, f"{name}-notebook")["metadata"]["uid"] == pod_uid
         hub.wait_event(ns, name, "Normal", "Provisioned", "expansion of PVC")
 
-        # 2. An immutable field: refused with the field and both values, nothing touched.
+        # 2. An immutable field: the claim is used as it is, the condition names the field and
+        #    both values; the template's other changes are applied, nothing replaced.
         def reclass(spec: dict) -> None:
             spec["pvcs"][0]["spec"]["storageClassName"] = "e2e-other"
-        edit_template(hub, template, reclass)
-        inst = wait_for("the change refused", template_not_current,
+        gen = edit_template(hub, template, reclass)
+        inst = wait_for("the edit applied with the claim kept", at_generation(gen),
                         describe=lambda: hub.describe(ns, name) + op.log_tail())
-        cond = condition(inst, "TemplateCurrent")
-        assert cond.get("reason") == "PVCChangeRefused", hub.describe(ns, name)
+        cond = condition(inst, "PVCsKept")
+        assert cond.get("status") == "True", hub.describe(ns, name)
+        assert cond.get("reason") == "ClaimKeptAsItIs", cond
         for text in ("storageClassName", expandable_class, "e2e-other", original):
             assert text in cond["message"], cond["message"]
-        hub.wait_event(ns, name, "Warning", "PVCChangeRefused", "storageClassName")
+        assert condition(inst, "TemplateCurrent")["status"] == "True"
         kept = claim(hub, ns, original)
         assert kept["metadata"]["uid"] == uid
         assert kept["spec"]["storageClassName"] == expandable_class
+        summary = inst["status"]["stack"]["lastUpdate"]["changeSummary"]
+        assert not summary.get("replace") and not summary.get("delete"), summary
         assert hub.pod(ns, f"{name}-notebook")["metadata"]["uid"] == pod_uid
         assert condition(inst, "Provisioned")["status"] == "True"  # the server still runs
 

@@ -243,8 +243,10 @@ def test_hub_role_in_the_user_namespace_only():
         ["create", "delete", "get", "list", "patch", "watch"]
     assert verbs(role["rules"], "", "pods") == ["get", "list", "watch"]
     assert verbs(role["rules"], "", "events") == ["get", "list", "watch"]
-    # The spawner's progress watches claims; it never deletes them unless the admin adds it.
-    assert verbs(role["rules"], "", "persistentvolumeclaims") == ["get", "list", "watch"]
+    # The spawner's progress watches claims; delete_forever deletes or releases (patches) a
+    # deleted user's claims.
+    assert verbs(role["rules"], "", "persistentvolumeclaims") == \
+        ["delete", "get", "list", "patch", "watch"]
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "jhub",
                                     "namespace": "hub"}]
 

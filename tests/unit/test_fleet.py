@@ -88,19 +88,19 @@ def test_pvc_growth_depends_on_the_storage_class() -> None:
     assert plan(proposed, [instance("a")], expandable={None: True}).plans[0].outcome == \
         fleet.PVC_EXPAND
     refused = plan(proposed, [instance("a")], expandable={None: False}).plans[0]
-    assert refused.outcome == fleet.PVC_REFUSED
+    assert refused.outcome == fleet.PVC_KEPT
     assert "does not allow volume expansion" in refused.objects[0].note
 
 
-def test_pvc_shrink_and_immutable_fields_are_refused() -> None:
+def test_pvc_shrink_and_immutable_fields_keep_the_claim() -> None:
     shrink = seed_template(5)
     shrink["spec"]["pvcs"][0]["spec"]["resources"]["requests"]["storage"] = "512Mi"
     assert plan(shrink, [instance("a")], expandable={None: True}).plans[0].objects[0].note == \
-        "a claim cannot shrink"
+        "a claim never shrinks: the larger claim is used"
     modes = seed_template(5)
     modes["spec"]["pvcs"][0]["spec"]["accessModes"] = ["ReadWriteMany"]
     result = plan(modes, [instance("a")], expandable={None: True}).plans[0]
-    assert result.outcome == fleet.PVC_REFUSED and "immutable" in result.objects[0].note
+    assert result.outcome == fleet.PVC_KEPT and "immutable" in result.objects[0].note
 
 
 def test_renamed_pvc_entry_is_a_new_claim_and_the_old_one_is_kept() -> None:
@@ -189,7 +189,7 @@ def test_summary_says_which_instances_also_lose_their_pod() -> None:
     pod_spec(proposed)["containers"][0]["image"] = "new:1"
     proposed["spec"]["pvcs"][0]["spec"]["accessModes"] = ["ReadWriteMany"]
     summary = plan(proposed, [instance("a"), instance("b")])
-    assert summary.counts()[fleet.PVC_REFUSED] == 2
+    assert summary.counts()[fleet.PVC_KEPT] == 2
     assert summary.touched()[fleet.POD_REPLACED] == 2
     text = fleet.format_summary(summary)
     assert "Instances with at least one object that is: pod-replaced 2" in text

@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
-from jupyternetes.crd.labels import LABEL_INSTANCE, LABEL_INSTANCE_NAMESPACE
+from jupyternetes.crd.labels import (
+    LABEL_ACCOUNT,
+    LABEL_INSTANCE,
+    LABEL_INSTANCE_NAMESPACE,
+    RELEASED_FROM,
+)
 from jupyternetes.crd.naming import label_value
-from jupyternetes.policy.ownership import ADOPT_ANNOTATION, conflict, is_owned_by, owner_of
+from jupyternetes.policy.ownership import (
+    ADOPT_ANNOTATION,
+    account_of,
+    conflict,
+    is_owned_by,
+    owner_of,
+)
 
 
 def pvc(name: str = "alice-data-home", labels: dict | None = None,
@@ -59,3 +70,47 @@ def test_long_instance_names_compare_by_their_label_value():
     assert is_owned_by(pvc(labels=labels_of(long_name)), "hub", long_name)
     assert owner_of(pvc(labels=labels_of(long_name))) == f"hub/{label_value(long_name)}"
     assert owner_of(pvc()) is None
+
+
+# ---- the account: a later user of the same name is another account -------------------------
+
+
+def test_an_earlier_accounts_claim_is_not_adopted_by_a_namesake():
+    old = pvc(labels={**labels_of("u1"), LABEL_ACCOUNT: "acc-old"})
+    found = conflict(old, "hub", "u1", "pvcs/home", account="acc-new")
+    assert found is not None
+    for part in ("another account of the same name", "acc-old", "acc-new",
+                 f"{ADOPT_ANNOTATION}=u1 --overwrite"):
+        assert part in found.message, (part, found.message)
+    assert conflict(old, "hub", "u1", account="acc-old") is None
+
+
+def test_an_admin_hands_an_earlier_accounts_claim_over_on_purpose():
+    old = pvc(labels={**labels_of("u1"), LABEL_ACCOUNT: "acc-old"},
+              annotations={ADOPT_ANNOTATION: "u1"})
+    assert conflict(old, "hub", "u1", account="acc-new") is None
+
+
+def test_a_claim_from_before_accounts_is_adopted_by_its_instance():
+    """Existing users keep their data: the claim gets the account label with this adoption."""
+    legacy = pvc(labels=labels_of("u1"))
+    assert conflict(legacy, "hub", "u1", account="acc") is None
+
+
+def test_an_instance_without_an_account_adopts_its_own_claims_as_before():
+    assert conflict(pvc(labels={**labels_of("u1"), LABEL_ACCOUNT: "acc"}), "hub", "u1") is None
+
+
+def test_a_released_claim_says_from_whom_and_needs_the_admins_annotation():
+    released = pvc(annotations={RELEASED_FROM: '{"user": "vera", "account": "acc-old"}'})
+    found = conflict(released, "hub", "u1", account="acc-new")
+    assert found is not None and found.owner is None
+    assert "released when its account was deleted" in found.message
+    assert "vera" in found.message and f"{ADOPT_ANNOTATION}=u1" in found.message
+    handed = pvc(annotations={RELEASED_FROM: "{}", ADOPT_ANNOTATION: "u1"})
+    assert conflict(handed, "hub", "u1", account="acc-new") is None
+
+
+def test_account_of_reads_the_label():
+    assert account_of(pvc(labels={LABEL_ACCOUNT: "a"})) == "a"
+    assert account_of(pvc()) is None

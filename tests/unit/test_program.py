@@ -297,17 +297,36 @@ def test_create_guard_refuses_another_instances_object_and_allows_its_own():
     guard(theirs, instance=None)  # no instance given: nothing to check against
 
 
+def test_create_guard_refuses_an_earlier_accounts_claim_of_the_same_instance_name():
+    import asyncio
+
+    from jupyternetes.crd.labels import LABEL_ACCOUNT, LABEL_INSTANCE, LABEL_INSTANCE_NAMESPACE
+
+    def guard(live, account):
+        return asyncio.run(program.guard_create(lambda: live, "v1", "PersistentVolumeClaim",
+                                                "hub/u-home", ("hub", "u"), "pvcs/home",
+                                                account))
+
+    earlier = _claim({LABEL_INSTANCE: "u", LABEL_INSTANCE_NAMESPACE: "hub",
+                      LABEL_ACCOUNT: "old"})
+    with pytest.raises(program.ProgramError, match="another account of the same name"):
+        guard(earlier, "new")
+    guard(earlier, "old")
+    guard(_claim({LABEL_INSTANCE: "u", LABEL_INSTANCE_NAMESPACE: "hub"}), "new")  # unlabelled
+
+
 def test_create_guard_targets_come_from_the_manifests_not_the_hook_inputs():
     specs = program.as_object_specs([
         {"group": "pvcs", "entry": "home", "manifest": {
             "apiVersion": "v1", "kind": "PersistentVolumeClaim",
             "metadata": {"name": "a-home", "namespace": "hub",
-                         "labels": {"secret": "token-value"}}}},
+                         "labels": {"secret": "token-value",
+                                    "jupyternetes.kadense.io/account": "acc1"}}}},
         {"group": "otherResources", "entry": "svc", "manifest": {
             "apiVersion": "v1", "kind": "Service", "metadata": {"name": "a-svc"}}}])
     assert program.guard_targets(specs) == {
-        "pvcs/home": ("v1", "PersistentVolumeClaim", "hub", "a-home"),
-        "otherResources/svc": ("v1", "Service", "default", "a-svc")}
+        "pvcs/home": ("v1", "PersistentVolumeClaim", "hub", "a-home", "acc1"),
+        "otherResources/svc": ("v1", "Service", "default", "a-svc", None)}
 
 
 def test_an_object_holding_a_secret_keeps_its_output_metadata_secret():

@@ -1,10 +1,13 @@
-"""What a template edit may do to an existing claim: grow it, or be refused; never lose it."""
+"""What a template may do to an existing claim: grow it, or leave it as it is; never lose it."""
 
 from __future__ import annotations
 
 from jupyternetes.crd.labels import LABEL_ENTRY, LABEL_INSTANCE, LABEL_INSTANCE_NAMESPACE
 from jupyternetes.policy.pvc import (
+    SIZE_FIELD,
     Expansion,
+    Kept,
+    as_is,
     expansion_refusal,
     immutable_changes,
     retained_claims,
@@ -24,12 +27,13 @@ def test_fields_the_template_does_not_set_are_not_compared():
     assert immutable_changes("workspace", CLAIM, spec(), live) == []
 
 
-def test_an_immutable_change_names_field_values_and_what_to_do():
-    (refusal,) = immutable_changes("workspace", CLAIM, spec(storageClassName="fast"),
-                                   spec(storageClassName="standard"))
-    text = refusal.message("kadense/t (generation 3)")
+def test_an_immutable_change_keeps_the_claims_value_and_says_what_to_do():
+    (kept,) = immutable_changes("workspace", CLAIM, spec(storageClassName="fast"),
+                                spec(storageClassName="standard"))
+    assert (kept.live, kept.wanted) == ("standard", "fast")
+    text = kept.message("kadense/t (generation 3)")
     for part in ("spec.storageClassName", "'standard'", "'fast'", CLAIM, "pvcs/workspace",
-                 "kadense/t (generation 3)", "status.retainedPvcs", "not applied"):
+                 "kadense/t (generation 3)", "status.retainedPvcs", "used as it is"):
         assert part in text, (part, text)
 
 
@@ -39,14 +43,15 @@ def test_access_modes_are_immutable_too():
     assert [r.field for r in changed] == ["accessModes"]
 
 
-def test_size_growth_is_an_expansion_and_a_shrink_is_refused():
+def test_size_growth_is_an_expansion_and_a_larger_claim_is_used_as_it_is():
     assert size_change("w", CLAIM, spec("1Gi"), spec("1024Mi")) == (None, None)
-    refusal, growth = size_change("w", CLAIM, spec("2Gi"), spec("1Gi",
-                                                                storageClassName="sc"))
-    assert refusal is None
+    kept, growth = size_change("w", CLAIM, spec("2Gi"), spec("1Gi",
+                                                             storageClassName="sc"))
+    assert kept is None
     assert growth == Expansion("w", CLAIM, "1Gi", "2Gi", "sc")
-    shrink, growth = size_change("w", CLAIM, spec("500Mi"), spec("1Gi"))
-    assert growth is None and "cannot shrink" in shrink.message("t")
+    larger, growth = size_change("w", CLAIM, spec("500Mi"), spec("5Gi"))
+    assert growth is None and "never shrinks" in larger.message("t")
+    assert (larger.live, larger.wanted) == ("5Gi", "500Mi")
     # Not a quantity: the apiserver says what is wrong.
     assert size_change("w", CLAIM, spec("lots"), spec("1Gi")) == (None, None)
 
@@ -59,6 +64,17 @@ def test_expansion_needs_a_storage_class_that_allows_it():
     assert "does not exist" in expansion_refusal(growth, None).why
     static = Expansion("w", CLAIM, "1Gi", "2Gi", "")
     assert "no StorageClass" in expansion_refusal(static, None).why
+
+
+def test_the_engine_gets_the_claims_own_values_of_every_kept_field():
+    template = spec("1Gi", storageClassName="fast")
+    kept = [Kept("w", CLAIM, SIZE_FIELD, "5Gi", "1Gi", ""),
+            Kept("w", CLAIM, "storageClassName", "standard", "fast", ""),
+            Kept("w", CLAIM, "volumeMode", None, "Block", "")]
+    result = as_is({**template, "volumeMode": "Block"}, kept)
+    assert result == spec("5Gi", storageClassName="standard")
+    assert template == spec("1Gi", storageClassName="fast")  # the render is not changed
+    assert as_is(template, []) == template
 
 
 def owned_pvc(name: str, entry: str, instance: str = "alice", deleting: bool = False) -> dict:

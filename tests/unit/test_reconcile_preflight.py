@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from jupyternetes.crd.labels import LABEL_ENTRY, LABEL_INSTANCE, LABEL_INSTANCE_NAMESPACE
+from jupyternetes.crd.labels import (
+    LABEL_ACCOUNT,
+    LABEL_ENTRY,
+    LABEL_INSTANCE,
+    LABEL_INSTANCE_NAMESPACE,
+)
 from jupyternetes.kube.errors import KubeError
 from jupyternetes.policy.ownership import ADOPT_ANNOTATION
 from tests.unit import test_reconcile_unit as base
@@ -58,7 +63,13 @@ def test_the_instances_own_claim_is_adopted(env):
     assert reconciler.reconcile(KEY).action == "provisioned"
 
 
-def test_an_immutable_claim_change_keeps_a_running_server_and_says_why(env):
+def up_claim_spec(engine) -> dict:
+    """The claim spec the last `up` was given."""
+    rendered = engine.ups()[-1][3]
+    return rendered.pvcs[0].manifest["spec"]
+
+
+def test_an_immutable_claim_change_keeps_the_claim_and_says_so(env):
     kube, engine, reconciler, pods = env
     reconciler.config = base.ReconcileConfig(template_rollout="immediate")
     reconciler.reconcile(KEY)
@@ -67,14 +78,59 @@ def test_an_immutable_claim_change_keeps_a_running_server_and_says_why(env):
     template = next(iter(kube.templates.values()))
     template["spec"]["pvcs"][0]["spec"]["storageClassName"] = "fast"
     template["metadata"]["generation"] += 1
-    result = reconciler.reconcile(KEY)
-    assert result.action == "refused"
-    assert len(engine.ups()) == 1
-    cond = kube.condition("TemplateCurrent")
-    assert cond["status"] == "False" and cond["reason"] == "PVCChangeRefused"
-    assert "storageClassName" in cond["message"] and "'fast'" in cond["message"]
-    assert kube.condition("Provisioned")["status"] == "True"  # the server is still up
-    assert ("Warning", "PVCChangeRefused") in [e[:2] for e in kube.events]
+    assert reconciler.reconcile(KEY).action == "provisioned"
+    assert len(engine.ups()) == 2
+    assert up_claim_spec(engine)["storageClassName"] == "standard"  # nothing to replace
+    cond = kube.condition("PVCsKept")
+    assert cond["status"] == "True" and cond["reason"] == "ClaimKeptAsItIs"
+    for part in ("storageClassName", "'standard'", "'fast'", PVC_NAME, "used as it is"):
+        assert part in cond["message"], (part, cond["message"])
+    assert kube.condition("TemplateCurrent")["status"] == "True"
+    # The template back as the claim is: the condition says so.
+    template["spec"]["pvcs"][0]["spec"]["storageClassName"] = "standard"
+    template["metadata"]["generation"] += 1
+    assert reconciler.reconcile(KEY).action == "provisioned"
+    assert kube.condition("PVCsKept")["status"] == "False"
+
+
+def test_a_claim_larger_than_the_template_is_used_as_it_is(env):
+    """An admin grew it (kubectl patch), or it was migrated in larger: never shrunk."""
+    kube, engine, reconciler, _ = env
+    kube.objects[PVC] = claim(ours(), resources={"requests": {"storage": "5Gi"}})
+    assert reconciler.reconcile(KEY).action == "provisioned"
+    assert up_claim_spec(engine)["resources"]["requests"]["storage"] == "5Gi"
+    cond = kube.condition("PVCsKept")
+    assert cond["status"] == "True" and "5Gi" in cond["message"], cond
+
+
+def test_an_instance_without_differing_claims_gets_no_pvcs_kept_condition(env):
+    kube, _engine, reconciler, _ = env
+    kube.objects[PVC] = claim(ours())
+    assert reconciler.reconcile(KEY).action == "provisioned"
+    assert "PVCsKept" not in [c["type"] for c in kube.status.get("conditions", [])]
+
+
+def test_an_earlier_accounts_claim_fails_the_namesakes_instance(env):
+    kube, engine, reconciler, _ = env
+    inst = next(iter(kube.instances.values()))
+    inst["metadata"].setdefault("labels", {})[LABEL_ACCOUNT] = "acc-new"
+    kube.objects[PVC] = claim({**ours(), LABEL_ACCOUNT: "acc-old"})
+    assert reconciler.reconcile(KEY).action == "refused"
+    assert engine.calls == []
+    cond = kube.condition("Provisioned")
+    assert cond["status"] == "False" and cond["reason"] == "OwnershipConflict"
+    assert "another account of the same name" in cond["message"]
+
+
+def test_a_claim_from_before_accounts_is_adopted_and_labelled(env):
+    kube, engine, reconciler, _ = env
+    inst = next(iter(kube.instances.values()))
+    inst["metadata"].setdefault("labels", {})[LABEL_ACCOUNT] = "acc"
+    kube.objects[PVC] = claim(ours())
+    assert reconciler.reconcile(KEY).action == "provisioned"
+    rendered = engine.ups()[-1][3]
+    assert {o.manifest["metadata"]["labels"][LABEL_ACCOUNT] for o in rendered.objects()} == {
+        "acc"}
 
 
 def test_a_claim_the_template_no_longer_has_is_listed_as_retained(env):

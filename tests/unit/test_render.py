@@ -439,3 +439,19 @@ def test_owner_reference_is_not_part_of_the_desired_hash():
     with_owner = render(template, instance)
     without = render(template, dataclasses.replace(instance, uid=None))
     assert desired_hash(with_owner, (), {}) == desired_hash(without, (), {})
+
+
+def test_every_object_carries_the_instances_account_and_only_that():
+    """The account label comes from the instance (the spawner's), never from a template."""
+    from jupyternetes.crd.labels import LABEL_ACCOUNT
+
+    tpl_doc, inst_doc = doc("seed-template.yaml"), doc("seed-instance.yaml")
+    tpl_doc["spec"]["pvcs"][0].setdefault("labels", {})[LABEL_ACCOUNT] = "forged"
+    template = Template.from_dict(tpl_doc)
+    inst_doc["metadata"].setdefault("labels", {})[LABEL_ACCOUNT] = "acc1"
+    rendered = render(template, Instance.from_dict(inst_doc))
+    assert {o.manifest["metadata"]["labels"][LABEL_ACCOUNT] for o in rendered.objects()} == {
+        "acc1"}
+    unbound = render(template, Instance.from_dict(doc("seed-instance.yaml")))
+    assert all(LABEL_ACCOUNT not in o.manifest["metadata"]["labels"]
+               for o in unbound.objects())

@@ -12,6 +12,7 @@ from jupyterhub.spawner import SpawnException
 from jupyterhub.user import User
 
 from jupyternetes.crd.naming import instance_name_for_user
+from jupyternetes.spawner import accounts
 from jupyternetes.spawner.spawner import JupyternetesSpawner
 
 
@@ -48,6 +49,17 @@ def test_namespace_defaults_to_the_hub_namespace(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("POD_NAMESPACE", "hubns")
     spawner = make_spawner()
     assert (spawner.hub_namespace, spawner.namespace) == ("hubns", "hubns")
+
+
+def test_the_account_comes_from_the_hubs_user_record() -> None:
+    """Same for every server of the user and after a hub restart; no spawner state needed."""
+    default, named = make_spawner(), make_spawner("gpu")
+    assert default._account() is not None
+    assert default.user.created is not None
+    assert default._account() == accounts.account_id("alice", default.user.created)
+    assert named.user.name == "alice" and named._account() == accounts.account_id(
+        "alice", named.user.created)
+    assert default.delete_pvc is True  # safe by default, as KubeSpawner
 
 
 def test_state_round_trip_finds_the_same_instance() -> None:

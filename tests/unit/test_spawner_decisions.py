@@ -112,6 +112,15 @@ def test_still_waiting(obj: dict | None) -> None:
     (instance(deleting=True), [], "Deleting", "being deleted"),
     (instance(cond("Provisioned", False, "DuplicateVariable", "variable 'x' is defined twice")),
      [], "DuplicateVariable", "defined twice"),
+    # Preflight refusals: only an admin ends them, so the spawn ends at once (not after
+    # start_timeout with an empty message).
+    (instance(cond("Provisioned", False, "OwnershipConflict",
+                   "PersistentVolumeClaim users/abc-workspace ... kubectl annotate")),
+     [], "OwnershipConflict", "abc-workspace"),
+    (instance(cond("Provisioned", False, "PVCChangeRefused", "a claim cannot shrink")),
+     [], "PVCChangeRefused", "cannot shrink"),
+    (instance(cond("Provisioned", False, "PreflightForbidden", "grant it get")),
+     [], "PreflightForbidden", "grant it get"),
 ])
 def test_failures_end_the_spawn_with_the_instance_message(obj: dict, pods: list, reason: str,
                                                           text: str) -> None:
