@@ -50,18 +50,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                              " leaves them running and marks them TemplateCurrent=False until "
                              "they restart (like KubeSpawner); immediate replaces their pods "
                              "at once (kernels are lost)")
-    parser.add_argument("--other-resource-kind", action="append", default=[],
-                        metavar="RESOURCE[.GROUP]", dest="other_resource_kinds",
-                        help="a kind templates may create in otherResources (repeatable), as "
-                             "kubectl names it: configmaps, services, deployments.apps, or "
-                             "Kind[.GROUP] (ConfigMap). Pods and PVCs are always allowed; any "
-                             "other kind is refused with KindNotAllowed before any engine call "
-                             "(default: none). Grant the operator RBAC on the same kinds")
-    parser.add_argument("--allow-rbac-kinds", action="store_true",
-                        help="let templates create kinds that grant rights (every kind of "
-                             "rbac.authorization.k8s.io, ServiceAccount token Secrets) when "
-                             "they are also listed with --other-resource-kind. Whoever may "
-                             "write a template can then grant what the operator may grant")
+    trust.add_arguments(parser)
     parser.add_argument("--workers", type=int, default=4, metavar="N",
                         help="instances processed in parallel (default 4)")
     parser.add_argument("--resync-seconds", type=float, default=300.0, metavar="S",
@@ -131,8 +120,7 @@ def run(args: argparse.Namespace) -> int:
         log.error("%s", problem)
         return 2
     try:
-        trust_policy = trust.TrustPolicy.from_flags(args.other_resource_kinds,
-                                                    args.allow_rbac_kinds)
+        trust_policy = trust.policy_from_args(args)
     except ValueError as exc:
         log.error("--other-resource-kind: %s", exc)
         return 2

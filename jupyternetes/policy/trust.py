@@ -29,6 +29,7 @@ says what to change; none contains a Secret's value.
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -154,6 +155,29 @@ class TrustPolicy:
 
     def allows_kind(self, group: str, kind: str) -> bool:
         return any(rule.matches(group, kind) for rule in self.other_resource_kinds)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The trust flags, the same for the operator, `lint` and `preview` (so an admin checks a
+    template with the settings the operator runs with)."""
+    parser.add_argument(KIND_FLAG, action="append", default=[], metavar="RESOURCE[.GROUP]",
+                        dest="other_resource_kinds",
+                        help="a kind templates may create in otherResources (repeatable), as "
+                             "kubectl names it: configmaps, services, deployments.apps, or "
+                             "Kind[.GROUP] (ConfigMap). Pods and PVCs are always allowed; any "
+                             "other kind is refused (KindNotAllowed) before any engine call "
+                             "(default: none). The operator needs RBAC on the same kinds")
+    parser.add_argument(RBAC_FLAG, action="store_true", dest="allow_rbac_kinds",
+                        help="let templates create kinds that grant rights (every kind of "
+                             "rbac.authorization.k8s.io, ServiceAccount token Secrets) when "
+                             f"they are also listed with {KIND_FLAG}: whoever may write a "
+                             "template can then grant what the operator may grant")
+
+
+def policy_from_args(args: argparse.Namespace) -> TrustPolicy:
+    """The policy of the flags add_arguments declared; ValueError names a bad kind."""
+    return TrustPolicy.from_flags(getattr(args, "other_resource_kinds", None) or (),
+                                  bool(getattr(args, "allow_rbac_kinds", False)))
 
 
 def grants_rights(group: str, kind: str, manifest: Mapping[str, Any]) -> bool:
