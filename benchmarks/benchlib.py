@@ -41,7 +41,7 @@ from kubernetes.watch.watch import iter_resp_lines
 from harness import pulumi_env as harness_pulumi
 from harness.cluster import DevCluster
 from harness.crds import apply_crds
-from harness.examples import load_example, strip_server_fields
+from harness.examples import load_example, shared_template, strip_server_fields
 from harness.operator_process import (
     MetricsSnapshot,
     OperatorError,
@@ -708,7 +708,7 @@ class Bench:
         except client.ApiException as exc:
             if exc.status != 409:
                 raise
-        body = strip_server_fields(load_example("seed-template.yaml"))
+        body = shared_template(strip_server_fields(load_example("seed-template.yaml")))
         try:
             self.custom.create_namespaced_custom_object(GROUP, VERSION, HUB_NAMESPACE, TEMPLATES,
                                                         body)

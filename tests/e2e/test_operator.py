@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from harness.examples import load_example, strip_server_fields
+from harness.examples import load_example, shared_template, strip_server_fields
 from harness.operator_process import OperatorProcess, poll
 from jupyternetes.crd.labels import FINALIZER, LABEL_INSTANCE
 from jupyternetes.crd.naming import stack_name
@@ -149,8 +149,10 @@ def hub(cluster, crds_installed) -> Iterator[Cluster]:
         if exc.status != 409:
             raise
         created_ns = False
-    templates = [strip_server_fields(load_example("seed-template.yaml"))]
-    broken = strip_server_fields(load_example("seed-template.yaml"))
+    # Shared with the tests' own namespaces (spec.allowedNamespaces), as an admin upgrading an
+    # install whose templates live in the hub's namespace does.
+    templates = [shared_template(strip_server_fields(load_example("seed-template.yaml")))]
+    broken = shared_template(strip_server_fields(load_example("seed-template.yaml")))
     broken["metadata"] = {"name": "rejected-template", "namespace": HUB_NAMESPACE}
     broken["spec"] = {"pods": [{"name": "notebook", "spec": {"containers": [{
         # Underscores and capitals: the apiserver rejects this container name.
@@ -573,7 +575,7 @@ def test_parallel_instances_reconcile_concurrently(hub, namespace, volumes, star
 def test_deleting_an_instance_whose_template_is_gone_still_cleans_up(hub, namespace, volumes,
                                                                      start_operator):
     ns, name, template = namespace, "orphan", f"gone-{namespace}"[:63]
-    body = strip_server_fields(load_example("seed-template.yaml"))
+    body = shared_template(strip_server_fields(load_example("seed-template.yaml")), (ns,))
     body["metadata"] = {"name": template, "namespace": HUB_NAMESPACE}
     hub.custom.create_namespaced_custom_object(GROUP, VERSION, HUB_NAMESPACE, TEMPLATES, body)
     volumes.provide(ns, name)
@@ -663,7 +665,7 @@ def own_template(hub: Cluster, namespace: str, prefix: str) -> Iterator[str]:
     """A copy of the seed template for one test, in the hub namespace like the seed's own (the
     shared `default-template` is not edited: other tests may be rendering from it right now)."""
     name = f"{prefix}-{namespace}"[:63]
-    body = strip_server_fields(load_example("seed-template.yaml"))
+    body = shared_template(strip_server_fields(load_example("seed-template.yaml")), (namespace,))
     body["metadata"] = {"name": name, "namespace": HUB_NAMESPACE}
     hub.custom.create_namespaced_custom_object(GROUP, VERSION, HUB_NAMESPACE, TEMPLATES, body)
     try:
