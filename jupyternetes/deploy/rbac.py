@@ -22,7 +22,10 @@ Operator (`jupyternetes operator`, its engine workers and their Kubernetes provi
   with a Service and a ConfigMap hangs in that await, with no error, until the provider's
   timeout).
 - events: create (kube.emit_event), patch (client-go style recorders aggregate by patching).
-- secrets: get only, for an instance's `spec.variablesFrom[].secretRef`; never list or watch.
+- secrets: get only, for an instance's `spec.variablesFrom[].secretRef` (the hub token Secret
+  `<instance>-hub` and Secrets labelled jupyternetes.kadense.io/variables-from); never list or
+  watch. Only in the watched namespaces (with the default of the hub's user namespace, only
+  there).
 - leases (coordination.k8s.io), only in the operator's own namespace, exactly the verbs the
   code uses: get/create/update for the leader election (operator/leader.py); with sharding
   (`--shards`, a shared backend; no leader election then) list/create/update/delete for the
@@ -30,8 +33,12 @@ Operator (`jupyternetes operator`, its engine workers and their Kubernetes provi
 Namespaced Roles in each watched namespace when watchNamespaces is set; ClusterRoles only when the
 operator watches every namespace.
 
-Hub (the spawner): instances and their `<instance>-hub` Secrets (create/get/list/watch/delete/
-patch), pods, events and PVCs (get/list/watch) for progress and poll, in the user namespace only.
+Hub (the spawner), in the user namespace only, exactly the verbs it calls (spawner/cluster.py):
+- instances: create, delete, get (poll), list+watch (its shared informer);
+- secrets: create, delete and patch of its `<instance>-hub` token Secret (replace_secret deletes
+  a leftover one, then creates; patch adds the instance as owner). Never get, list or watch: the
+  hub cannot read the other users' tokens, or any other Secret of the namespace;
+- pods, events, persistentvolumeclaims: list+watch (informers for progress and poll).
 No PVC delete: the spawner's `delete_named_server_pvcs` is off by default; an admin who turns it
 on grants `delete` on persistentvolumeclaims to the hub in addition.
 """
@@ -107,9 +114,9 @@ def lease_rules(sharded: bool = False) -> list[dict[str, Any]]:
 
 def hub_rules() -> list[dict[str, Any]]:
     return [
-        rule(GROUP, [INSTANCES], ["create", "get", "list", "watch", "delete", "patch"]),
-        rule("", ["secrets"], ["create", "get", "list", "watch", "delete", "patch"]),
-        rule("", ["pods", "events", "persistentvolumeclaims"], ["get", "list", "watch"]),
+        rule(GROUP, [INSTANCES], ["create", "get", "list", "watch", "delete"]),
+        rule("", ["secrets"], ["create", "delete", "patch"]),
+        rule("", ["pods", "events", "persistentvolumeclaims"], ["list", "watch"]),
     ]
 
 
