@@ -21,6 +21,9 @@ FATAL_PROVISION_REASONS = frozenset({
     # spec.variablesFrom (jupyternetes/secretvars.py). SecretMissing is not here: the spawner
     # creates the Secret just before the instance, and the operator retries it.
     "DuplicateVariable", "SecretInvalid",
+    # The trust model (policy/trust.py): the template does not allow the users' namespace, a
+    # kind the operator may not make, a Secret not meant for variablesFrom.
+    "TemplateNotAllowed", "KindNotAllowed", "SecretNotAllowed",
 })
 # Container waiting reasons that mean the pod will not come up by itself.
 FATAL_POD_REASONS = ("ImagePullBackOff", "CrashLoopBackOff", "InvalidImageName",
