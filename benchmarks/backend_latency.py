@@ -15,7 +15,10 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from benchlib import Bench, PodWatch, arguments, emit, log, ratio, run_main, summary
+from benchlib.cli import arguments, log, run_main
+from benchlib.fixtures import Bench
+from benchlib.summaries import emit, ratio, summary
+from benchlib.waiting import PodWatch
 from latency import column, operator_round
 
 from harness.postgres import PostgresServer

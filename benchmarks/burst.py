@@ -18,23 +18,11 @@ from __future__ import annotations
 
 import time
 
-from benchlib import (
-    CLOCK_TICKS,
-    Bench,
-    PodWatch,
-    arguments,
-    count_states,
-    emit,
-    log,
-    mib,
-    peak_rss_hwm,
-    read_proc,
-    rounded,
-    run_main,
-    summary,
-    tree_cpu_seconds,
-    wait_until,
-)
+from benchlib.cli import arguments, log, run_main
+from benchlib.fixtures import Bench, count_states
+from benchlib.procs import CLOCK_TICKS, peak_rss_hwm, read_proc, tree_cpu_seconds
+from benchlib.summaries import emit, mib, rounded, summary
+from benchlib.waiting import PodWatch, wait_until
 
 from jupyternetes.crd.naming import object_name
 

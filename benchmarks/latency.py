@@ -29,21 +29,10 @@ import re
 import time
 from typing import Any
 
-from benchlib import (
-    Bench,
-    BenchError,
-    BenchOperator,
-    PodWatch,
-    arguments,
-    emit,
-    log,
-    parse_log_ts,
-    ratio,
-    rounded,
-    run_main,
-    summary,
-    wait_until,
-)
+from benchlib.cli import BenchError, arguments, log, run_main
+from benchlib.fixtures import Bench, BenchOperator, parse_log_ts
+from benchlib.summaries import emit, ratio, rounded, summary
+from benchlib.waiting import PodWatch, wait_until
 
 from jupyternetes.crd.naming import object_name
 
@@ -96,7 +85,7 @@ def operator_round(bench: Bench, op: BenchOperator, watch: PodWatch, name: str,
     bench.provide_volume(ns, name)
     before = op.metrics()
     started = time.time()
-    bench.create_instance(name, user=name)
+    bench.create_instance(name)
     pod_key = f"{ns}/{object_name(name, 'notebook')}"
     pod_seen = watch.wait_for([pod_key], timeout)[pod_key]
     wait_until(f"the operator's up of {key} to finish",

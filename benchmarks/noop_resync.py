@@ -22,20 +22,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from benchlib import (
-    Bench,
-    BenchError,
-    BenchOperator,
-    MetricsSnapshot,
-    arguments,
-    count_states,
-    delta,
-    emit,
-    log,
-    rounded,
-    run_main,
-    wait_until,
-)
+from benchlib.cli import BenchError, arguments, log, run_main
+from benchlib.fixtures import Bench, BenchOperator, count_states
+from benchlib.summaries import delta, emit, rounded
+from benchlib.waiting import wait_until
+
+from harness.operator_process import MetricsSnapshot
 
 
 def provision(bench: Bench, op: BenchOperator, names: list[str], timeout: float) -> dict:

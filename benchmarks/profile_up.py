@@ -25,7 +25,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchlib import Bench, arguments, emit, kubernetes_provider_version, log, rounded, run_main
+from benchlib.cli import arguments, log, run_main
+from benchlib.fixtures import Bench
+from benchlib.summaries import emit, kubernetes_provider_version, rounded
 
 from harness import pulumi_env as harness_pulumi
 from jupyternetes.crd.model import Instance, Template
@@ -126,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         names = bench.numbered_instances("profile", args.count)
         results = []
         for name in names:
-            body = bench.instance_body(name, user=name)
+            body = bench.instance_body(name)
             rendered = render(template, Instance.from_dict(body, source="profile"))
             started = time.monotonic()
             result = engine.up(bench.namespace, name, rendered, ())

@@ -7,7 +7,7 @@ its replicas, waits until they hold every shard between them and are idle, measu
 seconds of idle cost (lease renewals, watches), then creates N instances at once (in a fresh
 namespace) and waits until every pod exists, every `up` has finished and every replica is idle.
 
-CPU comes from /proc (user + system, reaped children included, see benchlib.tree_cpu_seconds):
+CPU comes from /proc (user + system, reaped children included, see benchlib.procs.tree_cpu_seconds):
 every replica's process tree (operator + stack workers + pulumi CLIs + providers), the
 PostgreSQL server's tree (postmaster + backends), the control plane's components (etcd,
 kube-apiserver, controller-manager, scheduler, kwok) and the whole machine (/proc/stat), so the
@@ -23,21 +23,11 @@ import time
 import uuid
 from typing import Any
 
-from benchlib import (
-    CLOCK_TICKS,
-    Bench,
-    BenchOperator,
-    PodWatch,
-    arguments,
-    count_states,
-    emit,
-    log,
-    rounded,
-    run_main,
-    summary,
-    tree_cpu_seconds,
-    wait_until,
-)
+from benchlib.cli import arguments, log, run_main
+from benchlib.fixtures import Bench, BenchOperator, count_states
+from benchlib.procs import CLOCK_TICKS, tree_cpu_seconds
+from benchlib.summaries import emit, rounded, summary
+from benchlib.waiting import PodWatch, wait_until
 
 from harness.postgres import PostgresServer
 from jupyternetes.crd.naming import object_name

@@ -13,7 +13,7 @@ Provisioning N instances through the engine costs about 1 CPU-second each (80+ m
    PersistentVolume, the PVC and the pod (the source's live objects, names and uids
    substituted; the pod keeps the source's node, so the scheduler is skipped and kwok runs it),
    and the stack's checkpoint file where the operator keeps it: its hash bucket of the file
-   backend (engine/statedirs.py; the source's checkpoint, names and uids substituted). No
+   backend (engine/state/statedirs.py; the source's checkpoint, names and uids substituted). No
    history files, no `.bak`: neither is read by a no-op pass or by an `up` of another stack.
    Then the benchmark waits until the controller manager has bound every clone's PVC.
 3. Catch-up (reported, not a target): the operator is started on the clones and re-checks
@@ -46,26 +46,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from benchlib import (
-    GROUP,
-    INSTANCES,
-    VERSION,
-    Bench,
-    BenchError,
-    PodWatch,
-    arguments,
-    count_states,
-    emit,
-    log,
-    mib,
-    ratio,
-    read_pss,
-    rounded,
-    run_main,
-    summary,
-    tree_cpu_seconds,
-    wait_until,
-)
+from benchlib.cli import BenchError, arguments, log, run_main
+from benchlib.fixtures import Bench, count_states
+from benchlib.procs import read_pss, tree_cpu_seconds
+from benchlib.summaries import emit, mib, ratio, rounded, summary
+from benchlib.waiting import PodWatch, wait_until
 from latency import column, operator_round
 from noop_resync import pass_report, periodic_pass
 from prometheus_client.parser import text_string_to_metric_families
@@ -73,6 +58,7 @@ from pyspy import Profile
 
 from harness.operator_process import MetricsSnapshot
 from jupyternetes.crd import naming
+from jupyternetes.crd.definitions import GROUP, INSTANCE_PLURAL, TEMPLATE_PLURAL, VERSION
 from jupyternetes.crd.model import Instance, Template
 from jupyternetes.engine.settings import DEFAULT_SECRET_VARIABLES, PROJECT, file_backend_url
 from jupyternetes.engine.state import backendurl, statedirs
@@ -159,8 +145,8 @@ class Cloner:
         self.fingerprint = fingerprint
         self.template = Template.from_dict(bench.template, source="seed template")
         ns = bench.namespace
-        self.source = bench.custom.get_namespaced_custom_object(GROUP, VERSION, ns, INSTANCES,
-                                                                SOURCE)
+        self.source = bench.custom.get_namespaced_custom_object(
+            GROUP, VERSION, ns, INSTANCE_PLURAL, SOURCE)
         self.pod = bench.api.sanitize_for_serialization(bench.core.read_namespaced_pod(
             naming.object_name(SOURCE, "notebook"), ns))
         self.pvc = bench.api.sanitize_for_serialization(
@@ -186,7 +172,7 @@ class Cloner:
     def clone(self, name: str) -> None:
         bench, ns = self.bench, self.bench.namespace
         bench.provide_volume(ns, name)
-        created = bench.create_instance(name, user=name)
+        created = bench.create_instance(name)
         uids = {"instance": created["metadata"]["uid"]}
         pairs = [(SOURCE, name), (self.uids[0][0], uids["instance"])]
         pvc = json.loads(substitute(json.dumps(stripped(self.pvc)), pairs))
@@ -198,7 +184,7 @@ class Cloner:
         status["stack"]["desiredHash"] = self.hash_of(created)
         status["observedGeneration"] = created["metadata"].get("generation", 1)
         bench.custom.patch_namespaced_custom_object_status(
-            GROUP, VERSION, ns, INSTANCES, name, {"status": status})
+            GROUP, VERSION, ns, INSTANCE_PLURAL, name, {"status": status})
         stack = naming.stack_name(ns, name)
         path = statedirs.checkpoint_file(self.backend, PROJECT, stack)
         statedirs.ensure_layout(path.parents[3])
@@ -206,7 +192,7 @@ class Cloner:
         path.write_text(substitute(self.checkpoint, pairs))
 
 
-WATCHED_RESOURCES = ("jupyternotebookinstances", "jupyternotebooktemplates", "pods",
+WATCHED_RESOURCES = (INSTANCE_PLURAL, TEMPLATE_PLURAL, "pods",
                      "secrets", "events", "persistentvolumeclaims")
 
 
@@ -318,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
                                   sample_interval=args.sample_interval)
         background = {"few_stacks": idle_cores(bench, op)}
         empty = probe_latency(bench, op, first, 300)
-        # The operator's settings_fingerprint (operator/run.py), for the backend it resolved
+        # The operator's settings_fingerprint (app/operator.py), for the backend it resolved
         # as it does (stacks.settings_from_args): its environment may name one.
         backend_url = backendurl.resolve(None, None, op.env,
                                          file_backend_url(Path(op.state_dir).absolute()))

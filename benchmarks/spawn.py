@@ -27,30 +27,22 @@ from typing import Any
 from urllib.parse import urlparse
 
 import requests
-from benchlib import (
-    Bench,
-    BenchError,
-    arguments,
-    emit,
-    log,
-    mib,
-    peak_rss_hwm,
-    ratio,
-    run_main,
-    summary,
-    wait_until,
-)
+from benchlib.cli import BenchError, arguments, log, run_main
+from benchlib.fixtures import Bench
+from benchlib.procs import peak_rss_hwm
+from benchlib.summaries import emit, mib, ratio, summary
+from benchlib.waiting import wait_until
 
 from harness.cluster import LOOPBACK_NODE, loopback_cidr, loopback_placement
 from harness.examples import load_example
 from harness.hub import Hub
 from harness.podrunner import PodRunner, ensure_loopback_node
+from jupyternetes.crd.definitions import GROUP, INSTANCE_PLURAL, TEMPLATE_PLURAL, VERSION
 from jupyternetes.crd.labels import LABEL_INSTANCE
 from jupyternetes.crd.naming import instance_name_for_user
 from jupyternetes.kube.client import Kube
 from jupyternetes.kube.informer import KubeSource, ListWatcher
 
-GROUP, VERSION, TEMPLATES = "kadense.io", "v1", "jupyternotebooktemplates"
 TEMPLATE = "spawner-template"
 HUB_SETTINGS = "c.JupyterHub.tornado_settings = {'slow_spawn_timeout': 0}\n"
 
@@ -171,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         runner = PodRunner(bench.api, bench.tmp / "runner", node=node)
         runner.start()
         bench._stack.callback(runner.stop)
-        bench.custom.create_namespaced_custom_object(GROUP, VERSION, ns, TEMPLATES,
+        bench.custom.create_namespaced_custom_object(GROUP, VERSION, ns, TEMPLATE_PLURAL,
                                                      template_body(ns))
         op = bench.start_operator(workers=args.workers, sample_interval=args.sample_interval)
         hub = Hub(root=bench.tmp / "hub", extra_config=HUB_SETTINGS, spawner_config={
@@ -192,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
             started = time.time()
             total = users.spawn_and_wait(user, args.timeout)
             instance = bench.custom.get_namespaced_custom_object(
-                GROUP, VERSION, ns, "jupyternotebookinstances", instance_name_for_user(user))
+                GROUP, VERSION, ns, INSTANCE_PLURAL, instance_name_for_user(user))
             pod = bench.core.list_namespaced_pod(
                 ns, label_selector=f"{LABEL_INSTANCE}={instance['metadata']['name']}").items[0]
             seen = timeline.instance_seen[instance["metadata"]["uid"]]

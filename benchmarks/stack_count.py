@@ -3,7 +3,7 @@
 Isolates the Pulumi side of scale.py's "new instance with 5,000 stacks" figure: no operator,
 no watch caches. Runs `--count` first `up`s (new stacks) through the operator's StackEngine on
 an empty file:// backend, then writes `--stacks` checkpoints where the engine keeps them (each
-in its hash bucket, engine/statedirs.py; the first stack's checkpoint with its stack name
+in its hash bucket, engine/state/statedirs.py; the first stack's checkpoint with its stack name
 substituted, like scale.py's clones), then
 `--count` more first `up`s. Reports each `up`'s wall time and the worker's split, and the
 ratio of the medians. With `--profile`, a wrapper adds the CLI's `--profiling` to every CLI
@@ -19,7 +19,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchlib import Bench, arguments, emit, log, rounded, run_main, summary
+from benchlib.cli import arguments, log, run_main
+from benchlib.fixtures import Bench
+from benchlib.summaries import emit, rounded, summary
 from profile_up import pprof_top
 
 from harness import pulumi_env as harness_pulumi
@@ -43,7 +45,7 @@ def ups(bench: Bench, engine: StackEngine, template: Template, prefix: str,
     rows = []
     for index in range(count):
         name = f"{prefix}-{index:03d}"
-        rendered = render(template, Instance.from_dict(bench.instance_body(name, user=name),
+        rendered = render(template, Instance.from_dict(bench.instance_body(name),
                                                        source="stack_count"))
         started = time.monotonic()
         result = engine.up(bench.namespace, name, rendered, ())

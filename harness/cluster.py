@@ -39,6 +39,7 @@ from pathlib import Path
 from types import TracebackType
 
 from harness import paths
+from jupyternetes.crd.labels import LABEL_PREFIX
 from jupyternetes.engine.runtime.procs import pid_alive
 
 # The fake node kwok manages; the annotation is what kwok's node selector matches.
@@ -51,7 +52,7 @@ POD_CIDR = "10.244.0.1/24"
 # harness.podrunner runs their containers as local processes bound to those IPs.
 # Tainted, so only pods that tolerate it (and select it by the label) land there.
 LOOPBACK_NODE = "loopback-node-0"
-LOOPBACK_KEY = "jupyternetes.kadense.io/loopback-runner"
+LOOPBACK_KEY = f"{LABEL_PREFIX}/loopback-runner"
 START_TIMEOUT = 90.0  # seconds; a warm start takes well under 30 s
 
 

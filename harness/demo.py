@@ -31,11 +31,19 @@ from harness.crds import apply_crds
 from harness.examples import load_example, shared_template, strip_server_fields
 from harness.operator_process import OperatorProcess, poll
 from harness.pulumi_env import backend_url, pulumi_env
-from jupyternetes.crd.definitions import load_crd_documents
+from jupyternetes.crd.definitions import (
+    GROUP,
+    INSTANCE_KIND,
+    INSTANCE_PLURAL,
+    TEMPLATE_KIND,
+    TEMPLATE_PLURAL,
+    VERSION,
+    load_crd_documents,
+)
+from jupyternetes.crd.labels import LABEL_INSTANCE
 from jupyternetes.crd.naming import object_name
 
 REPO = Path(__file__).resolve().parents[1]
-GROUP, VERSION = "kadense.io", "v1"
 
 
 def _say(message: str) -> None:
@@ -68,12 +76,11 @@ def _volume_for(core: client.CoreV1Api, ns: str, claim: str) -> None:
 
 
 def _show(custom: client.CustomObjectsApi, core: client.CoreV1Api, ns: str, name: str) -> None:
-    inst = custom.get_namespaced_custom_object(GROUP, VERSION, ns, "jupyternotebookinstances",
-                                               name)
+    inst = custom.get_namespaced_custom_object(GROUP, VERSION, ns, INSTANCE_PLURAL, name)
     status = inst.get("status", {})
-    print(yaml.safe_dump({"JupyterNotebookInstance": f"{ns}/{name}", "status": status},
+    print(yaml.safe_dump({INSTANCE_KIND: f"{ns}/{name}", "status": status},
                          sort_keys=False), flush=True)
-    label = f"jupyternetes.kadense.io/instance={name}"
+    label = f"{LABEL_INSTANCE}={name}"
     for pvc in core.list_namespaced_persistent_volume_claim(ns, label_selector=label).items:
         print(f"PVC {pvc.metadata.name}: {pvc.status.phase}, "
               f"{pvc.spec.resources.requests.get('storage')}")
@@ -84,8 +91,7 @@ def _show(custom: client.CustomObjectsApi, core: client.CoreV1Api, ns: str, name
 
 
 def _ready(custom: client.CustomObjectsApi, ns: str, name: str) -> bool:
-    inst = custom.get_namespaced_custom_object(GROUP, VERSION, ns, "jupyternotebookinstances",
-                                               name)
+    inst = custom.get_namespaced_custom_object(GROUP, VERSION, ns, INSTANCE_PLURAL, name)
     status = inst.get("status") or {}
     conditions = {c["type"]: c["status"] for c in status.get("conditions") or []}
     return status.get("podsProvisioned") == "Completed" and conditions.get("Ready") == "True"
@@ -109,9 +115,8 @@ def run(keep: bool) -> int:
         tns = template["metadata"]["namespace"]
         _ensure_namespace(core, tns)
         _ensure_namespace(core, ins)
-        custom.create_namespaced_custom_object(GROUP, VERSION, tns, "jupyternotebooktemplates",
-                                               template)
-        _say(f"created JupyterNotebookTemplate {tns}/{template['metadata']['name']}")
+        custom.create_namespaced_custom_object(GROUP, VERSION, tns, TEMPLATE_PLURAL, template)
+        _say(f"created {TEMPLATE_KIND} {tns}/{template['metadata']['name']}")
 
         state = work / "state"
         env = pulumi_env(backend_url(state), secrets.token_hex(16))
@@ -126,9 +131,9 @@ def run(keep: bool) -> int:
             name = instance["metadata"]["name"]
             _volume_for(core, ins, object_name(name, "workspace"))
             started = time.monotonic()
-            custom.create_namespaced_custom_object(GROUP, VERSION, ins,
-                                                   "jupyternotebookinstances", instance)
-            _say(f"created JupyterNotebookInstance {ins}/{name}; waiting for Completed + Ready")
+            custom.create_namespaced_custom_object(GROUP, VERSION, ins, INSTANCE_PLURAL,
+                                                   instance)
+            _say(f"created {INSTANCE_KIND} {ins}/{name}; waiting for Completed + Ready")
             try:
                 _wait("the instance to be Completed and Ready",
                       lambda: _ready(custom, ins, name), 180)

@@ -38,7 +38,13 @@ from harness.hub import Hub
 from harness.operator_process import OperatorProcess, poll
 from harness.podrunner import PodRunner
 from harness.pulumi_env import backend_url, pulumi_env
-from jupyternetes.crd.definitions import load_crd_documents
+from jupyternetes.crd.definitions import (
+    GROUP,
+    TEMPLATE_KIND,
+    TEMPLATE_PLURAL,
+    VERSION,
+    load_crd_documents,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 NAMESPACE = "jupyternetes-demo"
@@ -120,10 +126,9 @@ def run(keep: bool) -> int:
         core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
         _say("installing CRDs: " + ", ".join(apply_crds(api, load_crd_documents())))
         core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=NAMESPACE)))
-        custom.create_namespaced_custom_object("kadense.io", "v1", NAMESPACE,
-                                               "jupyternotebooktemplates",
+        custom.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, TEMPLATE_PLURAL,
                                                loopback_template(NAMESPACE))
-        _say(f"created JupyterNotebookTemplate {NAMESPACE}/{TEMPLATE} (loopback node)")
+        _say(f"created {TEMPLATE_KIND} {NAMESPACE}/{TEMPLATE} (loopback node)")
 
         state = work / "state"
         env = pulumi_env(backend_url(state), secrets.token_hex(16))

@@ -290,7 +290,7 @@ class OperatorProcess:
 
     def stack_files(self) -> list[Path]:
         """Live stack checkpoints (Pulumi keeps `.bak` copies of removed stacks; not those), in
-        the root and in every hash bucket of the state folder (engine/statedirs.py)."""
+        the root and in every hash bucket of the state folder (engine/state/statedirs.py)."""
         return sorted(p for folder in statedirs.backend_dirs(self.backend_dir)
                       for p in (folder / ".pulumi" / "stacks").rglob("*")
                       if p.name.endswith((".json", ".json.gz")))

@@ -20,7 +20,8 @@ operator's own rules (program.py):
 An instance's outcome is the most severe of its objects' outcomes (OUTCOMES, least severe
 first); a render error (with every missing variable and its path) is its own outcome.
 
-The baseline is a choice the caller makes honestly (see fleetpreview.py): the render of the live
+The baseline is a choice the caller makes honestly (see admin/fleetpreview.py): the render of the
+live
 template when the instance runs its current generation, or the live objects projected onto the
 fields the template sets (`project`) when it runs an older one.
 """

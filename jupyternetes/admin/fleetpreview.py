@@ -1,6 +1,6 @@
 """`jupyternetes preview --template NS/NAME [-f proposed.yaml]`: a template edit, fleet-wide.
 
-I/O around the pure classifier (fleet.py). What each server runs now, honestly:
+I/O around the pure classifier (admin/fleet.py). What each server runs now, honestly:
 
 - an instance whose stack is up and whose `status.stack.templateGeneration` is the live
   template's `metadata.generation` runs exactly what the live template renders for it (the
@@ -29,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from jupyternetes.admin import fleet
-from jupyternetes.crd.definitions import GROUP, VERSION
+from jupyternetes.crd.definitions import GROUP, INSTANCE_PLURAL, TEMPLATE_PLURAL, VERSION
 from jupyternetes.crd.labels import (
     LABEL_ENTRY,
     LABEL_ENTRY_GROUP,
@@ -45,8 +45,6 @@ from jupyternetes.render import secretvars
 from jupyternetes.render.objects import Rendered, render
 from jupyternetes.render.placeholders import RenderError
 
-TEMPLATE_PLURAL = "jupyternotebooktemplates"
-INSTANCE_PLURAL = "jupyternotebookinstances"
 DEFAULT_CLASS_ANNOTATION = "storageclass.kubernetes.io/is-default-class"
 
 

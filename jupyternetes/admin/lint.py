@@ -1,8 +1,8 @@
 """`jupyternetes lint TEMPLATE.yaml [-i INSTANCE.yaml]`: find what would fail before anyone spawns.
 
-1. Offline: the template parses (model.py), renders for a sample instance (every variable the
+1. Offline: the template parses (crd/model.py), renders for a sample instance (every variable the
    spawner sends, hubvars.sample_variables, with placeholder values; or the instance given with
-   -i), and rendered labels/annotations are valid (render.py); the operator's trust rules
+   -i), and rendered labels/annotations are valid (render/objects.py); the operator's trust rules
    (policy/trust.py) with the same flags it runs with: the instance's namespace may use the
    template, every otherResources kind is allowed.
 2. With a cluster: every rendered object is sent to the apiserver as a server-side dry-run

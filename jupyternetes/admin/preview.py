@@ -19,7 +19,7 @@ from collections.abc import Collection, Mapping
 from typing import Any
 
 from jupyternetes.admin.fleetpreview import add_fleet_arguments
-from jupyternetes.crd.definitions import GROUP, VERSION
+from jupyternetes.crd.definitions import GROUP, INSTANCE_PLURAL, TEMPLATE_PLURAL, VERSION
 from jupyternetes.crd.model import Instance, Template
 from jupyternetes.engine import (
     PreviewResult,
@@ -37,9 +37,6 @@ from jupyternetes.render.objects import render
 
 EXIT_CHANGES = 1
 EXIT_ERROR = 2
-
-INSTANCE_PLURAL = "jupyternotebookinstances"
-TEMPLATE_PLURAL = "jupyternotebooktemplates"
 
 # Operations shown per object; `same` and the bookkeeping steps of a replacement are not.
 SYMBOLS = {"create": "+", "update": "~", "replace": "+-", "delete": "-", "import": "=",

@@ -23,6 +23,7 @@ from jupyternetes.controller.controller import Operator
 from jupyternetes.controller.queue import Backoff
 from jupyternetes.controller.reconcile import ReconcileConfig
 from jupyternetes.coordination import election, leader, sharding
+from jupyternetes.crd.definitions import TEMPLATE_CRD
 from jupyternetes.engine import masking
 from jupyternetes.engine.state import backendurl
 from jupyternetes.kube.client import Kube, api_client
@@ -43,7 +44,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="watch templates only in this namespace (repeatable; default: all "
                              "namespaces, whatever --namespace says, because instances may use "
                              "templates from another namespace). Cluster-wide, the operator "
-                             "needs list/watch on jupyternotebooktemplates.kadense.io in a "
+                             f"needs list/watch on {TEMPLATE_CRD} in a "
                              "ClusterRole; restricted, a Role in each NS is enough")
     parser.add_argument("--template-rollout", choices=ROLLOUTS, default=NEXT_START,
                         help="when a template edit reaches running servers: next-start (default)"

@@ -6,7 +6,7 @@ instance may use a template from another namespace (the hub's). So even a `--nam
 operator needs a ClusterRole with get/list/watch on jupyternotebooktemplates.kadense.io, or a
 Role in each `--template-namespace`. Before each `up` it reads the objects the template names, the
 instance's PVCs (list) and the StorageClass of a claim that would grow (get on
-storageclasses.storage.k8s.io, cluster-wide): see operator/preflight.py.
+storageclasses.storage.k8s.io, cluster-wide): see controller/preflight.py.
 """
 
 from __future__ import annotations

@@ -52,6 +52,7 @@ from jupyternetes.crd.labels import FINALIZER
 from jupyternetes.crd.model import Instance, ModelError, Template
 from jupyternetes.crd.naming import stack_name
 from jupyternetes.engine.masking import OPERATOR_LOG_MASK, mask_secrets
+from jupyternetes.engine.settings import DEFAULT_SECRET_VARIABLES
 from jupyternetes.kube.client import now_rfc3339
 from jupyternetes.policy import rollout, trust
 from jupyternetes.policy.rollout import NEXT_START, ROLLOUTS, desired_hash
@@ -65,7 +66,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ReconcileConfig:
-    secret_variables: frozenset[str] = frozenset({"jupyterhub.api_token"})
+    secret_variables: frozenset[str] = DEFAULT_SECRET_VARIABLES
     # Whatever else changes what the program does (kubeconfig, context, project...): part of the
     # desired hash so changing operator settings re-applies every stack once.
     settings_fingerprint: Mapping[str, Any] = field(default_factory=dict)

@@ -52,7 +52,7 @@ FORCE_DELETED = "ForceDeleted"
 
 
 def pod_selector(namespace: str, name: str) -> str:
-    """The label selector of an instance's managed pods (the contract labels, render.py)."""
+    """The label selector of an instance's managed pods (the contract labels, render/objects.py)."""
     return (f"{LABEL_INSTANCE}={label_value(name)},{LABEL_INSTANCE_NAMESPACE}={namespace},"
             f"{MANAGED_BY[0]}={MANAGED_BY[1]}")
 

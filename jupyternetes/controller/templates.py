@@ -17,6 +17,8 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from jupyternetes.crd.definitions import TEMPLATE_PLURAL
+
 log = logging.getLogger(__name__)
 
 GROUPS = ("pods", "pvcs", "otherResources")
@@ -102,7 +104,7 @@ class TemplateStatusWriter:
             except Exception as exc:  # RBAC, template deleted meanwhile, apiserver hiccup
                 if key not in self._denied:
                     log.warning("template %s: cannot write status counts (%s); the operator "
-                                "needs patch on jupyternotebooktemplates/status", key, exc)
+                                "needs patch on %s/status", key, exc, TEMPLATE_PLURAL)
                     self._denied.add(key)
                 continue
             self._denied.discard(key)

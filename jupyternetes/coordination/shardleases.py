@@ -135,11 +135,6 @@ class ShardManager:
     def holds_stack(self, stack: str) -> bool:
         return self.holds(shards.shard_of_stack(stack, self.count))
 
-    def held_locally(self, shard: int) -> bool:
-        """Held at all (also while draining or overdue): work may still be finishing."""
-        with self._lock:
-            return shard in self._held
-
     def since_for_stack(self, stack: str) -> float | None:
         """When this replica acquired the stack's shard, while it holds it; None otherwise.
         The lock rule's reference time for locks of other hosts (locks.py)."""

@@ -56,11 +56,6 @@ def shard_of_key(key: str, shards: int) -> int:
     return shard_of(namespace, name, shards)
 
 
-def fair_share(shards: int, replicas: int) -> int:
-    """The most shards one replica should hold: ceil(shards / replicas)."""
-    return -(-shards // max(1, replicas))
-
-
 def quotas(shards: int, replicas: Iterable[str]) -> dict[str, int]:
     """Each live replica's number of shards (see the module docstring)."""
     ids = sorted(set(replicas))

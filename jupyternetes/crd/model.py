@@ -2,7 +2,7 @@
 
 Pure: parsed from plain dicts (YAML documents or API objects). Every parse error names the source
 (a file, or `namespace/name`) and the field path, because an admin reads it in `kubectl describe`.
-The instance status is plain dicts (merge patches): its contract is `operator/status.py`.
+The instance status is plain dicts (merge patches): its contract is `controller/status.py`.
 """
 
 from __future__ import annotations
@@ -272,7 +272,7 @@ class TemplateRef:
 @dataclass(frozen=True)
 class SecretRef:
     """`spec.variablesFrom[i].secretRef`: a Secret in the instance's namespace whose every data
-    key is a variable, and every value a Pulumi secret (see secretvars.py)."""
+    key is a variable, and every value a Pulumi secret (see render/secretvars.py)."""
 
     name: str
 

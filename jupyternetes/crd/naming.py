@@ -24,11 +24,9 @@ DNS1035_KINDS = frozenset({"Service"})
 DNS1035_PREFIX = "j-"
 
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_DNS1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 _DNS1123_PART = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 _DNS1123_SUBDOMAIN = re.compile(rf"^{_DNS1123_PART}(\.{_DNS1123_PART})*$")
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
-_STACK_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
 def stable_hash(text: str, length: int = HASH_LEN) -> str:
@@ -38,10 +36,6 @@ def stable_hash(text: str, length: int = HASH_LEN) -> str:
 
 def is_dns1123_label(value: str) -> bool:
     return len(value) <= DNS1123_LABEL_MAX and bool(_DNS1123_LABEL.match(value))
-
-
-def is_dns1035_label(value: str) -> bool:
-    return len(value) <= DNS1123_LABEL_MAX and bool(_DNS1035_LABEL.match(value))
 
 
 def is_dns1123_subdomain(value: str) -> bool:
@@ -125,27 +119,6 @@ def stack_name(namespace: str, name: str) -> str:
         return full
     room = STACK_NAME_MAX - len(namespace) - 2
     return f"{namespace}.." + _shorten(name, full, room, "-.")
-
-
-def is_shortened_stack_name(stack: str) -> bool:
-    return ".." in stack
-
-
-def parse_stack_name(stack: str) -> tuple[str, str]:
-    """(namespace, name) back from `stack_name`; ValueError for foreign or shortened names."""
-    namespace, dot, name = stack.partition(".")
-    if name.startswith("."):
-        raise ValueError(
-            f"stack {stack!r} has a shortened (hashed) instance name; read the instance from its "
-            "stack outputs or tags instead"
-        )
-    if not dot or not is_dns1123_label(namespace) or not is_dns1123_subdomain(name):
-        raise ValueError(f"stack {stack!r} is not a jupyternetes stack name (<namespace>.<name>)")
-    return namespace, name
-
-
-def is_valid_stack_name(stack: str) -> bool:
-    return len(stack) <= STACK_NAME_MAX and bool(_STACK_NAME.match(stack))
 
 
 def instance_name_for_user(username: str, server_name: str = "") -> str:

@@ -101,12 +101,6 @@ def changed_fields(current: Mapping[str, Any] | None, wanted: Mapping[str, Any])
     return {k: v for k, v in wanted.items() if current.get(k) != v}
 
 
-def all_ready(expected: Iterable[str], pods: Mapping[str, Mapping[str, Any] | None]) -> bool:
-    """Ready only when every expected pod exists and is ready (no pods expected: trivially)."""
-    return all(pods.get(name) is not None and is_ready(pods[name])  # type: ignore[arg-type]
-               for name in expected)
-
-
 def readiness_summary(expected: Iterable[str],
                       pods: Mapping[str, Mapping[str, Any] | None]) -> tuple[bool, str, str]:
     """(ready, reason, message) for the instance's Ready condition."""

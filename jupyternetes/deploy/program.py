@@ -19,12 +19,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import pulumi
-from pulumi_kubernetes import _utilities as k8s_utilities
 
 from jupyternetes.crd.definitions import load_crd_documents
 from jupyternetes.deploy import manifests, rbac
 from jupyternetes.deploy.settings import DeploySettings, settings_from_config
-from jupyternetes.engine.runtime.program import type_token
+from jupyternetes.engine.runtime.program import KUBERNETES_PROVIDER_VERSION, type_token
 
 
 def config_lookup(config: pulumi.Config):
@@ -47,9 +46,8 @@ def config_lookup(config: pulumi.Config):
 
 def declare(resource_name: str, manifest: dict[str, Any],
             opts: pulumi.ResourceOptions | None = None) -> pulumi.CustomResource:
-    # version: the raw resource must ask for the same provider plugin the SDK pins (private
-    # helper of pulumi_kubernetes, as in jupyternetes/program.py; pinned in pyproject.toml).
-    base = pulumi.ResourceOptions(version=k8s_utilities.get_version())
+    # version: the raw resource must ask for the same provider plugin the SDK pins.
+    base = pulumi.ResourceOptions(version=KUBERNETES_PROVIDER_VERSION)
     return pulumi.CustomResource(type_token(manifest["apiVersion"], manifest["kind"]),
                                  resource_name, manifest,
                                  opts=pulumi.ResourceOptions.merge(base, opts))

@@ -1,8 +1,10 @@
 """Least-privilege RBAC for the operator and for the hub, derived from what the code calls (pure).
 
 Operator (`jupyternetes operator`, its engine workers and their Kubernetes provider):
-- instances: list+watch (operator/watch.py), get + merge patch of metadata.finalizers (kube.py),
-  merge patch of the status subresource (kube.py). `finalizers` (update) lets it own objects with
+- instances: list+watch (kube/informer.py), get + merge patch of metadata.finalizers
+(kube/client.py),
+  merge patch of the status subresource (kube/client.py). `finalizers` (update) lets it own objects
+  with
   blockOwnerDeletion under the OwnerReferencesPermissionEnforcement admission plugin.
 - templates: get (reconcile) and list+watch (template watch), cluster-wide unless
   templateNamespaces restricts them, because an instance may use a template from any namespace;
@@ -13,7 +15,7 @@ Operator (`jupyternetes operator`, its engine workers and their Kubernetes provi
 - pods: list+watch (pod status mirror), get (old-pod hook, refresh), and what the Kubernetes
   provider does to apply a pod: server-side apply is a PATCH that needs `create` too when the
   object is new, `delete` for destroy and replacement.
-- persistentvolumeclaims: get, create, patch, and list (operator/preflight.py lists the
+- persistentvolumeclaims: get, create, patch, and list (controller/preflight.py lists the
   instance's claims to report retained ones). No delete: PVCs are retained on destroy.
 - storageclasses (storage.k8s.io): get, cluster-wide (cluster-scoped), for the StorageClass of a
   claim a template edit would grow (preflight: is expansion allowed).
@@ -27,9 +29,9 @@ Operator (`jupyternetes operator`, its engine workers and their Kubernetes provi
   watch. Only in the watched namespaces (with the default of the hub's user namespace, only
   there).
 - leases (coordination.k8s.io), only in the operator's own namespace, exactly the verbs the
-  code uses: get/create/update for the leader election (operator/leader.py); with sharding
+  code uses: get/create/update for the leader election (coordination/leader.py); with sharding
   (`--shards`, a shared backend; no leader election then) list/create/update/delete for the
-  shard and membership Leases (the docstring of operator/shardleases.py lists why each).
+  shard and membership Leases (the docstring of coordination/shardleases.py lists why each).
 Namespaced Roles in each watched namespace when watchNamespaces is set; ClusterRoles only when the
 operator watches every namespace.
 
@@ -49,17 +51,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from jupyternetes.crd.definitions import GROUP, INSTANCE_PLURAL, TEMPLATE_PLURAL
 from jupyternetes.deploy.settings import DeploySettings, ResourceKind
 
-GROUP = "kadense.io"
-INSTANCES = "jupyternotebookinstances"
-TEMPLATES = "jupyternotebooktemplates"
 RBAC_API = "rbac.authorization.k8s.io/v1"
 
 OPERATOR = "jupyternetes-operator"
 HUB = "jupyternetes-hub"
-
-APPLY_VERBS = ("get", "create", "patch", "delete")
 
 
 def rule(api_group: str, resources: Iterable[str], verbs: Iterable[str]) -> dict[str, Any]:
@@ -69,9 +67,9 @@ def rule(api_group: str, resources: Iterable[str], verbs: Iterable[str]) -> dict
 def operator_workload_rules(kinds: Iterable[ResourceKind] = ()) -> list[dict[str, Any]]:
     """What the operator needs where instances live (one namespace or all)."""
     rules = [
-        rule(GROUP, [INSTANCES], ["get", "list", "watch", "patch"]),
-        rule(GROUP, [f"{INSTANCES}/status"], ["patch"]),
-        rule(GROUP, [f"{INSTANCES}/finalizers"], ["update"]),
+        rule(GROUP, [INSTANCE_PLURAL], ["get", "list", "watch", "patch"]),
+        rule(GROUP, [f"{INSTANCE_PLURAL}/status"], ["patch"]),
+        rule(GROUP, [f"{INSTANCE_PLURAL}/finalizers"], ["update"]),
         rule("", ["pods"], ["get", "list", "watch", "create", "patch", "delete"]),
         rule("", ["persistentvolumeclaims"], ["get", "list", "create", "patch"]),
         rule("", ["events"], ["create", "patch"]),
@@ -87,8 +85,8 @@ def operator_workload_rules(kinds: Iterable[ResourceKind] = ()) -> list[dict[str
 
 
 def template_rules() -> list[dict[str, Any]]:
-    return [rule(GROUP, [TEMPLATES], ["get", "list", "watch"]),
-            rule(GROUP, [f"{TEMPLATES}/status"], ["patch"])]
+    return [rule(GROUP, [TEMPLATE_PLURAL], ["get", "list", "watch"]),
+            rule(GROUP, [f"{TEMPLATE_PLURAL}/status"], ["patch"])]
 
 
 def namespace_rules(names: Iterable[str] = ()) -> list[dict[str, Any]]:
@@ -114,7 +112,7 @@ def lease_rules(sharded: bool = False) -> list[dict[str, Any]]:
 
 def hub_rules() -> list[dict[str, Any]]:
     return [
-        rule(GROUP, [INSTANCES], ["create", "get", "list", "watch", "delete"]),
+        rule(GROUP, [INSTANCE_PLURAL], ["create", "get", "list", "watch", "delete"]),
         rule("", ["secrets"], ["create", "delete", "patch"]),
         rule("", ["pods", "events", "persistentvolumeclaims"], ["list", "watch"]),
     ]

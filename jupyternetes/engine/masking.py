@@ -79,7 +79,7 @@ class MaskingFilter(logging.Filter):
         return True
 
 
-# The operator's filter, installed on its log handler (operator/logsetup.py); the reconciler adds
+# The operator's filter, installed on its log handler (app/logsetup.py); the reconciler adds
 # the secret values of every instance it handles. Values are kept for the process's life: an
 # old token may still appear in an engine message about the state.
 OPERATOR_LOG_MASK = MaskingFilter()

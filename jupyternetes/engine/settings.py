@@ -22,13 +22,14 @@ from typing import Any
 from urllib.parse import urlparse
 
 from jupyternetes.engine.state import backendurl
+from jupyternetes.render import hubvars
 
 log = logging.getLogger(__name__)
 
 PROJECT = "jupyternetes-instances"
 DEFAULT_STATE_DIR = "~/.jupyternetes/state"
 PASSPHRASE_FILE = "passphrase"
-DEFAULT_SECRET_VARIABLES = frozenset({"jupyterhub.api_token"})
+DEFAULT_SECRET_VARIABLES = frozenset({hubvars.API_TOKEN})
 
 
 class StackConfigError(RuntimeError):
@@ -92,7 +93,7 @@ def add_stack_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--context", default=None, help="kubeconfig context to use")
     group.add_argument("--secret-variable", action="append", default=[], metavar="NAME",
                        help="instance variable whose value is a Pulumi secret (repeatable; "
-                            "jupyterhub.api_token always is)")
+                            f"{hubvars.API_TOKEN} always is)")
     group.add_argument("--pulumi-home", default=None,
                        help="PULUMI_HOME holding the Kubernetes provider plugin "
                             "(default: $PULUMI_HOME or ~/.pulumi)")

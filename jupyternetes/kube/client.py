@@ -1,10 +1,11 @@
 """Kubernetes client wiring for the operator: config, both CRDs, pods, status, finalizers, Events.
 
 Everything here returns plain dicts (the API's JSON), not the client's typed models: the rest of the
-code reads them with `model.py`, and raw JSON is much cheaper than the generated models for pods.
+code reads them with `crd/model.py`, and raw JSON is much cheaper than the generated models for
+pods.
 Errors from the apiserver are turned into `KubeError` carrying the apiserver's own message, because
-that message is what an admin needs to see in `kubectl describe jni` (kubeerrors.py). Paged lists
-and watch streams are kubelistwatch.py; conflict-safe read-modify-write is kubewrites.py.
+that message is what an admin needs to see in `kubectl describe jni` (kube/errors.py). Paged lists
+and watch streams are kube/listwatch.py; conflict-safe read-modify-write is kube/writes.py.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from jupyternetes.crd.definitions import (
+    API_VERSION,
     GROUP,
     INSTANCE_KIND,
     INSTANCE_PLURAL,
@@ -324,7 +326,7 @@ class Kube:
             "kind": "Event",
             "metadata": {"name": event_name, "namespace": namespace},
             "involvedObject": {
-                "apiVersion": f"{GROUP}/{VERSION}", "kind": INSTANCE_KIND,
+                "apiVersion": API_VERSION, "kind": INSTANCE_KIND,
                 "namespace": namespace, "name": name, "uid": meta.get("uid"),
                 "resourceVersion": meta.get("resourceVersion"),
             },

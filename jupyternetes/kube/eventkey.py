@@ -5,6 +5,10 @@ EventCorrelator, so a retry loop does not write one Event object per try.
 The Event's name is derived from that key, so repeats find it from any operator replica and
 across restarts without a cache: a create that meets AlreadyExists becomes a patch of count,
 lastTimestamp and the latest message.
+
+A module of its own, though short, because it is a rule and pure, like statusmerge: the I/O
+that applies it (client.Kube.emit_event) stays in client.py, the rule is tested without a
+client, and the e2e HA test judges the live Events with this same normalization.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ version is gone (410). A relist diffs against the cache, so objects deleted whil
 watching still produce DELETED. A periodic resync re-delivers every cached object, which is what
 turns "nothing changed" into a cheap re-check (and heals anything a lost event left behind).
 An optional `transform` (client-go's SetTransform) trims every listed and watched object before
-it is cached or delivered: the cache keeps only what its readers read (operator/cachefields.py).
+it is cached or delivered: the cache keeps only what its readers read (kube/caches.py).
 
 The source is any object with `list() -> (items, resourceVersion)` and
 `watch(resourceVersion, timeout_seconds) -> stream` (iterable of `(type, object)`, with `close()`),
@@ -75,8 +75,6 @@ class ListWatcher:
         self._stream: Stream | None = None
         self._synced = threading.Event()
         self.resource_version = ""
-        self.lists = 0
-        self.watches = 0
         self._threads: list[threading.Thread] = []
 
     # ---- cache access -----------------------------------------------------------------------
@@ -152,7 +150,6 @@ class ListWatcher:
 
     def relist(self) -> None:
         items, resource_version = self.source.list()
-        self.lists += 1
         if self.transform is not None:
             items = [self.transform(obj) for obj in items]
         fresh = {object_key(obj): obj for obj in items}
@@ -174,7 +171,6 @@ class ListWatcher:
 
     def watch_once(self) -> None:
         stream = self.source.watch(self.resource_version, self.watch_timeout_seconds)
-        self.watches += 1
         self._stream = stream
         try:
             if self._stop.is_set():

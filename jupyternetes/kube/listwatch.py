@@ -15,13 +15,13 @@ from kubernetes.watch.watch import iter_resp_lines
 
 from jupyternetes.kube.errors import KubeError, WatchExpired, to_kube_error
 
-# The client wiring's logger (these lived in kube.py): log lines keep their logger name.
+# The client wiring's logger (these lived in kube/client.py): log lines keep their logger name.
 log = logging.getLogger("jupyternetes.kube")
 
 # Items per list request (limit/continue): bounds the memory one list holds in full objects.
 LIST_PAGE = 500
 
-# What a list keeps of each object (an informer's transform, see operator/cachefields.py).
+# What a list keeps of each object (an informer's transform, see kube/caches.py).
 Transform = Callable[[dict], dict]
 
 

@@ -7,12 +7,19 @@ the built-in `jupyternetes.*` names) renders for every user. Pure data, no impor
 
 from __future__ import annotations
 
-# Everything JupyterHub 6.x `Spawner.get_env()` sets for a single-user server; each is sent as
-# the variable `jupyterhub.env.<NAME>`.
+from jupyternetes.render.objects import INSTANCE_NAME, INSTANCE_NAMESPACE
+
+# Every key JupyterHub 6.x `Spawner.get_env()` sets for every single-user server, whatever the
+# hub's config; each is sent as the variable `jupyterhub.env.<NAME>` (tests/unit/test_hubvars.py
+# compares this with the installed JupyterHub's get_env()). get_env() also sets keys only under
+# some config (admin access, cookie options, resource limits, internal SSL, notebook_dir,
+# default_url, debug, disable_user_config, env_keep, `environment`): the spawner sends those too
+# when they are set, but they are not here because a template can't count on them for every user.
 HUB_ENV_NAMES: tuple[str, ...] = (
     "JUPYTERHUB_API_TOKEN",
     "JPY_API_TOKEN",
     "JUPYTERHUB_CLIENT_ID",
+    "JUPYTERHUB_COOKIE_HOST_PREFIX_ENABLED",
     "JUPYTERHUB_HOST",
     "JUPYTERHUB_OAUTH_CALLBACK_URL",
     "JUPYTERHUB_OAUTH_SCOPES",
@@ -28,6 +35,9 @@ HUB_ENV_NAMES: tuple[str, ...] = (
     "JUPYTERHUB_PUBLIC_URL",
     "JUPYTERHUB_PUBLIC_HUB_URL",
 )
+# The get_env() keys whose values are credentials (the hub API token, twice).
+API_TOKEN_ENV = "JUPYTERHUB_API_TOKEN"
+TOKEN_ENV_NAMES = frozenset({API_TOKEN_ENV, "JPY_API_TOKEN"})
 ENV_PREFIX = "jupyterhub.env."
 
 API_TOKEN = "jupyterhub.api_token"
@@ -36,8 +46,6 @@ OAUTH_CLIENT_ID = "jupyterhub.oauth_client_id"
 USER_ID = "jupyterhub.user.id"
 USER_NAME = "jupyterhub.user.name"
 SERVER_NAME = "jupyterhub.server.name"
-INSTANCE_NAME = "jupyternetes.instance.name"
-INSTANCE_NAMESPACE = "jupyternetes.instance.namespace"
 
 SAMPLE_USER = "jovyan"
 SAMPLE_INSTANCE = "8dc366d8a0f05869bfdb6e7eb3d83f65"  # uuid5(NIL, "jovyan").hex style
@@ -58,6 +66,7 @@ def sample_variables(instance_name: str = SAMPLE_INSTANCE, namespace: str = "def
         "JUPYTERHUB_API_TOKEN": "sample-api-token",
         "JPY_API_TOKEN": "sample-api-token",
         "JUPYTERHUB_CLIENT_ID": f"jupyterhub-user-{user}",
+        "JUPYTERHUB_COOKIE_HOST_PREFIX_ENABLED": "0",
         "JUPYTERHUB_HOST": "",
         "JUPYTERHUB_OAUTH_CALLBACK_URL": f"{prefix}oauth_callback",
         "JUPYTERHUB_OAUTH_SCOPES": f'["access:servers!server={user}/"]',

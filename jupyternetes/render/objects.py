@@ -10,7 +10,7 @@ An otherResources entry may carry further top-level fields besides name, labels,
 apiVersion, kind and spec, for kinds without a `spec` (ConfigMap/Secret `data`, `stringData`,
 `type`, `immutable`; Role `rules`; RoleBinding `subjects`, `roleRef`; ...). They are substituted
 like everything else and copied to the object's top level; an entry without `spec` renders an
-object without `spec`. `metadata` and `status` are refused (model.py).
+object without `spec`. `metadata` and `status` are refused (crd/model.py).
 
 After substitution, entry label keys and annotation keys must be qualified names and label values
 valid label values, so a variable like an e-mail address in a label fails here, naming the path,
@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from jupyternetes.crd.definitions import GROUP, INSTANCE_KIND, VERSION
+from jupyternetes.crd.definitions import API_VERSION, INSTANCE_KIND
 from jupyternetes.crd.labels import (
     LABEL_ENTRY,
     LABEL_ENTRY_GROUP,
@@ -80,11 +80,16 @@ class Rendered:
         return [o.manifest for o in self.objects()]
 
 
+# The built-ins naming the instance; the spawner also sends them (hubvars.py), as the seed did.
+INSTANCE_NAME = "jupyternetes.instance.name"
+INSTANCE_NAMESPACE = "jupyternetes.instance.namespace"
+
+
 def builtin_variables(template: Template, instance: Instance) -> dict[str, str]:
     """The facts every render provides; keys in their documented spelling."""
     names = {
-        "jupyternetes.instance.name": instance.name,
-        "jupyternetes.instance.namespace": instance.namespace,
+        INSTANCE_NAME: instance.name,
+        INSTANCE_NAMESPACE: instance.namespace,
         "jupyternetes.template.name": template.name,
         "jupyternetes.template.namespace": template.namespace or instance.template_namespace,
     }
@@ -244,7 +249,7 @@ def _render_entry(template: Template, instance: Instance, group: str, entry: Tem
     if entry.has_spec:
         manifest["spec"] = substitute_tree(entry.spec, variables, f"{base}.spec", missing, typed)
     for key, value in entry.body.items():
-        # model.py refused metadata/status and near-miss spellings of the entry's own keys.
+        # crd/model.py refused metadata/status and near-miss spellings of the entry's own keys.
         manifest[key] = substitute_tree(value, variables, key_path(base, key), missing, typed)
     return RenderedObject(group=group, entry=entry.name, manifest=manifest)
 
@@ -257,5 +262,5 @@ def owner_reference(instance: Instance) -> dict[str, Any] | None:
     for it, and deleting an instance never waits on its pods."""
     if not instance.uid:
         return None
-    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": INSTANCE_KIND, "name": instance.name,
+    return {"apiVersion": API_VERSION, "kind": INSTANCE_KIND, "name": instance.name,
             "uid": instance.uid, "controller": True, "blockOwnerDeletion": False}

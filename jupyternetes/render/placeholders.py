@@ -28,7 +28,6 @@ _TOKEN = re.compile(r"\{\{|\}\}|\{([A-Za-z0-9._-]+)(?::(int|bool|number))?\}|[^{
 _TYPED = re.compile(r"\{([A-Za-z0-9._-]+):(int|bool|number)\}")
 _INT = re.compile(r"-?[0-9]+")
 _NUMBER = re.compile(r"-?[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)?")
-TYPES = ("int", "bool", "number")
 
 
 class RenderError(ValueError):

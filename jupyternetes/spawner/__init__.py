@@ -1,7 +1,15 @@
 """JupyterHub spawner for jupyternetes (entry point `jupyterhub.spawners: jupyternetes`).
 
-Importing this package needs `jupyterhub`; the pure modules (variables, profiles, decisions,
-progress, manifests) do not.
+- spawner: JupyternetesSpawner, the JupyterHub 6.x Spawner API (needs `jupyterhub`)
+- cluster: the hub process's one view of the cluster (shared client, one watch per collection)
+- manifests: the instance and its `<instance>-hub` token Secret (pure)
+- variables: the variables a spawn sends, and the token Secret's data (pure)
+- profiles: the choices on the spawn page, each naming a template (pure)
+- decisions: instance + pod state -> what the spawner tells the hub (pure)
+- progress: spawn progress steps from status and Events (pure)
+
+Only `spawner` and `cluster` need `jupyterhub`/a cluster; nothing here imports the controller or
+the engine, so a hub image needs no Pulumi SDK.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from jupyternetes.crd.definitions import GROUP, INSTANCE_KIND, INSTANCE_PLURAL, VERSION
+from jupyternetes.crd.definitions import API_VERSION, GROUP, INSTANCE_KIND, INSTANCE_PLURAL, VERSION
 from jupyternetes.crd.labels import LABEL_INSTANCE, MANAGED_BY
 from jupyternetes.kube.client import MERGE_PATCH, Kube, api_client
 from jupyternetes.kube.errors import KubeError, WatchExpired, api_message, to_kube_error
@@ -134,7 +134,7 @@ class SharedCluster:
                 return ((pod.get("metadata") or {}).get("labels") or {}).get(LABEL_INSTANCE)
             return None
         meta = obj.get("metadata") or {}
-        if kind == INSTANCE_KIND or obj.get("apiVersion") == f"{GROUP}/{VERSION}":
+        if kind == INSTANCE_KIND or obj.get("apiVersion") == API_VERSION:
             return meta.get("name")
         return (meta.get("labels") or {}).get(LABEL_INSTANCE)
 

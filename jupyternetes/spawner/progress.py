@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from jupyternetes.crd.definitions import INSTANCE_KIND
 from jupyternetes.spawner.decisions import conditions_of
 
 
@@ -70,7 +71,7 @@ def event_key(event: Mapping[str, Any]) -> str:
 
 def event_message(event: Mapping[str, Any]) -> str:
     involved = event.get("involvedObject") or {}
-    kind = (involved.get("kind") or "").replace("JupyterNotebookInstance", "instance").lower()
+    kind = (involved.get("kind") or "").replace(INSTANCE_KIND, "instance").lower()
     prefix = "warning: " if event.get("type") == "Warning" else ""
     return f"{prefix}{kind} {involved.get('name')}: {event.get('reason')}: {event.get('message')}"
 

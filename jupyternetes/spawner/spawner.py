@@ -152,6 +152,11 @@ class JupyternetesSpawner(Spawner):
     def _name(self) -> str:
         return instance_name_for_user(self.user.name, self.name or "")
 
+    def _server_label(self) -> str:
+        """`user:server`, or `user` for the default server: how the hub's own log lines name a
+        server (built here from public attributes; the hub's helper for it is private)."""
+        return f"{self.user.name}:{self.name}" if self.name else self.user.name
+
     # ---- state ------------------------------------------------------------------------------
 
     def get_state(self) -> dict:
@@ -228,7 +233,7 @@ class JupyternetesSpawner(Spawner):
         except KubeError as exc:
             raise self._spawn_failure(f"{exc.what}: {exc.message}", "apiserver") from exc
         self.log.info("jupyternetes: created instance %s/%s for %s (template %s/%s)", ns, name,
-                      self._log_name, template_ns or ns, template_name)
+                      self._server_label(), template_ns or ns, template_name)
         return await self._wait_ready(cluster, name)
 
     async def _wait_ready(self, cluster: SharedCluster, name: str) -> str:
@@ -313,13 +318,13 @@ class JupyternetesSpawner(Spawner):
             # this one: delete the dead instance now (its PVCs stay), or it would linger with a
             # failed pod until the user's next start.
             self.log.warning("jupyternetes: server of %s stopped (exit status %s); deleting "
-                             "instance %s/%s", self._log_name, status, self.namespace, name)
+                             "instance %s/%s", self._server_label(), status, self.namespace, name)
             await cluster.call(cluster.delete_instance, name)
         if status is None and instance is not None and self.server is not None:
             moved = decisions.moved_address(instance, self.server.ip, self.server.port,
                                             self.pod_entry)
             if moved:
-                self.log.warning("jupyternetes: server of %s moved to %s:%s", self._log_name,
+                self.log.warning("jupyternetes: server of %s moved to %s:%s", self._server_label(),
                                  *moved)
                 # The hub re-points the proxy at spawner.server in its next route check.
                 self.server.ip, self.server.port = moved
@@ -365,4 +370,4 @@ class JupyternetesSpawner(Spawner):
         selector = f"{LABEL_INSTANCE}={name},{LABEL_ENTRY_GROUP}=pvcs"
         deleted = await cluster.call(cluster.delete_pvcs, selector)
         self.log.info("jupyternetes: deleted PVCs %s of %s", ", ".join(deleted) or "(none)",
-                      self._log_name)
+                      self._server_label())

@@ -12,16 +12,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-ENV_PREFIX = "jupyterhub.env."
-# get_env() keys whose values are credentials: Secret only, never spec.variables.
-TOKEN_ENV_KEYS = frozenset({"JUPYTERHUB_API_TOKEN", "JPY_API_TOKEN"})
-TOKEN_VARIABLE = "jupyterhub.api_token"
+from jupyternetes.render import hubvars
+
 # The Secret's keys: the seed's variable name; the env name, so a template may also mount the
 # Secret with `envFrom` or `secretKeyRef` (`{jupyternetes.instance.name}-hub`); and the token env
 # names as `jupyterhub.env.<NAME>`, so every get_env() variable is a placeholder (tokens only as
-# Pulumi secrets, through `spec.variablesFrom`).
-SECRET_TOKEN_KEYS = (TOKEN_VARIABLE, "JUPYTERHUB_API_TOKEN",
-                     *(ENV_PREFIX + key for key in sorted(TOKEN_ENV_KEYS)))
+# Pulumi secrets, through `spec.variablesFrom`). get_env()'s token keys go into the Secret only,
+# never into spec.variables.
+SECRET_TOKEN_KEYS = (hubvars.API_TOKEN, hubvars.API_TOKEN_ENV,
+                     *(hubvars.env_variable(key) for key in sorted(hubvars.TOKEN_ENV_NAMES)))
 
 
 @dataclass(frozen=True)
@@ -40,18 +39,18 @@ class SpawnFacts:
 def builtin_variables(facts: SpawnFacts, env: Mapping[str, str]) -> dict[str, str]:
     """The spawner's own variables: seed names, server name, `jupyterhub.env.*` (no tokens)."""
     variables = {
-        "jupyterhub.namespace": facts.hub_namespace,
-        "jupyterhub.oauth_client_id": facts.oauth_client_id,
-        "jupyterhub.user.id": str(facts.user_id),
-        "jupyterhub.user.name": facts.user_name,
-        "jupyterhub.server.name": facts.server_name,
-        "jupyternetes.instance.name": facts.instance_name,
-        "jupyternetes.instance.namespace": facts.instance_namespace,
+        hubvars.NAMESPACE: facts.hub_namespace,
+        hubvars.OAUTH_CLIENT_ID: facts.oauth_client_id,
+        hubvars.USER_ID: str(facts.user_id),
+        hubvars.USER_NAME: facts.user_name,
+        hubvars.SERVER_NAME: facts.server_name,
+        hubvars.INSTANCE_NAME: facts.instance_name,
+        hubvars.INSTANCE_NAMESPACE: facts.instance_namespace,
     }
     for key, value in sorted(env.items()):
-        if key in TOKEN_ENV_KEYS or value is None:
+        if key in hubvars.TOKEN_ENV_NAMES or value is None:
             continue
-        variables[ENV_PREFIX + key] = str(value)
+        variables[hubvars.env_variable(key)] = str(value)
     return variables
 
 

@@ -13,15 +13,13 @@ import yaml
 from kubernetes import client
 
 from harness.examples import strip_server_fields
-from jupyternetes.crd.definitions import load_crd_documents
+from jupyternetes.crd.definitions import GROUP, VERSION, load_crd_documents
 
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
 SEED_TEMPLATE = REPO / "examples" / "seed-template.yaml"
 SEED_INSTANCE = REPO / "examples" / "seed-instance.yaml"
-GROUP = "kadense.io"
-VERSION = "v1"
 
 
 def _plural(kind: str) -> str:

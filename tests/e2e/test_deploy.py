@@ -33,6 +33,7 @@ from kubernetes import client, config
 
 from harness.examples import load_example, strip_server_fields
 from harness.operator_process import OperatorProcess, poll
+from jupyternetes.crd.definitions import GROUP, INSTANCE_PLURAL, TEMPLATE_PLURAL, VERSION
 from jupyternetes.deploy.manifests import (
     BACKEND_SECRET,
     BACKEND_URL_KEY,
@@ -48,9 +49,7 @@ from jupyternetes.deploy.settings import DeploySettings
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
-GROUP, VERSION = "kadense.io", "v1"
-INSTANCES, TEMPLATES = "jupyternotebookinstances", "jupyternotebooktemplates"
-CRDS = (f"{INSTANCES}.{GROUP}", f"{TEMPLATES}.{GROUP}")
+CRDS = (f"{INSTANCE_PLURAL}.{GROUP}", f"{TEMPLATE_PLURAL}.{GROUP}")
 SEED_TEMPLATE = "default-template"
 SEED_NAME = "8dc366d8a0f05869bfdb6e7eb3d83f65"
 IMAGE = os.environ.get("JUPYTERNETES_E2E_OPERATOR_IMAGE", "jupyternetes/operator:e2e")
@@ -215,9 +214,9 @@ def deployed(cluster, tmp_path_factory) -> Iterator[Deployed]:
             ns = names[key]
             with contextlib.suppress(client.ApiException):
                 for item in d.custom.list_namespaced_custom_object(
-                        GROUP, VERSION, ns, INSTANCES)["items"]:
+                        GROUP, VERSION, ns, INSTANCE_PLURAL)["items"]:
                     d.custom.patch_namespaced_custom_object(
-                        GROUP, VERSION, ns, INSTANCES, item["metadata"]["name"],
+                        GROUP, VERSION, ns, INSTANCE_PLURAL, item["metadata"]["name"],
                         {"metadata": {"finalizers": None}},
                         _content_type="application/merge-patch+json")
             with contextlib.suppress(client.ApiException):
@@ -277,7 +276,7 @@ def test_up_installs_every_object_with_the_configured_values(deployed: Deployed)
             for r in cluster_roles] == [(f"{OPERATOR}-{d.operator_ns}-namespaces",
                                          [(["namespaces"], ["get"], [d.user_ns]),
                                           (["storageclasses"], ["get"], None)])]
-    template = d.custom.get_namespaced_custom_object(GROUP, VERSION, d.hub_ns, TEMPLATES,
+    template = d.custom.get_namespaced_custom_object(GROUP, VERSION, d.hub_ns, TEMPLATE_PLURAL,
                                                      SEED_TEMPLATE)
     assert template["spec"]["pods"][0]["name"] == "notebook"
     # The example is the hub template: the token from the Secret, never a literal env value;
@@ -365,7 +364,7 @@ def test_operator_runs_with_the_stacks_service_account(deployed: Deployed, opera
 
     def instance() -> dict | None:
         try:
-            return d.custom.get_namespaced_custom_object(GROUP, VERSION, d.user_ns, INSTANCES,
+            return d.custom.get_namespaced_custom_object(GROUP, VERSION, d.user_ns, INSTANCE_PLURAL,
                                                          SEED_NAME)
         except client.ApiException as exc:
             if exc.status == 404:
@@ -382,7 +381,7 @@ def test_operator_runs_with_the_stacks_service_account(deployed: Deployed, opera
             "stringData": {"jupyterhub.api_token": (token := uuid.uuid4().hex),
                            "JUPYTERHUB_API_TOKEN": token}})
         d.custom.create_namespaced_custom_object(
-            GROUP, VERSION, d.user_ns, INSTANCES,
+            GROUP, VERSION, d.user_ns, INSTANCE_PLURAL,
             seed_instance(d.user_ns, d.hub_ns, token_secret=f"{SEED_NAME}-hub"))
 
         def completed_and_ready() -> dict | None:
@@ -398,14 +397,15 @@ def test_operator_runs_with_the_stacks_service_account(deployed: Deployed, opera
                  describe=describe)
         # The template watch works under the namespaced Role: an edit reaches the instance.
         d.custom.patch_namespaced_custom_object(
-            GROUP, VERSION, d.hub_ns, TEMPLATES, SEED_TEMPLATE,
+            GROUP, VERSION, d.hub_ns, TEMPLATE_PLURAL, SEED_TEMPLATE,
             [{"op": "add", "path": "/spec/pods/0/labels/e2e-edit", "value": "1"}],
             _content_type="application/json-patch+json")
         wait_for("TemplateCurrent=False after the template edit",
                  lambda: condition(instance(), "TemplateCurrent").get("status") == "False",
                  describe=describe)
         # Deletion: the operator destroys the stack and drops its finalizer; the PVC stays.
-        d.custom.delete_namespaced_custom_object(GROUP, VERSION, d.user_ns, INSTANCES, SEED_NAME)
+        d.custom.delete_namespaced_custom_object(GROUP, VERSION, d.user_ns, INSTANCE_PLURAL,
+                                                 SEED_NAME)
         wait_for("the seed instance gone", lambda: instance() is None, describe=describe)
         assert d.core.read_namespaced_persistent_volume_claim(f"{SEED_NAME}-workspace",
                                                               d.user_ns)
@@ -414,17 +414,18 @@ def test_operator_runs_with_the_stacks_service_account(deployed: Deployed, opera
         template = strip_server_fields(load_example("service-template.yaml"))
         template["metadata"]["namespace"] = d.hub_ns
         template["spec"]["allowedNamespaces"] = [d.user_ns]
-        d.custom.create_namespaced_custom_object(GROUP, VERSION, d.hub_ns, TEMPLATES, template)
+        d.custom.create_namespaced_custom_object(GROUP, VERSION, d.hub_ns, TEMPLATE_PLURAL,
+                                                 template)
         lab = strip_server_fields(load_example("service-instance.yaml"))
         lab["metadata"]["namespace"] = d.user_ns
         lab["spec"]["template"]["namespace"] = d.hub_ns
         d.pvs.append(static_pv(d.core, d.user_ns, "alice-lab-home"))
-        d.custom.create_namespaced_custom_object(GROUP, VERSION, d.user_ns, INSTANCES, lab)
+        d.custom.create_namespaced_custom_object(GROUP, VERSION, d.user_ns, INSTANCE_PLURAL, lab)
 
         def lab_instance() -> dict | None:
             try:
                 return d.custom.get_namespaced_custom_object(GROUP, VERSION, d.user_ns,
-                                                             INSTANCES, "alice-lab")
+                                                             INSTANCE_PLURAL, "alice-lab")
             except client.ApiException as exc:
                 if exc.status == 404:
                     return None
@@ -435,7 +436,7 @@ def test_operator_runs_with_the_stacks_service_account(deployed: Deployed, opera
             == "Completed"), describe=lambda: f"{lab_instance()}\n{op.log_tail(60)}")
         assert d.core.read_namespaced_service("alice-lab-http", d.user_ns)
         assert d.core.read_namespaced_config_map("alice-lab-settings", d.user_ns)
-        d.custom.delete_namespaced_custom_object(GROUP, VERSION, d.user_ns, INSTANCES,
+        d.custom.delete_namespaced_custom_object(GROUP, VERSION, d.user_ns, INSTANCE_PLURAL,
                                                  "alice-lab")
         wait_for("alice-lab gone", lambda: lab_instance() is None,
                  describe=lambda: f"{lab_instance()}\n{op.log_tail(60)}")
@@ -452,24 +453,24 @@ def test_operator_runs_with_the_stacks_service_account(deployed: Deployed, opera
 
 
 @pytest.mark.parametrize(("verb", "resource", "where", "group", "sub", "allowed"), [
-    ("list", INSTANCES, "user", GROUP, "", True),
-    ("patch", INSTANCES, "user", GROUP, "status", True),
+    ("list", INSTANCE_PLURAL, "user", GROUP, "", True),
+    ("patch", INSTANCE_PLURAL, "user", GROUP, "status", True),
     ("create", "pods", "user", "", "", True),
     ("create", "configmaps", "user", "", "", True),
     ("get", "secrets", "user", "", "", True),
-    ("watch", TEMPLATES, "hub", GROUP, "", True),
+    ("watch", TEMPLATE_PLURAL, "hub", GROUP, "", True),
     ("update", "leases", "op", "coordination.k8s.io", "", True),
-    ("patch", TEMPLATES, "hub", GROUP, "status", True),
+    ("patch", TEMPLATE_PLURAL, "hub", GROUP, "status", True),
     ("get", "namespaces", "", "", "", False),
     ("list", "namespaces", "", "", "", False),
     ("list", "secrets", "", "", "", False),
     ("list", "secrets", "user", "", "", False),
     ("get", "secrets", "other", "", "", False),
     ("delete", "namespaces", "", "", "", False),
-    ("create", TEMPLATES, "hub", GROUP, "", False),
-    ("update", TEMPLATES, "hub", GROUP, "", False),
-    ("list", INSTANCES, "other", GROUP, "", False),
-    ("list", INSTANCES, "", GROUP, "", False),
+    ("create", TEMPLATE_PLURAL, "hub", GROUP, "", False),
+    ("update", TEMPLATE_PLURAL, "hub", GROUP, "", False),
+    ("list", INSTANCE_PLURAL, "other", GROUP, "", False),
+    ("list", INSTANCE_PLURAL, "", GROUP, "", False),
     ("list", "pods", "", "", "", False),
     ("delete", "persistentvolumeclaims", "user", "", "", False),
     ("create", "deployments", "user", "apps", "", False),
@@ -498,8 +499,8 @@ def hub_kubeconfig(deployed: Deployed) -> Path:
 
 
 @pytest.mark.parametrize(("verb", "resource", "where", "group", "allowed"), [
-    ("create", INSTANCES, "user", GROUP, True),
-    ("delete", INSTANCES, "user", GROUP, True),
+    ("create", INSTANCE_PLURAL, "user", GROUP, True),
+    ("delete", INSTANCE_PLURAL, "user", GROUP, True),
     ("create", "secrets", "user", "", True),
     ("patch", "secrets", "user", "", True),
     ("delete", "secrets", "user", "", True),
@@ -509,14 +510,14 @@ def hub_kubeconfig(deployed: Deployed) -> Path:
     ("watch", "secrets", "user", "", False),
     ("watch", "events", "user", "", True),
     ("list", "pods", "user", "", True),
-    ("create", INSTANCES, "other", GROUP, False),
-    ("create", INSTANCES, "hub", GROUP, False),
+    ("create", INSTANCE_PLURAL, "other", GROUP, False),
+    ("create", INSTANCE_PLURAL, "hub", GROUP, False),
     ("create", "secrets", "other", "", False),
     ("delete", "pods", "user", "", False),
     ("create", "pods", "user", "", False),
     ("list", "secrets", "", "", False),
-    ("create", TEMPLATES, "user", GROUP, False),
-    ("patch", INSTANCES, "user", GROUP, False),
+    ("create", TEMPLATE_PLURAL, "user", GROUP, False),
+    ("patch", INSTANCE_PLURAL, "user", GROUP, False),
     ("get", "pods", "user", "", False),
     ("update", "pods", "user", "", False),
 ])
@@ -545,10 +546,12 @@ def test_all_namespaces_mode_uses_cluster_roles(deployed: Deployed, operator_kub
     args = client.AppsV1Api(d.api).read_namespaced_deployment(
         OPERATOR, d.operator_ns).spec.template.spec.containers[0].args
     assert "--namespace" not in args and "--template-namespace" not in args
-    expected = [("list", INSTANCES, "", GROUP, True), ("watch", TEMPLATES, "", GROUP, True),
+    expected = [("list", INSTANCE_PLURAL, "", GROUP, True),
+                ("watch", TEMPLATE_PLURAL, "", GROUP, True),
                 ("list", "pods", "", "", True), ("get", "secrets", "other", "", True),
                 ("list", "secrets", "", "", False), ("list", "secrets", "other", "", False),
-                ("delete", "namespaces", "", "", False), ("create", TEMPLATES, "hub", GROUP, False),
+                ("delete", "namespaces", "", "", False),
+                ("create", TEMPLATE_PLURAL, "hub", GROUP, False),
                 ("delete", "persistentvolumeclaims", "other", "", False),
                 ("update", "leases", "other", "coordination.k8s.io", False),
                 ("create", "deployments", "other", "apps", False)]
@@ -639,7 +642,7 @@ def test_destroy_removes_the_operator_and_keeps_crds_instances_and_pvcs(deployed
     # A user's instance and PVC that exist when the admin destroys the install.
     body = seed_instance(d.user_ns, d.hub_ns)
     body["metadata"]["name"] = "kept"
-    d.custom.create_namespaced_custom_object(GROUP, VERSION, d.user_ns, INSTANCES, body)
+    d.custom.create_namespaced_custom_object(GROUP, VERSION, d.user_ns, INSTANCE_PLURAL, body)
     d.core.create_namespaced_persistent_volume_claim(d.user_ns, {
         "metadata": {"name": "kept-workspace"},
         "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}})
@@ -657,6 +660,6 @@ def test_destroy_removes_the_operator_and_keeps_crds_instances_and_pvcs(deployed
     ext = client.ApiextensionsV1Api(d.api)
     for crd in CRDS:
         assert ext.read_custom_resource_definition(crd).metadata.deletion_timestamp is None
-    assert d.custom.get_namespaced_custom_object(GROUP, VERSION, d.user_ns, INSTANCES, "kept")
+    assert d.custom.get_namespaced_custom_object(GROUP, VERSION, d.user_ns, INSTANCE_PLURAL, "kept")
     assert d.core.read_namespaced_persistent_volume_claim("kept-workspace", d.user_ns)
     assert d.core.read_namespaced_persistent_volume_claim(f"{SEED_NAME}-workspace", d.user_ns)

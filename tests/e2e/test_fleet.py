@@ -19,11 +19,9 @@ import pytest
 import yaml
 
 from harness.examples import load_example
+from jupyternetes.crd.definitions import API_VERSION, GROUP, TEMPLATE_KIND, TEMPLATE_PLURAL, VERSION
 from tests.e2e.test_operator import (  # noqa: F401 - fixtures used by name
-    GROUP,
     HUB_NAMESPACE,
-    TEMPLATES,
-    VERSION,
     Cluster,
     condition,
     hub,
@@ -51,7 +49,7 @@ def cli(pulumi_env, *args: str) -> subprocess.CompletedProcess:
 
 
 def template_doc(c: Cluster, name: str) -> dict:
-    return c.custom.get_namespaced_custom_object(GROUP, VERSION, HUB_NAMESPACE, TEMPLATES,
+    return c.custom.get_namespaced_custom_object(GROUP, VERSION, HUB_NAMESPACE, TEMPLATE_PLURAL,
                                                    name)
 
 
@@ -69,7 +67,7 @@ def wait_counts(c: Cluster, name: str, **wanted: int) -> dict:
 def replace_spec(c: Cluster, name: str, spec: dict) -> int:
     doc = template_doc(c, name)
     doc["spec"] = spec
-    return c.custom.replace_namespaced_custom_object(GROUP, VERSION, HUB_NAMESPACE, TEMPLATES,
+    return c.custom.replace_namespaced_custom_object(GROUP, VERSION, HUB_NAMESPACE, TEMPLATE_PLURAL,
                                                        name, doc)["metadata"]["generation"]
 
 
@@ -127,7 +125,7 @@ def test_fleet_preview_predicts_what_the_operator_does(
         # 1. The image edit: every server's pod is replaced; one instance checked by the engine.
         image_spec = json.loads(json.dumps(live["spec"]))
         image_spec["pods"][0]["spec"]["containers"][0]["image"] = NEW_IMAGE
-        proposed = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "JupyterNotebookTemplate",
+        proposed = {"apiVersion": API_VERSION, "kind": TEMPLATE_KIND,
                     "metadata": {"name": template}, "spec": image_spec}
         doc, text = fleet_preview(pulumi_env, cluster, ref, proposed, tmp_path, "--sample", "1")
         print(text)
@@ -292,16 +290,16 @@ def test_kubectl_get_jnt_shows_the_counts(cluster, crds_installed, namespace):
     api = cluster.api_client()
     custom = client.CustomObjectsApi(api)
     body = load_example("seed-template.yaml")
-    body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "JupyterNotebookTemplate",
+    body = {"apiVersion": API_VERSION, "kind": TEMPLATE_KIND,
             "metadata": {"name": "columns", "namespace": namespace}, "spec": body["spec"]}
-    custom.create_namespaced_custom_object(GROUP, VERSION, namespace, TEMPLATES, body)
+    custom.create_namespaced_custom_object(GROUP, VERSION, namespace, TEMPLATE_PLURAL, body)
     custom.patch_namespaced_custom_object_status(
-        GROUP, VERSION, namespace, TEMPLATES, "columns",
+        GROUP, VERSION, namespace, TEMPLATE_PLURAL, "columns",
         {"status": {"instances": 7, "current": 5, "observedGeneration": 1, "pods": 7,
                     "pvcs": 7, "otherResources": 0}},
         _content_type="application/merge-patch+json")
     url = (f"{api.configuration.host}/apis/{GROUP}/{VERSION}/namespaces/{namespace}/"
-           f"{TEMPLATES}")
+           f"{TEMPLATE_PLURAL}")
     response = api.rest_client.pool_manager.request(
         "GET", url, headers={"Accept": "application/json;as=Table;g=meta.k8s.io;v=v1"})
     table = json.loads(response.data)

@@ -28,6 +28,7 @@ from kubernetes import client
 from harness.operator_process import OperatorProcess, poll
 from jupyternetes.crd.conditions import condition as make_condition
 from jupyternetes.crd.conditions import merge_conditions
+from jupyternetes.crd.definitions import GROUP, INSTANCE_PLURAL, VERSION
 from jupyternetes.crd.naming import stack_name
 from jupyternetes.engine import settings
 from jupyternetes.engine.runtime.procs import pid_alive
@@ -35,9 +36,6 @@ from jupyternetes.engine.state import locks, statedirs
 from jupyternetes.kube import eventkey
 from jupyternetes.kube.client import Kube
 from tests.e2e.test_operator import (  # noqa: F401  (fixtures)
-    GROUP,
-    INSTANCES,
-    VERSION,
     Cluster,
     hub,
     provisioned,
@@ -296,13 +294,13 @@ def conditions_by_type(inst: dict) -> dict[str, dict]:
 def spawner_adds(hub: Cluster, ns: str, name: str, status: str, message: str) -> None:
     """Another writer (the spawner, kubectl) sets its own condition and a status entry the
     operator does not write, the way such a writer would: read, add, merge patch."""
-    inst = hub.custom.get_namespaced_custom_object(GROUP, VERSION, ns, INSTANCES, name)
+    inst = hub.custom.get_namespaced_custom_object(GROUP, VERSION, ns, INSTANCE_PLURAL, name)
     conds = [c for c in (inst.get("status") or {}).get("conditions") or []
              if c["type"] != "HubSeen"]
     conds.append({"type": "HubSeen", "status": status, "reason": "Spawner", "message": message,
                   "lastTransitionTime": "2026-01-01T00:00:00Z"})
     hub.custom.patch_namespaced_custom_object_status(
-        GROUP, VERSION, ns, INSTANCES, name,
+        GROUP, VERSION, ns, INSTANCE_PLURAL, name,
         {"metadata": {"resourceVersion": inst["metadata"]["resourceVersion"]},
          "status": {"conditions": conds,
                     "pods": {"sidecar": {"resourceName": "hub-sidecar", "state": "Completed"}}}},

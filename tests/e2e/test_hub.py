@@ -32,14 +32,13 @@ from harness import pulumi_env as harness_pulumi
 from harness.cluster import loopback_placement
 from harness.hub import Hub
 from harness.operator_process import OperatorProcess
+from jupyternetes.crd.definitions import GROUP, INSTANCE_PLURAL, TEMPLATE_PLURAL, VERSION
 from jupyternetes.crd.labels import LABEL_INSTANCE
 from jupyternetes.crd.naming import instance_name_for_user
 from tests.e2e.loopback_pods import wait_service_account
 
 pytestmark = pytest.mark.e2e
 
-GROUP, VERSION = "kadense.io", "v1"
-INSTANCES, TEMPLATES = "jupyternotebookinstances", "jupyternotebooktemplates"
 REPO = Path(__file__).resolve().parents[2]
 # Generous: two cores shared with other work; each spawn is a Pulumi `up` plus a notebook start.
 SPAWN_TIMEOUT = 240.0
@@ -85,8 +84,8 @@ class HubEnv:
 
     def instance(self, name: str) -> dict | None:
         try:
-            return self.custom.get_namespaced_custom_object(GROUP, VERSION, self.ns, INSTANCES,
-                                                            name)
+            return self.custom.get_namespaced_custom_object(GROUP, VERSION, self.ns,
+                                                            INSTANCE_PLURAL, name)
         except client.ApiException as exc:
             if exc.status == 404:
                 return None
@@ -94,7 +93,7 @@ class HubEnv:
 
     def instances_of(self, user: str) -> list[dict]:
         items = self.custom.list_namespaced_custom_object(
-            GROUP, VERSION, self.ns, INSTANCES,
+            GROUP, VERSION, self.ns, INSTANCE_PLURAL,
             label_selector=f"hub.jupyter.org/username={user}")["items"]
         return items
 
@@ -223,7 +222,7 @@ def env(cluster, crds_installed, pod_runner, tmp_path_factory) -> Iterator[HubEn
         "python", "-c", "import sys, time; time.sleep(8); sys.exit(3)"]
     templates.append(crashing)
     for body in templates:
-        custom.create_namespaced_custom_object(GROUP, VERSION, ns, TEMPLATES, body)
+        custom.create_namespaced_custom_object(GROUP, VERSION, ns, TEMPLATE_PLURAL, body)
 
     root = tmp_path_factory.mktemp("hub-e2e")
     backend = harness_pulumi.backend_url(root / "pulumi-state")
@@ -251,12 +250,13 @@ def env(cluster, crds_installed, pod_runner, tmp_path_factory) -> Iterator[HubEn
         yield e
     finally:
         hub.stop()
-        for item in custom.list_namespaced_custom_object(GROUP, VERSION, ns, INSTANCES)["items"]:
-            custom.delete_namespaced_custom_object(GROUP, VERSION, ns, INSTANCES,
+        for item in custom.list_namespaced_custom_object(GROUP, VERSION, ns,
+                                                         INSTANCE_PLURAL)["items"]:
+            custom.delete_namespaced_custom_object(GROUP, VERSION, ns, INSTANCE_PLURAL,
                                                    item["metadata"]["name"])
         try:
             wait_for("instances deleted", lambda: not custom.list_namespaced_custom_object(
-                GROUP, VERSION, ns, INSTANCES)["items"], timeout=180)
+                GROUP, VERSION, ns, INSTANCE_PLURAL)["items"], timeout=180)
         finally:
             operator.terminate()
             core.delete_namespace(ns)

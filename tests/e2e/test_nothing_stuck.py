@@ -29,17 +29,22 @@ import pytest
 from kubernetes import client
 
 from harness.examples import strip_server_fields
+from jupyternetes.crd.definitions import (
+    API_VERSION,
+    GROUP,
+    INSTANCE_KIND,
+    INSTANCE_PLURAL,
+    TEMPLATE_KIND,
+    TEMPLATE_PLURAL,
+    VERSION,
+)
 from jupyternetes.crd.model import Instance, Template
 from jupyternetes.crd.naming import stack_name
 from jupyternetes.engine import PROJECT, StackEngine, StackSettings
 from jupyternetes.engine.state import statedirs
 from jupyternetes.render.objects import render
 from tests.e2e.test_operator import (  # noqa: F401
-    GROUP,
     HUB_NAMESPACE,
-    INSTANCES,
-    TEMPLATES,
-    VERSION,
     condition,
     hub,
     provisioned,
@@ -57,7 +62,7 @@ FORCE_DELETE = "jupyternetes.kadense.io/force-delete"
 
 def annotate(hub, ns: str, name: str, key: str, value: str) -> None:
     hub.custom.patch_namespaced_custom_object(
-        GROUP, VERSION, ns, INSTANCES, name, {"metadata": {"annotations": {key: value}}},
+        GROUP, VERSION, ns, INSTANCE_PLURAL, name, {"metadata": {"annotations": {key: value}}},
         _content_type="application/merge-patch+json")
 
 
@@ -65,7 +70,7 @@ def failing_template(hub, namespace: str) -> str:
     """A pod the apiserver accepts, then a ConfigMap it rejects (invalid key): every `up`
     creates/keeps the pod and fails on the ConfigMap."""
     name = f"failing-{namespace}"[:63]
-    body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "JupyterNotebookTemplate",
+    body = {"apiVersion": API_VERSION, "kind": TEMPLATE_KIND,
             "metadata": {"name": name, "namespace": HUB_NAMESPACE},
             "spec": {
                 "allowedNamespaces": [namespace],
@@ -74,7 +79,7 @@ def failing_template(hub, namespace: str) -> str:
                     "ports": [{"containerPort": 8888}]}]}}],
                 "otherResources": [{"name": "broken", "apiVersion": "v1", "kind": "ConfigMap",
                                     "data": {"not a valid key!": "x"}}]}}
-    hub.custom.create_namespaced_custom_object(GROUP, VERSION, HUB_NAMESPACE, TEMPLATES, body)
+    hub.custom.create_namespaced_custom_object(GROUP, VERSION, HUB_NAMESPACE, TEMPLATE_PLURAL, body)
     return name
 
 
@@ -145,7 +150,7 @@ def test_degraded_instance_engine_operations_follow_the_backoff_while_its_pod_ch
         print(f"retry-now: next attempt after {waited:.1f}s (backoff {cap:g}s)")
         assert waited < cap * 0.6, f"retry-now did not hurry the retry ({waited:.1f}s)"
     finally:
-        hub.custom.delete_namespaced_custom_object(GROUP, VERSION, HUB_NAMESPACE, TEMPLATES,
+        hub.custom.delete_namespaced_custom_object(GROUP, VERSION, HUB_NAMESPACE, TEMPLATE_PLURAL,
                                                    template)
 
 
@@ -265,7 +270,7 @@ def test_namespace_with_three_running_instances_deletes_within_a_minute(
         # it should the finalizer be stripped by hand).
         ref = owner_of(hub.pod(ns, f"{name}-notebook"))
         assert (ref["apiVersion"], ref["kind"], ref["name"], ref["uid"]) == (
-            f"{GROUP}/{VERSION}", "JupyterNotebookInstance", name, inst["metadata"]["uid"])
+            API_VERSION, INSTANCE_KIND, name, inst["metadata"]["uid"])
         assert ref["controller"] is True and ref["blockOwnerDeletion"] is False
         assert not hub.pvcs(ns, name)[0]["metadata"].get("ownerReferences")
     stacks_before = [p for p in op.stack_files() if p.name.startswith(f"{ns}.")]
@@ -305,7 +310,7 @@ def test_orphaned_stack_is_destroyed_at_the_next_start_and_the_pvc_kept(
 
     # The operator is stopped: the instance goes away with its finalizer stripped by hand.
     hub.custom.patch_namespaced_custom_object(
-        GROUP, VERSION, ns, INSTANCES, gone, {"metadata": {"finalizers": None}},
+        GROUP, VERSION, ns, INSTANCE_PLURAL, gone, {"metadata": {"finalizers": None}},
         _content_type="application/merge-patch+json")
     hub.delete_instance(ns, gone)
     wait_for("instance gone", lambda: hub.instance(ns, gone) is None, timeout=30)
@@ -330,7 +335,7 @@ def test_a_pod_made_without_owner_reference_gets_it_in_place_at_the_next_up(
     ns, name = namespace, "upgrade"
     volumes.provide(ns, name)
     created = hub.create_instance(ns, name)
-    tpl = hub.custom.get_namespaced_custom_object(GROUP, VERSION, HUB_NAMESPACE, TEMPLATES,
+    tpl = hub.custom.get_namespaced_custom_object(GROUP, VERSION, HUB_NAMESPACE, TEMPLATE_PLURAL,
                                                   "default-template")
     old = Instance.from_dict(strip_server_fields(created))  # no uid: renders as before
     assert old.uid is None

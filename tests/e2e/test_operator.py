@@ -25,6 +25,7 @@ from kubernetes import client
 
 from harness.examples import load_example, shared_template, strip_server_fields
 from harness.operator_process import OperatorProcess, poll
+from jupyternetes.crd.definitions import GROUP, INSTANCE_PLURAL, TEMPLATE_PLURAL, VERSION
 from jupyternetes.crd.labels import FINALIZER, LABEL_INSTANCE
 from jupyternetes.crd.naming import stack_name
 from jupyternetes.engine.state import statedirs
@@ -32,8 +33,6 @@ from jupyternetes.kube.client import Kube
 
 pytestmark = pytest.mark.e2e
 
-GROUP, VERSION = "kadense.io", "v1"
-INSTANCES, TEMPLATES = "jupyternotebookinstances", "jupyternotebooktemplates"
 HUB_NAMESPACE = "kadense"
 SEED_TEMPLATE = "default-template"
 SEED_NAME = "8dc366d8a0f05869bfdb6e7eb3d83f65"
@@ -90,15 +89,16 @@ class Cluster:
         body["spec"]["variables"]["jupyternetes.instance.namespace"] = ns
         if variables is not None:
             body["spec"]["variables"] = variables
-        return self.custom.create_namespaced_custom_object(GROUP, VERSION, ns, INSTANCES, body)
+        return self.custom.create_namespaced_custom_object(GROUP, VERSION, ns, INSTANCE_PLURAL,
+                                                           body)
 
     def patch_variables(self, ns: str, name: str, variables: dict) -> dict:
         return self.custom.patch_namespaced_custom_object(
-            GROUP, VERSION, ns, INSTANCES, name, {"spec": {"variables": variables}},
+            GROUP, VERSION, ns, INSTANCE_PLURAL, name, {"spec": {"variables": variables}},
             _content_type="application/merge-patch+json")
 
     def delete_instance(self, ns: str, name: str) -> None:
-        self.custom.delete_namespaced_custom_object(GROUP, VERSION, ns, INSTANCES, name)
+        self.custom.delete_namespaced_custom_object(GROUP, VERSION, ns, INSTANCE_PLURAL, name)
 
     def pods(self, ns: str, instance: str) -> list[dict]:
         resp = self.core.list_namespaced_pod(ns, label_selector=f"{LABEL_INSTANCE}={instance}",
@@ -161,7 +161,7 @@ def hub(cluster, crds_installed) -> Iterator[Cluster]:
     templates.append(broken)
     for body in templates:
         try:
-            c.custom.create_namespaced_custom_object(GROUP, VERSION, HUB_NAMESPACE, TEMPLATES,
+            c.custom.create_namespaced_custom_object(GROUP, VERSION, HUB_NAMESPACE, TEMPLATE_PLURAL,
                                                      body)
         except client.ApiException as exc:
             if exc.status != 409:
@@ -230,19 +230,20 @@ def start_operator(cluster, pulumi_env, tmp_path, hub) -> Iterator[Callable[...,
         if op.proc is None or op.proc.poll() is not None:
             continue
         for ns in namespaces:
-            items = hub.custom.list_namespaced_custom_object(GROUP, VERSION, ns, INSTANCES)
+            items = hub.custom.list_namespaced_custom_object(GROUP, VERSION, ns, INSTANCE_PLURAL)
             for item in items["items"]:
                 hub.delete_instance(ns, item["metadata"]["name"])
             try:
                 wait_for(f"instances in {ns} deleted", lambda ns=ns: not hub.custom
-                         .list_namespaced_custom_object(GROUP, VERSION, ns, INSTANCES)["items"],
+                         .list_namespaced_custom_object(GROUP, VERSION, ns,
+                                                        INSTANCE_PLURAL)["items"],
                          timeout=120)
             finally:
                 # Never leave a namespace stuck Terminating on our finalizer.
                 for item in hub.custom.list_namespaced_custom_object(
-                        GROUP, VERSION, ns, INSTANCES)["items"]:
+                        GROUP, VERSION, ns, INSTANCE_PLURAL)["items"]:
                     hub.custom.patch_namespaced_custom_object(
-                        GROUP, VERSION, ns, INSTANCES, item["metadata"]["name"],
+                        GROUP, VERSION, ns, INSTANCE_PLURAL, item["metadata"]["name"],
                         {"metadata": {"finalizers": None}},
                         _content_type="application/merge-patch+json")
         code = op.terminate()
@@ -577,12 +578,13 @@ def test_deleting_an_instance_whose_template_is_gone_still_cleans_up(hub, namesp
     ns, name, template = namespace, "orphan", f"gone-{namespace}"[:63]
     body = shared_template(strip_server_fields(load_example("seed-template.yaml")), (ns,))
     body["metadata"] = {"name": template, "namespace": HUB_NAMESPACE}
-    hub.custom.create_namespaced_custom_object(GROUP, VERSION, HUB_NAMESPACE, TEMPLATES, body)
+    hub.custom.create_namespaced_custom_object(GROUP, VERSION, HUB_NAMESPACE, TEMPLATE_PLURAL, body)
     volumes.provide(ns, name)
     op = start_operator([ns])
     hub.create_instance(ns, name, template=template)
     wait_for("Completed", provisioned(hub, ns, name), describe=lambda: hub.describe(ns, name))
-    hub.custom.delete_namespaced_custom_object(GROUP, VERSION, HUB_NAMESPACE, TEMPLATES, template)
+    hub.custom.delete_namespaced_custom_object(GROUP, VERSION, HUB_NAMESPACE, TEMPLATE_PLURAL,
+                                               template)
     hub.delete_instance(ns, name)
     wait_for("instance gone", lambda: hub.instance(ns, name) is None,
              describe=lambda: hub.describe(ns, name) + op.log_tail())
@@ -667,23 +669,23 @@ def own_template(hub: Cluster, namespace: str, prefix: str) -> Iterator[str]:
     name = f"{prefix}-{namespace}"[:63]
     body = shared_template(strip_server_fields(load_example("seed-template.yaml")), (namespace,))
     body["metadata"] = {"name": name, "namespace": HUB_NAMESPACE}
-    hub.custom.create_namespaced_custom_object(GROUP, VERSION, HUB_NAMESPACE, TEMPLATES, body)
+    hub.custom.create_namespaced_custom_object(GROUP, VERSION, HUB_NAMESPACE, TEMPLATE_PLURAL, body)
     try:
         yield name
     finally:
         with contextlib.suppress(client.ApiException):
-            hub.custom.delete_namespaced_custom_object(GROUP, VERSION, HUB_NAMESPACE, TEMPLATES,
-                                                       name)
+            hub.custom.delete_namespaced_custom_object(GROUP, VERSION, HUB_NAMESPACE,
+                                                       TEMPLATE_PLURAL, name)
 
 
 def set_template_env(hub: Cluster, template: str, env_name: str, value: str) -> int:
     """`kubectl edit jnt`: one env value changed; returns the template's new generation."""
-    tpl = hub.custom.get_namespaced_custom_object(GROUP, VERSION, HUB_NAMESPACE, TEMPLATES,
+    tpl = hub.custom.get_namespaced_custom_object(GROUP, VERSION, HUB_NAMESPACE, TEMPLATE_PLURAL,
                                                   template)
     env = tpl["spec"]["pods"][0]["spec"]["containers"][0]["env"]
     next(e for e in env if e["name"] == env_name)["value"] = value
     updated = hub.custom.replace_namespaced_custom_object(GROUP, VERSION, HUB_NAMESPACE,
-                                                          TEMPLATES, template, tpl)
+                                                          TEMPLATE_PLURAL, template, tpl)
     return updated["metadata"]["generation"]
 
 

@@ -20,14 +20,13 @@ import pytest
 from kubernetes import client
 
 from harness.operator_process import OperatorProcess
+from jupyternetes.crd.definitions import GROUP, INSTANCE_PLURAL, VERSION
 from jupyternetes.crd.naming import stack_name
 from jupyternetes.engine import PROJECT
 from jupyternetes.engine.state import pgstate
 from tests.e2e.test_operator import (  # noqa: F401 (fixtures)
     API_TOKEN,
     FAST_BACKOFF,
-    GROUP,
-    INSTANCES,
     SEED_NAME,
     Cluster,
     hub,
@@ -85,18 +84,19 @@ def pg_operator(cluster, pulumi_env, tmp_path, hub, postgres_backend  # noqa: F8
         if not op.running():
             continue
         for ns in namespaces:
-            for item in hub.custom.list_namespaced_custom_object(GROUP, "v1", ns,
-                                                                 INSTANCES)["items"]:
+            for item in hub.custom.list_namespaced_custom_object(GROUP, VERSION, ns,
+                                                                 INSTANCE_PLURAL)["items"]:
                 hub.delete_instance(ns, item["metadata"]["name"])
             try:
                 wait_for(f"instances in {ns} deleted", lambda ns=ns: not hub.custom
-                         .list_namespaced_custom_object(GROUP, "v1", ns, INSTANCES)["items"],
+                         .list_namespaced_custom_object(GROUP, VERSION, ns,
+                                                        INSTANCE_PLURAL)["items"],
                          timeout=120)
             finally:
                 for item in hub.custom.list_namespaced_custom_object(
-                        GROUP, "v1", ns, INSTANCES)["items"]:
+                        GROUP, VERSION, ns, INSTANCE_PLURAL)["items"]:
                     hub.custom.patch_namespaced_custom_object(
-                        GROUP, "v1", ns, INSTANCES, item["metadata"]["name"],
+                        GROUP, VERSION, ns, INSTANCE_PLURAL, item["metadata"]["name"],
                         {"metadata": {"finalizers": None}},
                         _content_type="application/merge-patch+json")
         code = op.terminate()

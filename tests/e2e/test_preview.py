@@ -12,7 +12,15 @@ import yaml
 from kubernetes import client
 
 from jupyternetes.crd import naming
-from jupyternetes.crd.definitions import GROUP, VERSION
+from jupyternetes.crd.definitions import (
+    API_VERSION,
+    GROUP,
+    INSTANCE_KIND,
+    INSTANCE_PLURAL,
+    TEMPLATE_KIND,
+    TEMPLATE_PLURAL,
+    VERSION,
+)
 from jupyternetes.crd.model import Instance, Template
 from jupyternetes.engine import StackEngine, StackSettings
 from jupyternetes.engine.state import backendurl, statedirs
@@ -111,12 +119,12 @@ def test_preview_from_the_cluster(cluster, pulumi_env, namespace, crds_installed
     template, instance = seed_docs(namespace, name="incluster")
     with cluster.api_client() as api:
         objects = client.CustomObjectsApi(api)
-        template.update(apiVersion=f"{GROUP}/{VERSION}", kind="JupyterNotebookTemplate")
-        instance.update(apiVersion=f"{GROUP}/{VERSION}", kind="JupyterNotebookInstance")
+        template.update(apiVersion=API_VERSION, kind=TEMPLATE_KIND)
+        instance.update(apiVersion=API_VERSION, kind=INSTANCE_KIND)
         objects.create_namespaced_custom_object(GROUP, VERSION, namespace,
-                                                "jupyternotebooktemplates", template)
+                                                TEMPLATE_PLURAL, template)
         objects.create_namespaced_custom_object(GROUP, VERSION, namespace,
-                                                "jupyternotebookinstances", instance)
+                                                INSTANCE_PLURAL, instance)
     common = ["--kubeconfig", str(cluster.kubeconfig), "--state-dir", str(state_dir(pulumi_env))]
     result = run_cli(pulumi_env, f"{namespace}/incluster", *common, "--exit-code")
     assert result.returncode == 1, result.stderr

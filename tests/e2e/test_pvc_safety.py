@@ -16,13 +16,11 @@ import pytest
 from kubernetes import client
 
 from harness.examples import load_example, shared_template, strip_server_fields
+from jupyternetes.crd.definitions import GROUP, TEMPLATE_PLURAL, VERSION
 from jupyternetes.crd.naming import stack_name
 from tests.e2e import test_operator as base
 from tests.e2e.test_operator import (
-    GROUP,
     HUB_NAMESPACE,
-    TEMPLATES,
-    VERSION,
     Cluster,
     condition,
     provisioned,
@@ -52,7 +50,7 @@ def seed_variant(pvc_entry: str, name: str, pvc_spec: dict | None = None) -> dic
 @contextlib.contextmanager
 def templates(hub: Cluster, *bodies: dict) -> Iterator[list[str]]:
     for body in bodies:
-        hub.custom.create_namespaced_custom_object(GROUP, VERSION, HUB_NAMESPACE, TEMPLATES,
+        hub.custom.create_namespaced_custom_object(GROUP, VERSION, HUB_NAMESPACE, TEMPLATE_PLURAL,
                                                    shared_template(body))
     try:
         yield [b["metadata"]["name"] for b in bodies]
@@ -60,14 +58,15 @@ def templates(hub: Cluster, *bodies: dict) -> Iterator[list[str]]:
         for body in bodies:
             with contextlib.suppress(client.ApiException):
                 hub.custom.delete_namespaced_custom_object(
-                    GROUP, VERSION, HUB_NAMESPACE, TEMPLATES, body["metadata"]["name"])
+                    GROUP, VERSION, HUB_NAMESPACE, TEMPLATE_PLURAL, body["metadata"]["name"])
 
 
 def edit_template(hub: Cluster, name: str, edit) -> int:
-    tpl = hub.custom.get_namespaced_custom_object(GROUP, VERSION, HUB_NAMESPACE, TEMPLATES, name)
+    tpl = hub.custom.get_namespaced_custom_object(GROUP, VERSION, HUB_NAMESPACE, TEMPLATE_PLURAL,
+                                                  name)
     edit(tpl["spec"])
     updated = hub.custom.replace_namespaced_custom_object(GROUP, VERSION, HUB_NAMESPACE,
-                                                          TEMPLATES, name, tpl)
+                                                          TEMPLATE_PLURAL, name, tpl)
     return updated["metadata"]["generation"]
 
 

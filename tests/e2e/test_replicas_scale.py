@@ -21,12 +21,10 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from harness.operator_process import OperatorProcess
+from jupyternetes.crd.definitions import GROUP, INSTANCE_PLURAL, VERSION
 from jupyternetes.crd.naming import stack_name
 from tests.e2e.test_operator import (  # noqa: F401  (fixtures)
     FAST_BACKOFF,
-    GROUP,
-    INSTANCES,
-    VERSION,
     Cluster,
     hub,
     provisioned,
@@ -77,17 +75,18 @@ def replicas(cluster, pulumi_env, tmp_path, hub, postgres_backend
     for _op, namespaces in live[:1]:
         for ns in namespaces:
             for item in hub.custom.list_namespaced_custom_object(GROUP, VERSION, ns,
-                                                                 INSTANCES)["items"]:
+                                                                 INSTANCE_PLURAL)["items"]:
                 hub.delete_instance(ns, item["metadata"]["name"])
             try:
                 wait_for(f"instances in {ns} deleted", lambda ns=ns: not hub.custom
-                         .list_namespaced_custom_object(GROUP, VERSION, ns, INSTANCES)["items"],
+                         .list_namespaced_custom_object(GROUP, VERSION, ns,
+                                                        INSTANCE_PLURAL)["items"],
                          timeout=240)
             finally:
                 for item in hub.custom.list_namespaced_custom_object(
-                        GROUP, VERSION, ns, INSTANCES)["items"]:
+                        GROUP, VERSION, ns, INSTANCE_PLURAL)["items"]:
                     hub.custom.patch_namespaced_custom_object(
-                        GROUP, VERSION, ns, INSTANCES, item["metadata"]["name"],
+                        GROUP, VERSION, ns, INSTANCE_PLURAL, item["metadata"]["name"],
                         {"metadata": {"finalizers": None}},
                         _content_type="application/merge-patch+json")
     codes = {op.log_path.stem: op.terminate() for op, _ in live}

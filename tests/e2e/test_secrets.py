@@ -22,11 +22,17 @@ import pytest
 from kubernetes import client
 
 from harness.examples import load_example, shared_template, strip_server_fields
-from tests.e2e.test_operator import (  # noqa: F401  (fixtures are used by name)
+from jupyternetes.crd.definitions import (
+    API_VERSION,
     GROUP,
+    INSTANCE_KIND,
+    INSTANCE_PLURAL,
+    TEMPLATE_KIND,
+    TEMPLATE_PLURAL,
+    VERSION,
+)
+from tests.e2e.test_operator import (  # noqa: F401  (fixtures are used by name)
     HUB_NAMESPACE,
-    INSTANCES,
-    TEMPLATES,
     Cluster,
     condition,
     env_of,
@@ -39,7 +45,6 @@ from tests.e2e.test_operator import (  # noqa: F401  (fixtures are used by name)
 
 pytestmark = pytest.mark.e2e
 
-VERSION = "v1"
 TOKEN = "5ecre7t0ken5ecre7t0ken5ecre7t0k1"  # unique enough to grep for
 NEW_TOKEN = "n3wt0kenn3wt0kenn3wt0kenn3wt0ke2"
 
@@ -71,7 +76,7 @@ def seed_instance_from_secret(hub: Cluster, ns: str, name: str,
     variables["jupyternetes.instance.name"] = name
     variables["jupyternetes.instance.namespace"] = ns
     body["spec"]["variablesFrom"] = [{"secretRef": {"name": f"{name}-hub"}}]
-    return hub.custom.create_namespaced_custom_object(GROUP, VERSION, ns, INSTANCES, body)
+    return hub.custom.create_namespaced_custom_object(GROUP, VERSION, ns, INSTANCE_PLURAL, body)
 
 
 def ensure_template(hub: Cluster, body: dict) -> None:
@@ -79,14 +84,15 @@ def ensure_template(hub: Cluster, body: dict) -> None:
     body = shared_template(strip_server_fields(copy.deepcopy(body)))
     name = body["metadata"]["name"]
     try:
-        hub.custom.create_namespaced_custom_object(GROUP, VERSION, HUB_NAMESPACE, TEMPLATES, body)
+        hub.custom.create_namespaced_custom_object(GROUP, VERSION, HUB_NAMESPACE, TEMPLATE_PLURAL,
+                                                   body)
     except client.ApiException as exc:
         if exc.status != 409:
             raise
         current = hub.custom.get_namespaced_custom_object(GROUP, VERSION, HUB_NAMESPACE,
-                                                          TEMPLATES, name)
+                                                          TEMPLATE_PLURAL, name)
         body["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
-        hub.custom.replace_namespaced_custom_object(GROUP, VERSION, HUB_NAMESPACE, TEMPLATES,
+        hub.custom.replace_namespaced_custom_object(GROUP, VERSION, HUB_NAMESPACE, TEMPLATE_PLURAL,
                                                     name, body)
 
 
@@ -161,7 +167,7 @@ def test_hub_example_token_only_in_the_secret_and_user_id_typed(hub, namespace, 
     volumes.provide(ns, name)
     op = start_operator([ns])
     hub.core.create_namespaced_secret(ns, secret)
-    hub.custom.create_namespaced_custom_object(GROUP, VERSION, ns, INSTANCES, instance)
+    hub.custom.create_namespaced_custom_object(GROUP, VERSION, ns, INSTANCE_PLURAL, instance)
     wait_for("Completed", provisioned(hub, ns, name),
              describe=lambda: hub.describe(ns, name) + "\n" + op.log_tail())
     pod = wait_for("the pod", lambda: hub.pod(ns, f"{name}-notebook"))
@@ -388,10 +394,12 @@ def test_preview_from_the_cluster_reads_variables_from_and_masks_them(
     instance["spec"]["variablesFrom"] = [{"secretRef": {"name": "pvsec-hub"}}]
     with cluster.api_client() as api:
         objects = client.CustomObjectsApi(api)
-        template.update(apiVersion=f"{GROUP}/{VERSION}", kind="JupyterNotebookTemplate")
-        instance.update(apiVersion=f"{GROUP}/{VERSION}", kind="JupyterNotebookInstance")
-        objects.create_namespaced_custom_object(GROUP, VERSION, namespace, TEMPLATES, template)
-        objects.create_namespaced_custom_object(GROUP, VERSION, namespace, INSTANCES, instance)
+        template.update(apiVersion=API_VERSION, kind=TEMPLATE_KIND)
+        instance.update(apiVersion=API_VERSION, kind=INSTANCE_KIND)
+        objects.create_namespaced_custom_object(GROUP, VERSION, namespace, TEMPLATE_PLURAL,
+                                                template)
+        objects.create_namespaced_custom_object(GROUP, VERSION, namespace, INSTANCE_PLURAL,
+                                                instance)
         core = client.CoreV1Api(api)
 
         def preview() -> subprocess.CompletedProcess:

@@ -26,13 +26,12 @@ import pytest
 
 from harness.operator_process import OperatorProcess
 from jupyternetes.coordination.shards import shard_of, shard_of_stack
+from jupyternetes.crd.definitions import GROUP, INSTANCE_PLURAL, VERSION
 from jupyternetes.crd.naming import stack_name
 from jupyternetes.engine import PROJECT
 from tests.e2e.test_ha import REMOVED, managed, readyz
 from tests.e2e.test_operator import (  # noqa: F401 (fixtures)
     FAST_BACKOFF,
-    GROUP,
-    INSTANCES,
     Cluster,
     hub,
     provisioned,
@@ -78,10 +77,10 @@ def sharded(cluster, pulumi_env, tmp_path, hub, postgres_backend, namespace
     for op in started:
         if op.proc is not None and op.proc.returncode is None:
             codes[op.log_path.name] = op.proc.wait(90)
-    for item in hub.custom.list_namespaced_custom_object(GROUP, "v1", namespace,
-                                                         INSTANCES)["items"]:
+    for item in hub.custom.list_namespaced_custom_object(GROUP, VERSION, namespace,
+                                                         INSTANCE_PLURAL)["items"]:
         hub.custom.patch_namespaced_custom_object(
-            GROUP, "v1", namespace, INSTANCES, item["metadata"]["name"],
+            GROUP, VERSION, namespace, INSTANCE_PLURAL, item["metadata"]["name"],
             {"metadata": {"finalizers": None}}, _content_type="application/merge-patch+json")
     assert all(code == 0 for code in codes.values()), codes
 

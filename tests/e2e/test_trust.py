@@ -23,12 +23,17 @@ import pytest
 from kubernetes import client
 
 from harness.examples import load_example, strip_server_fields
-from tests.e2e.test_operator import (  # noqa: F401  (fixtures are used by name)
+from jupyternetes.crd.definitions import (
+    API_VERSION,
     GROUP,
-    HUB_NAMESPACE,
-    INSTANCES,
-    TEMPLATES,
+    INSTANCE_KIND,
+    INSTANCE_PLURAL,
+    TEMPLATE_KIND,
+    TEMPLATE_PLURAL,
     VERSION,
+)
+from tests.e2e.test_operator import (  # noqa: F401  (fixtures are used by name)
+    HUB_NAMESPACE,
     Cluster,
     condition,
     hub,
@@ -52,8 +57,8 @@ def refused(hub: Cluster, ns: str, name: str, reason: str) -> Callable[[], dict 
 
 
 def create_template(hub: Cluster, ns: str, name: str, spec: dict) -> None:
-    hub.custom.create_namespaced_custom_object(GROUP, VERSION, ns, TEMPLATES, {
-        "apiVersion": f"{GROUP}/{VERSION}", "kind": "JupyterNotebookTemplate",
+    hub.custom.create_namespaced_custom_object(GROUP, VERSION, ns, TEMPLATE_PLURAL, {
+        "apiVersion": API_VERSION, "kind": TEMPLATE_KIND,
         "metadata": {"name": name, "namespace": ns}, "spec": spec})
 
 
@@ -64,8 +69,8 @@ def create_instance(hub: Cluster, ns: str, name: str, template: str,
         {"namespace": template_ns} if template_ns else {})}, "variables": variables or {}}
     if secrets:
         spec["variablesFrom"] = [{"secretRef": {"name": s}} for s in secrets]
-    hub.custom.create_namespaced_custom_object(GROUP, VERSION, ns, INSTANCES, {
-        "apiVersion": f"{GROUP}/{VERSION}", "kind": "JupyterNotebookInstance",
+    hub.custom.create_namespaced_custom_object(GROUP, VERSION, ns, INSTANCE_PLURAL, {
+        "apiVersion": API_VERSION, "kind": INSTANCE_KIND,
         "metadata": {"name": name, "namespace": ns}, "spec": spec})
 
 
@@ -101,7 +106,7 @@ def test_instance_using_a_template_its_namespace_is_not_allowed_is_refused_until
     body = strip_server_fields(load_example("seed-template.yaml"))
     body["metadata"] = {"name": template, "namespace": HUB_NAMESPACE}
     body["spec"].pop("allowedNamespaces", None)  # the default: only its own namespace
-    hub.custom.create_namespaced_custom_object(GROUP, VERSION, HUB_NAMESPACE, TEMPLATES, body)
+    hub.custom.create_namespaced_custom_object(GROUP, VERSION, HUB_NAMESPACE, TEMPLATE_PLURAL, body)
     try:
         volumes.provide(ns, name)
         op = start_operator([ns])
@@ -118,13 +123,13 @@ def test_instance_using_a_template_its_namespace_is_not_allowed_is_refused_until
 
         # The template's author allows the namespace: the instance is provisioned.
         hub.custom.patch_namespaced_custom_object(
-            GROUP, VERSION, HUB_NAMESPACE, TEMPLATES, template,
+            GROUP, VERSION, HUB_NAMESPACE, TEMPLATE_PLURAL, template,
             {"spec": {"allowedNamespaces": [ns]}},
             _content_type="application/merge-patch+json")
         wait_for("Completed once allowed", provisioned(hub, ns, name),
                  describe=lambda: hub.describe(ns, name) + "\n" + op.log_tail())
     finally:
-        hub.custom.delete_namespaced_custom_object(GROUP, VERSION, HUB_NAMESPACE, TEMPLATES,
+        hub.custom.delete_namespaced_custom_object(GROUP, VERSION, HUB_NAMESPACE, TEMPLATE_PLURAL,
                                                    template)
 
 

@@ -1,4 +1,4 @@
-"""One long-lived worker process runs several stacks' operations at once (engine/worker.py).
+"""One long-lived worker process runs several stacks' operations at once (engine/runtime/worker.py).
 
 Pulumi's Python runtime keeps each inline program's state in contextvars; these tests check with
 the real CLI, provider and apiserver that programs running at the same time in one process do

@@ -6,6 +6,7 @@ import copy
 
 from jupyternetes.controller.status import current_pods
 from jupyternetes.crd import podstatus
+from jupyternetes.crd.definitions import API_VERSION, INSTANCE_KIND
 from jupyternetes.kube import caches
 
 MANAGED = [{"manager": "kubelet", "operation": "Update", "fieldsV1": {"f:status": {
@@ -71,7 +72,7 @@ def test_a_deleting_pod_stays_not_ready():
 
 
 def test_custom_objects_lose_only_managed_fields_and_the_last_applied_copy():
-    obj = {"apiVersion": "kadense.io/v1", "kind": "JupyterNotebookInstance",
+    obj = {"apiVersion": API_VERSION, "kind": INSTANCE_KIND,
            "metadata": {"name": "i", "namespace": "ns", "generation": 2,
                         "managedFields": MANAGED, "finalizers": ["f"],
                         "annotations": {caches.LAST_APPLIED: "{...}", "keep": "me"}},

@@ -1,4 +1,5 @@
-"""engine/command.py: the worker's PulumiCommand answers the SDK's read-backs from the events.
+"""engine/runtime/command.py: the worker's PulumiCommand answers the SDK's read-backs from the
+events.
 
 A fake `pulumi` on PATH records every run, so these tests pin the exact command lines the
 installed SDK sends for `Stack.select`, `Stack.outputs` and `Stack.info`: if an SDK upgrade

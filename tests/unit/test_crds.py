@@ -16,6 +16,8 @@ import jsonschema
 import pytest
 import yaml
 
+from jupyternetes.crd import definitions
+
 ROOT = Path(__file__).resolve().parents[2]
 CRDS = {p.name: yaml.safe_load(p.read_text()) for p in (ROOT / "crds").glob("*.yaml")}
 TEMPLATE_CRD = CRDS["jupyternotebooktemplates.kadense.io.yaml"]
@@ -94,6 +96,23 @@ def test_crd_envelope(crd):
     assert [v["name"] for v in spec["versions"]] == ["v1"]
     assert spec["versions"][0]["served"] and spec["versions"][0]["storage"]
     assert "jupyternetes" in spec["names"]["categories"]
+
+
+@pytest.mark.parametrize(("crd", "kind", "plural", "name"), [
+    (TEMPLATE_CRD, definitions.TEMPLATE_KIND, definitions.TEMPLATE_PLURAL,
+     definitions.TEMPLATE_CRD),
+    (INSTANCE_CRD, definitions.INSTANCE_KIND, definitions.INSTANCE_PLURAL,
+     definitions.INSTANCE_CRD),
+], ids=["template", "instance"])
+def test_definitions_name_what_the_manifests_define(crd, kind, plural, name):
+    # Every caller addresses the resources through crd.definitions: its one copy of the names
+    # must be the CRDs' own, or every API call would 404.
+    spec = crd["spec"]
+    assert crd["metadata"]["name"] == name
+    assert (spec["group"], spec["names"]["kind"], spec["names"]["plural"]) == (
+        definitions.GROUP, kind, plural)
+    assert [v["name"] for v in spec["versions"]] == [definitions.VERSION]
+    assert f"{spec['group']}/{spec['versions'][0]['name']}" == definitions.API_VERSION
 
 
 def test_short_names_and_subresources():

@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 import pulumi
+import pulumi_kubernetes as kubernetes
 import pytest
 import yaml
 from google.protobuf import json_format
@@ -539,6 +540,22 @@ def test_program_declares_the_install(monitor):
         assert re.fullmatch(r"\d+\.\d+\.\d+", reqs["deployment"].version)
 
     return pulumi.Output.all(*[r.urn for r in declared.values()]).apply(check)
+
+
+@pulumi.runtime.test
+def test_raw_resources_ask_for_the_plugin_the_typed_sdk_resources_ask_for(monitor):
+    # Both programs declare raw CustomResources with KUBERNETES_PROVIDER_VERSION; a typed
+    # resource of the installed SDK asks for its own plugin version, which is the one to match.
+    raw = deploy.declare("raw", {"apiVersion": "v1", "kind": "ConfigMap",
+                                 "metadata": {"name": "raw"}})
+    typed = kubernetes.core.v1.ConfigMap("typed", metadata={"name": "typed"})
+
+    def check(_):
+        reqs = monitor.by_name()
+        assert reqs["typed"].version
+        assert reqs["raw"].version == reqs["typed"].version
+
+    return pulumi.Output.all(raw.urn, typed.urn).apply(check)
 
 
 @pulumi.runtime.test

@@ -1,4 +1,5 @@
-"""fleet.py + fleetpreview.plan_fleet: classifying a template edit for every instance, purely."""
+"""admin/fleet.py + fleetpreview.plan_fleet: classifying a template edit for every instance,
+purely."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Leader election (operator/leader.py) against an in-memory Lease with resourceVersion checks;
+"""Leader election (coordination/leader.py) against an in-memory Lease with resourceVersion checks;
 the real Lease API is exercised by tests/e2e/test_ha.py."""
 
 from __future__ import annotations

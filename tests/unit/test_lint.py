@@ -1,4 +1,5 @@
-"""lint.py offline: the sample instance, placeholder paths, apiserver Status -> template paths."""
+"""admin/lint.py offline: the sample instance, placeholder paths, apiserver Status -> template
+paths."""
 
 from __future__ import annotations
 

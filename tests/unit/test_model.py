@@ -1,4 +1,5 @@
-"""model.py: parsing templates and instances, error messages with paths (status: test_status)."""
+"""crd/model.py: parsing templates and instances, error messages with paths (status:
+test_status)."""
 
 from __future__ import annotations
 

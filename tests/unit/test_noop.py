@@ -1,4 +1,4 @@
-"""The no-op path (operator/noop.py): an unchanged instance is answered from the watch caches,
+"""The no-op path (controller/noop.py): an unchanged instance is answered from the watch caches,
 with no apiserver round trip and no engine; anything else goes down the full path.
 
 The property that matters: the cache check says "unchanged" only where the full path, on the

@@ -116,10 +116,9 @@ def test_changed_fields_only_reports_differences():
 
 def test_ready_only_when_every_pod_is_ready():
     ok, not_ok = pod(), pod(ready=False, phase="Pending")
-    assert podstatus.all_ready(["a", "b"], {"a": ok, "b": ok})
-    assert not podstatus.all_ready(["a", "b"], {"a": ok, "b": not_ok})
-    assert not podstatus.all_ready(["a", "b"], {"a": ok})
-    assert podstatus.all_ready([], {})
+    assert podstatus.readiness_summary(["a", "b"], {"a": ok, "b": ok})[:2] == (True, "PodsReady")
+    assert podstatus.readiness_summary(["a", "b"], {"a": ok, "b": not_ok})[0] is False
+    assert podstatus.readiness_summary([], {})[:2] == (True, "NoPods")
     ready, reason, message = podstatus.readiness_summary(["a", "b"], {"a": ok, "b": None})
     assert (ready, reason) == (False, "PodsNotReady")
     assert "b: missing" in message

@@ -1,4 +1,5 @@
-"""render.py: the seed's must-shows, the placeholder grammar, built-ins, labels and errors."""
+"""render/objects.py: the seed's must-shows, the placeholder grammar, built-ins, labels and
+errors."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from jupyternetes.crd.definitions import API_VERSION, INSTANCE_KIND, TEMPLATE_KIND
 from jupyternetes.crd.labels import MANAGED_BY
 from jupyternetes.crd.model import Instance, Template
 from jupyternetes.render.objects import render
@@ -33,10 +35,10 @@ def env_of(pod: dict) -> dict[str, str | None]:
 def make(spec: dict, variables: dict[str, str] | None = None, name: str = "inst",
          template_ns: str | None = None) -> tuple[Template, Instance]:
     template = Template.from_dict({
-        "apiVersion": "kadense.io/v1", "kind": "JupyterNotebookTemplate",
+        "apiVersion": API_VERSION, "kind": TEMPLATE_KIND,
         "metadata": {"name": "t", "namespace": "ns"}, "spec": spec})
     instance = Instance.from_dict({
-        "apiVersion": "kadense.io/v1", "kind": "JupyterNotebookInstance",
+        "apiVersion": API_VERSION, "kind": INSTANCE_KIND,
         "metadata": {"name": name, "namespace": "ns"},
         "spec": {"template": {"name": "t", "namespace": template_ns},
                  "variables": variables or {}}})
@@ -253,12 +255,12 @@ def test_unknown_placeholder_in_key_has_key_path():
 def test_template_name_mismatch():
     template, instance = make({}, template_ns="ns")
     other = Instance.from_dict({
-        "apiVersion": "kadense.io/v1", "kind": "JupyterNotebookInstance",
+        "apiVersion": API_VERSION, "kind": INSTANCE_KIND,
         "metadata": {"name": "i", "namespace": "ns"}, "spec": {"template": {"name": "u"}}})
     with pytest.raises(RenderError, match=r"references template ns/u.*template given is ns/t"):
         render(template, other)
     wrong_ns = Instance.from_dict({
-        "apiVersion": "kadense.io/v1", "kind": "JupyterNotebookInstance",
+        "apiVersion": API_VERSION, "kind": INSTANCE_KIND,
         "metadata": {"name": "i", "namespace": "ns"},
         "spec": {"template": {"name": "t", "namespace": "elsewhere"}}})
     with pytest.raises(RenderError, match="references template elsewhere/t"):
@@ -419,7 +421,7 @@ def test_pods_are_owned_by_their_instance_and_pvcs_never():
     rendered = render(template, instance)
     (pod,) = rendered.pods
     assert pod.manifest["metadata"]["ownerReferences"] == [{
-        "apiVersion": "kadense.io/v1", "kind": "JupyterNotebookInstance",
+        "apiVersion": API_VERSION, "kind": INSTANCE_KIND,
         "name": instance.name, "uid": instance.uid, "controller": True,
         "blockOwnerDeletion": False}]
     assert all("ownerReferences" not in o.manifest["metadata"]

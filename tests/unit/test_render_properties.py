@@ -11,10 +11,10 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from jupyternetes.crd.definitions import API_VERSION, INSTANCE_KIND, TEMPLATE_KIND
 from jupyternetes.crd.model import Instance, Template
 from jupyternetes.crd.naming import (
     instance_name_for_user,
-    is_dns1035_label,
     is_dns1123_label,
     is_label_value,
     object_name,
@@ -22,6 +22,7 @@ from jupyternetes.crd.naming import (
 )
 from jupyternetes.render.objects import render
 from jupyternetes.render.placeholders import RenderError, substitute
+from tests.unit.test_naming import is_dns1035_label
 
 # Values an attacker or a careless admin might put in a variable.
 NASTY = st.one_of(
@@ -38,7 +39,7 @@ SUBDOMAIN = st.lists(DNS_LABEL, min_size=1, max_size=5).map(".".join).filter(
 
 def make(value: str, extra: str = "v") -> tuple[Template, Instance]:
     template = Template.from_dict({
-        "apiVersion": "kadense.io/v1", "kind": "JupyterNotebookTemplate",
+        "apiVersion": API_VERSION, "kind": TEMPLATE_KIND,
         "metadata": {"name": "t", "namespace": "ns"},
         "spec": {
             # Annotation values may be any text (label values are checked: see below).
@@ -51,7 +52,7 @@ def make(value: str, extra: str = "v") -> tuple[Template, Instance]:
         },
     })
     instance = Instance.from_dict({
-        "apiVersion": "kadense.io/v1", "kind": "JupyterNotebookInstance",
+        "apiVersion": API_VERSION, "kind": INSTANCE_KIND,
         "metadata": {"name": "inst", "namespace": "ns"},
         "spec": {"template": {"name": "t"}, "variables": {"v": value, "w": extra}},
     })
@@ -120,12 +121,12 @@ def test_object_names_valid_even_for_garbage(instance_name, entry):
 @given(SUBDOMAIN, st.lists(DNS_LABEL, min_size=1, max_size=4, unique=True))
 def test_rendered_names_and_labels_valid(instance_name, entries):
     template = Template.from_dict({
-        "apiVersion": "kadense.io/v1", "kind": "JupyterNotebookTemplate",
+        "apiVersion": API_VERSION, "kind": TEMPLATE_KIND,
         "metadata": {"name": "t", "namespace": "ns"},
         "spec": {"pods": [{"name": e} for e in entries], "pvcs": [{"name": e} for e in entries]},
     })
     instance = Instance.from_dict({
-        "apiVersion": "kadense.io/v1", "kind": "JupyterNotebookInstance",
+        "apiVersion": API_VERSION, "kind": INSTANCE_KIND,
         "metadata": {"name": instance_name, "namespace": "ns"},
         "spec": {"template": {"name": "t"}},
     })
@@ -145,7 +146,7 @@ HUB_NAME = st.builds(instance_name_for_user, st.text(min_size=1), st.text())
 
 def service_template(entries: list[str]) -> Template:
     return Template.from_dict({
-        "apiVersion": "kadense.io/v1", "kind": "JupyterNotebookTemplate",
+        "apiVersion": API_VERSION, "kind": TEMPLATE_KIND,
         "metadata": {"name": "t", "namespace": "ns"},
         "spec": {
             "pods": [{"name": "nb", "spec": {"refs": [
@@ -160,7 +161,7 @@ def service_template(entries: list[str]) -> Template:
 @given(st.one_of(HUB_NAME, SUBDOMAIN), st.lists(DNS_LABEL, min_size=1, max_size=3, unique=True))
 def test_every_service_name_is_a_dns1035_label(instance_name, entries):
     instance = Instance.from_dict({
-        "apiVersion": "kadense.io/v1", "kind": "JupyterNotebookInstance",
+        "apiVersion": API_VERSION, "kind": INSTANCE_KIND,
         "metadata": {"name": instance_name, "namespace": "ns"},
         "spec": {"template": {"name": "t"}},
     })
@@ -193,12 +194,12 @@ def test_kind_names_valid_even_for_garbage(instance_name, entry, kind):
 @given(NASTY)
 def test_label_value_renders_only_when_valid(value):
     template = Template.from_dict({
-        "apiVersion": "kadense.io/v1", "kind": "JupyterNotebookTemplate",
+        "apiVersion": API_VERSION, "kind": TEMPLATE_KIND,
         "metadata": {"name": "t", "namespace": "ns"},
         "spec": {"pvcs": [{"name": "data", "labels": {"example.com/l": "{v}"}}]},
     })
     instance = Instance.from_dict({
-        "apiVersion": "kadense.io/v1", "kind": "JupyterNotebookInstance",
+        "apiVersion": API_VERSION, "kind": INSTANCE_KIND,
         "metadata": {"name": "inst", "namespace": "ns"},
         "spec": {"template": {"name": "t"}, "variables": {"v": value}},
     })
@@ -217,13 +218,13 @@ def test_label_value_renders_only_when_valid(value):
 
 def typed_render(value: str, type_: str) -> object:
     template = Template.from_dict({
-        "apiVersion": "kadense.io/v1", "kind": "JupyterNotebookTemplate",
+        "apiVersion": API_VERSION, "kind": TEMPLATE_KIND,
         "metadata": {"name": "t", "namespace": "ns"},
         "spec": {"pods": [{"name": "nb", "spec": {"v": f"{{V:{type_}}}", "list": [
             f"{{v:{type_}}}", "{v}"]}}]},
     })
     instance = Instance.from_dict({
-        "apiVersion": "kadense.io/v1", "kind": "JupyterNotebookInstance",
+        "apiVersion": API_VERSION, "kind": INSTANCE_KIND,
         "metadata": {"name": "inst", "namespace": "ns"},
         "spec": {"template": {"name": "t"}, "variables": {"v": value}},
     })

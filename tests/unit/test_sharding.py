@@ -1,4 +1,4 @@
-"""Sharded replicas' wiring (operator/sharding.py, engineprocs.py, the operator's gate): flags,
+"""Sharded replicas' wiring (coordination/sharding.py, engineprocs.py, the operator's gate): flags,
 the per-stack kill of a lost shard and the gate that refuses to start an operation of a shard not
 held. Real processes for the kill (no mocks); the Lease I/O is test_shardleases.py."""
 

@@ -1,4 +1,4 @@
-"""The shard Lease manager (operator/shardleases.py) against an in-memory Lease store with the
+"""The shard Lease manager (coordination/shardleases.py) against an in-memory Lease store with the
 apiserver's resourceVersion semantics and an injected clock; the real Lease API is exercised by
 tests/e2e/test_shards.py."""
 

@@ -1,10 +1,12 @@
-"""Sharding decisions (operator/shards.py): stable hashing, fair quotas, and plans that never take
+"""Sharding decisions (coordination/shards.py): stable hashing, fair quotas, and plans that never
+take
 a live Lease and converge to one holder per shard. The Lease I/O is tests/unit/test_shardleases.py
 and, against a real apiserver, tests/e2e/test_shards.py."""
 
 from __future__ import annotations
 
 import collections
+import math
 import subprocess
 import sys
 
@@ -59,13 +61,7 @@ def test_quotas_sum_to_the_shards_and_differ_by_at_most_one(n, replicas):
     assert set(q) == replicas
     assert sum(q.values()) == n
     assert max(q.values()) - min(q.values()) <= 1
-    assert max(q.values()) == shards.fair_share(n, len(replicas))
-
-
-def test_fair_share_is_the_ceiling():
-    assert shards.fair_share(12, 3) == 4
-    assert shards.fair_share(10, 3) == 4
-    assert shards.fair_share(12, 0) == 12
+    assert max(q.values()) == math.ceil(n / len(replicas))
 
 
 # ---- plans --------------------------------------------------------------------------------------

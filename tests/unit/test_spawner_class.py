@@ -39,6 +39,11 @@ def test_defaults_fit_a_pod() -> None:
     assert spawner.namespace == "users"
 
 
+def test_log_lines_name_the_server_as_the_hub_does() -> None:
+    assert make_spawner()._server_label() == "alice"
+    assert make_spawner("gpu")._server_label() == "alice:gpu"
+
+
 def test_namespace_defaults_to_the_hub_namespace(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("POD_NAMESPACE", "hubns")
     spawner = make_spawner()

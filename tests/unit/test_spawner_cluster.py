@@ -9,6 +9,7 @@ import time
 
 from kubernetes import client
 
+from jupyternetes.crd.definitions import API_VERSION, INSTANCE_KIND
 from jupyternetes.crd.labels import LABEL_INSTANCE
 from jupyternetes.kube.client import Kube
 from jupyternetes.spawner.cluster import SharedCluster
@@ -20,11 +21,11 @@ def make_cluster() -> SharedCluster:
 
 def test_objects_are_routed_to_their_instance() -> None:
     cluster = make_cluster()
-    instance = {"apiVersion": "kadense.io/v1", "kind": "JupyterNotebookInstance",
+    instance = {"apiVersion": API_VERSION, "kind": INSTANCE_KIND,
                 "metadata": {"name": "abc", "namespace": "users"}}
     pod = {"metadata": {"name": "abc-notebook", "namespace": "users",
                         "labels": {LABEL_INSTANCE: "abc"}}}
-    instance_event = {"involvedObject": {"kind": "JupyterNotebookInstance", "name": "abc"}}
+    instance_event = {"involvedObject": {"kind": INSTANCE_KIND, "name": "abc"}}
     unknown_pod_event = {"involvedObject": {"kind": "Pod", "name": "someone-else"}}
     assert cluster.instance_of(instance) == "abc"
     assert cluster.instance_of(pod) == "abc"  # list items carry no kind: labels decide

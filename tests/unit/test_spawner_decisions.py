@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from jupyternetes.crd.definitions import API_VERSION, INSTANCE_KIND
 from jupyternetes.spawner import decisions, progress
 from jupyternetes.spawner.decisions import FAILED, READY, WAITING
 
@@ -22,7 +23,7 @@ def instance(*conditions: dict, pods: dict | None = None, generation: int = 1,
                             "uid": "u1", "creationTimestamp": "2026-01-01T00:00:00Z"}
     if deleting:
         meta["deletionTimestamp"] = "2026-01-01T00:00:01Z"
-    return {"apiVersion": "kadense.io/v1", "kind": "JupyterNotebookInstance", "metadata": meta,
+    return {"apiVersion": API_VERSION, "kind": INSTANCE_KIND, "metadata": meta,
             "status": {"conditions": list(conditions), "pods": pods or {}}}
 
 

@@ -1,4 +1,4 @@
-"""The engine's modules and preview.py without an engine: settings, passphrase, locks,
+"""The engine's modules and admin/preview.py without an engine: settings, passphrase, locks,
 message trimming, preview formatting, and the worker process's life cycle."""
 
 from __future__ import annotations
@@ -189,27 +189,24 @@ def stack_lock(backend: Path, stack: str, lock_id: str, pid: int, host: str) -> 
     return write_lock(folder, stack, lock_id, pid, host)
 
 
-def test_stale_lock_files(tmp_path):
+def test_locked_stacks_are_those_whose_holder_may_be_alive(tmp_path):
     host = socket.gethostname()
-    live = write_lock(tmp_path, "ns.a", "l1", os.getpid(), host)
-    dead = write_lock(tmp_path, "ns.b", "l2", 999_999_999, host)
-    foreign = write_lock(tmp_path, "ns.c", "l3", os.getpid(), "another-host")
+    write_lock(tmp_path, "ns.a", "l1", os.getpid(), host)  # live
+    write_lock(tmp_path, "ns.b", "l2", 999_999_999, host)  # dead
+    write_lock(tmp_path, "ns.c", "l3", os.getpid(), "another-host")
     broken = locks.lock_dir(tmp_path, "jupyternetes-instances") / "ns.d" / "l4.json"
     broken.parent.mkdir()
     broken.write_text("{not json")
     other_project = tmp_path / ".pulumi/locks/organization/other/ns.e/l5.json"
     other_project.parent.mkdir(parents=True)
     other_project.write_text(json.dumps({"pid": 999_999_999, "hostname": host}))
-    stale = locks.stale_lock_files(tmp_path, "jupyternetes-instances")
-    # Without the Lease, another host's lock (and an unreadable one) is not provably stale.
-    assert set(stale) == {dead}
-    assert live not in stale and other_project not in stale
+    # Without the Lease, another host's lock (and an unreadable one) is not provably stale; the
+    # other project's lock is none of ours.
+    assert locks.locked_stacks(tmp_path, "jupyternetes-instances") == {"ns.a", "ns.c", "ns.d"}
     # The Lease holder, acquired after those locks were written: they are stale too.
     later = time.time() + 5
-    stale = locks.stale_lock_files(tmp_path, "jupyternetes-instances", leader_since=later)
-    assert set(stale) == {dead, foreign, broken}
-    assert locks.locked_stacks(tmp_path, "jupyternetes-instances") == {"ns.a", "ns.c", "ns.d"}
-    assert locks.stale_lock_files(tmp_path / "nothing", "jupyternetes-instances") == []
+    assert locks.locked_stacks(tmp_path, "jupyternetes-instances", leader_since=later) == {"ns.a"}
+    assert locks.locked_stacks(tmp_path / "nothing", "jupyternetes-instances") == set()
 
 
 def test_clear_stale_locks_removes_only_stale_files(tmp_path, monkeypatch):

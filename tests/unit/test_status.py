@@ -1,4 +1,4 @@
-"""The instance status contract (operator/status.py): every builder's patch, applied as a JSON
+"""The instance status contract (controller/status.py): every builder's patch, applied as a JSON
 merge patch to a stored status, gives a status the CRD's schema accepts and does not prune.
 
 Builders write explicit nulls (merge-patch "clear this field"); the apiserver stores the result

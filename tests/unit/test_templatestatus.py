@@ -1,4 +1,4 @@
-"""operator/templatestatus.py: pure counts and the debounced writer."""
+"""controller/templates.py: pure counts and the debounced writer."""
 
 from __future__ import annotations
 

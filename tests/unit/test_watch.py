@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
+from jupyternetes.crd.definitions import API_VERSION, INSTANCE_KIND
 from jupyternetes.kube.errors import KubeError, WatchExpired
 from jupyternetes.kube.informer import ListWatcher
 
@@ -307,7 +308,7 @@ def test_api_message_prefers_the_status_message():
 def instance(name: str, ns: str, template: str, template_ns: str | None = "hub",
              generation: int = 1) -> dict:
     ref = {"name": template} | ({"namespace": template_ns} if template_ns else {})
-    return {"apiVersion": "kadense.io/v1", "kind": "JupyterNotebookInstance",
+    return {"apiVersion": API_VERSION, "kind": INSTANCE_KIND,
             "metadata": {"namespace": ns, "name": name, "generation": generation,
                          "resourceVersion": "1"},
             "spec": {"template": ref, "variables": {}}}

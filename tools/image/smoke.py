@@ -26,7 +26,13 @@ from harness.cluster import DevCluster, free_port
 from harness.crds import apply_crds
 from harness.examples import load_example, strip_server_fields
 from harness.operator_process import poll
-from jupyternetes.crd.definitions import load_crd_documents
+from jupyternetes.crd.definitions import (
+    GROUP,
+    INSTANCE_PLURAL,
+    TEMPLATE_PLURAL,
+    VERSION,
+    load_crd_documents,
+)
 from jupyternetes.deploy.manifests import PLUGINS_DIR, PULUMI_HOME, RUN_AS, STATE_DIR
 
 BUILDAH = ["buildah", "--storage-driver", "vfs"]
@@ -77,7 +83,7 @@ def main(image: str) -> int:
             core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
             core.create_namespace({"metadata": {"name": "kadense"}})
             custom.create_namespaced_custom_object(
-                "kadense.io", "v1", "kadense", "jupyternotebooktemplates",
+                GROUP, VERSION, "kadense", TEMPLATE_PLURAL,
                 strip_server_fields(load_example("seed-template.yaml")))
             core.create_persistent_volume({
                 "metadata": {"name": "smoke-pv"},
@@ -91,13 +97,13 @@ def main(image: str) -> int:
             assert healthy, f"no /healthz from the chrooted operator; log {log}"
             figures["healthz_seconds"] = round(time.monotonic() - started, 1)
             instance = strip_server_fields(load_example("seed-instance.yaml"))
-            custom.create_namespaced_custom_object("kadense.io", "v1", "default",
-                                                   "jupyternotebookinstances", instance)
+            custom.create_namespaced_custom_object(GROUP, VERSION, "default", INSTANCE_PLURAL,
+                                                   instance)
             started = time.monotonic()
 
             def ready() -> dict | None:
                 obj = custom.get_namespaced_custom_object(
-                    "kadense.io", "v1", "default", "jupyternotebookinstances", SEED)
+                    GROUP, VERSION, "default", INSTANCE_PLURAL, SEED)
                 status = obj.get("status") or {}
                 conditions = {c["type"]: c["status"] for c in status.get("conditions") or []}
                 if status.get("podsProvisioned") == "Completed" and \
@@ -109,10 +115,10 @@ def main(image: str) -> int:
             assert status, f"seed instance not Completed and Ready; log {log}"
             figures["ready_seconds"] = round(time.monotonic() - started, 1)
             figures["pod"] = status["pods"]["notebook"]["resourceName"]
-            custom.delete_namespaced_custom_object("kadense.io", "v1", "default",
-                                                   "jupyternotebookinstances", SEED)
+            custom.delete_namespaced_custom_object(GROUP, VERSION, "default", INSTANCE_PLURAL,
+                                                   SEED)
             gone = poll(lambda: not custom.list_namespaced_custom_object(
-                "kadense.io", "v1", "default", "jupyternotebookinstances")["items"], 180, 0.5)
+                GROUP, VERSION, "default", INSTANCE_PLURAL)["items"], 180, 0.5)
             assert gone, f"seed instance not deleted; log {log}"
             figures["deleted"] = True
             figures["readyz"] = http_ok(port, "/readyz")

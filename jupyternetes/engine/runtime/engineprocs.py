@@ -2,7 +2,7 @@
 some stacks can be killed without touching the others.
 
 A replica that loses one shard's Lease must stop that shard's engine operations before the Lease
-can lapse for another replica (operator/shardleases.py), while the operations of the shards it
+can lapse for another replica (coordination/shardleases.py), while the operations of the shards it
 still holds go on. The pool (pool.py) registers each operation with its worker for the time it
 runs; `kill` SIGKILLs the workers running a selected stack with everything below them (Pulumi
 CLI, language host, provider): the same as a killed container, which the lock rule (locks.py)

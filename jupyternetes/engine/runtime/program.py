@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import functools
+import importlib.metadata
 import time
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -20,13 +21,17 @@ from typing import Any
 
 import pulumi
 import pulumi_kubernetes as kubernetes
-from pulumi_kubernetes import _utilities as k8s_utilities
 
 from jupyternetes.engine import settings as engine_settings
 from jupyternetes.kube.objects import ObjectReader
 from jupyternetes.policy import ownership
 
 GROUP_ORDER = ("pvcs", "pods", "otherResources")
+
+# The provider plugin version a raw CustomResource asks for: the installed pulumi-kubernetes SDK's
+# own, the plugin its typed resources ask for (tests/unit/test_deploy.py compares the two).
+# pyproject pins an exact release, whose PEP 440 version is also its semver.
+KUBERNETES_PROVIDER_VERSION = importlib.metadata.version("pulumi-kubernetes")
 
 SKIP_AWAIT = "pulumi.com/skipAwait"
 PATCH_FORCE = "pulumi.com/patchForce"
@@ -271,7 +276,7 @@ def resource_options(spec: ObjectSpec, provider: pulumi.ProviderResource,
         replace_on_changes=["spec"] if spec.group == "pods" else None,
         hooks=pulumi.ResourceHookBinding(before_create=[create_hook])
         if create_hook is not None else None,
-        version=k8s_utilities.get_version(),
+        version=KUBERNETES_PROVIDER_VERSION,
     )
 
 

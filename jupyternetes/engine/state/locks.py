@@ -19,7 +19,7 @@ lets a second writer into the stack's files. So a lock is removed only when its 
      the leader; the Lease can be taken over only after its previous holder failed to renew
      it for a whole lease duration; and a leader that cannot renew within the renew deadline
      (shorter than the lease duration) kills its engine processes and exits (see
-     operator/leader.py). So every operator that could have written such a lock had stopped
+     coordination/leader.py). So every operator that could have written such a lock had stopped
      before this one became leader. A lock written after the acquisition cannot come from an
      older leader: it belongs to someone alive (an admin's `pulumi` CLI, say) and is kept.
 
@@ -150,21 +150,13 @@ def lock_dir(backend_dir: Path, project: str) -> Path:
     return backend_dir / ".pulumi" / "locks" / DIY_ORGANIZATION / project
 
 
-def stale_lock_files(backend_dir: Path, project: str, hostname: str | None = None,
-                     pid_alive: Callable[[int], bool] = _pid_alive,
-                     leader_since: float | None = None) -> list[Path]:
-    """Lock files of our project whose holder is provably gone (the rule above: same host and
-    pid not running; another host's only for the Lease holder, and only when written before
-    `leader_since`, the Unix time it acquired the Lease)."""
-    root = lock_dir(backend_dir, project)
-    return [lock.path for lock, verdict in judge_all(root, leader_since, hostname, pid_alive)
-            if verdict.stale]
-
-
 def locked_stacks(backend_dir: Path, project: str, hostname: str | None = None,
                   pid_alive: Callable[[int], bool] = _pid_alive,
                   leader_since: float | None = None) -> set[str]:
-    """Stacks with a lock file whose holder may be alive (see stale_lock_files)."""
+    """Stacks of our project with a lock file whose holder may be alive (the rule above: a lock
+    is stale when on this host its pid is not running, or, for another host's or an unreadable
+    lock, only for the Lease holder and only when written before `leader_since`, the Unix time
+    it acquired the Lease)."""
     root = lock_dir(backend_dir, project)
     return {lock.stack for lock, verdict in judge_all(root, leader_since, hostname, pid_alive)
             if not verdict.stale}
