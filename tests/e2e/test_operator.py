@@ -151,14 +151,14 @@ def hub(cluster, crds_installed) -> Iterator[Cluster]:
         created_ns = False
     # Shared with the tests' own namespaces (spec.allowedNamespaces), as an admin upgrading an
     # install whose templates live in the hub's namespace does.
-    templates = [shared_template(strip_server_fields(load_example("seed-template.yaml")))]
-    broken = shared_template(strip_server_fields(load_example("seed-template.yaml")))
+    templates = [strip_server_fields(load_example("seed-template.yaml"))]
+    broken = strip_server_fields(load_example("seed-template.yaml"))
     broken["metadata"] = {"name": "rejected-template", "namespace": HUB_NAMESPACE}
     broken["spec"] = {"pods": [{"name": "notebook", "spec": {"containers": [{
         # Underscores and capitals: the apiserver rejects this container name.
         "name": "Not_A_Valid_Name", "image": "quay.io/jupyter/base-notebook",
         "ports": [{"containerPort": 8888}]}]}}]}
-    templates.append(broken)
+    templates = [shared_template(body) for body in (*templates, broken)]
     for body in templates:
         try:
             c.custom.create_namespaced_custom_object(GROUP, VERSION, HUB_NAMESPACE, TEMPLATE_PLURAL,
