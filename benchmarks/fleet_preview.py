@@ -21,7 +21,7 @@ import sys
 import time
 from typing import Any
 
-from harness.examples import load_example
+from harness.examples import load_example, shared_template
 from jupyternetes.admin.fleetpreview import live_objects_of, plan_fleet
 from jupyternetes.crd.model import Instance, Template
 from jupyternetes.render import hubvars
@@ -54,8 +54,13 @@ def instances(count: int, stale_every: int) -> tuple[list[dict], list[dict]]:
     return items, listed
 
 
+def seed_template() -> dict:
+    """The seed's template, usable from its instances' namespace (spec.allowedNamespaces)."""
+    return shared_template(load_example("seed-template.yaml"))
+
+
 def proposals() -> dict[str, dict]:
-    live = load_example("seed-template.yaml")
+    live = seed_template()
     image = copy.deepcopy(live)
     image["spec"]["pods"][0]["spec"]["containers"][0]["image"] = "quay.io/jupyter/base:new"
     renamed = copy.deepcopy(live)
@@ -70,7 +75,7 @@ def main() -> int:
                         help="every Nth instance runs an older generation (0: none)")
     args = parser.parse_args()
     items, listed = instances(args.instances, args.stale_every)
-    live = Template.from_dict(load_example("seed-template.yaml"))
+    live = Template.from_dict(seed_template())
     result: dict[str, Any] = {"benchmark": "fleet_preview", "instances": args.instances,
                               "staleEvery": args.stale_every, "python": platform.python_version(),
                               "scenarios": {}}

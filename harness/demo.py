@@ -28,7 +28,7 @@ from kubernetes import client, config
 from harness import paths
 from harness.cluster import DevCluster
 from harness.crds import apply_crds
-from harness.examples import load_example, strip_server_fields
+from harness.examples import load_example, shared_template, strip_server_fields
 from harness.operator_process import OperatorProcess, poll
 from harness.pulumi_env import backend_url, pulumi_env
 from jupyternetes.crd.definitions import (
@@ -107,9 +107,12 @@ def run(keep: bool) -> int:
         core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
         _say("installing CRDs: " + ", ".join(apply_crds(api, load_crd_documents())))
 
-        template = strip_server_fields(load_example("seed-template.yaml"))
         instance = strip_server_fields(load_example("seed-instance.yaml"))
-        tns, ins = template["metadata"]["namespace"], instance["metadata"]["namespace"]
+        ins = instance["metadata"]["namespace"]
+        # The seed's template (kadense) serves the seed's instance (default): it says so.
+        template = shared_template(strip_server_fields(load_example("seed-template.yaml")),
+                                   (ins,))
+        tns = template["metadata"]["namespace"]
         _ensure_namespace(core, tns)
         _ensure_namespace(core, ins)
         custom.create_namespaced_custom_object(GROUP, VERSION, tns, TEMPLATE_PLURAL, template)

@@ -28,3 +28,12 @@ def strip_server_fields(obj: dict[str, Any]) -> dict[str, Any]:
 def load_example(name: str) -> dict[str, Any]:
     """examples/`name` as written (server-set fields included)."""
     return yaml.safe_load((EXAMPLES / name).read_text())
+
+
+def shared_template(doc: dict[str, Any], namespaces: tuple[str, ...] = ("*",)) -> dict[str, Any]:
+    """A copy of template `doc` that instances of `namespaces` may use (spec.allowedNamespaces;
+    without it only its own namespace may). The seed's instance lives in `default` and its
+    template in `kadense`: an admin upgrading such an install does the same."""
+    doc = copy.deepcopy(doc)
+    doc.setdefault("spec", {})["allowedNamespaces"] = list(namespaces)
+    return doc

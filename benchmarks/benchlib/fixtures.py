@@ -32,7 +32,7 @@ from benchlib.summaries import kubernetes_provider_version, machine
 from harness import pulumi_env as harness_pulumi
 from harness.cluster import DevCluster
 from harness.crds import apply_crds
-from harness.examples import load_example, strip_server_fields
+from harness.examples import load_example, shared_template, strip_server_fields
 from harness.operator_process import (
     MetricsSnapshot,
     OperatorProcess,
@@ -243,7 +243,8 @@ class Bench:
         except client.ApiException as exc:
             if exc.status != 409:
                 raise
-        body = strip_server_fields(load_example("seed-template.yaml"))
+        # Used from the bench namespaces: the template says so (spec.allowedNamespaces).
+        body = shared_template(strip_server_fields(load_example("seed-template.yaml")))
         try:
             self.custom.create_namespaced_custom_object(
                 GROUP, VERSION, HUB_NAMESPACE, TEMPLATE_PLURAL, body)

@@ -40,6 +40,7 @@ from jupyternetes.crd.labels import (
 )
 from jupyternetes.crd.model import Instance, ModelError, Template
 from jupyternetes.crd.naming import label_value
+from jupyternetes.policy import trust
 from jupyternetes.render import secretvars
 from jupyternetes.render.objects import Rendered, render
 from jupyternetes.render.placeholders import RenderError
@@ -123,13 +124,15 @@ def plan_fleet(template_ref: str, live_template: Template, proposed_template: Te
                live_objects: Mapping[str, list[dict[str, Any]]] | None,
                expandable: Mapping[str | None, bool],
                secrets: Mapping[tuple[str, str], Mapping[str, Any]] | None = None,
-               listed_kinds: Collection[str] = LISTED_ALWAYS) -> fleet.FleetSummary:
+               listed_kinds: Collection[str] = LISTED_ALWAYS,
+               policy: trust.TrustPolicy | None = None) -> fleet.FleetSummary:
     """Pure: one InstancePlan per instance of `template_ref`. `live_objects` may be None when
     no instance needs them (all run the live generation). `secrets`: (namespace, name) ->
     Secret, for the instances' spec.variablesFrom (their values render as the operator renders
     them; none is ever printed). `listed_kinds`: the kinds `live_objects` holds every object
-    of."""
+    of. `policy`: the operator's trust flags; what they refuse is a render error here."""
     known = secrets or {}
+    policy = policy or trust.TrustPolicy()
     summary = fleet.FleetSummary(template_ref)
     live_generation = live_template.generation
     for obj in instances:
@@ -149,9 +152,13 @@ def plan_fleet(template_ref: str, live_template: Template, proposed_template: Te
                                                      running_generation=generation))
             continue
         try:
-            proposed = object_dicts(render(proposed_template, instance))
-        except RenderError as exc:
-            summary.plans.append(fleet.render_failed(ns, name, str(exc), exc.missing,
+            trust.check_template_use(proposed_template, instance)
+            rendered = render(proposed_template, instance)
+            trust.check_kinds(template_ref, rendered.objects(), policy)
+            proposed = object_dicts(rendered)
+        except (RenderError, trust.TrustError) as exc:
+            summary.plans.append(fleet.render_failed(ns, name, str(exc),
+                                                     getattr(exc, "missing", ()),
                                                      running_generation=generation))
             continue
         if not up:
@@ -340,7 +347,8 @@ def run_fleet_preview(args: argparse.Namespace) -> int:
         secrets = reader.secrets([(i.get("metadata") or {}).get("namespace") or "default"
                                   for i in mine if (i.get("spec") or {}).get("variablesFrom")])
         summary = plan_fleet(args.template, live, proposed, mine, live_objects,
-                             expansion_by_class(reader.storage_classes()), secrets, listed)
+                             expansion_by_class(reader.storage_classes()), secrets, listed,
+                             trust.policy_from_args(args))
         exact: dict[str, dict[str, Any]] = {}
         changed = [p for p in summary.plans if p.outcome not in (fleet.UNCHANGED,
                                                                    fleet.RENDER_ERROR)]
@@ -349,7 +357,7 @@ def run_fleet_preview(args: argparse.Namespace) -> int:
             by_key = {f"{(i.get('metadata') or {}).get('namespace')}/"
                       f"{(i.get('metadata') or {}).get('name')}": i for i in mine}
             exact = exact_previews(chosen, proposed, by_key, args, secrets)
-    except (FleetError, ModelError, InputError) as exc:
+    except (FleetError, ValueError, InputError) as exc:  # ModelError, a bad kind flag
         print(f"jupyternetes preview: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
     if args.output == "json":

@@ -2,7 +2,9 @@
 
 1. Offline: the template parses (crd/model.py), renders for a sample instance (every variable the
    spawner sends, hubvars.sample_variables, with placeholder values; or the instance given with
-   -i), and rendered labels/annotations are valid (render/objects.py).
+   -i), and rendered labels/annotations are valid (render/objects.py); the operator's trust rules
+   (policy/trust.py) with the same flags it runs with: the instance's namespace may use the
+   template, every otherResources kind is allowed.
 2. With a cluster: every rendered object is sent to the apiserver as a server-side dry-run
    create (`dryRun=All`): validation, defaulting and admission run, nothing is stored. A field
    the apiserver rejects is reported with its path in the template and the apiserver's message.
@@ -23,6 +25,7 @@ from typing import Any
 
 from jupyternetes.crd.definitions import API_VERSION, INSTANCE_KIND
 from jupyternetes.crd.model import Instance, ModelError, Template
+from jupyternetes.policy import trust
 from jupyternetes.render import hubvars
 from jupyternetes.render.objects import RenderedObject, render
 from jupyternetes.render.placeholders import RenderError
@@ -138,7 +141,22 @@ class DryRun:
         return []
 
 
-def lint(template: Template, instance: Instance, dry_run: DryRun | None) -> list[Problem]:
+def trust_problems(template: Template, instance: Instance, rendered: Any,
+                   policy: trust.TrustPolicy) -> list[Problem]:
+    """What the operator would refuse (TemplateNotAllowed, KindNotAllowed), as problems."""
+    problems: list[Problem] = []
+    try:
+        trust.check_template_use(template, instance)
+    except trust.TrustError as exc:
+        problems.append(Problem("spec.allowedNamespaces", str(exc), "offline"))
+    for message in trust.kind_problems(rendered.objects(), policy):
+        where, _, why = message.partition(": ")
+        problems.append(Problem(where.split(" ")[0], why, "offline"))
+    return problems
+
+
+def lint(template: Template, instance: Instance, dry_run: DryRun | None,
+         policy: trust.TrustPolicy | None = None) -> list[Problem]:
     try:
         rendered = render(template, instance)
     except RenderError as exc:
@@ -148,7 +166,8 @@ def lint(template: Template, instance: Instance, dry_run: DryRun | None) -> list
                             "(with -i), or fix its name", "offline")
                     for name, path in exc.missing]
         return [Problem("spec", str(exc), "offline")]
-    problems = [p for obj in rendered.objects() for p in quantity_problems(obj)]
+    problems = trust_problems(template, instance, rendered, policy or trust.TrustPolicy())
+    problems += [p for obj in rendered.objects() for p in quantity_problems(obj)]
     if dry_run is not None:
         for obj in rendered.objects():
             problems.extend(dry_run.create(obj))
@@ -173,18 +192,24 @@ def run_lint(args: argparse.Namespace) -> int:
         doc, source = load_document(args.template_file, "template")
         if isinstance(doc, Mapping) and not (doc.get("metadata") or {}).get("namespace"):
             doc = {**doc, "metadata": {**(doc.get("metadata") or {}),
-                                       "namespace": args.namespace}}
+                                       "namespace": args.namespace or "default"}}
         template = Template.from_dict(doc, source)
         if args.instance:
             inst_doc, inst_source = load_document(args.instance, "instance")
             instance = Instance.from_dict(inst_doc, inst_source)
         else:
-            instance = sample_instance(template, args.namespace)
+            instance = sample_instance(template, args.namespace or template.namespace
+                                       or "default")
     except (InputError, ModelError) as exc:
         print(f"jupyternetes lint: error: {exc}", file=sys.stderr)
         return EXIT_ERROR if isinstance(exc, InputError) else EXIT_PROBLEMS
+    try:
+        policy = trust.policy_from_args(args)
+    except ValueError as exc:
+        print(f"jupyternetes lint: error: {trust.KIND_FLAG}: {exc}", file=sys.stderr)
+        return EXIT_ERROR
     dry_run, why_not = connect(args)
-    problems = lint(template, instance, dry_run)
+    problems = lint(template, instance, dry_run, policy)
     checks = "offline checks and server-side dry run" if dry_run else (
         f"offline checks only; no cluster: {why_not}")
     if args.output == "json":
@@ -211,11 +236,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("template_file", metavar="TEMPLATE.yaml", help="template file ('-': stdin)")
     parser.add_argument("-i", "--instance", metavar="INSTANCE.yaml",
                         help="render for this instance instead of the sample one")
-    parser.add_argument("-n", "--namespace", default="default",
+    parser.add_argument("-n", "--namespace", default=None,
                         help="namespace of the sample instance (must exist for the dry run; "
-                             "default %(default)s)")
+                             "default: the template's own, else default)")
     parser.add_argument("--offline", action="store_true", help="do not ask a cluster")
     parser.add_argument("--kubeconfig", default=None)
     parser.add_argument("--context", default=None)
     parser.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    trust.add_arguments(parser)
     parser.set_defaults(func=run_lint)

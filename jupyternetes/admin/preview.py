@@ -3,7 +3,9 @@
 `preview NAMESPACE/NAME` reads the instance and its template from the cluster;
 `preview -t TEMPLATE.yaml -i INSTANCE.yaml` takes them from files. Either way the objects are
 rendered and the instance's stack is previewed against the cluster (refreshed first, so objects
-deleted or changed out of band show up), printed per object with the changed fields.
+deleted or changed out of band show up), printed per object with the changed fields. What the
+operator's trust rules refuse (policy/trust.py, with the flags the operator runs with) is an
+error here too, before any engine call.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 
 from jupyternetes.admin.fleetpreview import add_fleet_arguments
 from jupyternetes.crd.definitions import GROUP, INSTANCE_PLURAL, TEMPLATE_PLURAL, VERSION
-from jupyternetes.crd.model import Instance, ModelError, Template
+from jupyternetes.crd.model import Instance, Template
 from jupyternetes.engine import (
     PreviewResult,
     PreviewStep,
@@ -29,9 +31,9 @@ from jupyternetes.engine import (
 )
 from jupyternetes.engine.masking import mask_secrets
 from jupyternetes.engine.results import summarize_changes
+from jupyternetes.policy import trust
 from jupyternetes.render import secretvars
 from jupyternetes.render.objects import render
-from jupyternetes.render.placeholders import RenderError
 
 EXIT_CHANGES = 1
 EXIT_ERROR = 2
@@ -270,14 +272,18 @@ def run_preview(args: argparse.Namespace) -> int:
         else:
             raise PreviewError("give NAMESPACE/NAME, or both -t TEMPLATE.yaml and "
                                "-i INSTANCE.yaml")
+        policy = trust.policy_from_args(args)
+        trust.check_template_use(template, instance)
         rendered = render(template, instance)
+        trust.check_kinds(f"{template.namespace or instance.template_namespace}/{template.name}",
+                          rendered.objects(), policy)
         settings = settings_from_args(args)
         secret_values = settings.secret_values(instance.variables) | from_secrets
         # One operation and exit: a pre-started idle worker would never be used.
         engine = StackEngine(settings, prestart=0)
         result = engine.preview(instance.namespace, instance.name, rendered, secret_values,
                                 refresh=not args.no_refresh)
-    except (PreviewError, StackConfigError, ModelError, RenderError, InputError) as exc:
+    except (PreviewError, StackConfigError, ValueError, InputError) as exc:
         return fail(exc)
     if result.result != "succeeded":
         first = result.message.strip().splitlines()
@@ -314,4 +320,5 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                              "the live objects first")
     add_stack_arguments(parser)
     add_fleet_arguments(parser)
+    trust.add_arguments(parser)
     parser.set_defaults(func=run_preview)

@@ -27,6 +27,7 @@ from jupyternetes.crd.definitions import TEMPLATE_CRD
 from jupyternetes.engine import masking
 from jupyternetes.engine.state import backendurl
 from jupyternetes.kube.client import Kube, api_client
+from jupyternetes.policy import trust
 from jupyternetes.policy.rollout import NEXT_START, ROLLOUTS
 
 log = logging.getLogger("jupyternetes.operator")
@@ -50,6 +51,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                              " leaves them running and marks them TemplateCurrent=False until "
                              "they restart (like KubeSpawner); immediate replaces their pods "
                              "at once (kernels are lost)")
+    trust.add_arguments(parser)
     parser.add_argument("--workers", type=int, default=4, metavar="N",
                         help="instances processed in parallel (default 4)")
     parser.add_argument("--resync-seconds", type=float, default=300.0, metavar="S",
@@ -118,6 +120,11 @@ def run(args: argparse.Namespace) -> int:
     if problem:
         log.error("%s", problem)
         return 2
+    try:
+        trust_policy = trust.policy_from_args(args)
+    except ValueError as exc:
+        log.error("--other-resource-kind: %s", exc)
+        return 2
     replica = sharding.replica_id(args)
     settings = dataclasses.replace(settings, replica=replica)
     kube = Kube(api_client(getattr(args, "kubeconfig", None), getattr(args, "context", None)))
@@ -129,6 +136,7 @@ def run(args: argparse.Namespace) -> int:
         degraded_after=args.degraded_after,
         template_retry_seconds=args.template_retry_seconds,
         template_rollout=args.template_rollout,
+        trust_policy=trust_policy,
     )
     operator = Operator(kube, engine, namespaces=args.namespace,
                         template_namespaces=args.template_namespace, workers=args.workers,

@@ -31,7 +31,7 @@ from typing import Any
 from jupyternetes.controller.status import mirror_patch
 from jupyternetes.crd.model import Instance, ModelError, Template
 from jupyternetes.engine.masking import OPERATOR_LOG_MASK
-from jupyternetes.policy import rollout
+from jupyternetes.policy import rollout, trust
 from jupyternetes.render import secretvars
 from jupyternetes.render.objects import render
 from jupyternetes.render.placeholders import RenderError
@@ -43,7 +43,8 @@ def unchanged(obj: Mapping[str, Any], tpl_obj: Mapping[str, Any] | None, *,
               secret_variables: frozenset[str], settings_fingerprint: Mapping[str, Any],
               template_rollout: str, get_secret: secretvars.SecretGetter,
               pod_lookup: PodLookup, now: str, key: str = "",
-              memo: RenderMemo | None = None) -> bool:
+              memo: RenderMemo | None = None,
+              trust_policy: trust.TrustPolicy | None = None) -> bool:
     """True when reconciling `obj` (with template `tpl_obj`) would change nothing (module doc).
     Masks the instance's secret values like the full path does (they may be logged later).
     `memo` (by instance `key`) saves the render and hash of an instance seen before."""
@@ -56,6 +57,13 @@ def unchanged(obj: Mapping[str, Any], tpl_obj: Mapping[str, Any] | None, *,
         return False
     status = obj.get("status") or {}
     generation = instance.generation
+    tpl_ns, tpl_name = instance.template_namespace, instance.template.name
+    try:
+        template = Template.from_dict(dict(tpl_obj), source=f"{tpl_ns}/{tpl_name}")
+    except ModelError:
+        return False
+    if not trust.template_allows(template, instance.namespace):
+        return False  # the full path refuses it (policy/trust.py) and says so
     secret_vars: dict[str, str] = {}
     if instance.secret_refs:
         try:
@@ -67,16 +75,16 @@ def unchanged(obj: Mapping[str, Any], tpl_obj: Mapping[str, Any] | None, *,
     secret_names = secret_variables | frozenset(secret_vars)
     OPERATOR_LOG_MASK.add(secretvars.secret_values(instance, secret_names))
     secrets_digest = secretvars.variables_digest(secret_vars) if instance.secret_refs else None
-    tpl_ns, tpl_name = instance.template_namespace, instance.template.name
     memo_key = render_key(obj, tpl_obj, secrets_digest, secret_names, settings_fingerprint)
     known = memo.get(key, memo_key) if memo is not None and memo_key is not None else None
     if known is not None:
         digest, expected = known
     else:
         try:
-            rendered = render(Template.from_dict(dict(tpl_obj), source=f"{tpl_ns}/{tpl_name}"),
-                              instance)
+            rendered = render(template, instance)
         except (ModelError, RenderError):
+            return False
+        if trust.kind_problems(rendered.objects(), trust_policy or trust.TrustPolicy()):
             return False
         digest = rollout.desired_hash(rendered, secret_names, settings_fingerprint)
         expected = tuple((o.entry, o.namespace, o.name) for o in rendered.pods)

@@ -7,8 +7,10 @@ later). The decisions, in order:
 1. instance gone: nothing to do;
 2. being deleted: `destroy` the stack (PVCs are retained by the program), drop the finalizer
    (teardown.py, with the ways out when a destroy keeps failing);
-3. template missing / invalid, render error: status says so precisely, no engine call (a server
-   that is already up keeps running when its template is deleted);
+3. template missing / invalid, render error, or refused by the trust model (policy/trust.py: the
+   template does not allow the instance's namespace, a Secret not meant for variablesFrom, a
+   kind outside the allow-list): status says so precisely, no engine call (a server that is
+   already up keeps running when its template is deleted or no longer allowed);
 4. desired state unchanged (hash, generation) and nothing drifted: only mirror pod status;
 5. own spec unchanged, stack up, nothing drifted, but the render differs (the template or the
    operator's settings changed) under the `next-start` rollout: leave the running server alone,
@@ -52,7 +54,7 @@ from jupyternetes.crd.naming import stack_name
 from jupyternetes.engine.masking import OPERATOR_LOG_MASK, mask_secrets
 from jupyternetes.engine.settings import DEFAULT_SECRET_VARIABLES
 from jupyternetes.kube.client import now_rfc3339
-from jupyternetes.policy import rollout
+from jupyternetes.policy import rollout, trust
 from jupyternetes.policy.rollout import NEXT_START, ROLLOUTS, desired_hash
 from jupyternetes.render import exposure, secretvars
 from jupyternetes.render.objects import Rendered, render
@@ -73,6 +75,8 @@ class ReconcileConfig:
     # next-start: running servers keep what they were started with until they restart;
     # immediate: every template edit replaces the running pods at once (kernels are lost).
     template_rollout: str = NEXT_START
+    # The kinds templates may make besides pods and PVCs, and the RBAC opt-in (policy/trust.py).
+    trust_policy: trust.TrustPolicy = field(default_factory=trust.TrustPolicy)
 
     def __post_init__(self) -> None:
         if self.template_rollout not in ROLLOUTS:
@@ -168,7 +172,8 @@ class Reconciler:
             secret_variables=frozenset(config.secret_variables),
             settings_fingerprint=config.settings_fingerprint,
             template_rollout=config.template_rollout, get_secret=self.kube.get_secret,
-            pod_lookup=self.pod_lookup, now=self.clock(), key=key, memo=self.render_memo)
+            trust_policy=config.trust_policy, pod_lookup=self.pod_lookup, now=self.clock(),
+            key=key, memo=self.render_memo)
 
     # ---- apply ------------------------------------------------------------------------------
 
@@ -193,6 +198,16 @@ class Reconciler:
                                     message)
             return Result("template-missing", requeue_after=self.config.template_retry_seconds,
                           message=message)
+        try:
+            template: Template | None = Template.from_dict(tpl_obj, source=f"{tpl_ns}/{tpl_name}")
+        except ModelError:
+            template = None  # reported below, with the render errors
+        if template is not None:
+            try:
+                # Before its Secrets are read: a template this namespace may not use reads none.
+                trust.check_template_use(template, instance)
+            except trust.TrustError as exc:
+                return self._refuse(obj, instance, status, exc)
         # Variables from spec.variablesFrom: read fresh, never cached, never written to status.
         secret_vars: dict[str, str] = {}
         if instance.secret_refs:
@@ -214,7 +229,8 @@ class Reconciler:
         # now, never held back as a template change (the Secret has no generation of its own).
         secrets_digest = secretvars.variables_digest(secret_vars) if instance.secret_refs else None
         try:
-            template = Template.from_dict(tpl_obj, source=f"{tpl_ns}/{tpl_name}")
+            if template is None:
+                template = Template.from_dict(tpl_obj, source=f"{tpl_ns}/{tpl_name}")
             rendered = render(template, instance)
         except (ModelError, RenderError) as exc:
             if rollout.holding(self.config.template_rollout, status, generation):
@@ -236,6 +252,10 @@ class Reconciler:
             self._not_provisionable(obj, status, generation, "Failed", "RenderFailed", message)
             # No retry: a spec change (new generation) or the periodic resync brings it back.
             return Result("render-failed", message=message)
+        try:
+            trust.check_kinds(f"{tpl_ns}/{tpl_name}", rendered.objects(), self.config.trust_policy)
+        except trust.TrustError as exc:
+            return self._refuse(obj, instance, status, exc)
 
         digest = desired_hash(rendered, secret_names, self.config.settings_fingerprint)
         tpl_generation = rollout.template_generation(tpl_obj)
@@ -276,6 +296,16 @@ class Reconciler:
                         secrets_digest=secrets_digest)
 
     # ---- outcomes without an engine call ----------------------------------------------------
+
+    def _refuse(self, obj: dict, instance: Instance, status: Mapping[str, Any],
+                exc: trust.TrustError) -> Result:
+        """A refusal of the trust model: Provisioned=False (a running server is left as it is,
+        TemplateCurrent=False), no engine call; checked again when the template changes and
+        every template_retry_seconds (an operator restart with new flags)."""
+        self._cannot_apply(obj, instance, status, "Failed", exc.reason, str(exc),
+                           f"{exc}. The running server is left as it is.")
+        return Result(exc.reason, requeue_after=self.config.template_retry_seconds,
+                      message=str(exc))
 
     def _keep_running(self, obj: dict, instance: Instance, status: Mapping[str, Any],
                       reason: str, message: str) -> None:

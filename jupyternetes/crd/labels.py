@@ -41,6 +41,10 @@ ADOPT_ANNOTATION = f"{LABEL_PREFIX}/adopt"
 FINALIZER = f"{LABEL_PREFIX}/stack"
 MANAGED_SELECTOR = f"{MANAGED_BY[0]}={MANAGED_BY[1]}"
 
+# On a Secret: may spec.variablesFrom read it ("true": any instance of its namespace; an
+# instance's name, as label_value gives it: that instance only). policy/trust.py has the rule.
+VARIABLES_FROM = f"{LABEL_PREFIX}/variables-from"
+
 RETRY_NOW = f"{LABEL_PREFIX}/retry-now"
 FORCE_DELETE = f"{LABEL_PREFIX}/force-delete"
 

@@ -154,6 +154,9 @@ class Template:
     other_resources: tuple[TemplateEntry, ...]
     generation: int | None = None
     uid: str | None = None
+    # spec.allowedNamespaces: the namespaces whose instances may use it ("*": any); None when
+    # the template does not say (then only its own namespace: policy/trust.py).
+    allowed_namespaces: tuple[str, ...] | None = None
 
     def entries(self, group: str) -> tuple[TemplateEntry, ...]:
         return {"pods": self.pods, "pvcs": self.pvcs, "otherResources": self.other_resources}[group]
@@ -176,7 +179,23 @@ class Template:
             other_resources=groups["otherResources"],
             generation=r.optional_int(meta, "generation", "metadata.generation"),
             uid=r.string(meta, "uid", "metadata.uid"),
+            allowed_namespaces=_parse_allowed_namespaces(r, spec),
         )
+
+
+def _parse_allowed_namespaces(r: _Reader, spec: Mapping) -> tuple[str, ...] | None:
+    """spec.allowedNamespaces: namespace names, or "*" for every namespace."""
+    raw = spec.get("allowedNamespaces")
+    if raw is None:
+        return None
+    if not isinstance(raw, list):
+        raise r.fail("spec.allowedNamespaces", f"must be a list of namespace names, got "
+                     f"{type(raw).__name__}")
+    for index, item in enumerate(raw):
+        if not isinstance(item, str) or not (item == "*" or is_dns1123_label(item)):
+            raise r.fail(f"spec.allowedNamespaces[{index}]", f"{item!r} is not a namespace name "
+                         "(lowercase letters, digits and '-') or \"*\" (every namespace)")
+    return tuple(dict.fromkeys(raw))
 
 
 def _parse_entries(r: _Reader, spec: Mapping, group: str) -> tuple[TemplateEntry, ...]:

@@ -19,8 +19,12 @@ from jupyternetes.deploy.rbac import OPERATOR
 from jupyternetes.deploy.settings import DeploySettings
 
 # Package data, so that an installed jupyternetes deploys without a checkout of the repository
-# (the repository's examples/seed-template.yaml links here).
-EXAMPLE_TEMPLATE = Path(str(resources.files(__package__) / "examples" / "seed-template.yaml"))
+# (the repository's examples/ link here). The example the install deploys is the hub template:
+# the hub token reaches the pod through a secretKeyRef, never as a literal env value (the seed's
+# template writes `{jupyterhub.api_token}` into env values, so it is not deployed).
+EXAMPLE_TEMPLATE = Path(str(resources.files(__package__) / "examples" / "hub-template.yaml"))
+# The spawner's default `template_name`: a hub configured with defaults finds the example.
+EXAMPLE_TEMPLATE_NAME = "default-template"
 
 STATE_DIR = "/var/lib/jupyternetes/state"
 PULUMI_HOME = "/var/lib/jupyternetes/pulumi-home"
@@ -126,6 +130,10 @@ def operator_args(settings: DeploySettings) -> list[str]:
         args += ["--template-namespace", ns]
     for name in settings.secret_variables:
         args += ["--secret-variable", name]
+    for kind in settings.other_resource_kinds:
+        args += ["--other-resource-kind", kind.flag]
+    if settings.allow_rbac_kinds:
+        args += ["--allow-rbac-kinds"]
     return args
 
 
@@ -260,15 +268,29 @@ def metrics_service(settings: DeploySettings) -> dict[str, Any]:
     }
 
 
-def example_template(namespace_name: str, path: Path = EXAMPLE_TEMPLATE) -> dict[str, Any]:
-    """examples/seed-template.yaml, fit for a create in `namespace_name` (no server fields, no
-    Helm ownership marks, our labels)."""
+def example_template(namespace_name: str, users: tuple[str, ...] = (),
+                     path: Path = EXAMPLE_TEMPLATE) -> dict[str, Any]:
+    """examples/hub-template.yaml as `default-template` in `namespace_name` (no server fields,
+    no Helm ownership marks, our labels), usable from the namespaces `users` (its
+    spec.allowedNamespaces; none: only its own namespace)."""
     obj = yaml.safe_load(path.read_text())
     obj.pop("status", None)
     meta = obj.setdefault("metadata", {})
     for key in SERVER_SET_FIELDS:
         meta.pop(key, None)
     meta.pop("annotations", None)
+    meta["name"] = EXAMPLE_TEMPLATE_NAME
     meta["namespace"] = namespace_name
     meta["labels"] = labels("example-template")
+    spec = obj.setdefault("spec", {})
+    spec.pop("allowedNamespaces", None)
+    others = [ns for ns in users if ns != namespace_name]
+    if others:
+        spec["allowedNamespaces"] = sorted({namespace_name, *others})
     return obj
+
+
+def example_users(settings: DeploySettings) -> tuple[str, ...]:
+    """Who the example template is for: the hub's users' namespace, else the watched ones."""
+    return (settings.hub_instance_namespace,) if settings.hub_enabled else (
+        settings.watch_namespaces)

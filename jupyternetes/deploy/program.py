@@ -114,8 +114,8 @@ def declare_all(settings: DeploySettings, passphrase: pulumi.Output | None = Non
     add("poddisruptionbudget", manifests.disruption_budget(settings), [ns])
     add("service/metrics", manifests.metrics_service(settings), [ns])
     if settings.example_template_namespace:
-        add("example-template", manifests.example_template(settings.example_template_namespace),
-            crds)
+        add("example-template", manifests.example_template(
+            settings.example_template_namespace, manifests.example_users(settings)), crds)
     return declared
 
 

@@ -24,7 +24,10 @@ Operator (`jupyternetes operator`, its engine workers and their Kubernetes provi
   with a Service and a ConfigMap hangs in that await, with no error, until the provider's
   timeout).
 - events: create (kube.emit_event), patch (client-go style recorders aggregate by patching).
-- secrets: get only, for an instance's `spec.variablesFrom[].secretRef`; never list or watch.
+- secrets: get only, for an instance's `spec.variablesFrom[].secretRef` (the hub token Secret
+  `<instance>-hub` and Secrets labelled jupyternetes.kadense.io/variables-from); never list or
+  watch. Only in the watched namespaces (with the default of the hub's user namespace, only
+  there).
 - leases (coordination.k8s.io), only in the operator's own namespace, exactly the verbs the
   one Lease loop uses in both modes (leader election and `--shards`): list/create/update/delete
   for the leader's or the shards' Leases and the membership Leases (the docstring of
@@ -32,10 +35,14 @@ Operator (`jupyternetes operator`, its engine workers and their Kubernetes provi
 Namespaced Roles in each watched namespace when watchNamespaces is set; ClusterRoles only when the
 operator watches every namespace.
 
-Hub (the spawner): instances and their `<instance>-hub` Secrets (create/get/list/watch/delete/
-patch), pods and events (get/list/watch) for progress and poll, PVCs (get/list/watch, and
-delete + patch for delete_forever: a deleted user's claims are deleted, or released by a label
-patch with `delete_pvc = False`), in the user namespace only.
+Hub (the spawner), in the user namespace only, exactly the verbs it calls (spawner/cluster.py):
+- instances: create, delete, get (poll), list+watch (its shared informer);
+- secrets: create, delete and patch of its `<instance>-hub` token Secret (replace_secret deletes
+  a leftover one, then creates; patch adds the instance as owner). Never get, list or watch: the
+  hub cannot read the other users' tokens, or any other Secret of the namespace;
+- pods, events: list+watch (informers for progress and poll);
+- persistentvolumeclaims: list+watch, and delete + patch for delete_forever (a deleted user's
+  claims are deleted, or released by a label patch with `delete_pvc = False`).
 """
 
 from __future__ import annotations
@@ -105,11 +112,11 @@ def lease_rules(sharded: bool = False) -> list[dict[str, Any]]:
 
 def hub_rules() -> list[dict[str, Any]]:
     return [
-        rule(GROUP, [INSTANCE_PLURAL], ["create", "get", "list", "watch", "delete", "patch"]),
-        rule("", ["secrets"], ["create", "get", "list", "watch", "delete", "patch"]),
-        rule("", ["pods", "events"], ["get", "list", "watch"]),
+        rule(GROUP, [INSTANCE_PLURAL], ["create", "get", "list", "watch", "delete"]),
+        rule("", ["secrets"], ["create", "delete", "patch"]),
+        rule("", ["pods", "events"], ["list", "watch"]),
         # delete + patch: delete_forever deletes or releases a deleted user's claims.
-        rule("", ["persistentvolumeclaims"], ["get", "list", "watch", "delete", "patch"]),
+        rule("", ["persistentvolumeclaims"], ["list", "watch", "delete", "patch"]),
     ]
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 # The CLI's own choices (jupyternetes/operator/run.py); repeated here rather than imported so the
@@ -29,6 +29,10 @@ DEFAULT_RESOURCES: dict[str, Any] = {
     "limits": {"memory": "1Gi"},
 }
 
+# watchNamespaces: ["*"] = every namespace (ClusterRoles); unset = the hub's user namespace
+# when a hub is configured, else every namespace.
+ALL_NAMESPACES = "*"
+
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E|m)?$")
 
@@ -39,10 +43,20 @@ class SettingsError(ValueError):
 
 @dataclass(frozen=True)
 class ResourceKind:
-    """One kind of `otherResources` object the operator may manage: {apiGroup, resource}."""
+    """One kind of `otherResources` object the operator may manage: {apiGroup, resource} and,
+    for a kind whose plural is not the regular one, `kind`. The same list is the operator's RBAC
+    on those kinds and its allow-list (`--other-resource-kind`): a kind not listed is refused
+    at render time (KindNotAllowed), before any engine call."""
 
     api_group: str
     resource: str
+    kind: str = ""
+
+    @property
+    def flag(self) -> str:
+        """The operator's `--other-resource-kind` value: RESOURCE[.GROUP] or Kind[.GROUP]."""
+        name = self.kind or self.resource
+        return f"{name}.{self.api_group}" if self.api_group else name
 
 
 @dataclass(frozen=True)
@@ -60,6 +74,7 @@ class DeploySettings:
     workers: int = 4
     secret_variables: tuple[str, ...] = ()
     other_resource_kinds: tuple[ResourceKind, ...] = ()
+    allow_rbac_kinds: bool = False
     state_storage_size: str = "1Gi"
     state_storage_class: str = ""
     state_backend_url: str = ""
@@ -113,12 +128,13 @@ def settings_from_config(get: Lookup) -> DeploySettings:
         replicas=_integer(get, "replicas", d.replicas, minimum=0),
         shards=_integer(get, "shards", d.shards, minimum=0, maximum=MAX_SHARDS),
         resources=_resources(get, d.resources),
-        watch_namespaces=_dns_labels(get, "watchNamespaces"),
+        watch_namespaces=_watch_namespaces(get),
         template_namespaces=_dns_labels(get, "templateNamespaces"),
         template_rollout=_choice(get, "templateRollout", d.template_rollout, ROLLOUTS),
         workers=_integer(get, "workers", d.workers, minimum=1),
         secret_variables=_strings(get, "secretVariables"),
         other_resource_kinds=_resource_kinds(get),
+        allow_rbac_kinds=_boolean(get, "allowRbacKinds", d.allow_rbac_kinds),
         state_storage_size=_quantity(get, "stateStorageSize", d.state_storage_size),
         state_storage_class=_string(get, "stateStorageClass", ""),
         state_backend_url=_string(get, "stateBackendUrl", ""),
@@ -133,6 +149,18 @@ def settings_from_config(get: Lookup) -> DeploySettings:
         example_template_namespace=_dns_label(get, "exampleTemplateNamespace", ""),
         retain_crds=_boolean(get, "retainCrds", d.retain_crds),
     )
+    if s.watch_namespaces == (ALL_NAMESPACES,):
+        s = replace(s, watch_namespaces=())
+    elif not s.watch_namespaces and s.hub_enabled:
+        # Least privilege for the common case: the operator manages the hub's users' instances
+        # and needs no rights anywhere else.
+        s = replace(s, watch_namespaces=(s.hub_instance_namespace,))
+    if s.allow_rbac_kinds and not any(k.api_group == "rbac.authorization.k8s.io"
+                                      for k in s.other_resource_kinds):
+        raise SettingsError(
+            "allowRbacKinds: true, but otherResourceKinds lists no kind of "
+            "rbac.authorization.k8s.io; list the RBAC kinds templates may create (e.g. "
+            "{apiGroup: rbac.authorization.k8s.io, resource: rolebindings}), or unset it")
     if s.file_state and s.replicas > 1:
         raise SettingsError(
             f"replicas: {s.replicas} operators cannot share one file:// state (each would "
@@ -246,6 +274,12 @@ def _dns_labels(get: Lookup, key: str) -> tuple[str, ...]:
     return names
 
 
+def _watch_namespaces(get: Lookup) -> tuple[str, ...]:
+    if _strings(get, "watchNamespaces") == (ALL_NAMESPACES,):
+        return (ALL_NAMESPACES,)
+    return _dns_labels(get, "watchNamespaces")
+
+
 def _names(get: Lookup, key: str) -> tuple[str, ...]:
     names = _strings(get, key)
     for index, name in enumerate(names):
@@ -298,5 +332,9 @@ def _resource_kinds(get: Lookup) -> tuple[ResourceKind, ...]:
             continue  # always granted
         if item["resource"] == "*" or group == "*":
             raise SettingsError(f"{where}: wildcards are not allowed; list each kind")
-        kinds.append(ResourceKind(group, item["resource"]))
+        kind = item.get("kind", "")
+        if not isinstance(kind, str) or (kind and not re.fullmatch(r"[A-Z][A-Za-z0-9]*", kind)):
+            raise SettingsError(f"{where}.kind: expected a kind such as ConfigMap (needed only "
+                                f"when the plural is not the regular one), got {kind!r}")
+        kinds.append(ResourceKind(group, item["resource"], kind))
     return tuple(dict.fromkeys(kinds))

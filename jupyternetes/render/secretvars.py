@@ -7,9 +7,13 @@ into a Secret owned by the instance (`<instance>-hub`, keys `jupyterhub.api_toke
 (base64-decoded, UTF-8) is a variable, looked up case-insensitively like any other, and every
 such value is a Pulumi secret.
 
+Only Secrets meant for it are read (policy/trust.py, rule 3): the spawner's `<instance>-hub` and
+Secrets labelled `jupyternetes.kadense.io/variables-from`; any other is `SecretNotAllowed`, so
+an instance's author cannot read a Secret of the namespace through a template.
+
 Pure apart from the `get_secret` callable the caller passes in. Errors carry a condition reason
-(`SecretMissing`, `SecretInvalid`, `DuplicateVariable`) and a message naming the Secret, the field
-path and what to change; they never contain a value.
+(`SecretMissing`, `SecretNotAllowed`, `SecretInvalid`, `DuplicateVariable`) and a message naming
+the Secret, the field path and what to change; they never contain a value.
 """
 
 from __future__ import annotations
@@ -23,8 +27,10 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from jupyternetes.crd.model import Instance, key_path
+from jupyternetes.policy import trust
 
 SECRET_MISSING = "SecretMissing"
+SECRET_NOT_ALLOWED = trust.SECRET_NOT_ALLOWED
 SECRET_INVALID = "SecretInvalid"
 DUPLICATE_VARIABLE = "DuplicateVariable"
 
@@ -83,6 +89,11 @@ def secret_variables(instance: Instance,
             f"{listed} not found. Create it in namespace {ns} (JupyterHub's spawner creates "
             f"`<instance-name>-hub` right before the instance), or remove the reference from "
             f"spec.variablesFrom; the operator checks again within seconds, then less often")
+    refusals = [refusal for i, secret in enumerate(secrets)
+                if (refusal := trust.secret_refusal(instance, i, secret or {}))]
+    if refusals:
+        raise SecretVariablesError(SECRET_NOT_ALLOWED, "; ".join(refusals) + (
+            ". The operator checks again within seconds, then less often"))
     defined: dict[str, tuple[str, str]] = {
         name.lower(): (name, key_path("spec.variables", name)) for name in instance.variables}
     result: dict[str, str] = {}

@@ -26,6 +26,9 @@ FATAL_PROVISION_REASONS = frozenset({
     # that is not its own (another instance's, another account's, released, made by hand), or
     # a read the operator's RBAC forbids. Only an admin ends them.
     reasons.OWNERSHIP_CONFLICT, reasons.PREFLIGHT_FORBIDDEN, reasons.PVC_CHANGE_REFUSED,
+    # The trust model (policy/trust.py): the template does not allow the users' namespace, a
+    # kind the operator may not make, a Secret not meant for variablesFrom.
+    "TemplateNotAllowed", "KindNotAllowed", "SecretNotAllowed",
 })
 # Container waiting reasons that mean the pod will not come up by itself.
 FATAL_POD_REASONS = ("ImagePullBackOff", "CrashLoopBackOff", "InvalidImageName",

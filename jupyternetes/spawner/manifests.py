@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from jupyternetes.crd.definitions import API_VERSION, INSTANCE_KIND
-from jupyternetes.crd.labels import LABEL_ACCOUNT, MANAGED_BY
+from jupyternetes.crd.labels import LABEL_ACCOUNT, MANAGED_BY, VARIABLES_FROM
 from jupyternetes.crd.naming import label_value
 
 # Set on the hub's instances: the shared watch selects on it, and admins can list them.
@@ -59,7 +59,9 @@ def secret_body(instance_name: str, namespace: str, data: Mapping[str, str]) -> 
         "metadata": {
             "name": secret_name(instance_name),
             "namespace": namespace,
-            "labels": {MANAGED_BY[0]: MANAGED_BY[1], SPAWNER_LABEL[0]: SPAWNER_LABEL[1]},
+            # Meant for this instance's spec.variablesFrom only (policy/trust.py, rule 3).
+            "labels": {MANAGED_BY[0]: MANAGED_BY[1], SPAWNER_LABEL[0]: SPAWNER_LABEL[1],
+                       VARIABLES_FROM: label_value(instance_name)},
         },
         "stringData": dict(data),
     }

@@ -247,6 +247,9 @@ def test_up_installs_every_object_with_the_configured_values(deployed: Deployed)
     args = container.args
     assert args[0] == "operator"
     assert args[args.index("--namespace") + 1] == d.user_ns
+    # otherResourceKinds is the operator's allow-list too (its RBAC on them: below).
+    kinds = [args[i + 1] for i, a in enumerate(args) if a == "--other-resource-kind"]
+    assert kinds == ["configmaps", "services"] and "--allow-rbac-kinds" not in args
     assert args[args.index("--template-namespace") + 1] == d.hub_ns
     assert args[args.index("--workers") + 1] == "3"
     assert container.resources.limits == {"memory": "768Mi"}
@@ -276,6 +279,10 @@ def test_up_installs_every_object_with_the_configured_values(deployed: Deployed)
     template = d.custom.get_namespaced_custom_object(GROUP, VERSION, d.hub_ns, TEMPLATE_PLURAL,
                                                      SEED_TEMPLATE)
     assert template["spec"]["pods"][0]["name"] == "notebook"
+    # The example is the hub template: the token from the Secret, never a literal env value;
+    # usable from the hub's user namespace.
+    assert "api_token}" not in json.dumps(template)
+    assert template["spec"]["allowedNamespaces"] == sorted([d.hub_ns, d.user_ns])
 
 
 def test_a_second_preview_shows_no_changes(deployed: Deployed):
@@ -350,7 +357,8 @@ def test_operator_runs_with_the_stacks_service_account(deployed: Deployed, opera
                          tmp_path / "operator.log", backend_url=backend, workers=2,
                          resync_seconds=20,
                          extra=("--template-namespace", d.hub_ns, "--backoff-base", "0.5",
-                                "--backoff-cap", "10"))
+                                "--backoff-cap", "10", "--other-resource-kind", "configmaps",
+                                "--other-resource-kind", "services"))
     d.pvs.append(static_pv(d.core, d.user_ns, f"{SEED_NAME}-workspace"))
     op.start()
 
@@ -369,7 +377,9 @@ def test_operator_runs_with_the_stacks_service_account(deployed: Deployed, opera
     try:
         d.core.create_namespaced_secret(d.user_ns, {
             "metadata": {"name": f"{SEED_NAME}-hub"},
-            "stringData": {"jupyterhub.api_token": uuid.uuid4().hex}})
+            # The example template's pod reads JUPYTERHUB_API_TOKEN with a secretKeyRef.
+            "stringData": {"jupyterhub.api_token": (token := uuid.uuid4().hex),
+                           "JUPYTERHUB_API_TOKEN": token}})
         d.custom.create_namespaced_custom_object(
             GROUP, VERSION, d.user_ns, INSTANCE_PLURAL,
             seed_instance(d.user_ns, d.hub_ns, token_secret=f"{SEED_NAME}-hub"))
@@ -403,6 +413,7 @@ def test_operator_runs_with_the_stacks_service_account(deployed: Deployed, opera
         # and deleted with the instance.
         template = strip_server_fields(load_example("service-template.yaml"))
         template["metadata"]["namespace"] = d.hub_ns
+        template["spec"]["allowedNamespaces"] = [d.user_ns]
         d.custom.create_namespaced_custom_object(GROUP, VERSION, d.hub_ns, TEMPLATE_PLURAL,
                                                  template)
         lab = strip_server_fields(load_example("service-instance.yaml"))
@@ -492,6 +503,11 @@ def hub_kubeconfig(deployed: Deployed) -> Path:
     ("delete", INSTANCE_PLURAL, "user", GROUP, True),
     ("create", "secrets", "user", "", True),
     ("patch", "secrets", "user", "", True),
+    ("delete", "secrets", "user", "", True),
+    # The hub writes its users' token Secrets and reads none (nor any other Secret).
+    ("get", "secrets", "user", "", False),
+    ("list", "secrets", "user", "", False),
+    ("watch", "secrets", "user", "", False),
     ("watch", "events", "user", "", True),
     ("list", "pods", "user", "", True),
     ("create", INSTANCE_PLURAL, "other", GROUP, False),
@@ -501,7 +517,8 @@ def hub_kubeconfig(deployed: Deployed) -> Path:
     ("create", "pods", "user", "", False),
     ("list", "secrets", "", "", False),
     ("create", TEMPLATE_PLURAL, "user", GROUP, False),
-    ("patch", INSTANCE_PLURAL, "user", GROUP, True),
+    ("patch", INSTANCE_PLURAL, "user", GROUP, False),
+    ("get", "pods", "user", "", False),
     ("update", "pods", "user", "", False),
     # delete_forever deletes (delete_pvc) or releases (a label patch) a deleted user's claims.
     ("delete", "persistentvolumeclaims", "user", "", True),
@@ -515,10 +532,12 @@ def test_hub_access(deployed: Deployed, hub_kubeconfig, verb, resource, where, g
 
 
 def test_all_namespaces_mode_uses_cluster_roles(deployed: Deployed, operator_kubeconfig):
-    """The default (no watchNamespaces, no templateNamespaces): ClusterRoles, still no secret
-    listing, no template writes, no PVC deletes."""
+    """watchNamespaces ["*"] (with a hub, the default is the hub's user namespace) and no
+    templateNamespaces: ClusterRoles, still no secret listing, no template writes, no PVC
+    deletes."""
     d = deployed
     d.stack.run("config", "rm", "watchNamespaces")
+    d.stack.config("watchNamespaces[0]", "*", path=True)
     d.stack.run("config", "rm", "templateNamespaces")
     d.stack.up()
     rbac_api = client.RbacAuthorizationV1Api(d.api)

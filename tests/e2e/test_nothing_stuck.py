@@ -73,6 +73,7 @@ def failing_template(hub, namespace: str) -> str:
     body = {"apiVersion": API_VERSION, "kind": TEMPLATE_KIND,
             "metadata": {"name": name, "namespace": HUB_NAMESPACE},
             "spec": {
+                "allowedNamespaces": [namespace],
                 "pods": [{"name": "notebook", "spec": {"containers": [{
                     "name": "notebook", "image": "quay.io/jupyter/base-notebook",
                     "ports": [{"containerPort": 8888}]}]}}],
@@ -96,7 +97,8 @@ def test_degraded_instance_engine_operations_follow_the_backoff_while_its_pod_ch
     template = failing_template(hub, ns)
     try:
         op = start_operator([ns], extra=("--backoff-base", "0.5", "--backoff-cap", f"{cap:g}",
-                                         "--degraded-after", "3"))
+                                         "--degraded-after", "3",
+                                         "--other-resource-kind", "configmaps"))
         hub.create_instance(ns, name, variables={}, template=template)
         wait_for("Degraded", lambda: condition(hub.instance(ns, name), "Degraded").get(
             "status") == "True", timeout=240,

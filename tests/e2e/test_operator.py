@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from harness.examples import load_example, strip_server_fields
+from harness.examples import load_example, shared_template, strip_server_fields
 from harness.operator_process import OperatorProcess, poll
 from jupyternetes.crd.definitions import GROUP, INSTANCE_PLURAL, TEMPLATE_PLURAL, VERSION
 from jupyternetes.crd.labels import FINALIZER, LABEL_INSTANCE
@@ -149,6 +149,8 @@ def hub(cluster, crds_installed) -> Iterator[Cluster]:
         if exc.status != 409:
             raise
         created_ns = False
+    # Shared with the tests' own namespaces (spec.allowedNamespaces), as an admin upgrading an
+    # install whose templates live in the hub's namespace does.
     templates = [strip_server_fields(load_example("seed-template.yaml"))]
     broken = strip_server_fields(load_example("seed-template.yaml"))
     broken["metadata"] = {"name": "rejected-template", "namespace": HUB_NAMESPACE}
@@ -156,7 +158,7 @@ def hub(cluster, crds_installed) -> Iterator[Cluster]:
         # Underscores and capitals: the apiserver rejects this container name.
         "name": "Not_A_Valid_Name", "image": "quay.io/jupyter/base-notebook",
         "ports": [{"containerPort": 8888}]}]}}]}
-    templates.append(broken)
+    templates = [shared_template(body) for body in (*templates, broken)]
     for body in templates:
         try:
             c.custom.create_namespaced_custom_object(GROUP, VERSION, HUB_NAMESPACE, TEMPLATE_PLURAL,
@@ -574,7 +576,7 @@ def test_parallel_instances_reconcile_concurrently(hub, namespace, volumes, star
 def test_deleting_an_instance_whose_template_is_gone_still_cleans_up(hub, namespace, volumes,
                                                                      start_operator):
     ns, name, template = namespace, "orphan", f"gone-{namespace}"[:63]
-    body = strip_server_fields(load_example("seed-template.yaml"))
+    body = shared_template(strip_server_fields(load_example("seed-template.yaml")), (ns,))
     body["metadata"] = {"name": template, "namespace": HUB_NAMESPACE}
     hub.custom.create_namespaced_custom_object(GROUP, VERSION, HUB_NAMESPACE, TEMPLATE_PLURAL, body)
     volumes.provide(ns, name)
@@ -665,7 +667,7 @@ def own_template(hub: Cluster, namespace: str, prefix: str) -> Iterator[str]:
     """A copy of the seed template for one test, in the hub namespace like the seed's own (the
     shared `default-template` is not edited: other tests may be rendering from it right now)."""
     name = f"{prefix}-{namespace}"[:63]
-    body = strip_server_fields(load_example("seed-template.yaml"))
+    body = shared_template(strip_server_fields(load_example("seed-template.yaml")), (namespace,))
     body["metadata"] = {"name": name, "namespace": HUB_NAMESPACE}
     hub.custom.create_namespaced_custom_object(GROUP, VERSION, HUB_NAMESPACE, TEMPLATE_PLURAL, body)
     try:

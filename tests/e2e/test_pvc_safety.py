@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 from kubernetes import client
 
-from harness.examples import load_example, strip_server_fields
+from harness.examples import load_example, shared_template, strip_server_fields
 from jupyternetes.crd.definitions import GROUP, TEMPLATE_PLURAL, VERSION
 from jupyternetes.crd.naming import stack_name
 from tests.e2e import test_operator as base
@@ -51,7 +51,7 @@ def seed_variant(pvc_entry: str, name: str, pvc_spec: dict | None = None) -> dic
 def templates(hub: Cluster, *bodies: dict) -> Iterator[list[str]]:
     for body in bodies:
         hub.custom.create_namespaced_custom_object(GROUP, VERSION, HUB_NAMESPACE, TEMPLATE_PLURAL,
-                                                   body)
+                                                   shared_template(body))
     try:
         yield [b["metadata"]["name"] for b in bodies]
     finally:

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
-from harness.examples import load_example, strip_server_fields
+from harness.examples import load_example, shared_template, strip_server_fields
 from jupyternetes.crd.definitions import (
     API_VERSION,
     GROUP,
@@ -80,7 +80,8 @@ def seed_instance_from_secret(hub: Cluster, ns: str, name: str,
 
 
 def ensure_template(hub: Cluster, body: dict) -> None:
-    body = strip_server_fields(copy.deepcopy(body))
+    """Create or replace a template of the hub namespace, usable from every namespace."""
+    body = shared_template(strip_server_fields(copy.deepcopy(body)))
     name = body["metadata"]["name"]
     try:
         hub.custom.create_namespaced_custom_object(GROUP, VERSION, HUB_NAMESPACE, TEMPLATE_PLURAL,
@@ -303,7 +304,8 @@ def test_no_secret_value_in_logs_events_status_or_state_at_debug_level(
     secrets = [v for pair in tokens.values() for v in pair]
     for name in (good, bad):
         volumes.provide(ns, name)
-    op = start_operator([ns], extra=("--log-level", "debug"))
+    op = start_operator([ns], extra=("--log-level", "debug",
+                                     "--other-resource-kind", "configmaps"))
     for name, (token, password) in tokens.items():
         create_secret(hub, ns, f"{name}-hub", {"jupyterhub.api_token": token,
                                                "extra.password": password})

@@ -4,6 +4,7 @@ the program under Pulumi's own mocks (what the engine would receive)."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from pathlib import Path
 
@@ -237,16 +238,17 @@ def test_hub_role_in_the_user_namespace_only():
     assert [o.manifest["kind"] for o in objects] == ["Role", "RoleBinding"]
     role, binding = (o.manifest for o in objects)
     assert role["metadata"]["namespace"] == binding["metadata"]["namespace"] == "users"
+    # Exactly what the spawner calls (spawner/cluster.py).
     assert verbs(role["rules"], "kadense.io", "jupyternotebookinstances") == \
-        ["create", "delete", "get", "list", "patch", "watch"]
-    assert verbs(role["rules"], "", "secrets") == \
-        ["create", "delete", "get", "list", "patch", "watch"]
-    assert verbs(role["rules"], "", "pods") == ["get", "list", "watch"]
-    assert verbs(role["rules"], "", "events") == ["get", "list", "watch"]
+        ["create", "delete", "get", "list", "watch"]
+    # Its own token Secrets: made, owned, deleted; never read, so no user's token is readable.
+    assert verbs(role["rules"], "", "secrets") == ["create", "delete", "patch"]
+    assert verbs(role["rules"], "", "pods") == ["list", "watch"]
+    assert verbs(role["rules"], "", "events") == ["list", "watch"]
     # The spawner's progress watches claims; delete_forever deletes or releases (patches) a
     # deleted user's claims.
     assert verbs(role["rules"], "", "persistentvolumeclaims") == \
-        ["delete", "get", "list", "patch", "watch"]
+        ["delete", "list", "patch", "watch"]
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "jhub",
                                     "namespace": "hub"}]
 
@@ -401,6 +403,63 @@ def test_crds_are_the_files_and_the_example_is_clean():
     assert meta["namespace"] == "hub" and meta["name"] == "default-template"
     assert not {"uid", "resourceVersion", "annotations"} & set(meta)
     assert meta["labels"]["app.kubernetes.io/managed-by"] == "pulumi"
+    assert "allowedNamespaces" not in template["spec"]
+
+
+def test_the_example_template_never_writes_the_hub_token_into_a_literal_value():
+    template = manifests.example_template("hub", ("users",))
+    assert template["spec"]["allowedNamespaces"] == ["hub", "users"]
+    text = json.dumps(template)
+    assert "api_token}" not in text  # no {jupyterhub.api_token} placeholder anywhere
+    env = {e["name"]: e for c in template["spec"]["pods"][0]["spec"]["containers"]
+           for e in c.get("env", [])}
+    assert env["JUPYTERHUB_API_TOKEN"]["valueFrom"]["secretKeyRef"] == {
+        "name": "{jupyternetes.instance.name}-hub", "key": "JUPYTERHUB_API_TOKEN"}
+    for entry in env.values():
+        assert "TOKEN" not in entry["name"] or "value" not in entry
+    # It is the hub's: usable from the hub's user namespace.
+    s = settings(hubNamespace="hub", hubUserNamespace="users", exampleTemplateNamespace="hub")
+    assert manifests.example_users(s) == ("users",)
+
+
+def test_watch_namespaces_default_to_the_hub_users_namespace():
+    assert settings().cluster_wide  # no hub: every namespace, as before
+    s = settings(hubNamespace="hub", hubUserNamespace="users")
+    assert s.watch_namespaces == ("users",) and not s.cluster_wide
+    assert settings(hubNamespace="hub").watch_namespaces == ("hub",)
+    assert settings(hubNamespace="hub", watchNamespaces=["*"]).cluster_wide
+    assert settings(hubNamespace="hub", watchNamespaces=["a"]).watch_namespaces == ("a",)
+    # No rights on workloads or Secrets outside the watched namespace.
+    objects = [o.manifest for o in rbac.operator_rbac(s, {})]
+    assert ("Role", "users") in {(m["kind"], m["metadata"].get("namespace")) for m in objects}
+    cluster_rules = [r for m in objects if m["kind"] == "ClusterRole" for r in m["rules"]]
+    assert not [r for r in cluster_rules if {"pods", "secrets"} & set(r["resources"])]
+    args = manifests.operator_args(s)
+    assert args[args.index("--namespace") + 1] == "users"
+
+
+def test_other_resource_kinds_are_the_operators_allow_list_and_rbac_needs_the_opt_in():
+    s = settings(otherResourceKinds=[
+        {"apiGroup": "", "resource": "services"},
+        {"apiGroup": "networking.k8s.io", "resource": "networkpolicies"},
+        {"apiGroup": "example.com", "resource": "gizmata", "kind": "Gizmo"},
+        {"apiGroup": "rbac.authorization.k8s.io", "resource": "rolebindings"}],
+        allowRbacKinds=True)
+    args = manifests.operator_args(s)
+    flags = [args[i + 1] for i, a in enumerate(args) if a == "--other-resource-kind"]
+    assert flags == ["services", "networkpolicies.networking.k8s.io", "Gizmo.example.com",
+                     "rolebindings.rbac.authorization.k8s.io"]
+    assert "--allow-rbac-kinds" in args
+    # The operator reads these flags as the same allow-list.
+    from jupyternetes.policy.trust import TrustPolicy
+    policy = TrustPolicy.from_flags(flags, allow_rbac_kinds=True)
+    assert policy.allows_kind("example.com", "Gizmo")
+    assert policy.allows_kind("networking.k8s.io", "NetworkPolicy")
+    assert "--allow-rbac-kinds" not in manifests.operator_args(settings())
+    with pytest.raises(SettingsError, match="allowRbacKinds: true, but otherResourceKinds"):
+        settings(allowRbacKinds=True)
+    with pytest.raises(SettingsError, match=r"otherResourceKinds\[0\].kind"):
+        settings(otherResourceKinds=[{"apiGroup": "", "resource": "x", "kind": "lower"}])
 
 
 # ---- the program under Pulumi mocks -------------------------------------------------------
@@ -467,7 +526,8 @@ def test_program_declares_the_install(monitor):
         # The operator starts after its CRDs, RBAC, Secret and PVC exist.
         deps = set(reqs["deployment"].dependencies)
         for name in [*crd_names, "secret/state", "pvc/state", "serviceaccount",
-                     "operator-clusterrolebinding/jupyternetes-operator-jupyternetes"]:
+                     # The hub's user namespace only (the default with a hub).
+                     "operator-rolebinding/hub/jupyternetes-operator"]:
             assert urn(monitor, name) in deps, name
         # Everything in the operator's namespace is created after it (and deleted before it).
         for name in ["secret/state", "pvc/state", "serviceaccount", "service/metrics"]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 import json
 
-from harness.examples import load_example
+from harness.examples import load_example, shared_template
 from jupyternetes.admin import fleet
 from jupyternetes.admin.fleetpreview import baseline_from_live, live_objects_of, plan_fleet
 from jupyternetes.crd.model import Instance, Template
@@ -17,7 +17,7 @@ REF = "kadense/default-template"
 
 
 def seed_template(generation: int = 4) -> dict:
-    doc = load_example("seed-template.yaml")
+    doc = shared_template(load_example("seed-template.yaml"))
     doc["metadata"]["generation"] = generation
     return doc
 

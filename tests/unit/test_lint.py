@@ -11,6 +11,7 @@ from pathlib import Path
 from harness.examples import load_example
 from jupyternetes.admin.lint import lint, sample_instance, status_problems, template_path
 from jupyternetes.crd.model import Template
+from jupyternetes.policy.trust import TrustPolicy
 from jupyternetes.render import hubvars
 from jupyternetes.render.objects import render
 
@@ -29,10 +30,24 @@ def test_sample_variables_are_every_name_the_spawner_sends() -> None:
 
 
 def test_seed_and_service_templates_render_for_the_sample_instance() -> None:
+    services = TrustPolicy.from_flags(["services", "configmaps"])
     for name in ("seed-template.yaml", "service-template.yaml"):
         template = Template.from_dict(load_example(name))
-        assert lint(template, sample_instance(template, "default"), None) == []
-        render(template, sample_instance(template, "default"))
+        ns = template.namespace or "default"
+        assert lint(template, sample_instance(template, ns), None, services) == []
+        render(template, sample_instance(template, ns))
+
+
+def test_lint_shows_the_operators_trust_refusals() -> None:
+    template = Template.from_dict(load_example("service-template.yaml"))
+    problems = lint(template, sample_instance(template, "default"), None)
+    assert [p.where for p in problems] == ["spec.otherResources[http]",
+                                           "spec.otherResources[settings]"]
+    assert "--other-resource-kind services" in problems[0].message
+    seed = Template.from_dict(load_example("seed-template.yaml"))
+    problems = lint(seed, sample_instance(seed, "users"), None)
+    assert [p.where for p in problems] == ["spec.allowedNamespaces"]
+    assert "may not be used from namespace users" in problems[0].message
 
 
 def test_unknown_placeholder_is_reported_with_its_path() -> None:
@@ -78,7 +93,7 @@ def test_quantities_are_checked_offline_with_their_path() -> None:
         "limits": {"cpu": "lots", "memory": "1Gi"}, "requests": {"cpu": 0.5}}
     doc["spec"]["pvcs"][0]["spec"]["resources"]["requests"]["storage"] = "1 GB"
     template = Template.from_dict(doc)
-    problems = lint(template, sample_instance(template, "default"), None)
+    problems = lint(template, sample_instance(template, "kadense"), None)
     assert [p.where for p in problems] == [
         "spec.pvcs[workspace].spec.resources.requests.storage",
         "spec.pods[notebook].spec.containers[0].resources.limits.cpu"]

@@ -13,9 +13,11 @@ from collections.abc import Callable
 
 import pytest
 
+from harness.examples import shared_template
 from jupyternetes.app.metrics import Metrics
 from jupyternetes.controller.noop import DriftFlags
 from jupyternetes.controller.reconcile import ReconcileConfig, Reconciler
+from jupyternetes.crd.labels import VARIABLES_FROM
 from jupyternetes.engine.masking import OPERATOR_LOG_MASK
 from tests.unit.test_reconcile_unit import (
     KEY,
@@ -42,8 +44,9 @@ class Env:
         if secret_ref:
             del instance["spec"]["variables"]["jupyterhub.api_token"]
             instance["spec"]["variablesFrom"] = [{"secretRef": {"name": "hub-token"}}]
-        self.kube = KubeRecorder(instance, seed("seed-template.yaml"))
-        self.kube.secrets = {f"{NS}/hub-token": {"metadata": {"name": "hub-token"}, "data": {
+        self.kube = KubeRecorder(instance, shared_template(seed("seed-template.yaml")))
+        self.kube.secrets = {f"{NS}/hub-token": {"metadata": {"name": "hub-token", "labels": {
+            VARIABLES_FROM: "true"}}, "data": {
             "jupyterhub.api_token": base64.b64encode(b"s3cret-token-value").decode()}}}
         self.kube.get_secret = self._get_secret  # type: ignore[attr-defined]
         self.engine = EngineRecorder()

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from harness.examples import shared_template
 from jupyternetes.app.metrics import Metrics
 from jupyternetes.controller.noop import DriftFlags
 from jupyternetes.controller.reconcile import (
@@ -191,7 +192,7 @@ def seed(name: str) -> dict:
 def env():
     instance = seed("seed-instance.yaml")
     instance["metadata"].pop("resourceVersion")
-    kube = KubeRecorder(instance, seed("seed-template.yaml"))
+    kube = KubeRecorder(instance, shared_template(seed("seed-template.yaml")))
     engine = EngineRecorder()
     pods: dict[str, dict] = {}
     reconciler = Reconciler(kube, engine, ReconcileConfig(degraded_after=3),

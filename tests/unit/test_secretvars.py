@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from harness.examples import shared_template
 from jupyternetes.controller.reconcile import ReconcileConfig, Reconciler, desired_hash
-from jupyternetes.crd.labels import LABEL_INSTANCE, LABEL_INSTANCE_NAMESPACE
+from jupyternetes.crd.labels import LABEL_INSTANCE, LABEL_INSTANCE_NAMESPACE, VARIABLES_FROM
 from jupyternetes.crd.model import Instance, ModelError, SecretRef, Template
 from jupyternetes.render import secretvars
 from jupyternetes.render.objects import render
@@ -35,7 +36,10 @@ def b64(text: str) -> str:
 
 
 def secret_obj(name: str = SECRET, ns: str = NS, **data: str) -> dict:
-    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": ns},
+    """A Secret variablesFrom may read: the instance's `<instance>-hub`, or labelled for it."""
+    labels = {} if name == SECRET else {VARIABLES_FROM: "true"}
+    return {"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": name, "namespace": ns, "labels": labels},
             "data": {k: b64(v) for k, v in data.items()}}
 
 
@@ -141,7 +145,7 @@ def test_variable_defined_in_two_secrets_names_both():
 
 def test_non_utf8_value_is_an_error_without_the_value():
     inst = Instance.from_dict(instance_doc([ref("bin")]))
-    secret = {"metadata": {"name": "bin"},
+    secret = {"metadata": {"name": "bin", "labels": {VARIABLES_FROM: "true"}},
               "data": {"blob": base64.b64encode(b"\xff\xfe secret").decode()}}
     with pytest.raises(secretvars.SecretVariablesError) as err:
         secretvars.secret_variables(inst, [secret])
@@ -151,7 +155,8 @@ def test_non_utf8_value_is_an_error_without_the_value():
 
 def test_secret_without_data_gives_no_variables():
     inst = Instance.from_dict(instance_doc([ref("empty")]))
-    assert secretvars.secret_variables(inst, [{"metadata": {"name": "empty"}}]) == {}
+    empty = {"metadata": {"name": "empty", "labels": {VARIABLES_FROM: "true"}}}
+    assert secretvars.secret_variables(inst, [empty]) == {}
 
 
 # ---- render and hash ------------------------------------------------------------------------
@@ -209,7 +214,7 @@ class SecretKube(KubeRecorder):
 
 @pytest.fixture
 def env():
-    kube = SecretKube(instance_doc([ref(SECRET)]), example("seed-template.yaml"))
+    kube = SecretKube(instance_doc([ref(SECRET)]), shared_template(example("seed-template.yaml")))
     engine = EngineRecorder()
     reconciler = Reconciler(kube, engine, ReconcileConfig(), pod_lookup=lambda ns, n: None,
                             clock=lambda: "2026-01-01T00:00:05Z")

@@ -121,6 +121,14 @@ def test_still_waiting(obj: dict | None) -> None:
      [], "PVCChangeRefused", "cannot shrink"),
     (instance(cond("Provisioned", False, "PreflightForbidden", "grant it get")),
      [], "PreflightForbidden", "grant it get"),
+    # The trust model's refusals: an admin must act, so the spawn fails at once.
+    (instance(cond("Provisioned", False, "TemplateNotAllowed",
+                   "template hub/t (spec.template) may not be used from namespace users")),
+     [], "TemplateNotAllowed", "may not be used"),
+    (instance(cond("Provisioned", False, "KindNotAllowed", "spec.otherResources[x]: kind")),
+     [], "KindNotAllowed", "otherResources[x]"),
+    (instance(cond("Provisioned", False, "SecretNotAllowed", "Secret users/db is not meant")),
+     [], "SecretNotAllowed", "not meant"),
 ])
 def test_failures_end_the_spawn_with_the_instance_message(obj: dict, pods: list, reason: str,
                                                           text: str) -> None:
