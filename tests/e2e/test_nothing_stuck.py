@@ -11,8 +11,9 @@ test_operator.py, whose fixtures these tests share.
   lock in the backend: the Pulumi CLI refuses to touch a locked stack) is reported after a
   bounded number of attempts, and the `force-delete` annotation releases it (pods deleted,
   PVC kept); a namespace with running instances deletes within a minute; pods carry an
-  ownerReference to their instance; a stack whose instance vanished while the operator was
-  stopped is destroyed at the next start.
+  ownerReference to their instance, and so does every other object a stack makes but PVCs
+  (a force-delete leaves no Service/ConfigMap/Role/RoleBinding behind); a stack whose instance
+  vanished while the operator was stopped is destroyed at the next start.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
-from harness.examples import strip_server_fields
+from harness.examples import load_example, strip_server_fields
 from jupyternetes.crd.definitions import (
     API_VERSION,
     GROUP,
@@ -38,6 +39,7 @@ from jupyternetes.crd.definitions import (
     TEMPLATE_PLURAL,
     VERSION,
 )
+from jupyternetes.crd.labels import LABEL_INSTANCE
 from jupyternetes.crd.model import Instance, Template
 from jupyternetes.crd.naming import stack_name
 from jupyternetes.engine import PROJECT, StackEngine, StackSettings
@@ -358,3 +360,83 @@ def test_a_pod_made_without_owner_reference_gets_it_in_place_at_the_next_up(
     after = hub.pod(ns, f"{name}-notebook")
     assert after["metadata"]["uid"] == before["metadata"]["uid"], "the pod was replaced"
     assert owner_of(after)["uid"] == created["metadata"]["uid"]
+
+
+# ---- leftovers (issue 19 item 5): everything but PVCs is owned by its instance ---------------
+
+
+def template_with_other_resources(hub, namespace: str) -> str:
+    """The seed template plus a Service, a ConfigMap, a Role and a RoleBinding."""
+    name = f"extras-{namespace}"[:63]
+    body = strip_server_fields(load_example("seed-template.yaml"))
+    body["metadata"] = {"name": name, "namespace": HUB_NAMESPACE}
+    body["spec"]["otherResources"] = [
+        {"name": "svc", "apiVersion": "v1", "kind": "Service",
+         "spec": {"selector": {LABEL_INSTANCE: "{jupyternetes.instance.name}"},
+                  "ports": [{"port": 8888}]}},
+        {"name": "settings", "apiVersion": "v1", "kind": "ConfigMap", "data": {"a": "b"}},
+        {"name": "reader", "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+         "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}]},
+        {"name": "reader-binding", "apiVersion": "rbac.authorization.k8s.io/v1",
+         "kind": "RoleBinding",
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                     "name": "{jupyternetes.otherResources.reader}"},
+         "subjects": [{"kind": "ServiceAccount", "name": "default",
+                       "namespace": "{jupyternetes.instance.namespace}"}]}]
+    hub.custom.create_namespaced_custom_object(GROUP, VERSION, HUB_NAMESPACE, TEMPLATE_PLURAL, body)
+    return name
+
+
+def other_objects(hub, ns: str, name: str) -> dict[str, list]:
+    """The instance's Services, ConfigMaps, Roles and RoleBindings, by kind."""
+    rbac = client.RbacAuthorizationV1Api(hub.api)
+    selector = f"{LABEL_INSTANCE}={name}"
+    return {
+        "Service": hub.core.list_namespaced_service(ns, label_selector=selector).items,
+        "ConfigMap": hub.core.list_namespaced_config_map(ns, label_selector=selector).items,
+        "Role": rbac.list_namespaced_role(ns, label_selector=selector).items,
+        "RoleBinding": rbac.list_namespaced_role_binding(ns, label_selector=selector).items,
+    }
+
+
+def test_force_delete_leaves_no_service_configmap_or_rolebinding_behind(
+        hub, namespace, volumes, start_operator, stack_locks):
+    """Every object of the stack but the PVC carries a controller ownerReference to the
+    instance: when the stack cannot be destroyed and the admin force-deletes, Kubernetes'
+    garbage collector removes the Service, ConfigMap, Role and RoleBinding with the pods."""
+    ns, name = namespace, "extras"
+    volumes.provide(ns, name)
+    template = template_with_other_resources(hub, ns)
+    try:
+        op = start_operator([ns], extra=("--degraded-after", "3"))
+        inst = hub.create_instance(ns, name, template=template)
+        wait_for("Completed", provisioned(hub, ns, name),
+                 describe=lambda: hub.describe(ns, name) + op.log_tail())
+        made = other_objects(hub, ns, name)
+        assert all(len(objs) == 1 for objs in made.values()), made
+        for kind, (obj,) in made.items():
+            refs = obj.metadata.owner_references or []
+            assert [(r.kind, r.name, r.uid, r.controller) for r in refs] == [
+                ("JupyterNotebookInstance", name, inst["metadata"]["uid"], True)], (kind, refs)
+        pvc_uid = hub.pvcs(ns, name)[0]["metadata"]["uid"]
+        assert not hub.pvcs(ns, name)[0]["metadata"].get("ownerReferences")
+
+        lock = stack_locks(op.backend_dir, stack_name(ns, name))
+        hub.delete_instance(ns, name)
+        hub.wait_event(ns, name, "Warning", "DestroyStuck", FORCE_DELETE)
+        annotate(hub, ns, name, FORCE_DELETE, "true")
+        wait_for("instance gone", lambda: hub.instance(ns, name) is None, timeout=60,
+                 describe=lambda: hub.describe(ns, name) + op.log_tail())
+        # force-delete deletes the pods itself; the stack (locked) cannot remove the rest, and
+        # the orphan collector runs again only in 10 minutes: this is the garbage collector.
+        wait_for("Service, ConfigMap, Role and RoleBinding gone", lambda: not any(
+            other_objects(hub, ns, name).values()), timeout=120,
+            describe=lambda: str({k: [o.metadata.name for o in v]
+                                  for k, v in other_objects(hub, ns, name).items()}))
+        wait_for("its pods gone", lambda: not hub.pods(ns, name), timeout=60)
+        assert [p["metadata"]["uid"] for p in hub.pvcs(ns, name)] == [pvc_uid]
+        lock.unlink()
+    finally:
+        hub.custom.delete_namespaced_custom_object(GROUP, VERSION, HUB_NAMESPACE, TEMPLATE_PLURAL,
+                                                   template)
+
