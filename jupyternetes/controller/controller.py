@@ -109,7 +109,8 @@ class Operator:
         self.orphans = (OrphanCollector(
             engine, lambda: caches.instance_names(kube, scopes),  # type: ignore[arg-type]
             namespaces=[ns for ns in scopes if ns], interval=orphan_seconds,
-            observe=self.metrics.observe_engine)
+            observe=self.metrics.observe_engine,
+            recheck=lambda ns: caches.instance_names(kube, [ns]))
             if hasattr(engine, "list_stacks") else None)
         self._threads: list[threading.Thread] = []
         self._stopping = threading.Event()

@@ -24,6 +24,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -440,3 +441,72 @@ def test_force_delete_leaves_no_service_configmap_or_rolebinding_behind(
         hub.custom.delete_namespaced_custom_object(GROUP, VERSION, HUB_NAMESPACE, TEMPLATE_PLURAL,
                                                    template)
 
+
+def configmap_template(hub, namespace: str) -> str:
+    """One ConfigMap: the cheapest stack (no pod, no PVC), so an orphan round is all CLI time."""
+    name = f"cm-only-{namespace}"[:63]
+    body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "JupyterNotebookTemplate",
+            "metadata": {"name": name, "namespace": HUB_NAMESPACE},
+            "spec": {"otherResources": [{"name": "settings", "apiVersion": "v1",
+                                         "kind": "ConfigMap", "data": {"a": "b"}}]}}
+    hub.custom.create_namespaced_custom_object(GROUP, VERSION, HUB_NAMESPACE, TEMPLATE_PLURAL, body)
+    return name
+
+
+def configmap_done(hub, ns: str, name: str) -> Callable[[], dict | None]:
+    def check() -> dict | None:
+        inst = hub.instance(ns, name)
+        if inst and condition(inst, "Provisioned").get("status") == "True" and (
+                inst["status"].get("observedGeneration") == inst["metadata"]["generation"]):
+            return inst
+        return None
+    return check
+
+
+def test_orphan_collector_keeps_a_stack_whose_instance_came_back_during_the_round(
+        hub, namespace, start_operator):
+    """Four orphaned stacks; while the collector destroys the first, a user starts the last
+    one's server again (same name). The collector listed the instances before that, but
+    re-checks each stack right before destroying it: the new instance's stack and objects
+    stay. (Before the re-check it destroyed that stack, or failed on its lock mid-`up`.)"""
+    ns = namespace
+    names = ["orph-a1", "orph-a2", "orph-a3", "orph-b"]
+    template = configmap_template(hub, ns)
+    try:
+        op = start_operator([ns], extra=("--orphan-check-seconds", "0"))
+        for name in names:
+            hub.create_instance(ns, name, variables={}, template=template)
+        for name in names:
+            wait_for(f"{name} provisioned", configmap_done(hub, ns, name), timeout=240,
+                     describe=lambda name=name: hub.describe(ns, name) + op.log_tail())
+        assert op.terminate() == 0
+        for name in names:  # gone while the operator was stopped: four orphaned stacks
+            hub.custom.patch_namespaced_custom_object(
+                GROUP, VERSION, ns, INSTANCE_PLURAL, name, {"metadata": {"finalizers": None}},
+                _content_type="application/merge-patch+json")
+            hub.delete_instance(ns, name)
+        wait_for("instances gone", lambda: not any(hub.instance(ns, n) for n in names))
+
+        first, last = stack_name(ns, names[0]), stack_name(ns, names[-1])
+        op.start()
+        wait_for("the first orphan destroyed", lambda: f"destroyed orphaned stack {first}"
+                 in op.log_text(), timeout=180, describe=op.log_tail)
+        hub.create_instance(ns, names[-1], variables={}, template=template)
+        wait_for("the round over", lambda: f"destroyed orphaned stack {stack_name(ns, names[2])}"
+                 in op.log_text(), timeout=180, describe=op.log_tail)
+        inst = wait_for("the new instance provisioned", configmap_done(hub, ns, names[-1]),
+                        timeout=240, describe=lambda: hub.describe(ns, names[-1]) + op.log_tail())
+        kept, taken = f"stack {last}: an instance names it again", f"orphaned stack {last}"
+        wait_for("the collector's word on the last stack", lambda: any(
+            t in op.log_text().split("===== start 2")[-1] for t in (kept, taken)),
+            timeout=180, describe=op.log_tail)
+        log_text = op.log_text().split("===== start 2")[-1]
+        assert taken not in log_text and kept in log_text, op.log_tail(80)
+        assert [p for p in op.stack_files() if p.name == f"{last}.json"]
+        (cm,) = other_objects(hub, ns, names[-1])["ConfigMap"]
+        assert cm.metadata.owner_references[0].uid == inst["metadata"]["uid"]
+        assert not [p for p in op.stack_files()
+                    if p.name in {f"{stack_name(ns, n)}.json" for n in names[:3]}]
+    finally:
+        hub.custom.delete_namespaced_custom_object(GROUP, VERSION, HUB_NAMESPACE, TEMPLATE_PLURAL,
+                                                   template)
