@@ -1,4 +1,5 @@
-"""One stack operation (up, preview, destroy, forget, repair) through the Automation API.
+"""One stack operation (up, preview, destroy, forget, repair) through the Automation API; the
+list of every stack is listing.py.
 
 `run(request)` opens the stack's workspace (a temporary folder), runs the operation with the
 inline program (program.py) and answers with plain data: result, change summary, outputs, the
@@ -23,7 +24,7 @@ from pulumi import automation as auto
 from jupyternetes.engine import settings as engine_settings
 from jupyternetes.engine.masking import mask_secrets, trim_message
 from jupyternetes.engine.results import utc_now
-from jupyternetes.engine.runtime import prewarm, workspaces
+from jupyternetes.engine.runtime import listing, prewarm, workspaces
 from jupyternetes.engine.runtime import program as stack_program
 from jupyternetes.engine.runtime.command import EventCommand
 from jupyternetes.engine.runtime.events import (
@@ -153,6 +154,8 @@ def run(request: Mapping[str, Any], timings: dict[str, float] | None = None) -> 
     completed with this operation's (workspace, engine, worker_total)."""
     t_start = time.monotonic()
     op = request["op"]
+    if op == listing.LIST_OP:  # `pulumi stack ls`: no stack, no workspace
+        return listing.run(request)
     settings = request["settings"]
     # Masked in every text: the instance's secrets and the backend URL's password.
     secret_values: list[str] = backendurl.request_mask_values(request)
