@@ -119,7 +119,8 @@ def open_stack(request: Mapping[str, Any], program: Callable[[], None], create: 
     # In the operator's file backend a new stack is one file: written directly, it saves a
     # whole `pulumi stack init` process and its key derivation (see stackseed).
     seeded = (exists is False and create and shortcuts
-              and stackseed.create_from_sibling(backend_dir, project, name))
+              and stackseed.create_from_sibling(backend_dir, project, name,
+                                                settings["passphrase"], cli().version))
     if seeded:
         log.info("stack %s created from a sibling's secrets state (no stack init)", name)
     # The stack's own salt in the temporary workspace: one key derivation, not two (see
