@@ -332,7 +332,8 @@ def test_no_secret_value_in_logs_events_status_or_state_at_debug_level(
 
     log = op.log_text()
     # The most verbose level really ran: the workers' own stderr lines are in the log.
-    assert re.search(r" DEBUG jupyternetes\.engine\.pool: worker \d+: ", log), op.log_tail()
+    assert re.search(r" DEBUG jupyternetes\.engine\.runtime\.pool: worker \d+: ", log), \
+        op.log_tail()
     assert "[secret]" in log
     events = json.dumps(json.loads(hub.core.list_namespaced_event(
         ns, _preload_content=False).data)["items"])
