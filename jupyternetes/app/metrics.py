@@ -5,6 +5,8 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from jupyternetes.engine.masking import OPERATOR_LOG_MASK
+
 # Engine operations take seconds (subprocess + Pulumi engine); reconciles without one take ms.
 _DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120,
                      300)
@@ -52,6 +54,12 @@ class Metrics:
         self.shard_takeovers = Counter(
             "jupyternetes_shard_takeovers", "Shards this replica took over from a replica "
             "that stopped renewing their Lease", registry=r)
+        # Bounded by the live instances' secrets (masking.MaskingFilter): a rising line while
+        # instances come and go would be a leak.
+        self.log_mask_values = Gauge(
+            "jupyternetes_log_mask_values", "Secret values (each with its base64 form) masked "
+            "in the operator's log", registry=r)
+        self.log_mask_values.set_function(OPERATOR_LOG_MASK.size)
 
     def observe_reconcile(self, result: str, seconds: float) -> None:
         self.reconciles.labels(result=result).inc()

@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from typing import Any
 
 from jupyternetes import engine as stacks  # the stack engine's public API
@@ -201,6 +202,12 @@ def run(args: argparse.Namespace) -> int:
                                           name="shard-leases", daemon=True)
         elector_thread.start()
     elif elector is None:
+        # --no-leader-elect: the admin runs this as the only operator on its state, so it is the
+        # writer from now on, as a leader is from its Lease's acquisition, and the lock rule is
+        # the same (locks.py): another host's lock written before now is a predecessor's (a pod
+        # rescheduled elsewhere), whose writer has stopped. Without this such locks blocked
+        # their stacks forever.
+        operator.leader_since = time.time()
         operator.start()
     else:
         elector_thread = threading.Thread(target=elector.run, args=(elector_stop,),

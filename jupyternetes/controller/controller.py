@@ -37,6 +37,7 @@ from jupyternetes.crd.labels import (
     retry_request,
 )
 from jupyternetes.crd.naming import label_value
+from jupyternetes.engine.masking import OPERATOR_LOG_MASK
 from jupyternetes.kube import caches
 from jupyternetes.kube.client import Kube
 from jupyternetes.kube.informer import ADDED, DELETED, MODIFIED, RESYNC, ListWatcher, object_key
@@ -109,7 +110,8 @@ class Operator:
         self.orphans = (OrphanCollector(
             engine, lambda: caches.instance_names(kube, scopes),  # type: ignore[arg-type]
             namespaces=[ns for ns in scopes if ns], interval=orphan_seconds,
-            observe=self.metrics.observe_engine)
+            observe=self.metrics.observe_engine,
+            recheck=lambda ns: caches.instance_names(kube, [ns]))
             if hasattr(engine, "list_stacks") else None)
         self._threads: list[threading.Thread] = []
         self._stopping = threading.Event()
@@ -143,6 +145,10 @@ class Operator:
                 self._seen.pop(key, None)
             else:
                 self._seen[key] = fingerprint
+        if event_type == DELETED:
+            # Gone: its values leave the log mask, which stays as large as the live
+            # instances' secrets (masking.MaskingFilter).
+            OPERATOR_LOG_MASK.drop(key)
         previous_template = self.templates.template_of(key)
         template = None if event_type == DELETED else template_key_of(obj)
         self.templates.update(key, template)

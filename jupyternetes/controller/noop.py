@@ -73,7 +73,7 @@ def unchanged(obj: Mapping[str, Any], tpl_obj: Mapping[str, Any] | None, *,
             return False
         instance = secretvars.with_variables(instance, secret_vars)
     secret_names = secret_variables | frozenset(secret_vars)
-    OPERATOR_LOG_MASK.add(secretvars.secret_values(instance, secret_names))
+    OPERATOR_LOG_MASK.set(key, secretvars.secret_values(instance, secret_names))
     secrets_digest = secretvars.variables_digest(secret_vars) if instance.secret_refs else None
     memo_key = render_key(obj, tpl_obj, secrets_digest, secret_names, settings_fingerprint)
     known = memo.get(key, memo_key) if memo is not None and memo_key is not None else None

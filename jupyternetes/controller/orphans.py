@@ -10,6 +10,14 @@ Order matters: stacks first, instances second. An instance created between the t
 the second one, so the stack its first `up` is creating right now is never taken for an orphan;
 the other order could destroy it.
 
+Destroys take seconds each, and a round may hold many, so the lists grow old while it runs: a
+user may start a server of the same name meanwhile, and its first `up` takes the stack over.
+Right before each destroy the collector lists its namespace's instances again (`recheck`) and
+keeps the stack when an instance names it now. What is left is the moment between that list and
+the destroy's own lock on the stack; an `up` that starts in it finds the stack locked and is
+retried after the destroy, recreating the objects (PVCs were kept): nothing of the user's is
+lost.
+
 Sharded replicas (`owns`): each destroys only the orphaned stacks of the shards it holds, so a
 stack is only ever written by the holder of its shard.
 """
@@ -54,8 +62,11 @@ class OrphanCollector:
     def __init__(self, engine: OrphanEngine, list_instances: Callable[[], list[tuple[str, str]]],
                  namespaces: Collection[str] = (), interval: float = 600.0,
                  observe: Callable[[str, str, float], None] | None = None,
-                 owns: Callable[[str], bool] | None = None) -> None:
+                 owns: Callable[[str], bool] | None = None,
+                 recheck: Callable[[str], list[tuple[str, str]]] | None = None) -> None:
         self.engine = engine
+        # (namespace) -> its instances now, fresh from the apiserver (module docstring).
+        self.recheck = recheck
         self.owns = owns
         self.list_instances = list_instances
         self.namespaces = tuple(namespaces)
@@ -79,6 +90,8 @@ class OrphanCollector:
                 break
             if self.owns is not None and not self.owns(stack):
                 continue  # another replica's shard: its holder decides
+            if not self.still_orphaned(stack):
+                continue
             started = time.monotonic()
             result = self.engine.destroy(stack_namespace(stack), "", stack=stack)
             outcome = getattr(result, "result", "failed")
@@ -92,6 +105,24 @@ class OrphanCollector:
                 log.warning("orphaned stack %s: destroy failed, retried in %.0fs: %s", stack,
                             self.interval, getattr(result, "message", ""))
         return destroyed
+
+    def still_orphaned(self, stack: str) -> bool:
+        """Whether no instance names `stack` right now; False when that cannot be known (the
+        next round looks again)."""
+        if self.recheck is None:
+            return True
+        namespace = stack_namespace(stack)
+        try:
+            instances = self.recheck(namespace)
+        except Exception as exc:
+            log.warning("orphaned stack %s: cannot list the instances of %s again (%s); kept "
+                        "until the next check", stack, namespace, exc)
+            return False
+        if orphaned_stacks([stack], instances):
+            return True
+        log.info("stack %s: an instance names it again (created since the orphan check "
+                 "began); kept", stack)
+        return False
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="orphans", daemon=True)

@@ -139,6 +139,9 @@ class Reconciler:
         if obj is None:
             self.drift.take(key)
             self.render_memo.forget(key)
+            # Also dropped at the DELETED event; here too, after any reconcile that set them
+            # while the deletion came in (one reconcile per key at a time).
+            OPERATOR_LOG_MASK.drop(key)
             return Result("gone")
         try:
             instance = Instance.from_dict(obj, source=key)
@@ -224,7 +227,7 @@ class Reconciler:
             instance = secretvars.with_variables(instance, secret_vars)
         secret_names = frozenset(self.config.secret_variables) | frozenset(secret_vars)
         # Known before anything can log them (render errors, engine messages, tracebacks).
-        OPERATOR_LOG_MASK.add(secret_values(instance, secret_names))
+        OPERATOR_LOG_MASK.set(key, secret_values(instance, secret_names))
         # The Secrets are the instance's own input, like its spec: a changed value is applied
         # now, never held back as a template change (the Secret has no generation of its own).
         secrets_digest = secretvars.variables_digest(secret_vars) if instance.secret_refs else None

@@ -114,9 +114,8 @@ def delete(kube: KubePort, engine: EnginePort, obj: dict, instance: Instance, *,
     stack = stack_name(instance.namespace, instance.name)
     # After a restart the values of an instance being deleted were never seen: mask them in
     # whatever the destroy logs (its Secrets are still there: they are owned by it).
-    OPERATOR_LOG_MASK.add(secret_values(instance, secret_variables))
-    if instance.secret_refs:
-        OPERATOR_LOG_MASK.add(secretvars.readable_values(instance, kube.get_secret))
+    OPERATOR_LOG_MASK.set(key, [*secret_values(instance, secret_variables), *(
+        secretvars.readable_values(instance, kube.get_secret) if instance.secret_refs else ())])
     if labels.force_delete_requested(obj):  # the documented way out (force_delete)
         message = force_delete(kube, engine, instance.namespace, instance.name, stack)
         kube.emit_event(obj, "Warning", FORCE_DELETED, message)

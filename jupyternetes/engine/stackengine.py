@@ -21,8 +21,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import subprocess
-import tempfile
 import threading
 import time
 import weakref
@@ -31,9 +29,8 @@ from typing import Any
 
 from jupyternetes.crd import naming
 from jupyternetes.engine import settings as engine_settings
-from jupyternetes.engine.masking import MESSAGE_LIMIT, clean_line
 from jupyternetes.engine.results import OperationResult, PreviewResult, utc_now
-from jupyternetes.engine.runtime import pool
+from jupyternetes.engine.runtime import listing, pool
 from jupyternetes.engine.settings import StackConfigError, StackSettings
 from jupyternetes.engine.state import diystate, statedirs
 from jupyternetes.engine.state.backendurl import file_backend_path
@@ -109,25 +106,15 @@ class StackEngine:
                 return statedirs.checkpoint_stacks(root, self.settings.project)
             except OSError as exc:
                 raise StackConfigError(f"listing stacks in {root}: {exc}") from exc
-        env = {**self._env, "PULUMI_BACKEND_URL": self.settings.backend_url,
-               "PULUMI_CONFIG_PASSPHRASE": self.settings.passphrase,
-               "PULUMI_SKIP_UPDATE_CHECK": "true"}
-        if self.settings.pulumi_home:
-            env["PULUMI_HOME"] = self.settings.pulumi_home
-        command = ["pulumi", "stack", "ls", "--all", "--json", "--project",
-                   self.settings.project]
-        # An empty folder as cwd: no Pulumi.yaml (this repository has one) may pick a project.
-        with tempfile.TemporaryDirectory(prefix="jupyternetes-ls-") as cwd:
-            try:
-                done = subprocess.run(command, env=env, cwd=cwd, capture_output=True,
-                                      timeout=120)
-            except (OSError, subprocess.SubprocessError) as exc:
-                raise StackConfigError(f"listing stacks: {exc}") from exc
-        if done.returncode != 0:
-            raise StackConfigError(
-                "listing stacks with `pulumi stack ls` failed: "
-                + clean_line(done.stderr.decode(errors="replace"))[:MESSAGE_LIMIT])
-        return stack_names(done.stdout.decode(errors="replace"), self.settings.project)
+        # In a worker (listing.py), like every CLI run: it dies with this process and is
+        # bounded in time. Not under a stack's lock: it writes nothing.
+        request = {"op": listing.LIST_OP, "stack": "", "instance": {},
+                   "settings": self.settings.to_request(), "objects": [],
+                   "secret_values": []}
+        answer = self._work(request)
+        if answer.get("result") != "succeeded":
+            raise StackConfigError(answer.get("message") or "listing stacks failed")
+        return stack_names(str(answer.get("stdout") or ""), self.settings.project)
 
     def repair(self, namespace: str, name: str, stack: str | None = None) -> OperationResult:
         """Refresh with pending CREATEs cleared: converges a stack an interrupted `up` left.

@@ -248,7 +248,8 @@ def _render_entry(template: Template, instance: Instance, group: str, entry: Tem
             "annotations": annotations,
         },
     }
-    owner = owner_reference(instance) if group == "pods" else None
+    # Everything but the user's data is owned by the instance (owner_reference).
+    owner = owner_reference(instance) if group != "pvcs" else None
     if owner is not None:
         manifest["metadata"]["ownerReferences"] = [owner]
     if entry.has_spec:
@@ -260,11 +261,14 @@ def _render_entry(template: Template, instance: Instance, group: str, entry: Tem
 
 
 def owner_reference(instance: Instance) -> dict[str, Any] | None:
-    """The ownerReference of a managed pod to its instance; None without a uid (an offline
-    render of files). Pods only, never PVCs (user data must outlive its instance): should the
-    finalizer be removed by hand, Kubernetes' garbage collector still removes the pods.
+    """The ownerReference of a managed object to its instance; None without a uid (an offline
+    render of files). Pods and otherResources, never PVCs (user data must outlive its
+    instance): should the finalizer be removed by hand, a force-delete leave the stack behind or
+    the stack's state be lost, Kubernetes' garbage collector still removes the pods, Services,
+    ConfigMaps, RoleBindings, ... the instance made. Every object is rendered into the
+    instance's namespace, so the reference is always namespaced to namespaced (valid).
     blockOwnerDeletion is false so the operator needs no update rights on instances' finalizers
-    for it, and deleting an instance never waits on its pods."""
+    for it, and deleting an instance never waits on its objects."""
     if not instance.uid:
         return None
     return {"apiVersion": API_VERSION, "kind": INSTANCE_KIND, "name": instance.name,

@@ -40,6 +40,7 @@ REJECTED_MARKERS = ("is invalid", "is forbidden", "forbidden:", "admission webho
 
 # poll() exit statuses: anything non-None means "not running"; distinct values help the logs.
 EXIT_GONE, EXIT_POD_FAILED, EXIT_POD_SUCCEEDED, EXIT_DEGRADED, EXIT_DELETING = 1, 2, 0, 3, 4
+EXIT_POD_REPLACED = 5
 
 
 @dataclass(frozen=True)
@@ -172,20 +173,26 @@ def poll_decision(instance: Mapping[str, Any] | None, pods: Sequence[Mapping[str
     return None
 
 
-def moved_address(instance: Mapping[str, Any], current_ip: str, current_port: int,
-                  entry: str = "") -> tuple[str, int] | None:
-    """(ip, port) when the running server's pod now answers elsewhere (a replaced pod), else
-    None. The hub's route check re-points the proxy at `spawner.server` once it changes."""
-    conds = conditions_of(instance)
-    ready = conds.get("Ready")
-    if not ready or ready.get("status") != "True":
-        return None
+def routed_pod_gone(instance: Mapping[str, Any], pods: Sequence[Mapping[str, Any]],
+                    routed_ip: str | None, entry: str = "") -> bool:
+    """Whether the pod at `routed_ip`, the address the hub's proxy sends the user to
+    (`spawner.server.ip`, from the URL `start` returned), is gone: deleted or replaced (evicted,
+    deleted by hand, a template rolled out with `immediate`), so the route points at a dead
+    address. The server is then stopped, as KubeSpawner's poll says when its pod is gone: the
+    hub removes the route and the user starts again (the PVC is kept). Re-pointing the route
+    instead needs the hub's proxy object, which the Spawner API does not give; the hub's own
+    route check would fix it only after `last_activity_interval` (5 minutes).
+
+    Gone only when both views agree: no live pod of the instance (the hub's pod cache) has
+    that address, and the instance's status (the operator's view) no longer names it. Either
+    alone could lag right after a start. A replacement that got the same address serves the
+    route: not gone. No address known (None, empty): not decided here."""
+    if not routed_ip:
+        return False
     found = server_pod_entry(instance.get("status") or {}, entry)
-    if not found:
-        return None
-    address, port = found[1].get("podAddress"), found[1].get("portNumber")
-    if not address or not isinstance(port, int):
-        return None
-    if (address, port) != (current_ip, current_port):
-        return address, port
-    return None
+    if found and found[1].get("podAddress") == routed_ip:
+        return False
+    return not any(
+        not (pod.get("metadata") or {}).get("deletionTimestamp")
+        and (pod.get("status") or {}).get("podIP") == routed_ip
+        for pod in pods)

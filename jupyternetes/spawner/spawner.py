@@ -334,7 +334,14 @@ class JupyternetesSpawner(Spawner):
         if instance is not None and self.instance_uid and (
                 instance["metadata"].get("uid") != self.instance_uid):
             instance = None  # same name, another instance: ours is gone
-        status = decisions.poll_decision(instance, cluster.cached_pods(name))
+        pods = cluster.cached_pods(name)
+        status = decisions.poll_decision(instance, pods)
+        if (status is None and instance is not None and self.server is not None
+                and decisions.routed_pod_gone(instance, pods, self.server.ip, self.pod_entry)):
+            # The proxy's route points at a pod that is gone (decisions.routed_pod_gone).
+            self.log.warning("jupyternetes: the pod of %s's server at %s was deleted or "
+                             "replaced", self._server_label(), self.server.ip)
+            status = decisions.EXIT_POD_REPLACED
         if status is not None and instance is not None and not (
                 instance.get("metadata") or {}).get("deletionTimestamp"):
             # The hub calls stop() only for servers poll() says are running, and then forgets
@@ -343,14 +350,6 @@ class JupyternetesSpawner(Spawner):
             self.log.warning("jupyternetes: server of %s stopped (exit status %s); deleting "
                              "instance %s/%s", self._server_label(), status, self.namespace, name)
             await cluster.call(cluster.delete_instance, name)
-        if status is None and instance is not None and self.server is not None:
-            moved = decisions.moved_address(instance, self.server.ip, self.server.port,
-                                            self.pod_entry)
-            if moved:
-                self.log.warning("jupyternetes: server of %s moved to %s:%s", self._server_label(),
-                                 *moved)
-                # The hub re-points the proxy at spawner.server in its next route check.
-                self.server.ip, self.server.port = moved
         return status
 
     # ---- stop -------------------------------------------------------------------------------

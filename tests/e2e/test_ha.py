@@ -333,6 +333,41 @@ def test_a_standby_removes_no_lock_and_the_new_leader_only_provably_stale_ones(
     live_here.unlink()
 
 
+def test_no_leader_elect_removes_a_rescheduled_pods_lock_and_keeps_a_later_one(
+        hub, namespace, volumes, start_operator, pulumi_env):
+    """One replica without leader election, rescheduled to another node: its predecessor (pod
+    `operator-old`, another hostname) left a lock on a user's stack. The lock rule is the same
+    as a leader's, with the operator's start for the Lease's acquisition: the old lock goes and
+    the stack converges; a lock another host writes after the start (someone alive) stays.
+    (Before, without a Lease no other host's lock was ever removed: the stack stayed locked.)"""
+    ns, name, later_name = namespace, "moved", "later"
+    for n in (name, later_name):
+        volumes.provide(ns, n)
+    backend = Path(pulumi_env.backend_url.removeprefix("file://"))
+    old_pod = write_lock(backend, stack_name(ns, name), 4242, "operator-old", time.time() - 60)
+    op = start_operator([ns], extra=("--no-leader-elect",))
+    hub.create_instance(ns, name)
+    converged(hub, ns, [name], op)
+    assert not old_pod.exists()
+    reasons = {lock.split("/")[0]: reason for lock, _, _, reason in removed_locks(op)}
+    assert "--no-leader-elect" in reasons.get(stack_name(ns, name), ""), reasons
+
+    later = write_lock(backend, stack_name(ns, later_name), 4343, "admin-laptop", time.time())
+    try:
+        hub.create_instance(ns, later_name)
+        wait_for("the later lock seen and kept", lambda: any(
+            "locked" in (c.get("message") or "") for c in conditions_by_type(
+                hub.instance(ns, later_name) or {}).values()), timeout=240,
+            describe=lambda: hub.describe(ns, later_name) + op.log_tail())
+        assert later.exists()
+        assert stack_name(ns, later_name) not in {
+            lock.split("/")[0] for lock, _, _, _ in removed_locks(op)}
+    finally:
+        later.unlink(missing_ok=True)
+    wait_for("the later one converges once its holder is done", provisioned(
+        hub, ns, later_name), timeout=240, describe=lambda: hub.describe(ns, later_name))
+
+
 def test_a_lock_write_killed_before_its_rename_does_not_block_the_stack(
         hub, namespace, volumes, start_operator, pulumi_env):
     """fileblob writes a lock to `<id>.json.<hex>.tmp` and renames it; a SIGKILL in between

@@ -29,7 +29,7 @@ import yaml
 from kubernetes import client
 
 from harness import pulumi_env as harness_pulumi
-from harness.cluster import loopback_placement
+from harness.cluster import LOOPBACK_NODE, loopback_placement
 from harness.hub import Hub
 from harness.operator_process import OperatorProcess
 from jupyternetes.crd.definitions import GROUP, INSTANCE_PLURAL, TEMPLATE_PLURAL, VERSION
@@ -394,6 +394,51 @@ def test_killed_notebook_is_seen_stopped_and_starts_again(env: HubEnv) -> None:
     wait_for("the hub to see dave's server stopped", lambda: env.server_model(user) is None,
              timeout=120, describe=lambda: env.describe(name))
     wait_for("the instance gone", lambda: env.instance(name) is None, timeout=120)
+    env.start_and_wait(user)
+    assert env.answers(user)
+
+
+def test_replaced_pod_is_seen_stopped_not_left_routed_to_a_dead_address(env: HubEnv) -> None:
+    """The notebook pod is deleted (evicted, deleted by hand); the operator brings up a new one
+    at another address. The proxy's route still points at the old one, and the hub re-checks
+    routes only every 5 minutes: poll says the server stopped (exit status 5), the hub drops
+    the route, and the user starts again with the files kept. (Before, poll said "running"
+    and the route pointed at a dead address until the hub's next route check.)"""
+    user = "ruth"
+    env.add_user(user)
+    name = instance_name_for_user(user)
+    env.start_and_wait(user)
+    (old,) = env.pods(name)
+    routed = old.status.pod_ip
+    assert routed and env.server_model(user)["ready"]
+    env.core.delete_namespaced_pod(old.metadata.name, env.ns)
+    # kwok hands a freed IP to the next pod on the node; on a real node the replacement gets
+    # another address. A placeholder pod takes the freed one first (bound to the node
+    # directly: no scheduler delay), well before the operator's `up` makes the replacement.
+    wait_for("the old pod gone", lambda: not [p for p in env.pods(name)
+                                              if p.metadata.uid == old.metadata.uid],
+             timeout=60, interval=0.1)
+    placeholder = f"placeholder-{secrets.token_hex(3)}"
+    env.core.create_namespaced_pod(env.ns, {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": placeholder},
+        "spec": {"nodeName": LOOPBACK_NODE, **loopback_placement(),
+                 "containers": [{"name": "sleep", "image": "busybox",
+                                 "command": ["sleep", "600"]}]}})
+    try:
+        new = wait_for("the replacement running", lambda: next(
+            (p for p in env.pods(name) if p.status.pod_ip), None), timeout=SPAWN_TIMEOUT,
+            describe=lambda: env.describe(name))
+        assert new.status.pod_ip != routed, "the replacement got the routed address again"
+        # poll_interval is 3 s: well inside the wait, far inside the hub's route check.
+        wait_for("the hub to see ruth's server stopped", lambda: env.server_model(user) is None,
+                 timeout=120, describe=lambda: env.describe(name))
+    finally:
+        env.core.delete_namespaced_pod(placeholder, env.ns)
+    hub_log = env.hub.hub_process.log_tail(400)
+    assert "exit code: 5" in hub_log or "exit status 5" in hub_log, hub_log[-3000:]
+    assert not env.answers(user), "the proxy still routes ruth to a server"
+    wait_for("the instance gone", lambda: env.instance(name) is None, timeout=120)
+    assert env.pvc(f"{name}-workspace") is not None
     env.start_and_wait(user)
     assert env.answers(user)
 

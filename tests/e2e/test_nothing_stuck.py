@@ -11,8 +11,9 @@ test_operator.py, whose fixtures these tests share.
   lock in the backend: the Pulumi CLI refuses to touch a locked stack) is reported after a
   bounded number of attempts, and the `force-delete` annotation releases it (pods deleted,
   PVC kept); a namespace with running instances deletes within a minute; pods carry an
-  ownerReference to their instance; a stack whose instance vanished while the operator was
-  stopped is destroyed at the next start.
+  ownerReference to their instance, and so does every other object a stack makes but PVCs
+  (a force-delete leaves no Service/ConfigMap/Role/RoleBinding behind); a stack whose instance
+  vanished while the operator was stopped is destroyed at the next start.
 """
 
 from __future__ import annotations
@@ -23,12 +24,13 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from kubernetes import client
 
-from harness.examples import strip_server_fields
+from harness.examples import load_example, strip_server_fields
 from jupyternetes.crd.definitions import (
     API_VERSION,
     GROUP,
@@ -38,6 +40,7 @@ from jupyternetes.crd.definitions import (
     TEMPLATE_PLURAL,
     VERSION,
 )
+from jupyternetes.crd.labels import LABEL_INSTANCE
 from jupyternetes.crd.model import Instance, Template
 from jupyternetes.crd.naming import stack_name
 from jupyternetes.engine import PROJECT, StackEngine, StackSettings
@@ -360,3 +363,152 @@ def test_a_pod_made_without_owner_reference_gets_it_in_place_at_the_next_up(
     after = hub.pod(ns, f"{name}-notebook")
     assert after["metadata"]["uid"] == before["metadata"]["uid"], "the pod was replaced"
     assert owner_of(after)["uid"] == created["metadata"]["uid"]
+
+
+# ---- leftovers (issue 19 item 5): everything but PVCs is owned by its instance ---------------
+
+
+def template_with_other_resources(hub, namespace: str) -> str:
+    """The seed template plus a Service, a ConfigMap, a Role and a RoleBinding."""
+    name = f"extras-{namespace}"[:63]
+    body = strip_server_fields(load_example("seed-template.yaml"))
+    body["metadata"] = {"name": name, "namespace": HUB_NAMESPACE}
+    body["spec"]["otherResources"] = [
+        {"name": "svc", "apiVersion": "v1", "kind": "Service",
+         "spec": {"selector": {LABEL_INSTANCE: "{jupyternetes.instance.name}"},
+                  "ports": [{"port": 8888}]}},
+        {"name": "settings", "apiVersion": "v1", "kind": "ConfigMap", "data": {"a": "b"}},
+        {"name": "reader", "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+         "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}]},
+        {"name": "reader-binding", "apiVersion": "rbac.authorization.k8s.io/v1",
+         "kind": "RoleBinding",
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                     "name": "{jupyternetes.otherResources.reader}"},
+         "subjects": [{"kind": "ServiceAccount", "name": "default",
+                       "namespace": "{jupyternetes.instance.namespace}"}]}]
+    hub.custom.create_namespaced_custom_object(GROUP, VERSION, HUB_NAMESPACE, TEMPLATE_PLURAL, body)
+    return name
+
+
+def other_objects(hub, ns: str, name: str) -> dict[str, list]:
+    """The instance's Services, ConfigMaps, Roles and RoleBindings, by kind."""
+    rbac = client.RbacAuthorizationV1Api(hub.api)
+    selector = f"{LABEL_INSTANCE}={name}"
+    return {
+        "Service": hub.core.list_namespaced_service(ns, label_selector=selector).items,
+        "ConfigMap": hub.core.list_namespaced_config_map(ns, label_selector=selector).items,
+        "Role": rbac.list_namespaced_role(ns, label_selector=selector).items,
+        "RoleBinding": rbac.list_namespaced_role_binding(ns, label_selector=selector).items,
+    }
+
+
+def test_force_delete_leaves_no_service_configmap_or_rolebinding_behind(
+        hub, namespace, volumes, start_operator, stack_locks):
+    """Every object of the stack but the PVC carries a controller ownerReference to the
+    instance: when the stack cannot be destroyed and the admin force-deletes, Kubernetes'
+    garbage collector removes the Service, ConfigMap, Role and RoleBinding with the pods."""
+    ns, name = namespace, "extras"
+    volumes.provide(ns, name)
+    template = template_with_other_resources(hub, ns)
+    try:
+        op = start_operator([ns], extra=("--degraded-after", "3"))
+        inst = hub.create_instance(ns, name, template=template)
+        wait_for("Completed", provisioned(hub, ns, name),
+                 describe=lambda: hub.describe(ns, name) + op.log_tail())
+        made = other_objects(hub, ns, name)
+        assert all(len(objs) == 1 for objs in made.values()), made
+        for kind, (obj,) in made.items():
+            refs = obj.metadata.owner_references or []
+            assert [(r.kind, r.name, r.uid, r.controller) for r in refs] == [
+                ("JupyterNotebookInstance", name, inst["metadata"]["uid"], True)], (kind, refs)
+        pvc_uid = hub.pvcs(ns, name)[0]["metadata"]["uid"]
+        assert not hub.pvcs(ns, name)[0]["metadata"].get("ownerReferences")
+
+        lock = stack_locks(op.backend_dir, stack_name(ns, name))
+        hub.delete_instance(ns, name)
+        hub.wait_event(ns, name, "Warning", "DestroyStuck", FORCE_DELETE)
+        annotate(hub, ns, name, FORCE_DELETE, "true")
+        wait_for("instance gone", lambda: hub.instance(ns, name) is None, timeout=60,
+                 describe=lambda: hub.describe(ns, name) + op.log_tail())
+        # force-delete deletes the pods itself; the stack (locked) cannot remove the rest, and
+        # the orphan collector runs again only in 10 minutes: this is the garbage collector.
+        wait_for("Service, ConfigMap, Role and RoleBinding gone", lambda: not any(
+            other_objects(hub, ns, name).values()), timeout=120,
+            describe=lambda: str({k: [o.metadata.name for o in v]
+                                  for k, v in other_objects(hub, ns, name).items()}))
+        wait_for("its pods gone", lambda: not hub.pods(ns, name), timeout=60)
+        assert [p["metadata"]["uid"] for p in hub.pvcs(ns, name)] == [pvc_uid]
+        lock.unlink()
+    finally:
+        hub.custom.delete_namespaced_custom_object(GROUP, VERSION, HUB_NAMESPACE, TEMPLATE_PLURAL,
+                                                   template)
+
+
+def configmap_template(hub, namespace: str) -> str:
+    """One ConfigMap: the cheapest stack (no pod, no PVC), so an orphan round is all CLI time."""
+    name = f"cm-only-{namespace}"[:63]
+    body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "JupyterNotebookTemplate",
+            "metadata": {"name": name, "namespace": HUB_NAMESPACE},
+            "spec": {"otherResources": [{"name": "settings", "apiVersion": "v1",
+                                         "kind": "ConfigMap", "data": {"a": "b"}}]}}
+    hub.custom.create_namespaced_custom_object(GROUP, VERSION, HUB_NAMESPACE, TEMPLATE_PLURAL, body)
+    return name
+
+
+def configmap_done(hub, ns: str, name: str) -> Callable[[], dict | None]:
+    def check() -> dict | None:
+        inst = hub.instance(ns, name)
+        if inst and condition(inst, "Provisioned").get("status") == "True" and (
+                inst["status"].get("observedGeneration") == inst["metadata"]["generation"]):
+            return inst
+        return None
+    return check
+
+
+def test_orphan_collector_keeps_a_stack_whose_instance_came_back_during_the_round(
+        hub, namespace, start_operator):
+    """Four orphaned stacks; while the collector destroys the first, a user starts the last
+    one's server again (same name). The collector listed the instances before that, but
+    re-checks each stack right before destroying it: the new instance's stack and objects
+    stay. (Before the re-check it destroyed that stack, or failed on its lock mid-`up`.)"""
+    ns = namespace
+    names = ["orph-a1", "orph-a2", "orph-a3", "orph-b"]
+    template = configmap_template(hub, ns)
+    try:
+        op = start_operator([ns], extra=("--orphan-check-seconds", "0"))
+        for name in names:
+            hub.create_instance(ns, name, variables={}, template=template)
+        for name in names:
+            wait_for(f"{name} provisioned", configmap_done(hub, ns, name), timeout=240,
+                     describe=lambda name=name: hub.describe(ns, name) + op.log_tail())
+        assert op.terminate() == 0
+        for name in names:  # gone while the operator was stopped: four orphaned stacks
+            hub.custom.patch_namespaced_custom_object(
+                GROUP, VERSION, ns, INSTANCE_PLURAL, name, {"metadata": {"finalizers": None}},
+                _content_type="application/merge-patch+json")
+            hub.delete_instance(ns, name)
+        wait_for("instances gone", lambda: not any(hub.instance(ns, n) for n in names))
+
+        first, last = stack_name(ns, names[0]), stack_name(ns, names[-1])
+        op.start()
+        wait_for("the first orphan destroyed", lambda: f"destroyed orphaned stack {first}"
+                 in op.log_text(), timeout=180, describe=op.log_tail)
+        hub.create_instance(ns, names[-1], variables={}, template=template)
+        wait_for("the round over", lambda: f"destroyed orphaned stack {stack_name(ns, names[2])}"
+                 in op.log_text(), timeout=180, describe=op.log_tail)
+        inst = wait_for("the new instance provisioned", configmap_done(hub, ns, names[-1]),
+                        timeout=240, describe=lambda: hub.describe(ns, names[-1]) + op.log_tail())
+        kept, taken = f"stack {last}: an instance names it again", f"orphaned stack {last}"
+        wait_for("the collector's word on the last stack", lambda: any(
+            t in op.log_text().split("===== start 2")[-1] for t in (kept, taken)),
+            timeout=180, describe=op.log_tail)
+        log_text = op.log_text().split("===== start 2")[-1]
+        assert taken not in log_text and kept in log_text, op.log_tail(80)
+        assert [p for p in op.stack_files() if p.name == f"{last}.json"]
+        (cm,) = other_objects(hub, ns, names[-1])["ConfigMap"]
+        assert cm.metadata.owner_references[0].uid == inst["metadata"]["uid"]
+        assert not [p for p in op.stack_files()
+                    if p.name in {f"{stack_name(ns, n)}.json" for n in names[:3]}]
+    finally:
+        hub.custom.delete_namespaced_custom_object(GROUP, VERSION, HUB_NAMESPACE, TEMPLATE_PLURAL,
+                                                   template)

@@ -8,7 +8,10 @@ the `pulumi_state` table (key = the blob's path, data = {"data": base64 of the b
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import os
+import signal
 import socket
 import subprocess
 import time
@@ -19,10 +22,11 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
-from harness.operator_process import OperatorProcess
+from harness.operator_process import OperatorProcess, process_tree
 from jupyternetes.crd.definitions import GROUP, INSTANCE_PLURAL, VERSION
 from jupyternetes.crd.naming import stack_name
 from jupyternetes.engine import PROJECT
+from jupyternetes.engine.runtime.procs import pid_alive
 from jupyternetes.engine.state import pgstate
 from tests.e2e.test_operator import (  # noqa: F401 (fixtures)
     API_TOKEN,
@@ -70,12 +74,13 @@ def pg_operator(cluster, pulumi_env, tmp_path, hub, postgres_backend  # noqa: F8
     started: list[tuple[OperatorProcess, list[str]]] = []
 
     def start(namespaces: list[str], workers: int = 4,
-              log_level: str = "info") -> OperatorProcess:
+              log_level: str = "info", extra: tuple[str, ...] = ()) -> OperatorProcess:
         env = {**pulumi_env.env, "PULUMI_BACKEND_URL": postgres_backend}
         op = OperatorProcess(cluster.kubeconfig, env, tmp_path / "operator-state",
                              pulumi_env.pulumi_home, namespaces,
                              tmp_path / f"operator-{len(started)}.log", workers=workers,
-                             resync_seconds=20, log_level=log_level, extra=FAST_BACKOFF)
+                             resync_seconds=20, log_level=log_level,
+                             extra=(*FAST_BACKOFF, *extra))
         started.append((op, namespaces))
         return op.start()
 
@@ -270,3 +275,48 @@ def test_lock_row_left_by_a_dead_cli_while_the_operator_runs_is_cleared_and_the_
              describe=lambda: hub.describe(ns, name) + "\n" + op.log_tail())
     assert lock_rows(postgres_backend) == []
     assert f"removed stale lock {stack}/" in op.log_text()
+
+
+def stack_ls_pids(pids: list[int]) -> list[int]:
+    """Those of `pids` that are a live `pulumi stack ls`."""
+    found = []
+    for pid in pids:
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv[1:3] == [b"stack", b"ls"] and pid_alive(pid):
+            found.append(pid)
+    return found
+
+
+def test_operator_killed_while_stack_ls_hangs_on_the_database_leaves_no_cli_behind(
+        hub, namespace, pg_operator, postgres_server):  # noqa: F811
+    """The orphan collector's `pulumi stack ls` hangs on a database that answers no new
+    connection (its postmaster stopped); the operator is killed with SIGKILL, as a replica
+    is. The CLI must die with it, not run on for hours parented to init (it ran in the
+    operator itself, with no tie to its life: after a whole `make test` two of them were
+    still running 72 minutes later)."""
+    op = pg_operator([namespace], extra=("--orphan-check-seconds", "2"))
+    postmaster = postgres_server.proc.pid
+    hung: list[int] = []
+    os.kill(postmaster, signal.SIGSTOP)
+    try:
+        # A list started after the stop hangs; seen twice 3s apart, it is not just slow.
+        def hanging() -> list[int]:
+            first = stack_ls_pids(process_tree(op.pid))
+            time.sleep(3)  # what "hangs" means here, not a wait for a condition
+            return [p for p in first if p in stack_ls_pids(process_tree(op.pid))]
+        hung = wait_for("a hanging `pulumi stack ls` under the operator", hanging,
+                        timeout=120, describe=op.log_tail)
+        op.kill()
+        started = time.monotonic()
+        wait_for("the CLI gone with the operator", lambda: not stack_ls_pids(hung),
+                 timeout=90, describe=lambda: f"still running: {stack_ls_pids(hung)}")
+        print(f"\n`pulumi stack ls` {hung} gone {time.monotonic() - started:.1f}s after the "
+              "operator's SIGKILL")
+    finally:
+        os.kill(postmaster, signal.SIGCONT)
+        for pid in stack_ls_pids(hung):  # the old code's leftovers: not into the next test
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)

@@ -421,3 +421,68 @@ def test_preview_from_the_cluster_reads_variables_from_and_masks_them(
     assert shown.returncode == 0, shown.stderr
     assert "pvsec-notebook" in shown.stdout and "create" in shown.stdout
     assert TOKEN not in shown.stdout + shown.stderr
+
+
+# ---- the log mask is bounded by the live instances' secrets (issue 19 item 5) -----------------
+
+
+MASK_GAUGE = "jupyternetes_log_mask_values"
+
+
+def mask_size(op) -> float:
+    snapshot = op.metrics()
+    assert any(name == MASK_GAUGE for name, _, _ in snapshot.samples), "no log mask gauge"
+    return snapshot.value(MASK_GAUGE)
+
+
+def test_log_mask_drops_a_deleted_instances_values_and_a_rotated_token(
+        hub, namespace, start_operator):
+    """Three instances, each with its own token in a Secret (variablesFrom): the operator's
+    log mask holds their values (each with its base64 form) while they exist, the new token
+    and not the old one once a Secret changes, and nothing of them once they are deleted.
+    It used to keep every value it had ever seen for the process's life, and each log record
+    cost one replace per value: both grew with every user ever served."""
+    ns = namespace
+    template = f"mask-{ns}"[:63]
+    ensure_template(hub, {
+        "apiVersion": f"{GROUP}/{VERSION}", "kind": "JupyterNotebookTemplate",
+        "metadata": {"name": template, "namespace": HUB_NAMESPACE},
+        "spec": {"otherResources": [{"name": "settings", "apiVersion": "v1",
+                                     "kind": "ConfigMap", "data": {"user": "{user}"}}]}})
+    names = ["mask-a", "mask-b", "mask-c"]
+    try:
+        op = start_operator([ns])
+        baseline = mask_size(op)
+        for n, name in enumerate(names):
+            create_secret(hub, ns, f"{name}-hub", {"token": f"{TOKEN[:-1]}{n}"})
+            hub.custom.create_namespaced_custom_object(GROUP, VERSION, ns, INSTANCE_PLURAL, {
+                "apiVersion": f"{GROUP}/{VERSION}", "kind": "JupyterNotebookInstance",
+                "metadata": {"name": name, "namespace": ns},
+                "spec": {"template": {"name": template, "namespace": HUB_NAMESPACE},
+                         "variables": {"user": name},
+                         "variablesFrom": [{"secretRef": {"name": f"{name}-hub"}}]}})
+        for name in names:
+            wait_for(f"{name} provisioned", lambda name=name: condition(
+                hub.instance(ns, name), "Provisioned").get("status") == "True", timeout=240,
+                describe=lambda name=name: hub.describe(ns, name) + op.log_tail())
+        wait_for("three tokens masked", lambda: mask_size(op) == baseline + 6, timeout=60,
+                 describe=lambda: f"mask size {mask_size(op)}, baseline {baseline}")
+
+        # A rotated token: the new value replaces the old one (applied at the next resync).
+        before = hub.instance(ns, names[0])["status"]["stack"]["variablesFromHash"]
+        replace_secret_data(hub, ns, f"{names[0]}-hub", {"token": NEW_TOKEN})
+        wait_for("the new token applied", lambda: hub.instance(ns, names[0])["status"][
+            "stack"].get("variablesFromHash") != before, timeout=120,
+            describe=lambda: hub.describe(ns, names[0]) + op.log_tail())
+        assert mask_size(op) == baseline + 6, "the old token is still in the mask"
+
+        for name in names:
+            hub.delete_instance(ns, name)
+        wait_for("instances gone", lambda: not any(hub.instance(ns, n) for n in names),
+                 timeout=120, describe=op.log_tail)
+        wait_for("their values out of the mask", lambda: mask_size(op) == baseline,
+                 timeout=60, describe=lambda: f"mask size {mask_size(op)}, baseline {baseline}")
+        assert TOKEN[:-1] not in op.log_text() and NEW_TOKEN not in op.log_text()
+    finally:
+        hub.custom.delete_namespaced_custom_object(GROUP, VERSION, HUB_NAMESPACE, TEMPLATE_PLURAL,
+                                                   template)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -15,7 +16,7 @@ import time
 import pytest
 
 from jupyternetes.crd import labels, naming
-from jupyternetes.engine import PROJECT
+from jupyternetes.engine import PROJECT, StackEngine, StackSettings
 from jupyternetes.engine.state import locks, statedirs
 from tests.e2e.test_stacks import (  # noqa: F401 (fixtures)
     TOKEN,
@@ -118,3 +119,73 @@ def test_seeded_stack_killed_during_its_first_up_converges(engine, core, namespa
     assert [p.metadata.name for p in pods.items] == ["crash-notebook"]
     again = engine.up(namespace, "crash", rendered, secrets_of(engine, instance))
     assert set(again.change_summary) == {"same"}, again.change_summary
+
+
+# ---- only a tested CLI, only a salt that opens (issue 19 item 5) ------------------------------
+
+
+def engine_with(cluster, pulumi_env, passphrase: str | None = None,
+                env: dict | None = None) -> StackEngine:
+    settings = StackSettings(
+        backend_url=pulumi_env.backend_url, passphrase=passphrase or pulumi_env.passphrase,
+        kubeconfig=str(cluster.kubeconfig), context=None,
+        pulumi_home=str(pulumi_env.pulumi_home))
+    return StackEngine(settings, env=env or pulumi_env.env, timeout=300)
+
+
+def test_a_sibling_made_with_another_passphrase_is_not_copied(cluster, namespace, pulumi_env):
+    """The admin changed the operator's passphrase; stacks of the old one are still in the
+    backend. A new stack must get a salt of the new passphrase (`stack init`), not the old
+    sibling's: with that, its first `up` failed (the CLI cannot open the stack's secrets)."""
+    old = engine_with(cluster, pulumi_env, passphrase="the old passphrase")
+    try:
+        first, first_instance = rendered_for(namespace, name="first")
+        made = old.up(namespace, "first", first, secrets_of(old, first_instance))
+        assert made.result == "succeeded", made.message
+    finally:
+        old.close()
+    new = engine_with(cluster, pulumi_env, passphrase="the new passphrase")
+    try:
+        second, instance = rendered_for(namespace, name="second")
+        created = new.up(namespace, "second", second, secrets_of(new, instance))
+        assert created.result == "succeeded", created.message
+        assert salt_of(stack_file(new, namespace, "second")) != \
+            salt_of(stack_file(new, namespace, "first"))
+        # And a third stack of the new passphrase is seeded from the second (whose salt opens).
+        third, instance3 = rendered_for(namespace, name="third")
+        assert new.up(namespace, "third", third,
+                      secrets_of(new, instance3)).result == "succeeded"
+        assert salt_of(stack_file(new, namespace, "third")) == \
+            salt_of(stack_file(new, namespace, "second"))
+    finally:
+        new.close()
+
+
+def test_an_untested_cli_version_creates_stacks_with_stack_init(cluster, namespace, pulumi_env,
+                                                                tmp_path):
+    """The same CLI saying it is v3.999.0 (as a newer one would): stackseed writes no
+    checkpoint of a format it was not tested with; `pulumi stack init` makes the stack (its
+    own salt), and the stack lives a normal life."""
+    real = shutil.which("pulumi", path=pulumi_env.env["PATH"])
+    assert real
+    wrapper = tmp_path / "bin" / "pulumi"
+    wrapper.parent.mkdir()
+    wrapper.write_text(f'#!/bin/sh\nif [ "$1" = version ]; then echo v3.999.0; exit 0; fi\n'
+                       f'exec {real} "$@"\n')
+    wrapper.chmod(0o755)
+    env = {**pulumi_env.env, "PATH": f"{wrapper.parent}:{pulumi_env.env['PATH']}"}
+    wrapped = engine_with(cluster, pulumi_env, env=env)
+    try:
+        first, first_instance = rendered_for(namespace, name="first")
+        assert wrapped.up(namespace, "first", first,
+                         secrets_of(wrapped, first_instance)).result == "succeeded"
+        second, instance = rendered_for(namespace, name="second")
+        created = wrapped.up(namespace, "second", second, secrets_of(wrapped, instance))
+        assert created.result == "succeeded", created.message
+        assert salt_of(stack_file(wrapped, namespace, "second")) != \
+            salt_of(stack_file(wrapped, namespace, "first")), "seeded for an untested CLI"
+        again = wrapped.up(namespace, "second", second, secrets_of(wrapped, instance),
+                          refresh=True)
+        assert again.result == "succeeded" and set(again.change_summary) == {"same"}
+    finally:
+        wrapped.close()

@@ -89,3 +89,16 @@ def test_judge_all_reads_every_stack(tmp_path):
     verdicts = {lk.stack: v.stale for lk, v in locks.judge_all(tmp_path, None, HOST)}
     assert verdicts == {"ns.live": False, "ns.dead": True, "ns.far": False, "ns.torn": False}
     assert locks.judge_all(tmp_path / "missing", None, HOST) == []
+
+
+
+def test_another_hosts_lock_from_before_a_no_leader_elect_start_is_stale_after_is_kept():
+    """--no-leader-elect passes the operator's start as leader_since (app/operator.py): the
+    lock of the pod it replaced (another hostname) is stale, one written since is kept."""
+    started = 1_000_000.0
+    verdict = locks.judge(lock(4242, "operator-old", started - 60), "operator-new", started)
+    assert verdict.stale and "--no-leader-elect" in verdict.reason
+    assert not locks.judge(lock(4343, "admin-laptop", started + 1), "operator-new",
+                           started).stale
+    assert not locks.judge(lock(4242, "operator-old", started - 60), "operator-new",
+                           None).stale

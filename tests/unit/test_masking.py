@@ -95,3 +95,68 @@ def test_trim_message_reads_a_command_errors_stderr_lines_without_their_labels()
     assert masking.trim_message([], dump) == (
         "could not list bucket: blob (code=Unknown): dial tcp 127.0.0.1:5432: connect: "
         "connection refused")
+
+
+# ---- a bounded mask whose cost per record does not grow with the number of users -------------
+
+
+@given(st.lists(VALUE, max_size=6), st.lists(st.text(max_size=8), max_size=7))
+def test_no_value_survives_the_indexed_masker(values, fillers):
+    text = "".join(f"{filler}{value}" for filler, value in zip(fillers, values * 2, strict=False))
+    masker = masking.Masker(v for v in values if v)
+    assert masker.forms() == {v for v in values if v}
+    masked = masker.mask(text)
+    for value in values:
+        assert value not in masked
+
+
+def test_set_replaces_an_owners_values_and_drop_removes_them():
+    mask = masking.MaskingFilter()
+    mask.add(["backend-password"])
+    mask.set("ns/a", ["token-a-1"])
+    mask.set("ns/b", ["token-b-1"])
+    assert mask.mask("token-a-1 token-b-1 backend-password") == " ".join(
+        [masking.SECRET_MASK] * 3)
+    mask.set("ns/a", ["token-a-2"])  # the Secret changed: the old value is no longer kept
+    assert mask.mask("token-a-1 token-a-2") == f"token-a-1 {masking.SECRET_MASK}"
+    mask.drop("ns/b")
+    mask.drop("ns/b")  # twice: nothing happens
+    assert mask.mask("token-b-1") == "token-b-1"
+    mask.set("ns/a", [])
+    assert mask.forms() == masking.mask_forms(["backend-password"]) and mask.size() == 2
+    assert mask._masker.prefixes.keys() == {f[:masking.INDEX_PREFIX] for f in mask.forms()}
+    assert mask._masker.lengths == tuple(sorted({len(f) for f in mask.forms()}, reverse=True))
+
+
+def test_a_value_two_owners_hold_stays_masked_until_both_let_go():
+    mask = masking.MaskingFilter()
+    mask.set("ns/a", ["shared-token"])
+    mask.set("ns/b", ["shared-token", "abc"])
+    mask.drop("ns/a")
+    assert mask.mask("shared-token abc") == f"{masking.SECRET_MASK} {masking.SECRET_MASK}"
+    mask.drop("ns/b")
+    assert mask.mask("shared-token abc") == "shared-token abc" and mask.size() == 0
+
+
+class CountingIndex(dict):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.lookups = 0
+
+    def get(self, key, default=None):
+        self.lookups += 1
+        return super().get(key, default)
+
+
+@pytest.mark.parametrize("users", [10, 10_000])
+def test_a_records_cost_is_one_lookup_per_character_whatever_the_number_of_users(users):
+    mask = masking.MaskingFilter()
+    for n in range(users):  # one prefix for all: the worst case for a prefix index
+        mask.set(f"users/{n}", [f"hub-token-{n:08d}-{'x' * 16}"])
+    masker = mask._masker
+    masker.prefixes = CountingIndex(masker.prefixes)  # the readers' path: prefixes.get
+    text = f"instance users/7: up failed: hub-token-{7:08d}-{'x' * 16} rejected by the apiserver"
+    masked = mask.mask(text)
+    assert masked == f"instance users/7: up failed: {masking.SECRET_MASK} rejected by the apiserver"
+    assert masker.prefixes.lookups <= len(text) and not masker.short
+    assert len(masker.lengths) == 2  # the token's and its base64 form's: per hit, two lookups

@@ -73,3 +73,29 @@ def test_collector_does_nothing_when_listing_fails():
     engine = Broken([], [])
     assert OrphanCollector(engine, lambda: []).collect() == []
     assert engine.destroyed == []
+
+
+def test_collector_rechecks_each_stacks_namespace_right_before_destroying_it():
+    """An instance created while earlier orphans were destroyed keeps its stack; a namespace
+    whose instances cannot be listed again keeps its stacks until the next round."""
+    created: list[tuple[str, str]] = []
+
+    class Slow(Engine):
+        def destroy(self, namespace, name, stack=None):
+            if stack == "ns.a":  # while this one goes, a user starts server `b` again
+                created.append(("ns", "b"))
+            return super().destroy(namespace, name, stack)
+
+    engine = Slow(["ns.a", "ns.b", "ns.c", "down.d"], [])
+    asked: list[str] = []
+
+    def recheck(namespace: str) -> list[tuple[str, str]]:
+        asked.append(namespace)
+        if namespace == "down":
+            raise RuntimeError("apiserver unreachable")
+        return [i for i in created if i[0] == namespace]
+
+    collector = OrphanCollector(engine, lambda: [], recheck=recheck)
+    assert collector.collect() == ["ns.a", "ns.c"]
+    assert [d[2] for d in engine.destroyed] == ["ns.a", "ns.c"]
+    assert asked == ["down", "ns", "ns", "ns"]

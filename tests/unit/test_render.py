@@ -413,21 +413,31 @@ def test_missing_placeholders_reported_before_label_checks():
     assert err.value.missing == (("nope", "spec.pvcs[p].labels.l"),)
 
 
-def test_pods_are_owned_by_their_instance_and_pvcs_never():
+def test_pods_and_other_resources_are_owned_by_their_instance_and_pvcs_never():
     import dataclasses
 
     template, instance = seed()
     assert instance.uid  # read from the API (the seed is `kubectl get -o yaml` output)
+    template = dataclasses.replace(template, other_resources=Template.from_dict({
+        "apiVersion": API_VERSION, "kind": TEMPLATE_KIND,
+        "metadata": {"name": "t"}, "spec": {"otherResources": [
+            {"name": "svc", "apiVersion": "v1", "kind": "Service", "spec": {"ports": []}},
+            {"name": "cm", "apiVersion": "v1", "kind": "ConfigMap", "data": {"a": "b"}},
+            {"name": "rb", "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                         "name": "r"}, "subjects": []}]}}).other_resources)
     rendered = render(template, instance)
-    (pod,) = rendered.pods
-    assert pod.manifest["metadata"]["ownerReferences"] == [{
-        "apiVersion": API_VERSION, "kind": INSTANCE_KIND,
-        "name": instance.name, "uid": instance.uid, "controller": True,
-        "blockOwnerDeletion": False}]
-    assert all("ownerReferences" not in o.manifest["metadata"]
-               for o in rendered.pvcs + rendered.other_resources)
+    owner = [{"apiVersion": API_VERSION, "kind": INSTANCE_KIND,
+              "name": instance.name, "uid": instance.uid, "controller": True,
+              "blockOwnerDeletion": False}]
+    assert len(rendered.pods) == 1 and len(rendered.other_resources) == 3
+    for obj in rendered.pods + rendered.other_resources:
+        assert obj.manifest["metadata"]["ownerReferences"] == owner, obj.kind
+    assert rendered.pvcs and all("ownerReferences" not in o.manifest["metadata"]
+                                 for o in rendered.pvcs)
     offline = render(template, dataclasses.replace(instance, uid=None))
-    assert "ownerReferences" not in offline.pods[0].manifest["metadata"]
+    assert all("ownerReferences" not in o.manifest["metadata"]
+               for o in offline.objects())
 
 
 def test_owner_reference_is_not_part_of_the_desired_hash():

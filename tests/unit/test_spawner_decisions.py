@@ -162,12 +162,30 @@ def test_poll(obj: dict | None, pods: list, expected: int | None) -> None:
     assert decisions.poll_decision(obj, pods) == expected
 
 
-def test_moved_address_follows_a_replaced_pod() -> None:
-    obj = instance(cond("Ready", True), pods=NOTEBOOK)
-    assert decisions.moved_address(obj, "127.42.0.7", 8888) is None
-    assert decisions.moved_address(obj, "127.42.0.3", 8888) == ("127.42.0.7", 8888)
-    assert decisions.moved_address(instance(cond("Ready", False), pods=NOTEBOOK),
-                                   "127.42.0.3", 8888) is None
+def test_routed_pod_gone_when_neither_the_pods_nor_the_status_have_its_address() -> None:
+    def at(ip: str | None, deleting: bool = False) -> dict:
+        p = pod(running=True, deleting=deleting)
+        p["status"]["podIP"] = ip
+        return p
+
+    ready = instance(cond("Ready", True), pods=NOTEBOOK)  # status: 127.42.0.7
+    moved = instance(cond("Ready", True), pods={"notebook": {
+        **NOTEBOOK["notebook"], "podAddress": "127.42.0.9"}})
+    replacing = instance(cond("Ready", False), pods={"notebook": {
+        **NOTEBOOK["notebook"], "podAddress": None, "phase": "Pending", "ready": False}})
+    gone = decisions.routed_pod_gone
+    assert not gone(ready, [at("127.42.0.7")], "127.42.0.7")
+    # Right after a start one view may lag the other: not gone while either has the address.
+    assert not gone(ready, [], "127.42.0.7")
+    assert not gone(moved, [at("127.42.0.7")], "127.42.0.7")
+    # Deleted, replaced (pending, or running elsewhere): the route points at a dead address.
+    assert gone(replacing, [], "127.42.0.7")
+    assert gone(replacing, [at("127.42.0.7", deleting=True), at(None)], "127.42.0.7")
+    assert gone(moved, [at("127.42.0.9")], "127.42.0.7")
+    # A replacement at the same address serves the route; an unknown address decides nothing.
+    assert not gone(replacing, [at("127.42.0.7")], "127.42.0.7")
+    assert not gone(replacing, [], "")
+    assert not gone(replacing, [], None)
 
 
 def test_progress_steps_rise_with_the_cluster_state() -> None:

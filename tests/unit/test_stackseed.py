@@ -5,12 +5,35 @@ the e2e tests run `up`/`destroy` on stacks created this way with the real CLI.""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
+import os
+
+import pytest
+import semver
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from jupyternetes.engine.state import diystate, stackseed
 
 PROJECT = "jupyternetes"
-SALT = "v1:LXVKAJJMAJU=:v1:yqVCKuOKS6JqCPKs:NTkGA23wWc43RkFcVMQ34zrYZ9AM+w=="
+# What that CLI wrote (with a passphrase this test does not know).
+CLI_SALT = "v1:LXVKAJJMAJU=:v1:yqVCKuOKS6JqCPKs:NTkGA23wWc43RkFcVMQ34zrYZ9AM+w=="
+PASSPHRASE = "the operator's passphrase"
+TESTED = semver.VersionInfo(3, 274, 1)
+
+
+def seal(passphrase: str, salt: bytes, nonce: bytes) -> str:
+    """A passphrase state as Pulumi's secrets manager writes it (the e2e tests check the real
+    CLI's: tests/e2e/test_stackseed.py)."""
+    key = hashlib.pbkdf2_hmac("sha256", passphrase.encode(), salt, stackseed.KEY_ITERATIONS, 32)
+    sealed = AESGCM(key).encrypt(nonce, b"pulumi", None)
+    b64 = base64.b64encode
+    return f"v1:{b64(salt).decode()}:v1:{b64(nonce).decode()}:{b64(sealed).decode()}"
+
+
+SALT = seal(PASSPHRASE, b"8bytes!!", b"twelve bytes")
+SEED_ARGS = (PASSPHRASE, TESTED)
 SIBLING = {"version": 3, "checkpoint": {"stack": "organization/jupyternetes/ns1.a", "latest": {
     "manifest": {"time": "2026-12-01T15:39:31.404459719Z",
                  "magic": "294a449188e3da4517a05ae33e5c1307bbafa419a82735db7986e01d5ec6b1c0",
@@ -32,7 +55,7 @@ def backend(tmp_path, *siblings: tuple[str, object]):
 
 def test_a_new_stack_gets_the_siblings_salt_and_its_own_name(tmp_path):
     root = backend(tmp_path, ("ns1.a", SIBLING))
-    assert stackseed.create_from_sibling(tmp_path, PROJECT, "ns2.b")
+    assert stackseed.create_from_sibling(tmp_path, PROJECT, "ns2.b", *SEED_ARGS)
     written = json.loads((root / "ns2.b.json").read_text())
     assert written["version"] == 3
     assert written["checkpoint"]["stack"] == "organization/jupyternetes/ns2.b"
@@ -49,25 +72,25 @@ def test_a_sibling_after_its_first_up_is_version_4(tmp_path):
     after_up.update(version=4, features=["hooks"])
     after_up["checkpoint"]["latest"]["resources"] = [{"urn": "x", "type": "pulumi:pulumi:Stack"}]
     root = backend(tmp_path, ("ns1.a", after_up))
-    assert stackseed.create_from_sibling(tmp_path, PROJECT, "ns2.b")
+    assert stackseed.create_from_sibling(tmp_path, PROJECT, "ns2.b", *SEED_ARGS)
     written = json.loads((root / "ns2.b.json").read_text())
     assert written["version"] == 3 and "resources" not in written["checkpoint"]["latest"]
 
 
 def test_no_sibling_means_stack_init(tmp_path):
     root = backend(tmp_path)
-    assert not stackseed.create_from_sibling(tmp_path, PROJECT, "ns2.b")
+    assert not stackseed.create_from_sibling(tmp_path, PROJECT, "ns2.b", *SEED_ARGS)
     assert list(root.iterdir()) == []
 
 
 def test_an_empty_backend_means_stack_init(tmp_path):
-    assert not stackseed.create_from_sibling(tmp_path, PROJECT, "ns2.b")
+    assert not stackseed.create_from_sibling(tmp_path, PROJECT, "ns2.b", *SEED_ARGS)
     assert not (tmp_path / ".pulumi").exists()
 
 
 def test_an_existing_stack_is_never_overwritten(tmp_path):
     root = backend(tmp_path, ("ns1.a", SIBLING), ("ns2.b", "{\"mine\": 1}"))
-    assert not stackseed.create_from_sibling(tmp_path, PROJECT, "ns2.b")
+    assert not stackseed.create_from_sibling(tmp_path, PROJECT, "ns2.b", *SEED_ARGS)
     assert (root / "ns2.b.json").read_text() == "{\"mine\": 1}"
 
 
@@ -75,17 +98,17 @@ def test_unusable_siblings_are_skipped(tmp_path):
     other = json.loads(json.dumps(SIBLING))
     other["checkpoint"]["latest"]["secrets_providers"] = {"type": "hashivault", "state": {}}
     backend(tmp_path, ("a.corrupt", ""), ("b.other", other), ("c.v1", {"version": 1}))
-    assert not stackseed.create_from_sibling(tmp_path, PROJECT, "ns2.b")
+    assert not stackseed.create_from_sibling(tmp_path, PROJECT, "ns2.b", *SEED_ARGS)
     backend_ok = tmp_path / "ok"
     backend_ok.mkdir()
     backend(backend_ok, ("a.corrupt", ""), ("b.other", other), ("c.good", SIBLING))
-    assert stackseed.create_from_sibling(backend_ok, PROJECT, "ns2.b")
+    assert stackseed.create_from_sibling(backend_ok, PROJECT, "ns2.b", *SEED_ARGS)
 
 
 def test_an_unknown_layout_means_stack_init(tmp_path):
     backend(tmp_path, ("ns1.a", SIBLING))
     (tmp_path / ".pulumi" / "meta.yaml").write_text("version: 0\n")
-    assert not stackseed.create_from_sibling(tmp_path, PROJECT, "ns2.b")
+    assert not stackseed.create_from_sibling(tmp_path, PROJECT, "ns2.b", *SEED_ARGS)
 
 
 def test_stack_salt_reads_the_checkpoint(tmp_path):
@@ -93,3 +116,55 @@ def test_stack_salt_reads_the_checkpoint(tmp_path):
     assert stackseed.stack_salt(tmp_path, PROJECT, "ns1.a") == SALT
     assert stackseed.stack_salt(tmp_path, PROJECT, "bad.one") is None
     assert stackseed.stack_salt(tmp_path, PROJECT, "missing") is None
+
+
+def test_a_salt_opens_only_with_its_passphrase():
+    assert stackseed.salt_matches(SALT, PASSPHRASE)
+    assert not stackseed.salt_matches(SALT, "another passphrase")
+    assert not stackseed.salt_matches(CLI_SALT, PASSPHRASE)
+    for broken in ("", "v1:abc", SALT.replace("v1:", "v2:", 1), SALT[:-4] + "AAA=",
+                   SALT.replace(":v1:", ":v1:!!", 1)):
+        assert not stackseed.salt_matches(broken, PASSPHRASE), broken
+
+
+def test_a_sibling_of_another_passphrase_is_not_copied(tmp_path):
+    """A stack left from an earlier passphrase: its salt would make the new stack one no key
+    of the operator opens. Another sibling whose salt opens is used instead."""
+    stale = json.loads(json.dumps(SIBLING))
+    stale["checkpoint"]["latest"]["secrets_providers"]["state"]["salt"] = CLI_SALT
+    root = backend(tmp_path, ("a.stale", stale))
+    assert not stackseed.create_from_sibling(tmp_path, PROJECT, "ns2.b", *SEED_ARGS)
+    assert sorted(p.name for p in root.iterdir()) == ["a.stale.json"]
+    (root / "b.good.json").write_text(json.dumps(SIBLING))
+    assert stackseed.create_from_sibling(tmp_path, PROJECT, "ns2.b", *SEED_ARGS)
+    assert stackseed.stack_salt(tmp_path, PROJECT, "ns2.b") == SALT
+
+
+@pytest.mark.parametrize("version", [None, semver.VersionInfo(3, 273, 9),
+                                     semver.VersionInfo(3, 275, 0),
+                                     semver.VersionInfo(4, 0, 0)])
+def test_only_a_tested_cli_version_gets_a_written_checkpoint(tmp_path, version):
+    root = backend(tmp_path, ("ns1.a", SIBLING))
+    assert not stackseed.create_from_sibling(tmp_path, PROJECT, "ns2.b", PASSPHRASE, version)
+    assert sorted(p.name for p in root.iterdir()) == ["ns1.a.json"]
+    assert stackseed.format_tested(TESTED)
+
+
+def test_the_checkpoint_is_fsynced_before_the_rename_and_the_folder_after(tmp_path, monkeypatch):
+    root = backend(tmp_path, ("ns1.a", SIBLING))
+    steps: list[str] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        steps.append("fsync dir" if os.path.isdir(f"/proc/self/fd/{fd}") else "fsync file")
+        real_fsync(fd)
+
+    def replace(src, dst) -> None:
+        steps.append("rename")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(stackseed.os, "fsync", fsync)
+    monkeypatch.setattr(stackseed.os, "replace", replace)
+    assert stackseed.create_from_sibling(tmp_path, PROJECT, "ns2.b", *SEED_ARGS)
+    assert steps == ["fsync file", "rename", "fsync dir"]
+    assert (root / "ns2.b.json").exists()

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from jupyternetes.engine.state import diystate, stackseed, statedirs
 from jupyternetes.engine.state.backendurl import file_backend_path
-from tests.unit.test_stackseed import SIBLING
+from tests.unit.test_stackseed import SEED_ARGS, SIBLING
 
 PROJECT = "jupyternetes"
 STACK_NAMES = st.text(alphabet=string.ascii_lowercase + string.digits + "-._", min_size=1,
@@ -91,7 +91,7 @@ def test_the_first_stack_of_a_bucket_is_seeded_from_another_bucket(tmp_path):
     checkpoint(statedirs.bucket_dir(tmp_path, "ns1.a"), "ns1.a", SIBLING)
     target = statedirs.bucket_dir(tmp_path, "ns2.b")
     assert target != statedirs.bucket_dir(tmp_path, "ns1.a")
-    assert stackseed.create_from_sibling(target, PROJECT, "ns2.b")
+    assert stackseed.create_from_sibling(target, PROJECT, "ns2.b", *SEED_ARGS)
     assert (target / ".pulumi" / "meta.yaml").read_text() == "version: 1\n"
     assert diystate.stack_exists(target, PROJECT, "ns2.b") is True
     assert stackseed.stack_salt(target, PROJECT, "ns2.b") == \

@@ -1,4 +1,5 @@
-"""One stack operation (up, preview, destroy, forget, repair) through the Automation API.
+"""One stack operation (up, preview, destroy, forget, repair) through the Automation API; the
+list of every stack is listing.py.
 
 `run(request)` opens the stack's workspace (a temporary folder), runs the operation with the
 inline program (program.py) and answers with plain data: result, change summary, outputs, the
@@ -23,7 +24,7 @@ from pulumi import automation as auto
 from jupyternetes.engine import settings as engine_settings
 from jupyternetes.engine.masking import mask_secrets, trim_message
 from jupyternetes.engine.results import utc_now
-from jupyternetes.engine.runtime import prewarm, workspaces
+from jupyternetes.engine.runtime import listing, prewarm, workspaces
 from jupyternetes.engine.runtime import program as stack_program
 from jupyternetes.engine.runtime.command import EventCommand
 from jupyternetes.engine.runtime.events import (
@@ -118,7 +119,8 @@ def open_stack(request: Mapping[str, Any], program: Callable[[], None], create: 
     # In the operator's file backend a new stack is one file: written directly, it saves a
     # whole `pulumi stack init` process and its key derivation (see stackseed).
     seeded = (exists is False and create and shortcuts
-              and stackseed.create_from_sibling(backend_dir, project, name))
+              and stackseed.create_from_sibling(backend_dir, project, name,
+                                                settings["passphrase"], cli().version))
     if seeded:
         log.info("stack %s created from a sibling's secrets state (no stack init)", name)
     # The stack's own salt in the temporary workspace: one key derivation, not two (see
@@ -153,6 +155,8 @@ def run(request: Mapping[str, Any], timings: dict[str, float] | None = None) -> 
     completed with this operation's (workspace, engine, worker_total)."""
     t_start = time.monotonic()
     op = request["op"]
+    if op == listing.LIST_OP:  # `pulumi stack ls`: no stack, no workspace
+        return listing.run(request)
     settings = request["settings"]
     # Masked in every text: the instance's secrets and the backend URL's password.
     secret_values: list[str] = backendurl.request_mask_values(request)

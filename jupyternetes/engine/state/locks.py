@@ -27,6 +27,11 @@ lets a second writer into the stack's files. So a lock is removed only when its 
    clock drift between hosts (the usual lease assumption). A lock an admin's own CLI left
    before the leader started is removed as well; the admin can re-run their command.
 
+   With `--no-leader-elect` the admin says this operator is the only one on its state (one
+   replica, replaced only after it stopped: the Recreate strategy), so it is the writer from
+   its start, and `leader_since` is that time: a pod rescheduled to another node (another
+   hostname) removes its predecessor's locks instead of leaving those stacks locked forever.
+
 Locks are judged fresh each time they are looked at; the caller logs every removal with the
 reason, so "no live lock was removed" can be checked from the log.
 """
@@ -124,8 +129,9 @@ def judge(lock: LockFile, host: str, leader_since: float | None,
     if lock.written_at is None or lock.written_at >= leader_since:
         return Verdict(False, f"{holder}: written after this operator acquired the Lease, so "
                               "not by a previous leader")
-    return Verdict(True, f"{holder}: written before this operator acquired the Lease "
-                         f"(at {_utc(leader_since)}); its writer lost the Lease and stopped")
+    return Verdict(True, f"{holder}: written before this operator acquired the Lease (or, "
+                         f"with --no-leader-elect, started) at {_utc(leader_since)}; its "
+                         "writer stopped before")
 
 
 def lock_files(root: Path) -> list[Path]:

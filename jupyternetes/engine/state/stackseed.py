@@ -15,18 +15,35 @@ per-stack salt would deny (the salt defends different passphrases against one pr
 When there is no usable sibling (an empty backend, an unknown layout, other secrets providers),
 it returns False and the caller runs `stack init` as before.
 
-The file is written like fileblob writes a blob (a `.<hex>.tmp` file renamed onto the name), so
-a SIGKILL leaves either no stack (the next `up` creates it) or a whole one; a leftover tmp file is
-removed by diystate's repair.
+The file is written like fileblob writes a blob (a `.<hex>.tmp` file renamed onto the name),
+fsynced before the rename (and the folder after it), so a SIGKILL or a power cut leaves either no
+stack (the next `up` creates it) or a whole one; a leftover tmp file is removed by diystate's
+repair.
+
+Writing Pulumi's DIY format is a debt on a private format, paid by two checks:
+- only for CLI versions it was tested with (`TESTED_CLI_VERSIONS`, the harness's pin; the worker
+  reads the CLI's version once, at its start): with any other, `pulumi stack init` as before;
+- a sibling's salt is copied only once it decrypts its own check value with the current
+  passphrase (`salt_matches`, Pulumi's scheme: PBKDF2-SHA256 with 1,000,000 iterations, then
+  AES-256-GCM of "pulumi"): a sibling left from an earlier passphrase would give the new stack a
+  salt no key of the operator opens. One key derivation per salt and passphrase per process.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import functools
+import hashlib
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from jupyternetes.engine.state import diystate, statedirs
 
@@ -34,6 +51,45 @@ CHECKPOINT_VERSION = 3  # what `stack init` writes; an `up` rewrites it as versi
 SIBLING_VERSIONS = (3, 4)
 # Siblings looked at before giving up (an unreadable one is skipped): bounded at 5,000 stacks.
 MAX_SIBLINGS_TRIED = 20
+# [from, to): the CLI versions whose `stack init` output this module's checkpoint was compared
+# with and whose e2e tests (tests/e2e/test_stackseed.py) ran on seeded stacks. Raise it only
+# after running them with the new version.
+TESTED_CLI_VERSIONS = ((3, 274, 0), (3, 275, 0))
+# Pulumi's passphrase secrets manager (sdk/go/common/secrets/passphrase).
+KEY_ITERATIONS = 1_000_000
+CHECK_PLAINTEXT = b"pulumi"
+
+
+def format_tested(version: Any) -> bool:
+    """Whether `version` (semver's VersionInfo, what PulumiCommand.version holds; None when
+    unknown) is one this module may write the DIY format for."""
+    if version is None:
+        return False
+    try:
+        triple = (int(version.major), int(version.minor), int(version.patch))
+    except (AttributeError, TypeError, ValueError):
+        return False
+    return TESTED_CLI_VERSIONS[0] <= triple < TESTED_CLI_VERSIONS[1]
+
+
+@functools.lru_cache(maxsize=16)
+def salt_matches(salt_state: str, passphrase: str) -> bool:
+    """Whether the passphrase state `v1:<salt>:v1:<nonce>:<ciphertext>` opens with
+    `passphrase`: its check value decrypts to "pulumi" (what the CLI checks). Cached: the
+    stacks of a backend share one salt."""
+    parts = salt_state.split(":")
+    if len(parts) != 5 or parts[0] != "v1" or parts[2] != "v1":
+        return False
+    try:
+        salt, nonce, sealed = (base64.b64decode(p, validate=True) for p in
+                               (parts[1], parts[3], parts[4]))
+    except (binascii.Error, ValueError):
+        return False
+    key = hashlib.pbkdf2_hmac("sha256", passphrase.encode(), salt, KEY_ITERATIONS, 32)
+    try:
+        return AESGCM(key).decrypt(nonce, sealed, None) == CHECK_PLAINTEXT
+    except (InvalidTag, ValueError):
+        return False
 
 
 def seed_checkpoint(sibling: dict[str, Any], project: str, stack: str) -> dict[str, Any] | None:
@@ -54,10 +110,17 @@ def seed_checkpoint(sibling: dict[str, Any], project: str, stack: str) -> dict[s
         "latest": {"manifest": manifest, "secrets_providers": providers, "metadata": {}}}}
 
 
-def find_sibling(backend_dir: Path, project: str, stack: str) -> dict[str, Any] | None:
-    """A parsed checkpoint of another stack of `project` that can seed `stack`: from the
-    stack's own backend folder, else from the other buckets and the root of the same state
-    folder (statedirs), so that the first stack of a bucket needs no `stack init` either."""
+def sibling_salt(sibling: dict[str, Any]) -> str:
+    latest = (sibling.get("checkpoint") or {}).get("latest") or {}
+    return str(((latest.get("secrets_providers") or {}).get("state") or {}).get("salt") or "")
+
+
+def find_sibling(backend_dir: Path, project: str, stack: str,
+                 accept: Callable[[str], bool] = lambda salt: True) -> dict[str, Any] | None:
+    """A parsed checkpoint of another stack of `project` that can seed `stack` and whose salt
+    `accept` takes: from the stack's own backend folder, else from the other buckets and the
+    root of the same state folder (statedirs), so that the first stack of a bucket needs no
+    `stack init` either."""
     tried = 0
     for folder in (backend_dir, *statedirs.sibling_dirs(backend_dir)):
         try:
@@ -71,19 +134,25 @@ def find_sibling(backend_dir: Path, project: str, stack: str) -> dict[str, Any] 
                     continue
                 tried += 1
                 data = diystate.read_json(Path(entry.path))
-                if isinstance(data, dict) and seed_checkpoint(data, project, stack) is not None:
+                if (isinstance(data, dict) and seed_checkpoint(data, project, stack) is not None
+                        and accept(sibling_salt(data))):
                     return data
                 if tried >= MAX_SIBLINGS_TRIED:
                     return None
     return None
 
 
-def create_from_sibling(backend_dir: Path, project: str, stack: str) -> bool:
-    """Create `stack` (which must not exist) from a sibling's secrets state. False: nothing was
+def create_from_sibling(backend_dir: Path, project: str, stack: str, passphrase: str,
+                        cli_version: Any) -> bool:
+    """Create `stack` (which must not exist) from the secrets state of a sibling that opens
+    with `passphrase`, if `cli_version` is a tested one (module docstring). False: nothing was
     written, create it with `pulumi stack init`."""
+    if not format_tested(cli_version):
+        return False
     if diystate.stack_exists(backend_dir, project, stack) is not False:
         return False  # exists already, or a layout this module does not know
-    sibling = find_sibling(backend_dir, project, stack)
+    sibling = find_sibling(backend_dir, project, stack,
+                           accept=lambda salt: salt_matches(salt, passphrase))
     if sibling is None:
         return False
     checkpoint = seed_checkpoint(sibling, project, stack)
@@ -93,9 +162,27 @@ def create_from_sibling(backend_dir: Path, project: str, stack: str) -> bool:
     target = diystate.stacks_dir(backend_dir, project) / f"{stack}{diystate.CHECKPOINT_EXT}"
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f"{target.name}.{time.time_ns():x}.tmp")
-    tmp.write_text(json.dumps(checkpoint, separators=(",", ":")), encoding="utf-8")
+    with open(tmp, "wb") as out:
+        out.write(json.dumps(checkpoint, separators=(",", ":")).encode("utf-8"))
+        out.flush()
+        os.fsync(out.fileno())  # the data on disk before the name points at it
     os.replace(tmp, target)
+    fsync_dir(target.parent)
     return True
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a rename in `folder` durable (where the OS allows opening a folder)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def stack_salt(backend_dir: Path, project: str, stack: str) -> str | None:
