@@ -386,6 +386,7 @@ def template_with_other_resources(hub, namespace: str) -> str:
                      "name": "{jupyternetes.otherResources.reader}"},
          "subjects": [{"kind": "ServiceAccount", "name": "default",
                        "namespace": "{jupyternetes.instance.namespace}"}]}]
+    body["spec"]["allowedNamespaces"] = [namespace]  # a template of the hub's namespace, shared
     hub.custom.create_namespaced_custom_object(GROUP, VERSION, HUB_NAMESPACE, TEMPLATE_PLURAL, body)
     return name
 
@@ -411,7 +412,12 @@ def test_force_delete_leaves_no_service_configmap_or_rolebinding_behind(
     volumes.provide(ns, name)
     template = template_with_other_resources(hub, ns)
     try:
-        op = start_operator([ns], extra=("--degraded-after", "3"))
+        # The kinds the template makes are allowed, RBAC kinds opted into (trust model).
+        op = start_operator([ns], extra=(
+            "--degraded-after", "3", "--other-resource-kind", "services",
+            "--other-resource-kind", "configmaps", "--other-resource-kind",
+            "roles.rbac.authorization.k8s.io", "--other-resource-kind",
+            "rolebindings.rbac.authorization.k8s.io", "--allow-rbac-kinds"))
         inst = hub.create_instance(ns, name, template=template)
         wait_for("Completed", provisioned(hub, ns, name),
                  describe=lambda: hub.describe(ns, name) + op.log_tail())
@@ -449,7 +455,8 @@ def configmap_template(hub, namespace: str) -> str:
     name = f"cm-only-{namespace}"[:63]
     body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "JupyterNotebookTemplate",
             "metadata": {"name": name, "namespace": HUB_NAMESPACE},
-            "spec": {"otherResources": [{"name": "settings", "apiVersion": "v1",
+            "spec": {"allowedNamespaces": [namespace],
+                     "otherResources": [{"name": "settings", "apiVersion": "v1",
                                          "kind": "ConfigMap", "data": {"a": "b"}}]}}
     hub.custom.create_namespaced_custom_object(GROUP, VERSION, HUB_NAMESPACE, TEMPLATE_PLURAL, body)
     return name
@@ -475,7 +482,8 @@ def test_orphan_collector_keeps_a_stack_whose_instance_came_back_during_the_roun
     names = ["orph-a1", "orph-a2", "orph-a3", "orph-b"]
     template = configmap_template(hub, ns)
     try:
-        op = start_operator([ns], extra=("--orphan-check-seconds", "0"))
+        op = start_operator([ns], extra=("--orphan-check-seconds", "0",
+                                          "--other-resource-kind", "configmaps"))
         for name in names:
             hub.create_instance(ns, name, variables={}, template=template)
         for name in names:
