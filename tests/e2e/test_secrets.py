@@ -451,7 +451,7 @@ def test_log_mask_drops_a_deleted_instances_values_and_a_rotated_token(
                                      "kind": "ConfigMap", "data": {"user": "{user}"}}]}})
     names = ["mask-a", "mask-b", "mask-c"]
     try:
-        op = start_operator([ns])
+        op = start_operator([ns], extra=("--other-resource-kind", "configmaps"))
         baseline = mask_size(op)
         for n, name in enumerate(names):
             create_secret(hub, ns, f"{name}-hub", {"token": f"{TOKEN[:-1]}{n}"})
