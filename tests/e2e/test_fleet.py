@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness.examples import load_example
+from harness.examples import load_example, shared_template
 from jupyternetes.crd.definitions import API_VERSION, GROUP, TEMPLATE_KIND, TEMPLATE_PLURAL, VERSION
 from tests.e2e.test_operator import (  # noqa: F401 - fixtures used by name
     HUB_NAMESPACE,
@@ -218,11 +218,17 @@ def lint(cluster, namespace: str, path: Path, *extra: str) -> subprocess.Complet
 
 
 def test_lint_reports_what_the_apiserver_rejects(cluster, namespace, tmp_path):
-    seed = lint(cluster, namespace, REPO / "examples" / "seed-template.yaml")
+    # The seed template lives in `kadense`; the sample instance is in the test's namespace, so
+    # the template allows it (spec.allowedNamespaces), as an admin sharing it would.
+    shared = shared_template(yaml.safe_load((REPO / "examples" / "seed-template.yaml").read_text()),
+                             (namespace,))
+    shared_path = tmp_path / "seed.yaml"
+    shared_path.write_text(yaml.safe_dump(shared))
+    seed = lint(cluster, namespace, shared_path)
     assert seed.returncode == 0, seed.stdout + seed.stderr
     assert "ok (offline checks and server-side dry run" in seed.stdout
 
-    bad = yaml.safe_load((REPO / "examples" / "seed-template.yaml").read_text())
+    bad = yaml.safe_load(shared_path.read_text())
     container = bad["spec"]["pods"][0]["spec"]["containers"][0]
     container["name"] = "Note_Book"
     container["resources"] = {"limits": {"cpu": "lots"}}
@@ -241,7 +247,7 @@ def test_lint_reports_what_the_apiserver_rejects(cluster, namespace, tmp_path):
     # Nothing was created by the dry run.
     assert hub_free_of_pods(cluster, namespace)
 
-    name_only = yaml.safe_load((REPO / "examples" / "seed-template.yaml").read_text())
+    name_only = yaml.safe_load(shared_path.read_text())
     name_only["spec"]["pods"][0]["spec"]["containers"][0]["name"] = "Note_Book"
     path.write_text(yaml.safe_dump(name_only))
     result = lint(cluster, namespace, path)

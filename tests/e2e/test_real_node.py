@@ -17,7 +17,7 @@ from kubernetes import client
 
 from harness.cluster import SERVICE_CIDR
 from harness.crds import apply_crds
-from harness.examples import load_example, strip_server_fields
+from harness.examples import load_example, shared_template, strip_server_fields
 from harness.hub import Hub
 from harness.node import GATEWAY, NODE_NAME, POD_SUBNET
 from harness.operator_process import OperatorProcess
@@ -150,7 +150,9 @@ def test_the_seed_instance_runs_a_real_notebook_through_the_operator(
         "metadata": {"name": "host-path", "annotations": {DEFAULT_CLASS: "true"}},
         "provisioner": "kubernetes.io/host-path", "reclaimPolicy": "Delete"}))
 
-    template = strip_server_fields(load_example("seed-template.yaml"))
+    # The seed template lives in `kadense`; it allows the test namespace (spec.allowedNamespaces).
+    template = shared_template(strip_server_fields(load_example("seed-template.yaml")),
+                               (node_namespace,))
     hub_ns = template["metadata"]["namespace"]
     notebook = template["spec"]["pods"][0]["spec"]["containers"][0]
     notebook.update(image=real_cluster.notebook_image, imagePullPolicy="Never")
