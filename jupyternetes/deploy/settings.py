@@ -13,9 +13,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from jupyternetes.policy.rollout import ROLLOUTS
+
 # The CLI's own choices (jupyternetes/operator/run.py); repeated here rather than imported so the
 # deploy program does not pull the operator's runtime in, and checked equal by a unit test.
-ROLLOUTS = ("next-start", "immediate")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 DEFAULT_IMAGE = "jupyternetes/operator:0.1.0"

@@ -20,7 +20,7 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 
 from jupyternetes.crd.definitions import API_VERSION, GROUP, INSTANCE_KIND, INSTANCE_PLURAL, VERSION
-from jupyternetes.crd.labels import LABEL_INSTANCE, MANAGED_BY
+from jupyternetes.crd.labels import LABEL_INSTANCE, MANAGED_SELECTOR
 from jupyternetes.kube.client import MERGE_PATCH, Kube, api_client
 from jupyternetes.kube.errors import KubeError, WatchExpired, api_message, to_kube_error
 from jupyternetes.kube.informer import KubeSource, ListWatcher
@@ -29,7 +29,6 @@ from jupyternetes.spawner.manifests import SPAWNER_SELECTOR
 
 log = logging.getLogger(__name__)
 
-MANAGED_SELECTOR = f"{MANAGED_BY[0]}={MANAGED_BY[1]}"
 FIELD_MANAGER = "jupyternetes-spawner"
 WATCH_TIMEOUT = 240
 OPTIONAL_SYNC_SECONDS = 5.0
