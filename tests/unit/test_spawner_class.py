@@ -86,8 +86,7 @@ def test_variables_from_the_hub_env_hook_and_profile() -> None:
                            profile_list=[{"display_name": "Big", "template_name": "big",
                                           "variables": {"image": "b"}}])
     spawner.instance_name = instance_name_for_user("alice", "gpu")
-    profiles = asyncio.run(spawner._profiles())
-    values = asyncio.run(spawner.instance_variables(profiles[0]))
+    values = asyncio.run(spawner.instance_variables(asyncio.run(spawner._selection())))
     assert values["image"] == "b"
     assert values["home"] == "/home/alice"
     assert values["jupyterhub.server.name"] == "gpu"
