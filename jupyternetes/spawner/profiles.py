@@ -500,8 +500,11 @@ def _option_html(profile: Profile, option: ProfileOption,
                  saved: Mapping[str, object]) -> str:
     esc = lambda text: html.escape(str(text), quote=True)  # noqa: E731
     field_name = f"{FORM_PREFIX}{profile.slug}--{option.key}"
-    saved_unlisted = _option_value(profile, option, saved, UNLISTED_SUFFIX) or ""
-    saved_choice = _option_value(profile, option, saved, "")
+    try:
+        saved_unlisted = _option_value(profile, option, saved, UNLISTED_SUFFIX) or ""
+        saved_choice = _option_value(profile, option, saved, "")
+    except ProfileError:  # last time's options no longer fit: show the defaults
+        saved_unlisted, saved_choice = "", None
     default = option.default_choice()
     rows = []
     for choice in option.choices:

@@ -199,9 +199,13 @@ class JupyternetesSpawner(Spawner):
         """The hub's apply_user_options hook: a choice that does not fit fails the spawn
         request with 400 and the reason, before the hub starts anything."""
         try:
-            profiles.select(await self._profiles(), user_options, self._groups(),
-                            self.user.name)
-        except profiles.ProfileError as exc:
+            chosen = profiles.select(await self._profiles(), user_options, self._groups(),
+                                     self.user.name)
+            # An unlisted value may land in a typed trait (`mem_limit: "{value}"`).
+            traitvars.effective({t: getattr(self, t) for t in traitvars.TRAITS}, [
+                (where, {k: v for k, v in layer.items() if not callable(v)})
+                for where, layer in chosen.override_layers])
+        except (profiles.ProfileError, traitvars.TraitValueError) as exc:
             raise web.HTTPError(400, "%s", str(exc)) from exc
 
     async def _profile_form(self, spawner: Spawner) -> str:

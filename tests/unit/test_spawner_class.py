@@ -244,3 +244,14 @@ def test_a_jinja_form_template_gets_kubespawners_profile_list() -> None:
         "profile": ["gpu"], "profile-option-gpu--image": ["unlisted_choice"],
         "profile-option-gpu--image--unlisted-choice": ["jupyter/me:1"]}) == {
         "profile": "gpu", "image--unlisted-choice": "jupyter/me:1"}
+
+
+def test_an_unlisted_value_for_a_typed_trait_is_checked_by_the_hook_too() -> None:
+    from tornado import web
+
+    sized = [{"display_name": "A", "template_name": "a", "profile_options": {"memory": {
+        "unlisted_choice": {"enabled": True, "kubespawner_override": {"mem_limit": "{value}"}}}}}]
+    spawner = make_spawner(profile_list=sized)
+    asyncio.run(spawner.apply_user_options(spawner, {"memory--unlisted-choice": "2G"}))
+    with pytest.raises(web.HTTPError, match="mem_limit: 'lots' is not a byte size"):
+        asyncio.run(spawner.apply_user_options(spawner, {"memory--unlisted-choice": "lots"}))

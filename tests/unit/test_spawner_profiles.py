@@ -261,3 +261,9 @@ def test_kubespawner_shaped_profile_list_is_json_and_initialized() -> None:
     assert image["unlisted_choice"]["validation_regex"] == "^jupyter/.+:.+$"
     assert shaped[1]["profile_options"]["size"]["choices"]["s"]["default"] is True
     assert shaped[1]["profile_options"]["size"]["unlisted_choice"]["enabled"] is False
+
+
+def test_form_ignores_last_options_that_no_longer_fit() -> None:
+    form = options_form_html(parse_profiles(PROFILES),
+                             {"profile": "gpu", "image": "base", "profile-option-image": "torch"})
+    assert "<option value='torch' selected>Torch</option>" in form
