@@ -113,3 +113,15 @@ def test_two_keys_that_become_one_name_are_refused() -> None:
     values = traitvars.effective({"node_selector": {"a/b": "1", "a_b": "2"}}, [])
     with pytest.raises(traitvars.TraitValueError, match="rename one"):
         traitvars.spawner_variables(values)
+
+
+def test_every_trait_is_a_spawner_setting_and_documented() -> None:
+    from pathlib import Path
+
+    from jupyternetes.spawner.spawner import JupyternetesSpawner
+
+    readme = Path(__file__).resolve().parents[2].joinpath("README.md").read_text()
+    section = readme.split("### KubeSpawner's traits as variables", 1)[1].split("\n### ", 1)[0]
+    for trait in hubvars.SPAWNER_TRAITS:
+        assert JupyternetesSpawner.class_traits(config=True).get(trait) is not None, trait
+        assert f"`{trait}`" in section, trait
