@@ -30,6 +30,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from jupyternetes.render import hubvars
 from jupyternetes.spawner import traitvars
 
 PROFILE_OPTION = "profile"
@@ -157,9 +158,16 @@ def _text(entry: Mapping, key: str, where: str, required: bool = False) -> str:
     return value
 
 
+def _variable_name(name: str, where: str) -> str:
+    if name.lower().startswith(hubvars.SPAWNER_PREFIX):
+        raise ProfileError(f"{where}: {name!r} is set from the spawner's traits "
+                           f"({hubvars.SPAWNER_PREFIX}*); use kubespawner_override instead")
+    return name
+
+
 def _variables(entry: Mapping, where: str) -> dict[str, Any]:
-    return {str(k): v for k, v in _mapping(entry.get("variables"), f"{where}.variables",
-                                          "name -> string").items()}
+    return {_variable_name(str(k), f"{where}.variables"): v for k, v in _mapping(
+        entry.get("variables"), f"{where}.variables", "name -> string").items()}
 
 
 def _template(entry: Mapping, where: str) -> TemplateRef | None:
@@ -222,6 +230,8 @@ def _unlisted(entry: object, where: str) -> UnlistedChoice:
     variable = entry.get("variable") or None
     if variable is not None and not isinstance(variable, str):
         raise ProfileError(f"{where}.variable: must be a variable name (a string)")
+    if variable is not None:
+        _variable_name(variable, f"{where}.variable")
     unlisted = UnlistedChoice(
         enabled=bool(entry.get("enabled", False)), display_name=_text(entry, "display_name", where),
         display_name_in_choices=_text(entry, "display_name_in_choices", where) or "Other...",

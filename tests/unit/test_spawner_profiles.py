@@ -207,6 +207,9 @@ def test_groups_restrict_what_is_seen_and_what_may_be_started() -> None:
     ([{**GPU, "profile_options": {"a": {"choices": {"unlisted-choice": {}}}}}],
      "name the choice otherwise"),
     ([{**GPU, "allowed_groups": "staff"}], "list of JupyterHub group names"),
+    ([{**GPU, "variables": {"jupyterhub.spawner.image": "x"}}], "use kubespawner_override"),
+    ([{**GPU, "profile_options": {"a": {"unlisted_choice": {
+        "enabled": True, "variable": "JupyterHub.Spawner.image"}}}}], "use kubespawner_override"),
     ([{**GPU, "profile_options": {"a": {"choices": {"x": {"image": "y"}}}}}], "unknown key"),
 ])
 def test_bad_profile_options_name_the_field(raw: list, message: str) -> None:
