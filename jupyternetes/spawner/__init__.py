@@ -4,7 +4,11 @@
 - cluster: the hub process's one view of the cluster (shared client, one watch per collection)
 - manifests: the instance and its `<instance>-hub` token Secret (pure)
 - variables: the variables a spawn sends, and the token Secret's data (pure)
-- profiles: the choices on the spawn page, each naming a template (pure)
+- profiles: the choices on the spawn page (profile_options, allowed_groups), each naming a
+  template; user_options -> a Selection (pure)
+- traitvars: KubeSpawner's common traits (image, cpu_limit, ...) as `jupyterhub.spawner.*`
+  variables (pure)
+- formtemplate: the spawn page from a Jinja2 form template, as KubeSpawner renders it
 - decisions: instance + pod state -> what the spawner tells the hub (pure)
 - progress: spawn progress steps from status and Events (pure)
 

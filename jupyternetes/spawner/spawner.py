@@ -22,13 +22,24 @@ from pathlib import Path
 from typing import Any
 
 from jupyterhub.spawner import Spawner, SpawnException
+from tornado import web
 from tornado.httpclient import AsyncHTTPClient
 from traitlets import Bool, Callable, Dict, Float, Integer, List, Unicode, Union, default
 
 from jupyternetes.crd.labels import LABEL_ACCOUNT, LABEL_ENTRY_GROUP, LABEL_INSTANCE
 from jupyternetes.crd.naming import instance_name_for_user
 from jupyternetes.kube.errors import KubeError
-from jupyternetes.spawner import accounts, decisions, manifests, profiles, progress, variables
+from jupyternetes.render import hubvars
+from jupyternetes.spawner import (
+    accounts,
+    decisions,
+    formtemplate,
+    manifests,
+    profiles,
+    progress,
+    traitvars,
+    variables,
+)
 from jupyternetes.spawner.cluster import SharedCluster
 
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
@@ -69,11 +80,30 @@ class JupyternetesSpawner(Spawner):
         config=True)
     template_namespace = Unicode("", help="Namespace of `template_name` (default: the "
                                  "instance's namespace).").tag(config=True)
-    profile_list = Union([List(Dict()), Callable()], default_value=[], help="""
-        Choices on the spawn page, each a dict: display_name, slug (default: from display_name),
-        description, template_name (or template: {name, namespace}), template_namespace,
-        variables (dict), default (bool). May be a callable(spawner) returning the list (may be
-        async). The user picks one with user_options {"profile": slug}.""").tag(config=True)
+    profile_list = Union([List(Dict()), Dict(), Callable()], default_value=[], help="""
+        Choices on the spawn page, as KubeSpawner 7's profile_list (spawner/profiles.py): each
+        a dict: display_name, slug (default: from display_name), description, template_name
+        (or template: {name, namespace}), template_namespace, variables (dict), default
+        (bool), profile_options (choices, unlisted_choice), allowed_groups (JupyterHub groups
+        that see it; default everyone), kubespawner_override (image, cpu_limit, ...). May be a
+        callable(spawner) returning the list (may be async). The user picks one with
+        user_options {"profile": slug, "<option>": choice}.""").tag(config=True)
+    profile_form_template = Unicode("", help="""
+        Jinja2 template of the spawn page (as KubeSpawner's), rendered with `profile_list`
+        (the user's profiles, KubeSpawner-shaped) and `user_options`.""").tag(config=True)
+    additional_profile_form_template_paths = List(Unicode(), help="""
+        Folders searched for a Jinja2 `form.html` of the spawn page (as KubeSpawner's), e.g.
+        jupyterhub_fancy_profiles.TEMPLATE_PATHS.""").tag(config=True)
+    image = Unicode(None, allow_none=True, help="""
+        KubeSpawner's `image`, sent as the variable `jupyterhub.spawner.image` when set (the
+        template decides where it goes).""").tag(config=True)
+    extra_resource_limits = Dict(help="KubeSpawner's, sent as `jupyterhub.spawner."
+                                 "extra_resource_limits.<name>` variables.").tag(config=True)
+    extra_resource_guarantees = Dict(help="KubeSpawner's, sent as `jupyterhub.spawner."
+                                     "extra_resource_guarantees.<name>` variables.").tag(
+        config=True)
+    node_selector = Dict(help="KubeSpawner's, sent as `jupyterhub.spawner.node_selector."
+                         "<label>` variables.").tag(config=True)
     extra_variables = Dict(help="Variables added to every instance (name -> string).").tag(
         config=True)
     variables_hook = Callable(None, allow_none=True, help="""
@@ -138,6 +168,10 @@ class JupyternetesSpawner(Spawner):
     def _default_options_from_form(self) -> Any:
         return profiles.options_from_form
 
+    @default("apply_user_options")
+    def _default_apply_user_options(self) -> Any:
+        return JupyternetesSpawner._check_user_options
+
     # ---- helpers ----------------------------------------------------------------------------
 
     async def _cluster(self) -> SharedCluster:
@@ -154,8 +188,33 @@ class JupyternetesSpawner(Spawner):
             raw = await _maybe_await(raw(self))
         return profiles.parse_profiles(raw or [])
 
+    def _groups(self) -> list[str]:
+        return [group.name for group in getattr(self.user, "groups", None) or []]
+
+    async def _selection(self) -> profiles.Selection:
+        return profiles.select(await self._profiles(), self.user_options, self._groups(),
+                               self.user.name)
+
+    async def _check_user_options(self, user_options: dict) -> None:
+        """The hub's apply_user_options hook: a choice that does not fit fails the spawn
+        request with 400 and the reason, before the hub starts anything."""
+        try:
+            chosen = profiles.select(await self._profiles(), user_options, self._groups(),
+                                     self.user.name)
+            # An unlisted value may land in a typed trait (`mem_limit: "{value}"`).
+            traitvars.effective({t: getattr(self, t) for t in traitvars.TRAITS}, [
+                (where, {k: v for k, v in layer.items() if not callable(v)})
+                for where, layer in chosen.override_layers])
+        except (profiles.ProfileError, traitvars.TraitValueError) as exc:
+            raise web.HTTPError(400, "%s", str(exc)) from exc
+
     async def _profile_form(self, spawner: Spawner) -> str:
-        return profiles.options_form_html(await self._profiles())
+        offered = profiles.visible_profiles(await self._profiles(), self._groups())
+        if self.profile_form_template or self.additional_profile_form_template_paths:
+            return formtemplate.render_form(
+                self.profile_form_template, self.additional_profile_form_template_paths,
+                profiles.kubespawner_shaped(offered), self.user_options or {})
+        return profiles.options_form_html(offered, self.user_options)
 
     def _spawn_failure(self, message: str, reason: str) -> SpawnException:
         return SpawnException(message, reason=f"jupyternetes-{reason}", status_code=500)
@@ -205,19 +264,28 @@ class JupyternetesSpawner(Spawner):
 
     # ---- start ------------------------------------------------------------------------------
 
-    async def instance_variables(self, profile: profiles.Profile | None) -> dict[str, str]:
+    async def instance_variables(self, selection: profiles.Selection | None) -> dict[str, str]:
         facts = variables.SpawnFacts(
             user_name=self.user.name, user_id=self.user.id, server_name=self.name or "",
             oauth_client_id=self.oauth_client_id, hub_namespace=self.hub_namespace,
             instance_name=self.instance_name, instance_namespace=self.namespace)
+        selection = selection or profiles.Selection(None, None)
+        overrides = []
+        for where, layer in selection.override_layers:  # KubeSpawner allows callables here
+            overrides.append((where, {k: await _maybe_await(v(self)) if callable(v) else v
+                                      for k, v in layer.items()}))
+        traits = traitvars.effective({t: getattr(self, t) for t in traitvars.TRAITS}, overrides)
+        env = {k: v for k, v in self.get_env().items()
+               if k not in hubvars.TRAIT_ENV_NAMES.values()}
+        env.update(traitvars.env_overrides(traits))
+        builtins = variables.builtin_variables(facts, env)
+        builtins.update(traitvars.spawner_variables(traits))
         layers: list[tuple[str, dict]] = [("extra_variables", dict(self.extra_variables))]
-        if profile is not None:
-            layers.append((f"profile {profile.slug!r} variables", profile.variables))
+        layers += [(where, dict(layer)) for where, layer in selection.variable_layers]
         if self.variables_hook is not None:
             hooked = await _maybe_await(self.variables_hook(self))
             layers.append(("variables_hook", dict(hooked or {})))
-        return variables.merge_variables(variables.builtin_variables(facts, self.get_env()),
-                                         *layers)
+        return variables.merge_variables(builtins, *layers)
 
     async def start(self) -> str:
         self._start_finished = asyncio.Event()
@@ -228,18 +296,19 @@ class JupyternetesSpawner(Spawner):
 
     async def _start(self) -> str:
         try:
-            chosen = profiles.choose_profile(await self._profiles(), self.user_options)
+            chosen = await self._selection()
         except profiles.ProfileError as exc:
             raise self._spawn_failure(str(exc), "profile") from exc
         cluster = await self._cluster()
         self.instance_name = self._name()
-        self.profile_slug = chosen.slug if chosen else ""
+        self.profile_slug = chosen.profile.slug if chosen.profile else ""
         try:
             values = await self.instance_variables(chosen)
         except ValueError as exc:
             raise self._spawn_failure(str(exc), "variables") from exc
-        template_name = chosen.template_name if chosen else self.template_name
-        template_ns = (chosen.template_namespace if chosen else self.template_namespace) or None
+        template_name = chosen.template.name if chosen.template else self.template_name
+        template_ns = (chosen.template.namespace if chosen.template
+                       else self.template_namespace) or None
         name, ns = self.instance_name, self.namespace
         try:
             # A left-over instance (the hub lost track, or a crash) would keep a stale token:
