@@ -219,7 +219,7 @@ def test_legacy_claim_names_and_errors():
         "{jupyterhub.kubespawner.escaped_servername}")
     with pytest.raises(migrate.MigrationError, match=r"field \{userid\}"):
         migrate.claim_name_template("claim-{userid}", "safe")
-    with pytest.raises(migrate.MigrationError, match="storage.type"):
+    with pytest.raises(migrate.MigrationError, match=r"storage\.type"):
         migrate.template_from_singleuser({"storage": {"type": "odd"}})
     doc, _ = migrate.template_from_singleuser({"storage": {"type": "none"}})
     assert "pvcs" not in doc["spec"]
