@@ -7,8 +7,11 @@
 - profiles: the choices on the spawn page, each naming a template (pure)
 - decisions: instance + pod state -> what the spawner tells the hub (pure)
 - progress: spawn progress steps from status and Events (pure)
+- names: the user's namespace and the instance's name from their templates (pure)
+- namespaces: the user namespace a spawn creates (labels, owner, RoleBindings, quota)
+- ksnames: KubeSpawner 7.1's names for a user's objects (its claim), as variables (pure)
 
-Only `spawner` and `cluster` need `jupyterhub`/a cluster; nothing here imports the controller or
+Only `spawner`, `cluster` and `namespaces` need `jupyterhub`/a cluster; nothing here imports the controller or
 the engine, so a hub image needs no Pulumi SDK.
 """
 
