@@ -180,3 +180,28 @@ def test_user_namespace_rbac_binds_nothing_cluster_wide_but_namespaces():
     bindings = rbac.user_namespace_role_bindings(s)
     assert [b["clusterRole"] for b in bindings] == [hub_role, op_role]
     assert bindings[1]["serviceAccount"] == {"name": rbac.OPERATOR, "namespace": s.namespace}
+
+
+# ---- the spawner's settings ------------------------------------------------------------------
+
+
+def test_spawner_user_namespace_and_instance_name_settings():
+    from tests.unit.test_spawner_class import make_spawner
+
+    spawner = make_spawner("lab", hub_namespace="jhub", enable_user_namespaces=True)
+    assert spawner.namespace == "jhub-alice"
+    assert spawner._name() == instance_name_for_user("alice", "lab")
+    named = make_spawner("lab", hub_namespace="jhub", instance_name_template="hub2-{uuid}")
+    assert named.namespace == "jhub"
+    assert named._name() == f"hub2-{instance_name_for_user('alice', 'lab')}"
+
+
+def test_spawner_sends_kubespawners_names():
+    import asyncio
+
+    from tests.unit.test_spawner_class import make_spawner
+
+    spawner = make_spawner(namespace="users")
+    values = asyncio.run(spawner.instance_variables(None))
+    assert values["jupyterhub.kubespawner.user_server"] == "alice"
+    assert values["jupyterhub.kubespawner.escaped_username"] == "alice"
