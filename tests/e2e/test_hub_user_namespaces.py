@@ -53,17 +53,6 @@ pytestmark = pytest.mark.e2e
 
 E2E_LABEL = {"jupyternetes.e2e/test": "true"}
 QUOTA = {"hard": {"persistentvolumeclaims": "3"}}
-# Where each kind of the deploy stack's RBAC objects is created (cluster-scoped all).
-PATHS = {
-    "ClusterRole": "/apis/rbac.authorization.k8s.io/v1/clusterroles",
-    "ClusterRoleBinding": "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
-    "ValidatingAdmissionPolicy":
-        "/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicies",
-    "ValidatingAdmissionPolicyBinding":
-        "/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicybindings",
-}
-
-
 class UserNamespacesEnv(HubEnv):
     """HubEnv with the hub namespace as `ns`; users' objects live in `user_ns(user)`."""
 
@@ -89,21 +78,27 @@ class UserNamespacesEnv(HubEnv):
                 f"{self.operator.log_tail()}")
 
 
-def apply_cluster_objects(api: client.ApiClient, objects: list[rbac.RbacObject]) -> list[str]:
-    """Create the deploy stack's objects as declared; returns their paths for the clean-up."""
-    made = []
+def _calls(api: client.ApiClient, kind: str, namespace: str | None) -> tuple[Any, Any]:
+    """(create, delete) of the typed client for one kind of the deploy stack's objects."""
+    name = "".join(f"_{c.lower()}" if c.isupper() else c for c in kind).lstrip("_")
+    group = (client.AdmissionregistrationV1Api(api) if "Admission" in kind
+             else client.RbacAuthorizationV1Api(api))
+    if namespace:
+        create = getattr(group, f"create_namespaced_{name}")
+        delete = getattr(group, f"delete_namespaced_{name}")
+        return (lambda body: create(namespace, body)), (lambda n: delete(n, namespace))
+    return getattr(group, f"create_{name}"), getattr(group, f"delete_{name}")
+
+
+def apply_cluster_objects(api: client.ApiClient, objects: list[rbac.RbacObject]) -> list[Any]:
+    """Create the deploy stack's objects as declared; returns their deletes for the clean-up."""
+    deletes = []
     for obj in objects:
         manifest = obj.manifest
-        namespace = manifest["metadata"].get("namespace")
-        if namespace:  # the operator's Lease Role: namespaced
-            path = (f"/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}/"
-                    f"{manifest['kind'].lower()}s")
-        else:
-            path = PATHS[manifest["kind"]]
-        api.call_api(path, "POST", body=manifest, response_type="object",
-                     auth_settings=["BearerToken"], _return_http_data_only=True)
-        made.append(f"{path}/{manifest['metadata']['name']}")
-    return made
+        create, delete = _calls(api, manifest["kind"], manifest["metadata"].get("namespace"))
+        create(manifest)
+        deletes.append(lambda d=delete, n=manifest["metadata"]["name"]: d(n))
+    return deletes
 
 
 def as_kubespawner_made_it(env: UserNamespacesEnv, user: str, owner: str) -> str:
@@ -202,9 +197,9 @@ def env(cluster, crds_installed, pod_runner, tmp_path_factory) -> Iterator[UserN
             for name in [*user_namespaces, ns]:
                 with contextlib.suppress(client.ApiException):
                     core.delete_namespace(name)
-            for path in made:
+            for delete in made:
                 with contextlib.suppress(client.ApiException):
-                    api.call_api(path, "DELETE", auth_settings=["BearerToken"])
+                    delete()
             api.close()
 
 
