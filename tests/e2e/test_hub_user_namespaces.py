@@ -72,10 +72,28 @@ class UserNamespacesEnv(HubEnv):
                 return None
             raise
 
-    def describe(self, instance: str) -> str:
-        hub_log = self.hub.hub_process.log_tail() if self.hub.hub_process else ""
-        return (f"----- hub log -----\n{hub_log}\n----- operator log -----\n"
-                f"{self.operator.log_tail()}")
+    def describe(self, instance: str = "") -> str:
+        """The hub's own lines about spawns (not its request log), and the operator's tail."""
+        lines = []
+        for log in sorted(self.hub.log_dir.glob("*.log")):
+            lines += [line for line in log.read_text(errors="replace").splitlines()
+                      if "jupyternetes" in line or "failed" in line.lower()
+                      or "Error" in line][-40:]
+        return ("----- hub log (spawner lines) -----\n" + "\n".join(lines)
+                + f"\n----- operator log -----\n{self.operator.log_tail(30)}")
+
+    def wait_ready(self, user: str) -> None:
+        """Until the user's server answers; fails at once with the hub's reason when the spawn
+        fails."""
+        def ready() -> bool | None:
+            model = self.server_model(user)
+            if model is None:
+                raise AssertionError(f"{user}'s spawn failed:\n{self.describe()}")
+            return model.get("ready")
+
+        wait_for(f"{user} ready in the hub", ready, describe=self.describe)
+        wait_for(f"{user} answering", lambda: self.answers(user), timeout=60,
+                 describe=self.describe)
 
 
 def _calls(api: client.ApiClient, kind: str, namespace: str | None) -> tuple[Any, Any]:
@@ -142,6 +160,16 @@ def env(cluster, crds_installed, pod_runner, tmp_path_factory) -> Iterator[UserN
         core.create_namespaced_service_account(ns, {"metadata": {"name": account}})
     made = apply_cluster_objects(api, rbac.operator_rbac(settings, dict(E2E_LABEL))
                                  + rbac.hub_rbac(settings, dict(E2E_LABEL)))
+    policy_name = f"{rbac.HUB}-user-namespaces-{ns}"
+    admission = client.AdmissionregistrationV1Api(api)
+
+    def type_checked() -> dict | None:
+        status = admission.read_validating_admission_policy(policy_name).to_dict().get(
+            "status") or {}
+        return status if status.get("observed_generation") else None
+
+    checked = wait_for("the admission policy type-checked", type_checked, timeout=60)
+    assert not (checked.get("type_checking") or {}).get("expression_warnings"), checked
     root = tmp_path_factory.mktemp("hub-uns")
     hub_config = token_kubeconfig(cluster.kubeconfig, ns, "hub", root / "hub.kubeconfig", api)
     operator_config = token_kubeconfig(cluster.kubeconfig, ns, rbac.OPERATOR,
@@ -157,9 +185,11 @@ def env(cluster, crds_installed, pod_runner, tmp_path_factory) -> Iterator[UserN
 
     backend = harness_pulumi.backend_url(root / "pulumi-state")
     home = harness_pulumi.paths.pulumi_home()
+    operator_env = harness_pulumi.pulumi_env(backend, secrets.token_urlsafe(16),
+                                             pulumi_home=home)
+    operator_env["POD_NAMESPACE"] = ns  # its Leases: in its own namespace, as in its pod
     operator = OperatorProcess(
-        operator_config, harness_pulumi.pulumi_env(backend, secrets.token_urlsafe(16),
-                                                   pulumi_home=home),
+        operator_config, operator_env,
         root / "operator-state", home, [], root / "operator.log", backend_url=backend,
         workers=4, extra=(*FAST_BACKOFF, "--namespace-selector", USER_NAMESPACE_SELECTOR))
     hub = Hub(root=root / "hub", spawner_config={
@@ -214,9 +244,7 @@ def test_two_users_two_namespaces_and_a_kubespawner_claim_adopted(
         status, body = env.spawn(user)
         assert status in (201, 202), (status, body)
     for user in (ann, bob):
-        wait_for(f"{user} ready in the hub", lambda u=user: (env.server_model(u) or {}).get(
-            "ready"), describe=lambda: env.describe(""))
-        wait_for(f"{user} answering", lambda u=user: env.answers(u), timeout=60)
+        env.wait_ready(user)
 
     for user in (ann, bob):
         ns = env.user_ns(user)
