@@ -274,7 +274,7 @@ def hub_admission_policy(settings: DeploySettings,
     allowed = " || ".join(
         f"(object.roleRef.name == {_cel_string(b['clusterRole'])} && object.subjects.all(s, "
         f"s.kind == 'ServiceAccount' && s.name == {_cel_string(b['serviceAccount']['name'])} "
-        f"&& has(s.__namespace__) && s.__namespace__ == "
+        f"&& s.namespace == "
         f"{_cel_string(b['serviceAccount']['namespace'])}))"
         for b in user_namespace_role_bindings(settings))
     policy = {
