@@ -11,8 +11,8 @@
 - namespaces: the user namespace a spawn creates (labels, owner, RoleBindings, quota)
 - ksnames: KubeSpawner 7.1's names for a user's objects (its claim), as variables (pure)
 
-Only `spawner`, `cluster` and `namespaces` need `jupyterhub`/a cluster; nothing here imports the controller or
-the engine, so a hub image needs no Pulumi SDK.
+Only `spawner`, `cluster` and `namespaces` need `jupyterhub`/a cluster; nothing here imports the
+controller or the engine, so a hub image needs no Pulumi SDK.
 """
 
 from __future__ import annotations

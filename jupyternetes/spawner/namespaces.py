@@ -16,6 +16,7 @@ Manifests are pure; `ensure` does the I/O, with the hub's Kube client, in the hu
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -29,6 +30,7 @@ from jupyternetes.kube.errors import KubeError, to_kube_error
 
 USER_LABEL = "hub.jupyter.org/username"
 QUOTA_NAME = "jupyternetes-user-quota"
+NOT_FOUND_RETRIES = 4
 
 
 def namespace_body(name: str, user_name: str, labels: Mapping[str, str] | None = None,
@@ -120,10 +122,18 @@ def ensure(kube: Kube, name: str, user_name: str, labels: Mapping[str, str] | No
                             "once it is gone", f"namespace {name}")
     rbac = client.RbacAuthorizationV1Api(kube.core.api_client)
     for binding in bindings:
-        try:
-            rbac.create_namespaced_role_binding(name, binding, _preload_content=False)
-        except ApiException as exc:
-            if exc.status != 409:
+        for attempt in range(NOT_FOUND_RETRIES + 1):
+            try:
+                rbac.create_namespaced_role_binding(name, binding, _preload_content=False)
+                break
+            except ApiException as exc:
+                if exc.status == 409:
+                    break
+                # Admission policies of Kubernetes 1.30-1.34 (before the fix of
+                # kubernetes#135352) may not find a namespace created a moment ago.
+                if exc.status == 404 and attempt < NOT_FOUND_RETRIES:
+                    time.sleep(0.5 * (attempt + 1))
+                    continue
                 raise to_kube_error(exc, f"create rolebinding {name}/"
                                          f"{binding['metadata']['name']}") from exc
     if quota:
