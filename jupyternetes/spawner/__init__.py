@@ -11,9 +11,12 @@
 - formtemplate: the spawn page from a Jinja2 form template, as KubeSpawner renders it
 - decisions: instance + pod state -> what the spawner tells the hub (pure)
 - progress: spawn progress steps from status and Events (pure)
+- names: the user's namespace and the instance's name from their templates (pure)
+- namespaces: the user namespace a spawn creates (labels, owner, RoleBindings, quota)
+- ksnames: KubeSpawner 7.1's names for a user's objects (its claim), as variables (pure)
 
-Only `spawner` and `cluster` need `jupyterhub`/a cluster; nothing here imports the controller or
-the engine, so a hub image needs no Pulumi SDK.
+Only `spawner`, `cluster` and `namespaces` need `jupyterhub`/a cluster; nothing here imports the
+controller or the engine, so a hub image needs no Pulumi SDK.
 """
 
 from __future__ import annotations

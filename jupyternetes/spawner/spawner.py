@@ -27,14 +27,16 @@ from tornado.httpclient import AsyncHTTPClient
 from traitlets import Bool, Callable, Dict, Float, Integer, List, Unicode, Union, default
 
 from jupyternetes.crd.labels import LABEL_ACCOUNT, LABEL_ENTRY_GROUP, LABEL_INSTANCE
-from jupyternetes.crd.naming import instance_name_for_user
 from jupyternetes.kube.errors import KubeError
 from jupyternetes.render import hubvars
 from jupyternetes.spawner import (
     accounts,
     decisions,
     formtemplate,
+    ksnames,
     manifests,
+    names,
+    namespaces,
     profiles,
     progress,
     traitvars,
@@ -125,6 +127,34 @@ class JupyternetesSpawner(Spawner):
     delete_timeout = Float(300, help="Seconds stop() waits for the instance and its pods to "
                            "go.").tag(config=True)
 
+    enable_user_namespaces = Bool(False, help="""
+        Put each user's servers into the user's own namespace (`user_namespace_template`),
+        created at the first spawn with the label jupyternetes.kadense.io/user-namespace=true
+        (run the operator with `--namespace-selector` on it), the user label and
+        `user_namespace_labels`/`user_namespace_annotations`, and the user's name in its
+        hub.jupyter.org/username annotation: an existing namespace of another user is never
+        used. Needs create/get on namespaces for the hub (README, "User namespaces").""").tag(
+        config=True)
+    user_namespace_template = Unicode(names.DEFAULT_USER_NAMESPACE_TEMPLATE, help="""
+        The user's namespace with enable_user_namespaces: {username}, {servername},
+        {hubnamespace} (`default` becomes `user`), made a DNS label (verbatim when it is one,
+        else cleaned up with a hash suffix, so names never collide).""").tag(config=True)
+    user_namespace_labels = Dict(help="Extra labels of a new user namespace.").tag(config=True)
+    user_namespace_annotations = Dict(help="Extra annotations of a new user namespace.").tag(
+        config=True)
+    user_namespace_quota = Dict(help="""spec of a ResourceQuota created in each new user
+        namespace (e.g. {"hard": {"requests.cpu": "4", "persistentvolumeclaims": "2"}});
+        empty: none.""").tag(config=True)
+    user_namespace_role_bindings = List(Dict(), help="""
+        RoleBindings created in each new user namespace, each {name, clusterRole,
+        serviceAccount: {name, namespace}}: how the hub and the operator get their rights
+        there (the deploy stack exports the list as `hubUserNamespaceRoleBindings`).""").tag(
+        config=True)
+    instance_name_template = Unicode("", help="""
+        Instance names, e.g. 'hub2-{uuid}' so that two hubs can share a namespace; {uuid}
+        (required) is the default name, uuid5 of user and server. Also {username},
+        {servername}, {hubnamespace}. Empty (default): the default name.""").tag(config=True)
+
     # Set by start() / load_state().
     instance_name = Unicode("")
     instance_uid = Unicode("")
@@ -132,6 +162,9 @@ class JupyternetesSpawner(Spawner):
 
     @default("namespace")
     def _default_namespace(self) -> str:
+        if self.enable_user_namespaces:
+            return names.user_namespace(self.user_namespace_template, self.user.name,
+                                        self.name or "", self.hub_namespace)
         return self.hub_namespace
 
     @default("hub_namespace")
@@ -220,7 +253,22 @@ class JupyternetesSpawner(Spawner):
         return SpawnException(message, reason=f"jupyternetes-{reason}", status_code=500)
 
     def _name(self) -> str:
-        return instance_name_for_user(self.user.name, self.name or "")
+        return names.instance_name(self.instance_name_template, self.user.name,
+                                   self.name or "", self.hub_namespace)
+
+    async def _ensure_user_namespace(self) -> None:
+        """With enable_user_namespaces: the user's namespace exists and is theirs."""
+        if not self.enable_user_namespaces:
+            return
+        cluster = await asyncio.to_thread(SharedCluster.get, self.namespace, self.kubeconfig,
+                                          self.kube_context, self.api_workers)
+        if await cluster.call(namespaces.ensure, cluster.kube, self.namespace, self.user.name,
+                              dict(self.user_namespace_labels),
+                              dict(self.user_namespace_annotations),
+                              dict(self.user_namespace_quota),
+                              list(self.user_namespace_role_bindings)):
+            self.log.info("jupyternetes: created namespace %s for %s", self.namespace,
+                          self._server_label())
 
     def _server_label(self) -> str:
         """`user:server`, or `user` for the default server: how the hub's own log lines name a
@@ -280,6 +328,7 @@ class JupyternetesSpawner(Spawner):
         env.update(traitvars.env_overrides(traits))
         builtins = variables.builtin_variables(facts, env)
         builtins.update(traitvars.spawner_variables(traits))
+        builtins.update(ksnames.variables(self.user.name, self.name or ""))
         layers: list[tuple[str, dict]] = [("extra_variables", dict(self.extra_variables))]
         layers += [(where, dict(layer)) for where, layer in selection.variable_layers]
         if self.variables_hook is not None:
@@ -299,8 +348,14 @@ class JupyternetesSpawner(Spawner):
             chosen = await self._selection()
         except profiles.ProfileError as exc:
             raise self._spawn_failure(str(exc), "profile") from exc
+        try:
+            self.instance_name = self._name()
+            await self._ensure_user_namespace()
+        except ValueError as exc:  # a name template or role binding setting
+            raise self._spawn_failure(str(exc), "names") from exc
+        except KubeError as exc:
+            raise self._spawn_failure(f"{exc.what}: {exc.message}", "namespace") from exc
         cluster = await self._cluster()
-        self.instance_name = self._name()
         self.profile_slug = chosen.profile.slug if chosen.profile else ""
         try:
             values = await self.instance_variables(chosen)
