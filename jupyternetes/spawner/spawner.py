@@ -248,7 +248,8 @@ class JupyternetesSpawner(Spawner):
         self._start_finished = asyncio.Event()
         # Our own deadline, just before the hub's: the hub's timeout says nothing ("Spawn
         # failed: "), ours says what is missing.
-        self._start_deadline = time.monotonic() + self.start_timeout - min(
+        self._start_began = time.monotonic()
+        self._start_deadline = self._start_began + self.start_timeout - min(
             10.0, max(1.0, 0.1 * self.start_timeout))
         try:
             return await self._start()
@@ -279,8 +280,8 @@ class JupyternetesSpawner(Spawner):
             if time.monotonic() < self._start_deadline:
                 raise self._spawn_failure(f"{exc.what}: {exc.message}", "apiserver") from exc
             raise self._spawn_failure(decisions.timeout_message(
-                cluster.cached_instance(name), [], f"{ns}/{name}", self.start_timeout),
-                "timeout") from exc
+                cluster.cached_instance(name), [], f"{ns}/{name}",
+                time.monotonic() - self._start_began), "timeout") from exc
         try:
             body = manifests.instance_body(name, ns, template_name, template_ns, values,
                                            self.user.name, self.name or "", self._account())
@@ -311,7 +312,7 @@ class JupyternetesSpawner(Spawner):
             if left <= 0:
                 raise self._spawn_failure(decisions.timeout_message(
                     instance, cluster.cached_pods(name), f"{self.namespace}/{name}",
-                    self.start_timeout, self.pod_entry), "timeout")
+                    time.monotonic() - self._start_began, self.pod_entry), "timeout")
             if decision.state == decisions.READY and decision.url:
                 # A Ready pod may not listen yet (no readiness probe). Probing here, often,
                 # saves the hub's backoff (up to 5 s between its checks) and turns a process
