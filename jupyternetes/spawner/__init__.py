@@ -7,6 +7,10 @@
 - profiles: the choices on the spawn page, each naming a template (pure)
 - decisions: instance + pod state -> what the spawner tells the hub (pure)
 - progress: spawn progress steps from status and Events (pure)
+- events: which Events the hub's watch keeps, and how much of each (pure)
+- serverobjects: a server's instance + token Secret, made and removed together (cancel-safe)
+- stopping: delete an instance and wait for its pods, deleting them itself with no operator
+- tokenshare: the server's token as two one-time-pad halves, across hub restarts (pure)
 
 Only `spawner` and `cluster` need `jupyterhub`/a cluster; nothing here imports the controller or
 the engine, so a hub image needs no Pulumi SDK.
