@@ -3,11 +3,13 @@
 The operator destroys an instance's stack (its pods go, its PVCs stay) and then removes the
 instance's finalizer. With no operator running (crashed, being upgraded, scaled to zero) nothing
 of that happens: a stop would wait its whole `delete_timeout` while the user's pod keeps running.
-So `delete_and_wait` gives the operator `pod_grace` seconds; after that the spawner deletes the
-instance's remaining pods itself and returns once they are gone, leaving the instance (marked
-for deletion) for the operator to finish when it is back: it destroys the stack (PVCs retained)
-and drops the finalizer. A start, which must not create an instance over the old one, passes no
-grace and waits for the old instance to be gone.
+So `delete_and_wait` gives the operator `pod_grace` seconds; when by then not one of the
+instance's pods is gone or terminating (an operator at work deletes them with the stack), the
+spawner deletes them itself and returns once they are gone, leaving the instance (marked for
+deletion) for the operator to finish when it is back: it destroys the stack (PVCs retained) and
+drops the finalizer. An operator that is at work is waited for, up to `timeout`. A start, which
+must not create an instance over the old one, passes no grace and waits for the old instance to
+be gone.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ async def delete_and_wait(cluster: SharedCluster, name: str, timeout: float,
     if not deleted and not cluster.cached_pods(name):
         return
     pods_deleted = False
+    before = {p["metadata"]["name"] for p in cluster.cached_pods(name)}
     while True:
         # Confirmed with the apiserver: the cache may lag behind a fresh deletion.
         if cluster.cached_instance(name) is None and not cluster.cached_pods(name) and (
@@ -46,19 +49,22 @@ async def delete_and_wait(cluster: SharedCluster, name: str, timeout: float,
         waited = time.monotonic() - started
         if pod_grace is not None and waited >= pod_grace:
             pods = await cluster.call(cluster.list_pods, name)
-            if not pods:
-                if pods_deleted:
-                    log.warning("jupyternetes: the pods of %s's instance %s/%s are gone; the "
-                                "instance waits for the operator to finish its deletion "
-                                "(kubectl describe jni %s)", who or name, cluster.namespace,
-                                name, name)
+            if pods_deleted and not pods:
+                log.warning("jupyternetes: the pods of %s's instance %s/%s are gone; the "
+                            "instance waits for the operator to finish its deletion "
+                            "(kubectl describe jni %s)", who or name, cluster.namespace,
+                            name, name)
                 return
-            if not pods_deleted:
+            untouched = len(live_pods(pods)) == len(pods) and before <= {
+                p["metadata"]["name"] for p in pods}
+            if not pods_deleted and pods and untouched:
+                # Not one pod touched since the deletion: no operator is at work on it.
+                # (Pods gone or terminating mean one is: then wait for it to finish.)
                 log.warning("jupyternetes: no operator removed the pods of %s's instance %s/%s "
                             "within %gs of its deletion (is the operator running?); deleting "
                             "them from the hub", who or name, cluster.namespace, name,
                             pod_grace)
-                for pod in live_pods(pods):
+                for pod in pods:
                     meta = pod["metadata"]
                     await cluster.call(cluster.delete_pod, meta["name"], meta.get("uid"))
                 pods_deleted = True

@@ -228,6 +228,30 @@ def test_a_stop_with_an_operator_does_not_touch_the_pods() -> None:
     assert not any(c[0] == "delete_pod" for c in fake.calls)
 
 
+def test_a_stop_waits_for_an_operator_at_work_past_the_grace() -> None:
+    """The operator deleted the pods (its destroy is running) but has not yet dropped the
+    finalizer when the grace ends: the stop waits for the instance, as without a grace."""
+    fake = FakeCluster()
+    fake.instances["abc"] = {"metadata": {"name": "abc", "uid": "i1", "finalizers": ["x"]}}
+    fake.pods["abc-notebook"] = pod("abc-notebook", "abc")
+
+    async def operator() -> None:
+        await asyncio.sleep(0.05)
+        fake.pods.clear()
+        await asyncio.sleep(0.4)
+        del fake.instances["abc"]
+
+    async def scenario() -> None:
+        at_work = asyncio.ensure_future(operator())
+        await stopping.delete_and_wait(fake, "abc", timeout=30,  # type: ignore[arg-type]
+                                       pod_grace=0.1)
+        assert "abc" not in fake.instances  # returned once the operator finished, not before
+        await at_work
+
+    asyncio.run(scenario())
+    assert not any(c[0] == "delete_pod" for c in fake.calls)
+
+
 # ---- a spawn nobody answers ------------------------------------------------------------------
 
 
