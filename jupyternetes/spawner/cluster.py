@@ -97,6 +97,7 @@ class SharedCluster:
         self.watchers = [self.instances, self.pods, self.pvcs, self.instance_events,
                          self.pod_events]
         self._started = False
+        self._owners_started = False
         self._threads_started = False
 
     # ---- lifecycle --------------------------------------------------------------------------
@@ -110,9 +111,10 @@ class SharedCluster:
                 return
             self.loop = asyncio.get_running_loop()
             owners = (self.instances, self.pods)
-            if not self._threads_started:
+            if not self._owners_started:
                 for watcher in owners:
                     watcher.start()
+                self._owners_started = True
             for watcher in owners:
                 synced = await self.call(watcher.wait_synced, timeout)
                 if not synced:
