@@ -40,7 +40,8 @@ Hub (the spawner), in the user namespace only, exactly the verbs it calls (spawn
 - secrets: create, delete and patch of its `<instance>-hub` token Secret (replace_secret deletes
   a leftover one, then creates; patch adds the instance as owner). Never get, list or watch: the
   hub cannot read the other users' tokens, or any other Secret of the namespace;
-- pods, events: list+watch (informers for progress and poll);
+- pods, events: list+watch (informers for progress and poll); delete on pods: a stop with the
+  operator down deletes the server's pods itself after `pod_delete_grace` (spawner/stopping.py);
 - persistentvolumeclaims: list+watch, and delete + patch for delete_forever (a deleted user's
   claims are deleted, or released by a label patch with `delete_pvc = False`).
 """
@@ -115,7 +116,9 @@ def hub_rules() -> list[dict[str, Any]]:
     return [
         rule(GROUP, [INSTANCE_PLURAL], ["create", "get", "list", "watch", "delete"]),
         rule("", ["secrets"], ["create", "delete", "patch"]),
-        rule("", ["pods", "events"], ["list", "watch"]),
+        rule("", ["events"], ["list", "watch"]),
+        # delete: a stop with the operator down removes the server's pods (spawner/stopping.py).
+        rule("", ["pods"], ["list", "watch", "delete"]),
         # delete + patch: delete_forever deletes or releases a deleted user's claims.
         rule("", ["persistentvolumeclaims"], ["list", "watch", "delete", "patch"]),
     ]

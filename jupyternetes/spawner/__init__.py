@@ -14,6 +14,10 @@
 - names: the user's namespace and the instance's name from their templates (pure)
 - namespaces: the user namespace a spawn creates (labels, owner, RoleBindings, quota)
 - ksnames: KubeSpawner 7.1's names for a user's objects (its claim), as variables (pure)
+- events: which Events the hub's watch keeps, and how much of each (pure)
+- serverobjects: a server's instance + token Secret, made and removed together (cancel-safe)
+- stopping: delete an instance and wait for its pods, deleting them itself with no operator
+- tokenshare: the server's token as two one-time-pad halves, across hub restarts (pure)
 
 Only `spawner`, `cluster` and `namespaces` need `jupyterhub`/a cluster; nothing here imports the
 controller or the engine, so a hub image needs no Pulumi SDK.

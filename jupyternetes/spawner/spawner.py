@@ -3,7 +3,13 @@
 start: token Secret, then the instance (variables + `variablesFrom` the Secret), then the
 Secret's ownerReference; returns `http://<podAddress>:<portNumber>` once the instance is Ready,
 or raises `SpawnException` with the instance's own message as soon as its status says it failed.
-stop: delete the instance, return once its pods are gone (PVCs stay).
+stop: delete the instance, return once its pods are gone (PVCs stay); with no operator, the
+spawner deletes the pods itself after `pod_delete_grace` (spawner.stopping).
+Lifecycle edges (spawner.serverobjects): a spawn the hub cancels (a stop while starting) leaves
+no instance or token Secret; a spawn interrupted by a hub restart is removed at the hub's start
+(its poll finds the instance with no saved state); a restored spawner joins its server's token
+from its two halves (spawner.tokenshare), so the hub revokes it at the stop; a spawn that no
+operator answers fails just before `start_timeout` saying so (decisions.timeout_message).
 poll / progress: from the hub-wide watch cache (`cluster.SharedCluster`), never a relist per user.
 delete_forever (the user or the named server deleted for good): the claims are deleted
 (`delete_pvc`, the default) or released, so a later account of the same name never gets them
@@ -39,6 +45,9 @@ from jupyternetes.spawner import (
     namespaces,
     profiles,
     progress,
+    serverobjects,
+    stopping,
+    tokenshare,
     traitvars,
     variables,
 )
@@ -126,6 +135,11 @@ class JupyternetesSpawner(Spawner):
         config=True)
     delete_timeout = Float(300, help="Seconds stop() waits for the instance and its pods to "
                            "go.").tag(config=True)
+    pod_delete_grace = Float(30, help="""
+        Seconds stop() waits for the operator to remove the server's pods; after that (the
+        operator is down or stuck) the spawner deletes them itself and the stop completes,
+        leaving the instance, marked for deletion, for the operator to finish (its PVCs stay).
+        Needs `delete` on pods for the hub.""").tag(config=True)
 
     enable_user_namespaces = Bool(False, help="""
         Put each user's servers into the user's own namespace (`user_namespace_template`),
@@ -159,6 +173,7 @@ class JupyternetesSpawner(Spawner):
     instance_name = Unicode("")
     instance_uid = Unicode("")
     profile_slug = Unicode("")
+    token_share = Unicode("")  # spawner.tokenshare: the hub's half of the server's token
 
     @default("namespace")
     def _default_namespace(self) -> str:
@@ -293,7 +308,8 @@ class JupyternetesSpawner(Spawner):
         state = super().get_state()
         if self.instance_name:
             state.update(instance_name=self.instance_name, namespace=self.namespace,
-                         instance_uid=self.instance_uid, profile=self.profile_slug)
+                         instance_uid=self.instance_uid, profile=self.profile_slug,
+                         token_share=self.token_share)
         return state
 
     def load_state(self, state: dict) -> None:
@@ -301,6 +317,7 @@ class JupyternetesSpawner(Spawner):
         self.instance_name = state.get("instance_name", "")
         self.instance_uid = state.get("instance_uid", "")
         self.profile_slug = state.get("profile", "")
+        self.token_share = state.get("token_share", "")
         if state.get("namespace"):
             self.namespace = state["namespace"]
 
@@ -309,6 +326,7 @@ class JupyternetesSpawner(Spawner):
         self.instance_name = ""
         self.instance_uid = ""
         self.profile_slug = ""
+        self.token_share = ""
 
     # ---- start ------------------------------------------------------------------------------
 
@@ -338,6 +356,11 @@ class JupyternetesSpawner(Spawner):
 
     async def start(self) -> str:
         self._start_finished = asyncio.Event()
+        # Our own deadline, just before the hub's: the hub's timeout says nothing ("Spawn
+        # failed: "), ours says what is missing.
+        self._start_began = time.monotonic()
+        self._start_deadline = self._start_began + self.start_timeout - min(
+            10.0, max(1.0, 0.1 * self.start_timeout))
         try:
             return await self._start()
         finally:
@@ -368,15 +391,22 @@ class JupyternetesSpawner(Spawner):
         try:
             # A left-over instance (the hub lost track, or a crash) would keep a stale token:
             # remove it first, so the pod starts with this spawn's token.
-            await self._delete_and_wait(cluster, name)
-            await cluster.call(cluster.replace_secret, manifests.secret_body(
-                name, ns, variables.secret_data(self.api_token)))
+            await stopping.delete_and_wait(
+                cluster, name, min(self.delete_timeout, self._start_deadline - time.monotonic()))
+        except KubeError as exc:
+            if time.monotonic() < self._start_deadline:
+                raise self._spawn_failure(f"{exc.what}: {exc.message}", "apiserver") from exc
+            raise self._spawn_failure(decisions.timeout_message(
+                cluster.cached_instance(name), [], f"{ns}/{name}",
+                time.monotonic() - self._start_began), "timeout") from exc
+        try:
             body = manifests.instance_body(name, ns, template_name, template_ns, values,
                                            self.user.name, self.name or "", self._account())
-            created = await cluster.call(cluster.create_instance, body)
-            self.instance_uid = created["metadata"]["uid"]
-            await cluster.call(cluster.patch_secret, manifests.secret_name(name),
-                               manifests.owner_patch(name, self.instance_uid))
+            pad, self.token_share = tokenshare.split(self.api_token)
+            body["metadata"]["annotations"][tokenshare.PAD_ANNOTATION] = pad
+            created = await serverobjects.create_cancel_safe(cluster, manifests.secret_body(
+                name, ns, variables.secret_data(self.api_token)), body)
+            self.instance_uid = created.instance_uid
         except KubeError as exc:
             raise self._spawn_failure(f"{exc.what}: {exc.message}", "apiserver") from exc
         self.log.info("jupyternetes: created instance %s/%s for %s (template %s/%s)", ns, name,
@@ -395,6 +425,11 @@ class JupyternetesSpawner(Spawner):
                                                 self.pod_entry)
             if decision.state == decisions.FAILED:
                 raise self._spawn_failure(decision.message, decision.reason or "failed")
+            left = self._start_deadline - time.monotonic()
+            if left <= 0:
+                raise self._spawn_failure(decisions.timeout_message(
+                    instance, cluster.cached_pods(name), f"{self.namespace}/{name}",
+                    time.monotonic() - self._start_began, self.pod_entry), "timeout")
             if decision.state == decisions.READY and decision.url:
                 # A Ready pod may not listen yet (no readiness probe). Probing here, often,
                 # saves the hub's backoff (up to 5 s between its checks) and turns a process
@@ -405,7 +440,7 @@ class JupyternetesSpawner(Spawner):
                     return decision.url
                 await cluster.wait_change(name, ANSWER_PROBE_SECONDS)
                 continue
-            await cluster.wait_change(name, RECHECK_SECONDS)
+            await cluster.wait_change(name, min(RECHECK_SECONDS, left))
 
     async def _answers(self, url: str) -> bool:
         """The server answers below 500 at `<url><prefix>api`, the hub's own check."""
@@ -445,6 +480,11 @@ class JupyternetesSpawner(Spawner):
 
     async def poll(self) -> int | None:
         if not self.instance_name:
+            # No saved state: a spawn the hub restarted in the middle of (it saves state only
+            # after start), or one stopped before it made anything. Whatever it left goes now,
+            # at the hub's start-up check.
+            await serverobjects.remove_leftover(await self._cluster(), self._name(),
+                                                self.user.name, self.name or "", self.log)
             return 0
         finished = getattr(self, "_start_finished", None)
         if finished is not None and not finished.is_set():
@@ -458,6 +498,11 @@ class JupyternetesSpawner(Spawner):
         if instance is not None and self.instance_uid and (
                 instance["metadata"].get("uid") != self.instance_uid):
             instance = None  # same name, another instance: ours is gone
+        if instance is not None and not self.api_token and self.token_share:
+            # Restored after a hub restart: the hub revokes this token at the stop.
+            pad = ((instance.get("metadata") or {}).get("annotations") or {}).get(
+                tokenshare.PAD_ANNOTATION, "")
+            self.api_token = tokenshare.join(pad, self.token_share) or ""
         pods = cluster.cached_pods(name)
         status = decisions.poll_decision(instance, pods)
         if (status is None and instance is not None and self.server is not None
@@ -482,27 +527,10 @@ class JupyternetesSpawner(Spawner):
         name = self.instance_name or self._name()
         cluster = await self._cluster()
         try:
-            await self._delete_and_wait(cluster, name)
+            await stopping.delete_and_wait(cluster, name, self.delete_timeout,
+                                           self.pod_delete_grace, self._server_label())
         except KubeError as exc:
             raise self._spawn_failure(f"{exc.what}: {exc.message}", "apiserver") from exc
-
-    async def _delete_and_wait(self, cluster: SharedCluster, name: str) -> None:
-        """Delete the instance (if any); return once it and its pods are gone."""
-        deadline = time.monotonic() + self.delete_timeout
-        deleted = await cluster.call(cluster.delete_instance, name)
-        if not deleted and not cluster.cached_pods(name):
-            return
-        while True:
-            # Confirmed with the apiserver: the cache may lag behind a fresh deletion.
-            if (cluster.cached_instance(name) is None and not cluster.cached_pods(name)
-                    and await cluster.call(cluster.get_instance, name) is None
-                    and not await cluster.call(cluster.list_pods, name)):
-                return
-            if time.monotonic() > deadline:
-                raise KubeError(None, f"instance or its pods still there after "
-                                f"{self.delete_timeout:g}s; see `kubectl describe jni {name}`",
-                                f"stop {self.namespace}/{name}")
-            await cluster.wait_change(name, 2.0)
 
     # ---- delete_forever ---------------------------------------------------------------------
 
@@ -514,7 +542,7 @@ class JupyternetesSpawner(Spawner):
         name = self._name()
         account = self._account()
         try:
-            await self._delete_and_wait(cluster, name)
+            await stopping.delete_and_wait(cluster, name, self.delete_timeout)
             selector = f"{LABEL_INSTANCE}={name},{LABEL_ENTRY_GROUP}=pvcs"
             claims = await cluster.call(cluster.list_pvcs, selector)
             done: list[str] = []

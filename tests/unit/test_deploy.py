@@ -245,7 +245,7 @@ def test_hub_role_in_the_user_namespace_only():
         ["create", "delete", "get", "list", "watch"]
     # Its own token Secrets: made, owned, deleted; never read, so no user's token is readable.
     assert verbs(role["rules"], "", "secrets") == ["create", "delete", "patch"]
-    assert verbs(role["rules"], "", "pods") == ["list", "watch"]
+    assert verbs(role["rules"], "", "pods") == ["delete", "list", "watch"]
     assert verbs(role["rules"], "", "events") == ["list", "watch"]
     # The spawner's progress watches claims; delete_forever deletes or releases (patches) a
     # deleted user's claims.

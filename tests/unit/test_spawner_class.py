@@ -70,14 +70,24 @@ def test_state_round_trip_finds_the_same_instance() -> None:
     spawner.instance_name = instance_name_for_user("alice", "gpu")
     spawner.instance_uid = "uid-1"
     spawner.profile_slug = "big"
+    spawner.token_share = "00ff"
     state = spawner.get_state()
     again = make_spawner("gpu")
     again.load_state(state)
-    assert (again.instance_name, again.instance_uid, again.profile_slug, again.namespace) == (
-        spawner.instance_name, "uid-1", "big", "users")
+    assert (again.instance_name, again.instance_uid, again.profile_slug, again.namespace,
+            again.token_share) == (spawner.instance_name, "uid-1", "big", "users", "00ff")
     again.clear_state()
     assert again.get_state() == {}
-    assert asyncio.run(again.poll()) == 0  # no state: not running
+
+    class NothingLeft:
+        def cached_instance(self, name: str) -> None:
+            return None
+
+    async def cluster() -> NothingLeft:
+        return NothingLeft()
+
+    again._cluster = cluster  # type: ignore[method-assign]
+    assert asyncio.run(again.poll()) == 0  # no state, nothing left over: not running
 
 
 def test_variables_from_the_hub_env_hook_and_profile() -> None:
