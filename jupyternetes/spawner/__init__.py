@@ -1,6 +1,7 @@
 """JupyterHub spawner for jupyternetes (entry point `jupyterhub.spawners: jupyternetes`).
 
 - spawner: JupyternetesSpawner, the JupyterHub 6.x Spawner API (needs `jupyterhub`)
+- config: its traits (`c.JupyternetesSpawner.*`) and changed Spawner defaults, a base class
 - cluster: the hub process's one view of the cluster (shared client, one watch per collection)
 - manifests: the instance and its `<instance>-hub` token Secret (pure)
 - variables: the variables a spawn sends, and the token Secret's data (pure)

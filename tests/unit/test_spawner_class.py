@@ -10,13 +10,14 @@ from jupyterhub import orm
 from jupyterhub.objects import Hub
 from jupyterhub.spawner import SpawnException
 from jupyterhub.user import User
+from traitlets.config import Config
 
 from jupyternetes.crd.naming import instance_name_for_user
 from jupyternetes.spawner import accounts
 from jupyternetes.spawner.spawner import JupyternetesSpawner
 
 
-def make_spawner(server: str = "", groups: tuple[str, ...] = (),
+def make_spawner(server: str = "", groups: tuple[str, ...] = (), hub_config: Config | None = None,
                  **config: object) -> JupyternetesSpawner:
     db = orm.new_session_factory("sqlite:///:memory:")()
     orm_user = orm.User(name="alice")
@@ -28,7 +29,8 @@ def make_spawner(server: str = "", groups: tuple[str, ...] = (),
     db.commit()
     hub = Hub(ip="127.0.0.1", port=8081, base_url="/hub/")
     user = User(orm_user, settings={"spawner_class": JupyternetesSpawner, "hub": hub, "db": db,
-                                    "domain": "", "allow_named_servers": True}, db=db)
+                                    "domain": "", "allow_named_servers": True,
+                                    "config": hub_config}, db=db)
     spawner = user.spawners[server]
     for key, value in config.items():
         setattr(spawner, key, value)
@@ -41,6 +43,24 @@ def test_defaults_fit_a_pod() -> None:
     assert (spawner.ip, spawner.port) == ("0.0.0.0", 8888)
     assert spawner.env_keep == []
     assert spawner.namespace == "users"
+
+
+def test_jupyterhub_config_on_the_spawner_class_sets_its_inherited_traits() -> None:
+    # The traits live on a base class (spawner.config); a jupyterhub_config.py names the
+    # spawner: its section must still reach them, defaults derived from them included.
+    c = Config()
+    c.JupyternetesSpawner.delete_timeout = 42.0
+    c.JupyternetesSpawner.enable_user_namespaces = True
+    c.JupyternetesSpawner.hub_namespace = "hub"
+    c.JupyternetesSpawner.user_namespace_template = "lab-{username}"
+    c.JupyternetesSpawner.profile_list = [{"display_name": "Small", "template_name": "small"}]
+    c.JupyternetesSpawner.start_timeout = 77  # a Spawner trait whose default we change
+    spawner = make_spawner(hub_config=c)
+    assert spawner.delete_timeout == 42.0
+    assert spawner.namespace == "lab-alice"
+    assert spawner.profile_list == [{"display_name": "Small", "template_name": "small"}]
+    assert spawner.start_timeout == 77
+    assert make_spawner().start_timeout == 300
 
 
 def test_log_lines_name_the_server_as_the_hub_does() -> None:
