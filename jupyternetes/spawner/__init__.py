@@ -5,8 +5,9 @@
 - cluster: the hub process's one view of the cluster (shared client, one watch per collection)
 - manifests: the instance and its `<instance>-hub` token Secret (pure)
 - variables: the variables a spawn sends, and the token Secret's data (pure)
-- profiles: the choices on the spawn page (profile_options, allowed_groups), each naming a
-  template; user_options -> a Selection (pure)
+- profiles: profile_list's model and parser, each profile naming a template (pure)
+- selection: user_options -> a Selection (template, variables, overrides), allowed_groups (pure)
+- profileform: the spawn page's HTML, profiles as KubeSpawner's, form data -> user_options (pure)
 - traitvars: KubeSpawner's common traits (image, cpu_limit, ...) as `jupyterhub.spawner.*`
   variables (pure)
 - formtemplate: the spawn page from a Jinja2 form template, as KubeSpawner renders it

@@ -2,7 +2,7 @@
 
 `profile_form_template` (the template's text) or a `form.html` in
 `additional_profile_form_template_paths` is rendered with `profile_list` (the user's profiles in
-KubeSpawner's initialized shape, `profiles.kubespawner_shaped`) and `user_options` (the last
+KubeSpawner's initialized shape, `profileform.kubespawner_shaped`) and `user_options` (the last
 ones), so a KubeSpawner form template, or jupyterhub-fancy-profiles' (`profile_list|tojson`),
 works unchanged. Jinja2 comes with JupyterHub.
 """

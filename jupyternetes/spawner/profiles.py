@@ -1,4 +1,5 @@
-"""Profiles: the choices a user gets on the hub's spawn page, each naming a template (pure).
+"""Profiles: the choices a user gets on the hub's spawn page, each naming a template: the model
+and `parse_profiles` (pure).
 
 Shaped like KubeSpawner 7.1's `profile_list` (display_name, slug, description, default,
 `profile_options` with `choices` and `unlisted_choice`, `kubespawner_override`), but a profile
@@ -15,16 +16,12 @@ picks a JupyterNotebookTemplate and template variables instead of overriding pod
   `validation_message`, `variable` (the variable it sets to the value), and `variables` /
   `kubespawner_override` whose strings have `{value}` replaced by the value.
 
-`user_options` are KubeSpawner's: `{"profile": slug, "<option>": choice-key,
-"<option>--unlisted-choice": value}`, and the spawn form's field names
-(`profile-option-<slug>--<option>[--unlisted-choice]`) or `profile-option-<option>[...]` work too.
-`select` turns them into a `Selection` or a `ProfileError` naming the option and what to change.
+A user's choice of them: `selection`; the spawn page: `profileform`. The names of
+`user_options` and form fields are here, as both use them.
 """
 
 from __future__ import annotations
 
-import html
-import json
 import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -110,18 +107,12 @@ class Profile:
     overrides: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class Selection:
-    """What one spawn gets from its profile and options (None profile: no profile_list)."""
-
-    profile: Profile | None
-    template: TemplateRef | None  # None: the spawner's own template_name
-    # Variable layers in the order they apply: (where they come from, variables).
-    variable_layers: tuple[tuple[str, dict[str, Any]], ...] = ()
-    # kubespawner_override layers in the order they apply: (where, overrides).
-    override_layers: tuple[tuple[str, dict[str, Any]], ...] = ()
-    # option key -> the choice's key, or `unlisted:<value>`: for logs.
-    chosen: dict[str, str] = field(default_factory=dict)
+def default_profile(profiles: Sequence[Profile]) -> Profile | None:
+    """The profile marked default, else the first; None when there are no profiles."""
+    for profile in profiles:
+        if profile.default:
+            return profile
+    return profiles[0] if profiles else None
 
 
 # ---- parsing --------------------------------------------------------------------------------
@@ -312,277 +303,3 @@ def parse_profiles(raw: Sequence[Mapping] | Mapping[str, Mapping]) -> tuple[Prof
     if sum(p.default for p in profiles) > 1:
         raise ProfileError("profile_list: more than one profile has default: True; mark one")
     return tuple(profiles)
-
-
-# ---- who sees what --------------------------------------------------------------------------
-
-
-def offered_to(profile: Profile, groups: Collection[str]) -> bool:
-    return profile.allowed_groups is None or bool(profile.allowed_groups & set(groups))
-
-
-def visible_profiles(profiles: Sequence[Profile],
-                     groups: Collection[str]) -> tuple[Profile, ...]:
-    """The profiles a member of `groups` sees and may start."""
-    return tuple(p for p in profiles if offered_to(p, groups))
-
-
-def default_profile(profiles: Sequence[Profile]) -> Profile | None:
-    """The profile marked default, else the first; None when there are no profiles."""
-    for profile in profiles:
-        if profile.default:
-            return profile
-    return profiles[0] if profiles else None
-
-
-def _single(value: object) -> object:
-    if isinstance(value, list) and len(value) == 1:  # raw form data
-        return value[0]
-    return value
-
-
-def choose_profile(profiles: Sequence[Profile], user_options: Mapping[str, object] | None,
-                   groups: Collection[str] | None = None,
-                   user: str = "this user") -> Profile | None:
-    """The profile the user asked for (`{"profile": slug}`), else the default one they may use.
-
-    None when there are no profiles (the spawner's own template is used); an unknown slug is an
-    error naming the choices, never a silent fallback to another environment, and so is a
-    profile restricted to groups the user is not in (`groups` None: no restriction checked).
-    """
-    offered = tuple(profiles) if groups is None else visible_profiles(profiles, groups)
-    wanted = _single((user_options or {}).get(PROFILE_OPTION))
-    if wanted in (None, ""):
-        if profiles and not offered:
-            raise ProfileError(f"no profile of profile_list is offered to {user} (each has "
-                               "allowed_groups they are not in); ask an admin")
-        return default_profile(offered)
-    for profile in offered:
-        if profile.slug == wanted:
-            return profile
-    if any(p.slug == wanted for p in profiles):
-        raise ProfileError(f"profile {wanted!r} is not offered to {user} (only to members of "
-                           "its allowed_groups); choose one of: "
-                           f"{', '.join(repr(p.slug) for p in offered) or 'none'}")
-    choices = ", ".join(repr(p.slug) for p in offered) or "none (profile_list is empty)"
-    raise ProfileError(f"unknown profile {wanted!r}; choose one of: {choices}")
-
-
-# ---- the user's options ---------------------------------------------------------------------
-
-
-def _option_value(profile: Profile, option: ProfileOption,
-                  user_options: Mapping[str, object], suffix: str) -> str | None:
-    """The value given for `option` (+ suffix) under any of its accepted names; conflicting
-    values under two names are an error, never a silent pick."""
-    names = (f"{option.key}{suffix}", f"{FORM_PREFIX}{option.key}{suffix}",
-             f"{FORM_PREFIX}{profile.slug}--{option.key}{suffix}")
-    found: dict[str, str] = {}
-    for name in names:
-        value = _single(user_options.get(name))
-        if value is None or value == "":
-            continue
-        if not isinstance(value, str):
-            raise ProfileError(f"profile option {option.key!r}: {name} must be a string, got "
-                               f"{type(value).__name__}")
-        found[name] = value
-    if len(set(found.values())) > 1:
-        raise ProfileError(f"profile option {option.key!r}: conflicting values "
-                           f"{json.dumps(found)}; send one")
-    return next(iter(found.values()), None)
-
-
-def _with_value(value: object, text: str) -> object:
-    """`{value}` replaced by the user's text in every string (keys too), nothing else touched:
-    the result is not scanned again, and other `{placeholders}` stay for the template."""
-    if isinstance(value, str):
-        return value.replace(VALUE_PLACEHOLDER, text)
-    if isinstance(value, Mapping):
-        return {_with_value(k, text): _with_value(v, text) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_with_value(v, text) for v in value]
-    return value
-
-
-def check_unlisted(profile: Profile, option: ProfileOption, value: str) -> None:
-    where = f"profile option {option.key!r} of profile {profile.slug!r}"
-    if not option.unlisted.enabled:
-        raise ProfileError(f"{where}: takes no unlisted value (unlisted_choice is not "
-                           f"enabled); choose one of: "
-                           f"{', '.join(repr(c.key) for c in option.choices)}")
-    regex = option.unlisted.validation_regex
-    if regex and not re.fullmatch(regex, value):
-        hint = f" ({option.unlisted.validation_message})" if option.unlisted.validation_message \
-            else ""
-        raise ProfileError(f"{where}: {value!r} does not match {regex!r}{hint}")
-
-
-def select(profiles: Sequence[Profile], user_options: Mapping[str, object] | None,
-           groups: Collection[str] | None = None, user: str = "this user") -> Selection:
-    """The template, variables and overrides a spawn gets; a ProfileError naming the option
-    (or profile) otherwise. Layers apply in KubeSpawner's order: the profile, then each
-    option's choice in the profile's order."""
-    options_in = dict(user_options or {})
-    profile = choose_profile(profiles, options_in, groups, user)
-    if profile is None:
-        return Selection(None, None)
-    template = TemplateRef(profile.template_name, profile.template_namespace)
-    variables: list[tuple[str, dict[str, Any]]] = [
-        (f"profile {profile.slug!r} variables", profile.variables)]
-    overrides: list[tuple[str, dict[str, Any]]] = [
-        (f"profile {profile.slug!r} kubespawner_override", profile.overrides)]
-    chosen: dict[str, str] = {}
-    for option in profile.options:
-        where = f"profile option {option.key!r}"
-        unlisted = _option_value(profile, option, options_in, UNLISTED_SUFFIX)
-        picked = _option_value(profile, option, options_in, "")
-        if unlisted is not None and picked is not None and picked not in UNLISTED_SENTINELS:
-            raise ProfileError(f"{where}: both a choice ({picked!r}) and an unlisted value "
-                               f"({unlisted!r}); send one")
-        if unlisted is None and picked in UNLISTED_SENTINELS:
-            raise ProfileError(f"{where}: the unlisted choice was picked but no value given "
-                               f"({option.key}{UNLISTED_SUFFIX})")
-        if unlisted is not None:
-            check_unlisted(profile, option, unlisted)
-            given = dict(_with_value(option.unlisted.variables, unlisted))
-            if option.unlisted.variable:
-                given[option.unlisted.variable] = unlisted
-            variables.append((f"{where} (unlisted value)", given))
-            overrides.append((f"{where} (unlisted value) kubespawner_override",
-                              dict(_with_value(option.unlisted.overrides, unlisted))))
-            chosen[option.key] = f"unlisted:{unlisted}"
-            continue
-        if picked is None:
-            choice = option.default_choice()
-            if choice is None:
-                raise ProfileError(f"{where} of profile {profile.slug!r}: has no choices, so "
-                                   f"it needs a value ({option.key}{UNLISTED_SUFFIX})")
-        else:
-            choice = next((c for c in option.choices if c.key == picked), None)
-            if choice is None:
-                listed = ", ".join(repr(c.key) for c in option.choices) or "none"
-                other = " or an unlisted value" if option.unlisted.enabled else ""
-                raise ProfileError(f"{where} of profile {profile.slug!r}: unknown choice "
-                                   f"{picked!r}; choose one of: {listed}{other}")
-        variables.append((f"{where} choice {choice.key!r}", choice.variables))
-        overrides.append((f"{where} choice {choice.key!r} kubespawner_override",
-                          choice.overrides))
-        if choice.template is not None:
-            template = TemplateRef(choice.template.name,
-                                   choice.template.namespace or template.namespace)
-        chosen[option.key] = choice.key
-    return Selection(profile, template, tuple(variables),
-                     tuple((w, o) for w, o in overrides if o), chosen)
-
-
-# ---- the spawn page -------------------------------------------------------------------------
-
-
-def kubespawner_shaped(profiles: Sequence[Profile]) -> list[dict[str, Any]]:
-    """The profiles as KubeSpawner's initialized profile_list (JSON-safe), for a Jinja2
-    `profile_form_template` (jupyterhub-fancy-profiles reads `profile_list|tojson`): every
-    option has its default choice marked and an `unlisted_choice` dict, one profile is
-    default. Variables and overrides stay out: the page needs none of them."""
-    chosen = default_profile(profiles)
-    shaped: list[dict[str, Any]] = []
-    for profile in profiles:
-        options: dict[str, Any] = {}
-        for option in profile.options:
-            default = option.default_choice()
-            unlisted = option.unlisted
-            options[option.key] = {
-                "display_name": option.display_name,
-                "choices": {c.key: {"display_name": c.display_name,
-                                    "description": c.description, "default": c is default}
-                            for c in option.choices},
-                "unlisted_choice": {
-                    "enabled": unlisted.enabled, "display_name": unlisted.display_name,
-                    "display_name_in_choices": unlisted.display_name_in_choices,
-                    "validation_regex": unlisted.validation_regex or "",
-                    "validation_message": unlisted.validation_message}}
-        shaped.append({"slug": profile.slug, "display_name": profile.display_name,
-                       "description": profile.description, "default": profile is chosen,
-                       "profile_options": options})
-    return shaped
-
-
-def _option_html(profile: Profile, option: ProfileOption,
-                 saved: Mapping[str, object]) -> str:
-    esc = lambda text: html.escape(str(text), quote=True)  # noqa: E731
-    field_name = f"{FORM_PREFIX}{profile.slug}--{option.key}"
-    try:
-        saved_unlisted = _option_value(profile, option, saved, UNLISTED_SUFFIX) or ""
-        saved_choice = _option_value(profile, option, saved, "")
-    except ProfileError:  # last time's options no longer fit: show the defaults
-        saved_unlisted, saved_choice = "", None
-    default = option.default_choice()
-    rows = []
-    for choice in option.choices:
-        selected = (not saved_unlisted and (saved_choice == choice.key or (
-            saved_choice is None and choice is default)))
-        rows.append(f"<option value='{esc(choice.key)}'{' selected' if selected else ''}>"
-                    f"{esc(choice.display_name)}</option>")
-    unlisted = option.unlisted
-    other = ""
-    if unlisted.enabled:
-        picked = bool(saved_unlisted) or not option.choices
-        rows.append(f"<option value='unlisted-choice'{' selected' if picked else ''}>"
-                    f"{esc(unlisted.display_name_in_choices)}</option>")
-        pattern = (f" pattern='{esc(unlisted.validation_regex)}'"
-                   if unlisted.validation_regex else "")
-        other = (f"<label for='{esc(field_name)}{UNLISTED_SUFFIX}'>"
-                 f"{esc(unlisted.display_name or option.display_name)}</label>"
-                 f"<input class='form-control' name='{esc(field_name)}{UNLISTED_SUFFIX}' "
-                 f"id='{esc(field_name)}{UNLISTED_SUFFIX}' value='{esc(saved_unlisted)}'"
-                 f"{pattern} title='{esc(unlisted.validation_message)}'/>")
-    return (f"<div class='jupyternetes-option'><label for='{esc(field_name)}'>"
-            f"{esc(option.display_name)}</label><select class='form-control' "
-            f"name='{esc(field_name)}' id='{esc(field_name)}'>{''.join(rows)}</select>"
-            f"{other}</div>")
-
-
-def options_form_html(profiles: Sequence[Profile],
-                      saved: Mapping[str, object] | None = None) -> str:
-    """Radio buttons (and each profile's options) the hub shows on its spawn page; empty when
-    there is nothing to choose. Works without JavaScript: a select's "Other" is used only when
-    its text field is filled (`options_from_form`). `saved`: the user's last options."""
-    saved = saved or {}
-    if len(profiles) < 2 and not any(p.options for p in profiles):
-        return ""
-    wanted = _single(saved.get(PROFILE_OPTION))
-    chosen = next((p for p in profiles if p.slug == wanted), None) or default_profile(profiles)
-    rows = []
-    for profile in profiles:
-        slug = html.escape(profile.slug, quote=True)
-        checked = " checked" if profile is chosen else ""
-        description = (f"<div class='description'>{html.escape(profile.description)}</div>"
-                       if profile.description else "")
-        options = "".join(_option_html(profile, option, saved if profile is chosen else {})
-                          for option in profile.options)
-        rows.append(
-            f"<label for='profile-{slug}' class='form-control input-group'>"
-            f"<input type='radio' name='{PROFILE_OPTION}' id='profile-{slug}' value='{slug}'"
-            f"{checked}/> <strong>{html.escape(profile.display_name)}</strong>{description}"
-            f"{options}</label>")
-    return "<div class='jupyternetes-profiles'>" + "".join(rows) + "</div>"
-
-
-def options_from_form(form_data: Mapping[str, Sequence[str]]) -> dict[str, str]:
-    """`user_options` from the spawn page's form data (each field arrives as a list), as
-    KubeSpawner makes them: `profile`, and `<option>` / `<option>--unlisted-choice` from the
-    chosen profile's `profile-option-<slug>--...` fields. Empty fields are dropped; "Other"
-    with a filled text field is the text; `select` refuses "Other" with no text, and a listed
-    choice with text. Other fields are ignored."""
-    values = form_data.get(PROFILE_OPTION) or []
-    if not values or not values[0]:
-        return {}
-    slug = values[0]
-    options: dict[str, str] = {PROFILE_OPTION: slug}
-    prefix = f"{FORM_PREFIX}{slug}--"
-    for name, given in form_data.items():
-        if name.startswith(prefix) and given and given[0] != "":
-            options[name[len(prefix):]] = given[0]
-    for name in [k for k in options if k.endswith(UNLISTED_SUFFIX)]:
-        if options.get(name[:-len(UNLISTED_SUFFIX)]) in UNLISTED_SENTINELS:
-            options.pop(name[:-len(UNLISTED_SUFFIX)])  # the select said "Other": the text
-    return options

@@ -41,6 +41,7 @@ from jupyternetes.spawner import (
     manifests,
     names,
     namespaces,
+    profileform,
     profiles,
     progress,
     serverobjects,
@@ -51,6 +52,7 @@ from jupyternetes.spawner import (
 )
 from jupyternetes.spawner.cluster import SharedCluster
 from jupyternetes.spawner.config import JupyternetesSpawnerConfig
+from jupyternetes.spawner.selection import Selection, select, visible_profiles
 
 # Re-check the cache at least this often while waiting, in case a watch event was lost.
 RECHECK_SECONDS = 5.0
@@ -76,7 +78,7 @@ class JupyternetesSpawner(JupyternetesSpawnerConfig, Spawner):
 
     @default("options_from_form")
     def _default_options_from_form(self) -> Any:
-        return profiles.options_from_form
+        return profileform.options_from_form
 
     @default("apply_user_options")
     def _default_apply_user_options(self) -> Any:
@@ -101,16 +103,16 @@ class JupyternetesSpawner(JupyternetesSpawnerConfig, Spawner):
     def _groups(self) -> list[str]:
         return [group.name for group in getattr(self.user, "groups", None) or []]
 
-    async def _selection(self) -> profiles.Selection:
-        return profiles.select(await self._profiles(), self.user_options, self._groups(),
-                               self.user.name)
+    async def _selection(self) -> Selection:
+        return select(await self._profiles(), self.user_options, self._groups(),
+                      self.user.name)
 
     async def _check_user_options(self, user_options: dict) -> None:
         """The hub's apply_user_options hook: a choice that does not fit fails the spawn
         request with 400 and the reason, before the hub starts anything."""
         try:
-            chosen = profiles.select(await self._profiles(), user_options, self._groups(),
-                                     self.user.name)
+            chosen = select(await self._profiles(), user_options, self._groups(),
+                            self.user.name)
             # An unlisted value may land in a typed trait (`mem_limit: "{value}"`).
             traitvars.effective({t: getattr(self, t) for t in traitvars.TRAITS}, [
                 (where, {k: v for k, v in layer.items() if not callable(v)})
@@ -119,12 +121,12 @@ class JupyternetesSpawner(JupyternetesSpawnerConfig, Spawner):
             raise web.HTTPError(400, "%s", str(exc)) from exc
 
     async def _profile_form(self, spawner: Spawner) -> str:
-        offered = profiles.visible_profiles(await self._profiles(), self._groups())
+        offered = visible_profiles(await self._profiles(), self._groups())
         if self.profile_form_template or self.additional_profile_form_template_paths:
             return formtemplate.render_form(
                 self.profile_form_template, self.additional_profile_form_template_paths,
-                profiles.kubespawner_shaped(offered), self.user_options or {})
-        return profiles.options_form_html(offered, self.user_options)
+                profileform.kubespawner_shaped(offered), self.user_options or {})
+        return profileform.options_form_html(offered, self.user_options)
 
     def _spawn_failure(self, message: str, reason: str) -> SpawnException:
         return SpawnException(message, reason=f"jupyternetes-{reason}", status_code=500)
@@ -192,12 +194,12 @@ class JupyternetesSpawner(JupyternetesSpawnerConfig, Spawner):
 
     # ---- start ------------------------------------------------------------------------------
 
-    async def instance_variables(self, selection: profiles.Selection | None) -> dict[str, str]:
+    async def instance_variables(self, selection: Selection | None) -> dict[str, str]:
         facts = variables.SpawnFacts(
             user_name=self.user.name, user_id=self.user.id, server_name=self.name or "",
             oauth_client_id=self.oauth_client_id, hub_namespace=self.hub_namespace,
             instance_name=self.instance_name, instance_namespace=self.namespace)
-        selection = selection or profiles.Selection(None, None)
+        selection = selection or Selection(None, None)
         overrides = []
         for where, layer in selection.override_layers:  # KubeSpawner allows callables here
             overrides.append((where, {k: await _maybe_await(v(self)) if callable(v) else v

@@ -9,14 +9,14 @@ from pathlib import Path
 
 import jupyterhub_fancy_profiles as fancy
 
-from jupyternetes.spawner import formtemplate, profiles
+from jupyternetes.spawner import formtemplate, profileform, profiles, selection
 from tests.unit.test_spawner_profiles import PROFILES
 
 
 def test_fancy_profiles_form_gets_kubespawners_profile_list() -> None:
-    offered = profiles.visible_profiles(profiles.parse_profiles(PROFILES), [])
+    offered = selection.visible_profiles(profiles.parse_profiles(PROFILES), [])
     page = formtemplate.render_form("", fancy.TEMPLATE_PATHS,
-                                    profiles.kubespawner_shaped(offered), {"profile": "gpu"})
+                                    profileform.kubespawner_shaped(offered), {"profile": "gpu"})
     match = re.search(r"window\.profileList = (.*?);\n", page)
     assert match, page[:500]
     shown = json.loads(match.group(1))
@@ -37,6 +37,6 @@ def test_fancy_profiles_script_posts_the_fields_options_from_form_reads() -> Non
     assert 'value: "unlisted_choice"' in script
     posted = {"profile": ["gpu"], "profile-option-gpu--image": ["unlisted_choice"],
               "profile-option-gpu--image--unlisted-choice": ["jupyter/me:1"]}
-    options = profiles.options_from_form(posted)
-    chosen = profiles.select(profiles.parse_profiles(PROFILES), options)
+    options = profileform.options_from_form(posted)
+    chosen = selection.select(profiles.parse_profiles(PROFILES), options)
     assert chosen.chosen["image"] == "unlisted:jupyter/me:1"

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from jupyternetes.spawner.profiles import (
-    ProfileError,
-    Selection,
-    TemplateRef,
-    choose_profile,
+from jupyternetes.spawner.profileform import (
     kubespawner_shaped,
     options_form_html,
     options_from_form,
-    parse_profiles,
+)
+from jupyternetes.spawner.profiles import ProfileError, TemplateRef, parse_profiles
+from jupyternetes.spawner.selection import (
+    Selection,
+    choose_profile,
     select,
     visible_profiles,
 )
