@@ -3,6 +3,7 @@
 - spawner: JupyternetesSpawner, the JupyterHub 6.x Spawner API (needs `jupyterhub`)
 - config: its traits (`c.JupyternetesSpawner.*`) and changed Spawner defaults, a base class
 - cluster: the hub process's one view of the cluster (shared client, one watch per collection)
+- apicalls: the hub's blocking API calls in a namespace (instances, Secrets, pods, PVCs)
 - manifests: the instance and its `<instance>-hub` token Secret (pure)
 - variables: the variables a spawn sends, and the token Secret's data (pure)
 - profiles: profile_list's model and parser, each profile naming a template (pure)
@@ -21,8 +22,8 @@
 - stopping: delete an instance and wait for its pods, deleting them itself with no operator
 - tokenshare: the server's token as two one-time-pad halves, across hub restarts (pure)
 
-Only `spawner`, `cluster` and `namespaces` need `jupyterhub`/a cluster; nothing here imports the
-controller or the engine, so a hub image needs no Pulumi SDK.
+Only `spawner`, `cluster`, `apicalls` and `namespaces` need `jupyterhub`/a cluster; nothing
+here imports the controller or the engine, so a hub image needs no Pulumi SDK.
 """
 
 from __future__ import annotations

@@ -23,16 +23,16 @@ from kubernetes.client.exceptions import ApiException
 
 from jupyternetes.crd.definitions import API_VERSION, GROUP, INSTANCE_KIND, INSTANCE_PLURAL, VERSION
 from jupyternetes.crd.labels import LABEL_INSTANCE, MANAGED_SELECTOR
-from jupyternetes.kube.client import MERGE_PATCH, Kube, api_client
+from jupyternetes.kube.client import Kube, api_client
 from jupyternetes.kube.errors import KubeError, WatchExpired, api_message, to_kube_error
 from jupyternetes.kube.informer import DELETED, KubeSource, ListWatcher
 from jupyternetes.kube.listwatch import WatchStream, watch_kwargs
 from jupyternetes.spawner import events
+from jupyternetes.spawner.apicalls import FIELD_MANAGER, NamespaceCalls
 from jupyternetes.spawner.manifests import SPAWNER_SELECTOR
 
 log = logging.getLogger(__name__)
 
-FIELD_MANAGER = "jupyternetes-spawner"
 WATCH_TIMEOUT = 240
 OPTIONAL_SYNC_SECONDS = 5.0
 
@@ -48,8 +48,8 @@ class _CachedNames:
         return isinstance(name, str) and self.watcher.get(self.prefix + name) is not None
 
 
-class SharedCluster:
-    """Watch caches and API calls for the hub's instances in one namespace."""
+class SharedCluster(NamespaceCalls):
+    """Watch caches and API calls (`NamespaceCalls`) for the hub's instances in one namespace."""
 
     _shared: dict[tuple, SharedCluster] = {}
     _shared_lock = threading.Lock()
@@ -67,8 +67,7 @@ class SharedCluster:
             return cluster
 
     def __init__(self, namespace: str, kube: Kube, workers: int = 8) -> None:
-        self.namespace = namespace
-        self.kube = kube
+        super().__init__(namespace, kube)
         self.executor = ThreadPoolExecutor(max_workers=workers,
                                            thread_name_prefix="jupyternetes-api")
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -227,108 +226,6 @@ class SharedCluster:
                   if (e.get("involvedObject") or {}).get("uid") in pod_uids]
         return found
 
-    # ---- API calls (blocking; run through `call`) --------------------------------------------
-
-    def get_instance(self, name: str) -> dict | None:
-        return self.kube.get_instance(self.namespace, name)
-
-    def create_instance(self, body: dict) -> dict:
-        try:
-            return self.kube.custom.create_namespaced_custom_object(
-                GROUP, VERSION, self.namespace, INSTANCE_PLURAL, body,
-                field_manager=FIELD_MANAGER)
-        except ApiException as exc:
-            raise to_kube_error(exc, f"create instance {self.namespace}/"
-                                     f"{body['metadata']['name']}") from exc
-
-    def delete_instance(self, name: str, uid: str | None = None) -> bool:
-        """Delete (only the object with that `uid`, when given); False when it was not there
-        (or is another object of the same name)."""
-        try:
-            self.kube.custom.delete_namespaced_custom_object(
-                GROUP, VERSION, self.namespace, INSTANCE_PLURAL, name,
-                body=_preconditions(uid))
-            return True
-        except ApiException as exc:
-            if exc.status == 404 or (uid and exc.status == 409):
-                return False
-            raise to_kube_error(exc, f"delete instance {self.namespace}/{name}") from exc
-
-    def delete_secret(self, name: str, uid: str | None = None) -> bool:
-        """Delete (only the object with that `uid`, when given); False when it was not there
-        (or is another object of the same name)."""
-        try:
-            self.kube.core.delete_namespaced_secret(name, self.namespace,
-                                                    body=_preconditions(uid))
-            return True
-        except ApiException as exc:
-            if exc.status == 404 or (uid and exc.status == 409):
-                return False
-            raise to_kube_error(exc, f"delete secret {self.namespace}/{name}") from exc
-
-    def delete_pod(self, name: str, uid: str | None = None) -> bool:
-        """Delete a pod (only the one with that `uid`, when given); False when it was gone."""
-        try:
-            self.kube.core.delete_namespaced_pod(name, self.namespace, body=_preconditions(uid),
-                                                 _preload_content=False)
-            return True
-        except ApiException as exc:
-            if exc.status == 404 or (uid and exc.status == 409):
-                return False
-            raise to_kube_error(exc, f"delete pod {self.namespace}/{name}") from exc
-
-    def replace_secret(self, body: dict) -> dict:
-        """Delete any Secret of that name (it may belong to an older instance and be garbage
-        collected with it), then create this one."""
-        name = body["metadata"]["name"]
-        try:
-            self.kube.core.delete_namespaced_secret(name, self.namespace)
-        except ApiException as exc:
-            if exc.status != 404:
-                raise to_kube_error(exc, f"delete secret {self.namespace}/{name}") from exc
-        try:
-            resp = self.kube.core.create_namespaced_secret(self.namespace, body,
-                                                           _preload_content=False)
-            return json.loads(resp.data)
-        except ApiException as exc:
-            raise to_kube_error(exc, f"create secret {self.namespace}/{name}") from exc
-
-    def patch_secret(self, name: str, patch: dict) -> None:
-        try:
-            self.kube.core.patch_namespaced_secret(name, self.namespace, patch,
-                                                   _content_type=MERGE_PATCH,
-                                                   _preload_content=False)
-        except ApiException as exc:
-            raise to_kube_error(exc, f"patch secret {self.namespace}/{name}") from exc
-
-    def list_pods(self, name: str) -> list[dict]:
-        items, _ = self.kube.list_pods(self.namespace, f"{LABEL_INSTANCE}={name}")
-        return items
-
-    def list_pvcs(self, selector: str) -> list[dict]:
-        """The PVCs matching `selector`, read from the apiserver (not the cache)."""
-        try:
-            resp = self.kube.core.list_namespaced_persistent_volume_claim(
-                self.namespace, label_selector=selector, _preload_content=False)
-        except ApiException as exc:
-            raise to_kube_error(exc, f"list PVCs {selector} in {self.namespace}") from exc
-        return list(json.loads(resp.data).get("items") or [])
-
-    def delete_pvc(self, name: str) -> None:
-        try:
-            self.kube.core.delete_namespaced_persistent_volume_claim(name, self.namespace)
-        except ApiException as exc:
-            if exc.status != 404:
-                raise to_kube_error(exc, f"delete PVC {self.namespace}/{name}") from exc
-
-    def patch_pvc(self, name: str, patch: dict) -> None:
-        try:
-            self.kube.core.patch_namespaced_persistent_volume_claim(
-                name, self.namespace, patch, _content_type=MERGE_PATCH, _preload_content=False)
-        except ApiException as exc:
-            if exc.status != 404:
-                raise to_kube_error(exc, f"patch PVC {self.namespace}/{name}") from exc
-
     # ---- sources for the watches ------------------------------------------------------------
 
     def _custom_source(self, plural: str, selector: str) -> KubeSource:
@@ -385,9 +282,3 @@ class SharedCluster:
             return WatchStream(resp, f"watch {what}")
 
         return KubeSource(list_fn, watch_fn)
-
-
-def _preconditions(uid: str | None) -> dict | None:
-    """DeleteOptions that make a delete miss (409) any other object of the same name."""
-    return {"apiVersion": "v1", "kind": "DeleteOptions",
-            "preconditions": {"uid": uid}} if uid else None
