@@ -44,7 +44,8 @@ def unchanged(obj: Mapping[str, Any], tpl_obj: Mapping[str, Any] | None, *,
               template_rollout: str, get_secret: secretvars.SecretGetter,
               pod_lookup: PodLookup, now: str, key: str = "",
               memo: RenderMemo | None = None,
-              trust_policy: trust.TrustPolicy | None = None) -> bool:
+              trust_policy: trust.TrustPolicy | None = None,
+              revision: int | None = None) -> bool:
     """True when reconciling `obj` (with template `tpl_obj`) would change nothing (module doc).
     Masks the instance's secret values like the full path does (they may be logged later).
     `memo` (by instance `key`) saves the render and hash of an instance seen before."""
@@ -76,6 +77,8 @@ def unchanged(obj: Mapping[str, Any], tpl_obj: Mapping[str, Any] | None, *,
     OPERATOR_LOG_MASK.set(key, secretvars.secret_values(instance, secret_names))
     secrets_digest = secretvars.variables_digest(secret_vars) if instance.secret_refs else None
     memo_key = render_key(obj, tpl_obj, secrets_digest, secret_names, settings_fingerprint)
+    if memo_key is not None:
+        memo_key = (*memo_key, revision)  # a pinned or staged instance renders a revision
     known = memo.get(key, memo_key) if memo is not None and memo_key is not None else None
     if known is not None:
         digest, expected = known

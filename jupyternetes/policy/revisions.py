@@ -170,3 +170,49 @@ def pinned(instance_obj: Mapping[str, Any]) -> int | None:
         value = int(value.strip())
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 \
         else None
+
+
+# ---- which revision an instance renders -------------------------------------------------------
+
+STAGED = "staged"
+# Written by the operator's staged rollout on an instance: the revision it moves to, and when.
+ROLLOUT_REVISION = f"{LABEL_PREFIX}/rollout-revision"
+ROLLOUT_MOVED_AT = f"{LABEL_PREFIX}/rollout-moved-at"
+
+
+def _number(value: Any) -> int | None:
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 \
+        else None
+
+
+def strategy_of(tpl_obj: Mapping[str, Any], default: str) -> str:
+    """The template's spec.rollout.strategy, else the operator's --template-rollout."""
+    rollout = (tpl_obj.get("spec") or {}).get("rollout") or {}
+    strategy = rollout.get("strategy") if isinstance(rollout, Mapping) else None
+    return strategy if isinstance(strategy, str) and strategy else default
+
+
+def wanted(instance_obj: Mapping[str, Any], tpl_obj: Mapping[str, Any],
+           strategy: str) -> tuple[int | None, str]:
+    """(revision to render, why): "pinned"; under `staged` "moved" (the rollout moved it),
+    "running" (it keeps the revision it runs), "stable" (a server that starts mid-rollout gets
+    the last revision rolled out); (None, "current"): the template as it is now."""
+    pin = pinned(instance_obj)
+    if pin is not None:
+        return pin, "pinned"
+    if strategy != STAGED:
+        return None, "current"
+    moved = _number(annotations_of(instance_obj).get(ROLLOUT_REVISION))
+    if moved is not None:
+        return moved, "moved"
+    status = instance_obj.get("status") or {}
+    runs = _number(status.get("templateRevision"))
+    stack = status.get("stack") or {}
+    if runs is not None and (stack.get("lastUpdate") or {}).get("result") == "succeeded":
+        return runs, "running"
+    stable = _number(((tpl_obj.get("status") or {}).get("rollout") or {}).get("stableRevision"))
+    if stable is not None:
+        return stable, "stable"
+    return None, "current"
