@@ -29,6 +29,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from jupyternetes.controller.status import mirror_patch
+from jupyternetes.crd.conditions import TEMPLATE_CURRENT, says
 from jupyternetes.crd.model import Instance, ModelError, Template
 from jupyternetes.engine.masking import OPERATOR_LOG_MASK
 from jupyternetes.policy import rollout, trust
@@ -45,7 +46,8 @@ def unchanged(obj: Mapping[str, Any], tpl_obj: Mapping[str, Any] | None, *,
               pod_lookup: PodLookup, now: str, key: str = "",
               memo: RenderMemo | None = None,
               trust_policy: trust.TrustPolicy | None = None,
-              revision: int | None = None) -> bool:
+              revision: int | None = None,
+              behind: tuple[str, str] | None = None) -> bool:
     """True when reconciling `obj` (with template `tpl_obj`) would change nothing (module doc).
     Masks the instance's secret values like the full path does (they may be logged later).
     `memo` (by instance `key`) saves the render and hash of an instance seen before."""
@@ -99,8 +101,11 @@ def unchanged(obj: Mapping[str, Any], tpl_obj: Mapping[str, Any] | None, *,
     pods = {name: pod_lookup(namespace, name) for _, namespace, name in expected}
     if any(pod is None for pod in pods.values()):
         return False  # the cache may lag a new pod: the full path asks the apiserver
-    if rollout.template_current(status, tpl_ns, tpl_name, rollout.template_generation(tpl_obj),
-                                generation, now, only_if_not_true=True) is not None:
+    if behind is not None:
+        if not says(status, TEMPLATE_CURRENT, "False", *behind):
+            return False
+    elif rollout.template_current(status, tpl_ns, tpl_name, rollout.template_generation(tpl_obj),
+                                  generation, now, only_if_not_true=True) is not None:
         return False
     return not mirror_patch(status, expected, pods, generation, None, now)  # type: ignore[arg-type]
 

@@ -48,7 +48,13 @@ from jupyternetes.controller.status import (
     success_patch,
     summary_text,
 )
-from jupyternetes.crd.conditions import SUCCEEDED, find_condition, stack_is_up
+from jupyternetes.crd.conditions import (
+    SUCCEEDED,
+    TEMPLATE_CURRENT,
+    condition,
+    find_condition,
+    stack_is_up,
+)
 from jupyternetes.crd.labels import FINALIZER
 from jupyternetes.crd.model import Instance, ModelError, Template
 from jupyternetes.crd.naming import stack_name
@@ -110,6 +116,9 @@ class AtRevision:
     number: int | None
     mode: str
     problem: str = ""
+    # (reason, message) of TemplateCurrent=False: a revision other than the template's current
+    # one (pinned, or kept while a staged rollout has not moved it yet).
+    behind: tuple[str, str] | None = None
 
 
 PodLookup = Callable[[str, str], dict | None]
@@ -196,7 +205,7 @@ class Reconciler:
             settings_fingerprint=config.settings_fingerprint,
             template_rollout=at.mode, get_secret=self.kube.get_secret,
             trust_policy=config.trust_policy, pod_lookup=self.pod_lookup, now=self.clock(),
-            key=key, memo=self.render_memo, revision=at.number)
+            key=key, memo=self.render_memo, revision=at.number, behind=at.behind)
 
     def _at_revision(self, obj: Mapping[str, Any], tpl_obj: dict,
                      cached: bool = False) -> AtRevision:
@@ -208,9 +217,10 @@ class Reconciler:
         if self.revisions is None:
             return AtRevision(tpl_obj, None, mode)
         number, why = revisions.wanted(obj, tpl_obj, strategy)
+        # Records the template's current content (a revision per edit) on the full path.
+        current = (self.revisions.cached_current(tpl_obj) if cached
+                   else self.revisions.current(tpl_obj))
         if number is None:
-            current = (self.revisions.cached_current(tpl_obj) if cached
-                       else self.revisions.current(tpl_obj))
             return AtRevision(tpl_obj, current, mode,
                               "not recorded yet" if cached and current is None else "")
         # What an admin or the rollout asked for is applied now; kept/stable ones hold.
@@ -229,9 +239,18 @@ class Reconciler:
                               f"(pruned by revisionHistoryLimit, or never made): `jupyternetes "
                               f"history {ref}` lists the revisions kept; pin one of those or "
                               f"remove the pin")
-        if why != "pinned" and revisions.hash_of(found) == revisions.spec_hash(tpl_obj):
+        if revisions.hash_of(found) == revisions.spec_hash(tpl_obj):
             return AtRevision(tpl_obj, number, mode)
-        return AtRevision(revisions.template_at(tpl_obj, found), number, mode)
+        meta = tpl_obj.get("metadata") or {}
+        ref = f"{meta.get('namespace')}/{meta.get('name')}"
+        behind = (("Pinned", f"pinned to revision {number} of template {ref}, which renders "
+                             "something else now; `jupyternetes rollback --clear` follows the "
+                             "template again")
+                  if why == "pinned" else
+                  ("RolloutPending", f"runs revision {number} of template {ref}; a staged "
+                                     f"rollout moves it to the current one in its turn "
+                                     f"(`jupyternetes rollout status {ref}`)"))
+        return AtRevision(revisions.template_at(tpl_obj, found), number, mode, behind=behind)
 
     # ---- apply ------------------------------------------------------------------------------
 
@@ -336,9 +355,11 @@ class Reconciler:
             pods = self._live_pods([(ns, name) for _, ns, name in expected], confirm=True)
             missing = [name for _, _, name in expected if pods.get(name) is None]
             if not missing:
-                current = (rollout.template_current(status, tpl_ns, tpl_name, tpl_generation,
-                                                    generation, self.clock(),
-                                                    only_if_not_true=True)
+                current = ((rollout.kept_running(status, *at.behind, generation, self.clock())
+                            if at.behind else
+                            rollout.template_current(status, tpl_ns, tpl_name, tpl_generation,
+                                                     generation, self.clock(),
+                                                     only_if_not_true=True))
                            if plan.same_render else
                            rollout.template_changed(status, key, tpl_ns, tpl_name,
                                                     tpl_generation, generation, self.clock()))
@@ -358,7 +379,7 @@ class Reconciler:
         return self._up(obj, instance, status, rendered, digest, failures,
                         refresh=drift or first_up, drift=drift,
                         template_gen=tpl_generation, secret_names=secret_names,
-                        secrets_digest=secrets_digest, revision=at.number)
+                        secrets_digest=secrets_digest, revision=at.number, behind=at.behind)
 
     # ---- outcomes without an engine call ----------------------------------------------------
 
@@ -418,7 +439,8 @@ class Reconciler:
             digest: str, failures: int, refresh: bool, drift: bool = False,
             template_gen: int | None = None,
             secret_names: frozenset[str] | None = None,
-            secrets_digest: str | None = None, revision: int | None = None) -> Result:
+            secrets_digest: str | None = None, revision: int | None = None,
+            behind: tuple[str, str] | None = None) -> Result:
         key = key_of(instance.namespace, instance.name)
         generation = instance.generation
         stack = stack_name(instance.namespace, instance.name)
@@ -455,7 +477,9 @@ class Reconciler:
             patch = success_patch(
                 rendered, result, stack=stack, generation=generation, digest=digest,
                 conditions=conditions, pods=current_pods(pods, result.outputs or {}),
-                template_current=rollout.template_current(
+                template_current=condition(
+                    TEMPLATE_CURRENT, False, *behind, generation, conditions, now)
+                if behind else rollout.template_current(
                     {"conditions": conditions}, instance.template_namespace,
                     instance.template.name, template_gen, generation, now),
                 template_gen=template_gen, previous_update=previous_update,

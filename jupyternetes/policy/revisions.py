@@ -4,8 +4,9 @@ StatefulSet or a DaemonSet keeps its history.
 
 - What renders: the template's `pods`, `pvcs` and `otherResources`. Edits of anything else
   (`allowedNamespaces`, `rollout`, labels) are no new revision.
-- A revision's name is `<template>-<hash>` (the hash of what renders), so the same content is
-  the same object whoever records it first; its number is one more than the highest kept.
+- A revision's name is `<template>-<hash>` (of the template's uid and what renders), so the
+  same content is the same object whoever records it first; its number is one more than the
+  highest kept.
   Going back to earlier content (`rollout undo`) finds that revision again: its number stays.
 - A revision says who made the edit and when: the managed-fields manager that last wrote the
   template's spec, and that time.
@@ -51,9 +52,12 @@ def spec_hash(tpl_obj: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
-def revision_name(template_name: str, digest: str) -> str:
+def revision_name(template_name: str, uid: str, digest: str) -> str:
+    """`<template>-<hash of uid and content>`: a template made again under the same name
+    never collides with its predecessor's revisions (deleted by the garbage collector later)."""
     base = template_name[:253 - HASH_CHARS - 1].rstrip("-.")
-    return f"{base}-{digest[:HASH_CHARS]}"
+    suffix = hashlib.sha256(f"{uid}/{digest}".encode()).hexdigest()[:HASH_CHARS]
+    return f"{base}-{suffix}"
 
 
 def selector(template_name: str) -> str:
@@ -90,7 +94,7 @@ def revision_object(tpl_obj: Mapping[str, Any], number: int) -> dict[str, Any]:
         "apiVersion": "apps/v1",
         "kind": "ControllerRevision",
         "metadata": {
-            "name": revision_name(name, digest),
+            "name": revision_name(name, str(meta.get("uid")), digest),
             "namespace": meta.get("namespace"),
             "labels": {LABEL_TEMPLATE: label_value(name), MANAGED_BY[0]: MANAGED_BY[1]},
             "annotations": {REVISION_HASH: digest, EDITED_BY: manager, EDITED_AT: when},
