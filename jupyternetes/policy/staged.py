@@ -22,7 +22,12 @@ The rule, as an admin reads it (template `spec.rollout`, `strategy: staged`):
    while the number of unavailable ones stays within it. Servers that are not Ready anyway
    (still starting, or broken) move without counting against it: moving them cannot make
    availability worse, and it is how `undo` brings failed users back at once.
-7. Complete: every instance not pinned runs the target and is Ready; the target becomes the
+7. Blast radius: until `maxFailures` moved servers are Ready at the target (the revision is
+   proven), at most `maxFailures` minus those failed already are moved and not Ready at once
+   (servers that never ran do not count),
+   so a broken revision halts having failed at most `maxFailures` users, whatever
+   `maxUnavailable` allows.
+8. Complete: every instance not pinned runs the target and is Ready; the target becomes the
    stable revision, the one a server that starts meanwhile gets in the next rollout.
 """
 
@@ -187,7 +192,7 @@ def failures(members: Iterable[Member], target: int, deadline: float,
 
 def decide(current: int, members: Sequence[Member], strategy: Strategy, control: Control,
            state: State, now: float) -> Decision:
-    """The next step of the rollout (module doc, rules 1-7)."""
+    """The next step of the rollout (module doc, rules 1-8)."""
     # 1. Approval.
     pending = None
     target = current
@@ -208,7 +213,7 @@ def decide(current: int, members: Sequence[Member], strategy: Strategy, control:
                         message=f"halted: {len(failed)} instance(s) failed at revision "
                                 f"{target} (maxFailures {strategy.max_failures}); undo the "
                                 "rollout or fix the template", **base)
-    # 7. Complete.
+    # 8. Complete.
     if updated == len(fleet) and all(m.ready for m in fleet):
         return Decision(phase=AWAITING_APPROVAL if pending else COMPLETE,
                         failed=tuple(failed), **{**base, "stable": target},
@@ -244,6 +249,17 @@ def decide(current: int, members: Sequence[Member], strategy: Strategy, control:
         if m.ready and unavailable < budget:
             move.append(m.key)
             unavailable += 1
+    # 7. Blast radius while the revision is unproven.
+    proven = sum(1 for m in fleet if m.assigned == target and m.ready)
+    if proven < strategy.max_failures:
+        failed_keys = {key for key, _ in failed}
+        in_flight = sum(1 for m in fleet if m.assigned == target and not m.ready
+                        and m.key not in failed_keys)
+        room = max(0, strategy.max_failures - len(failed) - in_flight)
+        by_key = {m.key: m for m in fleet}
+        # A server that never ran has nothing to lose: it starts with the target whatever.
+        fresh = [k for k in move if by_key[k].runs is None and by_key[k].assigned is None]
+        move = fresh + [k for k in move if k not in fresh][:room]
     return Decision(phase=AWAITING_APPROVAL if pending else PROGRESSING, move=tuple(move),
                     failed=tuple(failed), canary_paused_at=canary_paused_at,
                     message=_waiting(pending) or f"{updated}/{len(fleet)} instance(s) at "

@@ -29,8 +29,23 @@ def fleet(n: int, runs: int | None = 1, ready: bool = True, **kw) -> list[Member
 
 
 def test_moves_at_most_max_unavailable_ready_servers():
-    d = decide(2, fleet(10), Strategy(max_unavailable="20%"), Control(), State(1, 1), 0)
+    d = decide(2, fleet(10), Strategy(max_unavailable="20%", max_failures=5), Control(),
+               State(1, 1), 0)
     assert d.phase == PROGRESSING and d.move == ("ns/u00", "ns/u01")
+
+
+def test_an_unproven_revision_reaches_at_most_max_failures_servers_at_once():
+    d = decide(2, fleet(30), Strategy(max_unavailable="20%", max_failures=3), Control(),
+               State(1, 1), 0)
+    assert len(d.move) == 3
+    moved = [Member(m.key, runs=1, assigned=2, moved_at=0, ready=False)
+             if m.key in d.move else m for m in fleet(30)]
+    assert decide(2, moved, Strategy(max_unavailable="20%", max_failures=3), Control(),
+                  State(2, 1), 1).move == ()
+    proven = [Member(m.key, runs=2, assigned=2, ready=True) if m.key in d.move else m
+              for m in fleet(30)]
+    assert len(decide(2, proven, Strategy(max_unavailable="20%", max_failures=3), Control(),
+                      State(2, 1), 1).move) == 6  # proven: maxUnavailable alone
 
 
 def test_servers_not_ready_move_without_counting():
@@ -73,7 +88,7 @@ def test_paused_moves_nothing():
 def test_canary_by_label_first_then_pause_until_resume():
     members = [Member(f"ns/u{i}", runs=1, ready=True,
                       labels={"canary": "yes"} if i < 2 else {}) for i in range(6)]
-    strategy = Strategy(max_unavailable=5, canary_selector={"canary": "yes"})
+    strategy = Strategy(max_unavailable=5, max_failures=5, canary_selector={"canary": "yes"})
     d = decide(2, members, strategy, Control(), State(1, 1), 0)
     assert d.move == ("ns/u0", "ns/u1")
     moved = [Member(m.key, runs=2, assigned=2, ready=True, labels=m.labels)
@@ -86,7 +101,8 @@ def test_canary_by_label_first_then_pause_until_resume():
 
 def test_canary_pause_ends_after_pause_seconds():
     members = [Member("ns/c", runs=2, assigned=2, ready=True, labels={"c": "1"}), *fleet(3)]
-    strategy = Strategy(max_unavailable=5, canary_selector={"c": "1"}, pause_seconds=60)
+    strategy = Strategy(max_unavailable=5, max_failures=5, canary_selector={"c": "1"},
+                        pause_seconds=60)
     assert decide(2, members, strategy, Control(), State(2, 1, 0), 59).phase == CANARY_PAUSED
     assert decide(2, members, strategy, Control(), State(2, 1, 0), 60).move == (
         "ns/u00", "ns/u01", "ns/u02")
@@ -176,6 +192,14 @@ def test_properties_of_every_decision(members, strategy, control, state, now):
     unavailable_before = sum(1 for m in fleet if not m.ready)
     ready_moved = sum(1 for m in moved if m.ready)
     assert ready_moved == 0 or unavailable_before + ready_moved <= budget
+    # An unproven revision: at most maxFailures running servers exposed at once.
+    failed_keys = {k for k, _ in d.failed}
+    if sum(1 for m in fleet if m.assigned == d.target and m.ready) < strategy.max_failures:
+        exposed = sum(1 for m in fleet if m.assigned == d.target and not m.ready
+                      and m.key not in failed_keys)
+        running_moved = sum(1 for m in moved if m.runs is not None or m.assigned is not None)
+        assert running_moved == 0 or (
+            exposed + running_moved + len(d.failed) <= strategy.max_failures)
     # Complete only when every instance not pinned runs the target and is Ready.
     if d.phase == COMPLETE:
         assert all(m.at(d.target) and m.ready for m in fleet) and d.stable == d.target
