@@ -189,24 +189,21 @@ def pending_preview(tpl_obj: Mapping[str, Any], store: Any, pending: int,
                     get_secret: Callable[[str, str], dict | None],
                     policy: Any) -> dict[str, Any] | None:
     """The fleet preview (admin/fleet.py, the classifier `jupyternetes preview --template`
-    uses) of moving the instances from what they run to revision `pending`: counts per outcome
-    and the instances whose render fails, for the admin to approve what they saw. An instance
-    runs what its revision renders (status.templateRevision), so the baseline is that render."""
+    uses) of moving the instances from what they run to revision `pending` (a pinned one stays
+    at its pin): counts per outcome and the instances whose render fails, for the admin to
+    approve what they saw. An instance runs what its revision renders
+    (status.templateRevision), so the baseline is that render."""
     from jupyternetes.admin import fleet
     from jupyternetes.admin.fleetpreview import plan_fleet
     from jupyternetes.crd.model import Template
 
     meta = tpl_obj.get("metadata") or {}
     ref = f"{meta.get('namespace')}/{meta.get('name')}"
-    proposed_rev = store.revision(tpl_obj, pending)
-    if proposed_rev is None:
-        return None
-    proposed = Template.from_dict(revisions.template_at(tpl_obj, proposed_rev), ref)
-    by_revision: dict[int | None, list[dict[str, Any]]] = {}
+    groups: dict[tuple[int | None, int], list[dict[str, Any]]] = {}
     for obj in instances:
         runs = _number((obj.get("status") or {}).get("templateRevision"))
-        by_revision.setdefault(runs, []).append(dict(obj))
-    summary = fleet.FleetSummary(ref)
+        goes = revisions.pinned(obj) or pending
+        groups.setdefault((runs, goes), []).append(dict(obj))
     secrets: dict[tuple[str, str], Any] = {}
     for obj in instances:
         ns = (obj.get("metadata") or {}).get("namespace") or "default"
@@ -214,19 +211,25 @@ def pending_preview(tpl_obj: Mapping[str, Any], store: Any, pending: int,
             name = ((item or {}).get("secretRef") or {}).get("name")
             if name and (ns, name) not in secrets:
                 secrets[(ns, name)] = get_secret(ns, name)
-    for runs, group in sorted(by_revision.items(), key=lambda kv: kv[0] or 0):
+    summary = fleet.FleetSummary(ref)
+    for (runs, goes), group in sorted(groups.items(), key=lambda kv: (kv[0][0] or 0, kv[0][1])):
+        proposed_rev = store.revision(tpl_obj, goes)
+        if proposed_rev is None:
+            continue
+        proposed = Template.from_dict(revisions.template_at(tpl_obj, proposed_rev), ref)
         running_rev = store.revision(tpl_obj, runs) if runs is not None else None
         live_obj = revisions.template_at(tpl_obj, running_rev) if running_rev else dict(tpl_obj)
-        # The baseline is what revision `runs` renders: its generation stands in for it.
-        live_obj = {**live_obj, "metadata": {**meta, "generation": -(runs or 0) - 1}}
-        live = Template.from_dict(live_obj, ref)
+        # The baseline is what revision `runs` renders: a generation of its own stands for it.
+        stand_in = -(runs or 0) - 1
+        live = Template.from_dict({**live_obj, "metadata": {**meta, "generation": stand_in}},
+                                  ref)
         for obj in group:
             status = obj.get("status") or {}
             if running_rev is not None:
                 obj["status"] = {**status, "stack": {**(status.get("stack") or {}),
-                                                     "templateGeneration": -(runs or 0) - 1}}
-        part = plan_fleet(ref, live, proposed, group, None, {}, secrets, policy=policy)
-        summary.plans.extend(part.plans)
+                                                     "templateGeneration": stand_in}}
+        summary.plans.extend(plan_fleet(ref, live, proposed, group, None, {}, secrets,
+                                        policy=policy).plans)
     counts = {k: v for k, v in summary.counts().items() if v}
     errors = sorted(p.key for p in summary.plans if p.outcome == fleet.RENDER_ERROR)
     return {"revision": pending, "instances": len(summary.plans), "counts": counts,
