@@ -251,3 +251,27 @@ def test_history_and_undo():
     assert patch["spec"]["pods"][0]["spec"]["containers"][0]["image"] == "a"
     assert patch["spec"]["pvcs"] is None
     assert patch["metadata"]["annotations"][rollouts.APPROVED] == "1"
+
+
+def test_pending_preview_counts_what_the_pending_revision_does_and_pinned_stay():
+    api = RevisionApi()
+    store = RevisionStore(api)
+    for index, image in enumerate("abc"):
+        store.current(template(image, generation=index + 1))
+    tpl = {"apiVersion": "kadense.io/v1", "kind": "JupyterNotebookTemplate",
+           **template("c", generation=3)}
+
+    def inst(name: str, runs: int, pin: int | None = None) -> dict:
+        obj = {"apiVersion": "kadense.io/v1", "kind": "JupyterNotebookInstance",
+               "metadata": {"name": name, "namespace": "ns", "annotations": {}},
+               "spec": {"template": {"name": "t"}},
+               "status": {"templateRevision": runs, "stack": {
+                   "desiredHash": "x", "lastUpdate": {"result": "succeeded"}}}}
+        if pin:
+            obj["metadata"]["annotations"][revisions.PIN_ANNOTATION] = str(pin)
+        return obj
+
+    fleet = [inst("a", 2), inst("b", 2), inst("c", 3), inst("p", 2, pin=2)]
+    preview = rollouts.pending_preview(tpl, store, 3, fleet, lambda ns, name: None, None)
+    assert preview == {"revision": 3, "instances": 4, "renderErrors": [],
+                       "counts": {"unchanged": 2, "pod-replaced": 2}}
