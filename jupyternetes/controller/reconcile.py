@@ -239,7 +239,7 @@ class Reconciler:
                               f"(pruned by revisionHistoryLimit, or never made): `jupyternetes "
                               f"history {ref}` lists the revisions kept; pin one of those or "
                               f"remove the pin")
-        if revisions.hash_of(found) == revisions.spec_hash(tpl_obj):
+        if revisions.hash_of(found) == self.revisions.digest(tpl_obj):
             return AtRevision(tpl_obj, number, mode)
         meta = tpl_obj.get("metadata") or {}
         ref = f"{meta.get('namespace')}/{meta.get('name')}"

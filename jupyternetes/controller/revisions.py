@@ -45,6 +45,23 @@ class RevisionStore:
         self._locks: dict[tuple[str, str, str], threading.Lock] = {}
         self._known: dict[tuple[str, str, str], list[Mapping[str, Any]]] = {}
         self._warned: set[tuple[str, str]] = set()
+        # (uid, generation) -> hash of what renders: the no-op path of every instance asks.
+        self._digests: dict[tuple[str, Any], str] = {}
+
+    def digest(self, tpl_obj: Mapping[str, Any]) -> str:
+        meta = tpl_obj.get("metadata") or {}
+        key = (str(meta.get("uid")), meta.get("generation"))
+        if key[1] is None:
+            return revisions.spec_hash(tpl_obj)
+        with self._lock:
+            found = self._digests.get(key)
+        if found is None:
+            found = revisions.spec_hash(tpl_obj)
+            with self._lock:
+                if len(self._digests) > 10_000:
+                    self._digests.clear()
+                self._digests[key] = found
+        return found
 
     def _template_lock(self, ident: tuple[str, str, str]) -> threading.Lock:
         with self._lock:
@@ -69,7 +86,7 @@ class RevisionStore:
     def current(self, tpl_obj: Mapping[str, Any]) -> int | None:
         """The number of what `tpl_obj` renders now, recorded first if it is new; None when
         revisions cannot be read or written (logged once per template)."""
-        digest = revisions.spec_hash(tpl_obj)
+        digest = self.digest(tpl_obj)
         number = revisions.number_of(self.known(tpl_obj), digest)
         if number is not None:
             return number
@@ -130,7 +147,7 @@ class RevisionStore:
         return None
 
     def cached_current(self, tpl_obj: Mapping[str, Any]) -> int | None:
-        return revisions.number_of(self.known(tpl_obj), revisions.spec_hash(tpl_obj))
+        return revisions.number_of(self.known(tpl_obj), self.digest(tpl_obj))
 
     def _warn(self, ident: tuple[str, str, str], exc: Exception) -> None:
         key = ident[:2]
