@@ -167,18 +167,15 @@ def fleet(cluster, crds_installed, tmp_path_factory) -> Iterator[Fleet]:
     try:
         yield f
     finally:
+        # The operator's Pulumi state is this module's temp folder: no destroy is needed (30
+        # of them took 80 s). Stop it, release the instances, and let the namespace go.
+        operator.terminate()
         for name in f.instances():
-            c.delete_instance(ns, name)
-        try:
-            wait_for("instances deleted", lambda: not f.instances(), timeout=240)
-        finally:
-            for name in f.instances():
-                c.custom.patch_namespaced_custom_object(
-                    GROUP, VERSION, ns, INSTANCE_PLURAL, name, {"metadata": {"finalizers": None}},
-                    _content_type="application/merge-patch+json")
-            operator.terminate()
-            c.core.delete_namespace(ns)
-            api.close()
+            c.custom.patch_namespaced_custom_object(
+                GROUP, VERSION, ns, INSTANCE_PLURAL, name, {"metadata": {"finalizers": None}},
+                _content_type="application/merge-patch+json")
+        c.core.delete_namespace(ns)
+        api.close()
 
 
 def test_bad_edit_halts_after_max_failures_and_undo_brings_them_back(fleet):
