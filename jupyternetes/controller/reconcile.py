@@ -362,7 +362,8 @@ class Reconciler:
                                                      only_if_not_true=True))
                            if plan.same_render else
                            rollout.template_changed(status, key, tpl_ns, tpl_name,
-                                                    tpl_generation, generation, self.clock()))
+                                                    tpl_generation, generation, self.clock(),
+                                                    revision=at.number))
                 self._mirror(instance, status, expected, pods, current,
                              revision=at.number if plan.same_render else None)
                 if current is not None and current["status"] == "False":

@@ -157,6 +157,7 @@ def test_status_says_which_revision_runs_and_a_pin_renders_its_revision(renv):
     assert kube.status["templateRevision"] == 1
     edit_template(kube)  # next-start: revision 2 is recorded, the server keeps revision 1
     assert reconciler.reconcile(KEY).action == "template-pending"
+    assert "generation 5, revision 2" in kube.condition("TemplateCurrent")["message"]
     assert reconciler.revisions.current(kube.templates[TEMPLATE_KEY]) == 2
     assert kube.status["templateRevision"] == 1
     # The admin pins revision 1 (rollback): nothing to do, it runs it already.
