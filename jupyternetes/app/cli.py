@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "jupyternetes.app.operator",
     "jupyternetes.admin.preview",
     "jupyternetes.admin.lint",
+    "jupyternetes.admin.migrate",
     "jupyternetes.admin.rollouts",
 )
 
