@@ -11,7 +11,10 @@ Operator (`jupyternetes operator`, its engine workers and their Kubernetes provi
   merge patch of their status subresource (instance counts, kube.patch_template_status).
 - controllerrevisions (apps), where the templates are: get, list, create and delete (the
   template history: controller/revisions.py records one per edit, prunes beyond
-  revisionHistoryLimit). Instances: patch also writes the staged rollout's annotations.
+  revisionHistoryLimit). RBAC cannot narrow this to the templates' own revisions (no label
+  selectors in rules): without templateNamespaces it is every namespace's, so an admin who
+  keeps templates in a few namespaces should list them there. Instances: patch also writes
+  the staged rollout's annotations.
 - namespaces: get (kube.namespace_terminating: deletion always ends in a namespace being
   deleted). Cluster-scoped, so a ClusterRole even in namespaced mode, then limited by
   resourceNames to the watched namespaces.
