@@ -206,3 +206,9 @@ def test_properties_of_every_decision(members, strategy, control, state, now):
     # With approval required and not given, an edit reaches nobody.
     if strategy.require_approval and control.approved != 2 and state.revision in (1,):
         assert d.target == 1
+
+
+def test_canary_by_percent_takes_the_first_by_name():
+    strategy = Strategy(max_unavailable=10, max_failures=10, canary_percent=10)
+    d = decide(2, fleet(20), strategy, Control(), State(1, 1), 0)
+    assert d.move == ("ns/u00", "ns/u01")
