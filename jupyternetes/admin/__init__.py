@@ -4,5 +4,6 @@
 - fleet: what a template edit does to every server that uses it (pure)
 - fleetpreview: `jupyternetes preview --template`, fleet-wide
 - lint: what would fail before anyone spawns
+- rollouts: `jupyternetes history`, `rollout status|pause|resume|undo|approve`, `rollback`
 - migrate: `jupyternetes migrate-kubespawner`, a z2jh singleuser block as a template
 """

@@ -11,7 +11,9 @@ I/O around the pure classifier (admin/fleet.py). What each server runs now, hone
   are read from the cluster (one list per kind, label-selected by template, for the whole
   fleet) and compared on the fields the proposed template sets (fleet.project); objects of a
   kind that cannot be listed are compared with the live template's render;
-- an instance whose stack is not up runs nothing: everything is a create.
+- an instance whose stack is not up runs nothing: everything is a create;
+- an instance pinned to a template revision (policy/revisions.py) is unchanged: no template edit
+  reaches it.
 
 The pure mode makes three list calls and no engine call, whatever the fleet's size. `--sample N`
 or `--exact` also runs the real engine preview (refresh + preview of the instance's stack, as
@@ -40,7 +42,7 @@ from jupyternetes.crd.labels import (
 )
 from jupyternetes.crd.model import Instance, ModelError, Template
 from jupyternetes.crd.naming import label_value
-from jupyternetes.policy import trust
+from jupyternetes.policy import revisions, trust
 from jupyternetes.render import secretvars
 from jupyternetes.render.objects import Rendered, render
 from jupyternetes.render.placeholders import RenderError
@@ -141,6 +143,12 @@ def plan_fleet(template_ref: str, live_template: Template, proposed_template: Te
         meta = obj.get("metadata") or {}
         ns, name = meta.get("namespace") or "default", meta.get("name") or "?"
         up, generation = running_generation(obj.get("status") or {})
+        pin = revisions.pinned(obj)
+        if pin is not None:
+            # A pinned server renders its revision, not the template: no edit reaches it.
+            summary.plans.append(fleet.plan_instance(ns, name, [], [], expandable,
+                                                     f"pinned to revision {pin}", generation))
+            continue
         try:
             instance = Instance.from_dict(obj, f"{ns}/{name}")
             if instance.secret_refs:

@@ -24,6 +24,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "jupyternetes.admin.preview",
     "jupyternetes.admin.lint",
     "jupyternetes.admin.migrate",
+    "jupyternetes.admin.rollouts",
 )
 
 EXIT_USAGE = 2

@@ -11,4 +11,6 @@
 - orphans: stacks whose instance is gone are destroyed (PVCs kept)
 - status: the instance status contract and its builders (pure)
 - templates: which instances use a template, and the template's status
+- revisions: the templates' ControllerRevisions on the apiserver (record, find, prune)
+- rollouts: the staged rollout driven from the template status thread (moves, status.rollout)
 """

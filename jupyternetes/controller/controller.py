@@ -26,6 +26,8 @@ from jupyternetes.controller.noop import DriftFlags
 from jupyternetes.controller.orphans import OrphanCollector
 from jupyternetes.controller.queue import Backoff, ShutDown, WorkQueue
 from jupyternetes.controller.reconcile import ReconcileConfig, Reconciler
+from jupyternetes.controller.revisions import RevisionStore
+from jupyternetes.controller.rollouts import RolloutDriver, pending_preview
 from jupyternetes.controller.templates import (
     TemplateIndex,
     TemplateStatusWriter,
@@ -36,14 +38,17 @@ from jupyternetes.coordination.fence import Fence, Fenced
 from jupyternetes.crd.labels import (
     LABEL_INSTANCE,
     LABEL_INSTANCE_NAMESPACE,
+    annotations_of,
     force_delete_requested,
     retry_request,
 )
 from jupyternetes.crd.naming import label_value
 from jupyternetes.engine.masking import OPERATOR_LOG_MASK
 from jupyternetes.kube import caches
-from jupyternetes.kube.client import Kube
+from jupyternetes.kube.client import Kube, now_rfc3339
 from jupyternetes.kube.informer import ADDED, DELETED, MODIFIED, RESYNC, ListWatcher, object_key
+from jupyternetes.policy import revisions
+from jupyternetes.policy.revisions import STAGED
 
 log = logging.getLogger("jupyternetes.operator")
 
@@ -73,10 +78,14 @@ class Operator:
         # loops guard it; without Leases it is open.
         self.fence = Fence()
         self.fenced_kube = FencedKube(kube, self.fence)
+        # Template history (ControllerRevisions) and staged rollouts (revisions.py, rollouts.py).
+        self.revisions = RevisionStore(kube, in_use=self._revisions_in_use)
+        self.rollouts = RolloutDriver(self._move_instance, preview=self._pending_preview)
+        self._rolling: set[str] = set()
         self.reconciler = Reconciler(self.fenced_kube, engine, config, pod_lookup=self.lookup_pod,
                                      drift=self.drift, metrics=self.metrics,
                                      instance_lookup=self._instance,
-                                     template_lookup=self._template)
+                                     template_lookup=self._template, revisions=self.revisions)
         self._seen: dict[str, tuple[Any, ...]] = {}
         self._seen_lock = threading.Lock()
         self._resync_seconds = resync_seconds
@@ -110,7 +119,9 @@ class Operator:
         # Instance counts on each template, written at most once per interval per template.
         self.template_status = TemplateStatusWriter(self._template_counts,
                                                     self._write_template_status,
-                                                    interval=template_status_seconds)
+                                                    interval=template_status_seconds,
+                                                    tick=max(1.0, template_status_seconds),
+                                                    periodic=lambda: sorted(self._rolling))
         # Stacks whose instance vanished without a destroy (orphans.py); at start, then
         # every orphan_seconds (0: at start only). Engines that cannot list stacks: none.
         # Label-selected: only the stacks of the namespaces selected now are judged (served()),
@@ -183,7 +194,8 @@ class Operator:
         # Our own status patches come back as MODIFIED events; only spec (generation),
         # lifecycle and admin-annotation changes need a reconcile. Resync and ADDED do too.
         urgent = (meta.get("generation"), meta.get("deletionTimestamp"),
-                  retry_request(obj), force_delete_requested(obj))
+                  retry_request(obj), force_delete_requested(obj), revisions.pinned(obj),
+                  annotations_of(obj).get(revisions.ROLLOUT_REVISION))
         fingerprint = (urgent, tuple(meta.get("finalizers") or ()))
         with self._seen_lock:
             previous = self._seen.get(key)
@@ -219,8 +231,10 @@ class Operator:
                 self._template_generations.pop(key, None)
             else:
                 self._template_generations[key] = generation
-        # Label/annotation/status edits do not bump generation and change no render.
+        # Label/annotation/status edits do not bump generation and change no render; they may
+        # steer a staged rollout (rollouts.py annotations): the status thread takes a look.
         if event_type == MODIFIED and previous == generation:
+            self._mark_template(key)
             return
         if event_type == RESYNC:
             return
@@ -248,8 +262,51 @@ class Operator:
         instances = [obj for obj in map(self._instance, self.templates.instances_of(key))
                      if obj is not None]
         generation = (template.get("metadata") or {}).get("generation")
-        return (template_status(instances, generation if isinstance(generation, int) else None),
-                template.get("status"))
+        current = self.revisions.current(template)
+        status = template_status(instances, generation if isinstance(generation, int) else None,
+                                 current)
+        if revisions.strategy_of(template, self.reconciler.config.template_rollout) == STAGED:
+            if self.singleton():
+                status.update(self.rollouts.step(template, current, instances, now_rfc3339()))
+                rolling = self.rollouts.under_way({"status": status})
+            else:
+                rolling = False
+        else:
+            rolling = False
+            if (template.get("status") or {}).get("rollout"):
+                status["rollout"] = None  # no longer staged
+        with self._seen_lock:
+            (self._rolling.add if rolling else self._rolling.discard)(key)
+        return status, template.get("status")
+
+    def _revisions_in_use(self, template_key: str) -> set[int]:
+        """Revision numbers the instances of a template run, are pinned or moved to."""
+        used: set[int] = set()
+        for obj in map(self._instance, self.templates.instances_of(template_key)):
+            if obj is None:
+                continue
+            for number in (revisions.pinned(obj),
+                           (obj.get("status") or {}).get("templateRevision"),
+                           annotations_of(obj).get(revisions.ROLLOUT_REVISION)):
+                if isinstance(number, int) or (isinstance(number, str) and number.isdigit()):
+                    used.add(int(number))
+        return used
+
+    def _move_instance(self, namespace: str, name: str, annotations: dict) -> None:
+        if self.singleton():  # the replica that writes template status drives rollouts
+            self.kube.patch_instance(namespace, name, {"metadata": {"annotations": annotations}})
+
+    def _pending_preview(self, template: dict, revision: int) -> dict | None:
+        """The fleet preview summary of a revision waiting for approval (rollouts.py)."""
+        key = object_key(template)
+        instances = [obj for obj in map(self._instance, self.templates.instances_of(key))
+                     if obj is not None]
+        try:
+            return pending_preview(template, self.revisions, revision, instances,
+                                   self.kube.get_secret, self.reconciler.config.trust_policy)
+        except Exception as exc:  # informative only: the approval does not depend on it
+            log.warning("template %s: no fleet preview of revision %d: %s", key, revision, exc)
+            return None
 
     def _mark_template(self, key: str | None) -> None:
         if key:

@@ -29,6 +29,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from jupyternetes.controller.status import mirror_patch
+from jupyternetes.crd.conditions import TEMPLATE_CURRENT, says
 from jupyternetes.crd.model import Instance, ModelError, Template
 from jupyternetes.engine.masking import OPERATOR_LOG_MASK
 from jupyternetes.policy import rollout, trust
@@ -44,7 +45,9 @@ def unchanged(obj: Mapping[str, Any], tpl_obj: Mapping[str, Any] | None, *,
               template_rollout: str, get_secret: secretvars.SecretGetter,
               pod_lookup: PodLookup, now: str, key: str = "",
               memo: RenderMemo | None = None,
-              trust_policy: trust.TrustPolicy | None = None) -> bool:
+              trust_policy: trust.TrustPolicy | None = None,
+              revision: int | None = None,
+              behind: tuple[str, str] | None = None) -> bool:
     """True when reconciling `obj` (with template `tpl_obj`) would change nothing (module doc).
     Masks the instance's secret values like the full path does (they may be logged later).
     `memo` (by instance `key`) saves the render and hash of an instance seen before."""
@@ -76,6 +79,8 @@ def unchanged(obj: Mapping[str, Any], tpl_obj: Mapping[str, Any] | None, *,
     OPERATOR_LOG_MASK.set(key, secretvars.secret_values(instance, secret_names))
     secrets_digest = secretvars.variables_digest(secret_vars) if instance.secret_refs else None
     memo_key = render_key(obj, tpl_obj, secrets_digest, secret_names, settings_fingerprint)
+    if memo_key is not None:
+        memo_key = (*memo_key, revision)  # a pinned or staged instance renders a revision
     known = memo.get(key, memo_key) if memo is not None and memo_key is not None else None
     if known is not None:
         digest, expected = known
@@ -96,8 +101,11 @@ def unchanged(obj: Mapping[str, Any], tpl_obj: Mapping[str, Any] | None, *,
     pods = {name: pod_lookup(namespace, name) for _, namespace, name in expected}
     if any(pod is None for pod in pods.values()):
         return False  # the cache may lag a new pod: the full path asks the apiserver
-    if rollout.template_current(status, tpl_ns, tpl_name, rollout.template_generation(tpl_obj),
-                                generation, now, only_if_not_true=True) is not None:
+    if behind is not None:
+        if not says(status, TEMPLATE_CURRENT, "False", *behind):
+            return False
+    elif rollout.template_current(status, tpl_ns, tpl_name, rollout.template_generation(tpl_obj),
+                                  generation, now, only_if_not_true=True) is not None:
         return False
     return not mirror_patch(status, expected, pods, generation, None, now)  # type: ignore[arg-type]
 

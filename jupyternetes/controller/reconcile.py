@@ -36,6 +36,7 @@ from jupyternetes.app.metrics import Metrics
 from jupyternetes.controller import edges, noop, preflight, teardown
 from jupyternetes.controller.edges import EnginePort, KubePort, Result
 from jupyternetes.controller.noop import DriftFlags
+from jupyternetes.controller.revisions import RevisionStore
 from jupyternetes.controller.status import (
     current_pods,
     failure_message,
@@ -47,15 +48,21 @@ from jupyternetes.controller.status import (
     success_patch,
     summary_text,
 )
-from jupyternetes.crd.conditions import SUCCEEDED, find_condition, stack_is_up
+from jupyternetes.crd.conditions import (
+    SUCCEEDED,
+    TEMPLATE_CURRENT,
+    condition,
+    find_condition,
+    stack_is_up,
+)
 from jupyternetes.crd.labels import FINALIZER
 from jupyternetes.crd.model import Instance, ModelError, Template
 from jupyternetes.crd.naming import stack_name
 from jupyternetes.engine.masking import OPERATOR_LOG_MASK, mask_secrets
 from jupyternetes.engine.settings import DEFAULT_SECRET_VARIABLES
 from jupyternetes.kube.client import now_rfc3339
-from jupyternetes.policy import rollout, trust
-from jupyternetes.policy.rollout import NEXT_START, ROLLOUTS, desired_hash
+from jupyternetes.policy import revisions, rollout, trust
+from jupyternetes.policy.rollout import IMMEDIATE, NEXT_START, ROLLOUTS, desired_hash
 from jupyternetes.render import exposure, secretvars
 from jupyternetes.render.objects import Rendered, render
 from jupyternetes.render.placeholders import RenderError
@@ -100,6 +107,20 @@ def split_key(key: str) -> tuple[str, str]:
 # ---- the reconciler ---------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class AtRevision:
+    """The template object to render, its revision number (None: not known), the rollout mode
+    that applies, and why it cannot be used (empty: it can)."""
+
+    template: dict
+    number: int | None
+    mode: str
+    problem: str = ""
+    # (reason, message) of TemplateCurrent=False: a revision other than the template's current
+    # one (pinned, or kept while a staged rollout has not moved it yet).
+    behind: tuple[str, str] | None = None
+
+
 PodLookup = Callable[[str, str], dict | None]
 # A watch cache by key (`namespace/name`): the cached object, or None.
 CacheLookup = Callable[[str], dict | None]
@@ -110,7 +131,8 @@ class Reconciler:
                  pod_lookup: PodLookup | None = None, drift: DriftFlags | None = None,
                  metrics: Metrics | None = None, clock: Callable[[], str] = now_rfc3339,
                  instance_lookup: CacheLookup | None = None,
-                 template_lookup: CacheLookup | None = None) -> None:
+                 template_lookup: CacheLookup | None = None,
+                 revisions: RevisionStore | None = None) -> None:
         self.own_writes = noop.OwnWrites()
         self.render_memo = noop.RenderMemo()
         # Status and finalizer writes are recorded: the no-op path waits until the instance
@@ -127,6 +149,8 @@ class Reconciler:
         # (noop.py); None: every reconcile reads fresh from the apiserver.
         self.instance_lookup = instance_lookup
         self.template_lookup = template_lookup
+        # Template history (ControllerRevisions): pins, staged rollouts, status.templateRevision.
+        self.revisions = revisions
 
     # ---- entry point ------------------------------------------------------------------------
 
@@ -170,13 +194,63 @@ class Reconciler:
             return False
         namespace = ref.get("namespace") or (obj.get("metadata") or {}).get("namespace")
         config = self.config
+        tpl_obj = self.template_lookup(f"{namespace}/{ref['name']}")
+        if tpl_obj is None:
+            return False
+        at = self._at_revision(obj, tpl_obj, cached=True)
+        if at.problem or (obj.get("status") or {}).get("templateRevision") != at.number:
+            return False  # the full path says so, or records the revision it runs
         return noop.unchanged(
-            obj, self.template_lookup(f"{namespace}/{ref['name']}"),
-            secret_variables=frozenset(config.secret_variables),
+            obj, at.template, secret_variables=frozenset(config.secret_variables),
             settings_fingerprint=config.settings_fingerprint,
-            template_rollout=config.template_rollout, get_secret=self.kube.get_secret,
+            template_rollout=at.mode, get_secret=self.kube.get_secret,
             trust_policy=config.trust_policy, pod_lookup=self.pod_lookup, now=self.clock(),
-            key=key, memo=self.render_memo)
+            key=key, memo=self.render_memo, revision=at.number, behind=at.behind)
+
+    def _at_revision(self, obj: Mapping[str, Any], tpl_obj: dict,
+                     cached: bool = False) -> AtRevision:
+        """The template an instance renders (policy/revisions.py `wanted`): as it is now, or at
+        the revision it is pinned to / the staged rollout moved it to / it keeps running.
+        `cached`: from memory only (the no-op path; a revision not in memory is a problem)."""
+        strategy = revisions.strategy_of(tpl_obj, self.config.template_rollout)
+        mode = strategy if strategy in ROLLOUTS else NEXT_START
+        if self.revisions is None:
+            return AtRevision(tpl_obj, None, mode)
+        number, why = revisions.wanted(obj, tpl_obj, strategy)
+        # Records the template's current content (a revision per edit) on the full path.
+        current = (self.revisions.cached_current(tpl_obj) if cached
+                   else self.revisions.current(tpl_obj))
+        if number is None:
+            return AtRevision(tpl_obj, current, mode,
+                              "not recorded yet" if cached and current is None else "")
+        # What an admin or the rollout asked for is applied now; kept/stable ones hold.
+        mode = IMMEDIATE if why in ("pinned", "moved") else NEXT_START
+        found = (self.revisions.cached_revision(tpl_obj, number) if cached
+                 else self.revisions.revision(tpl_obj, number))
+        if found is None:
+            meta = tpl_obj.get("metadata") or {}
+            ref = f"{meta.get('namespace')}/{meta.get('name')}"
+            source = {"pinned": f"spec.templateRevision (or the annotation "
+                                f"{revisions.PIN_ANNOTATION})",
+                      "moved": f"the rollout's annotation {revisions.ROLLOUT_REVISION}"}.get(
+                why, "status.templateRevision")
+            return AtRevision(tpl_obj, number, mode,
+                              f"revision {number} of template {ref} ({source}) does not exist "
+                              f"(pruned by revisionHistoryLimit, or never made): `jupyternetes "
+                              f"history {ref}` lists the revisions kept; pin one of those or "
+                              f"remove the pin")
+        if revisions.hash_of(found) == self.revisions.digest(tpl_obj):
+            return AtRevision(tpl_obj, number, mode)
+        meta = tpl_obj.get("metadata") or {}
+        ref = f"{meta.get('namespace')}/{meta.get('name')}"
+        behind = (("Pinned", f"pinned to revision {number} of template {ref}, which renders "
+                             "something else now; `jupyternetes rollback --clear` follows the "
+                             "template again")
+                  if why == "pinned" else
+                  ("RolloutPending", f"runs revision {number} of template {ref}; a staged "
+                                     f"rollout moves it to the current one in its turn "
+                                     f"(`jupyternetes rollout status {ref}`)"))
+        return AtRevision(revisions.template_at(tpl_obj, found), number, mode, behind=behind)
 
     # ---- apply ------------------------------------------------------------------------------
 
@@ -201,6 +275,13 @@ class Reconciler:
                                     message)
             return Result("template-missing", requeue_after=self.config.template_retry_seconds,
                           message=message)
+        at = self._at_revision(obj, tpl_obj)
+        if at.problem:
+            self._cannot_apply(obj, instance, status, "Failed", "RevisionNotFound", at.problem,
+                               f"{at.problem}. The running server is left as it is.")
+            return Result("revision-missing", requeue_after=self.config.template_retry_seconds,
+                          message=at.problem)
+        tpl_obj = at.template
         try:
             template: Template | None = Template.from_dict(tpl_obj, source=f"{tpl_ns}/{tpl_name}")
         except ModelError:
@@ -236,7 +317,7 @@ class Reconciler:
                 template = Template.from_dict(tpl_obj, source=f"{tpl_ns}/{tpl_name}")
             rendered = render(template, instance)
         except (ModelError, RenderError) as exc:
-            if rollout.holding(self.config.template_rollout, status, generation):
+            if rollout.holding(at.mode, status, generation):
                 # Under next-start a template edit must not break a running server, even a bad
                 # edit.
                 message = rollout.template_invalid_message(
@@ -263,8 +344,7 @@ class Reconciler:
         digest = desired_hash(rendered, secret_names, self.config.settings_fingerprint)
         tpl_generation = rollout.template_generation(tpl_obj)
         flagged = self.drift.take(key)
-        plan = rollout.plan(self.config.template_rollout, status, generation, digest,
-                            secrets_digest)
+        plan = rollout.plan(at.mode, status, generation, digest, secrets_digest)
         drift = False
         if plan.check_pods:
             # Drift = a pod the stack made is gone (deleted out of band, or while we were down).
@@ -275,13 +355,17 @@ class Reconciler:
             pods = self._live_pods([(ns, name) for _, ns, name in expected], confirm=True)
             missing = [name for _, _, name in expected if pods.get(name) is None]
             if not missing:
-                current = (rollout.template_current(status, tpl_ns, tpl_name, tpl_generation,
-                                                    generation, self.clock(),
-                                                    only_if_not_true=True)
+                current = ((rollout.kept_running(status, *at.behind, generation, self.clock())
+                            if at.behind else
+                            rollout.template_current(status, tpl_ns, tpl_name, tpl_generation,
+                                                     generation, self.clock(),
+                                                     only_if_not_true=True))
                            if plan.same_render else
                            rollout.template_changed(status, key, tpl_ns, tpl_name,
-                                                    tpl_generation, generation, self.clock()))
-                self._mirror(instance, status, expected, pods, current)
+                                                    tpl_generation, generation, self.clock(),
+                                                    revision=at.number))
+                self._mirror(instance, status, expected, pods, current,
+                             revision=at.number if plan.same_render else None)
                 if current is not None and current["status"] == "False":
                     self.kube.emit_event(obj, "Normal", current["reason"], current["message"])
                 return Result("unchanged" if plan.same_render else "template-pending")
@@ -296,7 +380,7 @@ class Reconciler:
         return self._up(obj, instance, status, rendered, digest, failures,
                         refresh=drift or first_up, drift=drift,
                         template_gen=tpl_generation, secret_names=secret_names,
-                        secrets_digest=secrets_digest)
+                        secrets_digest=secrets_digest, revision=at.number, behind=at.behind)
 
     # ---- outcomes without an engine call ----------------------------------------------------
 
@@ -356,7 +440,8 @@ class Reconciler:
             digest: str, failures: int, refresh: bool, drift: bool = False,
             template_gen: int | None = None,
             secret_names: frozenset[str] | None = None,
-            secrets_digest: str | None = None) -> Result:
+            secrets_digest: str | None = None, revision: int | None = None,
+            behind: tuple[str, str] | None = None) -> Result:
         key = key_of(instance.namespace, instance.name)
         generation = instance.generation
         stack = stack_name(instance.namespace, instance.name)
@@ -393,11 +478,15 @@ class Reconciler:
             patch = success_patch(
                 rendered, result, stack=stack, generation=generation, digest=digest,
                 conditions=conditions, pods=current_pods(pods, result.outputs or {}),
-                template_current=rollout.template_current(
+                template_current=condition(
+                    TEMPLATE_CURRENT, False, *behind, generation, conditions, now)
+                if behind else rollout.template_current(
                     {"conditions": conditions}, instance.template_namespace,
                     instance.template.name, template_gen, generation, now),
                 template_gen=template_gen, previous_update=previous_update,
                 variables_from_hash=secrets_digest, exposed=exposed, now=now)
+            if revision is not None:
+                patch["templateRevision"] = revision
             self.kube.patch_instance_status(instance.namespace, instance.name, patch)
             was = find_condition({"conditions": conditions}, exposure.SECRET_EXPOSED)
             if exposed[0] and (was or {}).get("message") != exposed[2]:
@@ -438,10 +527,14 @@ class Reconciler:
 
     def _mirror(self, instance: Instance, status: Mapping[str, Any],
                 expected: Iterable[tuple[str, str, str]], pods: Mapping[str, dict | None],
-                extra_condition: dict[str, Any] | None = None) -> None:
+                extra_condition: dict[str, Any] | None = None,
+                revision: int | None = None) -> None:
         """Patch only the pod entries and the Ready condition (plus `extra_condition`), and only
         if they changed. `expected`: (entry, namespace, name) of the pods to mirror."""
         patch = mirror_patch(status, expected, pods, instance.generation, extra_condition,
                              self.clock())
+        if revision is not None and status.get("templateRevision") != revision:
+            # A server started before revisions were kept learns the number of what it runs.
+            patch = {**(patch or {}), "templateRevision": revision}
         if patch:
             self.kube.patch_instance_status(instance.namespace, instance.name, patch)

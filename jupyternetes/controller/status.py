@@ -11,6 +11,8 @@ plain dicts, stated here once; it matches `crds/jupyternotebookinstances.kadense
     conditions: [{type, status: True|False|Unknown, reason, message, observedGeneration,
                   lastTransitionTime}]   (types: CONDITION_TYPES, plus SecretExposed)
     retainedPvcs: [{name, entry, reason}]   (preflight.py)
+    templateRevision: the template revision the last successful update rendered
+                      (ControllerRevision number; reconcile.py, policy/revisions.py)
     stack: {name, desiredHash, variablesFromHash, templateGeneration,
             lastUpdate: {result, startedAt, finishedAt, changeSummary: {op: count}, message,
                          replica}}

@@ -41,21 +41,29 @@ def _objects(status: Mapping[str, Any], group: str) -> int:
 
 
 def template_status(instances: Iterable[Mapping[str, Any]],
-                    generation: int | None) -> dict[str, Any]:
+                    generation: int | None, revision: int | None = None) -> dict[str, Any]:
     """`instances`: the instance objects that reference the template. `current`: how many run
-    its `generation`; pods/pvcs/otherResources: objects provisioned for them (Completed)."""
+    its `generation`; pods/pvcs/otherResources: objects provisioned for them (Completed);
+    `revisions`: instances per template revision they run; `currentRevision`: `revision`."""
     counts = dict.fromkeys(GROUPS, 0)
     total = current = 0
+    per_revision: dict[str, int] = {}
     for obj in instances:
         status = obj.get("status") or {}
         total += 1
         if generation is not None and runs_generation(status) == generation:
             current += 1
+        runs = status.get("templateRevision")
+        if isinstance(runs, int):
+            per_revision[str(runs)] = per_revision.get(str(runs), 0) + 1
         for group in GROUPS:
             counts[group] += _objects(status, group)
-    result: dict[str, Any] = {"instances": total, "current": current, **counts}
+    result: dict[str, Any] = {"instances": total, "current": current, **counts,
+                              "revisions": per_revision}
     if generation is not None:
         result["observedGeneration"] = generation
+    if revision is not None:
+        result["currentRevision"] = revision
     return result
 
 
@@ -64,13 +72,31 @@ def differs(written: Mapping[str, Any] | None, wanted: Mapping[str, Any]) -> boo
     return any(written.get(key) != value for key, value in wanted.items())
 
 
+def merge_patch(written: Mapping[str, Any] | None, wanted: Mapping[str, Any]) -> dict[str, Any]:
+    """`wanted` as a JSON merge patch over `written`: keys of maps that `wanted` no longer has
+    are removed (null), e.g. a revision no instance runs any more."""
+    patch: dict[str, Any] = dict(wanted)
+    for key, value in wanted.items():
+        old = (written or {}).get(key)
+        if isinstance(value, Mapping) and isinstance(old, Mapping):
+            patch[key] = {**{k: None for k in old if k not in value},
+                          **merge_patch(old, value)}
+    return patch
+
+
 class TemplateStatusWriter:
     """Debounced writer. `compute(key)` -> (wanted status, status now) or None when the
     template is gone; `write(key, status)` patches it (errors are logged, not raised)."""
 
     def __init__(self, compute: Callable[[str], tuple[dict, Mapping | None] | None],
-                 write: Callable[[str, dict], Any], interval: float = 2.0) -> None:
+                 write: Callable[[str, dict], Any], interval: float = 2.0,
+                 tick: float | None = None,
+                 periodic: Callable[[], Iterable[str]] = lambda: ()) -> None:
         self.compute = compute
+        # Every `tick` seconds the keys `periodic()` gives are written again (a staged rollout
+        # under way: its deadlines and pauses pass without any event).
+        self.tick = tick
+        self.periodic = periodic
         self.write = write
         self.interval = interval
         self._dirty: set[str] = set()
@@ -100,7 +126,7 @@ class TemplateStatusWriter:
             if not differs(now, wanted):
                 continue
             try:
-                self.write(key, wanted)
+                self.write(key, merge_patch(now, wanted))
             except Exception as exc:  # RBAC, template deleted meanwhile, apiserver hiccup
                 if key not in self._denied:
                     log.warning("template %s: cannot write status counts (%s); the operator "
@@ -114,7 +140,10 @@ class TemplateStatusWriter:
 
     def run(self) -> None:
         while not self._stop.is_set():
-            self._wake.wait()
+            if not self._wake.wait(self.tick):
+                for key in self.periodic():
+                    self.mark(key)
+                continue
             if self._stop.wait(self.interval):  # debounce: gather events for `interval`
                 return
             self._wake.clear()

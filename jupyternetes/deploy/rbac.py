@@ -9,6 +9,12 @@ Operator (`jupyternetes operator`, its engine workers and their Kubernetes provi
 - templates: get (reconcile) and list+watch (template watch), cluster-wide unless
   templateNamespaces restricts them, because an instance may use a template from any namespace;
   merge patch of their status subresource (instance counts, kube.patch_template_status).
+- controllerrevisions (apps), where the templates are: get, list, create and delete (the
+  template history: controller/revisions.py records one per edit, prunes beyond
+  revisionHistoryLimit). RBAC cannot narrow this to the templates' own revisions (no label
+  selectors in rules): without templateNamespaces it is every namespace's, so an admin who
+  keeps templates in a few namespaces should list them there. Instances: patch also writes
+  the staged rollout's annotations.
 - namespaces: get (kube.namespace_terminating: deletion always ends in a namespace being
   deleted). Cluster-scoped, so a ClusterRole even in namespaced mode, then limited by
   resourceNames to the watched namespaces.
@@ -88,7 +94,11 @@ def operator_workload_rules(kinds: Iterable[ResourceKind] = ()) -> list[dict[str
 
 def template_rules() -> list[dict[str, Any]]:
     return [rule(GROUP, [TEMPLATE_PLURAL], ["get", "list", "watch"]),
-            rule(GROUP, [f"{TEMPLATE_PLURAL}/status"], ["patch"])]
+            rule(GROUP, [f"{TEMPLATE_PLURAL}/status"], ["patch"]),
+            rule("apps", ["controllerrevisions"], list(REVISION_VERBS))]
+
+
+REVISION_VERBS = ("get", "list", "create", "delete")  # controller/revisions.py
 
 
 def namespace_rules(names: Iterable[str] = ()) -> list[dict[str, Any]]:

@@ -73,6 +73,7 @@ class Kube:
         self.api = api
         self.custom = client.CustomObjectsApi(api)
         self.core = client.CoreV1Api(api)
+        self.apps = client.AppsV1Api(api)
         self.component = component
         self.host = socket.gethostname()
         # Status writes retried after a 409 (another writer in between): for tests and logs.
@@ -228,6 +229,57 @@ class Kube:
             return False
         meta = json.loads(resp.data).get("metadata") or {}
         return bool(meta.get("deletionTimestamp"))
+
+    # ---- template history (ControllerRevisions) and admin edits -------------------------------
+
+    def list_controller_revisions(self, namespace: str, selector: str) -> list[dict]:
+        what = f"list controllerrevisions {selector} in {namespace}"
+        try:
+            resp = self.apps.list_namespaced_controller_revision(
+                namespace, label_selector=selector, _preload_content=False)
+        except ApiException as exc:
+            raise to_kube_error(exc, what) from exc
+        return list(json.loads(resp.data).get("items") or [])
+
+    def create_controller_revision(self, body: dict) -> dict | None:
+        """Create it; None when one of that name exists already (same content: same name)."""
+        meta = body.get("metadata") or {}
+        try:
+            resp = self.apps.create_namespaced_controller_revision(
+                meta.get("namespace"), body, field_manager=self.component,
+                _preload_content=False)
+        except ApiException as exc:
+            if exc.status == 409:
+                return None
+            raise to_kube_error(exc, f"create controllerrevision {meta.get('namespace')}/"
+                                     f"{meta.get('name')}") from exc
+        return json.loads(resp.data)
+
+    def delete_controller_revision(self, namespace: str, name: str) -> None:
+        try:
+            self.apps.delete_namespaced_controller_revision(name, namespace)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise to_kube_error(exc, f"delete controllerrevision {namespace}/{name}") from exc
+
+    def patch_instance(self, namespace: str, name: str, patch: dict) -> dict | None:
+        """Merge patch of an instance (annotations, spec); None when it is gone."""
+        return self._patch_custom(INSTANCE_PLURAL, "instance", namespace, name, patch)
+
+    def patch_template(self, namespace: str, name: str, patch: dict) -> dict | None:
+        """Merge patch of a template (annotations, spec); None when it is gone."""
+        return self._patch_custom(TEMPLATE_PLURAL, "template", namespace, name, patch)
+
+    def _patch_custom(self, plural: str, noun: str, namespace: str, name: str,
+                      patch: dict) -> dict | None:
+        try:
+            return self.custom.patch_namespaced_custom_object(
+                GROUP, VERSION, namespace, plural, name, patch,
+                field_manager=self.component, _content_type=MERGE_PATCH)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise to_kube_error(exc, f"patch {noun} {namespace}/{name}") from exc
 
     # ---- secrets ----------------------------------------------------------------------------
 

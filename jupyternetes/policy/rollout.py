@@ -94,7 +94,7 @@ def template_current(status: Mapping[str, Any], tpl_ns: str, tpl_name: str,
 
 def template_changed(status: Mapping[str, Any], ref: str, tpl_ns: str, tpl_name: str,
                      tpl_generation: int | None, generation: int | None,
-                     now: str) -> dict[str, Any] | None:
+                     now: str, revision: int | None = None) -> dict[str, Any] | None:
     """TemplateCurrent=False for a running server whose template moved (next-start); None
     when the condition already says exactly this (the caller's Event goes out only once).
     `ref`: namespace/name of the instance."""
@@ -107,6 +107,8 @@ def template_changed(status: Mapping[str, Any], ref: str, tpl_ns: str, tpl_name:
     else:
         reason = "TemplateChanged"
         now_gen = f"generation {tpl_generation}" if tpl_generation is not None else "edited"
+        if revision is not None:
+            now_gen += f", revision {revision}"
         was = f"generation {started}" if started is not None else "an earlier version"
         what = (f"template {tpl_ns}/{tpl_name} changed ({now_gen}; this server was started "
                 f"with {was})")

@@ -143,6 +143,7 @@ def test_entry_specs_preserve_unknown_fields():
     fields = dict(schema_of(TEMPLATE_CRD)["properties"]["spec"]["properties"])
     allowed = fields.pop("allowedNamespaces")
     assert allowed["type"] == "array" and allowed["x-kubernetes-list-type"] == "set"
+    assert fields.pop("rollout")["type"] == "object"
     entries = fields
     assert set(entries) == {"pods", "pvcs", "otherResources"}
     for group, schema in entries.items():
@@ -180,8 +181,8 @@ def test_template_fields_explain_the_placeholder_grammar():
 
 def test_template_printer_columns_point_at_schema_fields():
     columns = TEMPLATE_CRD["spec"]["versions"][0]["additionalPrinterColumns"]
-    assert [c["name"] for c in columns] == ["Instances", "Current", "Generation", "Pods", "PVCs",
-                                            "Others", "Age"]
+    assert [c["name"] for c in columns] == ["Instances", "Current", "Revision", "Rollout",
+                                            "Generation", "Pods", "PVCs", "Others", "Age"]
     known = {path for path, _ in nodes(schema_of(TEMPLATE_CRD))}
     for column in columns:
         if not column["jsonPath"].startswith(".metadata"):
@@ -192,7 +193,7 @@ def test_template_printer_columns_point_at_schema_fields():
 def test_instance_printer_columns_point_at_schema_fields():
     columns = INSTANCE_CRD["spec"]["versions"][0]["additionalPrinterColumns"]
     assert [c["name"] for c in columns] == ["Template", "Pods", "PVCs", "Ready",
-                                            "Template-Current", "Age"]
+                                            "Revision", "Template-Current", "Age"]
     schema = schema_of(INSTANCE_CRD)
     known = {path for path, _ in nodes(schema)}
     for column in columns:

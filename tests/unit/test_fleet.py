@@ -240,3 +240,14 @@ def test_other_objects_of_listed_kinds_come_from_the_cluster() -> None:
     assert baseline_from_live([], [service], [service], listed) == []
     # Not listable: compared with the live template's render.
     assert baseline_from_live([], [service], [service]) == [service]
+
+
+def test_a_pinned_instance_is_unchanged_by_any_edit() -> None:
+    proposed = seed_template()
+    pod_spec(proposed)["containers"][0]["image"] = "quay.io/jupyter/base-notebook:new"
+    pinned = instance("pinned")
+    pinned["metadata"]["annotations"] = {"jupyternetes.kadense.io/template-revision": "3"}
+    summary = plan(proposed, [instance("other"), pinned])
+    outcomes = {p.key.split("/")[1]: (p.outcome, p.baseline) for p in summary.plans}
+    assert outcomes == {"other": ("pod-replaced", "render"),
+                        "pinned": ("unchanged", "pinned to revision 3")}

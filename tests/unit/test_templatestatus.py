@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 from jupyternetes.controller.controller import Operator
-from jupyternetes.controller.templates import TemplateStatusWriter, template_status
+from jupyternetes.controller.templates import (
+    TemplateStatusWriter,
+    merge_patch,
+    template_status,
+)
 
 
 def inst(generation: int | None, pods: int = 1, up: bool = True) -> dict:
@@ -20,12 +24,27 @@ def inst(generation: int | None, pods: int = 1, up: bool = True) -> dict:
 def test_counts_instances_current_generation_and_objects() -> None:
     status = template_status([inst(4), inst(3), inst(4, pods=2), inst(4, up=False), {}], 4)
     assert status == {"instances": 5, "current": 2, "pods": 5, "pvcs": 4,
-                      "otherResources": 0, "observedGeneration": 4}
+                      "otherResources": 0, "observedGeneration": 4, "revisions": {}}
+
+
+def test_counts_instances_per_revision() -> None:
+    one, two, none = inst(4), inst(4), inst(4)
+    one["status"]["templateRevision"] = 1
+    two["status"]["templateRevision"] = 2
+    status = template_status([one, two, dict(two), none], 4, revision=2)
+    assert status["revisions"] == {"1": 1, "2": 2} and status["currentRevision"] == 2
+
+
+def test_a_revision_nobody_runs_leaves_the_status() -> None:
+    written = {"instances": 2, "revisions": {"1": 1, "2": 1}}
+    assert merge_patch(written, {"instances": 2, "revisions": {"2": 2}}) == {
+        "instances": 2, "revisions": {"1": None, "2": 2}}
 
 
 def test_no_instances() -> None:
     assert template_status([], 1) == {"instances": 0, "current": 0, "pods": 0, "pvcs": 0,
-                                      "otherResources": 0, "observedGeneration": 1}
+                                      "otherResources": 0, "observedGeneration": 1,
+                                      "revisions": {}}
 
 
 def test_many_marks_make_one_write_and_unchanged_counts_none() -> None:
