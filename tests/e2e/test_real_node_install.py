@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import requests
 from kubernetes import client, config
 
 from harness import pulumi_env as harness_pulumi
@@ -30,7 +31,7 @@ from harness.hub import Hub
 from harness.node import GATEWAY, NODE_NAME
 from harness.provisioner import PROVISIONER
 from jupyternetes.crd.definitions import GROUP, INSTANCE_PLURAL, VERSION
-from jupyternetes.crd.naming import stack_name
+from jupyternetes.crd.naming import instance_name_for_user, stack_name
 from jupyternetes.deploy.manifests import STATE_PVC, selector_labels
 from jupyternetes.deploy.rbac import OPERATOR
 from tests.e2e.deploystack import REPO, DeployStack
@@ -244,3 +245,179 @@ def test_pulumi_up_runs_the_operator_in_its_pod_which_survives_deletion(
                      custom.list_namespaced_custom_object(GROUP, VERSION, d.user_ns,
                                                           INSTANCE_PLURAL)["items"],
                      PROVISION_TIMEOUT, d.describe)
+
+
+# ---- pod-level features of a template, in a real container ----------------------------------
+
+FEATURES_SCRIPT = """
+set -e
+echo "secret=$FROM_SECRET"
+echo "uid=$(id -u)"
+echo "memory.limit=$(cat /sys/fs/cgroup/memory/memory.limit_in_bytes)"
+cd /sys/fs/cgroup/cpu && echo "cpu.quota=$(cat cpu.cfs_quota_us) period=$(cat cpu.cfs_period_us)"
+echo hello > /work/owned-by-me
+echo written
+exec sleep 3600
+"""
+
+
+def features_template(namespace: str, image: str, users: str) -> dict:
+    """A template using what the hub template uses: env from a secretKeyRef, runAsUser from the
+    typed `{jupyterhub.user.id:int}`, a PVC, and resource limits."""
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}", "kind": "JupyterNotebookTemplate",
+        "metadata": {"name": "features", "namespace": namespace},
+        "spec": {"allowedNamespaces": [users], "pvcs": [{"name": "work", "spec": {
+            "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}],
+            "pods": [{"name": "main", "spec": {
+                "terminationGracePeriodSeconds": 1,
+                "securityContext": {"runAsUser": "{jupyterhub.user.id:int}"},
+                "containers": [{
+                    "name": "main", "image": image, "imagePullPolicy": "Never",
+                    "command": ["/bin/sh", "-c", FEATURES_SCRIPT],
+                    "env": [{"name": "FROM_SECRET", "valueFrom": {"secretKeyRef": {
+                        "name": "{jupyternetes.instance.name}-values", "key": "value"}}}],
+                    "resources": {"requests": {"cpu": "100m", "memory": "64Mi"},
+                                  "limits": {"cpu": "500m", "memory": "96Mi"}},
+                    "volumeMounts": [{"name": "work", "mountPath": "/work"}]}],
+                "volumes": [{"name": "work", "persistentVolumeClaim": {
+                    "claimName": "{jupyternetes.pvcs.work}"}}]}}]},
+    }
+
+
+def test_pod_features_of_a_template_are_real_in_the_container(installed: Installed,
+                                                               real_cluster: RealCluster):
+    """env from a secretKeyRef, runAsUser from `{jupyterhub.user.id:int}` (the file it writes on
+    its PVC is that uid's on the volume), resource limits in the container's own cgroup (v1 on
+    this host). A NetworkPolicy is accepted by the apiserver but not enforced: the node's CNI
+    (bridge + host-local) has no policy engine (README)."""
+    d = installed
+    core, custom = d.core, d.custom
+    t0 = time.monotonic()
+    custom_template = features_template(SEED_TEMPLATE_NAMESPACE, real_cluster.notebook_image,
+                                        d.user_ns)
+    ensure(lambda: custom.create_namespaced_custom_object(
+        GROUP, VERSION, SEED_TEMPLATE_NAMESPACE, "jupyternotebooktemplates", custom_template))
+    name, uid = "features", 4321
+    core.create_namespaced_secret(d.user_ns, {"metadata": {"name": f"{name}-values"},
+                                              "stringData": {"value": "from-a-secret"}})
+    custom.create_namespaced_custom_object(GROUP, VERSION, d.user_ns, INSTANCE_PLURAL, {
+        "apiVersion": f"{GROUP}/{VERSION}", "kind": "JupyterNotebookInstance",
+        "metadata": {"name": name, "namespace": d.user_ns},
+        "spec": {"template": {"name": "features", "namespace": SEED_TEMPLATE_NAMESPACE},
+                 "variables": {"jupyterhub.user.id": str(uid)}}})
+    pod_name = f"{name}-main"
+    try:
+        def written() -> str | None:
+            with contextlib.suppress(client.ApiException):
+                logs = core.read_namespaced_pod_log(pod_name, d.user_ns) or ""
+                return logs if "written" in logs else None
+            return None
+
+        logs = wait_for("the features pod writing its file", written, PROVISION_TIMEOUT,
+                        d.describe)
+        print(f"features pod running {time.monotonic() - t0:.1f} s after its instance")
+        assert "secret=from-a-secret" in logs, logs
+        assert f"uid={uid}" in logs, logs
+        assert f"memory.limit={96 * 1024 * 1024}" in logs, logs
+        assert "cpu.quota=50000 period=100000" in logs, logs
+        pvc = core.read_namespaced_persistent_volume_claim(f"{name}-work", d.user_ns)
+        volume = Path(core.read_persistent_volume(pvc.spec.volume_name).spec.local.path)
+        assert (volume / "owned-by-me").stat().st_uid == uid
+        assert (volume / "owned-by-me").read_text() == "hello\n"
+    finally:
+        with contextlib.suppress(client.ApiException):
+            custom.delete_namespaced_custom_object(GROUP, VERSION, d.user_ns, INSTANCE_PLURAL,
+                                                   name)
+        wait_for("the features instance deleted", lambda: not any(
+            i["metadata"]["name"] == name for i in custom.list_namespaced_custom_object(
+                GROUP, VERSION, d.user_ns, INSTANCE_PLURAL)["items"]), PROVISION_TIMEOUT)
+
+
+# ---- hub.enabled: JupyterHub in pods, users through proxy-public -------------------------------
+
+
+def test_hub_enabled_serves_users_through_proxy_public(installed: Installed,
+                                                       real_cluster: RealCluster,
+                                                       hub_image: str):
+    """The same stack with `hub.enabled: true`: the hub and the proxy run from the hub image
+    (tools/image/hub.sh) as z2jh lays them out; a user logs in at the stack's `hubUrl`
+    (proxy-public's cluster IP, answered by kube-proxy on this machine), spawns the example
+    template (the notebook image), and the server answers through the proxy. The server's
+    OAuth round trip goes to the hub by its Service DNS name (the template's
+    JUPYTERHUB_API_URL), with the token from the spawner's Secret (a secretKeyRef)."""
+    d = installed
+    stack = d.stack
+    settings = {"hub.enabled": "true", "hub.image": hub_image, "hub.imagePullPolicy": "Never",
+                "singleuser.image": real_cluster.notebook_image,
+                "singleuser.imagePullPolicy": "Never", "cull.timeout": "3600",
+                "hubUserNamespace": d.user_ns,
+                # The example template lives beside the hub, in the operator's namespace.
+                "templateNamespaces[1]": d.operator_ns}
+    for key, value in settings.items():
+        stack.config(key, value, path="." in key or "[" in key)
+    t0 = time.monotonic()
+    stack.up()  # waits for the hub's and the proxy's rollouts (their readiness probes)
+    print(f"pulumi up with hub.enabled (hub and proxy Ready): {time.monotonic() - t0:.1f} s")
+    url = stack.run("stack", "output", "hubUrl").stdout.strip()
+    password = stack.run("stack", "output", "hubPassword", "--show-secrets").stdout.strip()
+    assert url.startswith("http://198.19."), url  # proxy-public's cluster IP
+    hub_pod = next(p for p in d.core.list_namespaced_pod(d.operator_ns).items
+                   if p.metadata.labels.get("app.kubernetes.io/component") == "hub")
+    assert hub_pod.spec.service_account_name == "hub"
+
+    session = requests.Session()
+    wait_for("proxy-public answering", lambda: _ok(session, f"{url}hub/login"), 120,
+             d.describe)
+    login = session.post(f"{url}hub/login", allow_redirects=False, timeout=30, data={
+        "username": "alice", "password": password,
+        "_xsrf": session.cookies.get("_xsrf", path="/hub/") or ""})
+    assert login.status_code == 302, (login.status_code, login.text[:500])
+    t1 = time.monotonic()
+    session.get(f"{url}hub/spawn", timeout=60)  # no options form: starts the default server
+    name = instance_name_for_user("alice")
+
+    def describe() -> str:
+        with contextlib.suppress(client.ApiException):
+            inst = d.custom.get_namespaced_custom_object(GROUP, VERSION, d.user_ns,
+                                                         INSTANCE_PLURAL, name)
+            return f"{json.dumps(inst.get('status'), indent=1)}\n{d.describe()}"
+        return d.describe()
+
+    # Through the proxy: the route the hub added to the user's pod.
+    wait_for("alice's server through proxy-public", lambda: '"version"' in (
+        _text(session, f"{url}user/alice/api") or ""), PROVISION_TIMEOUT, describe)
+    print(f"alice's server answering through the proxy {time.monotonic() - t1:.1f} s "
+          "after the spawn")
+    # Authenticated: the server's OAuth with the hub (a browser's redirects through the proxy;
+    # the code exchange goes to the hub by its Service DNS name), then its API with the cookie.
+    lab = session.get(f"{url}user/alice/lab", timeout=60)
+    assert lab.status_code == 200 and lab.url.startswith(f"{url}user/alice/"), \
+        (lab.status_code, lab.url, lab.text[:300])
+    status = session.get(f"{url}user/alice/api/status", timeout=60)
+    assert status.status_code == 200 and "started" in status.json(), status.text[:500]
+    pod = d.core.read_namespaced_pod(f"{name}-notebook", d.user_ns)
+    env = {e.name: e for e in pod.spec.containers[0].env}
+    assert env["JUPYTERHUB_API_URL"].value == \
+        f"http://hub.{d.operator_ns}.svc.cluster.local:8081/hub/api"
+    assert env["JUPYTERHUB_API_TOKEN"].value_from.secret_key_ref.name == f"{name}-hub"
+    assert pod.status.container_statuses[0].container_id.startswith("containerd://")
+
+    stop = session.delete(f"{url}hub/api/users/alice/server", timeout=60, headers={
+        "X-XSRFToken": session.cookies.get("_xsrf", path="/hub/") or ""})
+    assert stop.status_code in (202, 204), (stop.status_code, stop.text[:300])
+    wait_for("alice's instance deleted at stop", lambda: not any(
+        i["metadata"]["name"] == name for i in d.custom.list_namespaced_custom_object(
+            GROUP, VERSION, d.user_ns, INSTANCE_PLURAL)["items"]), PROVISION_TIMEOUT, describe)
+
+
+def _text(session: requests.Session, url: str) -> str | None:
+    try:
+        resp = session.get(url, timeout=10)
+    except requests.RequestException:
+        return None
+    return resp.text if resp.status_code == 200 else None
+
+
+def _ok(session: requests.Session, url: str) -> bool:
+    return _text(session, url) is not None
