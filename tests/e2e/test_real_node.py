@@ -5,7 +5,6 @@ token; `kubectl logs` goes through the apiserver to kubelet."""
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import urllib.request
 
@@ -13,19 +12,8 @@ import pytest
 from kubernetes import client
 
 from harness.cluster import SERVICE_CIDR
-from harness.crds import apply_crds
-from harness.examples import load_example, strip_server_fields
-from harness.hub import Hub
-from harness.node import GATEWAY, NODE_NAME, POD_SUBNET
-from harness.operator_process import OperatorProcess
-from harness.provisioner import PROVISIONER
-from jupyternetes.crd.definitions import (
-    GROUP,
-    INSTANCE_PLURAL,
-    VERSION,
-    load_crd_documents,
-)
-from tests.e2e.fixtures_node import hub_service, seed_template_for, wait_for
+from harness.node import NODE_NAME, POD_SUBNET
+from tests.e2e.fixtures_node import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.realnode]
 
@@ -106,69 +94,3 @@ def test_a_pod_answers_by_ip_through_a_service_and_by_cluster_dns(real_cluster, 
     assert phase == "Succeeded", logs
     assert "web: hello-from-web" in logs
     assert "apiserver: v1." in logs
-
-
-# ---- the seed instance through the real operator --------------------------------------------
-
-
-def test_the_seed_instance_runs_a_real_notebook_through_the_operator(
-        real_cluster, node_api, node_namespace, pulumi_env, tmp_path):
-    """examples/seed-*.yaml with the notebook image: the operator (a host process) renders the
-    PVC and the pod; the PVC is provisioned dynamically, the pod's `jupyterhub-singleuser`
-    reaches a real JupyterHub by the Service DNS name the template names
-    (hub.kadense.svc.cluster.local:8081) and answers on its pod IP."""
-    core, custom = client.CoreV1Api(node_api), client.CustomObjectsApi(node_api)
-    apply_crds(node_api, load_crd_documents())
-    # The seed template lives in `kadense`; it allows the test namespace (spec.allowedNamespaces).
-    template = seed_template_for(node_api, real_cluster.notebook_image, (node_namespace,))
-    hub_ns = template["metadata"]["namespace"]
-
-    with Hub(hub_host=GATEWAY) as hub:
-        hub_service(node_api, hub_ns, hub.hub_port)
-
-        instance = strip_server_fields(load_example("seed-instance.yaml"))
-        instance["metadata"]["namespace"] = node_namespace
-        name = instance["metadata"]["name"]
-        op = OperatorProcess(real_cluster.kubeconfig, pulumi_env.env, tmp_path / "state",
-                             pulumi_env.pulumi_home, [node_namespace], tmp_path / "operator.log",
-                             backend_url=pulumi_env.backend_url, workers=2).start()
-        try:
-            custom.create_namespaced_custom_object(GROUP, VERSION, node_namespace,
-                                                   INSTANCE_PLURAL, instance)
-
-            def ready() -> dict | None:
-                inst = custom.get_namespaced_custom_object(GROUP, VERSION, node_namespace,
-                                                           INSTANCE_PLURAL, name)
-                conditions = {c["type"]: c["status"]
-                              for c in (inst.get("status") or {}).get("conditions", [])}
-                pod = (inst.get("status") or {}).get("pods", {}).get("notebook", {})
-                return inst if conditions.get("Ready") == "True" and pod.get("podAddress") \
-                    else None
-
-            inst = wait_for("the seed instance Ready", ready, timeout=300)
-            pod = core.read_namespaced_pod(f"{name}-notebook", node_namespace)
-            assert pod.spec.node_name == NODE_NAME
-            assert pod.status.container_statuses[0].container_id.startswith("containerd://")
-            assert inst["status"]["pods"]["notebook"]["podAddress"] == pod.status.pod_ip
-            # The PVC: provisioned by the controller-manager, not pre-bound by the test.
-            pvc = core.read_namespaced_persistent_volume_claim(f"{name}-workspace",
-                                                               node_namespace)
-            assert pvc.status.phase == "Bound"
-            pv = core.read_persistent_volume(pvc.spec.volume_name)
-            assert pv.metadata.annotations["pv.kubernetes.io/provisioned-by"] == PROVISIONER
-            # The server passed its hub check (it exits after ~45 s without a hub) and answers.
-            answer = wait_for("the notebook server's /api", lambda: http_get(
-                f"http://{pod.status.pod_ip}:8888/user/jovyan/api"))
-            assert '"version"' in answer
-            logs = core.read_namespaced_pod_log(f"{name}-notebook", node_namespace)
-            assert "Failed to connect to my Hub" not in logs, logs
-            assert (core.read_namespaced_pod(f"{name}-notebook", node_namespace)
-                    .status.container_statuses[0].restart_count == 0)
-        finally:
-            with contextlib.suppress(client.ApiException):
-                custom.delete_namespaced_custom_object(GROUP, VERSION, node_namespace,
-                                                       INSTANCE_PLURAL, name)
-            wait_for("the instance deleted (finalizer honoured)", lambda: not custom
-                     .list_namespaced_custom_object(GROUP, VERSION, node_namespace,
-                                                    INSTANCE_PLURAL)["items"], timeout=180)
-            assert op.terminate() == 0, op.log_tail()

@@ -5,7 +5,8 @@ ServiceAccount (in-cluster config, the projected token), a read-only root filesy
 state on a PVC the cluster provisioned, Ready through its real probes (`pulumi up` itself waits
 for the rollout). It turns the seed instance into a real notebook container. Then its pod is
 deleted: the Deployment brings a new one, the state on the PVC is still there, and an instance
-created right before the deletion converges.
+created right before the deletion converges. (The seed's server reaches the hub by the template's
+hub.kadense.svc.cluster.local, a Service to a hub process on the bridge.)
 
 The module's `installed` stack is shared by the tests of this module (the real node by the
 session: tests/e2e/fixtures_node.py).
@@ -16,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -132,6 +134,14 @@ def installed(real_cluster: RealCluster, operator_image: str,
         node_api.close()
 
 
+def http_get(url: str) -> str | None:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return resp.read().decode()
+    except OSError:
+        return None
+
+
 def seed_instance(user_ns: str, name: str) -> dict:
     instance = strip_server_fields(load_example("seed-instance.yaml"))
     instance["metadata"].update(namespace=user_ns, name=name)
@@ -206,6 +216,13 @@ def test_pulumi_up_runs_the_operator_in_its_pod_which_survives_deletion(
             notebook = core.read_namespaced_pod(f"{first}-notebook", d.user_ns)
             assert notebook.status.container_statuses[0].container_id.startswith("containerd://")
             print(f"seed instance Ready {time.monotonic() - t0:.1f} s after the operator")
+            # Its server passed its hub check by the template's hub.kadense.svc.cluster.local
+            # (it exits after ~45 s without a hub) and answers on its pod IP.
+            answer = wait_for("the notebook server's /api", lambda: http_get(
+                f"http://{notebook.status.pod_ip}:8888/user/jovyan/api"), PROVISION_TIMEOUT)
+            assert '"version"' in answer
+            server_log = core.read_namespaced_pod_log(f"{first}-notebook", d.user_ns)
+            assert "Failed to connect to my Hub" not in server_log, server_log
             # `kubectl logs` of the operator (apiserver -> kubelet -> containerd) shows it.
             logs = core.read_namespaced_pod_log(pod.metadata.name, d.operator_ns,
                                                 container="operator")
