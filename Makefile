@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup tools test unit e2e lint demo demo-hub bench image clean
+.PHONY: setup tools test unit e2e lint demo demo-hub demo-cluster bench image clean
 
 setup: $(VENV)/.installed
 
@@ -40,6 +40,12 @@ demo: setup tools
 # the loopback node run as local processes. DEMO_ARGS=--keep leaves it up with a login URL.
 demo-hub: setup tools
 	$(PY) -m harness.demo_hub $(DEMO_ARGS)
+
+# The install on a real node (kubelet + containerd; root, one per machine): the three images
+# built here, `pulumi up` of the deploy stack with hub.enabled, the hub URL printed.
+# DEMO_ARGS=--keep leaves it up until Ctrl-C.
+demo-cluster: setup tools
+	$(PY) -m harness.demo_cluster $(DEMO_ARGS)
 
 # Figures, not assertions: each script prints one JSON object (see benchmarks/README.md).
 bench: setup tools

@@ -464,9 +464,6 @@ class DevCluster:
                 f"--service-account-private-key-file={pki / 'sa.key'}",
                 f"--root-ca-file={pki / 'ca.crt'}", "--use-service-account-credentials=false",
                 "--kube-api-qps=500", "--kube-api-burst=1000",
-                # Dynamic PVCs on a one-node cluster (StorageClass provisioner
-                # kubernetes.io/host-path); only the real node can mount them.
-                *(["--enable-hostpath-provisioner=true"] if self.real_node else []),
             ]),
             self._component("kube-scheduler", [
                 str(paths.tool("kube-scheduler")), f"--kubeconfig={kc}",
@@ -506,6 +503,17 @@ class DevCluster:
                        lambda name=name: self._node_ready(ctx, name), deadline)
         if self.node is not None:
             self.node.start(self, deadline)
+            # Dynamic PVCs: the default StorageClass and its provisioner (harness.provisioner).
+            from harness.node import NODE_NAME
+            from harness.provisioner import STORAGE_CLASS
+            provisioner = self._component("provisioner", [
+                sys.executable, "-m", "harness.provisioner", str(self.kubeconfig),
+                "--node-name", NODE_NAME])
+            provisioner.cwd = Path(__file__).resolve().parents[1]
+            provisioner.start()
+            sc_url = f"{self.server}/apis/storage.k8s.io/v1/storageclasses/{STORAGE_CLASS}"
+            self._wait(f"StorageClass {STORAGE_CLASS} (harness.provisioner)",
+                       lambda: _request(sc_url, ctx)[0] == 200, deadline, provisioner)
             # Seconds from the node's own start (after the control plane).
             self.timing.update({f"node-{k}": v for k, v in self.node.timing.items()})
         self.timing["node"] = time.monotonic() - t0

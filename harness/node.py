@@ -57,8 +57,6 @@ FIXED_PATHS = (Path("/run/containerd"), Path("/var/lib/kubelet"), Path("/var/lib
 HOST_SYSCTLS = ("vm.overcommit_memory", "kernel.panic", "kernel.panic_on_oops",
                 "net.ipv4.conf.all.route_localnet", "net.ipv4.ip_forward")
 SYSCTL_SAVE = RUN_ROOT.parent / "jupyternetes-node.sysctls.json"
-# Where kube-controller-manager's host-path provisioner (on with a real node) makes volumes.
-HOSTPATH_PV_DIR = Path("/tmp/hostpath_pv")
 CNI_BIN_DIR = Path("/usr/lib/cni")  # Debian's containernetworking-plugins
 RUNC_ROOT = Path("/run/containerd/runc/k8s.io")
 CNI_NETNS_PREFIX = "cni-"
@@ -369,7 +367,7 @@ def teardown(saved_sysctls: dict[str, str] | None = None) -> list[str]:
     _remove_chains(lambda chain: chain.startswith("KUBE-") or chain == FIREWALL_CHAIN)
     if run("ip", "link", "show", BRIDGE, check=False).returncode == 0:
         run("ip", "link", "del", BRIDGE, check=False)
-    for folder in (STATE_ROOT, RUN_ROOT, *FIXED_PATHS, HOSTPATH_PV_DIR):
+    for folder in (STATE_ROOT, RUN_ROOT, *FIXED_PATHS):
         shutil.rmtree(folder, ignore_errors=True)
         if folder.exists():
             problems.append(f"could not remove {folder}")
@@ -408,6 +406,17 @@ class RealNode:
     @property
     def containerd_socket(self) -> Path:
         return RUN_ROOT / "containerd.sock"
+
+    @property
+    def ctr(self) -> list[str]:
+        """`ctr` on this node's containerd, in the namespace the kubelet's CRI uses."""
+        return [str(paths.tool("ctr")), "--address", str(self.containerd_socket),
+                "--namespace", "k8s.io"]
+
+    def import_image(self, archive: Path) -> None:
+        """Load an OCI archive into containerd (pods run it with imagePullPolicy Never or
+        IfNotPresent; there is no registry)."""
+        run(*self.ctr, "images", "import", str(archive))
 
     def acquire(self) -> None:
         """Take the machine's node lock, clean up after a killed predecessor, save sysctls."""
@@ -468,8 +477,7 @@ class RealNode:
         # containerd finds its shim on PATH, the shim finds runc there.
         env = dict(os.environ, PATH=f"{paths.tools_dir()}:/usr/local/sbin:/usr/local/bin:"
                                     "/usr/sbin:/usr/bin:/sbin:/bin")
-        ctr = [str(paths.tool("ctr")), "--address", str(self.containerd_socket),
-               "--namespace", "k8s.io"]
+        ctr = self.ctr
 
         containerd = cluster._component("containerd", [
             str(paths.tool("containerd")), "--config", str(conf / "containerd.toml")])
@@ -478,7 +486,7 @@ class RealNode:
         cluster._wait("containerd", lambda: run(*ctr, "version", check=False).returncode == 0,
                       deadline, containerd)
         for archive in (paths.tools_dir() / "pause.oci.tar", *self.images):
-            run(*ctr, "images", "import", str(archive))
+            self.import_image(archive)
         self.timing["containerd"] = time.monotonic() - t0
 
         kubelet = cluster._component("kubelet", [

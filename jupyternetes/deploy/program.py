@@ -21,7 +21,7 @@ from typing import Any
 import pulumi
 
 from jupyternetes.crd.definitions import load_crd_documents
-from jupyternetes.deploy import manifests, rbac
+from jupyternetes.deploy import hub, manifests, rbac
 from jupyternetes.deploy.settings import DeploySettings, settings_from_config
 from jupyternetes.engine.runtime.program import KUBERNETES_PROVIDER_VERSION, type_token
 
@@ -73,6 +73,47 @@ def passphrase_secret(settings: DeploySettings, configured: pulumi.Output | None
                                           depends_on=[namespace]))
 
 
+def declare_hub(settings: DeploySettings, add: Any, crds: list[pulumi.CustomResource],
+                declared: dict[str, pulumi.CustomResource]) -> None:
+    """The hub of `hub.enabled` (jupyternetes/deploy/hub.py). Its Secret's generated values
+    (proxy token, cookie secret, shared password) are kept from the first `up`, as the
+    passphrase is."""
+    # Everything of the hub is created after its namespace (and deleted before it).
+    ns: list[pulumi.Resource] = [declared["namespace"]]
+    if settings.hub_namespace != settings.namespace:
+        hub_ns = add("hub/namespace", {"apiVersion": "v1", "kind": "Namespace",
+                                       "metadata": {"name": settings.hub_namespace,
+                                                    "labels": hub.labels("hub")}})
+        ns = [hub_ns]
+    add("hub/serviceaccount", hub.service_account(settings), ns)
+    values = [secrets.token_hex(32), secrets.token_hex(32), secrets.token_urlsafe(12)]
+    hub_secret = declare("hub/secret", hub.secret(settings, *(
+        pulumi.Output.secret(v) for v in values)),
+        pulumi.ResourceOptions(ignore_changes=["stringData", "data"], depends_on=ns))
+    declared["hub/secret"] = hub_secret
+    add("hub/configmap", hub.config_map(settings, settings.example_template_namespace,
+                                        manifests.EXAMPLE_TEMPLATE_NAME), ns)
+    add("hub/pvc", hub.db_pvc(settings), ns)
+    for name, manifest in hub.services(settings).items():
+        add(f"hub/service/{name}", manifest, ns)
+    add("hub/deployment/proxy", hub.proxy_deployment(settings), [hub_secret, *ns])
+    add("hub/deployment/hub", hub.hub_deployment(settings), [hub_secret, *ns, *crds])
+    for name, manifest in hub.network_policies(settings).items():
+        add(f"hub/networkpolicy/{name}", manifest, ns)
+
+
+def hub_url(declared: dict[str, pulumi.CustomResource]) -> pulumi.Output:
+    """Where users log in: proxy-public's cluster IP (a LoadBalancer's address, when the cloud
+    gives one, is in `kubectl get svc proxy-public`)."""
+    service: Any = declared[f"hub/service/{hub.PROXY_PUBLIC}"]
+    return service.spec.apply(lambda spec: f"http://{spec['clusterIP']}/")
+
+
+def hub_password(declared: dict[str, pulumi.CustomResource]) -> pulumi.Output:
+    secret: Any = declared["hub/secret"]
+    return pulumi.Output.secret(secret.stringData.apply(lambda data: data[hub.PASSWORD_KEY]))
+
+
 def declare_crds(settings: DeploySettings) -> dict[str, pulumi.CustomResource]:
     """crds/ as they are; retained on destroy unless retainCrds is false."""
     return {f"crd/{doc['metadata']['name']}":
@@ -114,8 +155,11 @@ def declare_all(settings: DeploySettings, passphrase: pulumi.Output | None = Non
     add("poddisruptionbudget", manifests.disruption_budget(settings), [ns])
     add("service/metrics", manifests.metrics_service(settings), [ns])
     if settings.example_template_namespace:
-        add("example-template", manifests.example_template(
-            settings.example_template_namespace, manifests.example_users(settings)), crds)
+        add("example-template", hub.example_template_image(manifests.example_template(
+            settings.example_template_namespace, manifests.example_users(settings)), settings),
+            crds)
+    if settings.hub_install:
+        declare_hub(settings, add, crds, declared)
     return declared
 
 
@@ -132,3 +176,7 @@ def main() -> None:
         # The spawner's c.JupyternetesSpawner.user_namespace_role_bindings.
         pulumi.export("hubUserNamespaceRoleBindings", rbac.user_namespace_role_bindings(settings))
     pulumi.export("crds", sorted(n.removeprefix("crd/") for n in declared if n.startswith("crd/")))
+    if settings.hub_install:
+        pulumi.export("hubUrl", hub_url(declared))
+        pulumi.export("hubPassword", hub_password(declared))
+        pulumi.export("hubNamespace", settings.hub_namespace)

@@ -18,8 +18,22 @@ from jupyternetes.policy.rollout import ROLLOUTS
 # The CLI's own choices (jupyternetes/operator/run.py); repeated here rather than imported so the
 # deploy program does not pull the operator's runtime in, and checked equal by a unit test.
 LOG_LEVELS = ("debug", "info", "warning", "error")
+# The settings of `hub.enabled` and the dotted config keys they are read from (z2jh's names);
+# Pulumi.yaml documents them under the maps `hub`, `proxy`, `singleuser` and `cull`.
+HUB_INSTALL_KEYS = {
+    "hub_install": "hub.enabled", "hub_image": "hub.image",
+    "hub_image_pull_policy": "hub.imagePullPolicy", "hub_db_storage": "hub.db.pvc.storage",
+    "hub_config": "hub.config", "proxy_service_type": "proxy.service.type",
+    "singleuser_image": "singleuser.image",
+    "singleuser_image_pull_policy": "singleuser.imagePullPolicy",
+    "singleuser_egress": "singleuser.networkPolicy.egress",
+    "cull_enabled": "cull.enabled", "cull_timeout": "cull.timeout",
+}
 
 DEFAULT_IMAGE = "jupyternetes/operator:0.1.0"
+DEFAULT_HUB_IMAGE = "jupyternetes/hub:0.1.0"
+SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer")
+PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 # Shards of instances over the replicas (one coordination.k8s.io Lease each), with a shared
 # backend. Fixed for the life of an install: every replica must use the same count, and a
 # count well above any replica count keeps the split fair (32 shards over 3 replicas: 11/11/10).
@@ -89,6 +103,18 @@ class DeploySettings:
     hub_user_namespaces: bool = False
     example_template_namespace: str = ""
     retain_crds: bool = True
+    # The JupyterHub of `hub.enabled: true` (jupyternetes/deploy/hub.py), z2jh's keys.
+    hub_install: bool = False
+    hub_image: str = DEFAULT_HUB_IMAGE
+    hub_image_pull_policy: str = "IfNotPresent"
+    hub_db_storage: str = "1Gi"
+    hub_config: Mapping[str, Any] = field(default_factory=dict)
+    proxy_service_type: str = "ClusterIP"
+    singleuser_image: str = ""
+    singleuser_image_pull_policy: str = "IfNotPresent"
+    singleuser_egress: tuple[Mapping[str, Any], ...] = ()
+    cull_enabled: bool = True
+    cull_timeout: int = 3600
 
     @property
     def file_state(self) -> bool:
@@ -124,8 +150,7 @@ def settings_from_config(get: Lookup) -> DeploySettings:
     s = DeploySettings(
         namespace=_dns_label(get, "namespace", d.namespace),
         image=_string(get, "image", d.image, required=True),
-        image_pull_policy=_choice(get, "imagePullPolicy", d.image_pull_policy,
-                                  ("Always", "IfNotPresent", "Never")),
+        image_pull_policy=_choice(get, "imagePullPolicy", d.image_pull_policy, PULL_POLICIES),
         image_pull_secrets=_names(get, "imagePullSecrets"),
         replicas=_integer(get, "replicas", d.replicas, minimum=0),
         shards=_integer(get, "shards", d.shards, minimum=0, maximum=MAX_SHARDS),
@@ -152,11 +177,12 @@ def settings_from_config(get: Lookup) -> DeploySettings:
         example_template_namespace=_dns_label(get, "exampleTemplateNamespace", ""),
         retain_crds=_boolean(get, "retainCrds", d.retain_crds),
     )
+    s = _hub_settings(s, nested(get))
     if s.hub_user_namespaces:
         if not s.hub_enabled:
             raise SettingsError("hubUserNamespaces: true needs hubNamespace (the hub that "
-                                "creates the user namespaces); set it, or unset "
-                                "hubUserNamespaces")
+                                "creates the user namespaces) or hub.enabled: true; "
+                                "set one, or unset hubUserNamespaces")
         if s.watch_namespaces or s.hub_user_namespace:
             raise SettingsError("hubUserNamespaces: true watches the labelled user namespaces "
                                 "as the hub makes them; unset watchNamespaces and "
@@ -198,6 +224,63 @@ def _checked(s: DeploySettings) -> DeploySettings:
         raise SettingsError(
             "stateBackendUrl: a file:// backend is the default (a PVC of stateStorageSize); "
             "leave stateBackendUrl unset for it")
+    return s
+
+
+def nested(get: Lookup) -> Lookup:
+    """A lookup of dotted keys into map values: `hub.db.pvc.storage` is
+    get("hub")["db"]["pvc"]["storage"] (`pulumi config set --path hub.db.pvc.storage 2Gi`)."""
+
+    def lookup(key: str) -> Any:
+        head, *rest = key.split(".")
+        value = get(head)
+        for part in rest:
+            if value is None:
+                return None
+            if not isinstance(value, dict):
+                raise SettingsError(f"{head}: expected a map (set it with `pulumi config set "
+                                    f"--path {key} VALUE`), got {value!r}")
+            value = value.get(part)
+        return value
+
+    return lookup
+
+
+def _hub_settings(s: DeploySettings, get: Lookup) -> DeploySettings:
+    """z2jh-style `hub`, `proxy`, `singleuser` and `cull` maps: the hub `hub.enabled` installs."""
+    d = DeploySettings()
+    if not _boolean(get, "hub.enabled", False):
+        return s
+    config = get("hub.config") or {}
+    if not isinstance(config, dict) or not all(isinstance(v, dict) for v in config.values()):
+        raise SettingsError(
+            f"hub.config: expected traitlets configuration by class, e.g. "
+            f"{{JupyterHub: {{admin_access: true}}}}, got {config!r}")
+    egress = _list(get, "singleuser.networkPolicy.egress")
+    for index, item in enumerate(egress):
+        if not isinstance(item, dict):
+            raise SettingsError(f"singleuser.networkPolicy.egress[{index}]: expected a "
+                                f"NetworkPolicy egress rule ({{to: [...], ports: [...]}}), "
+                                f"got {item!r}")
+    hub_namespace = s.hub_namespace or s.namespace
+    s = replace(
+        s, hub_install=True, hub_namespace=hub_namespace,
+        hub_image=_string(get, "hub.image", d.hub_image, required=True),
+        hub_image_pull_policy=_choice(get, "hub.imagePullPolicy", d.hub_image_pull_policy,
+                                      PULL_POLICIES),
+        hub_db_storage=_quantity(get, "hub.db.pvc.storage", d.hub_db_storage),
+        hub_config=config,
+        proxy_service_type=_choice(get, "proxy.service.type", d.proxy_service_type,
+                                   SERVICE_TYPES),
+        singleuser_image=_string(get, "singleuser.image", ""),
+        singleuser_image_pull_policy=_choice(get, "singleuser.imagePullPolicy",
+                                             d.singleuser_image_pull_policy, PULL_POLICIES),
+        singleuser_egress=tuple(egress),
+        cull_enabled=_boolean(get, "cull.enabled", d.cull_enabled),
+        cull_timeout=_integer(get, "cull.timeout", d.cull_timeout, minimum=60),
+        # The hub's spawner uses the example template: install it beside the hub.
+        example_template_namespace=s.example_template_namespace or hub_namespace,
+    )
     return s
 
 

@@ -8,24 +8,39 @@ image (tools/image/notebook.sh) imported. Needs root and the node tools
 session end, also when tests fail. The bring-up time is printed.
 
 `node_namespace`: a fresh namespace on it per test.
+
+`operator_image` (session): the operator image (tools/image/operator.sh: `make image`'s build,
+cached by its inputs' hash) imported into the node's containerd.
+
+Helpers the real-node tests share: `wait_for`, `seed_template_for` (the seed template with the
+notebook image, allowed for some namespaces), `hub_service` (the template's
+hub.<ns>.svc.cluster.local:8081 pointing at a hub process on the bridge).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 from kubernetes import client, config
 
 from harness import paths
 from harness.cluster import DevCluster
+from harness.examples import load_example, shared_template, strip_server_fields
+from harness.node import GATEWAY
+from jupyternetes.crd.definitions import GROUP, TEMPLATE_PLURAL, VERSION
+
+T = TypeVar("T")
+TIMEOUT = 180.0  # a loaded 2-core machine; a pod is Ready in ~2 s when idle
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -89,3 +104,86 @@ def node_namespace(node_api: client.ApiClient) -> Iterator[str]:
         yield name
     finally:
         core.delete_namespace(name, propagation_policy="Background")
+
+
+@pytest.fixture(scope="session")
+def operator_image(real_cluster: RealCluster) -> str:
+    """The operator image's name, built when its inputs changed and imported into containerd."""
+    proc = subprocess.run(["bash", str(REPO / "tools/image/operator.sh")], check=True,
+                          stdout=subprocess.PIPE, text=True,
+                          env=dict(os.environ, PYTHON=os.environ.get("PYTHON", _venv_python())))
+    image = proc.stdout.strip().splitlines()[-1]
+    assert real_cluster.dev.node is not None
+    real_cluster.dev.node.import_image(paths.cache_dir() / "image" /
+                                       "jupyternetes-operator.oci.tar")
+    return image
+
+
+@pytest.fixture(scope="session")
+def hub_image(real_cluster: RealCluster) -> str:
+    """The hub image's name (tools/image/hub.sh, cached by its inputs' hash), imported."""
+    proc = subprocess.run(["bash", str(REPO / "tools/image/hub.sh")], check=True,
+                          stdout=subprocess.PIPE, text=True,
+                          env=dict(os.environ, PYTHON=os.environ.get("PYTHON", _venv_python())))
+    assert real_cluster.dev.node is not None
+    real_cluster.dev.node.import_image(paths.cache_dir() / "image" / "jupyternetes-hub.oci.tar")
+    return proc.stdout.strip().splitlines()[-1]
+
+
+# ---- helpers ---------------------------------------------------------------------------------
+
+
+def wait_for(what: str, check: Callable[[], T | None], timeout: float = TIMEOUT,
+             describe: Callable[[], str] = lambda: "") -> T:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}\n{describe()}")
+
+
+def ensure(create: Callable[[], object]) -> None:
+    """Create, accepting that it exists already (the node is shared by the session)."""
+    try:
+        create()
+    except client.ApiException as e:
+        if e.status != 409:
+            raise
+
+
+def seed_template_for(api: client.ApiClient, image: str, namespaces: tuple[str, ...],
+                      ) -> dict[str, Any]:
+    """examples/seed-template.yaml in its namespace (`kadense`), its notebook image swapped
+    for `image` (imagePullPolicy Never), usable from `namespaces`; created or updated."""
+    core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
+    template = shared_template(strip_server_fields(load_example("seed-template.yaml")),
+                               namespaces)
+    hub_ns = template["metadata"]["namespace"]
+    notebook = template["spec"]["pods"][0]["spec"]["containers"][0]
+    notebook.update(image=image, imagePullPolicy="Never")
+    template["spec"]["pods"][0]["spec"]["terminationGracePeriodSeconds"] = 2
+    ensure(lambda: core.create_namespace({"metadata": {"name": hub_ns}}))
+    ensure(lambda: custom.create_namespaced_custom_object(
+        GROUP, VERSION, hub_ns, TEMPLATE_PLURAL, template))
+    custom.patch_namespaced_custom_object(GROUP, VERSION, hub_ns, TEMPLATE_PLURAL,
+                                          template["metadata"]["name"],
+                                          {"spec": template["spec"]})
+    return template
+
+
+def hub_service(api: client.ApiClient, namespace: str, hub_port: int) -> None:
+    """The hub's Service as z2jh names it (`hub`, port 8081), its endpoint a hub process
+    listening on the bridge address (harness.hub.Hub(hub_host=GATEWAY))."""
+    core, discovery = client.CoreV1Api(api), client.DiscoveryV1Api(api)
+    with contextlib.suppress(client.ApiException):
+        core.delete_namespaced_service("hub", namespace)
+    with contextlib.suppress(client.ApiException):
+        discovery.delete_namespaced_endpoint_slice("hub", namespace)
+    core.create_namespaced_service(namespace, {"metadata": {"name": "hub"}, "spec": {
+        "ports": [{"name": "hub", "port": 8081, "targetPort": hub_port}]}})
+    discovery.create_namespaced_endpoint_slice(namespace, {
+        "metadata": {"name": "hub", "labels": {"kubernetes.io/service-name": "hub"}},
+        "addressType": "IPv4", "endpoints": [{"addresses": [GATEWAY]}],
+        "ports": [{"name": "hub", "port": hub_port, "protocol": "TCP"}]})

@@ -20,10 +20,9 @@ import base64
 import contextlib
 import json
 import os
-import subprocess
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +44,7 @@ from jupyternetes.deploy.manifests import (
 )
 from jupyternetes.deploy.rbac import HUB, OPERATOR, SHARD_LEASE_VERBS
 from jupyternetes.deploy.settings import DeploySettings
+from tests.e2e.deploystack import DeployStack
 
 pytestmark = pytest.mark.e2e
 
@@ -53,8 +53,6 @@ CRDS = (f"{INSTANCE_PLURAL}.{GROUP}", f"{TEMPLATE_PLURAL}.{GROUP}")
 SEED_TEMPLATE = "default-template"
 SEED_NAME = "8dc366d8a0f05869bfdb6e7eb3d83f65"
 IMAGE = os.environ.get("JUPYTERNETES_E2E_OPERATOR_IMAGE", "jupyternetes/operator:e2e")
-# `pulumi up` waits for the operator Deployment's rollout; two loaded cores.
-PULUMI_TIMEOUT = 600
 PROVISION_TIMEOUT = 240.0
 
 
@@ -71,35 +69,6 @@ def condition(obj: dict | None, type_: str) -> dict:
         if cond.get("type") == type_:
             return cond
     return {}
-
-
-@dataclass
-class DeployStack:
-    """One stack of the repository's Pulumi project, driven through the `pulumi` CLI."""
-
-    name: str
-    env: dict[str, str]
-    log: list[str] = field(default_factory=list)
-
-    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        cmd = ["pulumi", *args, "--stack", self.name, "--non-interactive"]
-        proc = subprocess.run(cmd, cwd=REPO, env=self.env, capture_output=True, text=True,
-                              timeout=PULUMI_TIMEOUT)
-        self.log.append(f"$ {' '.join(cmd)}\n{proc.stdout}\n{proc.stderr}")
-        if check and proc.returncode != 0:
-            raise AssertionError(f"`{' '.join(cmd)}` exited {proc.returncode}\n"
-                                 f"{proc.stdout[-6000:]}\n{proc.stderr[-4000:]}")
-        return proc
-
-    def config(self, key: str, value: str, path: bool = False) -> None:
-        self.run("config", "set", *(["--path"] if path else []), key, value)
-
-    def up(self) -> subprocess.CompletedProcess[str]:
-        return self.run("up", "--yes", "--skip-preview")
-
-    def preview_json(self, *extra: str) -> dict:
-        proc = self.run("preview", "--json", *extra)
-        return json.loads(proc.stdout)
 
 
 @dataclass

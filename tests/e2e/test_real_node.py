@@ -5,43 +5,17 @@ token; `kubectl logs` goes through the apiserver to kubelet."""
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
-import time
 import urllib.request
-from collections.abc import Callable
-from typing import TypeVar
 
 import pytest
 from kubernetes import client
 
 from harness.cluster import SERVICE_CIDR
-from harness.crds import apply_crds
-from harness.examples import load_example, shared_template, strip_server_fields
-from harness.hub import Hub
-from harness.node import GATEWAY, NODE_NAME, POD_SUBNET
-from harness.operator_process import OperatorProcess
-from jupyternetes.crd.definitions import (
-    GROUP,
-    INSTANCE_PLURAL,
-    TEMPLATE_PLURAL,
-    VERSION,
-    load_crd_documents,
-)
+from harness.node import NODE_NAME, POD_SUBNET
+from tests.e2e.fixtures_node import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.realnode]
-T = TypeVar("T")
-TIMEOUT = 180.0  # a loaded 2-core machine; a pod is Ready in ~2 s when idle
-
-
-def wait_for(what: str, check: Callable[[], T | None], timeout: float = TIMEOUT) -> T:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def http_get(url: str) -> str | None:
@@ -120,106 +94,3 @@ def test_a_pod_answers_by_ip_through_a_service_and_by_cluster_dns(real_cluster, 
     assert phase == "Succeeded", logs
     assert "web: hello-from-web" in logs
     assert "apiserver: v1." in logs
-
-
-# ---- the seed instance through the real operator --------------------------------------------
-
-DEFAULT_CLASS = "storageclass.kubernetes.io/is-default-class"
-
-
-def ensure(create: Callable[[], object]) -> None:
-    """Create, accepting that it exists already (the node is shared by the session)."""
-    try:
-        create()
-    except client.ApiException as e:
-        if e.status != 409:
-            raise
-
-
-def test_the_seed_instance_runs_a_real_notebook_through_the_operator(
-        real_cluster, node_api, node_namespace, pulumi_env, tmp_path):
-    """examples/seed-*.yaml with the notebook image: the operator (a host process) renders the
-    PVC and the pod; the PVC is provisioned dynamically, the pod's `jupyterhub-singleuser`
-    reaches a real JupyterHub by the Service DNS name the template names
-    (hub.kadense.svc.cluster.local:8081) and answers on its pod IP."""
-    core, storage = client.CoreV1Api(node_api), client.StorageV1Api(node_api)
-    custom, discovery = client.CustomObjectsApi(node_api), client.DiscoveryV1Api(node_api)
-    apply_crds(node_api, load_crd_documents())
-    ensure(lambda: storage.create_storage_class({
-        "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
-        "metadata": {"name": "host-path", "annotations": {DEFAULT_CLASS: "true"}},
-        "provisioner": "kubernetes.io/host-path", "reclaimPolicy": "Delete"}))
-
-    # The seed template lives in `kadense`; it allows the test namespace (spec.allowedNamespaces).
-    template = shared_template(strip_server_fields(load_example("seed-template.yaml")),
-                               (node_namespace,))
-    hub_ns = template["metadata"]["namespace"]
-    notebook = template["spec"]["pods"][0]["spec"]["containers"][0]
-    notebook.update(image=real_cluster.notebook_image, imagePullPolicy="Never")
-    template["spec"]["pods"][0]["spec"]["terminationGracePeriodSeconds"] = 2
-    ensure(lambda: core.create_namespace({"metadata": {"name": hub_ns}}))
-    ensure(lambda: custom.create_namespaced_custom_object(
-        GROUP, VERSION, hub_ns, TEMPLATE_PLURAL, template))
-    custom.patch_namespaced_custom_object(GROUP, VERSION, hub_ns, TEMPLATE_PLURAL,
-                                          template["metadata"]["name"],
-                                          {"spec": template["spec"]})
-
-    with Hub(hub_host=GATEWAY) as hub:
-        # The hub's Service as z2jh names it, its endpoint the hub process on the bridge.
-        with contextlib.suppress(client.ApiException):
-            core.delete_namespaced_service("hub", hub_ns)
-            discovery.delete_namespaced_endpoint_slice("hub", hub_ns)
-        core.create_namespaced_service(hub_ns, {"metadata": {"name": "hub"}, "spec": {
-            "ports": [{"name": "hub", "port": 8081, "targetPort": hub.hub_port}]}})
-        discovery.create_namespaced_endpoint_slice(hub_ns, {
-            "metadata": {"name": "hub", "labels": {"kubernetes.io/service-name": "hub"}},
-            "addressType": "IPv4", "endpoints": [{"addresses": [GATEWAY]}],
-            "ports": [{"name": "hub", "port": hub.hub_port, "protocol": "TCP"}]})
-
-        instance = strip_server_fields(load_example("seed-instance.yaml"))
-        instance["metadata"]["namespace"] = node_namespace
-        name = instance["metadata"]["name"]
-        op = OperatorProcess(real_cluster.kubeconfig, pulumi_env.env, tmp_path / "state",
-                             pulumi_env.pulumi_home, [node_namespace], tmp_path / "operator.log",
-                             backend_url=pulumi_env.backend_url, workers=2).start()
-        try:
-            custom.create_namespaced_custom_object(GROUP, VERSION, node_namespace,
-                                                   INSTANCE_PLURAL, instance)
-
-            def ready() -> dict | None:
-                inst = custom.get_namespaced_custom_object(GROUP, VERSION, node_namespace,
-                                                           INSTANCE_PLURAL, name)
-                conditions = {c["type"]: c["status"]
-                              for c in (inst.get("status") or {}).get("conditions", [])}
-                pod = (inst.get("status") or {}).get("pods", {}).get("notebook", {})
-                return inst if conditions.get("Ready") == "True" and pod.get("podAddress") \
-                    else None
-
-            inst = wait_for("the seed instance Ready", ready, timeout=300)
-            pod = core.read_namespaced_pod(f"{name}-notebook", node_namespace)
-            assert pod.spec.node_name == NODE_NAME
-            assert pod.status.container_statuses[0].container_id.startswith("containerd://")
-            assert inst["status"]["pods"]["notebook"]["podAddress"] == pod.status.pod_ip
-            # The PVC: provisioned by the controller-manager, not pre-bound by the test.
-            pvc = core.read_namespaced_persistent_volume_claim(f"{name}-workspace",
-                                                               node_namespace)
-            assert pvc.status.phase == "Bound"
-            pv = core.read_persistent_volume(pvc.spec.volume_name)
-            assert pv.metadata.annotations["pv.kubernetes.io/provisioned-by"] == \
-                "kubernetes.io/host-path"
-            # The server passed its hub check (it exits after ~45 s without a hub) and answers.
-            answer = wait_for("the notebook server's /api", lambda: http_get(
-                f"http://{pod.status.pod_ip}:8888/user/jovyan/api"))
-            assert '"version"' in answer
-            logs = core.read_namespaced_pod_log(f"{name}-notebook", node_namespace)
-            assert "Failed to connect to my Hub" not in logs, logs
-            assert (core.read_namespaced_pod(f"{name}-notebook", node_namespace)
-                    .status.container_statuses[0].restart_count == 0)
-        finally:
-            with contextlib.suppress(client.ApiException):
-                custom.delete_namespaced_custom_object(GROUP, VERSION, node_namespace,
-                                                       INSTANCE_PLURAL, name)
-            wait_for("the instance deleted (finalizer honoured)", lambda: not custom
-                     .list_namespaced_custom_object(GROUP, VERSION, node_namespace,
-                                                    INSTANCE_PLURAL)["items"], timeout=180)
-            assert op.terminate() == 0, op.log_tail()

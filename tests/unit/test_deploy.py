@@ -17,9 +17,10 @@ from pulumi.runtime.mocks import MockMonitor, Mocks
 
 from jupyternetes.app.cli import build_parser
 from jupyternetes.crd.definitions import CRD_DIR, load_crd_documents
-from jupyternetes.deploy import manifests, rbac
+from jupyternetes.deploy import hub, manifests, rbac
 from jupyternetes.deploy import program as deploy
 from jupyternetes.deploy.settings import (
+    HUB_INSTALL_KEYS,
     LOG_LEVELS,
     ROLLOUTS,
     DeploySettings,
@@ -55,10 +56,20 @@ def test_project_file_runs_the_stacks_program_in_the_venv():
 
 def test_every_setting_is_documented_with_its_default_in_pulumi_yaml():
     declared = PROJECT["config"]
-    fields = {camel(f.name): f for f in dataclasses.fields(DeploySettings)}
-    assert set(declared) - {"statePassphrase"} == set(fields)
+    fields = {camel(f.name): f for f in dataclasses.fields(DeploySettings)
+              if f.name not in HUB_INSTALL_KEYS}
+    sections = {key.split(".")[0] for key in HUB_INSTALL_KEYS.values()}
+    assert set(declared) - {"statePassphrase"} == set(fields) | sections
     assert declared["statePassphrase"]["default"] == ""
     defaults = DeploySettings()
+    for name, key in HUB_INSTALL_KEYS.items():
+        head, *path = key.split(".")
+        assert declared[head]["description"], head
+        value = declared[head]["default"]
+        for part in path:
+            value = value[part]
+        expected = getattr(defaults, name)
+        assert value == (list(expected) if isinstance(expected, tuple) else expected), key
     for key, field in fields.items():
         assert declared[key]["description"], key
         assert "default" in declared[key], key
@@ -632,3 +643,100 @@ def test_config_lookup_parses_structures_only():
     assert get("watchNamespaces") == ["a"] and get("replicas") == "2"
     assert get("resources") == {"limits": {"memory": "1Gi"}}
     assert get("namespace") == "123" and get("missing") is None
+
+
+# ---- hub.enabled: the JupyterHub the stack installs ----------------------------------------
+
+
+def test_hub_enabled_defaults_to_the_operators_namespace_and_the_example_template():
+    s = settings(hub={"enabled": True, "image": "hub:1"}, singleuser={"image": "nb:1"})
+    assert s.hub_install and s.hub_namespace == s.namespace
+    assert s.watch_namespaces == (s.namespace,)  # the hub's users, least privilege
+    assert s.example_template_namespace == s.namespace
+    values = hub.hub_values(s, s.example_template_namespace, "default-template")
+    assert values["spawner"] == {"namespace": s.namespace, "hub_namespace": s.namespace,
+                                 "template_name": "default-template",
+                                 "template_namespace": s.namespace}
+    assert values["hubConnectUrl"] == f"http://hub.{s.namespace}.svc.cluster.local:8081"
+    template = hub.example_template_image(
+        manifests.example_template(s.namespace), s)
+    assert template["spec"]["pods"][0]["spec"]["containers"][0]["image"] == "nb:1"
+    assert not settings().hub_install
+
+
+def test_hub_settings_errors_name_the_dotted_key():
+    with pytest.raises(SettingsError, match=r"proxy\.service\.type"):
+        settings(hub={"enabled": True}, proxy={"service": {"type": "Ingress"}})
+    with pytest.raises(SettingsError, match=r"hub\.config"):
+        settings(hub={"enabled": True, "config": {"JupyterHub": 1}})
+    with pytest.raises(SettingsError, match=r"cull\.timeout"):
+        settings(hub={"enabled": True}, cull={"timeout": 5})
+
+
+def test_the_hub_config_file_configures_the_spawner_and_lets_hub_config_win(tmp_path,
+                                                                            monkeypatch):
+    from traitlets.config import Config
+
+    s = settings(hub={"enabled": True, "config": {"JupyterHub": {"admin_access": True},
+                                                  "JupyternetesSpawner": {"workers": 3}}},
+                 cull={"timeout": 600})
+    data = hub.config_map(s, "tpl-ns", "default-template")["data"]
+    (tmp_path / "config.json").write_text(data["config.json"])
+    monkeypatch.setenv("HUB_CONFIG_JSON", str(tmp_path / "config.json"))
+    monkeypatch.setenv("HUB_SHARED_PASSWORD", "pw-123456789")
+    c = Config()
+    exec(compile(data["jupyterhub_config.py"], "jupyterhub_config.py", "exec"),
+         {"get_config": lambda: c})
+    assert c.JupyterHub.spawner_class == "jupyternetes"
+    assert c.JupyterHub.cleanup_servers is False
+    assert c.ConfigurableHTTPProxy.should_start is False
+    assert c.ConfigurableHTTPProxy.api_url == \
+        f"http://proxy-api.{s.namespace}.svc.cluster.local:8001"
+    assert c.JupyternetesSpawner.template_namespace == "tpl-ns"
+    assert c.JupyternetesSpawner.workers == 3
+    assert c.JupyterHub.admin_access is True
+    assert c.JupyterHub.services[0]["name"] == "idle-culler"
+    assert "--timeout=600" in c.JupyterHub.services[0]["command"]
+
+
+def test_network_policies_let_users_reach_only_the_hub_and_dns():
+    s = settings(hub={"enabled": True}, hubUserNamespace="users")
+    policies = hub.network_policies(s)
+    user = policies["singleuser"]
+    assert user["metadata"]["namespace"] == "users"
+    assert user["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    egress = user["spec"]["egress"]
+    assert egress[0]["to"][0]["podSelector"]["matchLabels"] == hub.selector("hub")
+    assert egress[1] == hub.DNS_EGRESS and len(egress) == 2  # no internet by default
+    # Only the proxy and the hub may connect to a user's server (not another user's server).
+    sources = user["spec"]["ingress"][0]["from"]
+    assert [p["podSelector"]["matchLabels"] for p in sources] == \
+        [hub.selector("proxy"), hub.selector("hub")]
+    # The proxy's API: the hub only.
+    assert policies["proxy"]["spec"]["ingress"][1]["from"] == [
+        {"podSelector": {"matchLabels": hub.selector("hub")}}]
+
+
+@pulumi.runtime.test
+def test_program_declares_the_hub_with_enabled(monitor):
+    s = settings(hub={"enabled": True, "image": "hub:1"})
+    declared = deploy.declare_all(s)
+
+    def check(_):
+        reqs = monitor.by_name()
+        for name in ("hub/deployment/hub", "hub/deployment/proxy"):
+            assert reqs[name].type == "kubernetes:apps/v1:Deployment"
+        assert reqs["hub/service/proxy-public"].type == "kubernetes:core/v1:Service"
+        assert reqs["hub/pvc"].type == "kubernetes:core/v1:PersistentVolumeClaim"
+        assert reqs["hub/networkpolicy/singleuser"].type == \
+            "kubernetes:networking.k8s.io/v1:NetworkPolicy"
+        secret = reqs["hub/secret"]
+        assert list(secret.ignoreChanges) == ["stringData", "data"]
+        assert wire(secret)["stringData"][hub.PASSWORD_KEY][SECRET_SIG]
+        assert wire(reqs["hub/deployment/hub"])["spec"]["template"]["spec"][
+            "serviceAccountName"] == "hub"
+        assert "hub-role/jupyternetes/jupyternetes-hub" in reqs
+        for name in ("hub/secret", "hub/configmap", "hub/pvc", "hub/deployment/hub"):
+            assert urn(monitor, "namespace") in reqs[name].dependencies, name
+
+    return pulumi.Output.all(*[r.urn for r in declared.values()]).apply(check)
