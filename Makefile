@@ -26,10 +26,10 @@ unit: setup
 	$(PY) -m pytest -q tests/unit
 
 e2e: setup tools
-	$(PY) -m pytest -q tests/e2e
+	$(PY) -m pytest -q -n 2 --dist loadgroup --durations=30 tests/e2e
 
 test: setup tools lint
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n 2 --dist loadgroup --durations=30 tests
 
 # The main job: a local cluster, the CRDs and seed template, the operator, the seed instance
 # reaching Completed with its PVC and pod. DEMO_ARGS=--keep leaves it running.

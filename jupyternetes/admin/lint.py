@@ -24,11 +24,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from jupyternetes.crd.definitions import API_VERSION, INSTANCE_KIND
+from jupyternetes.crd.labels import HUB_USER_ANNOTATION
 from jupyternetes.crd.model import Instance, ModelError, Template
 from jupyternetes.policy import trust
 from jupyternetes.render import hubvars
 from jupyternetes.render.objects import RenderedObject, render
 from jupyternetes.render.placeholders import RenderError
+from jupyternetes.spawner import ksnames
 
 EXIT_PROBLEMS = 1
 EXIT_ERROR = 2
@@ -46,12 +48,15 @@ class Problem:
 
 def sample_instance(template: Template, namespace: str) -> Instance:
     """The instance a spawner would create for user `jovyan` with this template."""
+    variables = {**hubvars.sample_variables(hubvars.SAMPLE_INSTANCE, namespace),
+                 **ksnames.variables(hubvars.SAMPLE_USER, "")}
     return Instance.from_dict({
         "apiVersion": API_VERSION, "kind": INSTANCE_KIND,
-        "metadata": {"name": hubvars.SAMPLE_INSTANCE, "namespace": namespace},
+        "metadata": {"name": hubvars.SAMPLE_INSTANCE, "namespace": namespace,
+                     "annotations": {HUB_USER_ANNOTATION: hubvars.SAMPLE_USER}},
         "spec": {"template": {"name": template.name,
                               "namespace": template.namespace or namespace},
-                 "variables": hubvars.sample_variables(hubvars.SAMPLE_INSTANCE, namespace)}},
+                 "variables": variables}},
         "sample instance")
 
 

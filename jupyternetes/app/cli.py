@@ -24,6 +24,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "jupyternetes.app.operator",
     "jupyternetes.admin.preview",
     "jupyternetes.admin.lint",
+    "jupyternetes.admin.migrate",
 )
 
 EXIT_USAGE = 2

@@ -41,6 +41,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "up to date, mirroring what exists into each instance's status.")
     parser.add_argument("--namespace", action="append", default=[], metavar="NS",
                         help="watch only this namespace (repeatable; default: all namespaces)")
+    parser.add_argument("--namespace-selector", default="", metavar="LABEL=VALUE",
+                        help="watch the namespaces whose labels match this selector, as they "
+                             "appear and go (e.g. jupyternetes.kadense.io/user-namespace=true, "
+                             "the label of the spawner's user namespaces); needs list/watch on "
+                             "namespaces. Not together with --namespace")
     parser.add_argument("--template-namespace", action="append", default=[], metavar="NS",
                         help="watch templates only in this namespace (repeatable; default: all "
                              "namespaces, whatever --namespace says, because instances may use "
@@ -126,6 +131,10 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         log.error("--other-resource-kind: %s", exc)
         return 2
+    if args.namespace_selector and args.namespace:
+        log.error("--namespace-selector and --namespace: choose one (the selector's namespaces "
+                  "are the watched ones)")
+        return 2
     replica = sharding.replica_id(args)
     settings = dataclasses.replace(settings, replica=replica)
     kube = Kube(api_client(getattr(args, "kubeconfig", None), getattr(args, "context", None)))
@@ -145,7 +154,8 @@ def run(args: argparse.Namespace) -> int:
                         backoff=Backoff(base=args.backoff_base, cap=args.backoff_cap),
                         shutdown_grace=args.shutdown_grace,
                         template_status_seconds=args.template_status_seconds,
-                        orphan_seconds=args.orphan_check_seconds)
+                        orphan_seconds=args.orphan_check_seconds,
+                        namespace_selector=args.namespace_selector)
 
     elector: leader.LeaderElector | None = None
     shard_manager = (sharding.make_manager(args, kube, backendurl.redact(settings.backend_url),

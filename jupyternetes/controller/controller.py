@@ -1,6 +1,8 @@
 """The operator's controller: watches feed the work queue, workers drain it through the reconciler.
 
-RBAC: instances and pods are watched in the `--namespace` scopes (all namespaces by default);
+RBAC: instances and pods are watched in the `--namespace` scopes (all namespaces by default), or
+in the namespaces whose labels match `--namespace-selector` (controller/namespacescope.py: a
+list+watch of those namespaces only, which needs list/watch on namespaces);
 templates are watched cluster-wide unless `--template-namespace` restricts them, because an
 instance may use a template from another namespace (the hub's). So even a `--namespace`-scoped
 operator needs a ClusterRole with get/list/watch on jupyternotebooktemplates.kadense.io, or a
@@ -19,6 +21,7 @@ from typing import Any
 
 from jupyternetes.app.metrics import Metrics
 from jupyternetes.controller.edges import EnginePort, FencedKube
+from jupyternetes.controller.namespacescope import NamespaceScope
 from jupyternetes.controller.noop import DriftFlags
 from jupyternetes.controller.orphans import OrphanCollector
 from jupyternetes.controller.queue import Backoff, ShutDown, WorkQueue
@@ -57,7 +60,8 @@ class Operator:
                  config: ReconcileConfig | None = None, metrics: Metrics | None = None,
                  backoff: Backoff | None = None, shutdown_grace: float = 30.0,
                  watch_timeout_seconds: int = 290,
-                 template_status_seconds: float = 2.0, orphan_seconds: float = 600.0) -> None:
+                 template_status_seconds: float = 2.0, orphan_seconds: float = 600.0,
+                 namespace_selector: str = "") -> None:
         self.kube = kube
         self.engine = engine
         self.metrics = metrics or Metrics()
@@ -75,20 +79,22 @@ class Operator:
                                      template_lookup=self._template)
         self._seen: dict[str, tuple[Any, ...]] = {}
         self._seen_lock = threading.Lock()
-        scopes: list[str | None] = list(dict.fromkeys(namespaces)) or [None]
-        self.instance_watchers = [
-            ListWatcher(f"instances@{ns or '*'}", caches.instance_source(kube, ns),
-                        self.on_instance,
-                        resync_seconds=resync_seconds, transform=caches.custom_object,
-                        watch_timeout_seconds=watch_timeout_seconds)
-            for ns in scopes]
-        # Pods live in their instance's namespace, so the same scopes cover them. No resync:
-        # the instance resync already re-checks every pod through reconcile.
-        self.pod_watchers = [
-            ListWatcher(f"pods@{ns or '*'}", caches.pod_source(kube, ns), self.on_pod,
-                        resync_seconds=0, watch_timeout_seconds=watch_timeout_seconds,
-                        transform=caches.pod)
-            for ns in scopes]
+        self._resync_seconds = resync_seconds
+        self._watch_timeout = watch_timeout_seconds
+        # Label-selected mode (--namespace-selector): the scopes are the namespaces whose labels
+        # match, as a watch of those namespaces finds them (namespacescope.py); else the fixed
+        # --namespace list, or every namespace.
+        self.namespace_scope = (NamespaceScope(kube, namespace_selector, self._add_scope,
+                                               self._remove_scope, watch_timeout_seconds)
+                                if namespace_selector else None)
+        scopes: list[str | None] = ([] if namespace_selector
+                                    else list(dict.fromkeys(namespaces)) or [None])
+        self.instance_watchers: list[ListWatcher] = []
+        self.pod_watchers: list[ListWatcher] = []
+        self._scope_lock = threading.Lock()
+        self._watching = False  # set by start(): scopes found later start their watches at once
+        for ns in scopes:
+            self._add_scope(ns)
         # Templates often live in the hub's namespace, not the instances' (seed: template in
         # `kadense`, instance in `default`): watched cluster-wide unless restricted, whatever
         # --namespace says. No resync: the instance resync re-reads every template anyway.
@@ -107,11 +113,14 @@ class Operator:
                                                     interval=template_status_seconds)
         # Stacks whose instance vanished without a destroy (orphans.py); at start, then
         # every orphan_seconds (0: at start only). Engines that cannot list stacks: none.
+        # Label-selected: only the stacks of the namespaces selected now are judged (served()),
+        # and none before the namespace watch has listed them.
+        served = self.namespace_scope.served if self.namespace_scope is not None else None
         self.orphans = (OrphanCollector(
-            engine, lambda: caches.instance_names(kube, scopes),  # type: ignore[arg-type]
+            engine, lambda: caches.instance_names(kube, served() if served else scopes),
             namespaces=[ns for ns in scopes if ns], interval=orphan_seconds,
             observe=self.metrics.observe_engine,
-            recheck=lambda ns: caches.instance_names(kube, [ns]))
+            recheck=lambda ns: caches.instance_names(kube, [ns]), served=served)
             if hasattr(engine, "list_stacks") else None)
         self._threads: list[threading.Thread] = []
         self._stopping = threading.Event()
@@ -127,6 +136,43 @@ class Operator:
         self.owns: Callable[[str], bool] | None = None
         self.stack_filter: Callable[[str], bool] | None = None
         self.singleton: Callable[[], bool] = lambda: True
+
+    # ---- scopes -----------------------------------------------------------------------------
+
+    def _add_scope(self, ns: str | None) -> None:
+        """Watch instances and pods of `ns` (None: every namespace). The watcher lists are
+        replaced, never changed in place: readers iterate them without the lock."""
+        instances = ListWatcher(f"instances@{ns or '*'}", caches.instance_source(self.kube, ns),
+                                self.on_instance, resync_seconds=self._resync_seconds,
+                                transform=caches.custom_object,
+                                watch_timeout_seconds=self._watch_timeout)
+        # Pods live in their instance's namespace, so the same scopes cover them. No resync:
+        # the instance resync already re-checks every pod through reconcile.
+        pods = ListWatcher(f"pods@{ns or '*'}", caches.pod_source(self.kube, ns), self.on_pod,
+                           resync_seconds=0, watch_timeout_seconds=self._watch_timeout,
+                           transform=caches.pod)
+        with self._scope_lock:
+            if any(w.name == instances.name for w in self.instance_watchers):
+                return
+            self.instance_watchers = [*self.instance_watchers, instances]
+            self.pod_watchers = [*self.pod_watchers, pods]
+            if self._watching:
+                pods.start()
+                instances.start()
+        if self._watching:
+            log.info("watching namespace %s", ns)
+
+    def _remove_scope(self, ns: str) -> None:
+        """Stop watching `ns` (its namespace is gone, or no longer selected)."""
+        with self._scope_lock:
+            gone = [w for w in self.instance_watchers + self.pod_watchers
+                    if w.name in (f"instances@{ns}", f"pods@{ns}")]
+            self.instance_watchers = [w for w in self.instance_watchers if w not in gone]
+            self.pod_watchers = [w for w in self.pod_watchers if w not in gone]
+        for watcher in gone:
+            watcher.stop(timeout=2.0)
+        if gone:
+            log.info("stopped watching namespace %s", ns)
 
     # ---- event handlers ---------------------------------------------------------------------
 
@@ -358,8 +404,12 @@ class Operator:
     def start(self) -> None:
         # The watches only fill caches and the queue: their first lists (seconds at 5,000
         # instances) overlap the stale-lock clean-up, which must end before any worker starts.
-        for watcher in self.pod_watchers + self.template_watchers + self.instance_watchers:
-            watcher.start()
+        with self._scope_lock:
+            self._watching = True
+            for watcher in self.pod_watchers + self.template_watchers + self.instance_watchers:
+                watcher.start()
+        if self.namespace_scope is not None:
+            self.namespace_scope.start()
         cleared = self.engine_clear_locks()
         if cleared:
             log.info("cleared stale stack locks: %s", cleared)
@@ -410,7 +460,8 @@ class Operator:
                 and all(w.has_synced for w in self.all_watchers()))
 
     def all_watchers(self) -> list[ListWatcher]:
-        return self.instance_watchers + self.pod_watchers + self.template_watchers
+        scope = [self.namespace_scope.watcher] if self.namespace_scope is not None else []
+        return scope + self.instance_watchers + self.pod_watchers + self.template_watchers
 
     def in_flight(self) -> list[str]:
         with self._busy_lock:

@@ -63,8 +63,13 @@ class OrphanCollector:
                  namespaces: Collection[str] = (), interval: float = 600.0,
                  observe: Callable[[str, str, float], None] | None = None,
                  owns: Callable[[str], bool] | None = None,
-                 recheck: Callable[[str], list[tuple[str, str]]] | None = None) -> None:
+                 recheck: Callable[[str], list[tuple[str, str]]] | None = None,
+                 served: Callable[[], Collection[str]] | None = None) -> None:
         self.engine = engine
+        # Label-selected scopes: the namespaces served now (namespacescope.py). None: the fixed
+        # `namespaces` (empty: all). An empty answer judges nothing: with no namespace known
+        # to be served, no stack is known to be an orphan.
+        self.served = served
         # (namespace) -> its instances now, fresh from the apiserver (module docstring).
         self.recheck = recheck
         self.owns = owns
@@ -77,6 +82,11 @@ class OrphanCollector:
 
     def collect(self) -> list[str]:
         """Destroy the orphaned stacks now; returns the ones destroyed."""
+        namespaces: Collection[str] = self.namespaces
+        if self.served is not None:
+            namespaces = tuple(self.served())
+            if not namespaces:
+                return []
         try:
             stacks = self.engine.list_stacks()
             instances = self.list_instances()
@@ -85,7 +95,7 @@ class OrphanCollector:
                         "%.0fs", exc, self.interval)
             return []
         destroyed = []
-        for stack in orphaned_stacks(stacks, instances, self.namespaces):
+        for stack in orphaned_stacks(stacks, instances, namespaces):
             if self._stop.is_set():
                 break
             if self.owns is not None and not self.owns(stack):

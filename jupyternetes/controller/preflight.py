@@ -73,7 +73,8 @@ def _check(kube: ObjectsPort, instance: Instance, rendered: Rendered,
         found = kube.get_object(obj.api_version, obj.kind, obj.namespace, obj.name)
         live[(obj.group, obj.entry)] = found
         bad = ownership.conflict(found, instance.namespace, instance.name,
-                                 f"{obj.group}/{obj.entry}", instance.account)
+                                 f"{obj.group}/{obj.entry}", instance.account,
+                                 ownership.kubespawner_request(obj.manifest))
         if bad is not None:
             conflicts.append(bad.message)
     if conflicts:

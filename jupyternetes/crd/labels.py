@@ -45,6 +45,20 @@ MANAGED_SELECTOR = f"{MANAGED_BY[0]}={MANAGED_BY[1]}"
 # instance's name, as label_value gives it: that instance only). policy/trust.py has the rule.
 VARIABLES_FROM = f"{LABEL_PREFIX}/variables-from"
 
+# The hub's user and server of an instance (the spawner writes the raw names; labels are
+# shortened for long names). KubeSpawner writes the same annotations on its claims.
+HUB_USER_ANNOTATION = "hub.jupyter.org/username"
+HUB_SERVER_ANNOTATION = "hub.jupyter.org/servername"
+# On a template's pvcs entry: the claim's name (placeholders allowed, e.g.
+# `claim-{jupyterhub.kubespawner.user_server}`) instead of `<instance>-<entry>`, and the opt-in
+# to adopt the claim KubeSpawner made for the same hub user (policy/ownership.py).
+KUBESPAWNER_CLAIM = f"{LABEL_PREFIX}/kubespawner-claim"
+
+# On every namespace the spawner makes for a user (`enable_user_namespaces`): the operator's
+# `--namespace-selector` and the deploy stack's admission policy select on it.
+USER_NAMESPACE_LABEL = (f"{LABEL_PREFIX}/user-namespace", "true")
+USER_NAMESPACE_SELECTOR = f"{USER_NAMESPACE_LABEL[0]}={USER_NAMESPACE_LABEL[1]}"
+
 RETRY_NOW = f"{LABEL_PREFIX}/retry-now"
 FORCE_DELETE = f"{LABEL_PREFIX}/force-delete"
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from jupyternetes.crd.definitions import API_VERSION, INSTANCE_KIND, TEMPLATE_KIND
-from jupyternetes.crd.labels import LABEL_ACCOUNT
+from jupyternetes.crd.labels import HUB_SERVER_ANNOTATION, HUB_USER_ANNOTATION, LABEL_ACCOUNT
 from jupyternetes.crd.naming import is_dns1123_label, is_dns1123_subdomain
 
 ENTRY_GROUPS = ("pvcs", "pods", "otherResources")
@@ -293,6 +293,11 @@ class Instance:
     secret_refs: tuple[SecretRef, ...] = ()
     # The `jupyternetes.kadense.io/account` label (the spawner sets it): whose data this is.
     account: str | None = None
+    # The hub user and server (the spawner's hub.jupyter.org/username and servername
+    # annotations, raw names); None for an instance not made by a hub. Only a template's
+    # KubeSpawner claim entry reads them (policy/ownership.py).
+    hub_user: str | None = None
+    hub_server: str = ""
 
     @property
     def template_namespace(self) -> str:
@@ -324,6 +329,10 @@ class Instance:
         secret_refs = _parse_secret_refs(r, spec)
         labels = meta.get("labels")
         account = labels.get(LABEL_ACCOUNT) if isinstance(labels, Mapping) else None
+        annotations = meta.get("annotations")
+        annotations = annotations if isinstance(annotations, Mapping) else {}
+        hub_user, hub_server = (annotations.get(HUB_USER_ANNOTATION),
+                                annotations.get(HUB_SERVER_ANNOTATION))
         return cls(
             name=name,
             namespace=namespace,
@@ -339,6 +348,8 @@ class Instance:
             finalizers=tuple(finalizers),
             secret_refs=secret_refs,
             account=account if isinstance(account, str) and account else None,
+            hub_user=hub_user if isinstance(hub_user, str) and hub_user else None,
+            hub_server=hub_server if isinstance(hub_server, str) else "",
         )
 
 

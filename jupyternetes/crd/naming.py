@@ -133,3 +133,16 @@ def instance_name_for_user(username: str, server_name: str = "") -> str:
     if not server_name:
         return user_uuid.hex
     return uuid.uuid5(user_uuid, server_name).hex
+
+
+def dns_label(text: str) -> str:
+    """`text` as a DNS-1123 label (a namespace or object name), collision-safe.
+
+    Used verbatim when it already is one; otherwise lowercased, every other character turned
+    into `-`, and always given the `-<10 hex of sha256(text)>` suffix (truncated to 63
+    characters first), so two texts that clean up alike (`A.B`, `a-b`, `a_b`) never share a
+    name. Empty text gives the bare hash."""
+    if is_dns1123_label(text):
+        return text
+    cleaned = re.sub(r"-+", "-", re.sub(r"[^a-z0-9-]", "-", text.lower())).strip("-")
+    return _shorten(cleaned, text, DNS1123_LABEL_MAX, "-")

@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from jupyternetes.crd.labels import USER_NAMESPACE_SELECTOR
 from jupyternetes.deploy.rbac import OPERATOR
 from jupyternetes.deploy.settings import DeploySettings
 
@@ -126,6 +127,8 @@ def operator_args(settings: DeploySettings) -> list[str]:
         args += ["--shards", str(settings.shards), "--replica-id", "$(POD_NAME)"]
     for ns in settings.watch_namespaces:
         args += ["--namespace", ns]
+    if settings.hub_user_namespaces:
+        args += ["--namespace-selector", USER_NAMESPACE_SELECTOR]
     for ns in settings.template_namespaces:
         args += ["--template-namespace", ns]
     for name in settings.secret_variables:
@@ -292,5 +295,7 @@ def example_template(namespace_name: str, users: tuple[str, ...] = (),
 
 def example_users(settings: DeploySettings) -> tuple[str, ...]:
     """Who the example template is for: the hub's users' namespace, else the watched ones."""
+    if settings.hub_user_namespaces:
+        return ("*",)  # the namespaces are made at spawn time; the operator serves only them
     return (settings.hub_instance_namespace,) if settings.hub_enabled else (
         settings.watch_namespaces)

@@ -126,5 +126,9 @@ def main() -> None:
     pulumi.export("namespace", settings.namespace)
     pulumi.export("serviceAccount", rbac.OPERATOR)
     pulumi.export("metricsService", manifests.METRICS_SERVICE)
-    pulumi.export("rbacMode", "cluster" if settings.cluster_wide else "namespaced")
+    pulumi.export("rbacMode", "cluster" if settings.cluster_wide else
+                  "user-namespaces" if settings.hub_user_namespaces else "namespaced")
+    if settings.hub_user_namespaces:
+        # The spawner's c.JupyternetesSpawner.user_namespace_role_bindings.
+        pulumi.export("hubUserNamespaceRoleBindings", rbac.user_namespace_role_bindings(settings))
     pulumi.export("crds", sorted(n.removeprefix("crd/") for n in declared if n.startswith("crd/")))

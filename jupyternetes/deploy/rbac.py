@@ -40,7 +40,8 @@ Hub (the spawner), in the user namespace only, exactly the verbs it calls (spawn
 - secrets: create, delete and patch of its `<instance>-hub` token Secret (replace_secret deletes
   a leftover one, then creates; patch adds the instance as owner). Never get, list or watch: the
   hub cannot read the other users' tokens, or any other Secret of the namespace;
-- pods, events: list+watch (informers for progress and poll);
+- pods, events: list+watch (informers for progress and poll); delete on pods: a stop with the
+  operator down deletes the server's pods itself after `pod_delete_grace` (spawner/stopping.py);
 - persistentvolumeclaims: list+watch, and delete + patch for delete_forever (a deleted user's
   claims are deleted, or released by a label patch with `delete_pvc = False`).
 """
@@ -52,6 +53,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from jupyternetes.crd.definitions import GROUP, INSTANCE_PLURAL, TEMPLATE_PLURAL
+from jupyternetes.crd.labels import USER_NAMESPACE_LABEL
 from jupyternetes.deploy.settings import DeploySettings, ResourceKind
 
 RBAC_API = "rbac.authorization.k8s.io/v1"
@@ -114,7 +116,9 @@ def hub_rules() -> list[dict[str, Any]]:
     return [
         rule(GROUP, [INSTANCE_PLURAL], ["create", "get", "list", "watch", "delete"]),
         rule("", ["secrets"], ["create", "delete", "patch"]),
-        rule("", ["pods", "events"], ["list", "watch"]),
+        rule("", ["events"], ["list", "watch"]),
+        # delete: a stop with the operator down removes the server's pods (spawner/stopping.py).
+        rule("", ["pods"], ["list", "watch", "delete"]),
         # delete + patch: delete_forever deletes or releases a deleted user's claims.
         rule("", ["persistentvolumeclaims"], ["list", "watch", "delete", "patch"]),
     ]
@@ -159,7 +163,14 @@ def operator_rbac(settings: DeploySettings, labels: dict[str, str]) -> list[Rbac
     cluster_name = f"{OPERATOR}-{settings.namespace}"  # one install per namespace, unique names
     objects: list[RbacObject] = []
     workload = operator_workload_rules(settings.other_resource_kinds)
-    if settings.cluster_wide:
+    if settings.hub_user_namespaces:
+        # The workload rules as a ClusterRole bound in each user namespace by the hub's
+        # RoleBinding (user_namespace_role_bindings); cluster-wide only what is
+        # cluster-scoped: the label-selected namespace watch and StorageClasses.
+        objects.append(_cluster_role(user_namespace_role(settings, OPERATOR), workload, labels))
+        objects += _role_pair("namespaces", f"{cluster_name}-namespaces", None,
+                              namespace_watch_rules() + storage_class_rules(), subject, labels)
+    elif settings.cluster_wide:
         objects += _role_pair("operator", cluster_name, None,
                               workload + namespace_rules() + storage_class_rules(),
                               subject, labels)
@@ -182,9 +193,138 @@ def operator_rbac(settings: DeploySettings, labels: dict[str, str]) -> list[Rbac
 
 
 def hub_rbac(settings: DeploySettings, labels: dict[str, str]) -> list[RbacObject]:
-    """The hub's Role in the user namespace (nothing when no hubNamespace is configured)."""
+    """The hub's Role in the user namespace (nothing when no hubNamespace is configured); with
+    hubUserNamespaces its rights to make user namespaces instead (user_namespace_rbac)."""
     if not settings.hub_enabled:
         return []
     subject = {"kind": "ServiceAccount", "name": settings.hub_service_account,
                "namespace": settings.hub_namespace}
+    if settings.hub_user_namespaces:
+        return user_namespace_rbac(settings, subject, labels)
     return _role_pair("hub", HUB, settings.hub_instance_namespace, hub_rules(), subject, labels)
+
+
+# ---- user namespaces (hubUserNamespaces) --------------------------------------------------------
+#
+# RBAC cannot grant by a namespace's labels, and a user's namespace is made at spawn time, so
+# neither a Role made in advance nor a label-scoped grant exists for it. The two ClusterRoles
+# `user_namespace_role` (the hub's rules, the operator's workload rules) are therefore bound in
+# each user namespace by RoleBindings the hub creates with the namespace (the spawner's
+# user_namespace_role_bindings = `user_namespace_role_bindings(settings)`). For that the hub
+# needs, cluster-wide: create/get on namespaces, create on rolebindings and resourcequotas, and
+# `bind` on exactly those two ClusterRoles (Kubernetes lets a RoleBinding reference a role only
+# when its creator holds the role's rights or `bind` on it). `create rolebindings` cannot be
+# limited to some namespaces by RBAC, and `bind` does not limit the subjects, so a
+# ValidatingAdmissionPolicy does (`hub_admission_policy`): the hub's RoleBindings only in
+# namespaces labelled jupyternetes.kadense.io/user-namespace=true, only to those two roles,
+# each only for its own ServiceAccount; its namespaces only with that label; its quotas only
+# in those namespaces. Nothing grants the hub or the operator anything in other namespaces.
+
+
+def user_namespace_role(settings: DeploySettings, who: str) -> str:
+    """Name of the ClusterRole `who` (OPERATOR or HUB) is bound to in each user namespace."""
+    return f"{who}-user-namespace-{settings.namespace}"
+
+
+def namespace_watch_rules() -> list[dict[str, Any]]:
+    """The operator's label-selected namespace watch (controller/namespacescope.py) and
+    kube.namespace_terminating."""
+    return [rule("", ["namespaces"], ["get", "list", "watch"])]
+
+
+def hub_namespace_rules(settings: DeploySettings) -> list[dict[str, Any]]:
+    bind = rule("rbac.authorization.k8s.io", ["clusterroles"], ["bind"])
+    bind["resourceNames"] = [user_namespace_role(settings, HUB),
+                             user_namespace_role(settings, OPERATOR)]
+    return [rule("", ["namespaces"], ["create", "get"]),
+            rule("", ["resourcequotas"], ["create"]),
+            rule("rbac.authorization.k8s.io", ["rolebindings"], ["create"]),
+            bind]
+
+
+def user_namespace_role_bindings(settings: DeploySettings) -> list[dict[str, Any]]:
+    """The spawner's `user_namespace_role_bindings` for this install (exported)."""
+    return [
+        {"name": HUB, "clusterRole": user_namespace_role(settings, HUB),
+         "serviceAccount": {"name": settings.hub_service_account,
+                            "namespace": settings.hub_namespace}},
+        {"name": OPERATOR, "clusterRole": user_namespace_role(settings, OPERATOR),
+         "serviceAccount": {"name": OPERATOR, "namespace": settings.namespace}},
+    ]
+
+
+def _cluster_role(name: str, rules: list[dict[str, Any]], labels: dict[str, str]) -> RbacObject:
+    return RbacObject(f"user-namespace-clusterrole/{name}", {
+        "apiVersion": RBAC_API, "kind": "ClusterRole", "metadata": _meta(name, labels),
+        "rules": rules})
+
+
+def _cel_string(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def hub_admission_policy(settings: DeploySettings,
+                         labels: dict[str, str]) -> list[RbacObject]:
+    """The ValidatingAdmissionPolicy (+ binding) that keeps the hub's namespace rights to the
+    user namespaces (see the comment above `user_namespace_role`)."""
+    name = f"{HUB}-user-namespaces-{settings.namespace}"
+    key, value = USER_NAMESPACE_LABEL
+    hub_user = (f"system:serviceaccount:{settings.hub_namespace}:"
+                f"{settings.hub_service_account}")
+    labelled = (f"has(namespaceObject.metadata.labels) && {_cel_string(key)} in "
+                f"namespaceObject.metadata.labels && namespaceObject.metadata.labels"
+                f"[{_cel_string(key)}] == {_cel_string(value)}")
+    allowed = " || ".join(
+        f"(object.roleRef.name == {_cel_string(b['clusterRole'])} && object.subjects.all(s, "
+        f"s.kind == 'ServiceAccount' && s.name == {_cel_string(b['serviceAccount']['name'])} "
+        f"&& s.namespace == "
+        f"{_cel_string(b['serviceAccount']['namespace'])}))"
+        for b in user_namespace_role_bindings(settings))
+    policy = {
+        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy",
+        "metadata": _meta(name, labels),
+        "spec": {
+            "failurePolicy": "Fail",
+            "matchConstraints": {"resourceRules": [
+                {"apiGroups": ["rbac.authorization.k8s.io"], "apiVersions": ["*"],
+                 "operations": ["CREATE", "UPDATE"], "resources": ["rolebindings"]},
+                {"apiGroups": [""], "apiVersions": ["*"], "operations": ["CREATE", "UPDATE"],
+                 "resources": ["namespaces", "resourcequotas"]}]},
+            "matchConditions": [{"name": "the-hub",
+                                 "expression": f"request.userInfo.username == "
+                                               f"{_cel_string(hub_user)}"}],
+            "validations": [
+                {"expression": f"request.resource.resource != 'namespaces' || "
+                               f"(has(object.metadata.labels) && {_cel_string(key)} in "
+                               f"object.metadata.labels && object.metadata.labels"
+                               f"[{_cel_string(key)}] == {_cel_string(value)})",
+                 "message": f"the hub makes only user namespaces, labelled {key}={value}"},
+                {"expression": f"request.resource.resource == 'namespaces' || ({labelled})",
+                 "message": f"the hub binds roles and sets quotas only in namespaces labelled "
+                            f"{key}={value}"},
+                {"expression": f"request.resource.resource != 'rolebindings' || "
+                               f"(object.roleRef.kind == 'ClusterRole' && has(object.subjects) "
+                               f"&& ({allowed}))",
+                 "message": "the hub binds only the user-namespace ClusterRoles, each to its "
+                            "own ServiceAccount"},
+            ],
+        },
+    }
+    binding = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicyBinding",
+        "metadata": _meta(name, labels),
+        "spec": {"policyName": name, "validationActions": ["Deny"]},
+    }
+    return [RbacObject(f"hub-admission-policy/{name}", policy),
+            RbacObject(f"hub-admission-policy-binding/{name}", binding)]
+
+
+def user_namespace_rbac(settings: DeploySettings, subject: dict[str, str],
+                        labels: dict[str, str]) -> list[RbacObject]:
+    """The hub's side of hubUserNamespaces: its ClusterRole bound in each user namespace, its
+    cluster-wide rights to make them, and the admission policy that limits those."""
+    return [_cluster_role(user_namespace_role(settings, HUB), hub_rules(), labels),
+            *_role_pair("hub-namespaces", f"{HUB}-namespaces-{settings.namespace}", None,
+                        hub_namespace_rules(settings), subject, labels),
+            *hub_admission_policy(settings, labels)]

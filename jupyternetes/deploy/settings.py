@@ -86,6 +86,7 @@ class DeploySettings:
     hub_namespace: str = ""
     hub_service_account: str = "hub"
     hub_user_namespace: str = ""
+    hub_user_namespaces: bool = False
     example_template_namespace: str = ""
     retain_crds: bool = True
 
@@ -102,7 +103,7 @@ class DeploySettings:
 
     @property
     def cluster_wide(self) -> bool:
-        return not self.watch_namespaces
+        return not self.watch_namespaces and not self.hub_user_namespaces
 
     @property
     def hub_enabled(self) -> bool:
@@ -147,15 +148,31 @@ def settings_from_config(get: Lookup) -> DeploySettings:
         hub_namespace=_dns_label(get, "hubNamespace", ""),
         hub_service_account=_dns_name(get, "hubServiceAccount", d.hub_service_account),
         hub_user_namespace=_dns_label(get, "hubUserNamespace", ""),
+        hub_user_namespaces=_boolean(get, "hubUserNamespaces", d.hub_user_namespaces),
         example_template_namespace=_dns_label(get, "exampleTemplateNamespace", ""),
         retain_crds=_boolean(get, "retainCrds", d.retain_crds),
     )
+    if s.hub_user_namespaces:
+        if not s.hub_enabled:
+            raise SettingsError("hubUserNamespaces: true needs hubNamespace (the hub that "
+                                "creates the user namespaces); set it, or unset "
+                                "hubUserNamespaces")
+        if s.watch_namespaces or s.hub_user_namespace:
+            raise SettingsError("hubUserNamespaces: true watches the labelled user namespaces "
+                                "as the hub makes them; unset watchNamespaces and "
+                                "hubUserNamespace")
+        return _checked(s)
     if s.watch_namespaces == (ALL_NAMESPACES,):
         s = replace(s, watch_namespaces=())
     elif not s.watch_namespaces and s.hub_enabled:
         # Least privilege for the common case: the operator manages the hub's users' instances
         # and needs no rights anywhere else.
         s = replace(s, watch_namespaces=(s.hub_instance_namespace,))
+    return _checked(s)
+
+
+def _checked(s: DeploySettings) -> DeploySettings:
+    """The checks of settings that do not depend on the watch mode."""
     if s.allow_rbac_kinds and not any(k.api_group == "rbac.authorization.k8s.io"
                                       for k in s.other_resource_kinds):
         raise SettingsError(

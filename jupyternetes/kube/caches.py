@@ -131,3 +131,9 @@ def pod_source(kube: Kube, namespace: str | None) -> KubeSource:
     return KubeSource(lambda: kube.list_pods(namespace, MANAGED_SELECTOR, pod),
                       lambda rv, timeout: kube.watch_pods(namespace, MANAGED_SELECTOR, rv,
                                                           timeout))
+
+
+def namespace_source(kube: Kube, selector: str) -> KubeSource:
+    """The namespaces labelled `selector`, names only (the operator's label-selected scopes)."""
+    return KubeSource(lambda: kube.list_namespaces(selector, name_only),
+                      lambda rv, timeout: kube.watch_namespaces(selector, rv, timeout))

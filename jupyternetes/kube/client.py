@@ -198,6 +198,24 @@ class Kube:
             deleted.append(name)
         return deleted
 
+    def list_namespaces(self, selector: str,
+                        transform: Transform | None = None) -> tuple[list[dict], str]:
+        """The namespaces with labels matching `selector` (only those: a label-selected list)."""
+        return list_pages(lambda **kw: self.core.list_namespace(label_selector=selector, **kw),
+                          f"list namespaces {selector}", transform)
+
+    def watch_namespaces(self, selector: str, resource_version: str,
+                         timeout_seconds: int) -> WatchStream:
+        what = f"watch namespaces {selector}"
+        try:
+            resp = self.core.list_namespace(label_selector=selector,
+                                            **watch_kwargs(resource_version, timeout_seconds))
+        except ApiException as exc:
+            if exc.status == 410:
+                raise WatchExpired(api_message(exc)) from exc
+            raise to_kube_error(exc, what) from exc
+        return WatchStream(resp, what)
+
     def namespace_terminating(self, namespace: str) -> bool:
         """The namespace is being deleted (or already gone). False when it cannot be read (no
         RBAC to get namespaces): then nothing is skipped on its account."""

@@ -58,11 +58,15 @@ class ListWatcher:
                  resync_seconds: float = 300.0, watch_timeout_seconds: int = 290,
                  retry_seconds: float = 1.0, max_retry_seconds: float = 30.0,
                  sleep: Callable[[float], bool] | None = None,
-                 transform: Callable[[dict], dict] | None = None) -> None:
+                 transform: Callable[[dict], dict] | None = None,
+                 keep: Callable[[dict], bool] | None = None) -> None:
         self.name = name
         self.source = source
         self.handler = handler
         self.transform = transform
+        # Objects `keep` refuses are neither cached nor handed to the handler (a filter the
+        # apiserver's selectors cannot express); one it refuses later is dropped as deleted.
+        self.keep = keep
         self.resync_seconds = resync_seconds
         self.watch_timeout_seconds = watch_timeout_seconds
         self.retry_seconds = retry_seconds
@@ -150,6 +154,8 @@ class ListWatcher:
 
     def relist(self) -> None:
         items, resource_version = self.source.list()
+        if self.keep is not None:
+            items = [obj for obj in items if self.keep(obj)]
         if self.transform is not None:
             items = [self.transform(obj) for obj in items]
         fresh = {object_key(obj): obj for obj in items}
@@ -189,6 +195,12 @@ class ListWatcher:
             if rv:
                 self.resource_version = rv
             return
+        if self.keep is not None and event_type != DELETED and not self.keep(obj):
+            event_type = DELETED  # refused: forget any earlier copy, and say nothing
+            if object_key(obj) not in self._cache:
+                if rv:
+                    self.resource_version = rv
+                return
         if self.transform is not None:
             obj = self.transform(obj)
         key = object_key(obj)
@@ -200,6 +212,15 @@ class ListWatcher:
             if rv:
                 self.resource_version = rv
         self._deliver(event_type, obj)
+
+    def discard(self, predicate: Callable[[dict], bool]) -> int:
+        """Drop the cached objects `predicate` matches (the handler is not called); how many.
+        For caches that forget what no longer matters before the apiserver deletes it."""
+        with self._lock:
+            gone = [key for key, obj in self._cache.items() if predicate(obj)]
+            for key in gone:
+                del self._cache[key]
+        return len(gone)
 
     def resync(self) -> None:
         for obj in self.items():

@@ -20,6 +20,15 @@ account's object, unless an admin hands it over with the adopt annotation. An ob
 account label (made before accounts were labelled) is adopted by its instance as before, and
 gets the label with that adoption's apply: once adopted, it is bound to the account.
 
+A third way, for the move from KubeSpawner only: a claim KubeSpawner made for a hub user, when the
+template's pvcs entry asks for it (its `jupyternetes.kadense.io/kubespawner-claim` annotation,
+which also gives the entry KubeSpawner's claim name; render/objects.py). Such a claim has no
+instance label, no `released-from` annotation and no account label, and its
+`hub.jupyter.org/username` (and `servername`) annotation, which KubeSpawner writes with the raw
+names, equals the instance's own (the spawner's, written from the hub's user). A claim of another
+user, one released by a deleted account, or one already bound to an account, is refused like any
+other. Once adopted it carries the instance and account labels like every claim of ours.
+
 Anything else (another instance's object, or an unlabelled one without the annotation) is never
 adopted, patched or deleted: the operator refuses before any engine call (reconcile) and again
 at the engine's create (a before_create hook in the program), so an object made in between is
@@ -35,6 +44,9 @@ from typing import Any
 
 from jupyternetes.crd.labels import (
     ADOPT_ANNOTATION,
+    HUB_SERVER_ANNOTATION,
+    HUB_USER_ANNOTATION,
+    KUBESPAWNER_CLAIM,
     LABEL_ACCOUNT,
     LABEL_INSTANCE,
     LABEL_INSTANCE_NAMESPACE,
@@ -43,7 +55,7 @@ from jupyternetes.crd.labels import (
 from jupyternetes.crd.naming import label_value
 
 __all__ = ["ADOPT_ANNOTATION", "Conflict", "account_of", "adoption_requested", "conflict",
-           "is_owned_by", "owner_of"]
+           "is_owned_by", "kubespawner_claim_problem", "kubespawner_request", "owner_of"]
 
 
 @dataclass(frozen=True)
@@ -86,12 +98,48 @@ def account_of(obj: Mapping[str, Any]) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+def kubespawner_request(manifest: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(hub user, server) whose KubeSpawner claim a rendered claim may adopt, from the
+    annotations the render put on it; None when its entry does not ask for that."""
+    annotations = (manifest.get("metadata") or {}).get("annotations") or {}
+    user = annotations.get(HUB_USER_ANNOTATION)
+    if KUBESPAWNER_CLAIM not in annotations or not isinstance(user, str) or not user:
+        return None
+    server = annotations.get(HUB_SERVER_ANNOTATION)
+    return user, server if isinstance(server, str) else ""
+
+
+def kubespawner_claim_problem(live: Mapping[str, Any], claimant: tuple[str, str]) -> str | None:
+    """None when `live` is the unadopted claim KubeSpawner made for `claimant` (user,
+    server); else why it is not."""
+    meta = live.get("metadata") or {}
+    labels, annotations = meta.get("labels") or {}, meta.get("annotations") or {}
+    user, server = claimant
+    if annotations.get(RELEASED_FROM):
+        return "it was released when its account was deleted"
+    if labels.get(LABEL_ACCOUNT):
+        return f"it is bound to an account ({LABEL_ACCOUNT} label)"
+    owner = annotations.get(HUB_USER_ANNOTATION)
+    if owner != user:
+        return (f"its {HUB_USER_ANNOTATION} annotation is {owner!r}, not this server's user "
+                f"{user!r}" if owner is not None else
+                f"it has no {HUB_USER_ANNOTATION} annotation, so it is not KubeSpawner's claim "
+                f"of a hub user")
+    theirs = annotations.get(HUB_SERVER_ANNOTATION) or ""
+    if theirs != server:
+        return (f"it is user {user!r}'s claim of server {theirs or '(default)'!r}, not of "
+                f"{server or '(default)'!r}")
+    return None
+
+
 def conflict(live: Mapping[str, Any] | None, namespace: str, instance: str,
-             what: str = "", account: str | None = None) -> Conflict | None:
+             what: str = "", account: str | None = None,
+             claimant: tuple[str, str] | None = None) -> Conflict | None:
     """None when `live` (the existing object with a rendered name, or None) may be created or
     updated by instance `namespace/instance` of `account` (None: an instance not bound to an
     account); otherwise the Conflict, with the admin's message. `what` names the template entry
-    (`pvcs/workspace`) in the message."""
+    (`pvcs/workspace`) in the message. `claimant` (kubespawner_request of the rendered claim):
+    the hub user and server whose KubeSpawner claim may be adopted."""
     if live is None:
         return None
     meta = live.get("metadata") or {}
@@ -116,6 +164,12 @@ def conflict(live: Mapping[str, Any] | None, namespace: str, instance: str,
     owner = owner_of(live)
     if owner is None and adoption_requested(live, instance):
         return None
+    why_not_kubespawner = ""
+    if owner is None and claimant is not None:
+        problem = kubespawner_claim_problem(live, claimant)
+        if problem is None:
+            return None
+        why_not_kubespawner = f" It is not adopted as KubeSpawner's claim either: {problem}."
     if owner is not None:
         message = (f"{ref}, the name this instance's{entry} object gets, already exists and "
                    f"belongs to instance {owner} (its {LABEL_INSTANCE} labels); it is not "
@@ -128,6 +182,7 @@ def conflict(live: Mapping[str, Any] | None, namespace: str, instance: str,
                   if released else f"belongs to no jupyternetes instance (it has no "
                   f"{LABEL_INSTANCE} label)")
         message = (f"{ref}, the name this instance's{entry} object gets, already exists and "
-                   f"{origin}; it is not adopted, patched or deleted. If it holds this "
-                   f"instance's data, hand it over: {hand_over}; otherwise move or delete it.")
+                   f"{origin}; it is not adopted, patched or deleted.{why_not_kubespawner} If "
+                   f"it holds this instance's data, hand it over: {hand_over}; otherwise move "
+                   f"or delete it.")
     return Conflict(kind, obj_ns, name, owner, message)

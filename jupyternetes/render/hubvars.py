@@ -47,6 +47,35 @@ USER_ID = "jupyterhub.user.id"
 USER_NAME = "jupyterhub.user.name"
 SERVER_NAME = "jupyterhub.server.name"
 
+# KubeSpawner's common traits, sent as `jupyterhub.spawner.<trait>` when set (on the spawner, or
+# by a profile's or choice's `kubespawner_override`), so a KubeSpawner config keeps its meaning
+# in a template that uses them. Kind: how the value is written (spawner/traitvars.py):
+# text as given; number a JSON number of cores (`{...:number}`, and a Kubernetes quantity);
+# bytes an integer of bytes parsed as KubeSpawner parses it (K/M/G/T are powers of 1024;
+# `{...:int}`, and a quantity); map one variable per key, `jupyterhub.spawner.<trait>.<key>`
+# (a key's characters outside letters, digits, `.`, `_`, `-` become `_`: `nvidia.com/gpu` ->
+# `jupyterhub.spawner.extra_resource_limits.nvidia.com_gpu`).
+SPAWNER_PREFIX = "jupyterhub.spawner."
+SPAWNER_TRAITS: dict[str, str] = {
+    "image": "text",
+    "cpu_limit": "number",
+    "cpu_guarantee": "number",
+    "mem_limit": "bytes",
+    "mem_guarantee": "bytes",
+    "extra_resource_limits": "map",
+    "extra_resource_guarantees": "map",
+    "node_selector": "map",
+}
+# get_env()'s keys that restate the resource traits: after a profile's override they carry the
+# overridden value (as under KubeSpawner, whose overrides set the traits get_env() reads).
+TRAIT_ENV_NAMES: dict[str, str] = {"mem_limit": "MEM_LIMIT", "mem_guarantee": "MEM_GUARANTEE",
+                                   "cpu_limit": "CPU_LIMIT", "cpu_guarantee": "CPU_GUARANTEE"}
+
+
+def spawner_variable(trait: str, key: str | None = None) -> str:
+    return f"{SPAWNER_PREFIX}{trait}" + (f".{key}" if key is not None else "")
+
+
 SAMPLE_USER = "jovyan"
 SAMPLE_INSTANCE = "8dc366d8a0f05869bfdb6e7eb3d83f65"  # uuid5(NIL, "jovyan").hex style
 

@@ -25,6 +25,9 @@ from typing import Any
 
 from jupyternetes.crd.definitions import API_VERSION, INSTANCE_KIND
 from jupyternetes.crd.labels import (
+    HUB_SERVER_ANNOTATION,
+    HUB_USER_ANNOTATION,
+    KUBESPAWNER_CLAIM,
     LABEL_ACCOUNT,
     LABEL_ENTRY,
     LABEL_ENTRY_GROUP,
@@ -36,6 +39,7 @@ from jupyternetes.crd.labels import (
 )
 from jupyternetes.crd.model import FIXED_KINDS, Instance, Template, TemplateEntry, key_path
 from jupyternetes.crd.naming import (
+    is_dns1123_subdomain,
     is_label_value,
     is_qualified_name,
     label_value,
@@ -100,8 +104,44 @@ def builtin_variables(template: Template, instance: Instance) -> dict[str, str]:
     return names
 
 
+def kubespawner_claim_name(instance: Instance, entry: TemplateEntry) -> str | None:
+    """The claim name a pvcs entry's `jupyternetes.kadense.io/kubespawner-claim` annotation
+    asks for (placeholders filled from the instance's variables), None without it.
+
+    The migration path from KubeSpawner: the entry's claim gets KubeSpawner's name for the
+    user (e.g. `claim-{jupyterhub.kubespawner.user_server}`), and the operator adopts the claim
+    of that name that KubeSpawner made for the same hub user and server
+    (policy/ownership.py). Only for instances a hub made: the claim's owner is checked
+    against the instance's hub.jupyter.org/username annotation."""
+    wanted = entry.annotations.get(KUBESPAWNER_CLAIM)
+    if wanted is None:
+        return None
+    path = f"spec.pvcs[{entry.name}].annotations.{KUBESPAWNER_CLAIM}"
+    missing: list[tuple[str, str]] = []
+    problems: list[str] = []
+    name = substitute(wanted, {k.lower(): v for k, v in instance.variables.items()}, path,
+                      missing, problems)
+    if missing or problems:
+        unknown = ", ".join(sorted({m for m, _ in missing})) or "; ".join(problems)
+        raise RenderError(f"{path}: {wanted!r} cannot be filled ({unknown}); the spawner "
+                          f"sets the jupyterhub.kubespawner.* variables", tuple(missing))
+    if not is_dns1123_subdomain(name):
+        raise RenderError(f"{path}: {wanted!r} gives {name!r}, not a valid claim name "
+                          "(lowercase letters, digits, '-' and '.')")
+    if instance.hub_user is None:
+        raise RenderError(f"{path}: adopting a KubeSpawner claim needs an instance made by the "
+                          f"hub (its {HUB_USER_ANNOTATION} annotation names the user whose "
+                          f"claim it is); instance {instance.namespace}/{instance.name} has "
+                          "none")
+    return name
+
+
 def _object_name(instance: Instance, group: str, entry: TemplateEntry) -> str:
     # One function for the object's name and the variable naming it, so references match.
+    if group == "pvcs":
+        claim = kubespawner_claim_name(instance, entry)
+        if claim is not None:
+            return claim
     kind = FIXED_KINDS[group][1] if group in FIXED_KINDS else entry.kind
     return object_name_for_kind(instance.name, entry.name, kind)
 
@@ -234,6 +274,13 @@ def _render_entry(template: Template, instance: Instance, group: str, entry: Tem
         LABEL_ENTRY_GROUP: group,
         MANAGED_BY[0]: MANAGED_BY[1],
     })
+    if group == "pvcs" and KUBESPAWNER_CLAIM in entry.annotations:
+        # Whose KubeSpawner claim may be adopted comes from the instance alone, never the
+        # template (policy/ownership.kubespawner_request reads these back).
+        annotations.pop(HUB_SERVER_ANNOTATION, None)
+        annotations[HUB_USER_ANNOTATION] = instance.hub_user or ""
+        if instance.hub_server:
+            annotations[HUB_SERVER_ANNOTATION] = instance.hub_server
     # Whose data it is comes from the instance alone (the spawner's label), never a template.
     labels.pop(LABEL_ACCOUNT, None)
     if instance.account and is_label_value(instance.account):

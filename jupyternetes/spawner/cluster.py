@@ -2,9 +2,11 @@
 
 Every spawner in the hub shares one `SharedCluster` per (kubeconfig, context, namespace): one
 list+watch each of the hub's instances, the managed pods and PVCs, and the Events about instances
-and pods, in a handful of daemon threads (not one per user). Watch threads wake the spawners
-waiting on an instance through `loop.call_soon_threadsafe`; blocking API calls run in a small
-thread pool, so nothing blocks the hub's event loop.
+and pods, in a handful of daemon threads (not one per user). Of the Events it keeps only those
+about the hub's own instances and their pods, slimmed, and forgets them with their object
+(spawner.events): a namespace's other Events never reach the hub's memory. Watch threads wake
+the spawners waiting on an instance through `loop.call_soon_threadsafe`; blocking API calls run
+in a small thread pool, so nothing blocks the hub's event loop.
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ from jupyternetes.crd.definitions import API_VERSION, GROUP, INSTANCE_KIND, INST
 from jupyternetes.crd.labels import LABEL_INSTANCE, MANAGED_SELECTOR
 from jupyternetes.kube.client import MERGE_PATCH, Kube, api_client
 from jupyternetes.kube.errors import KubeError, WatchExpired, api_message, to_kube_error
-from jupyternetes.kube.informer import KubeSource, ListWatcher
+from jupyternetes.kube.informer import DELETED, KubeSource, ListWatcher
 from jupyternetes.kube.listwatch import WatchStream, watch_kwargs
+from jupyternetes.spawner import events
 from jupyternetes.spawner.manifests import SPAWNER_SELECTOR
 
 log = logging.getLogger(__name__)
@@ -32,6 +35,17 @@ log = logging.getLogger(__name__)
 FIELD_MANAGER = "jupyternetes-spawner"
 WATCH_TIMEOUT = 240
 OPTIONAL_SYNC_SECONDS = 5.0
+
+
+class _CachedNames:
+    """`name in names`: whether a watch cache holds `<namespace>/<name>` (one dict lookup, no
+    copy of the cache per Event)."""
+
+    def __init__(self, watcher: ListWatcher, namespace: str) -> None:
+        self.watcher, self.prefix = watcher, f"{namespace}/"
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self.watcher.get(self.prefix + name) is not None
 
 
 class SharedCluster:
@@ -63,10 +77,10 @@ class SharedCluster:
         ns = namespace
         self.instances = ListWatcher(
             f"hub-instances@{ns}", self._custom_source(INSTANCE_PLURAL, SPAWNER_SELECTOR),
-            self._on_change, resync_seconds=0, watch_timeout_seconds=WATCH_TIMEOUT)
+            self._on_owner_change, resync_seconds=0, watch_timeout_seconds=WATCH_TIMEOUT)
         self.pods = ListWatcher(
             f"hub-pods@{ns}", self._core_source("pod", label=MANAGED_SELECTOR),
-            self._on_change, resync_seconds=0, watch_timeout_seconds=WATCH_TIMEOUT)
+            self._on_owner_change, resync_seconds=0, watch_timeout_seconds=WATCH_TIMEOUT)
         self.pvcs = ListWatcher(
             f"hub-pvcs@{ns}",
             self._core_source("persistent_volume_claim", label=MANAGED_SELECTOR),
@@ -74,13 +88,16 @@ class SharedCluster:
         self.instance_events = ListWatcher(
             f"hub-instance-events@{ns}",
             self._core_source("event", field=f"involvedObject.kind={INSTANCE_KIND}"),
-            self._on_change, resync_seconds=0, watch_timeout_seconds=WATCH_TIMEOUT)
+            self._on_change, resync_seconds=0, watch_timeout_seconds=WATCH_TIMEOUT,
+            keep=self._event_is_ours, transform=events.slim)
         self.pod_events = ListWatcher(
             f"hub-pod-events@{ns}", self._core_source("event", field="involvedObject.kind=Pod"),
-            self._on_change, resync_seconds=0, watch_timeout_seconds=WATCH_TIMEOUT)
+            self._on_change, resync_seconds=0, watch_timeout_seconds=WATCH_TIMEOUT,
+            keep=self._event_is_ours, transform=events.slim)
         self.watchers = [self.instances, self.pods, self.pvcs, self.instance_events,
                          self.pod_events]
         self._started = False
+        self._owners_started = False
         self._threads_started = False
 
     # ---- lifecycle --------------------------------------------------------------------------
@@ -93,16 +110,23 @@ class SharedCluster:
             if self._started:
                 return
             self.loop = asyncio.get_running_loop()
-            if not self._threads_started:
-                for watcher in self.watchers:
+            owners = (self.instances, self.pods)
+            if not self._owners_started:
+                for watcher in owners:
                     watcher.start()
-                self._threads_started = True
-            for watcher in (self.instances, self.pods):
+                self._owners_started = True
+            for watcher in owners:
                 synced = await self.call(watcher.wait_synced, timeout)
                 if not synced:
                     raise KubeError(None, f"no list of {watcher.name} after {timeout:g}s; is the "
                                     "apiserver reachable and does the hub's RBAC allow it?",
                                     watcher.name)
+            if not self._threads_started:
+                # After the instances and pods are listed: the Event filter asks those caches.
+                for watcher in self.watchers:
+                    if watcher not in owners:
+                        watcher.start()
+                self._threads_started = True
             # PVCs and Events only feed progress messages: without them (RBAC without
             # list/watch on persistentvolumeclaims or events) spawns work, with fewer steps.
             for watcher in (self.pvcs, self.instance_events, self.pod_events):
@@ -142,6 +166,18 @@ class SharedCluster:
         if name and self.loop is not None and not self.loop.is_closed():
             self.loop.call_soon_threadsafe(self._wake, name)
 
+    def _on_owner_change(self, event_type: str, obj: dict) -> None:
+        """An instance or pod changed; once deleted, its Events are forgotten with it."""
+        self._on_change(event_type, obj)
+        if event_type == DELETED:
+            uid = (obj.get("metadata") or {}).get("uid")
+            for watcher in (self.instance_events, self.pod_events):
+                watcher.discard(lambda e: (e.get("involvedObject") or {}).get("uid") == uid)
+
+    def _event_is_ours(self, event: dict) -> bool:
+        return events.is_ours(event, _CachedNames(self.instances, self.namespace),
+                              _CachedNames(self.pods, self.namespace))
+
     def _wake(self, name: str) -> None:
         for future in self._waiters.pop(name, set()):
             if not future.done():
@@ -152,9 +188,9 @@ class SharedCluster:
         future = asyncio.get_running_loop().create_future()
         self._waiters.setdefault(name, set()).add(future)
         try:
-            await asyncio.wait_for(future, timeout)
-        except TimeoutError:
-            pass
+            # Not asyncio.wait_for: on Python 3.11 it returns normally when a cancel (the hub
+            # interrupting a spawn) arrives together with the wake-up, and the cancel is lost.
+            await asyncio.wait((future,), timeout=timeout)
         finally:
             waiting = self._waiters.get(name)
             if waiting is not None:
@@ -205,16 +241,41 @@ class SharedCluster:
             raise to_kube_error(exc, f"create instance {self.namespace}/"
                                      f"{body['metadata']['name']}") from exc
 
-    def delete_instance(self, name: str) -> bool:
-        """Delete; False when it was not there."""
+    def delete_instance(self, name: str, uid: str | None = None) -> bool:
+        """Delete (only the object with that `uid`, when given); False when it was not there
+        (or is another object of the same name)."""
         try:
             self.kube.custom.delete_namespaced_custom_object(
-                GROUP, VERSION, self.namespace, INSTANCE_PLURAL, name)
+                GROUP, VERSION, self.namespace, INSTANCE_PLURAL, name,
+                body=_preconditions(uid))
             return True
         except ApiException as exc:
-            if exc.status == 404:
+            if exc.status == 404 or (uid and exc.status == 409):
                 return False
             raise to_kube_error(exc, f"delete instance {self.namespace}/{name}") from exc
+
+    def delete_secret(self, name: str, uid: str | None = None) -> bool:
+        """Delete (only the object with that `uid`, when given); False when it was not there
+        (or is another object of the same name)."""
+        try:
+            self.kube.core.delete_namespaced_secret(name, self.namespace,
+                                                    body=_preconditions(uid))
+            return True
+        except ApiException as exc:
+            if exc.status == 404 or (uid and exc.status == 409):
+                return False
+            raise to_kube_error(exc, f"delete secret {self.namespace}/{name}") from exc
+
+    def delete_pod(self, name: str, uid: str | None = None) -> bool:
+        """Delete a pod (only the one with that `uid`, when given); False when it was gone."""
+        try:
+            self.kube.core.delete_namespaced_pod(name, self.namespace, body=_preconditions(uid),
+                                                 _preload_content=False)
+            return True
+        except ApiException as exc:
+            if exc.status == 404 or (uid and exc.status == 409):
+                return False
+            raise to_kube_error(exc, f"delete pod {self.namespace}/{name}") from exc
 
     def replace_secret(self, body: dict) -> dict:
         """Delete any Secret of that name (it may belong to an older instance and be garbage
@@ -324,3 +385,9 @@ class SharedCluster:
             return WatchStream(resp, f"watch {what}")
 
         return KubeSource(list_fn, watch_fn)
+
+
+def _preconditions(uid: str | None) -> dict | None:
+    """DeleteOptions that make a delete miss (409) any other object of the same name."""
+    return {"apiVersion": "v1", "kind": "DeleteOptions",
+            "preconditions": {"uid": uid}} if uid else None

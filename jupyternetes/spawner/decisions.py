@@ -196,3 +196,30 @@ def routed_pod_gone(instance: Mapping[str, Any], pods: Sequence[Mapping[str, Any
         not (pod.get("metadata") or {}).get("deletionTimestamp")
         and (pod.get("status") or {}).get("podIP") == routed_ip
         for pod in pods)
+
+
+def operator_answered(instance: Mapping[str, Any]) -> bool:
+    """Whether any operator has acted on the instance: its finalizer (the operator's first
+    write) or any status."""
+    return bool((instance.get("metadata") or {}).get("finalizers") or instance.get("status"))
+
+
+def timeout_message(instance: Mapping[str, Any] | None, pods: Sequence[Mapping[str, Any]],
+                    ref: str, waited: float, entry: str = "") -> str:
+    """Why a spawn is given up after `waited` seconds (the hub's start_timeout), for the user
+    and the admin: what exists, who did not answer, what to check. `ref` is namespace/name."""
+    name = ref.rsplit("/", 1)[-1]
+    describe = f"`kubectl describe jni {name} -n {ref.split('/', 1)[0]}`"
+    if instance is None:
+        return (f"instance {ref} was not there after {waited:.0f}s (deleted by someone else?); "
+                f"see the hub's log")
+    if (instance.get("metadata") or {}).get("deletionTimestamp"):
+        return (f"instance {ref} is still being deleted after {waited:.0f}s (a previous server "
+                f"of the same name): no operator finished its deletion; check that the "
+                f"jupyternetes operator is running and watches this namespace, then {describe}")
+    if not operator_answered(instance):
+        return (f"instance {ref} was created, but no operator answered in {waited:.0f}s (no "
+                f"finalizer, no status): check that the jupyternetes operator is running and "
+                f"watches this namespace (its Deployment's pods and logs), then {describe}")
+    return (f"instance {ref} not ready after {waited:.0f}s: "
+            f"{start_decision(instance, pods, entry).message}; see {describe}")

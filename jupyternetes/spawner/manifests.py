@@ -5,15 +5,21 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from jupyternetes.crd.definitions import API_VERSION, INSTANCE_KIND
-from jupyternetes.crd.labels import LABEL_ACCOUNT, MANAGED_BY, VARIABLES_FROM
+from jupyternetes.crd.labels import (
+    HUB_SERVER_ANNOTATION,
+    HUB_USER_ANNOTATION,
+    LABEL_ACCOUNT,
+    MANAGED_BY,
+    VARIABLES_FROM,
+)
 from jupyternetes.crd.naming import label_value
 
 # Set on the hub's instances: the shared watch selects on it, and admins can list them.
 SPAWNER_LABEL = ("jupyternetes.kadense.io/spawner", "jupyterhub")
 USER_LABEL = "hub.jupyter.org/username"
 SERVER_LABEL = "hub.jupyter.org/servername"
-USER_ANNOTATION = "hub.jupyter.org/username"
-SERVER_ANNOTATION = "hub.jupyter.org/servername"
+USER_ANNOTATION = HUB_USER_ANNOTATION
+SERVER_ANNOTATION = HUB_SERVER_ANNOTATION
 SPAWNER_SELECTOR = f"{SPAWNER_LABEL[0]}={SPAWNER_LABEL[1]}"
 
 

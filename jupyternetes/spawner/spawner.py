@@ -3,7 +3,13 @@
 start: token Secret, then the instance (variables + `variablesFrom` the Secret), then the
 Secret's ownerReference; returns `http://<podAddress>:<portNumber>` once the instance is Ready,
 or raises `SpawnException` with the instance's own message as soon as its status says it failed.
-stop: delete the instance, return once its pods are gone (PVCs stay).
+stop: delete the instance, return once its pods are gone (PVCs stay); with no operator, the
+spawner deletes the pods itself after `pod_delete_grace` (spawner.stopping).
+Lifecycle edges (spawner.serverobjects): a spawn the hub cancels (a stop while starting) leaves
+no instance or token Secret; a spawn interrupted by a hub restart is removed at the hub's start
+(its poll finds the instance with no saved state); a restored spawner joins its server's token
+from its two halves (spawner.tokenshare), so the hub revokes it at the stop; a spawn that no
+operator answers fails just before `start_timeout` saying so (decisions.timeout_message).
 poll / progress: from the hub-wide watch cache (`cluster.SharedCluster`), never a relist per user.
 delete_forever (the user or the named server deleted for good): the claims are deleted
 (`delete_pvc`, the default) or released, so a later account of the same name never gets them
@@ -22,13 +28,29 @@ from pathlib import Path
 from typing import Any
 
 from jupyterhub.spawner import Spawner, SpawnException
+from tornado import web
 from tornado.httpclient import AsyncHTTPClient
 from traitlets import Bool, Callable, Dict, Float, Integer, List, Unicode, Union, default
 
 from jupyternetes.crd.labels import LABEL_ACCOUNT, LABEL_ENTRY_GROUP, LABEL_INSTANCE
-from jupyternetes.crd.naming import instance_name_for_user
 from jupyternetes.kube.errors import KubeError
-from jupyternetes.spawner import accounts, decisions, manifests, profiles, progress, variables
+from jupyternetes.render import hubvars
+from jupyternetes.spawner import (
+    accounts,
+    decisions,
+    formtemplate,
+    ksnames,
+    manifests,
+    names,
+    namespaces,
+    profiles,
+    progress,
+    serverobjects,
+    stopping,
+    tokenshare,
+    traitvars,
+    variables,
+)
 from jupyternetes.spawner.cluster import SharedCluster
 
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
@@ -69,11 +91,30 @@ class JupyternetesSpawner(Spawner):
         config=True)
     template_namespace = Unicode("", help="Namespace of `template_name` (default: the "
                                  "instance's namespace).").tag(config=True)
-    profile_list = Union([List(Dict()), Callable()], default_value=[], help="""
-        Choices on the spawn page, each a dict: display_name, slug (default: from display_name),
-        description, template_name (or template: {name, namespace}), template_namespace,
-        variables (dict), default (bool). May be a callable(spawner) returning the list (may be
-        async). The user picks one with user_options {"profile": slug}.""").tag(config=True)
+    profile_list = Union([List(Dict()), Dict(), Callable()], default_value=[], help="""
+        Choices on the spawn page, as KubeSpawner 7's profile_list (spawner/profiles.py): each
+        a dict: display_name, slug (default: from display_name), description, template_name
+        (or template: {name, namespace}), template_namespace, variables (dict), default
+        (bool), profile_options (choices, unlisted_choice), allowed_groups (JupyterHub groups
+        that see it; default everyone), kubespawner_override (image, cpu_limit, ...). May be a
+        callable(spawner) returning the list (may be async). The user picks one with
+        user_options {"profile": slug, "<option>": choice}.""").tag(config=True)
+    profile_form_template = Unicode("", help="""
+        Jinja2 template of the spawn page (as KubeSpawner's), rendered with `profile_list`
+        (the user's profiles, KubeSpawner-shaped) and `user_options`.""").tag(config=True)
+    additional_profile_form_template_paths = List(Unicode(), help="""
+        Folders searched for a Jinja2 `form.html` of the spawn page (as KubeSpawner's), e.g.
+        jupyterhub_fancy_profiles.TEMPLATE_PATHS.""").tag(config=True)
+    image = Unicode(None, allow_none=True, help="""
+        KubeSpawner's `image`, sent as the variable `jupyterhub.spawner.image` when set (the
+        template decides where it goes).""").tag(config=True)
+    extra_resource_limits = Dict(help="KubeSpawner's, sent as `jupyterhub.spawner."
+                                 "extra_resource_limits.<name>` variables.").tag(config=True)
+    extra_resource_guarantees = Dict(help="KubeSpawner's, sent as `jupyterhub.spawner."
+                                     "extra_resource_guarantees.<name>` variables.").tag(
+        config=True)
+    node_selector = Dict(help="KubeSpawner's, sent as `jupyterhub.spawner.node_selector."
+                         "<label>` variables.").tag(config=True)
     extra_variables = Dict(help="Variables added to every instance (name -> string).").tag(
         config=True)
     variables_hook = Callable(None, allow_none=True, help="""
@@ -94,14 +135,51 @@ class JupyternetesSpawner(Spawner):
         config=True)
     delete_timeout = Float(300, help="Seconds stop() waits for the instance and its pods to "
                            "go.").tag(config=True)
+    pod_delete_grace = Float(30, help="""
+        Seconds stop() waits for the operator to remove the server's pods; after that (the
+        operator is down or stuck) the spawner deletes them itself and the stop completes,
+        leaving the instance, marked for deletion, for the operator to finish (its PVCs stay).
+        Needs `delete` on pods for the hub.""").tag(config=True)
+
+    enable_user_namespaces = Bool(False, help="""
+        Put each user's servers into the user's own namespace (`user_namespace_template`),
+        created at the first spawn with the label jupyternetes.kadense.io/user-namespace=true
+        (run the operator with `--namespace-selector` on it), the user label and
+        `user_namespace_labels`/`user_namespace_annotations`, and the user's name in its
+        hub.jupyter.org/username annotation: an existing namespace of another user is never
+        used. Needs create/get on namespaces for the hub (README, "User namespaces").""").tag(
+        config=True)
+    user_namespace_template = Unicode(names.DEFAULT_USER_NAMESPACE_TEMPLATE, help="""
+        The user's namespace with enable_user_namespaces: {username}, {servername},
+        {hubnamespace} (`default` becomes `user`), made a DNS label (verbatim when it is one,
+        else cleaned up with a hash suffix, so names never collide).""").tag(config=True)
+    user_namespace_labels = Dict(help="Extra labels of a new user namespace.").tag(config=True)
+    user_namespace_annotations = Dict(help="Extra annotations of a new user namespace.").tag(
+        config=True)
+    user_namespace_quota = Dict(help="""spec of a ResourceQuota created in each new user
+        namespace (e.g. {"hard": {"requests.cpu": "4", "persistentvolumeclaims": "2"}});
+        empty: none.""").tag(config=True)
+    user_namespace_role_bindings = List(Dict(), help="""
+        RoleBindings created in each new user namespace, each {name, clusterRole,
+        serviceAccount: {name, namespace}}: how the hub and the operator get their rights
+        there (the deploy stack exports the list as `hubUserNamespaceRoleBindings`).""").tag(
+        config=True)
+    instance_name_template = Unicode("", help="""
+        Instance names, e.g. 'hub2-{uuid}' so that two hubs can share a namespace; {uuid}
+        (required) is the default name, uuid5 of user and server. Also {username},
+        {servername}, {hubnamespace}. Empty (default): the default name.""").tag(config=True)
 
     # Set by start() / load_state().
     instance_name = Unicode("")
     instance_uid = Unicode("")
     profile_slug = Unicode("")
+    token_share = Unicode("")  # spawner.tokenshare: the hub's half of the server's token
 
     @default("namespace")
     def _default_namespace(self) -> str:
+        if self.enable_user_namespaces:
+            return names.user_namespace(self.user_namespace_template, self.user.name,
+                                        self.name or "", self.hub_namespace)
         return self.hub_namespace
 
     @default("hub_namespace")
@@ -138,6 +216,10 @@ class JupyternetesSpawner(Spawner):
     def _default_options_from_form(self) -> Any:
         return profiles.options_from_form
 
+    @default("apply_user_options")
+    def _default_apply_user_options(self) -> Any:
+        return JupyternetesSpawner._check_user_options
+
     # ---- helpers ----------------------------------------------------------------------------
 
     async def _cluster(self) -> SharedCluster:
@@ -154,14 +236,54 @@ class JupyternetesSpawner(Spawner):
             raw = await _maybe_await(raw(self))
         return profiles.parse_profiles(raw or [])
 
+    def _groups(self) -> list[str]:
+        return [group.name for group in getattr(self.user, "groups", None) or []]
+
+    async def _selection(self) -> profiles.Selection:
+        return profiles.select(await self._profiles(), self.user_options, self._groups(),
+                               self.user.name)
+
+    async def _check_user_options(self, user_options: dict) -> None:
+        """The hub's apply_user_options hook: a choice that does not fit fails the spawn
+        request with 400 and the reason, before the hub starts anything."""
+        try:
+            chosen = profiles.select(await self._profiles(), user_options, self._groups(),
+                                     self.user.name)
+            # An unlisted value may land in a typed trait (`mem_limit: "{value}"`).
+            traitvars.effective({t: getattr(self, t) for t in traitvars.TRAITS}, [
+                (where, {k: v for k, v in layer.items() if not callable(v)})
+                for where, layer in chosen.override_layers])
+        except (profiles.ProfileError, traitvars.TraitValueError) as exc:
+            raise web.HTTPError(400, "%s", str(exc)) from exc
+
     async def _profile_form(self, spawner: Spawner) -> str:
-        return profiles.options_form_html(await self._profiles())
+        offered = profiles.visible_profiles(await self._profiles(), self._groups())
+        if self.profile_form_template or self.additional_profile_form_template_paths:
+            return formtemplate.render_form(
+                self.profile_form_template, self.additional_profile_form_template_paths,
+                profiles.kubespawner_shaped(offered), self.user_options or {})
+        return profiles.options_form_html(offered, self.user_options)
 
     def _spawn_failure(self, message: str, reason: str) -> SpawnException:
         return SpawnException(message, reason=f"jupyternetes-{reason}", status_code=500)
 
     def _name(self) -> str:
-        return instance_name_for_user(self.user.name, self.name or "")
+        return names.instance_name(self.instance_name_template, self.user.name,
+                                   self.name or "", self.hub_namespace)
+
+    async def _ensure_user_namespace(self) -> None:
+        """With enable_user_namespaces: the user's namespace exists and is theirs."""
+        if not self.enable_user_namespaces:
+            return
+        cluster = await asyncio.to_thread(SharedCluster.get, self.namespace, self.kubeconfig,
+                                          self.kube_context, self.api_workers)
+        if await cluster.call(namespaces.ensure, cluster.kube, self.namespace, self.user.name,
+                              dict(self.user_namespace_labels),
+                              dict(self.user_namespace_annotations),
+                              dict(self.user_namespace_quota),
+                              list(self.user_namespace_role_bindings)):
+            self.log.info("jupyternetes: created namespace %s for %s", self.namespace,
+                          self._server_label())
 
     def _server_label(self) -> str:
         """`user:server`, or `user` for the default server: how the hub's own log lines name a
@@ -186,7 +308,8 @@ class JupyternetesSpawner(Spawner):
         state = super().get_state()
         if self.instance_name:
             state.update(instance_name=self.instance_name, namespace=self.namespace,
-                         instance_uid=self.instance_uid, profile=self.profile_slug)
+                         instance_uid=self.instance_uid, profile=self.profile_slug,
+                         token_share=self.token_share)
         return state
 
     def load_state(self, state: dict) -> None:
@@ -194,6 +317,7 @@ class JupyternetesSpawner(Spawner):
         self.instance_name = state.get("instance_name", "")
         self.instance_uid = state.get("instance_uid", "")
         self.profile_slug = state.get("profile", "")
+        self.token_share = state.get("token_share", "")
         if state.get("namespace"):
             self.namespace = state["namespace"]
 
@@ -202,25 +326,41 @@ class JupyternetesSpawner(Spawner):
         self.instance_name = ""
         self.instance_uid = ""
         self.profile_slug = ""
+        self.token_share = ""
 
     # ---- start ------------------------------------------------------------------------------
 
-    async def instance_variables(self, profile: profiles.Profile | None) -> dict[str, str]:
+    async def instance_variables(self, selection: profiles.Selection | None) -> dict[str, str]:
         facts = variables.SpawnFacts(
             user_name=self.user.name, user_id=self.user.id, server_name=self.name or "",
             oauth_client_id=self.oauth_client_id, hub_namespace=self.hub_namespace,
             instance_name=self.instance_name, instance_namespace=self.namespace)
+        selection = selection or profiles.Selection(None, None)
+        overrides = []
+        for where, layer in selection.override_layers:  # KubeSpawner allows callables here
+            overrides.append((where, {k: await _maybe_await(v(self)) if callable(v) else v
+                                      for k, v in layer.items()}))
+        traits = traitvars.effective({t: getattr(self, t) for t in traitvars.TRAITS}, overrides)
+        env = {k: v for k, v in self.get_env().items()
+               if k not in hubvars.TRAIT_ENV_NAMES.values()}
+        env.update(traitvars.env_overrides(traits))
+        builtins = variables.builtin_variables(facts, env)
+        builtins.update(traitvars.spawner_variables(traits))
+        builtins.update(ksnames.variables(self.user.name, self.name or ""))
         layers: list[tuple[str, dict]] = [("extra_variables", dict(self.extra_variables))]
-        if profile is not None:
-            layers.append((f"profile {profile.slug!r} variables", profile.variables))
+        layers += [(where, dict(layer)) for where, layer in selection.variable_layers]
         if self.variables_hook is not None:
             hooked = await _maybe_await(self.variables_hook(self))
             layers.append(("variables_hook", dict(hooked or {})))
-        return variables.merge_variables(variables.builtin_variables(facts, self.get_env()),
-                                         *layers)
+        return variables.merge_variables(builtins, *layers)
 
     async def start(self) -> str:
         self._start_finished = asyncio.Event()
+        # Our own deadline, just before the hub's: the hub's timeout says nothing ("Spawn
+        # failed: "), ours says what is missing.
+        self._start_began = time.monotonic()
+        self._start_deadline = self._start_began + self.start_timeout - min(
+            10.0, max(1.0, 0.1 * self.start_timeout))
         try:
             return await self._start()
         finally:
@@ -228,31 +368,45 @@ class JupyternetesSpawner(Spawner):
 
     async def _start(self) -> str:
         try:
-            chosen = profiles.choose_profile(await self._profiles(), self.user_options)
+            chosen = await self._selection()
         except profiles.ProfileError as exc:
             raise self._spawn_failure(str(exc), "profile") from exc
+        try:
+            self.instance_name = self._name()
+            await self._ensure_user_namespace()
+        except ValueError as exc:  # a name template or role binding setting
+            raise self._spawn_failure(str(exc), "names") from exc
+        except KubeError as exc:
+            raise self._spawn_failure(f"{exc.what}: {exc.message}", "namespace") from exc
         cluster = await self._cluster()
-        self.instance_name = self._name()
-        self.profile_slug = chosen.slug if chosen else ""
+        self.profile_slug = chosen.profile.slug if chosen.profile else ""
         try:
             values = await self.instance_variables(chosen)
         except ValueError as exc:
             raise self._spawn_failure(str(exc), "variables") from exc
-        template_name = chosen.template_name if chosen else self.template_name
-        template_ns = (chosen.template_namespace if chosen else self.template_namespace) or None
+        template_name = chosen.template.name if chosen.template else self.template_name
+        template_ns = (chosen.template.namespace if chosen.template
+                       else self.template_namespace) or None
         name, ns = self.instance_name, self.namespace
         try:
             # A left-over instance (the hub lost track, or a crash) would keep a stale token:
             # remove it first, so the pod starts with this spawn's token.
-            await self._delete_and_wait(cluster, name)
-            await cluster.call(cluster.replace_secret, manifests.secret_body(
-                name, ns, variables.secret_data(self.api_token)))
+            await stopping.delete_and_wait(
+                cluster, name, min(self.delete_timeout, self._start_deadline - time.monotonic()))
+        except KubeError as exc:
+            if time.monotonic() < self._start_deadline:
+                raise self._spawn_failure(f"{exc.what}: {exc.message}", "apiserver") from exc
+            raise self._spawn_failure(decisions.timeout_message(
+                cluster.cached_instance(name), [], f"{ns}/{name}",
+                time.monotonic() - self._start_began), "timeout") from exc
+        try:
             body = manifests.instance_body(name, ns, template_name, template_ns, values,
                                            self.user.name, self.name or "", self._account())
-            created = await cluster.call(cluster.create_instance, body)
-            self.instance_uid = created["metadata"]["uid"]
-            await cluster.call(cluster.patch_secret, manifests.secret_name(name),
-                               manifests.owner_patch(name, self.instance_uid))
+            pad, self.token_share = tokenshare.split(self.api_token)
+            body["metadata"]["annotations"][tokenshare.PAD_ANNOTATION] = pad
+            created = await serverobjects.create_cancel_safe(cluster, manifests.secret_body(
+                name, ns, variables.secret_data(self.api_token)), body)
+            self.instance_uid = created.instance_uid
         except KubeError as exc:
             raise self._spawn_failure(f"{exc.what}: {exc.message}", "apiserver") from exc
         self.log.info("jupyternetes: created instance %s/%s for %s (template %s/%s)", ns, name,
@@ -271,6 +425,11 @@ class JupyternetesSpawner(Spawner):
                                                 self.pod_entry)
             if decision.state == decisions.FAILED:
                 raise self._spawn_failure(decision.message, decision.reason or "failed")
+            left = self._start_deadline - time.monotonic()
+            if left <= 0:
+                raise self._spawn_failure(decisions.timeout_message(
+                    instance, cluster.cached_pods(name), f"{self.namespace}/{name}",
+                    time.monotonic() - self._start_began, self.pod_entry), "timeout")
             if decision.state == decisions.READY and decision.url:
                 # A Ready pod may not listen yet (no readiness probe). Probing here, often,
                 # saves the hub's backoff (up to 5 s between its checks) and turns a process
@@ -281,7 +440,7 @@ class JupyternetesSpawner(Spawner):
                     return decision.url
                 await cluster.wait_change(name, ANSWER_PROBE_SECONDS)
                 continue
-            await cluster.wait_change(name, RECHECK_SECONDS)
+            await cluster.wait_change(name, min(RECHECK_SECONDS, left))
 
     async def _answers(self, url: str) -> bool:
         """The server answers below 500 at `<url><prefix>api`, the hub's own check."""
@@ -321,6 +480,11 @@ class JupyternetesSpawner(Spawner):
 
     async def poll(self) -> int | None:
         if not self.instance_name:
+            # No saved state: a spawn the hub restarted in the middle of (it saves state only
+            # after start), or one stopped before it made anything. Whatever it left goes now,
+            # at the hub's start-up check.
+            await serverobjects.remove_leftover(await self._cluster(), self._name(),
+                                                self.user.name, self.name or "", self.log)
             return 0
         finished = getattr(self, "_start_finished", None)
         if finished is not None and not finished.is_set():
@@ -334,6 +498,11 @@ class JupyternetesSpawner(Spawner):
         if instance is not None and self.instance_uid and (
                 instance["metadata"].get("uid") != self.instance_uid):
             instance = None  # same name, another instance: ours is gone
+        if instance is not None and not self.api_token and self.token_share:
+            # Restored after a hub restart: the hub revokes this token at the stop.
+            pad = ((instance.get("metadata") or {}).get("annotations") or {}).get(
+                tokenshare.PAD_ANNOTATION, "")
+            self.api_token = tokenshare.join(pad, self.token_share) or ""
         pods = cluster.cached_pods(name)
         status = decisions.poll_decision(instance, pods)
         if (status is None and instance is not None and self.server is not None
@@ -358,27 +527,10 @@ class JupyternetesSpawner(Spawner):
         name = self.instance_name or self._name()
         cluster = await self._cluster()
         try:
-            await self._delete_and_wait(cluster, name)
+            await stopping.delete_and_wait(cluster, name, self.delete_timeout,
+                                           self.pod_delete_grace, self._server_label())
         except KubeError as exc:
             raise self._spawn_failure(f"{exc.what}: {exc.message}", "apiserver") from exc
-
-    async def _delete_and_wait(self, cluster: SharedCluster, name: str) -> None:
-        """Delete the instance (if any); return once it and its pods are gone."""
-        deadline = time.monotonic() + self.delete_timeout
-        deleted = await cluster.call(cluster.delete_instance, name)
-        if not deleted and not cluster.cached_pods(name):
-            return
-        while True:
-            # Confirmed with the apiserver: the cache may lag behind a fresh deletion.
-            if (cluster.cached_instance(name) is None and not cluster.cached_pods(name)
-                    and await cluster.call(cluster.get_instance, name) is None
-                    and not await cluster.call(cluster.list_pods, name)):
-                return
-            if time.monotonic() > deadline:
-                raise KubeError(None, f"instance or its pods still there after "
-                                f"{self.delete_timeout:g}s; see `kubectl describe jni {name}`",
-                                f"stop {self.namespace}/{name}")
-            await cluster.wait_change(name, 2.0)
 
     # ---- delete_forever ---------------------------------------------------------------------
 
@@ -390,7 +542,7 @@ class JupyternetesSpawner(Spawner):
         name = self._name()
         account = self._account()
         try:
-            await self._delete_and_wait(cluster, name)
+            await stopping.delete_and_wait(cluster, name, self.delete_timeout)
             selector = f"{LABEL_INSTANCE}={name},{LABEL_ENTRY_GROUP}=pvcs"
             claims = await cluster.call(cluster.list_pvcs, selector)
             done: list[str] = []

@@ -84,6 +84,10 @@ def merge_variables(builtins: Mapping[str, str],
             if not isinstance(key, str) or not key:
                 raise ValueError(f"{source}: variable names must be non-empty strings, "
                                  f"got {key!r}")
+            if key.lower().startswith(hubvars.SPAWNER_PREFIX):
+                raise ValueError(f"{source}: variable {key!r} is the spawner's "
+                                 f"({hubvars.SPAWNER_PREFIX}*): set the trait on the spawner or "
+                                 "in a kubespawner_override instead")
             if key.lower() in reserved:
                 raise ValueError(f"{source}: variable {key!r} is set by the spawner "
                                  f"({reserved[key.lower()]}); choose another name")

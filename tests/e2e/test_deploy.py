@@ -513,7 +513,9 @@ def hub_kubeconfig(deployed: Deployed) -> Path:
     ("create", INSTANCE_PLURAL, "other", GROUP, False),
     ("create", INSTANCE_PLURAL, "hub", GROUP, False),
     ("create", "secrets", "other", "", False),
-    ("delete", "pods", "user", "", False),
+    # A stop with the operator down deletes the server's pods (spawner/stopping.py).
+    ("delete", "pods", "user", "", True),
+    ("delete", "pods", "other", "", False),
     ("create", "pods", "user", "", False),
     ("list", "secrets", "", "", False),
     ("create", TEMPLATE_PLURAL, "user", GROUP, False),

@@ -221,10 +221,12 @@ def test_sharded_operator_may_manage_the_shard_leases_in_its_namespace_only():
 
 def test_no_wildcards_and_no_secret_listing_anywhere():
     s = settings(hubNamespace="hub")
-    for obj in rbac.operator_rbac(s, {}) + rbac.hub_rbac(s, {}):
-        for r in obj.manifest.get("rules", []):
-            assert "*" not in r["verbs"] and "*" not in r["resources"]
-            assert "*" not in r["apiGroups"]
+    for mode in (s, settings(hubNamespace="hub", hubUserNamespaces=True)):
+        for obj in rbac.operator_rbac(mode, {}) + rbac.hub_rbac(mode, {}):
+            for r in obj.manifest.get("rules", []):
+                assert "*" not in r["verbs"] and "*" not in r["resources"]
+                assert "*" not in r["apiGroups"]
+                assert not ({"list", "watch"} & set(r["verbs"]) and "secrets" in r["resources"])
     operator_rules = [r for o in rbac.operator_rbac(s, {}) for r in o.manifest.get("rules", [])]
     assert verbs(operator_rules, "", "secrets") == ["get"]
     assert verbs(operator_rules, "kadense.io", "jupyternotebooktemplates") == \
@@ -243,7 +245,7 @@ def test_hub_role_in_the_user_namespace_only():
         ["create", "delete", "get", "list", "watch"]
     # Its own token Secrets: made, owned, deleted; never read, so no user's token is readable.
     assert verbs(role["rules"], "", "secrets") == ["create", "delete", "patch"]
-    assert verbs(role["rules"], "", "pods") == ["list", "watch"]
+    assert verbs(role["rules"], "", "pods") == ["delete", "list", "watch"]
     assert verbs(role["rules"], "", "events") == ["list", "watch"]
     # The spawner's progress watches claims; delete_forever deletes or releases (patches) a
     # deleted user's claims.
@@ -540,6 +542,23 @@ def test_program_declares_the_install(monitor):
         assert wire(secret)["stringData"]["passphrase"][SECRET_SIG]
         # The raw resources ask for the plugin version the SDK pins.
         assert re.fullmatch(r"\d+\.\d+\.\d+", reqs["deployment"].version)
+
+    return pulumi.Output.all(*[r.urn for r in declared.values()]).apply(check)
+
+
+@pulumi.runtime.test
+def test_program_declares_the_user_namespace_install(monitor):
+    s = settings(hubNamespace="hub", hubUserNamespaces=True)
+    declared = deploy.declare_all(s)
+    policy = f"hub-admission-policy/jupyternetes-hub-user-namespaces-{s.namespace}"
+
+    def check(_):
+        reqs = monitor.by_name()
+        assert reqs[policy].type == (
+            "kubernetes:admissionregistration.k8s.io/v1:ValidatingAdmissionPolicy")
+        role = f"user-namespace-clusterrole/{rbac.user_namespace_role(s, rbac.OPERATOR)}"
+        assert reqs[role].type == "kubernetes:rbac.authorization.k8s.io/v1:ClusterRole"
+        assert urn(monitor, role) in set(reqs["deployment"].dependencies)
 
     return pulumi.Output.all(*[r.urn for r in declared.values()]).apply(check)
 

@@ -325,8 +325,8 @@ def test_create_guard_targets_come_from_the_manifests_not_the_hook_inputs():
         {"group": "otherResources", "entry": "svc", "manifest": {
             "apiVersion": "v1", "kind": "Service", "metadata": {"name": "a-svc"}}}])
     assert program.guard_targets(specs) == {
-        "pvcs/home": ("v1", "PersistentVolumeClaim", "hub", "a-home", "acc1"),
-        "otherResources/svc": ("v1", "Service", "default", "a-svc", None)}
+        "pvcs/home": ("v1", "PersistentVolumeClaim", "hub", "a-home", "acc1", None),
+        "otherResources/svc": ("v1", "Service", "default", "a-svc", None, None)}
 
 
 def test_an_object_holding_a_secret_keeps_its_output_metadata_secret():

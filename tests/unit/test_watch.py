@@ -449,3 +449,25 @@ def test_a_transform_trims_every_listed_and_watched_object_before_cache_and_hand
     assert watcher.get("ns/a") == {"metadata": {"namespace": "ns", "name": "a",
                                                 "resourceVersion": "3"}}
     assert watcher.resource_version == "3"
+
+
+def test_keep_filters_listed_and_watched_objects_and_forgets_a_refused_one():
+    def wanted(o: dict) -> bool:
+        return not o["metadata"]["name"].startswith("other")
+
+    delivered: list[tuple[str, str]] = []
+    flip = obj("a", "4")
+    flip["metadata"]["name"] = "other-a"  # not the same key: a new, refused object
+    source = ScriptedSource(
+        lists=[([obj("a", "1"), obj("other-x", "1")], "1")],
+        watches=[[("ADDED", obj("other-y", "2")), ("ADDED", obj("b", "3")),
+                  ("MODIFIED", flip)]])
+    watcher = ListWatcher("t", source, lambda t, o: delivered.append((t, o["metadata"]["name"])),
+                          resync_seconds=0, sleep=lambda _s: False, keep=wanted)
+    source.on_exhausted = watcher._stop.set
+    watcher.run()
+    assert sorted(watcher.cached_keys()) == ["ns/a", "ns/b"]
+    assert delivered == [("ADDED", "a"), ("ADDED", "b")]
+    assert watcher.resource_version == "4"  # refused events still advance the watch
+    assert watcher.discard(lambda o: o["metadata"]["name"] == "a") == 1
+    assert watcher.cached_keys() == ["ns/b"]

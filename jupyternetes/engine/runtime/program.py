@@ -203,7 +203,8 @@ def object_reader(kubeconfig: str | None, context: str | None, api_version: str,
 
 async def guard_create(read: Callable[[], Mapping[str, Any] | None], api_version: str,
                        kind: str, ref: str, instance: tuple[str, str] | None,
-                       what: str = "", account: str | None = None) -> None:
+                       what: str = "", account: str | None = None,
+                       claimant: tuple[str, str] | None = None) -> None:
     """Raise ProgramError when the object about to be created exists and is another's; for a
     pod, first wait until a terminating predecessor of the same name is gone."""
     if (api_version, kind) == ("v1", "Pod"):
@@ -211,18 +212,18 @@ async def guard_create(read: Callable[[], Mapping[str, Any] | None], api_version
     if instance is None:
         return
     found = ownership.conflict(await asyncio.to_thread(read), instance[0], instance[1], what,
-                               account)
+                               account, claimant)
     if found is not None:
         raise ProgramError(found.message)
 
 
-# What a create guard reads: (apiVersion, kind, namespace, name, account label or None) by
-# resource name (`pvcs/x`).
-Targets = Mapping[str, tuple[str, str, str, str, str | None]]
+# What a create guard reads: (apiVersion, kind, namespace, name, account label or None,
+# KubeSpawner claimant or None) by resource name (`pvcs/x`).
+Target = tuple[str, str, str, str, str | None, tuple[str, str] | None]
+Targets = Mapping[str, Target]
 
 
-def guard_targets(specs: Iterable[ObjectSpec]) -> dict[str, tuple[str, str, str, str,
-                                                                  str | None]]:
+def guard_targets(specs: Iterable[ObjectSpec]) -> dict[str, Target]:
     """From our own manifests, not from the hook's inputs: those hold secret Outputs wherever a
     secret value sits (labels included), so their metadata cannot be read as plain data."""
     targets = {}
@@ -230,7 +231,8 @@ def guard_targets(specs: Iterable[ObjectSpec]) -> dict[str, tuple[str, str, str,
         meta = spec.manifest["metadata"]
         targets[spec.resource_name] = (spec.manifest["apiVersion"], spec.manifest["kind"],
                                        meta.get("namespace") or "default", meta["name"],
-                                       ownership.account_of(spec.manifest))
+                                       ownership.account_of(spec.manifest),
+                                       ownership.kubespawner_request(spec.manifest))
     return targets
 
 
@@ -252,10 +254,10 @@ def create_guard_hook(kubeconfig: str | None, context: str | None,
         target = targets.get(args.name)
         if target is None:
             raise ProgramError(f"create guard: {args.name} is not an object of this program")
-        api_version, kind, namespace, name, account = target
+        api_version, kind, namespace, name, account, claimant = target
         await guard_create(object_reader(kubeconfig, context, api_version, kind, namespace, name),
                            api_version, kind, f"{namespace}/{name}", instance, args.name,
-                           account)
+                           account, claimant)
 
     return pulumi.ResourceHook(CREATE_GUARD_HOOK, before_create)
 
