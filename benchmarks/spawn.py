@@ -50,20 +50,24 @@ HUB_SETTINGS = "c.JupyterHub.tornado_settings = {'slow_spawn_timeout': 0}\n"
 class Timeline:
     """First time our own watches saw each instance, each pod, and each pod's container run."""
 
-    def __init__(self, kube: Kube, namespace: str) -> None:
+    def __init__(self, kube: Kube, namespace: str, pod_selector: str = LABEL_INSTANCE,
+                 instances: bool = True) -> None:
+        """`pod_selector`: the servers' pods (another spawner labels its own way);
+        `instances=False`: no instance watch (a spawner that makes pods itself)."""
         self.instance_seen: dict[str, float] = {}
         self.pod_seen: dict[str, float] = {}
         self.pod_running: dict[str, float] = {}
         self.watchers = [
-            ListWatcher("bench-instances", KubeSource(
-                lambda: kube.list_instances(namespace),
-                lambda rv, t: kube.watch_instances(namespace, rv, t)), self._instance,
-                resync_seconds=0),
-            ListWatcher("bench-pods", KubeSource(
-                lambda: kube.list_pods(namespace, LABEL_INSTANCE),
-                lambda rv, t: kube.watch_pods(namespace, LABEL_INSTANCE, rv, t)), self._pod,
+            ListWatcher(f"bench-pods-{namespace}", KubeSource(
+                lambda: kube.list_pods(namespace, pod_selector),
+                lambda rv, t: kube.watch_pods(namespace, pod_selector, rv, t)), self._pod,
                 resync_seconds=0),
         ]
+        if instances:
+            self.watchers.append(ListWatcher(f"bench-instances-{namespace}", KubeSource(
+                lambda: kube.list_instances(namespace),
+                lambda rv, t: kube.watch_instances(namespace, rv, t)), self._instance,
+                resync_seconds=0))
 
     def start(self) -> Timeline:
         for w in self.watchers:

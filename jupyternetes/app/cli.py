@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import json
 import sys
 from collections.abc import Sequence
@@ -28,6 +29,16 @@ COMMAND_MODULES: tuple[str, ...] = (
 )
 
 EXIT_USAGE = 2
+# The `[operator]` extra's packages, by import name, and the commands that run the engine. A hub
+# image installs the package with `[spawner]` only; there these commands must say what to
+# install instead of failing later (the engine imports Pulumi in its worker processes).
+OPERATOR_EXTRA_MODULES = ("pulumi", "pulumi_kubernetes", "prometheus_client", "pg8000",
+                          "cryptography")
+ENGINE_COMMANDS = frozenset({"operator", "preview"})
+
+
+def missing_operator_modules() -> list[str]:
+    return [name for name in OPERATOR_EXTRA_MODULES if importlib.util.find_spec(name) is None]
 
 
 class _KubeYamlLoader(yaml.SafeLoader):
@@ -123,6 +134,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    missing = missing_operator_modules() if args.command in ENGINE_COMMANDS else []
+    if missing:
+        print(f"jupyternetes {args.command}: error: needs the operator's dependencies (missing: "
+              f"{', '.join(missing)}); install them with: pip install 'jupyternetes[operator]'",
+              file=sys.stderr)
+        return EXIT_USAGE
     try:
         return int(args.func(args) or 0)
     except (InputError, ModelError, RenderError) as exc:

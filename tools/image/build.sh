@@ -44,7 +44,7 @@ cp "$cache/pulumi-home/plugins/$plugin/pulumi-resource-kubernetes" \
 # ---- 3. wheels --------------------------------------------------------------------------------
 rm -rf "$context/wheels"
 log "building wheels of jupyternetes $version and its dependencies"
-"$python" -m pip wheel -q --wheel-dir "$context/wheels" "$repo"
+"$python" -m pip wheel -q --wheel-dir "$context/wheels" "$repo[operator]"
 
 # ---- 4. image ---------------------------------------------------------------------------------
 log "buildah bud -> $image"
