@@ -362,7 +362,10 @@ def test_hub_enabled_serves_users_through_proxy_public(installed: Installed,
     (proxy-public's cluster IP, answered by kube-proxy on this machine), spawns the example
     template (the notebook image), and the server answers through the proxy. The server's
     OAuth round trip goes to the hub by its Service DNS name (the template's
-    JUPYTERHUB_API_URL), with the token from the spawner's Secret (a secretKeyRef)."""
+    JUPYTERHUB_API_URL), with the token from the spawner's Secret (a secretKeyRef). The hub's
+    pod deleted: its replacement finds the running server (database on its PVC, the proxy's
+    route kept) and leaves the notebook pod alone. A file written before a stop is there after
+    the next start (the user's PVC)."""
     d = installed
     stack = d.stack
     settings = {"hub.enabled": "true", "hub.image": hub_image, "hub.imagePullPolicy": "Never",
@@ -420,12 +423,83 @@ def test_hub_enabled_serves_users_through_proxy_public(installed: Installed,
     assert env["JUPYTERHUB_API_TOKEN"].value_from.secret_key_ref.name == f"{name}-hub"
     assert pod.status.container_statuses[0].container_id.startswith("containerd://")
 
-    stop = session.delete(f"{url}hub/api/users/alice/server", timeout=60, headers={
-        "X-XSRFToken": session.cookies.get("_xsrf", path="/hub/") or ""})
+    # A token of alice's from the hub (kept in the hub's database on its PVC), for API calls to
+    # her server that need no browser cookies.
+    made = session.post(f"{url}hub/api/users/alice/tokens", timeout=60, json={"note": "e2e"},
+                        headers={"X-XSRFToken": _hub_xsrf(session)})
+    assert made.status_code in (200, 201), (made.status_code, made.text[:300])
+    auth = {"Authorization": f"token {made.json()['token']}"}
+    put = requests.put(f"{url}user/alice/api/contents/kept.txt", timeout=60, headers=auth,
+                       json={"type": "file", "format": "text", "content": "still here\n"})
+    assert put.status_code in (200, 201), (put.status_code, put.text[:300])
+
+    # The hub's pod restarted: the new hub finds alice's server running (its database on the
+    # PVC, the proxy's route kept) and leaves her notebook pod alone.
+    notebook_uid = pod.metadata.uid
+    d.core.delete_namespaced_pod(hub_pod.metadata.name, d.operator_ns)
+    t2 = time.monotonic()
+
+    def new_hub_ready() -> bool:
+        for p in d.core.list_namespaced_pod(d.operator_ns).items:
+            if (p.metadata.labels.get("app.kubernetes.io/component") == "hub"
+                    and p.metadata.uid != hub_pod.metadata.uid
+                    and p.metadata.deletion_timestamp is None):
+                return any(c.type == "Ready" and c.status == "True"
+                           for c in p.status.conditions or [])
+        return False
+
+    wait_for("a new hub pod Ready", new_hub_ready, PROVISION_TIMEOUT, d.describe)
+    wait_for("the new hub reporting alice's server ready", lambda: _server_ready(
+        f"{url}hub/api/users/alice", auth), PROVISION_TIMEOUT, describe)
+    print(f"hub pod replaced and alice's server found ready {time.monotonic() - t2:.1f} s "
+          "after the deletion")
+    assert d.core.read_namespaced_pod(f"{name}-notebook", d.user_ns).metadata.uid == notebook_uid
+    assert requests.get(f"{url}user/alice/api/status", headers=auth,
+                        timeout=60).status_code == 200
+
+    _stop(url, auth)
+    wait_for("alice's instance deleted at stop", lambda: not _instance_exists(d, name),
+             PROVISION_TIMEOUT, describe)
+
+    # The next start: a new pod on the same PVC, where the file written before the stop is.
+    started = requests.post(f"{url}hub/api/users/alice/server", headers=auth, timeout=60)
+    assert started.status_code in (201, 202), (started.status_code, started.text[:300])
+    wait_for("alice's server again through proxy-public", lambda: _server_ready(
+        f"{url}hub/api/users/alice", auth), PROVISION_TIMEOUT, describe)
+    kept = requests.get(f"{url}user/alice/api/contents/kept.txt", headers=auth, timeout=60)
+    assert kept.status_code == 200, (kept.status_code, kept.text[:300])
+    assert kept.json()["content"] == "still here\n"
+    assert d.core.read_namespaced_pod(f"{name}-notebook", d.user_ns).metadata.uid != notebook_uid
+
+    _stop(url, auth)
+    wait_for("alice's instance deleted at the second stop", lambda: not _instance_exists(
+        d, name), PROVISION_TIMEOUT, describe)
+
+
+def _hub_xsrf(session: requests.Session) -> str:
+    return session.cookies.get("_xsrf", path="/hub/") or ""
+
+
+def _stop(url: str, auth: dict[str, str]) -> None:
+    stop = requests.delete(f"{url}hub/api/users/alice/server", headers=auth, timeout=60)
     assert stop.status_code in (202, 204), (stop.status_code, stop.text[:300])
-    wait_for("alice's instance deleted at stop", lambda: not any(
-        i["metadata"]["name"] == name for i in d.custom.list_namespaced_custom_object(
-            GROUP, VERSION, d.user_ns, INSTANCE_PLURAL)["items"]), PROVISION_TIMEOUT, describe)
+
+
+def _instance_exists(d: Installed, name: str) -> bool:
+    return any(i["metadata"]["name"] == name for i in d.custom.list_namespaced_custom_object(
+        GROUP, VERSION, d.user_ns, INSTANCE_PLURAL)["items"])
+
+
+def _server_ready(user_url: str, auth: dict[str, str]) -> bool:
+    """The hub's model of the user: the default server ready (it has polled the spawner)."""
+    try:
+        resp = requests.get(user_url, headers=auth, timeout=10)
+    except requests.RequestException:
+        return False
+    if resp.status_code != 200:
+        return False
+    server = (resp.json().get("servers") or {}).get("")
+    return bool(server and server.get("ready"))
 
 
 def _text(session: requests.Session, url: str) -> str | None:
