@@ -7,7 +7,9 @@ version is gone (410). A relist diffs against the cache, so objects deleted whil
 watching still produce DELETED. A periodic resync re-delivers every cached object, which is what
 turns "nothing changed" into a cheap re-check (and heals anything a lost event left behind).
 An optional `transform` (client-go's SetTransform) trims every listed and watched object before
-it is cached or delivered: the cache keeps only what its readers read (kube/caches.py).
+it is cached or delivered: the cache keeps only what its readers read (kube/caches.py). An
+optional `index` (client-go's Indexer, one index) files every cached object under a value, so a
+reader finds "the pods of instance X" without scanning the whole cache (`indexed(value)`).
 
 The source is any object with `list() -> (items, resourceVersion)` and
 `watch(resourceVersion, timeout_seconds) -> stream` (iterable of `(type, object)`, with `close()`),
@@ -59,7 +61,8 @@ class ListWatcher:
                  retry_seconds: float = 1.0, max_retry_seconds: float = 30.0,
                  sleep: Callable[[float], bool] | None = None,
                  transform: Callable[[dict], dict] | None = None,
-                 keep: Callable[[dict], bool] | None = None) -> None:
+                 keep: Callable[[dict], bool] | None = None,
+                 index: Callable[[dict], str | None] | None = None) -> None:
         self.name = name
         self.source = source
         self.handler = handler
@@ -76,6 +79,10 @@ class ListWatcher:
         self._sleep = sleep or self._stop.wait
         self._lock = threading.Lock()
         self._cache: dict[str, dict] = {}
+        self.index = index
+        # index value -> keys of the cached objects filed under it; kept with the cache, under
+        # the same lock (a reader asking per object would make a hub's polls O(servers^2)).
+        self._indexed: dict[str, set[str]] = {}
         self._stream: Stream | None = None
         self._synced = threading.Event()
         self.resource_version = ""
@@ -94,6 +101,26 @@ class ListWatcher:
     def items(self) -> list[dict]:
         with self._lock:
             return list(self._cache.values())
+
+    def indexed(self, value: str) -> list[dict]:
+        """The cached objects the `index` function files under `value`."""
+        if self.index is None:
+            raise ValueError(f"watch {self.name} has no index")
+        with self._lock:
+            return [self._cache[key] for key in self._indexed.get(value, ())]
+
+    def _file(self, key: str, obj: dict) -> None:
+        value = self.index(obj) if self.index is not None else None
+        if value is not None:
+            self._indexed.setdefault(value, set()).add(key)
+
+    def _unfile(self, key: str, obj: dict) -> None:
+        value = self.index(obj) if self.index is not None else None
+        keys = self._indexed.get(value) if value is not None else None
+        if keys is not None:
+            keys.discard(key)
+            if not keys:
+                del self._indexed[value]
 
     @property
     def has_synced(self) -> bool:
@@ -163,6 +190,9 @@ class ListWatcher:
         with self._lock:
             old = self._cache
             self._cache = dict(fresh)
+            self._indexed = {}
+            for key, obj in fresh.items():
+                self._file(key, obj)
             self.resource_version = resource_version
         for key, obj in fresh.items():
             if key not in old:
@@ -205,10 +235,12 @@ class ListWatcher:
             obj = self.transform(obj)
         key = object_key(obj)
         with self._lock:
-            if event_type == DELETED:
-                self._cache.pop(key, None)
-            else:
+            old = self._cache.pop(key, None)
+            if old is not None:
+                self._unfile(key, old)
+            if event_type != DELETED:
                 self._cache[key] = obj
+                self._file(key, obj)
             if rv:
                 self.resource_version = rv
         self._deliver(event_type, obj)
@@ -219,7 +251,7 @@ class ListWatcher:
         with self._lock:
             gone = [key for key, obj in self._cache.items() if predicate(obj)]
             for key in gone:
-                del self._cache[key]
+                self._unfile(key, self._cache.pop(key))
         return len(gone)
 
     def resync(self) -> None:

@@ -37,6 +37,11 @@ WATCH_TIMEOUT = 240
 OPTIONAL_SYNC_SECONDS = 5.0
 
 
+def _instance_label(obj: dict) -> str | None:
+    """The instance a pod or PVC belongs to (its label), which its index files it under."""
+    return ((obj.get("metadata") or {}).get("labels") or {}).get(LABEL_INSTANCE)
+
+
 class _CachedNames:
     """`name in names`: whether a watch cache holds `<namespace>/<name>` (one dict lookup, no
     copy of the cache per Event)."""
@@ -53,6 +58,13 @@ class SharedCluster(NamespaceCalls):
 
     _shared: dict[tuple, SharedCluster] = {}
     _shared_lock = threading.Lock()
+
+    @classmethod
+    def existing(cls, namespace: str, kubeconfig: str | None = None,
+                 context: str | None = None) -> SharedCluster | None:
+        """The shared cluster `get` made already, if any: no lock, no thread (a dict read,
+        atomic under the GIL), for the hub's polls of every server."""
+        return cls._shared.get((namespace, kubeconfig or "", context or ""))
 
     @classmethod
     def get(cls, namespace: str, kubeconfig: str | None = None, context: str | None = None,
@@ -77,13 +89,16 @@ class SharedCluster(NamespaceCalls):
         self.instances = ListWatcher(
             f"hub-instances@{ns}", self._custom_source(INSTANCE_PLURAL, SPAWNER_SELECTOR),
             self._on_owner_change, resync_seconds=0, watch_timeout_seconds=WATCH_TIMEOUT)
+        # Pods and PVCs filed by their instance's label: poll() of every server reads its pods.
         self.pods = ListWatcher(
             f"hub-pods@{ns}", self._core_source("pod", label=MANAGED_SELECTOR),
-            self._on_owner_change, resync_seconds=0, watch_timeout_seconds=WATCH_TIMEOUT)
+            self._on_owner_change, resync_seconds=0, watch_timeout_seconds=WATCH_TIMEOUT,
+            index=_instance_label)
         self.pvcs = ListWatcher(
             f"hub-pvcs@{ns}",
             self._core_source("persistent_volume_claim", label=MANAGED_SELECTOR),
-            self._on_change, resync_seconds=0, watch_timeout_seconds=WATCH_TIMEOUT)
+            self._on_change, resync_seconds=0, watch_timeout_seconds=WATCH_TIMEOUT,
+            index=_instance_label)
         self.instance_events = ListWatcher(
             f"hub-instance-events@{ns}",
             self._core_source("event", field=f"involvedObject.kind={INSTANCE_KIND}"),
@@ -202,15 +217,11 @@ class SharedCluster(NamespaceCalls):
     def cached_instance(self, name: str) -> dict | None:
         return self.instances.get(f"{self.namespace}/{name}")
 
-    def _labelled(self, watcher: ListWatcher, name: str) -> list[dict]:
-        return [o for o in watcher.items()
-                if ((o.get("metadata") or {}).get("labels") or {}).get(LABEL_INSTANCE) == name]
-
     def cached_pods(self, name: str) -> list[dict]:
-        return self._labelled(self.pods, name)
+        return self.pods.indexed(name)
 
     def cached_pvcs(self, name: str) -> list[dict]:
-        return self._labelled(self.pvcs, name)
+        return self.pvcs.indexed(name)
 
     def cached_events(self, name: str) -> list[dict]:
         """Events about the current instance of that name and its current pods (by uid: an

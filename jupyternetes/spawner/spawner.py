@@ -87,10 +87,13 @@ class JupyternetesSpawner(JupyternetesSpawnerConfig, Spawner):
     # ---- helpers ----------------------------------------------------------------------------
 
     async def _cluster(self) -> SharedCluster:
-        # Loading a kubeconfig (cert files, SSL contexts) takes ~1 s on a busy box: in a thread,
-        # so the first spawn does not stall the hub's event loop.
-        cluster = await asyncio.to_thread(SharedCluster.get, self.namespace, self.kubeconfig,
-                                          self.kube_context, self.api_workers)
+        cluster = SharedCluster.existing(self.namespace, self.kubeconfig, self.kube_context)
+        if cluster is None:
+            # Loading a kubeconfig (cert files, SSL contexts) takes ~1 s on a busy box: in a
+            # thread, so the first spawn does not stall the hub's event loop.
+            cluster = await asyncio.to_thread(SharedCluster.get, self.namespace,
+                                              self.kubeconfig, self.kube_context,
+                                              self.api_workers)
         await cluster.start()
         return cluster
 

@@ -471,3 +471,42 @@ def test_keep_filters_listed_and_watched_objects_and_forgets_a_refused_one():
     assert watcher.resource_version == "4"  # refused events still advance the watch
     assert watcher.discard(lambda o: o["metadata"]["name"] == "a") == 1
     assert watcher.cached_keys() == ["ns/b"]
+
+
+def labelled(name: str, rv: str, owner: str | None) -> dict:
+    o = obj(name, rv)
+    if owner is not None:
+        o["metadata"]["labels"] = {"owner": owner}
+    return o
+
+
+def test_the_index_follows_adds_relabels_deletes_relists_and_discards():
+    def owner(o: dict) -> str | None:
+        return (o["metadata"].get("labels") or {}).get("owner")
+
+    source = ScriptedSource(
+        lists=[([labelled("p1", "1", "alice"), labelled("p2", "1", "bob"),
+                 labelled("p3", "1", None)], "1"),
+               # After a 410: p1 gone, p2 relabelled to alice, p4 new for bob.
+               ([labelled("p2", "6", "alice"), labelled("p4", "6", "bob")], "6")],
+        watches=[[("ADDED", labelled("p5", "2", "alice")),
+                  ("MODIFIED", labelled("p1", "3", "carol")),  # relabelled: moves index
+                  ("DELETED", labelled("p5", "4", "alice"))]])
+    seen: dict[str, list] = {}
+    watcher = ListWatcher("t", source, lambda t, o: None, resync_seconds=0, index=owner)
+
+    def names(value: str) -> list[str]:
+        return sorted(o["metadata"]["name"] for o in watcher.indexed(value))
+
+    watcher.relist()
+    seen["listed"] = [names("alice"), names("bob"), names("carol")]
+    watcher.watch_once()
+    seen["watched"] = [names("alice"), names("bob"), names("carol")]
+    watcher.relist()  # as after a 410
+    seen["relisted"] = [names("alice"), names("bob"), names("carol")]
+    assert seen == {"listed": [["p1"], ["p2"], []],
+                    "watched": [[], ["p2"], ["p1"]],
+                    "relisted": [["p2"], ["p4"], []]}
+    assert watcher.discard(lambda o: o["metadata"]["name"] == "p4") == 1
+    assert names("bob") == []
+    assert watcher._indexed == {"alice": {"ns/p2"}}  # nothing left under an empty value
