@@ -21,6 +21,8 @@ make_rootfs() {
 }
 
 # need_image_tools: apt-get installs buildah and mmdebstrap when missing (CI starts clean).
+# Every apt-get here waits for dpkg's lock (DPkg::Lock::Timeout): a test's fixture may be
+# installing PostgreSQL at the same moment.
 need_image_tools() {
 	local want=() sudo=()
 	command -v buildah >/dev/null || want+=(buildah)
@@ -28,7 +30,7 @@ need_image_tools() {
 	((${#want[@]})) || return 0
 	((EUID == 0)) || sudo=(sudo)
 	printf '[image] installing %s\n' "${want[*]}" >&2
-	DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -q --no-install-recommends "${want[@]}" >/dev/null ||
-		{ "${sudo[@]}" apt-get update -q >/dev/null &&
-			DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -q --no-install-recommends "${want[@]}" >/dev/null; }
+	DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -o DPkg::Lock::Timeout=600 -y -q --no-install-recommends "${want[@]}" >/dev/null ||
+		{ "${sudo[@]}" apt-get update -o DPkg::Lock::Timeout=600 -q >/dev/null &&
+			DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -o DPkg::Lock::Timeout=600 -y -q --no-install-recommends "${want[@]}" >/dev/null; }
 }

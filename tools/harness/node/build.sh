@@ -51,8 +51,8 @@ if ((${#want[@]})); then
 	sudo=()
 	((EUID == 0)) || sudo=(sudo)
 	export DEBIAN_FRONTEND=noninteractive
-	"${sudo[@]}" apt-get install -y -q --no-install-recommends "${want[@]}" >/dev/null ||
-		{ "${sudo[@]}" apt-get update -q >/dev/null && "${sudo[@]}" apt-get install -y -q --no-install-recommends "${want[@]}" >/dev/null; }
+	"${sudo[@]}" apt-get install -o DPkg::Lock::Timeout=600 -y -q --no-install-recommends "${want[@]}" >/dev/null ||
+		{ "${sudo[@]}" apt-get update -o DPkg::Lock::Timeout=600 -q >/dev/null && "${sudo[@]}" apt-get install -o DPkg::Lock::Timeout=600 -y -q --no-install-recommends "${want[@]}" >/dev/null; }
 	log "installed ${want[*]} in $((SECONDS - start)) s"
 fi
 

@@ -27,8 +27,8 @@ mkdir -p /etc/postgresql-common
     echo "create_main_cluster = false" > /etc/postgresql-common/createcluster.conf
 export DEBIAN_FRONTEND=noninteractive
 apt_install() {
-    apt-get install -y --no-install-recommends -o Dpkg::Options::=--force-confold postgresql
+    apt-get install -o DPkg::Lock::Timeout=600 -y --no-install-recommends -o Dpkg::Options::=--force-confold postgresql
 }
-apt_install || { apt-get update && apt_install; }
+apt_install || { apt-get update -o DPkg::Lock::Timeout=600 && apt_install; }
 have_server || { echo "postgres: installed, but no initdb/postgres found" >&2; exit 1; }
 echo "postgres: installed"
