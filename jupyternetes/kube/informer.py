@@ -132,14 +132,16 @@ class ListWatcher:
     # ---- lifecycle --------------------------------------------------------------------------
 
     def start(self) -> None:
+        # Listed once started: a stop() from another thread (SIGTERM right as the leader's
+        # watches start) must never join a thread that has not started (a RuntimeError).
         loop = threading.Thread(target=self.run, name=f"watch-{self.name}", daemon=True)
-        self._threads.append(loop)
         loop.start()
+        self._threads.append(loop)
         if self.resync_seconds > 0:
             resync = threading.Thread(target=self._resync_loop, name=f"resync-{self.name}",
                                       daemon=True)
-            self._threads.append(resync)
             resync.start()
+            self._threads.append(resync)
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()

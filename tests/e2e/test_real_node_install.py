@@ -423,14 +423,16 @@ def test_hub_enabled_serves_users_through_proxy_public(installed: Installed,
     assert env["JUPYTERHUB_API_TOKEN"].value_from.secret_key_ref.name == f"{name}-hub"
     assert pod.status.container_statuses[0].container_id.startswith("containerd://")
 
-    # A token of alice's from the hub (kept in the hub's database on its PVC), for API calls to
-    # her server that need no browser cookies.
+    # A file in work/ (the template mounts the user's PVC at /home/jovyan/work, the server's
+    # root is /home/jovyan, as in docker-stacks' images). First a token of alice's from the hub
+    # (kept in the hub's database on its PVC), for API calls to her server without cookies.
     made = session.post(f"{url}hub/api/users/alice/tokens", timeout=60, json={"note": "e2e"},
                         headers={"X-XSRFToken": _hub_xsrf(session)})
     assert made.status_code in (200, 201), (made.status_code, made.text[:300])
     auth = {"Authorization": f"token {made.json()['token']}"}
-    put = requests.put(f"{url}user/alice/api/contents/kept.txt", timeout=60, headers=auth,
-                       json={"type": "file", "format": "text", "content": "still here\n"})
+    put = requests.put(f"{url}user/alice/api/contents/work/kept.txt", timeout=60,
+                       headers=auth, json={"type": "file", "format": "text",
+                                           "content": "still here\n"})
     assert put.status_code in (200, 201), (put.status_code, put.text[:300])
 
     # The hub's pod restarted: the new hub finds alice's server running (its database on the
@@ -461,12 +463,13 @@ def test_hub_enabled_serves_users_through_proxy_public(installed: Installed,
     wait_for("alice's instance deleted at stop", lambda: not _instance_exists(d, name),
              PROVISION_TIMEOUT, describe)
 
-    # The next start: a new pod on the same PVC, where the file written before the stop is.
+    # The next start: a new pod on the same PVC, where the file written before the stop is
+    # (a file outside work/ would have gone with the old container).
     started = requests.post(f"{url}hub/api/users/alice/server", headers=auth, timeout=60)
     assert started.status_code in (201, 202), (started.status_code, started.text[:300])
     wait_for("alice's server again through proxy-public", lambda: _server_ready(
         f"{url}hub/api/users/alice", auth), PROVISION_TIMEOUT, describe)
-    kept = requests.get(f"{url}user/alice/api/contents/kept.txt", headers=auth, timeout=60)
+    kept = requests.get(f"{url}user/alice/api/contents/work/kept.txt", headers=auth, timeout=60)
     assert kept.status_code == 200, (kept.status_code, kept.text[:300])
     assert kept.json()["content"] == "still here\n"
     assert d.core.read_namespaced_pod(f"{name}-notebook", d.user_ns).metadata.uid != notebook_uid

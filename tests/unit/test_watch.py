@@ -510,3 +510,45 @@ def test_the_index_follows_adds_relabels_deletes_relists_and_discards():
     assert watcher.discard(lambda o: o["metadata"]["name"] == "p4") == 1
     assert names("bob") == []
     assert watcher._indexed == {"alice": {"ns/p2"}}  # nothing left under an empty value
+
+
+def test_a_stop_while_the_watch_is_starting_joins_no_unstarted_thread(monkeypatch):
+    """SIGTERM right as the leader starts its watches: stop() runs on another thread between
+    the watch thread's creation and its start. It must not join a thread that has not started
+    (RuntimeError, and the operator died with SIGABRT instead of exiting 0)."""
+    blocked = threading.Event()
+
+    class Blocking:
+        def list(self):
+            blocked.wait(5)
+            return [], "1"
+
+        def watch(self, resource_version, timeout_seconds):
+            blocked.wait(5)
+            return Stream([])
+
+    watcher = ListWatcher("t", Blocking(), lambda t, o: None, resync_seconds=30)
+    real_start = threading.Thread.start
+    errors: list[BaseException] = []
+
+    def start_after_a_stop(thread):
+        if thread.name.startswith(("watch-t", "resync-t")):
+            stopper = threading.Thread(target=lambda: _stop_catching(watcher, errors))
+            real_start(stopper)
+            stopper.join(5)
+        real_start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", start_after_a_stop)
+    watcher.start()
+    monkeypatch.undo()
+    blocked.set()
+    watcher.stop(timeout=5)
+    assert errors == []
+    assert not watcher.alive()
+
+
+def _stop_catching(watcher: ListWatcher, errors: list) -> None:
+    try:
+        watcher.stop(timeout=0.1)
+    except BaseException as exc:  # the test reports what stop() raised
+        errors.append(exc)
