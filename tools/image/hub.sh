@@ -3,9 +3,8 @@
 # registry, as an OCI archive the real node imports into containerd:
 #   <cache>/image/jupyternetes-hub.oci.tar, named jupyternetes.local/hub:<stamp>.
 #   1. base root filesystem: Debian bookworm with python3 (rootfs.sh, shared with the others);
-#   2. wheels: jupyterhub 6.1.1 (the hub the tests run) with jupyterhub-idle-culler and the
-#      spawner's own dependencies (kubernetes, pyyaml), plus this package's wheel installed
-#      without its operator dependencies (no Pulumi SDK in the hub);
+#   2. wheels: jupyterhub 6.1.1 (the hub the tests run) with jupyterhub-idle-culler, and this
+#      package with its `[spawner]` extra (kubernetes, pyyaml; no Pulumi SDK in the hub);
 #   3. configurable-http-proxy as tools/harness/hub/build.sh installs it (npm ci of the committed
 #      lock file) with this machine's Node.js >= 20 (Debian bookworm's nodejs is 18, too old for
 #      configurable-http-proxy 5; the host's node binary needs only libc and libstdc++);
@@ -26,10 +25,10 @@ log() { printf '[image] %s\n' "$*" >&2; }
 source "$repo/tools/image/rootfs.sh"
 need_image_tools
 packages=python3,python3-venv,ca-certificates
+# The hub the tests run and the culler; the spawner's own dependencies come from this package's
+# `[spawner]` extra (pyproject.toml, the one list), installed from its wheel.
 requirements="jupyterhub==6.1.1
-jupyterhub-idle-culler==2.0.0
-kubernetes>=31
-pyyaml>=6"
+jupyterhub-idle-culler==2.0.0"
 node=$(command -v node) || { log "node not found: install Node.js >= 20"; exit 1; }
 bash "$repo/tools/harness/hub/build.sh" >&2
 cd "$repo"
@@ -53,9 +52,9 @@ ln -f "$rootfs" "$context/rootfs.tar" 2>/dev/null || cp -f "$rootfs" "$context/r
 cp "$node" "$context/node/bin/node"
 cp -a "$tools/chp" "$context/node/chp"
 printf '%s\n' "$requirements" >"$context/wheels/requirements.txt"
-log "wheels: $(tr '\n' ' ' <"$context/wheels/requirements.txt") + jupyternetes"
-"$python" -m pip wheel -q --wheel-dir "$context/wheels" -r "$context/wheels/requirements.txt"
-"$python" -m pip wheel -q --no-deps --wheel-dir "$context/wheels" "$repo"
+log "wheels: $(tr "\n" " " <"$context/wheels/requirements.txt")+ jupyternetes[spawner]"
+"$python" -m pip wheel -q --wheel-dir "$context/wheels" -r "$context/wheels/requirements.txt" \
+	"$repo[spawner]"
 log "buildah bud -> $image"
 "${buildah[@]}" bud --isolation chroot --layers=false -f "$repo/tools/image/hub/Containerfile" \
 	-t "$image" "$context" >&2
