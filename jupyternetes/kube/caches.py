@@ -13,7 +13,9 @@ What is read, and by whom (keep this list true when code starts reading a new fi
 - templates: the same (the template is rendered from the cache);
 - pods: podstatus.py (phase, podIP, conditions, container statuses, reason/message, the first
   container port), status.current_pods (uid), run.on_pod (labels, namespace, deletionTimestamp),
-  watch.py (resourceVersion).
+  watch.py (resourceVersion); the hub's spawner caches pods and instances through the same
+  functions (spawner/cluster.py): decisions.py and stopping.py read the same fields, progress.py
+  also spec.nodeName.
 """
 
 from __future__ import annotations
@@ -96,8 +98,11 @@ def pod(obj: dict) -> dict:
         if key in slim_status:
             slim_status[key] = [_pick(c, CONTAINER_STATUS) for c in status[key]
                                 if isinstance(c, Mapping)]
-    return shared_strings({"metadata": _pick(meta, POD_METADATA),
-                           "spec": {"containers": containers}, "status": slim_status})
+    slim_spec: dict[str, Any] = {"containers": containers}
+    if "nodeName" in spec:
+        slim_spec["nodeName"] = spec["nodeName"]
+    return shared_strings({"metadata": _pick(meta, POD_METADATA), "spec": slim_spec,
+                           "status": slim_status})
 
 
 def name_only(obj: dict) -> dict:

@@ -23,6 +23,7 @@ from kubernetes.client.exceptions import ApiException
 
 from jupyternetes.crd.definitions import API_VERSION, GROUP, INSTANCE_KIND, INSTANCE_PLURAL, VERSION
 from jupyternetes.crd.labels import LABEL_INSTANCE, MANAGED_SELECTOR
+from jupyternetes.kube import caches
 from jupyternetes.kube.client import Kube, api_client
 from jupyternetes.kube.errors import KubeError, WatchExpired, api_message, to_kube_error
 from jupyternetes.kube.informer import DELETED, KubeSource, ListWatcher
@@ -86,14 +87,17 @@ class SharedCluster(NamespaceCalls):
         self._waiters: dict[str, set[asyncio.Future]] = {}
         self._start_lock = asyncio.Lock()
         ns = namespace
+        # The caches keep what the spawner reads (kube/caches.py, as the operator's do): at
+        # 2,000 servers the hub's memory is mostly these objects.
         self.instances = ListWatcher(
             f"hub-instances@{ns}", self._custom_source(INSTANCE_PLURAL, SPAWNER_SELECTOR),
-            self._on_owner_change, resync_seconds=0, watch_timeout_seconds=WATCH_TIMEOUT)
+            self._on_owner_change, resync_seconds=0, watch_timeout_seconds=WATCH_TIMEOUT,
+            transform=caches.custom_object)
         # Pods and PVCs filed by their instance's label: poll() of every server reads its pods.
         self.pods = ListWatcher(
             f"hub-pods@{ns}", self._core_source("pod", label=MANAGED_SELECTOR),
             self._on_owner_change, resync_seconds=0, watch_timeout_seconds=WATCH_TIMEOUT,
-            index=_instance_label)
+            index=_instance_label, transform=caches.pod)
         self.pvcs = ListWatcher(
             f"hub-pvcs@{ns}",
             self._core_source("persistent_volume_claim", label=MANAGED_SELECTOR),

@@ -55,7 +55,8 @@ def test_a_slim_pod_gives_every_answer_the_full_pod_gives():
 def test_a_slim_pod_drops_what_nobody_reads_and_is_a_fixed_point():
     slim = caches.pod(full_pod())
     assert "managedFields" not in slim["metadata"] and "annotations" not in slim["metadata"]
-    assert slim["spec"] == {"containers": [{"name": "notebook", "ports": [
+    # nodeName: the hub's spawn progress names the node ("pod scheduled on kwok-0").
+    assert slim["spec"] == {"nodeName": "kwok-0", "containers": [{"name": "notebook", "ports": [
         {"containerPort": 8888, "protocol": "TCP"}]}]}
     assert set(slim["status"]) == {"phase", "podIP", "conditions", "containerStatuses"}
     assert set(slim["status"]["containerStatuses"][0]) == {"name", "ready", "state",

@@ -38,6 +38,31 @@ def test_objects_are_routed_to_their_instance() -> None:
     assert cluster.cached_pods("other") == []
 
 
+def test_the_hubs_caches_keep_only_what_the_spawner_reads() -> None:
+    cluster = make_cluster()
+    managed = [{"manager": "kubelet", "fieldsV1": {"f:status": {}}}]
+    cluster.pods._apply("ADDED", {
+        "metadata": {"name": "abc-notebook", "namespace": "users", "uid": "u1",
+                     "labels": {LABEL_INSTANCE: "abc"}, "managedFields": managed},
+        "spec": {"nodeName": "node-0", "volumes": [{"name": "home"}],
+                 "containers": [{"name": "notebook", "image": "x", "env": [{"name": "A"}]}]},
+        "status": {"phase": "Running", "podIP": "198.18.0.9", "hostIP": "198.18.0.1"}})
+    cluster.instances._apply("ADDED", {
+        "apiVersion": API_VERSION, "kind": INSTANCE_KIND,
+        "metadata": {"name": "abc", "namespace": "users", "managedFields": managed,
+                     "annotations": {"jupyternetes.kadense.io/token-pad": "00"}},
+        "spec": {"template": {"name": "t"}}, "status": {"pods": {}}})
+    [pod] = cluster.cached_pods("abc")
+    assert pod["spec"] == {"nodeName": "node-0", "containers": [{"name": "notebook",
+                                                                 "ports": []}]}
+    assert pod["status"] == {"phase": "Running", "podIP": "198.18.0.9"}
+    assert "managedFields" not in pod["metadata"] and pod["metadata"]["uid"] == "u1"
+    instance = cluster.cached_instance("abc")
+    assert "managedFields" not in instance["metadata"]
+    assert instance["metadata"]["annotations"] == {"jupyternetes.kadense.io/token-pad": "00"}
+    assert instance["spec"] == {"template": {"name": "t"}}
+
+
 def test_a_watch_thread_wakes_only_the_waiters_of_that_instance() -> None:
     cluster = make_cluster()
 
