@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from jupyternetes.deploy import manifests
 from jupyternetes.deploy.settings import DeploySettings
 
 HUB = "hub"
@@ -137,14 +138,8 @@ def secret(settings: DeploySettings, proxy_token: Any, cookie_secret: Any, passw
 
 
 def db_pvc(settings: DeploySettings) -> dict[str, Any]:
-    spec: dict[str, Any] = {"accessModes": ["ReadWriteOnce"],
-                            "resources": {"requests": {"storage": settings.hub_db_storage}}}
-    if settings.state_storage_class:
-        spec["storageClassName"] = settings.state_storage_class
-    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
-            "metadata": {"name": HUB_DB_PVC, "namespace": settings.hub_namespace,
-                         "labels": labels(HUB)},
-            "spec": spec}
+    return manifests.pvc(settings, HUB_DB_PVC, settings.hub_namespace, settings.hub_db_storage,
+                         labels(HUB))
 
 
 def _secret_env(name: str, key: str) -> dict[str, Any]:

@@ -90,18 +90,23 @@ def backend_secret(settings: DeploySettings, url: Any = None) -> dict[str, Any] 
             "stringData": {BACKEND_URL_KEY: settings.state_backend_url if url is None else url}}
 
 
+def pvc(settings: DeploySettings, name: str, namespace: str, storage: str,
+        pvc_labels: dict[str, str]) -> dict[str, Any]:
+    """A ReadWriteOnce claim of the install, in `stateStorageClass` when one is set."""
+    spec: dict[str, Any] = {"accessModes": ["ReadWriteOnce"],
+                            "resources": {"requests": {"storage": storage}}}
+    if settings.state_storage_class:
+        spec["storageClassName"] = settings.state_storage_class
+    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+            "metadata": {"name": name, "namespace": namespace, "labels": pvc_labels},
+            "spec": spec}
+
+
 def state_pvc(settings: DeploySettings) -> dict[str, Any] | None:
     """The file:// backend's volume; None with a remote backend."""
     if not settings.file_state:
         return None
-    spec: dict[str, Any] = {"accessModes": ["ReadWriteOnce"],
-                            "resources": {"requests": {"storage": settings.state_storage_size}}}
-    if settings.state_storage_class:
-        spec["storageClassName"] = settings.state_storage_class
-    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
-            "metadata": {"name": STATE_PVC, "namespace": settings.namespace,
-                         "labels": labels()},
-            "spec": spec}
+    return pvc(settings, STATE_PVC, settings.namespace, settings.state_storage_size, labels())
 
 
 def operator_args(settings: DeploySettings) -> list[str]:

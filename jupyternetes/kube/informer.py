@@ -237,12 +237,13 @@ class ListWatcher:
             obj = self.transform(obj)
         key = object_key(obj)
         with self._lock:
-            old = self._cache.pop(key, None)
-            if old is not None:
+            old = self._cache.pop(key, None) if event_type == DELETED else self._cache.get(key)
+            if old is not None and self.index is not None:
                 self._unfile(key, old)
             if event_type != DELETED:
                 self._cache[key] = obj
-                self._file(key, obj)
+                if self.index is not None:
+                    self._file(key, obj)
             if rv:
                 self.resource_version = rv
         self._deliver(event_type, obj)

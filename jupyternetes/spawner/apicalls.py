@@ -9,6 +9,7 @@ another object of the same name, never deleted by mistake); a missing object is 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 from kubernetes.client.exceptions import ApiException
 
@@ -42,38 +43,33 @@ class NamespaceCalls:
     def delete_instance(self, name: str, uid: str | None = None) -> bool:
         """Delete (only the object with that `uid`, when given); False when it was not there
         (or is another object of the same name)."""
-        try:
+        return self._delete("instance", name, uid, lambda body: (
             self.kube.custom.delete_namespaced_custom_object(
-                GROUP, VERSION, self.namespace, INSTANCE_PLURAL, name,
-                body=_preconditions(uid))
-            return True
-        except ApiException as exc:
-            if exc.status == 404 or (uid and exc.status == 409):
-                return False
-            raise to_kube_error(exc, f"delete instance {self.namespace}/{name}") from exc
+                GROUP, VERSION, self.namespace, INSTANCE_PLURAL, name, body=body)))
 
     def delete_secret(self, name: str, uid: str | None = None) -> bool:
         """Delete (only the object with that `uid`, when given); False when it was not there
         (or is another object of the same name)."""
-        try:
-            self.kube.core.delete_namespaced_secret(name, self.namespace,
-                                                    body=_preconditions(uid))
-            return True
-        except ApiException as exc:
-            if exc.status == 404 or (uid and exc.status == 409):
-                return False
-            raise to_kube_error(exc, f"delete secret {self.namespace}/{name}") from exc
+        return self._delete("secret", name, uid, lambda body: (
+            self.kube.core.delete_namespaced_secret(name, self.namespace, body=body)))
 
     def delete_pod(self, name: str, uid: str | None = None) -> bool:
         """Delete a pod (only the one with that `uid`, when given); False when it was gone."""
+        return self._delete("pod", name, uid, lambda body: (
+            self.kube.core.delete_namespaced_pod(name, self.namespace, body=body,
+                                                 _preload_content=False)))
+
+    def _delete(self, kind: str, name: str, uid: str | None,
+                call: Callable[[dict | None], object]) -> bool:
+        """`call` with the uid precondition; 404 (gone) and, with a uid, 409 (another object
+        of that name now) are False."""
         try:
-            self.kube.core.delete_namespaced_pod(name, self.namespace, body=_preconditions(uid),
-                                                 _preload_content=False)
+            call(_preconditions(uid))
             return True
         except ApiException as exc:
             if exc.status == 404 or (uid and exc.status == 409):
                 return False
-            raise to_kube_error(exc, f"delete pod {self.namespace}/{name}") from exc
+            raise to_kube_error(exc, f"delete {kind} {self.namespace}/{name}") from exc
 
     def replace_secret(self, body: dict) -> dict:
         """Delete any Secret of that name (it may belong to an older instance and be garbage

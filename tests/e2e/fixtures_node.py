@@ -38,6 +38,7 @@ from harness.cluster import DevCluster
 from harness.examples import load_example, shared_template, strip_server_fields
 from harness.node import GATEWAY
 from jupyternetes.crd.definitions import GROUP, TEMPLATE_PLURAL, VERSION
+from tests.e2e.loopback_pods import http_get
 
 T = TypeVar("T")
 TIMEOUT = 180.0  # a loaded 2-core machine; a pod is Ready in ~2 s when idle
@@ -142,6 +143,12 @@ def wait_for(what: str, check: Callable[[], T | None], timeout: float = TIMEOUT,
             return value
         time.sleep(0.5)
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}\n{describe()}")
+
+
+def http_text(url: str) -> str | None:
+    """The body of a 2xx answer from this host, None otherwise (nothing answers, an error)."""
+    answer = http_get(url)
+    return answer[1].decode() if answer and 200 <= answer[0] < 300 else None
 
 
 def ensure(create: Callable[[], object]) -> None:

@@ -6,24 +6,15 @@ token; `kubectl logs` goes through the apiserver to kubelet."""
 from __future__ import annotations
 
 import ipaddress
-import urllib.request
 
 import pytest
 from kubernetes import client
 
 from harness.cluster import SERVICE_CIDR
 from harness.node import NODE_NAME, POD_SUBNET
-from tests.e2e.fixtures_node import wait_for
+from tests.e2e.fixtures_node import http_text, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.realnode]
-
-
-def http_get(url: str) -> str | None:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as resp:
-            return resp.read().decode()
-    except OSError:
-        return None
 
 
 # The client pod's check, run with the image's python: the Service by its DNS name, then the
@@ -74,11 +65,11 @@ def test_a_pod_answers_by_ip_through_a_service_and_by_cluster_dns(real_cluster, 
     assert ipaddress.ip_address(pod.status.pod_ip) in ipaddress.ip_network(POD_SUBNET)
     assert pod.status.container_statuses[0].container_id.startswith("containerd://")
     # By pod IP, from this host.
-    assert http_get(f"http://{pod.status.pod_ip}:8080/index.html") == "hello-from-web\n"
+    assert http_text(f"http://{pod.status.pod_ip}:8080/index.html") == "hello-from-web\n"
     # Through the Service's cluster IP (kube-proxy's rules), from this host.
     svc = core.read_namespaced_service("web", ns)
     assert ipaddress.ip_address(svc.spec.cluster_ip) in ipaddress.ip_network(SERVICE_CIDR)
-    assert wait_for("the Service answering", lambda: http_get(
+    assert wait_for("the Service answering", lambda: http_text(
         f"http://{svc.spec.cluster_ip}/index.html")) == "hello-from-web\n"
 
     # From another pod: cluster DNS, the Service, and the apiserver with its own token.

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -40,6 +39,7 @@ from tests.e2e.deploystack import REPO, DeployStack
 from tests.e2e.fixtures_node import (
     RealCluster,
     ensure,
+    http_text,
     hub_service,
     seed_template_for,
     wait_for,
@@ -134,14 +134,6 @@ def installed(real_cluster: RealCluster, operator_image: str,
         node_api.close()
 
 
-def http_get(url: str) -> str | None:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as resp:
-            return resp.read().decode()
-    except OSError:
-        return None
-
-
 def seed_instance(user_ns: str, name: str) -> dict:
     instance = strip_server_fields(load_example("seed-instance.yaml"))
     instance["metadata"].update(namespace=user_ns, name=name)
@@ -218,7 +210,7 @@ def test_pulumi_up_runs_the_operator_in_its_pod_which_survives_deletion(
             print(f"seed instance Ready {time.monotonic() - t0:.1f} s after the operator")
             # Its server passed its hub check by the template's hub.kadense.svc.cluster.local
             # (it exits after ~45 s without a hub) and answers on its pod IP.
-            answer = wait_for("the notebook server's /api", lambda: http_get(
+            answer = wait_for("the notebook server's /api", lambda: http_text(
                 f"http://{notebook.status.pod_ip}:8888/user/jovyan/api"), PROVISION_TIMEOUT)
             assert '"version"' in answer
             server_log = core.read_namespaced_pod_log(f"{first}-notebook", d.user_ns)
