@@ -20,10 +20,17 @@ import time
 
 from benchlib.cli import arguments, log, run_main
 from benchlib.fixtures import Bench, count_states
-from benchlib.procs import CLOCK_TICKS, peak_rss_hwm, read_proc, tree_cpu_seconds
+from benchlib.procs import (
+    CLOCK_TICKS,
+    engine_kind,
+    peak_rss_hwm,
+    read_proc,
+    tree_cpu_seconds,
+)
 from benchlib.summaries import emit, mib, rounded, summary
 from benchlib.waiting import PodWatch, wait_until
 
+from harness.operator_process import process_tree
 from jupyternetes.crd.naming import object_name
 
 
@@ -36,10 +43,12 @@ def main(argv: list[str] | None = None) -> int:
 
     with Bench("burst") as bench:
         names = bench.numbered_instances("burst", args.count)
-        op = bench.start_operator(workers=args.workers, sample_interval=args.sample_interval)
+        op = bench.start_operator(workers=args.workers, sample_interval=args.sample_interval,
+                                  extra=args.operator_arg)
         assert op.sampler is not None
         before = op.wait_idle(quiet=1.0)
         cpu_before, operator_cpu_before = tree_cpu_seconds(op.pid), own_cpu_seconds(op.pid)
+        workers_cpu_before = engine_workers_cpu(op.pid)
         watch = PodWatch(bench.api, [bench.namespace]).start()
         try:
             log(f"creating {args.count} instances at once")
@@ -58,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
         ups_done = time.time()
         after = op.wait_idle(quiet=2.0)
         cpu_after, operator_cpu_after = tree_cpu_seconds(op.pid), own_cpu_seconds(op.pid)
+        workers_cpu_after = engine_workers_cpu(op.pid)
+        cpu_by_kind = op.sampler.cpu_seconds_by_kind(after_wall=started)
         hwm = peak_rss_hwm(op.pid)
         states = count_states(bench.instances())
         tree = op.sampler.full_report()
@@ -85,6 +96,12 @@ def main(argv: list[str] | None = None) -> int:
             "operator_and_engine": rounded(cpu_after - cpu_before, 2),
             "operator_process": rounded(operator_cpu_after - operator_cpu_before, 2),
             "per_instance": rounded((cpu_after - cpu_before) / args.count, 3),
+            # The long-lived engine workers' own time (the Python program, hooks) and what
+            # their reaped children used (the pulumi CLIs and, through them, the providers).
+            "engine_workers_own": rounded(workers_cpu_after[0] - workers_cpu_before[0], 2),
+            "engine_workers_children": rounded(workers_cpu_after[1] - workers_cpu_before[1], 2),
+            # Of the children: each CLI/provider at its last sample (a lower bound).
+            "sampled_processes_by_kind": cpu_by_kind,
         },
         "memory": {
             "operator_peak_rss_mib_sampled": tree["peak_operator_rss_mib"],
@@ -104,6 +121,17 @@ def main(argv: list[str] | None = None) -> int:
         "states_after": states,
     })
     return 0
+
+
+def engine_workers_cpu(root: int) -> tuple[float, float]:
+    """(own, reaped children's) CPU seconds summed over the engine workers below `root`."""
+    own = children = 0.0
+    for pid in process_tree(root)[1:]:
+        proc = read_proc(pid)
+        if proc is not None and engine_kind(proc, root) == "worker":
+            own += proc.cpu_ticks / CLOCK_TICKS
+            children += proc.children_cpu_ticks / CLOCK_TICKS
+    return own, children
 
 
 def own_cpu_seconds(pid: int) -> float:

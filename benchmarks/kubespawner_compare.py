@@ -320,7 +320,8 @@ def main(argv: list[str] | None = None) -> int:
         bench.runner = runner  # type: ignore[attr-defined]
         bench.custom.create_namespaced_custom_object(GROUP, VERSION, ns_ours, TEMPLATE_PLURAL,
                                                      template_body(ns_ours))
-        op = bench.start_operator(workers=args.workers, sample_interval=args.sample_interval)
+        op = bench.start_operator(workers=args.workers, sample_interval=args.sample_interval,
+                                  extra=args.operator_arg)
 
         hub_ours = Hub(root=bench.tmp / "hub-ours", extra_config=COMMON_HUB_SETTINGS,
                        spawner_config={

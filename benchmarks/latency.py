@@ -141,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     floors: list[float] = []
     with Bench("latency", floor_namespace=True) as bench:
         assert bench.floor_ns is not None
-        op = bench.start_operator(workers=args.workers, sample_interval=args.sample_interval)
+        op = bench.start_operator(workers=args.workers, sample_interval=args.sample_interval,
+                                  extra=args.operator_arg)
         watch = PodWatch(bench.api, [bench.namespace, bench.floor_ns]).start()
         try:
             for index in range(args.warmup + args.count):

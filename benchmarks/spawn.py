@@ -169,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
         bench._stack.callback(runner.stop)
         bench.custom.create_namespaced_custom_object(GROUP, VERSION, ns, TEMPLATE_PLURAL,
                                                      template_body(ns))
-        op = bench.start_operator(workers=args.workers, sample_interval=args.sample_interval)
+        op = bench.start_operator(workers=args.workers, sample_interval=args.sample_interval,
+                                  extra=args.operator_arg)
         hub = Hub(root=bench.tmp / "hub", extra_config=HUB_SETTINGS, spawner_config={
             "kubeconfig": str(bench.kubeconfig), "namespace": ns, "hub_namespace": ns,
             "template_name": TEMPLATE, "start_timeout": int(args.timeout)})

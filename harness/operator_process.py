@@ -163,6 +163,7 @@ class OperatorProcess:
         self.state_dir = state_dir
         self.backend_url = backend_url
         self.http_timeout = http_timeout
+        self.extra = tuple(extra)
         self.die_with_parent = die_with_parent
         self.env = dict(env)
         # The checkout first on the path: `-m jupyternetes.app.cli` runs this tree's code.

@@ -22,8 +22,8 @@ class BenchError(RuntimeError):
 def arguments(doc: str | None, count: int,
               count_help: str = "instances") -> argparse.ArgumentParser:
     """The options every benchmark has: `--count` (what N is), the operator's `--workers` and
-    the process tree's `--sample-interval`; the description is the docstring's first
-    paragraph."""
+    extra `--operator-arg`s, and the process tree's `--sample-interval`; the description is
+    the docstring's first paragraph."""
     parser = argparse.ArgumentParser(description=(doc or "").split("\n\n")[0])
     parser.add_argument("--count", type=int, default=count,
                         help=f"{count_help} (default {count})")
@@ -31,6 +31,9 @@ def arguments(doc: str | None, count: int,
     # Every benchmark samples the operator's process tree (engine processes, memory).
     parser.add_argument("--sample-interval", type=float, default=0.1,
                         help="seconds between /proc samples (default 0.1)")
+    # A/B runs of one operator setting, e.g. --operator-arg=--no-create-ahead.
+    parser.add_argument("--operator-arg", action="append", default=[], metavar="ARG",
+                        help="one more argument for `jupyternetes operator` (repeatable)")
     return parser
 
 

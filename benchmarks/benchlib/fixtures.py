@@ -349,12 +349,13 @@ class Bench:
     # ---- operator -----------------------------------------------------------------------
 
     def start_operator(self, *, workers: int = 4, resync_seconds: float = 300.0,
-                       sample_interval: float = 0.1) -> BenchOperator:
+                       sample_interval: float = 0.1,
+                       extra: Sequence[str] = ()) -> BenchOperator:
         op = BenchOperator(self.kubeconfig, self.pulumi_env, self.tmp / "operator-state",
                            self.pulumi_home, [self.namespace],
                            self.tmp / f"operator-{len(self._operators)}.log",
                            workers=workers, resync_seconds=resync_seconds,
-                           sample_interval=sample_interval)
+                           sample_interval=sample_interval, extra=extra)
         self._operators.append(op)
         log(f"starting the operator ({workers} workers, resync {resync_seconds:g}s)")
         op.start(timeout=120.0)
@@ -365,6 +366,7 @@ class Bench:
         """The first fields of every benchmark's JSON: which, what, where and on what box."""
         return {"benchmark": benchmark, "what": what,
                 "cluster": "external" if self.external else "harness DevCluster (kwok node)",
+                "operator_extra_args": sorted({a for op in self._operators for a in op.extra}),
                 "machine": machine()}
 
     def _stop_operators(self) -> None:

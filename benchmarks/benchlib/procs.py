@@ -238,6 +238,22 @@ class TreeSampler:
             counts[label] = counts.get(label, 0) + 1
         return dict(sorted(counts.items()))
 
+    def cpu_seconds_by_kind(self, after_wall: float = 0.0) -> dict[str, float]:
+        """CPU seconds of the seen descendants started at or after `after_wall` (Unix), by kind
+        and, for the pulumi CLI, by command: each process's ticks at its last sample, so a
+        process's last `interval` before it exits is missed (a lower bound per kind)."""
+        with self._lock:
+            items = [(p, self.cmdlines.get(ident) or []) for ident, p in self.seen.items()]
+        totals: dict[str, float] = {}
+        for proc, args in items:
+            if started_wall(proc, self.btime) < after_wall - 0.02:
+                continue
+            kind = engine_kind(proc, self.root)
+            if kind == "pulumi_cli":
+                kind += " " + next((a for a in args[1:] if not a.startswith("-")), "")
+            totals[kind] = totals.get(kind, 0.0) + proc.cpu_ticks / CLOCK_TICKS
+        return {k: round(v, 2) for k, v in sorted(totals.items())}
+
     def report(self) -> dict[str, Any]:
         with self._lock:
             return {
