@@ -84,6 +84,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--template-status-seconds", type=float, default=2.0, metavar="S",
                         help="write each template's instance counts (status.instances, "
                              "status.current) at most this often (default 2)")
+    parser.add_argument("--create-ahead", action=argparse.BooleanOptionalAction, default=True,
+                        help="apply a new server's PVCs and pods before its stack's first up, "
+                             "which takes them over, so the pod does not wait for the engine "
+                             "(default on; --no-create-ahead leaves every write to the engine)")
     parser.add_argument("--log-level", default="info",
                         choices=("debug", "info", "warning", "error"))
     parser.add_argument("--log-format", default="json", choices=("json", "text"))
@@ -147,6 +151,7 @@ def run(args: argparse.Namespace) -> int:
         template_retry_seconds=args.template_retry_seconds,
         template_rollout=args.template_rollout,
         trust_policy=trust_policy,
+        create_ahead=args.create_ahead,
     )
     operator = Operator(kube, engine, namespaces=args.namespace,
                         template_namespaces=args.template_namespace, workers=args.workers,

@@ -42,6 +42,7 @@ class KubePort(Protocol):
     def remove_finalizer(self, namespace: str, name: str, finalizer: str = ...) -> dict | None: ...
     def namespace_terminating(self, namespace: str) -> bool: ...
     def delete_pods(self, namespace: str, selector: str) -> list[str]: ...
+    def apply_object(self, manifest: dict, field_manager: str) -> dict: ...
     def emit_event(self, instance: dict, event_type: str, reason: str, message: str) -> None: ...
     def get_object(self, api_version: str, kind: str, namespace: str | None,
                    name: str) -> dict | None: ...
@@ -141,6 +142,12 @@ class FencedKube:
     def remove_finalizer(self, namespace: str, name: str, *args: Any) -> dict | None:
         self._check(f"{namespace}/{name}", "finalizer removal")
         return self._kube.remove_finalizer(namespace, name, *args)
+
+    def apply_object(self, manifest: dict, field_manager: str) -> dict:
+        meta = manifest.get("metadata") or {}
+        self._check(None, f"apply of {manifest.get('kind')} {meta.get('namespace')}/"
+                          f"{meta.get('name')}")
+        return self._kube.apply_object(manifest, field_manager)
 
     def delete_pods(self, namespace: str, selector: str) -> list[str]:
         self._check(None, f"deletion of pods {selector}")

@@ -46,6 +46,8 @@ class Preflight:
     rendered: Rendered | None = None
     # One message per kept field of an existing claim (the PVCsKept condition).
     kept: Sequence[str] = ()
+    # (group, entry) of the rendered objects that do not exist yet (createahead.py).
+    absent: frozenset[tuple[str, str]] = frozenset()
 
 
 def check(kube: ObjectsPort, instance: Instance, rendered: Rendered,
@@ -113,4 +115,5 @@ def _check(kube: ObjectsPort, instance: Instance, rendered: Rendered,
         kube.list_pvcs(instance.namespace, selector), instance.namespace, instance.name,
         [o.name for o in rendered.pvcs], template_ref)
     return Preflight(retained=retained, notes=notes, kept=kept,
-                     rendered=replace(rendered, pvcs=tuple(claims)))
+                     rendered=replace(rendered, pvcs=tuple(claims)),
+                     absent=frozenset(where for where, found in live.items() if found is None))

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from jupyternetes.app.metrics import Metrics
-from jupyternetes.controller import edges, noop, preflight, teardown
+from jupyternetes.controller import createahead, edges, noop, preflight, teardown
 from jupyternetes.controller.edges import EnginePort, KubePort, Result
 from jupyternetes.controller.noop import DriftFlags
 from jupyternetes.controller.revisions import RevisionStore
@@ -84,6 +84,10 @@ class ReconcileConfig:
     template_rollout: str = NEXT_START
     # The kinds templates may make besides pods and PVCs, and the RBAC opt-in (policy/trust.py).
     trust_policy: trust.TrustPolicy = field(default_factory=trust.TrustPolicy)
+    # A new server's claims and pods are applied by the operator before its first `up`, which
+    # takes them over (controller/createahead.py): the pod exists without waiting for the
+    # engine.
+    create_ahead: bool = True
 
     def __post_init__(self) -> None:
         if self.template_rollout not in ROLLOUTS:
@@ -379,6 +383,7 @@ class Reconciler:
         first_up = not (status.get("stack") or {}).get("lastUpdate")
         return self._up(obj, instance, status, rendered, digest, failures,
                         refresh=drift or first_up, drift=drift,
+                        create_ahead=first_up and not drift and self.config.create_ahead,
                         template_gen=tpl_generation, secret_names=secret_names,
                         secrets_digest=secrets_digest, revision=at.number, behind=at.behind)
 
@@ -438,7 +443,7 @@ class Reconciler:
 
     def _up(self, obj: dict, instance: Instance, status: Mapping[str, Any], rendered: Rendered,
             digest: str, failures: int, refresh: bool, drift: bool = False,
-            template_gen: int | None = None,
+            create_ahead: bool = False, template_gen: int | None = None,
             secret_names: frozenset[str] | None = None,
             secrets_digest: str | None = None, revision: int | None = None,
             behind: tuple[str, str] | None = None) -> Result:
@@ -464,6 +469,12 @@ class Reconciler:
         if patched is None:
             return Result("gone")
         conditions = (patched.get("status") or {}).get("conditions") or processing["conditions"]
+        if create_ahead:
+            ahead = createahead.create(self.kube, createahead.wanted(rendered, checked.absent),
+                                       instance, key)
+            if ahead:
+                log.info("instance %s: created ahead of its first up: %s", key,
+                         ", ".join(ahead), extra={"instance": key})
 
         previous_update = (status.get("stack") or {}).get("lastUpdate")
         secrets = secret_values(instance, secret_names or self.config.secret_variables)

@@ -139,8 +139,22 @@ def delete(kube: KubePort, engine: EnginePort, obj: dict, instance: Instance, *,
         kube.patch_instance_status(instance.namespace, instance.name, patch)
         kube.emit_event(obj, "Warning", DESTROY_STUCK if stuck else DESTROY_FAILED, message)
         return Result("destroy-failed", failed=True, degraded=stuck, message=message)
+    leftovers = []
+    if not last_up_succeeded(obj.get("status") or {}):
+        # Pods created ahead of an `up` that never succeeded are not in the stack, so the
+        # destroy did not see them (createahead.py); the instance's labels name them.
+        leftovers = kube.delete_pods(instance.namespace,
+                                     pod_selector(instance.namespace, instance.name))
     kube.remove_finalizer(instance.namespace, instance.name)
     kube.emit_event(obj, "Normal", "Destroyed",
-                    f"stack {stack} destroyed ({summary_text(result.change_summary)}); "
-                    "PVCs are kept for the next server of this instance name")
+                    f"stack {stack} destroyed ({summary_text(result.change_summary)}"
+                    + (f"; pods {', '.join(leftovers)} not in the stack deleted"
+                       if leftovers else "")
+                    + "); PVCs are kept for the next server of this instance name")
     return Result("destroyed")
+
+
+def last_up_succeeded(status: dict) -> bool:
+    """The instance's last `up` succeeded: every object it has is in its stack."""
+    last = (status.get("stack") or {}).get("lastUpdate") or {}
+    return last.get("result") == SUCCEEDED

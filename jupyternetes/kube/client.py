@@ -39,6 +39,7 @@ from jupyternetes.kube.writes import read_modify_write
 log = logging.getLogger(__name__)
 
 MERGE_PATCH = "application/merge-patch+json"
+APPLY_PATCH = "application/apply-patch+yaml"  # server-side apply (a JSON body is YAML too)
 COMPONENT = "jupyternetes-operator"
 
 # Watches are long polls; the pool must hold them plus one request per worker.
@@ -183,6 +184,25 @@ class Kube:
         where = f"{namespace}/{name}" if namespace else name
         return self._get(lambda: reader.get(api_version, kind, namespace, name),
                          f"{kind} {where}")
+
+    def apply_object(self, manifest: dict, field_manager: str) -> dict:
+        """Server-side apply of a Pod or PersistentVolumeClaim as `field_manager`, without
+        force (a field another manager owns is a conflict, never taken). Used by the
+        create-ahead only (controller/createahead.py), for objects the preflight found absent.
+        """
+        meta = manifest.get("metadata") or {}
+        namespace, name, kind = meta.get("namespace"), meta.get("name"), manifest.get("kind")
+        patch = {"Pod": self.core.patch_namespaced_pod,
+                 "PersistentVolumeClaim":
+                     self.core.patch_namespaced_persistent_volume_claim}.get(str(kind))
+        if manifest.get("apiVersion") != "v1" or patch is None:
+            raise ValueError(f"apply_object applies v1 Pods and PVCs, not {kind}")
+        try:
+            resp = patch(name, namespace, manifest, field_manager=field_manager, force=False,
+                         _content_type=APPLY_PATCH, _preload_content=False)
+        except ApiException as exc:
+            raise to_kube_error(exc, f"apply {kind} {namespace}/{name}") from exc
+        return json.loads(resp.data)
 
     def delete_pods(self, namespace: str, selector: str) -> list[str]:
         """Delete the pods matching `selector` (the plain client, no stack involved); returns

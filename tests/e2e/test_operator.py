@@ -417,6 +417,46 @@ def test_delete_removes_pod_stack_and_finalizer_keeps_pvc_and_recreate_adopts_it
     assert len(hub.pods(ns, name)) == 1
 
 
+def test_a_new_servers_pod_is_created_ahead_and_its_stack_takes_it_over(
+        hub, namespace, volumes, start_operator):
+    """controller/createahead.py: the first up's claim and pod are applied by the operator
+    before the engine runs, with the stack's field manager; the up's create of the same object
+    changes nothing, and the stack owns the pod from then on (its destroy deletes it)."""
+    ns, name = namespace, "carol"
+    volumes.provide(ns, name)
+    op = start_operator([ns])
+    created = time.monotonic()
+    hub.create_instance(ns, name)
+    pod = wait_for("the notebook pod", lambda: hub.pod(ns, f"{name}-notebook"))
+    pod_seconds = time.monotonic() - created
+    inst = wait_for("Completed", provisioned(hub, ns, name),
+                    describe=lambda: hub.describe(ns, name) + "\n" + op.log_tail())
+    print(f"\ninstance created -> pod exists {pod_seconds:.2f}s")
+    assert "created ahead of its first up" in op.log_text()
+    assert inst["status"]["stack"]["lastUpdate"]["changeSummary"].get("create", 0) >= 2
+
+    live = hub.pod(ns, f"{name}-notebook")
+    assert live["metadata"]["uid"] == pod["metadata"]["uid"]  # the up created no other pod
+    assert live["metadata"].get("generation", 1) == 1  # nor changed its spec
+    # One applier of the spec: the operator's apply and the engine's are the same manager.
+    appliers = {(m["manager"], m["operation"]) for m in live["metadata"]["managedFields"]
+                if not m.get("subresource")}
+    assert appliers == {("jupyternetes-engine", "Apply")}, appliers
+    pvc = hub.core.read_namespaced_persistent_volume_claim(f"{name}-workspace", ns)
+    # (The controller-manager's binding annotations are an Update of its own.)
+    assert {m.manager for m in pvc.metadata.managed_fields
+            if m.operation == "Apply"} == {"jupyternetes-engine"}
+
+    # The stack owns the pod: its destroy deletes it (a successful up leaves nothing for
+    # teardown's label sweep), and keeps the claim.
+    hub.delete_instance(ns, name)
+    wait_for("instance gone", lambda: hub.instance(ns, name) is None,
+             describe=lambda: hub.describe(ns, name) + "\n" + op.log_tail())
+    wait_for("pod gone", lambda: not hub.pods(ns, name))
+    assert "not in the stack deleted" not in op.log_text()
+    assert [p["metadata"]["uid"] for p in hub.pvcs(ns, name)] == [pvc.metadata.uid]
+
+
 def test_render_error_and_rejected_object_fail_without_affecting_others(
         hub, namespace, volumes, start_operator):
     ns = namespace

@@ -16,7 +16,7 @@ from google.protobuf import json_format
 from pulumi.runtime.mocks import MockMonitor, Mocks
 
 from jupyternetes.crd.model import Instance, Template
-from jupyternetes.engine import settings
+from jupyternetes.engine import applied, settings
 from jupyternetes.engine.runtime import program
 from jupyternetes.render.objects import render
 
@@ -152,10 +152,14 @@ def test_seed_declares_pvc_then_pod_with_options(monitor, seed_rendered):
         assert list(pvc.replaceOnChanges) == []
         assert pvc.deleteBeforeReplace and pod.deleteBeforeReplace
         pvc_wire, pod_wire = wire(pvc), wire(pod)
-        assert pvc_wire["metadata"]["annotations"][program.SKIP_AWAIT] == "true"
-        assert pvc_wire["metadata"]["annotations"][program.PATCH_FORCE] == "true"
-        assert pod_wire["metadata"]["annotations"][program.SKIP_AWAIT] == "true"
-        assert program.PATCH_FORCE not in pod_wire["metadata"]["annotations"]
+        assert pvc_wire["metadata"]["annotations"][applied.SKIP_AWAIT] == "true"
+        assert pvc_wire["metadata"]["annotations"][applied.PATCH_FORCE] == "true"
+        assert pod_wire["metadata"]["annotations"][applied.SKIP_AWAIT] == "true"
+        assert applied.PATCH_FORCE not in pod_wire["metadata"]["annotations"]
+        # One field manager for every object (the operator's create-ahead applies with it).
+        for sent in (pvc_wire, pod_wire):
+            assert sent["metadata"]["annotations"][applied.PATCH_FIELD_MANAGER] == \
+                applied.FIELD_MANAGER
         assert pod_wire["metadata"]["name"] == f"{instance.name}-notebook"
         # camelCase keys reach the engine untouched.
         assert pod_wire["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"] == \
@@ -235,7 +239,7 @@ def test_make_program_validates_before_the_engine_runs():
 def test_manifest_is_not_mutated():
     obj = config_map()
     before = json.dumps(obj, sort_keys=True)
-    program.with_annotations(obj["manifest"], {"a": "b"})
+    applied.with_annotations(obj["manifest"], {"a": "b"})
     assert json.dumps(obj, sort_keys=True) == before
 
 

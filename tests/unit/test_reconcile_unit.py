@@ -122,6 +122,17 @@ class KubeRecorder:
         self.calls.append(("namespace_terminating", namespace))
         return namespace in self.terminating
 
+    def apply_object(self, manifest, field_manager):
+        meta = manifest["metadata"]
+        self.calls.append(("apply", manifest["kind"], meta["namespace"], meta["name"],
+                           field_manager))
+        live = copy.deepcopy(manifest)
+        if manifest["kind"] == "Pod":
+            self.pods[f"{meta['namespace']}/{meta['name']}"] = live
+        else:
+            self.objects[(manifest["kind"], meta["namespace"], meta["name"])] = live
+        return copy.deepcopy(live)
+
     def delete_pods(self, namespace, selector):
         self.calls.append(("delete_pods", namespace, selector))
         return sorted(name.partition("/")[2] for name in self.pods
@@ -288,7 +299,9 @@ def test_spec_change_runs_up_again(env):
 def test_deleted_pod_is_drift_and_triggers_refresh_up(env):
     kube, engine, reconciler, _pods = env
     reconciler.reconcile(KEY)
-    # Pod absent from cache and from the apiserver: drift.
+    # Pod absent from cache and from the apiserver (it was created ahead of the first up):
+    # drift.
+    del kube.pods[f"{NS}/{POD_NAME}"]
     reconciler.drift.flag(KEY)
     result = reconciler.reconcile(KEY)
     assert result.action == "provisioned"
@@ -744,6 +757,7 @@ def test_next_start_a_restart_after_drift_uses_the_current_template(env):
     edit_template(kube)
     reconciler.reconcile(KEY)
     del pods[f"{NS}/{POD_NAME}"]  # the pod is gone: the server restarts anyway
+    kube.pods.pop(f"{NS}/{POD_NAME}", None)
     reconciler.drift.flag(KEY)
     assert reconciler.reconcile(KEY).action == "provisioned"
     up = engine.ups()[-1]

@@ -11,7 +11,6 @@ and no Python input-type translation can rename a field.
 from __future__ import annotations
 
 import asyncio
-import copy
 import functools
 import importlib.metadata
 import time
@@ -22,6 +21,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as kubernetes
 
+from jupyternetes.engine import applied
 from jupyternetes.engine import settings as engine_settings
 from jupyternetes.kube.objects import ObjectReader
 from jupyternetes.policy import ownership
@@ -32,9 +32,6 @@ GROUP_ORDER = ("pvcs", "pods", "otherResources")
 # own, the plugin its typed resources ask for (tests/unit/test_deploy.py compares the two).
 # pyproject pins an exact release, whose PEP 440 version is also its semver.
 KUBERNETES_PROVIDER_VERSION = importlib.metadata.version("pulumi-kubernetes")
-
-SKIP_AWAIT = "pulumi.com/skipAwait"
-PATCH_FORCE = "pulumi.com/patchForce"
 
 CREATE_GUARD_HOOK = "jupyternetes-create-guard"
 # How long a replacement pod waits for its predecessor (same name) to finish terminating:
@@ -101,17 +98,6 @@ def type_token(api_version: str, kind: str) -> str:
     """`kubernetes:<group>/<version>:<kind>`, the provider's token (core group is `core`)."""
     group, _, version = api_version.rpartition("/")
     return f"kubernetes:{group or 'core'}/{version}:{kind}"
-
-
-def with_annotations(manifest: Mapping[str, Any], annotations: Mapping[str, str]) -> dict:
-    """A deep copy of `manifest` with `annotations` added to metadata.annotations."""
-    result = copy.deepcopy(dict(manifest))
-    metadata = dict(result.get("metadata") or {})
-    merged = dict(metadata.get("annotations") or {})
-    merged.update(annotations)
-    metadata["annotations"] = merged
-    result["metadata"] = metadata
-    return result
 
 
 def contains_secret(value: str, secret_values: Collection[str]) -> bool:
@@ -287,17 +273,6 @@ def resource_options(spec: ObjectSpec, provider: pulumi.ProviderResource,
     )
 
 
-def object_annotations(spec: ObjectSpec) -> dict[str, str]:
-    # skipAwait: `up` returns once objects exist; readiness is the pod watch's business, so a
-    # slow image pull never holds an engine worker.
-    annotations = {SKIP_AWAIT: "true"}
-    if spec.group == "pvcs":
-        # Adoption of a PVC retained by an earlier stack: its fields belong to that stack's
-        # field manager; force makes this stack's apply take them over instead of conflicting.
-        annotations[PATCH_FORCE] = "true"
-    return annotations
-
-
 @dataclass
 class Declared:
     spec: ObjectSpec
@@ -328,7 +303,7 @@ def declare(objects: Iterable[Any], provider: pulumi.ProviderResource,
     declared: list[Declared] = []
     pvcs: list[pulumi.Resource] = []
     for spec in specs:
-        manifest = with_annotations(spec.manifest, object_annotations(spec))
+        manifest = applied.applied_manifest(spec.group, spec.manifest)
         props = wrap_secrets(manifest, secrets)
         depends_on = pvcs if spec.group == "pods" else []
         resource = pulumi.CustomResource(
