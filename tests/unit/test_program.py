@@ -262,7 +262,8 @@ def test_wait_until_gone_waits_for_a_terminating_object_only():
     # A live pod that is not being deleted: adoption, no waiting.
     reads.clear()
     states[:] = [{"metadata": {"name": "x"}}]
-    asyncio.run(program.wait_until_gone(read, "pod x", timeout=60, sleep=no_sleep))
+    assert asyncio.run(program.wait_until_gone(read, "pod x", timeout=60, sleep=no_sleep)) == {
+        "metadata": {"name": "x"}}
     assert len(reads) == 1
     # Still terminating at the deadline: a clear error.
     clock = iter([0.0, 5.0, 11.0])
@@ -299,6 +300,30 @@ def test_create_guard_refuses_another_instances_object_and_allows_its_own():
     guard(mine)
     guard(None)
     guard(theirs, instance=None)  # no instance given: nothing to check against
+
+
+def test_create_guard_judges_a_live_pod_from_its_one_read():
+    import asyncio
+
+    from jupyternetes.crd.labels import LABEL_INSTANCE, LABEL_INSTANCE_NAMESPACE
+
+    def pod(instance):
+        return {"kind": "Pod", "metadata": {"name": "u-nb", "namespace": "hub", "labels": {
+            LABEL_INSTANCE: instance, LABEL_INSTANCE_NAMESPACE: "hub"}}}
+
+    reads: list[str] = []
+
+    def guard(live):
+        def read():
+            reads.append("read")
+            return live
+        return asyncio.run(program.guard_create(read, "v1", "Pod", "hub/u-nb", ("hub", "u"),
+                                                "pods/nb"))
+
+    guard(pod("u"))  # created ahead by the operator: its own, taken over
+    assert reads == ["read"]
+    with pytest.raises(program.ProgramError, match="belongs to instance hub/someone "):
+        guard(pod("someone"))
 
 
 def test_create_guard_refuses_an_earlier_accounts_claim_of_the_same_instance_name():

@@ -144,8 +144,10 @@ def wrap_secrets(value: Any, secret_values: Collection[str]) -> Any:
 async def wait_until_gone(read: Callable[[], Mapping[str, Any] | None], what: str,
                           timeout: float = TERMINATION_WAIT_SECONDS, interval: float = 0.5,
                           clock: Callable[[], float] = time.monotonic,
-                          sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep) -> None:
-    """Return once `read()` finds no object, or one that is not terminating; raise on timeout.
+                          sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+                          ) -> Mapping[str, Any] | None:
+    """Return once `read()` finds no object, or one that is not terminating (what it read:
+    None or that object); raise on timeout.
 
     `read` is a blocking API call (run in a thread so the program's event loop keeps serving
     other resources). An existing object that is *not* being deleted is left alone: creating
@@ -155,7 +157,7 @@ async def wait_until_gone(read: Callable[[], Mapping[str, Any] | None], what: st
     while True:
         live = await asyncio.to_thread(read)
         if live is None or not (live.get("metadata") or {}).get("deletionTimestamp"):
-            return
+            return live
         if clock() >= deadline:
             raise TimeoutError(
                 f"{what} is still terminating after {timeout:.0f}s, so its replacement (same "
@@ -193,12 +195,15 @@ async def guard_create(read: Callable[[], Mapping[str, Any] | None], api_version
                        claimant: tuple[str, str] | None = None) -> None:
     """Raise ProgramError when the object about to be created exists and is another's; for a
     pod, first wait until a terminating predecessor of the same name is gone."""
+    live: Mapping[str, Any] | None = None
     if (api_version, kind) == ("v1", "Pod"):
-        await wait_until_gone(read, f"the old pod {ref}")
+        # Its last read is the object as it is now: judged below without reading it again.
+        live = await wait_until_gone(read, f"the old pod {ref}")
+    elif instance is not None:
+        live = await asyncio.to_thread(read)
     if instance is None:
         return
-    found = ownership.conflict(await asyncio.to_thread(read), instance[0], instance[1], what,
-                               account, claimant)
+    found = ownership.conflict(live, instance[0], instance[1], what, account, claimant)
     if found is not None:
         raise ProgramError(found.message)
 
