@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import time
 
+from benchlib.apiserver import apiserver_requests, delta
 from benchlib.cli import arguments, log, run_main
 from benchlib.fixtures import Bench, count_states
 from benchlib.procs import (
@@ -49,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         before = op.wait_idle(quiet=1.0)
         cpu_before, operator_cpu_before = tree_cpu_seconds(op.pid), own_cpu_seconds(op.pid)
         workers_cpu_before = engine_workers_cpu(op.pid)
+        requests_before = apiserver_requests(bench)
         watch = PodWatch(bench.api, [bench.namespace]).start()
         try:
             log(f"creating {args.count} instances at once")
@@ -68,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         after = op.wait_idle(quiet=2.0)
         cpu_after, operator_cpu_after = tree_cpu_seconds(op.pid), own_cpu_seconds(op.pid)
         workers_cpu_after = engine_workers_cpu(op.pid)
+        requests = delta(requests_before, apiserver_requests(bench))
         cpu_by_kind = op.sampler.cpu_seconds_by_kind(after_wall=started)
         hwm = peak_rss_hwm(op.pid)
         states = count_states(bench.instances())
@@ -103,6 +106,9 @@ def main(argv: list[str] | None = None) -> int:
             # Of the children: each CLI/provider at its last sample (a lower bound).
             "sampled_processes_by_kind": cpu_by_kind,
         },
+        # Every client's requests in the window (the operator, its engine's CLIs and
+        # providers, the benchmark's own creates and pod watch).
+        "apiserver_requests": requests,
         "memory": {
             "operator_peak_rss_mib_sampled": tree["peak_operator_rss_mib"],
             "operator_peak_rss_mib_vmhwm": mib(hwm),

@@ -42,10 +42,10 @@ import copy
 import json
 import os
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from benchlib.apiserver import apiserver_requests
 from benchlib.cli import BenchError, arguments, log, run_main
 from benchlib.fixtures import Bench, count_states
 from benchlib.procs import read_pss, tree_cpu_seconds
@@ -53,7 +53,6 @@ from benchlib.summaries import emit, mib, ratio, rounded, summary
 from benchlib.waiting import PodWatch, wait_until
 from latency import column, operator_round
 from noop_resync import pass_report, periodic_pass
-from prometheus_client.parser import text_string_to_metric_families
 from pyspy import Profile
 
 from harness.operator_process import MetricsSnapshot
@@ -196,33 +195,6 @@ WATCHED_RESOURCES = (INSTANCE_PLURAL, TEMPLATE_PLURAL, "pods",
                      "secrets", "events", "persistentvolumeclaims")
 
 
-def apiserver_requests(bench: Bench) -> Counter[str]:
-    """`VERB resource` -> requests served so far, from the apiserver's own /metrics (every
-    client counts: during a pass the operator is the only one busy in the namespace)."""
-    cfg = bench.api.configuration
-    headers = {auth["key"]: auth["value"] for auth in cfg.auth_settings().values()
-               if auth.get("in") == "header" and auth.get("value")}
-    counts: Counter[str] = Counter()
-    try:
-        resp = bench.api.call_api("GET", f"{cfg.host}/metrics", header_params=headers)
-        text = resp.read().decode()
-    except Exception as exc:  # the figures are extra: a pass is still measured without them
-        log(f"apiserver /metrics not readable: {exc}")
-        return counts
-    for family in text_string_to_metric_families(text):
-        if family.name != "apiserver_request":
-            continue
-        for sample in family.samples:
-            if sample.name != "apiserver_request_total":
-                continue
-            resource = sample.labels.get("resource", "")
-            if resource in WATCHED_RESOURCES:
-                verb = sample.labels.get("verb", "")
-                sub = sample.labels.get("subresource")
-                counts[f"{verb} {resource}{'/' + sub if sub else ''}"] += int(sample.value)
-    return counts
-
-
 def loadavg() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
@@ -232,7 +204,7 @@ class Pass:
 
     def __init__(self, bench: Bench, args: Any, name: str) -> None:
         self.bench, self.args, self.name = bench, args, name
-        self.requests = apiserver_requests(bench)
+        self.requests = apiserver_requests(bench, WATCHED_RESOURCES)
         self.load_before = loadavg()
         self.profile: Profile | None = None
 
@@ -243,7 +215,7 @@ class Pass:
             self.profile = Profile(self.args.py_spy, pid, out)
 
     def report(self) -> dict[str, Any]:
-        after = apiserver_requests(self.bench)
+        after = apiserver_requests(self.bench, WATCHED_RESOURCES)
         done: dict[str, Any] = {
             "loadavg_before_after": [self.load_before, loadavg()],
             "apiserver_requests": dict(sorted((k, v) for k, v in (after - self.requests).items()
