@@ -85,7 +85,8 @@ class Operator:
         self.reconciler = Reconciler(self.fenced_kube, engine, config, pod_lookup=self.lookup_pod,
                                      drift=self.drift, metrics=self.metrics,
                                      instance_lookup=self._instance,
-                                     template_lookup=self._template, revisions=self.revisions)
+                                     template_lookup=self._template, revisions=self.revisions,
+                                     waiting=lambda: len(self.queue))
         self._seen: dict[str, tuple[Any, ...]] = {}
         self._seen_lock = threading.Lock()
         self._resync_seconds = resync_seconds

@@ -136,8 +136,11 @@ class Reconciler:
                  metrics: Metrics | None = None, clock: Callable[[], str] = now_rfc3339,
                  instance_lookup: CacheLookup | None = None,
                  template_lookup: CacheLookup | None = None,
-                 revisions: RevisionStore | None = None) -> None:
+                 revisions: RevisionStore | None = None,
+                 waiting: Callable[[], int] | None = None) -> None:
         self.own_writes = noop.OwnWrites()
+        # Instances queued for a reconcile worker right now (createahead.worth_it).
+        self.waiting = waiting or (lambda: 0)
         self.render_memo = noop.RenderMemo()
         # Status and finalizer writes are recorded: the no-op path waits until the instance
         # cache holds the version this operator wrote (noop.OwnWrites).
@@ -383,7 +386,8 @@ class Reconciler:
         first_up = not (status.get("stack") or {}).get("lastUpdate")
         return self._up(obj, instance, status, rendered, digest, failures,
                         refresh=drift or first_up, drift=drift,
-                        create_ahead=first_up and not drift and self.config.create_ahead,
+                        create_ahead=createahead.worth_it(self.config.create_ahead, first_up,
+                                                          drift, self.waiting()),
                         template_gen=tpl_generation, secret_names=secret_names,
                         secrets_digest=secrets_digest, revision=at.number, behind=at.behind)
 

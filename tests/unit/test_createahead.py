@@ -135,6 +135,24 @@ def test_a_pod_whose_claim_could_not_be_applied_is_left_to_the_up(env):
     assert len(engine.ups()) == 1
 
 
+def test_no_create_ahead_while_other_instances_wait_for_a_worker(env):
+    kube, engine, _, pods = env
+    queued = [3]
+    reconciler = Reconciler(kube, engine, ReconcileConfig(),
+                            pod_lookup=lambda ns, name: pods.get(f"{ns}/{name}"),
+                            clock=lambda: "2026-01-01T00:00:05Z", waiting=lambda: queued[0])
+    assert reconciler.reconcile(KEY).action == "provisioned"
+    assert applies(kube) == []
+
+
+def test_worth_it_is_the_first_up_of_an_idle_operator_only():
+    assert createahead.worth_it(True, first_up=True, drift=False, waiting=0)
+    assert not createahead.worth_it(False, first_up=True, drift=False, waiting=0)
+    assert not createahead.worth_it(True, first_up=False, drift=False, waiting=0)
+    assert not createahead.worth_it(True, first_up=True, drift=True, waiting=0)
+    assert not createahead.worth_it(True, first_up=True, drift=False, waiting=1)
+
+
 def test_create_ahead_can_be_turned_off(env):
     kube, engine, _, pods = env
     reconciler = Reconciler(kube, engine, ReconcileConfig(create_ahead=False),
