@@ -49,6 +49,7 @@ from jupyternetes.render.objects import Rendered, RenderedObject
 
 log = logging.getLogger(__name__)
 
+
 class ApplyPort(Protocol):
     def get_object(self, api_version: str, kind: str, namespace: str | None,
                    name: str) -> dict | None: ...
