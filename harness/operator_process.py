@@ -20,7 +20,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -267,6 +267,35 @@ class OperatorProcess:
     def tree(self) -> list[int]:
         """The operator's pid and those of every process under it, right now."""
         return process_tree(self.pid) if self.running() else []
+
+    def freeze_tree(self) -> list[int]:
+        """SIGSTOP the operator and every process under it, scanning again until no new one
+        appears (a process may fork between a scan and its stop): nothing below it moves until
+        `thaw_tree` or `kill_tree`. Returns the pids."""
+        assert self.proc is not None, "the operator was never started"
+        stopped: list[int] = []
+        while new := [pid for pid in process_tree(self.proc.pid) if pid not in stopped]:
+            for pid in new:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGSTOP)
+            stopped += new
+        return stopped
+
+    def thaw_tree(self) -> None:
+        assert self.proc is not None, "the operator was never started"
+        for pid in process_tree(self.proc.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+
+    def kill_tree_while(self, holds: Callable[[], Any]) -> list[int] | None:
+        """SIGKILL the tree (kill_tree) if `holds()` is true with the tree frozen, so that what
+        it saw (a stack's lock, say) cannot end between the look and the kill; else thaw it and
+        return None (for wait_for)."""
+        self.freeze_tree()
+        if holds():
+            return self.kill_tree()
+        self.thaw_tree()
+        return None
 
     def kill_tree(self) -> list[int]:
         """SIGKILL the operator and every process under it (stack workers, the Pulumi CLI,

@@ -548,8 +548,10 @@ def test_operator_killed_during_up_restarts_and_converges(hub, namespace, volume
     # (`.pulumi/locks/...`), i.e. between the start and the end of the Pulumi update.
     def locked() -> list[Path]:
         return all_lock_files(op.backend_dir)
-    wait_for("a stack update holding its lock", locked, timeout=120)
-    killed = op.kill_tree()
+    # The tree is frozen before the look, so the `up` cannot finish (and drop its lock) between
+    # the look and the kill.
+    killed = wait_for("a stack update holding its lock", lambda: op.kill_tree_while(locked),
+                      timeout=120)
     locks_at_kill = locked()
     states = {n: (((hub.instance(ns, n) or {}).get("status") or {}).get("podsProvisioned"),
                   len(hub.pvcs(ns, n)), len(hub.pods(ns, n))) for n in names}

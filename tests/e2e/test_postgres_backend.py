@@ -173,9 +173,10 @@ def test_sigkill_during_an_up_on_postgres_clears_the_stale_lock_and_converges(
             op.start()
         for name in batch:
             hub.create_instance(ns, name)
-        wait_for("a stack update holding its lock row", lambda: lock_rows(postgres_backend),
-                 timeout=120)
-        killed = op.kill_tree()
+        # Frozen before the look: the update cannot drop its row between the look and the kill.
+        killed = wait_for("a stack update holding its lock row",
+                          lambda: op.kill_tree_while(lambda: lock_rows(postgres_backend)),
+                          timeout=120)
         locks_at_kill = lock_rows(postgres_backend)
         print(f"\nattempt {attempt}: SIGKILL of {len(killed)} processes with lock rows "
               f"{locks_at_kill}")

@@ -122,9 +122,9 @@ def test_operator_killed_during_seeded_ups_in_a_shared_worker_converges(
 
     def locked() -> list[Path]:
         return [p for p in all_lock_files(op.backend_dir) if p.parent.name in ours]
-    # Killed in the same poll that sees the lock, so that the update cannot finish in between.
+    # Killed with the tree frozen before the look, so that the update cannot finish in between.
     killed = wait_for("an update of a seeded stack holding its lock",
-                      lambda: op.kill_tree() if locked() else None, timeout=180)
+                      lambda: op.kill_tree_while(locked), timeout=180)
     held = locked()
     print(f"\nSIGKILL of {len(killed)} processes with {len(held)} lock(s) held")
     assert held, "the kill must leave a held lock behind for the restart to clear"
