@@ -29,7 +29,7 @@ from jupyternetes.controller.edges import EnginePort, KubePort, Result
 from jupyternetes.controller.status import destroy_failed_patch, summary_text
 from jupyternetes.coordination.fence import Fenced
 from jupyternetes.crd import labels
-from jupyternetes.crd.conditions import SUCCEEDED
+from jupyternetes.crd.conditions import SUCCEEDED, stack_is_up
 from jupyternetes.crd.labels import (
     FINALIZER,
     FORCE_DELETE,
@@ -140,7 +140,7 @@ def delete(kube: KubePort, engine: EnginePort, obj: dict, instance: Instance, *,
         kube.emit_event(obj, "Warning", DESTROY_STUCK if stuck else DESTROY_FAILED, message)
         return Result("destroy-failed", failed=True, degraded=stuck, message=message)
     leftovers = []
-    if not last_up_succeeded(obj.get("status") or {}):
+    if not stack_is_up(obj.get("status") or {}):
         # Pods created ahead of an `up` that never succeeded are not in the stack, so the
         # destroy did not see them (createahead.py); the instance's labels name them.
         leftovers = kube.delete_pods(instance.namespace,
@@ -152,9 +152,3 @@ def delete(kube: KubePort, engine: EnginePort, obj: dict, instance: Instance, *,
                        if leftovers else "")
                     + "); PVCs are kept for the next server of this instance name")
     return Result("destroyed")
-
-
-def last_up_succeeded(status: dict) -> bool:
-    """The instance's last `up` succeeded: every object it has is in its stack."""
-    last = (status.get("stack") or {}).get("lastUpdate") or {}
-    return last.get("result") == SUCCEEDED
