@@ -9,6 +9,9 @@ import base64
 import hashlib
 import json
 import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import semver
@@ -125,6 +128,31 @@ def test_a_salt_opens_only_with_its_passphrase():
     for broken in ("", "v1:abc", SALT.replace("v1:", "v2:", 1), SALT[:-4] + "AAA=",
                    SALT.replace(":v1:", ":v1:!!", 1)):
         assert not stackseed.salt_matches(broken, PASSPHRASE), broken
+
+
+def test_operations_asking_at_once_share_one_key_derivation(monkeypatch):
+    """A burst's first operations all check the same sibling salt at the same moment: one
+    derivation, the others wait for its result (not one each)."""
+    salt = seal(PASSPHRASE, os.urandom(8), b"twelve bytes")  # not in the cache yet
+    derivations = []
+    real = hashlib.pbkdf2_hmac
+
+    def counted(*args, **kwargs):
+        derivations.append(args[2])
+        time.sleep(0.2)  # the others arrive while this one runs
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(stackseed.hashlib, "pbkdf2_hmac", counted)
+    start = threading.Barrier(4)
+
+    def ask() -> bool:
+        start.wait()
+        return stackseed.salt_matches(salt, PASSPHRASE)
+
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(lambda _: ask(), range(4)))
+    assert answers == [True] * 4
+    assert len(derivations) == 1
 
 
 def test_a_sibling_of_another_passphrase_is_not_copied(tmp_path):
