@@ -23,7 +23,7 @@ from benchlib.cli import arguments, log, run_main
 from benchlib.fixtures import Bench, count_states
 from benchlib.procs import (
     CLOCK_TICKS,
-    engine_kind,
+    operator_cpu_split,
     peak_rss_hwm,
     read_proc,
     tree_cpu_seconds,
@@ -31,7 +31,6 @@ from benchlib.procs import (
 from benchlib.summaries import emit, mib, rounded, summary
 from benchlib.waiting import PodWatch, wait_until
 
-from harness.operator_process import process_tree
 from jupyternetes.crd.naming import object_name
 
 
@@ -49,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
         assert op.sampler is not None
         before = op.wait_idle(quiet=1.0)
         cpu_before, operator_cpu_before = tree_cpu_seconds(op.pid), own_cpu_seconds(op.pid)
-        workers_cpu_before = engine_workers_cpu(op.pid)
+        split_before = operator_cpu_split(op.pid)
+        by_kind_before = op.sampler.cpu_seconds_by_kind()
         requests_before = apiserver_requests(bench)
         watch = PodWatch(bench.api, [bench.namespace]).start()
         try:
@@ -69,9 +69,9 @@ def main(argv: list[str] | None = None) -> int:
         ups_done = time.time()
         after = op.wait_idle(quiet=2.0)
         cpu_after, operator_cpu_after = tree_cpu_seconds(op.pid), own_cpu_seconds(op.pid)
-        workers_cpu_after = engine_workers_cpu(op.pid)
+        split_after = operator_cpu_split(op.pid)
         requests = delta(requests_before, apiserver_requests(bench))
-        cpu_by_kind = op.sampler.cpu_seconds_by_kind(after_wall=started)
+        cpu_by_kind = op.sampler.cpu_since(by_kind_before, op.sampler.cpu_seconds_by_kind())
         hwm = peak_rss_hwm(op.pid)
         states = count_states(bench.instances())
         tree = op.sampler.full_report()
@@ -101,8 +101,10 @@ def main(argv: list[str] | None = None) -> int:
             "per_instance": rounded((cpu_after - cpu_before) / args.count, 3),
             # The long-lived engine workers' own time (the Python program, hooks) and what
             # their reaped children used (the pulumi CLIs and, through them, the providers).
-            "engine_workers_own": rounded(workers_cpu_after[0] - workers_cpu_before[0], 2),
-            "engine_workers_children": rounded(workers_cpu_after[1] - workers_cpu_before[1], 2),
+            "engine_workers_own": rounded(split_after["worker_python"]
+                                          - split_before["worker_python"], 2),
+            "engine_workers_children": rounded(split_after["cli_and_provider"]
+                                               - split_before["cli_and_provider"], 2),
             # Of the children: each CLI/provider at its last sample (a lower bound).
             "sampled_processes_by_kind": cpu_by_kind,
         },
@@ -127,17 +129,6 @@ def main(argv: list[str] | None = None) -> int:
         "states_after": states,
     })
     return 0
-
-
-def engine_workers_cpu(root: int) -> tuple[float, float]:
-    """(own, reaped children's) CPU seconds summed over the engine workers below `root`."""
-    own = children = 0.0
-    for pid in process_tree(root)[1:]:
-        proc = read_proc(pid)
-        if proc is not None and engine_kind(proc, root) == "worker":
-            own += proc.cpu_ticks / CLOCK_TICKS
-            children += proc.children_cpu_ticks / CLOCK_TICKS
-    return own, children
 
 
 def own_cpu_seconds(pid: int) -> float:

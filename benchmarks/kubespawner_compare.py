@@ -49,7 +49,7 @@ from urllib.parse import urlparse
 
 from benchlib.cli import BenchError, arguments, log, run_main
 from benchlib.fixtures import Bench, BenchOperator
-from benchlib.procs import peak_rss_hwm, read_proc, tree_cpu_seconds
+from benchlib.procs import operator_cpu_split, peak_rss_hwm, read_proc, tree_cpu_seconds
 from benchlib.summaries import emit, mib, ratio, rounded, summary
 from latency import up_started_at
 from spawn import TEMPLATE, HubUsers, Timeline, template_body
@@ -127,6 +127,7 @@ class Control:
         out = {f"hub_{name}": tree_cpu_seconds(s.hub_pid) or 0.0
                for name, s in self.systems.items()}
         out["operator_tree"] = tree_cpu_seconds(self.op.pid) or 0.0
+        out.update({f"tree_{k}": v for k, v in operator_cpu_split(self.op.pid).items()})
         for name, pid in self.components.items():
             out[name] = tree_cpu_seconds(pid) or 0.0
         return out
@@ -141,6 +142,9 @@ class Control:
                  "etcd": d.get("etcd", 0.0)}
         if system == "ours":
             parts["operator_tree"] = d["operator_tree"]
+            # Of the tree: the operator process, the engine workers' Python, and the pulumi
+            # CLIs with their providers (benchlib.procs.operator_cpu_split).
+            parts.update({k: v for k, v in d.items() if k.startswith("tree_")})
         parts["control_side"] = parts["hub"] + parts.get("operator_tree", 0.0) + \
             parts["kube-apiserver"]
         return parts

@@ -77,11 +77,13 @@ def tree_cpu_seconds(root: int) -> float | None:
 
 
 def boot_time() -> float:
-    with open("/proc/stat") as handle:
-        for line in handle:
-            if line.startswith("btime "):
-                return float(line.split()[1])
-    raise BenchError("no btime in /proc/stat")
+    """When the machine booted, as a Unix time, to 10 ms: now minus /proc/uptime (/proc/stat's
+    btime is a whole second, which could put a process's start up to a second early)."""
+    with open("/proc/uptime") as handle:
+        up = float(handle.read().split()[0])
+    if up <= 0:
+        raise BenchError("no uptime in /proc/uptime")
+    return time.time() - up
 
 
 def started_wall(proc: Proc, btime: float) -> float:
@@ -110,6 +112,21 @@ def engine_kind(proc: Proc, root: int | None = None) -> str:
     if proc.comm.startswith("python") and (root is None or proc.ppid == root):
         return "worker"  # `python -m jupyternetes.engine.runtime.worker`
     return "other"
+
+
+def operator_cpu_split(root: int) -> dict[str, float]:
+    """CPU-seconds so far of an operator (`root`), split: `operator` (its own process),
+    `worker_python` (the engine workers' own time) and `cli_and_provider` (what the workers'
+    reaped children used: the pulumi CLIs and, reaped by them, the providers)."""
+    top = read_proc(root)
+    out = {"operator": 0.0 if top is None else top.cpu_ticks / CLOCK_TICKS,
+           "worker_python": 0.0, "cli_and_provider": 0.0}
+    for pid in process_tree(root)[1:]:
+        proc = read_proc(pid)
+        if proc is not None and engine_kind(proc, root) == "worker":
+            out["worker_python"] += proc.cpu_ticks / CLOCK_TICKS
+            out["cli_and_provider"] += proc.children_cpu_ticks / CLOCK_TICKS
+    return out
 
 
 def peak_rss_hwm(pid: int) -> int | None:
@@ -238,21 +255,26 @@ class TreeSampler:
             counts[label] = counts.get(label, 0) + 1
         return dict(sorted(counts.items()))
 
-    def cpu_seconds_by_kind(self, after_wall: float = 0.0) -> dict[str, float]:
-        """CPU seconds of the seen descendants started at or after `after_wall` (Unix), by kind
-        and, for the pulumi CLI, by command: each process's ticks at its last sample, so a
-        process's last `interval` before it exits is missed (a lower bound per kind)."""
+    def cpu_seconds_by_kind(self) -> dict[str, float]:
+        """CPU seconds of every descendant seen so far, by kind and, for the pulumi CLI, by
+        command: each process's ticks at its last sample, so a process's last `interval`
+        before it exits is missed (a lower bound per kind). `cpu_since` gives a window's."""
         with self._lock:
             items = [(p, self.cmdlines.get(ident) or []) for ident, p in self.seen.items()]
         totals: dict[str, float] = {}
         for proc, args in items:
-            if started_wall(proc, self.btime) < after_wall - 0.02:
-                continue
             kind = engine_kind(proc, self.root)
             if kind == "pulumi_cli":
                 kind += " " + next((a for a in args[1:] if not a.startswith("-")), "")
             totals[kind] = totals.get(kind, 0.0) + proc.cpu_ticks / CLOCK_TICKS
         return {k: round(v, 2) for k, v in sorted(totals.items())}
+
+    @staticmethod
+    def cpu_since(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+        """What each kind used between two `cpu_seconds_by_kind()` totals (a process that
+        started before the window counts only its share inside it)."""
+        return {k: round(v - before.get(k, 0.0), 2) for k, v in after.items()
+                if v - before.get(k, 0.0) > 0}
 
     def report(self) -> dict[str, Any]:
         with self._lock:
