@@ -68,6 +68,7 @@ KS_POD_SELECTOR = "component=singleuser-server"  # KubeSpawner's label on its se
 # 2-core box can take tens of seconds to answer.
 COMMON_HUB_SETTINGS = ("c.JupyterHub.tornado_settings = {'slow_spawn_timeout': 0}\n"
                        "c.Spawner.http_timeout = 120\n")
+ENGINE_OPERATIONS = ("up", "refresh", "destroy")
 NOTEBOOK_MOUNT = "/home/jovyan/work"  # where examples/spawner-template.yaml mounts its PVC
 
 
@@ -201,10 +202,14 @@ def sequential_round(bench: Bench, op: BenchOperator, control: Control, system: 
     runner_volume(bench, s.namespace, s.claim_for(user))
     op.wait_idle(quiet=1.0)
     cpu_before = control.now()
+    engine_before = op.metrics()
+    assert op.sampler is not None
+    commands_before = op.sampler.commands()
     started = time.time()
     total = s.users.spawn_and_wait(user, timeout)
     op.wait_idle(quiet=1.0)  # ours: the rest of the `up`, the status mirror; ks: a quiet second
     cost = Control.spent(control.now(), cpu_before, s.name)
+    engine_after = op.metrics()
     pods = bench.core.list_namespaced_pod(s.namespace, label_selector=pod_selector_for(s, user))
     if not pods.items:
         raise BenchError(f"{s.name}: no pod for {user}")
@@ -217,6 +222,13 @@ def sequential_round(bench: Bench, op: BenchOperator, control: Control, system: 
             GROUP, VERSION, s.namespace, INSTANCE_PLURAL, instance_name_for_user(user))
         seen = s.timeline.instance_seen[instance["metadata"]["uid"]]
         parts.update(hub=seen - started, operator_engine=pod_seen - seen)
+        for operation in ENGINE_OPERATIONS:  # what one spawn asked of the engine
+            parts[f"engine_{operation}s"] = (engine_after.engine_count(operation)
+                                             - engine_before.engine_count(operation))
+        # The engine processes it started (`pulumi_cli up`, `provider`, ...), as sampled.
+        parts.update({f"processes_{k}": v - commands_before.get(k, 0)
+                      for k, v in op.sampler.commands().items()
+                      if v - commands_before.get(k, 0)})
         up_at = up_started_at(op, f"{s.namespace}/{instance['metadata']['name']}", seen)
         if up_at is not None:
             parts.update(before_engine=up_at - seen, engine_until_pod=pod_seen - up_at)

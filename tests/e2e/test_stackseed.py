@@ -83,6 +83,29 @@ def test_second_stack_is_seeded_and_lives_a_normal_life(engine, core, namespace,
     assert naming.stack_name(namespace, "second") not in engine.list_stacks()
 
 
+def test_after_the_last_stack_is_gone_the_next_is_seeded_from_the_projects_seed(
+        engine, core, namespace):  # noqa: F811
+    """Every server stopped (each stack removed with it): the next server's stack is still
+    made without `stack init`, from the seed its predecessor left (stackseed.remember), and
+    the real CLI opens it (a refresh + no-op `up`)."""
+    only, only_instance = rendered_for(namespace, name="only")
+    assert engine.up(namespace, "only", only,
+                     secrets_of(engine, only_instance)).result == "succeeded"
+    salt = salt_of(stack_file(engine, namespace, "only"))
+    destroyed = engine.destroy(namespace, "only")
+    assert destroyed.result == "succeeded", destroyed.message
+    assert not stack_file(engine, namespace, "only").exists()
+    assert not [p for p in backend_dir(engine).rglob("*.json")
+                if ".pulumi" in p.parts and "stacks" in p.parts], "a stack is left"
+    later, instance = rendered_for(namespace, name="later", **{"jupyterhub.api_token": TOKEN})
+    created = engine.up(namespace, "later", later, secrets_of(engine, instance))
+    assert created.result == "succeeded", created.message
+    assert salt_of(stack_file(engine, namespace, "later")) == salt, "made by stack init"
+    again = engine.up(namespace, "later", later, secrets_of(engine, instance), refresh=True)
+    assert again.result == "succeeded" and set(again.change_summary) == {"same"}, again.message
+    assert engine.destroy(namespace, "later").result == "succeeded"
+
+
 def test_seeded_stack_killed_during_its_first_up_converges(engine, core, namespace):  # noqa: F811
     """As test_stacks' SIGKILL test, for a stack that stackseed created."""
     first, first_instance = rendered_for(namespace, name="first")

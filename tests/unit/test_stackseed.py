@@ -17,7 +17,7 @@ import pytest
 import semver
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from jupyternetes.engine.state import diystate, stackseed
+from jupyternetes.engine.state import diystate, stackseed, statedirs
 
 PROJECT = "jupyternetes"
 # What that CLI wrote (with a passphrase this test does not know).
@@ -119,6 +119,52 @@ def test_stack_salt_reads_the_checkpoint(tmp_path):
     assert stackseed.stack_salt(tmp_path, PROJECT, "ns1.a") == SALT
     assert stackseed.stack_salt(tmp_path, PROJECT, "bad.one") is None
     assert stackseed.stack_salt(tmp_path, PROJECT, "missing") is None
+
+
+def test_the_last_stack_gone_the_next_is_seeded_from_the_projects_seed(tmp_path):
+    root = backend(tmp_path, ("ns1.a", SIBLING))
+    assert stackseed.remember(tmp_path, PROJECT, "ns1.a")
+    assert not stackseed.remember(tmp_path, PROJECT, "ns1.a"), "rewrote an unchanged seed"
+    (root / "ns1.a.json").unlink()  # every server stopped: no stack left
+    assert stackseed.create_from_sibling(tmp_path, PROJECT, "ns2.b", *SEED_ARGS)
+    written = json.loads((root / "ns2.b.json").read_text())
+    assert written["checkpoint"]["stack"] == f"organization/{PROJECT}/ns2.b"
+    assert written["checkpoint"]["latest"]["secrets_providers"]["state"]["salt"] == SALT
+
+
+def test_the_seed_lives_in_no_backend_folder(tmp_path):
+    backend(tmp_path, ("ns1.a", SIBLING))
+    bucket = statedirs.bucket_dir(tmp_path, "ns1.a")
+    bucket.mkdir(parents=True)
+    backend(bucket, ("ns1.a", SIBLING))
+    assert stackseed.remember(bucket, PROJECT, "ns1.a")
+    seed = stackseed.seed_file(bucket, PROJECT)
+    assert seed.exists() and seed == stackseed.seed_file(tmp_path, PROJECT)
+    assert ".pulumi" not in seed.relative_to(tmp_path).parts
+    assert all(not seed.is_relative_to(d / ".pulumi") for d in statedirs.backend_dirs(tmp_path))
+
+
+def test_a_seed_of_another_passphrase_is_not_used_and_is_replaced(tmp_path):
+    old = json.loads(json.dumps(SIBLING))
+    old["checkpoint"]["latest"]["secrets_providers"]["state"]["salt"] = seal(
+        "an earlier passphrase", b"8bytes??", b"twelve bytes")
+    root = backend(tmp_path, ("old.a", old))
+    assert stackseed.remember(tmp_path, PROJECT, "old.a")
+    (root / "old.a.json").unlink()
+    assert not stackseed.create_from_sibling(tmp_path, PROJECT, "ns2.b", *SEED_ARGS)
+    # The CLI made ns2.b (`stack init`, the current passphrase): it becomes the seed.
+    (root / "ns2.b.json").write_text(json.dumps(SIBLING))
+    assert stackseed.remember(tmp_path, PROJECT, "ns2.b")
+    (root / "ns2.b.json").unlink()
+    assert stackseed.create_from_sibling(tmp_path, PROJECT, "ns3.c", *SEED_ARGS)
+
+
+def test_nothing_to_remember_from_a_missing_or_foreign_checkpoint(tmp_path):
+    backend(tmp_path, ("other.a", {"version": 3, "checkpoint": {"latest": {
+        "secrets_providers": {"type": "cloud", "state": {"url": "awskms://k"}}}}}))
+    assert not stackseed.remember(tmp_path, PROJECT, "missing")
+    assert not stackseed.remember(tmp_path, PROJECT, "other.a")
+    assert not stackseed.seed_file(tmp_path, PROJECT).exists()
 
 
 def test_a_salt_opens_only_with_its_passphrase():

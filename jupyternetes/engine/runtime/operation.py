@@ -131,6 +131,8 @@ def open_stack(request: Mapping[str, Any], program: Callable[[], None], create: 
         env_vars=opts.env_vars, secrets_provider=opts.secrets_provider,
         project_settings=opts.project_settings, pulumi_command=opts.pulumi_command,
         stack_settings={name: auto.StackSettings(encryption_salt=salt)} if salt else None)
+    if seeded:
+        remember_seed(backend_dir, project, name)
     if exists or seeded:
         cli().mark_exists(name)
         return auto.Stack.select(name, workspace), bool(exists)
@@ -143,7 +145,21 @@ def open_stack(request: Mapping[str, Any], program: Callable[[], None], create: 
         return None, False
     stack = auto.Stack.create(name, workspace)
     cli().mark_exists(name)
+    if shortcuts and backend_dir is not None:
+        remember_seed(backend_dir, project, name)
     return stack, False
+
+
+def remember_seed(backend_dir: Path, project: str, stack: str) -> None:
+    """Keep the new stack's secrets state as the project's seed (stackseed.remember), so the
+    next new stack needs no `stack init` even after every stack is gone. Best effort: a seed
+    that cannot be written costs a later `stack init`, not this operation."""
+    try:
+        if stackseed.remember(backend_dir, project, stack):
+            log.info("stack %s: its secrets state is now the seed of project %s", stack, project)
+    except OSError as exc:
+        log.warning("stack %s: could not keep its secrets state as the project's seed: %s",
+                    stack, exc)
 
 
 def plain_outputs(outputs: Mapping[str, Any]) -> dict[str, Any]:

@@ -15,6 +15,14 @@ per-stack salt would deny (the salt defends different passphrases against one pr
 When there is no usable sibling (an empty backend, an unknown layout, other secrets providers),
 it returns False and the caller runs `stack init` as before.
 
+The last stack of a project going (every server stopped: each stack is removed with its
+server) must not bring `stack init` back for the next server: so the secrets state of a sibling
+or of a stack the CLI created is also kept as the project's seed, `<state>/seeds/<project>.json`
+(`remember`), outside every backend folder (the CLI never lists it), and `find_sibling` falls
+back to it. It holds what every checkpoint of the backend holds (the salt and its encrypted
+check value), nothing more; a seed of an earlier passphrase fails `salt_matches` and is replaced
+by the next stack the CLI creates.
+
 The file is written like fileblob writes a blob (a `.<hex>.tmp` file renamed onto the name),
 fsynced before the rename (and the folder after it), so a SIGKILL or a power cut leaves either no
 stack (the next `up` creates it) or a whole one; a leftover tmp file is removed by diystate's
@@ -59,6 +67,9 @@ TESTED_CLI_VERSIONS = ((3, 274, 0), (3, 275, 0))
 # Pulumi's passphrase secrets manager (sdk/go/common/secrets/passphrase).
 KEY_ITERATIONS = 1_000_000
 CHECK_PLAINTEXT = b"pulumi"
+# The project's seed (see the module docstring): a folder of the state root no backend lists.
+SEEDS_DIR = "seeds"
+SEED_STACK = "seed"
 
 
 def format_tested(version: Any) -> bool:
@@ -151,7 +162,35 @@ def find_sibling(backend_dir: Path, project: str, stack: str,
                     return data
                 if tried >= MAX_SIBLINGS_TRIED:
                     return None
+    seed = diystate.read_json(seed_file(backend_dir, project))
+    if (isinstance(seed, dict) and seed_checkpoint(seed, project, stack) is not None
+            and accept(sibling_salt(seed))):
+        return seed
     return None
+
+
+def seed_file(backend_dir: Path, project: str) -> Path:
+    """The project's seed: `<state>/seeds/<project>.json`, beside the buckets, in no backend."""
+    return statedirs.root_of(backend_dir) / SEEDS_DIR / f"{project}{diystate.CHECKPOINT_EXT}"
+
+
+def remember(backend_dir: Path, project: str, stack: str) -> bool:
+    """Keep `stack`'s secrets state (its checkpoint, which must open with the operator's
+    passphrase: the CLI made it, or it was seeded from one that does) as the project's seed,
+    unless the seed already holds that salt. True when the seed was written."""
+    data = diystate.read_json(
+        diystate.stacks_dir(backend_dir, project) / f"{stack}{diystate.CHECKPOINT_EXT}")
+    if not isinstance(data, dict):
+        return False
+    seed = seed_checkpoint(data, project, SEED_STACK)
+    if seed is None:
+        return False
+    target = seed_file(backend_dir, project)
+    known = diystate.read_json(target)
+    if isinstance(known, dict) and sibling_salt(known) == sibling_salt(seed):
+        return False
+    write_durably(target, seed)
+    return True
 
 
 def create_from_sibling(backend_dir: Path, project: str, stack: str, passphrase: str,
@@ -171,7 +210,14 @@ def create_from_sibling(backend_dir: Path, project: str, stack: str, passphrase:
     if checkpoint is None:
         return False
     statedirs.ensure_layout(backend_dir)  # a bucket's first stack: the folder is new
-    target = diystate.stacks_dir(backend_dir, project) / f"{stack}{diystate.CHECKPOINT_EXT}"
+    write_durably(
+        diystate.stacks_dir(backend_dir, project) / f"{stack}{diystate.CHECKPOINT_EXT}",
+        checkpoint)
+    return True
+
+
+def write_durably(target: Path, checkpoint: dict[str, Any]) -> None:
+    """`target` whole or not at all: a tmp file beside it, fsynced, renamed onto it."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f"{target.name}.{time.time_ns():x}.tmp")
     with open(tmp, "wb") as out:
@@ -180,7 +226,6 @@ def create_from_sibling(backend_dir: Path, project: str, stack: str, passphrase:
         os.fsync(out.fileno())  # the data on disk before the name points at it
     os.replace(tmp, target)
     fsync_dir(target.parent)
-    return True
 
 
 def fsync_dir(folder: Path) -> None:
