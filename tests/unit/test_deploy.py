@@ -29,6 +29,9 @@ from jupyternetes.deploy.settings import (
     settings_from_config,
 )
 
+# Outputs and mocks need a current event loop (see conftest.pulumi_event_loop).
+pytestmark = pytest.mark.usefixtures("pulumi_event_loop")
+
 REPO = Path(__file__).resolve().parents[2]
 PROJECT = yaml.safe_load((REPO / "Pulumi.yaml").read_text())
 SECRET_SIG = "4dabf18193072939515e22adb298388d"

@@ -20,6 +20,9 @@ from jupyternetes.engine import applied, settings
 from jupyternetes.engine.runtime import program
 from jupyternetes.render.objects import render
 
+# Outputs and mocks need a current event loop (see conftest.pulumi_event_loop).
+pytestmark = pytest.mark.usefixtures("pulumi_event_loop")
+
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 SECRET_SIG = "4dabf18193072939515e22adb298388d"
 SECRET_VALUE = "1b47061264138c4ac30d75fd1eb44270"
