@@ -29,7 +29,7 @@ import re
 import time
 from typing import Any
 
-from benchlib.cli import BenchError, arguments, log, run_main
+from benchlib.cli import arguments, log, run_main
 from benchlib.fixtures import Bench, BenchOperator, parse_log_ts
 from benchlib.summaries import emit, ratio, rounded, summary
 from benchlib.waiting import PodWatch, wait_until
@@ -62,19 +62,9 @@ def pulumi_up_seconds(bench: Bench, name: str) -> float | None:
 def floor_round(bench: Bench, watch: PodWatch, name: str, timeout: float) -> float:
     ns = bench.floor_ns
     assert ns is not None
-    manifests = bench.rendered_objects(name, ns)
     bench.provide_volume(ns, name)
     started = time.time()
-    for manifest in manifests:  # PVCs first, then pods: the operator's order
-        if manifest["kind"] == "PersistentVolumeClaim":
-            bench.core.create_namespaced_persistent_volume_claim(ns, manifest)
-        elif manifest["kind"] == "Pod":
-            bench.core.create_namespaced_pod(ns, manifest)
-        else:
-            raise BenchError(f"the seed template renders a {manifest['kind']}; the floor only "
-                             "knows PVCs and pods")
-    pods = [f"{ns}/{m['metadata']['name']}" for m in manifests if m["kind"] == "Pod"]
-    seen = watch.wait_for(pods, timeout)
+    seen = watch.wait_for(bench.create_directly(name, ns), timeout)
     return max(seen.values()) - started
 
 

@@ -65,16 +65,9 @@ def baseline_round(bench: Bench, meter: Meter, watch: PodWatch, name: str,
                    timeout: float) -> dict[str, float]:
     ns = bench.floor_ns
     assert ns is not None
-    manifests = bench.rendered_objects(name, ns)
     bench.provide_volume(ns, name)
     before = meter.now()
-    for manifest in manifests:  # PVCs first, then pods: the operator's order
-        if manifest["kind"] == "PersistentVolumeClaim":
-            bench.core.create_namespaced_persistent_volume_claim(ns, manifest)
-        elif manifest["kind"] == "Pod":
-            bench.core.create_namespaced_pod(ns, manifest)
-    watch.wait_for([f"{ns}/{m['metadata']['name']}" for m in manifests if m["kind"] == "Pod"],
-                   timeout)
+    watch.wait_for(bench.create_directly(name, ns), timeout)
     time.sleep(1.0)  # the same settling time as the operator round's idle wait
     return Meter.spent(before, meter.now())
 

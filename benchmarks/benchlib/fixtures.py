@@ -305,6 +305,21 @@ class Bench:
         body = self.instance_body(instance_name, namespace)
         return render(template, Instance.from_dict(body, source="bench")).manifests()
 
+    def create_directly(self, instance_name: str, namespace: str) -> list[str]:
+        """The instance's PVCs, then its pods, created with the kubernetes client in the
+        operator's order, without the operator (a benchmark's floor or baseline); the pods'
+        `namespace/name` keys, to wait for."""
+        manifests = self.rendered_objects(instance_name, namespace)
+        for manifest in manifests:
+            if manifest["kind"] == "PersistentVolumeClaim":
+                self.core.create_namespaced_persistent_volume_claim(namespace, manifest)
+            elif manifest["kind"] == "Pod":
+                self.core.create_namespaced_pod(namespace, manifest)
+            else:
+                raise BenchError(f"the seed template renders a {manifest['kind']}; a direct "
+                                 "create only knows PVCs and pods")
+        return [f"{namespace}/{m['metadata']['name']}" for m in manifests if m["kind"] == "Pod"]
+
     def provide_volume(self, namespace: str, instance: str) -> None:
         """A static PV pre-bound to the PVC name the instance will get (the harness has no
         provisioner): the pod gets scheduled and kwok runs it, as on a real cluster."""
