@@ -21,13 +21,7 @@ import time
 from benchlib.apiserver import apiserver_requests, delta
 from benchlib.cli import arguments, log, run_main
 from benchlib.fixtures import Bench, count_states
-from benchlib.procs import (
-    CLOCK_TICKS,
-    operator_cpu_split,
-    peak_rss_hwm,
-    read_proc,
-    tree_cpu_seconds,
-)
+from benchlib.procs import operator_cpu_split, peak_rss_hwm, tree_cpu_seconds
 from benchlib.summaries import emit, mib, rounded, summary
 from benchlib.waiting import PodWatch, wait_until
 
@@ -47,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
                                   extra=args.operator_arg)
         assert op.sampler is not None
         before = op.wait_idle(quiet=1.0)
-        cpu_before, operator_cpu_before = tree_cpu_seconds(op.pid), own_cpu_seconds(op.pid)
+        cpu_before = tree_cpu_seconds(op.pid)
         split_before = operator_cpu_split(op.pid)
         by_kind_before = op.sampler.cpu_seconds_by_kind()
         requests_before = apiserver_requests(bench)
@@ -68,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
                    >= args.count, args.timeout, interval=0.5, describe=op.log_tail)
         ups_done = time.time()
         after = op.wait_idle(quiet=2.0)
-        cpu_after, operator_cpu_after = tree_cpu_seconds(op.pid), own_cpu_seconds(op.pid)
+        cpu_after = tree_cpu_seconds(op.pid)
         split_after = operator_cpu_split(op.pid)
         requests = delta(requests_before, apiserver_requests(bench))
         cpu_by_kind = op.sampler.cpu_since(by_kind_before, op.sampler.cpu_seconds_by_kind())
@@ -97,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
             # user + system of the operator and every engine process it started (reaped
             # children through cutime/cstime), from before the first create until idle again
             "operator_and_engine": rounded(cpu_after - cpu_before, 2),
-            "operator_process": rounded(operator_cpu_after - operator_cpu_before, 2),
+            "operator_process": rounded(split_after["operator"] - split_before["operator"], 2),
             "per_instance": rounded((cpu_after - cpu_before) / args.count, 3),
             # The long-lived engine workers' own time (the Python program, hooks) and what
             # their reaped children used (the pulumi CLIs and, through them, the providers).
@@ -129,11 +123,6 @@ def main(argv: list[str] | None = None) -> int:
         "states_after": states,
     })
     return 0
-
-
-def own_cpu_seconds(pid: int) -> float:
-    proc = read_proc(pid)
-    return 0.0 if proc is None else proc.cpu_ticks / CLOCK_TICKS
 
 
 if __name__ == "__main__":

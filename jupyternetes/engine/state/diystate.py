@@ -44,6 +44,11 @@ def stacks_dir(backend_dir: Path, project: str) -> Path:
     return backend_dir / ".pulumi" / "stacks" / project
 
 
+def checkpoint_path(backend_dir: Path, project: str, stack: str) -> Path:
+    """The stack's checkpoint file in one backend folder (it may not exist)."""
+    return stacks_dir(backend_dir, project) / f"{stack}{CHECKPOINT_EXT}"
+
+
 def backups_dir(backend_dir: Path, project: str) -> Path:
     return backend_dir / ".pulumi" / "backups" / project
 
@@ -111,7 +116,7 @@ def project_stacks(backend_dir: Path, project: str) -> list[str]:
 
 def stack_blobs(backend_dir: Path, project: str, stack: str) -> list[Path]:
     """The blobs of one stack: its checkpoint, the checkpoint's .bak, and the backup copies."""
-    checkpoint = stacks_dir(backend_dir, project) / f"{stack}{CHECKPOINT_EXT}"
+    checkpoint = checkpoint_path(backend_dir, project, stack)
     blobs = [checkpoint, checkpoint.with_name(f"{stack}{BACKUP_EXT}")]
     backup_root = backups_dir(backend_dir, project) / stack
     if backup_root.is_dir():
@@ -176,7 +181,7 @@ def restore_checkpoint(backend_dir: Path, project: str, stack: str) -> list[str]
     A missing checkpoint is left alone: a removed stack keeps its .bak, and must stay removed.
     The corrupt file is kept as `<stack>.json.corrupt` (the backend ignores that extension).
     """
-    checkpoint = stacks_dir(backend_dir, project) / f"{stack}{CHECKPOINT_EXT}"
+    checkpoint = checkpoint_path(backend_dir, project, stack)
     if not checkpoint.exists() or is_valid_checkpoint(checkpoint):
         return []
     candidates = [p for p in stack_blobs(backend_dir, project, stack)[1:]

@@ -157,16 +157,19 @@ def find_sibling(backend_dir: Path, project: str, stack: str,
                     continue
                 tried += 1
                 data = diystate.read_json(Path(entry.path))
-                if (isinstance(data, dict) and seed_checkpoint(data, project, stack) is not None
-                        and accept(sibling_salt(data))):
+                if can_seed(data, project, stack, accept):
                     return data
                 if tried >= MAX_SIBLINGS_TRIED:
                     return None
     seed = diystate.read_json(seed_file(backend_dir, project))
-    if (isinstance(seed, dict) and seed_checkpoint(seed, project, stack) is not None
-            and accept(sibling_salt(seed))):
-        return seed
-    return None
+    return seed if can_seed(seed, project, stack, accept) else None
+
+
+def can_seed(data: Any, project: str, stack: str, accept: Callable[[str], bool]) -> bool:
+    """Whether `data` (a parsed checkpoint, or None) can seed `stack` with a salt `accept`
+    takes."""
+    return (isinstance(data, dict) and seed_checkpoint(data, project, stack) is not None
+            and accept(sibling_salt(data)))
 
 
 def seed_file(backend_dir: Path, project: str) -> Path:
@@ -178,8 +181,7 @@ def remember(backend_dir: Path, project: str, stack: str) -> bool:
     """Keep `stack`'s secrets state (its checkpoint, which must open with the operator's
     passphrase: the CLI made it, or it was seeded from one that does) as the project's seed,
     unless the seed already holds that salt. True when the seed was written."""
-    data = diystate.read_json(
-        diystate.stacks_dir(backend_dir, project) / f"{stack}{diystate.CHECKPOINT_EXT}")
+    data = diystate.read_json(diystate.checkpoint_path(backend_dir, project, stack))
     if not isinstance(data, dict):
         return False
     seed = seed_checkpoint(data, project, SEED_STACK)
@@ -210,9 +212,7 @@ def create_from_sibling(backend_dir: Path, project: str, stack: str, passphrase:
     if checkpoint is None:
         return False
     statedirs.ensure_layout(backend_dir)  # a bucket's first stack: the folder is new
-    write_durably(
-        diystate.stacks_dir(backend_dir, project) / f"{stack}{diystate.CHECKPOINT_EXT}",
-        checkpoint)
+    write_durably(diystate.checkpoint_path(backend_dir, project, stack), checkpoint)
     return True
 
 
@@ -251,8 +251,7 @@ def stack_salt(backend_dir: Path, project: str, stack: str) -> str | None:
     1,000,000-iteration derivation) that it then saves into the config file and the checkpoint.
     Writing this salt into the workspace's stack settings first saves that second derivation.
     """
-    path = diystate.stacks_dir(backend_dir, project) / f"{stack}{diystate.CHECKPOINT_EXT}"
-    data = diystate.read_json(path)
+    data = diystate.read_json(diystate.checkpoint_path(backend_dir, project, stack))
     if not isinstance(data, dict):
         return None
     latest = (data.get("checkpoint") or {}).get("latest") or {}

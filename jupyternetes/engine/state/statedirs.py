@@ -76,8 +76,7 @@ def stack_dir(root: Path, project: str, stack: str) -> Path:
 
 def checkpoint_file(root: Path, project: str, stack: str) -> Path:
     """The stack's checkpoint file, in the backend folder `stack_dir` names."""
-    folder = diystate.stacks_dir(stack_dir(root, project, stack), project)
-    return folder / f"{stack}{diystate.CHECKPOINT_EXT}"
+    return diystate.checkpoint_path(stack_dir(root, project, stack), project, stack)
 
 
 def stack_url(root_url: str, project: str, stack: str) -> str:
