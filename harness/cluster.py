@@ -52,6 +52,8 @@ if TYPE_CHECKING:
 # The fake node kwok manages; the annotation is what kwok's node selector matches.
 FAKE_NODE = "kwok-node-0"
 KWOK_ANNOTATION = "kwok.x-k8s.io/node"
+# kwok's own client identity (pki/kwok.crt), so admission can tell its requests apart.
+KWOK_USER = "jupyternetes-kwok"
 # Addresses: only loopback and ranges made on this machine, never a private range (10/8,
 # 172.16/12, 192.168/16), not even as a CIDR nothing dials. Services take 198.19.0.0/16, half of
 # RFC 2544's test range 198.18.0.0/15 (the real node's pods use 198.18.0.0/24, see harness.node);
@@ -130,9 +132,10 @@ def make_pki(pki: Path, extra_ips: tuple[str, ...] = ()) -> None:
     _signed_cert(pki, "apiserver", "/CN=kube-apiserver",
                  "keyUsage = critical, digitalSignature, keyEncipherment\n"
                  f"extendedKeyUsage = serverAuth\nsubjectAltName = {sans}")
-    _signed_cert(pki, "admin", "/O=system:masters/CN=jupyternetes-admin",
-                 "keyUsage = critical, digitalSignature, keyEncipherment\n"
-                 "extendedKeyUsage = clientAuth")
+    for name, subject in (("admin", "/O=system:masters/CN=jupyternetes-admin"),
+                          ("kwok", f"/O=system:masters/CN={KWOK_USER}")):
+        _signed_cert(pki, name, subject, "keyUsage = critical, digitalSignature, "
+                     "keyEncipherment\nextendedKeyUsage = clientAuth")
     _new_key(pki, "sa")
     _openssl("pkey", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=pki)
 
@@ -159,6 +162,40 @@ def write_kubeconfig(path: Path, server: str, pki: Path, user: str = "admin") ->
     # JSON is valid YAML; every kubeconfig reader (client-go, python client, kubectl) accepts it.
     path.write_text(json.dumps(config, indent=2))
     path.chmod(0o600)
+
+
+def kwok_stale_delete_guard() -> list[dict[str, object]]:
+    """An admission policy (and its binding) that refuses kwok the delete of a pod that is not
+    terminating.
+
+    kwok v0.8.0 ends a terminating pod with a delete by name, grace 0, and no UID precondition
+    (a kubelet sends one, kubernetes#25224). A job it queued from a late watch event of a pod
+    that is already gone then deletes the next pod of that name: a notebook re-created under its
+    old name vanished at random. Every delete kwok has reason to make is of a terminating pod
+    (its pod-delete stage matches on deletionTimestamp), so refusing the others drops only the
+    stale jobs (kwok does not retry a 403)."""
+    name = "jupyternetes-harness-kwok-deletes-only-terminating-pods"
+    return [
+        {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy",
+         "metadata": {"name": name},
+         "spec": {
+             "failurePolicy": "Fail",
+             "matchConstraints": {"resourceRules": [{
+                 "apiGroups": [""], "apiVersions": ["v1"], "operations": ["DELETE"],
+                 "resources": ["pods"]}]},
+             "matchConditions": [{"name": "kwok",
+                                  "expression": f"request.userInfo.username == '{KWOK_USER}'"}],
+             "validations": [{
+                 "expression": "has(oldObject.metadata.deletionTimestamp)",
+                 "reason": "Forbidden",
+                 "message": "kwok may only end a pod that is terminating; this pod is not "
+                            "terminating, so the delete is a stale job for an earlier pod of "
+                            "the same name (kwok deletes by name, without a UID precondition)"}],
+         }},
+        {"apiVersion": "admissionregistration.k8s.io/v1",
+         "kind": "ValidatingAdmissionPolicyBinding", "metadata": {"name": name},
+         "spec": {"policyName": name, "validationActions": ["Deny"]}},
+    ]
 
 
 def loopback_cidr(apiserver_port: int) -> str:
@@ -342,6 +379,12 @@ class DevCluster:
         return self.root / "kubeconfig"
 
     @property
+    def kwok_kubeconfig(self) -> Path:
+        """kwok's own credentials (user KWOK_USER), see kwok_stale_delete_guard."""
+        assert self.root is not None
+        return self.root / "kwok.kubeconfig"
+
+    @property
     def host(self) -> str:
         """The apiserver's address: loopback, or the real node's bridge address."""
         if self.real_node:
@@ -401,6 +444,7 @@ class DevCluster:
         self._etcd_dir = Path(tempfile.mkdtemp(prefix=f"jupyternetes-etcd-{os.getpid()}-",
                                                dir=_fast_tmp()))
         write_kubeconfig(self.kubeconfig, self.server, pki)
+        write_kubeconfig(self.kwok_kubeconfig, self.server, pki, user="kwok")
         ctx = _ssl_context(pki)
 
         etcd_url = f"http://127.0.0.1:{etcd_port}"
@@ -455,6 +499,15 @@ class DevCluster:
         self._wait("kube-apiserver /readyz",
                    lambda: _request(f"{self.server}/readyz", ctx)[0] == 200, deadline, apiserver)
         self.timing["apiserver"] = time.monotonic() - t0
+        for doc in kwok_stale_delete_guard():
+            plural = {"ValidatingAdmissionPolicy": "validatingadmissionpolicies",
+                      "ValidatingAdmissionPolicyBinding": "validatingadmissionpolicybindings"}[
+                str(doc["kind"])]
+            status, body = _request(
+                f"{self.server}/apis/admissionregistration.k8s.io/v1/{plural}", ctx, "POST", doc)
+            if status not in (201, 409):
+                raise self._failure(f"creating {doc['kind']} returned HTTP {status}: "
+                                    f"{body[:500]!r}")
 
         kc = str(self.kubeconfig)
         for comp in (
@@ -472,7 +525,7 @@ class DevCluster:
                 "--kube-api-qps=500", "--kube-api-burst=1000",
             ]),
             self._component("kwok", [
-                str(paths.tool("kwok")), f"--kubeconfig={kc}",
+                str(paths.tool("kwok")), f"--kubeconfig={self.kwok_kubeconfig}",
                 f"--config={paths.tools_dir() / 'kwok-stages.yaml'}",
                 "--manage-all-nodes=false",
                 f"--manage-nodes-with-annotation-selector={KWOK_ANNOTATION}=fake",

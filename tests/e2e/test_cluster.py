@@ -106,6 +106,55 @@ def test_namespace_configmap_pvc_and_running_pod(cluster, namespace):
                   lambda: not core.list_namespaced_pod(namespace).items, timeout=30)
 
 
+def _pod(name: str, image: str = "local") -> client.V1Pod:
+    return client.V1Pod(metadata=client.V1ObjectMeta(name=name), spec=client.V1PodSpec(
+        containers=[client.V1Container(name="main", image=image)]))
+
+
+def _running(core: client.CoreV1Api, ns: str, name: str) -> client.V1Pod | None:
+    try:
+        pod = core.read_namespaced_pod(name, ns)
+    except client.ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return pod if pod.status.phase == "Running" else None
+
+
+def test_kwok_cannot_delete_a_pod_that_is_not_terminating(cluster, namespace):
+    """kwok (v0.8.0) finishes a pod's deletion with a delete by name, without the UID
+    precondition a kubelet sends; a job it queued for a pod that is gone then deletes the next
+    pod of that name. The harness's admission policy refuses kwok a delete of a pod that is not
+    terminating, so only its stale jobs fail, and its real ones still finish deletions."""
+    if cluster.dev is None:
+        pytest.skip("the guard is the harness's own; an external cluster runs no kwok")
+    with cluster.api_client() as api, \
+            config.new_client_from_config(config_file=str(cluster.dev.kwok_kubeconfig)) as kwok:
+        core, as_kwok = client.CoreV1Api(api), client.CoreV1Api(kwok)
+        _wait_for("default service account", lambda: any(
+            sa.metadata.name == "default"
+            for sa in core.list_namespaced_service_account(namespace).items))
+        core.create_namespaced_pod(namespace, _pod("same"))
+        uid = _wait_for("pod same Running", lambda: _running(core, namespace, "same")).metadata.uid
+
+        # What a stale job does: a delete by name, grace 0, of a pod that nobody is deleting.
+        with pytest.raises(client.ApiException) as refused:
+            as_kwok.delete_namespaced_pod("same", namespace, grace_period_seconds=0)
+        assert refused.value.status == 403
+        assert "not terminating" in refused.value.body
+        assert core.read_namespaced_pod("same", namespace).metadata.uid == uid
+
+        # Deleted and re-created under the same name, again and again: every new pod lives on
+        # (kwok's own job for each deleted pod still ends it).
+        for _ in range(20):
+            core.delete_namespaced_pod("same", namespace)
+            _wait_for("the old pod gone", lambda old=uid: not any(
+                p.metadata.uid == old for p in core.list_namespaced_pod(namespace).items))
+            uid = core.create_namespaced_pod(namespace, _pod("same")).metadata.uid
+            _wait_for("the new pod Running", lambda: _running(core, namespace, "same"))
+        assert core.read_namespaced_pod("same", namespace).metadata.uid == uid
+
+
 def _pids_alive(pids: list[int]) -> list[int]:
     alive = []
     for pid in pids:
