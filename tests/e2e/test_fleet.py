@@ -65,10 +65,8 @@ def wait_counts(c: Cluster, name: str, **wanted: int) -> dict:
 
 
 def replace_spec(c: Cluster, name: str, spec: dict) -> int:
-    doc = template_doc(c, name)
-    doc["spec"] = spec
-    return c.custom.replace_namespaced_custom_object(GROUP, VERSION, HUB_NAMESPACE, TEMPLATE_PLURAL,
-                                                       name, doc)["metadata"]["generation"]
+    return c.edit_template(HUB_NAMESPACE, name, lambda doc: doc.update(spec=spec))[
+        "metadata"]["generation"]
 
 
 def fleet_preview(pulumi_env, cluster, ref: str, proposed: dict | None, tmp_path: Path,

@@ -97,6 +97,25 @@ class Cluster:
             GROUP, VERSION, ns, INSTANCE_PLURAL, name, {"spec": {"variables": variables}},
             _content_type="application/merge-patch+json")
 
+    def edit_template(self, ns: str, name: str, change: Callable[[dict], None]) -> dict:
+        """`kubectl edit jnt`: change(template) in place and replace it, again on a conflict.
+
+        The operator writes the template's status (revisions, counts, lint) at any time, and each
+        write moves the resourceVersion; a GET-then-PUT that lost that race is refused with 409
+        and must be redone on a fresh read, as client-go's RetryOnConflict does.
+        """
+        for attempt in range(10):
+            tpl = self.custom.get_namespaced_custom_object(GROUP, VERSION, ns, TEMPLATE_PLURAL,
+                                                           name)
+            change(tpl)
+            try:
+                return self.custom.replace_namespaced_custom_object(
+                    GROUP, VERSION, ns, TEMPLATE_PLURAL, name, tpl)
+            except client.ApiException as exc:
+                if exc.status != 409 or attempt == 9:
+                    raise
+        raise AssertionError("unreachable")
+
     def delete_instance(self, ns: str, name: str) -> None:
         self.custom.delete_namespaced_custom_object(GROUP, VERSION, ns, INSTANCE_PLURAL, name)
 
@@ -722,13 +741,10 @@ def own_template(hub: Cluster, namespace: str, prefix: str) -> Iterator[str]:
 
 def set_template_env(hub: Cluster, template: str, env_name: str, value: str) -> int:
     """`kubectl edit jnt`: one env value changed; returns the template's new generation."""
-    tpl = hub.custom.get_namespaced_custom_object(GROUP, VERSION, HUB_NAMESPACE, TEMPLATE_PLURAL,
-                                                  template)
-    env = tpl["spec"]["pods"][0]["spec"]["containers"][0]["env"]
-    next(e for e in env if e["name"] == env_name)["value"] = value
-    updated = hub.custom.replace_namespaced_custom_object(GROUP, VERSION, HUB_NAMESPACE,
-                                                          TEMPLATE_PLURAL, template, tpl)
-    return updated["metadata"]["generation"]
+    def change(tpl: dict) -> None:
+        env = tpl["spec"]["pods"][0]["spec"]["containers"][0]["env"]
+        next(e for e in env if e["name"] == env_name)["value"] = value
+    return hub.edit_template(HUB_NAMESPACE, template, change)["metadata"]["generation"]
 
 
 def test_template_edit_waits_for_the_next_start_of_a_running_server(hub, namespace, volumes,

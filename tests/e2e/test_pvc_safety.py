@@ -62,11 +62,7 @@ def templates(hub: Cluster, *bodies: dict) -> Iterator[list[str]]:
 
 
 def edit_template(hub: Cluster, name: str, edit) -> int:
-    tpl = hub.custom.get_namespaced_custom_object(GROUP, VERSION, HUB_NAMESPACE, TEMPLATE_PLURAL,
-                                                  name)
-    edit(tpl["spec"])
-    updated = hub.custom.replace_namespaced_custom_object(GROUP, VERSION, HUB_NAMESPACE,
-                                                          TEMPLATE_PLURAL, name, tpl)
+    updated = hub.edit_template(HUB_NAMESPACE, name, lambda tpl: edit(tpl["spec"]))
     return updated["metadata"]["generation"]
 
 

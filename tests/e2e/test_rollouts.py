@@ -68,10 +68,7 @@ class Fleet:
 
     def edit(self, change) -> dict:
         """`kubectl edit jnt`: change(spec) in place, replace."""
-        tpl = self.template()
-        change(tpl["spec"])
-        return self.c.custom.replace_namespaced_custom_object(GROUP, VERSION, self.ns,
-                                                              TEMPLATE_PLURAL, TEMPLATE, tpl)
+        return self.c.edit_template(self.ns, TEMPLATE, lambda tpl: change(tpl["spec"]))
 
     def instances(self) -> dict[str, dict]:
         items = self.c.custom.list_namespaced_custom_object(GROUP, VERSION, self.ns,

@@ -89,11 +89,7 @@ def ensure_template(hub: Cluster, body: dict) -> None:
     except client.ApiException as exc:
         if exc.status != 409:
             raise
-        current = hub.custom.get_namespaced_custom_object(GROUP, VERSION, HUB_NAMESPACE,
-                                                          TEMPLATE_PLURAL, name)
-        body["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
-        hub.custom.replace_namespaced_custom_object(GROUP, VERSION, HUB_NAMESPACE, TEMPLATE_PLURAL,
-                                                    name, body)
+        hub.edit_template(HUB_NAMESPACE, name, lambda current: current.update(spec=body["spec"]))
 
 
 def files_containing(root: Path, *needles: str) -> list[str]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 
-from jupyternetes.crd.definitions import GROUP, TEMPLATE_PLURAL, VERSION
 from tests.e2e import test_operator as base
 from tests.e2e.test_operator import condition, own_template, provisioned, wait_for
 
@@ -27,14 +26,10 @@ def test_a_failed_rollout_is_not_template_current(hub, namespace, volumes, start
         before = inst["status"]["stack"]["lastUpdate"]
         assert before["changeSummary"].get("create", 0) >= 2
 
-        tpl = hub.custom.get_namespaced_custom_object(GROUP, VERSION,
-                                                      base.HUB_NAMESPACE, TEMPLATE_PLURAL,
-                                                      template)
-        # The apiserver rejects this container name: the rollout's `up` fails.
-        tpl["spec"]["pods"][0]["spec"]["containers"][0]["name"] = "Not_A_Valid_Name"
-        gen = hub.custom.replace_namespaced_custom_object(
-            GROUP, VERSION, base.HUB_NAMESPACE, TEMPLATE_PLURAL, template,
-            tpl)["metadata"]["generation"]
+        def rename(tpl: dict) -> None:
+            # The apiserver rejects this container name: the rollout's `up` fails.
+            tpl["spec"]["pods"][0]["spec"]["containers"][0]["name"] = "Not_A_Valid_Name"
+        gen = hub.edit_template(base.HUB_NAMESPACE, template, rename)["metadata"]["generation"]
 
         def failed() -> dict | None:
             i = hub.instance(ns, name)
