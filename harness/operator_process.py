@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 from prometheus_client.parser import text_string_to_metric_families
 
 from harness.cluster import free_port
+from jupyternetes.engine.runtime.procs import children
 from jupyternetes.engine.state import statedirs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -58,15 +59,6 @@ def _die_with_parent() -> None:
     # interrupted caller never leaves an operator behind.
     if _LIBC is not None:
         _LIBC.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-
-def children(pid: int) -> list[int]:
-    """Direct children of `pid` (every thread's /proc children list); [] once it is gone."""
-    found: list[int] = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        with contextlib.suppress(OSError, ValueError):
-            found += [int(c) for c in (task / "children").read_text().split()]
-    return found
 
 
 def process_tree(root: int) -> list[int]:

@@ -23,6 +23,24 @@ def pid_alive(pid: int) -> bool:
     return state != "Z"
 
 
+def children(pid: int) -> list[int]:
+    """Direct children of `pid`, from every thread's /proc/<pid>/task/<tid>/children; [] once
+    it is gone. The process may exit at any point of the read: never an error."""
+    tasks = Path(f"/proc/{pid}/task")
+    try:
+        # Not Path.glob: it raises when the folder goes between its check and its scandir.
+        threads = os.listdir(tasks)
+    except OSError:
+        return []
+    found: list[int] = []
+    for thread in threads:
+        try:
+            found += [int(c) for c in (tasks / thread / "children").read_text().split()]
+        except (OSError, ValueError):
+            continue
+    return found
+
+
 def descendants(root: int) -> list[int]:
     """Every process below `root` (its children, theirs, ...), parents first; [] when none.
     Read from /proc/<pid>/task/*/children, so processes that started a session of their own
@@ -30,12 +48,7 @@ def descendants(root: int) -> list[int]:
     found: list[int] = []
     todo = [root]
     while todo:
-        pid = todo.pop()
-        for task in Path(f"/proc/{pid}/task").glob("*"):
-            try:
-                kids = [int(c) for c in (task / "children").read_text().split()]
-            except (OSError, ValueError):
-                continue
-            found += kids
-            todo += kids
+        kids = children(todo.pop())
+        found += kids
+        todo += kids
     return found

@@ -41,7 +41,7 @@ from jupyternetes.engine.masking import MaskingFilter, install, mask_secrets, tr
 from jupyternetes.engine.results import utc_now  # noqa: E402
 from jupyternetes.engine.runtime import operation, protocol  # noqa: E402
 from jupyternetes.engine.runtime import program as stack_program  # noqa: E402
-from jupyternetes.engine.runtime.procs import descendants, pid_alive  # noqa: E402
+from jupyternetes.engine.runtime.procs import children, descendants, pid_alive  # noqa: E402
 from jupyternetes.engine.state import backendurl  # noqa: E402
 
 T_IMPORTED = time.monotonic()
@@ -67,11 +67,7 @@ def die_with_parent() -> None:
 
 
 def child_pids() -> list[int]:
-    pids: list[int] = []
-    for task in Path(f"/proc/{os.getpid()}/task").glob("*"):
-        with contextlib.suppress(OSError):
-            pids += [int(p) for p in (task / "children").read_text().split()]
-    return pids
+    return children(os.getpid())
 
 
 def cli_pids(stack: str) -> list[int]:
