@@ -26,14 +26,7 @@ from jupyternetes.controller.noop import DriftFlags
 from jupyternetes.controller.orphans import OrphanCollector
 from jupyternetes.controller.queue import Backoff, ShutDown, WorkQueue
 from jupyternetes.controller.reconcile import ReconcileConfig, Reconciler
-from jupyternetes.controller.revisions import RevisionStore
-from jupyternetes.controller.rollouts import RolloutDriver, pending_preview
-from jupyternetes.controller.templates import (
-    TemplateIndex,
-    TemplateStatusWriter,
-    template_key_of,
-    template_status,
-)
+from jupyternetes.controller.templatefleet import TemplateFleet
 from jupyternetes.coordination.fence import Fence, Fenced
 from jupyternetes.crd.labels import (
     LABEL_INSTANCE,
@@ -45,10 +38,9 @@ from jupyternetes.crd.labels import (
 from jupyternetes.crd.naming import label_value
 from jupyternetes.engine.masking import OPERATOR_LOG_MASK
 from jupyternetes.kube import caches
-from jupyternetes.kube.client import Kube, now_rfc3339
-from jupyternetes.kube.informer import ADDED, DELETED, MODIFIED, RESYNC, ListWatcher, object_key
+from jupyternetes.kube.client import Kube
+from jupyternetes.kube.informer import ADDED, DELETED, RESYNC, ListWatcher, object_key
 from jupyternetes.policy import revisions
-from jupyternetes.policy.revisions import STAGED
 
 log = logging.getLogger("jupyternetes.operator")
 
@@ -78,15 +70,20 @@ class Operator:
         # loops guard it; without Leases it is open.
         self.fence = Fence()
         self.fenced_kube = FencedKube(kube, self.fence)
-        # Template history (ControllerRevisions) and staged rollouts (revisions.py, rollouts.py).
-        self.revisions = RevisionStore(kube, in_use=self._revisions_in_use)
-        self.rollouts = RolloutDriver(self._move_instance, preview=self._pending_preview)
-        self._rolling: set[str] = set()
+        config = config or ReconcileConfig()
+        # Templates: their watches, the instances of each, revisions, staged rollouts and the
+        # status counts (templatefleet.py).
+        self.templates = TemplateFleet(
+            kube, config, self.metrics, namespaces=template_namespaces, instance=self._instance,
+            requeue=lambda key, hurry: (self.queue.add if hurry else self.queue.nudge)(key),
+            singleton=lambda: self.singleton(), watch_timeout_seconds=watch_timeout_seconds,
+            status_seconds=template_status_seconds)
+        self.revisions = self.templates.revisions
         self.reconciler = Reconciler(self.fenced_kube, engine, config, pod_lookup=self.lookup_pod,
                                      drift=self.drift, metrics=self.metrics,
                                      instance_lookup=self._instance,
-                                     template_lookup=self._template, revisions=self.revisions,
-                                     waiting=lambda: len(self.queue))
+                                     template_lookup=self.templates.template,
+                                     revisions=self.revisions, waiting=lambda: len(self.queue))
         self._seen: dict[str, tuple[Any, ...]] = {}
         self._seen_lock = threading.Lock()
         self._resync_seconds = resync_seconds
@@ -105,24 +102,8 @@ class Operator:
         self._watching = False  # set by start(): scopes found later start their watches at once
         for ns in scopes:
             self._add_scope(ns)
-        # Templates often live in the hub's namespace, not the instances' (seed: template in
-        # `kadense`, instance in `default`): watched cluster-wide unless restricted, whatever
-        # --namespace says. No resync: the instance resync re-reads every template anyway.
-        self.templates = TemplateIndex()
-        self._template_generations: dict[str, Any] = {}
-        template_scopes: list[str | None] = list(dict.fromkeys(template_namespaces)) or [None]
-        self.template_watchers = [
-            ListWatcher(f"templates@{ns or '*'}", caches.template_source(kube, ns),
-                        self.on_template,
-                        resync_seconds=0, watch_timeout_seconds=watch_timeout_seconds,
-                        transform=caches.custom_object)
-            for ns in template_scopes]
-        # Instance counts on each template, written at most once per interval per template.
-        self.template_status = TemplateStatusWriter(self._template_counts,
-                                                    self._write_template_status,
-                                                    interval=template_status_seconds,
-                                                    tick=max(1.0, template_status_seconds),
-                                                    periodic=lambda: sorted(self._rolling))
+        self.template_watchers = self.templates.watchers
+        self.template_status = self.templates.status
         # Stacks whose instance vanished without a destroy (orphans.py); at start, then
         # every orphan_seconds (0: at start only). Engines that cannot list stacks: none.
         # Label-selected: only the stacks of the namespaces selected now are judged (served()),
@@ -208,12 +189,7 @@ class Operator:
             # Gone: its values leave the log mask, which stays as large as the live
             # instances' secrets (masking.MaskingFilter).
             OPERATOR_LOG_MASK.drop(key)
-        previous_template = self.templates.template_of(key)
-        template = None if event_type == DELETED else template_key_of(obj)
-        self.templates.update(key, template)
-        # Status events count too: they move `current` (templateGeneration) and the objects.
-        self._mark_template(previous_template)
-        self._mark_template(template)
+        self.templates.on_instance(event_type, key, obj)
         if event_type == RESYNC and self.queue.is_waiting(key):
             return  # a later check is already scheduled; a resync must not hurry it
         if event_type == DELETED or previous is None or previous[0] != urgent:
@@ -222,110 +198,10 @@ class Operator:
             self.queue.nudge(key)  # no reason to hurry an instance waiting out a backoff
 
     def on_template(self, event_type: str, template: dict) -> None:
-        """A template was created, edited or deleted: re-check every instance rendered from it
-        (the reconciler decides, by --template-rollout, whether running servers change)."""
-        key = object_key(template)
-        generation = (template.get("metadata") or {}).get("generation")
-        with self._seen_lock:
-            previous = self._template_generations.get(key)
-            if event_type == DELETED:
-                self._template_generations.pop(key, None)
-            else:
-                self._template_generations[key] = generation
-        # Label/annotation/status edits do not bump generation and change no render; they may
-        # steer a staged rollout (rollouts.py annotations): the status thread takes a look.
-        if event_type == MODIFIED and previous == generation:
-            self._mark_template(key)
-            return
-        if event_type == RESYNC:
-            return
-        self._mark_template(key)
-        instances = self.templates.instances_of(key)
-        if instances and event_type != ADDED:
-            log.info("template %s %s (generation %s); re-checking %d instance(s)", key,
-                     event_type.lower(), generation, len(instances))
-        # A relist's ADDED of a template we already know at this generation is no news.
-        hurry = not (event_type == ADDED and previous == generation)
-        for instance_key in instances:
-            (self.queue.add if hurry else self.queue.nudge)(instance_key)
-
-    def _template(self, key: str) -> dict | None:
-        for watcher in self.template_watchers:
-            obj = watcher.get(key)
-            if obj is not None:
-                return obj
-        return None
-
-    def _template_counts(self, key: str) -> tuple[dict, dict | None] | None:
-        template = self._template(key)
-        if template is None:
-            return None
-        instances = [obj for obj in map(self._instance, self.templates.instances_of(key))
-                     if obj is not None]
-        generation = (template.get("metadata") or {}).get("generation")
-        current = self.revisions.current(template)
-        status = template_status(instances, generation if isinstance(generation, int) else None,
-                                 current)
-        if revisions.strategy_of(template, self.reconciler.config.template_rollout) == STAGED:
-            if self.singleton():
-                status.update(self.rollouts.step(template, current, instances, now_rfc3339()))
-                rolling = self.rollouts.under_way({"status": status})
-            else:
-                rolling = False
-        else:
-            rolling = False
-            if (template.get("status") or {}).get("rollout"):
-                status["rollout"] = None  # no longer staged
-        with self._seen_lock:
-            (self._rolling.add if rolling else self._rolling.discard)(key)
-        return status, template.get("status")
-
-    def _revisions_in_use(self, template_key: str) -> set[int]:
-        """Revision numbers the instances of a template run, are pinned or moved to."""
-        used: set[int] = set()
-        for obj in map(self._instance, self.templates.instances_of(template_key)):
-            if obj is None:
-                continue
-            for number in (revisions.pinned(obj),
-                           (obj.get("status") or {}).get("templateRevision"),
-                           annotations_of(obj).get(revisions.ROLLOUT_REVISION)):
-                if isinstance(number, int) or (isinstance(number, str) and number.isdigit()):
-                    used.add(int(number))
-        return used
-
-    def _move_instance(self, namespace: str, name: str, annotations: dict) -> None:
-        if self.singleton():  # the replica that writes template status drives rollouts
-            self.kube.patch_instance(namespace, name, {"metadata": {"annotations": annotations}})
-
-    def _pending_preview(self, template: dict, revision: int) -> dict | None:
-        """The fleet preview summary of a revision waiting for approval (rollouts.py)."""
-        key = object_key(template)
-        instances = [obj for obj in map(self._instance, self.templates.instances_of(key))
-                     if obj is not None]
-        try:
-            return pending_preview(template, self.revisions, revision, instances,
-                                   self.kube.get_secret, self.reconciler.config.trust_policy)
-        except Exception as exc:  # informative only: the approval does not depend on it
-            log.warning("template %s: no fleet preview of revision %d: %s", key, revision, exc)
-            return None
-
-    def _mark_template(self, key: str | None) -> None:
-        if key:
-            self.metrics.template_status_events.inc()
-            self.template_status.mark(key)
+        self.templates.on_template(event_type, template)
 
     def mark_all_templates(self) -> None:
-        with self._seen_lock:
-            keys = list(self._template_generations)
-        for key in keys:
-            self.template_status.mark(key)
-
-    def _write_template_status(self, key: str, status: dict) -> None:
-        if not self.singleton():  # asked right before the write: the singleton's fence
-            return  # another replica writes the counts (sharding.py)
-        namespace, _, name = key.partition("/")
-        self.kube.patch_template_status(namespace, name, status)
-        self.metrics.template_status_writes.inc()
+        self.templates.mark_all()
 
     def on_pod(self, event_type: str, pod: dict) -> None:
         key = self.instance_key_of_pod(pod)
