@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from jupyternetes.kube.errors import WatchExpired
 
@@ -62,7 +62,8 @@ class ListWatcher:
                  sleep: Callable[[float], bool] | None = None,
                  transform: Callable[[dict], dict] | None = None,
                  keep: Callable[[dict], bool] | None = None,
-                 index: Callable[[dict], str | None] | None = None) -> None:
+                 index: Callable[[dict], str | None] | None = None,
+                 limit: int | None = None, age: Callable[[dict], Any] | None = None) -> None:
         self.name = name
         self.source = source
         self.handler = handler
@@ -83,6 +84,12 @@ class ListWatcher:
         # index value -> keys of the cached objects filed under it; kept with the cache, under
         # the same lock (a reader asking per object would make a hub's polls O(servers^2)).
         self._indexed: dict[str, set[str]] = {}
+        # At most `limit` objects per index value: past it, the oldest by `age` is dropped from
+        # the cache (a hard bound on what one busy object can make a cache hold).
+        if limit is not None and (index is None or age is None or limit < 1):
+            raise ValueError(f"watch {name}: a limit needs an index, an age and limit >= 1")
+        self.limit = limit
+        self.age = age
         self._stream: Stream | None = None
         self._synced = threading.Event()
         self.resource_version = ""
@@ -110,9 +117,28 @@ class ListWatcher:
             return [self._cache[key] for key in self._indexed.get(value, ())]
 
     def _file(self, key: str, obj: dict) -> None:
+        """File `key` under its index value (with the lock held); past the limit, evict."""
         value = self.index(obj) if self.index is not None else None
-        if value is not None:
-            self._indexed.setdefault(value, set()).add(key)
+        if value is None:
+            return
+        keys = self._indexed.setdefault(value, set())
+        keys.add(key)
+        if self.limit is not None and len(keys) > self.limit:
+            assert self.age is not None
+            age = self.age
+            for oldest in sorted(keys, key=lambda k: (age(self._cache[k]), k))[
+                    :len(keys) - self.limit]:
+                keys.discard(oldest)
+                del self._cache[oldest]
+
+    def forget(self, value: str) -> int:
+        """Drop the cached objects filed under index `value` (the handler is not called); how
+        many. For caches that forget what no longer matters before the apiserver deletes it."""
+        with self._lock:
+            keys = self._indexed.pop(value, set())
+            for key in keys:
+                del self._cache[key]
+        return len(keys)
 
     def _unfile(self, key: str, obj: dict) -> None:
         value = self.index(obj) if self.index is not None else None
@@ -247,15 +273,6 @@ class ListWatcher:
             if rv:
                 self.resource_version = rv
         self._deliver(event_type, obj)
-
-    def discard(self, predicate: Callable[[dict], bool]) -> int:
-        """Drop the cached objects `predicate` matches (the handler is not called); how many.
-        For caches that forget what no longer matters before the apiserver deletes it."""
-        with self._lock:
-            gone = [key for key, obj in self._cache.items() if predicate(obj)]
-            for key in gone:
-                self._unfile(key, self._cache.pop(key))
-        return len(gone)
 
     def resync(self) -> None:
         for obj in self.items():

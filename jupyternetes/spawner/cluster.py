@@ -107,11 +107,13 @@ class SharedCluster(NamespaceCalls):
             f"hub-instance-events@{ns}",
             self._core_source("event", field=f"involvedObject.kind={INSTANCE_KIND}"),
             self._on_change, resync_seconds=0, watch_timeout_seconds=WATCH_TIMEOUT,
-            keep=self._event_is_ours, transform=events.slim)
+            keep=self._event_is_ours, transform=events.slim, index=events.involved_uid,
+            limit=events.MAX_PER_OBJECT, age=events.age)
         self.pod_events = ListWatcher(
             f"hub-pod-events@{ns}", self._core_source("event", field="involvedObject.kind=Pod"),
             self._on_change, resync_seconds=0, watch_timeout_seconds=WATCH_TIMEOUT,
-            keep=self._event_is_ours, transform=events.slim)
+            keep=self._event_is_ours, transform=events.slim, index=events.involved_uid,
+            limit=events.MAX_PER_OBJECT, age=events.age)
         self.watchers = [self.instances, self.pods, self.pvcs, self.instance_events,
                          self.pod_events]
         self._started = False
@@ -189,8 +191,9 @@ class SharedCluster(NamespaceCalls):
         self._on_change(event_type, obj)
         if event_type == DELETED:
             uid = (obj.get("metadata") or {}).get("uid")
-            for watcher in (self.instance_events, self.pod_events):
-                watcher.discard(lambda e: (e.get("involvedObject") or {}).get("uid") == uid)
+            if uid:
+                for watcher in (self.instance_events, self.pod_events):
+                    watcher.forget(uid)
 
     def _event_is_ours(self, event: dict) -> bool:
         return events.is_ours(event, _CachedNames(self.instances, self.namespace),
@@ -234,11 +237,10 @@ class SharedCluster(NamespaceCalls):
         if instance is None:
             return []
         uid = (instance.get("metadata") or {}).get("uid")
-        pod_uids = {(p.get("metadata") or {}).get("uid") for p in self.cached_pods(name)}
-        found = [e for e in self.instance_events.items()
-                 if (e.get("involvedObject") or {}).get("uid") == uid]
-        found += [e for e in self.pod_events.items()
-                  if (e.get("involvedObject") or {}).get("uid") in pod_uids]
+        found = self.instance_events.indexed(uid) if uid else []
+        for pod in self.cached_pods(name):
+            if pod_uid := (pod.get("metadata") or {}).get("uid"):
+                found += self.pod_events.indexed(pod_uid)
         return found
 
     # ---- sources for the watches ------------------------------------------------------------

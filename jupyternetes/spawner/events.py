@@ -6,7 +6,9 @@ memory, its issue 913), so the shared watch keeps an Event only when it is about
 hub's own instances or their pods (`is_ours`), keeps only the fields `progress` reads
 (`slim`, message cut at MAX_MESSAGE), and forgets an object's Events when the object is deleted
 (SharedCluster). What it holds is then bounded by the hub's live servers times the few distinct
-Events each has within the apiserver's Event TTL (1 h by default; repeats only raise `count`).
+Events each has within the apiserver's Event TTL (1 h by default; repeats only raise `count`),
+and at most MAX_PER_OBJECT per instance or pod (`age`: the oldest go first) whatever it emits:
+a pod that changes its message on every restart cannot grow the hub without bound.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from typing import Any
 from jupyternetes.crd.definitions import INSTANCE_KIND
 
 MAX_MESSAGE = 1024
+# Events kept per instance or pod: progress shows a spawn's last steps, never dozens.
+MAX_PER_OBJECT = 50
 # What progress.py reads (event_key, event_message, sorted_events) and the cache needs (key).
 METADATA_FIELDS = ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
 EVENT_FIELDS = ("reason", "type", "count", "lastTimestamp", "eventTime")
@@ -38,6 +42,23 @@ def slim(event: Mapping[str, Any]) -> dict[str, Any]:
         out["message"] = message if len(message) <= MAX_MESSAGE else (
             message[:MAX_MESSAGE - 3] + "...")
     return out
+
+
+def involved_uid(event: Mapping[str, Any]) -> str | None:
+    """The uid of the object an Event is about: Events are filed, capped and forgotten by it."""
+    return (event.get("involvedObject") or {}).get("uid") or None
+
+
+def age(event: Mapping[str, Any]) -> str:
+    """When an Event last happened, as a string that sorts in time order: lastTimestamp (whole
+    seconds) or eventTime (microseconds), else its creation; "" when it has none."""
+    meta = event.get("metadata") or {}
+    stamp = str(event.get("lastTimestamp") or event.get("eventTime")
+                or meta.get("creationTimestamp") or "")
+    if stamp.endswith("Z"):
+        seconds, _, fraction = stamp[:-1].partition(".")
+        stamp = f"{seconds}.{fraction.ljust(6, '0')[:6]}Z"
+    return stamp
 
 
 def instance_of_pod_name(pod_name: str, instance_names: Container[str]) -> str | None:

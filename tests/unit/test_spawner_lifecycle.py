@@ -374,6 +374,38 @@ def test_events_of_others_are_not_kept_and_ours_go_with_their_object() -> None:
     cluster.executor.shutdown()
 
 
+def test_a_pod_that_keeps_making_new_events_is_held_to_the_newest_few() -> None:
+    """A crash-looping pod's Events each carry a new message (restart count, exit code), so
+    the apiserver does not fold them into `count`: the hub keeps the newest MAX_PER_OBJECT."""
+    cluster = make_cluster()
+    instance = {"apiVersion": API_VERSION, "kind": INSTANCE_KIND,
+                "metadata": {"name": "abc", "namespace": "users", "uid": "i1"}}
+    cluster.instances._apply("ADDED", instance)
+    cluster.pods._apply("ADDED", pod("abc-notebook", "abc"))
+    total = events.MAX_PER_OBJECT * 40
+    for i in range(total):
+        e = event(i, "Pod", "abc-notebook", "pod-abc-notebook", f"restart {i}")
+        e["lastTimestamp"] = f"2026-12-07T10:{i // 60 % 60:02d}:{i % 60:02d}Z"
+        if i % 7 == 0:  # a new-style Event: eventTime with microseconds, no lastTimestamp
+            del e["lastTimestamp"]
+            e["eventTime"] = f"2026-12-07T10:{i // 60 % 60:02d}:{i % 60:02d}.000001Z"
+        cluster.pod_events._apply("ADDED", e)
+    cluster.instance_events._apply("ADDED", event(total, INSTANCE_KIND, "abc", "i1"))
+    kept = cluster.cached_events("abc")
+    assert len(kept) == events.MAX_PER_OBJECT + 1
+    restarts = sorted(int(e["message"].split()[1]) for e in kept if "restart" in e["message"])
+    assert restarts == list(range(total - events.MAX_PER_OBJECT, total))
+    cluster.executor.shutdown()
+
+
+def test_the_age_of_an_event_sorts_whole_seconds_and_microseconds_in_time_order() -> None:
+    older = {"lastTimestamp": "2026-12-07T10:00:01Z"}
+    newer = {"eventTime": "2026-12-07T10:00:01.5Z"}
+    newest = {"metadata": {"creationTimestamp": "2026-12-07T10:00:02Z"}}
+    assert events.age(older) < events.age(newer) < events.age(newest)
+    assert events.age({}) == ""
+
+
 def test_an_event_is_ours_by_its_object() -> None:
     names = {"abc", "a-b"}
     assert events.is_ours(event(1, INSTANCE_KIND, "abc", "u"), names, set())

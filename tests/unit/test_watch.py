@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
+
 from jupyternetes.crd.definitions import API_VERSION, INSTANCE_KIND
 from jupyternetes.kube.errors import KubeError, WatchExpired
 from jupyternetes.kube.informer import ListWatcher
@@ -469,8 +471,6 @@ def test_keep_filters_listed_and_watched_objects_and_forgets_a_refused_one():
     assert sorted(watcher.cached_keys()) == ["ns/a", "ns/b"]
     assert delivered == [("ADDED", "a"), ("ADDED", "b")]
     assert watcher.resource_version == "4"  # refused events still advance the watch
-    assert watcher.discard(lambda o: o["metadata"]["name"] == "a") == 1
-    assert watcher.cached_keys() == ["ns/b"]
 
 
 def labelled(name: str, rv: str, owner: str | None) -> dict:
@@ -507,9 +507,42 @@ def test_the_index_follows_adds_relabels_deletes_relists_and_discards():
     assert seen == {"listed": [["p1"], ["p2"], []],
                     "watched": [[], ["p2"], ["p1"]],
                     "relisted": [["p2"], ["p4"], []]}
-    assert watcher.discard(lambda o: o["metadata"]["name"] == "p4") == 1
+    assert watcher.forget("bob") == 1
     assert names("bob") == []
+    assert watcher.cached_keys() == ["ns/p2"]
     assert watcher._indexed == {"alice": {"ns/p2"}}  # nothing left under an empty value
+    assert watcher.forget("nobody") == 0
+
+
+def test_a_limit_per_index_value_drops_the_oldest_on_watch_and_relist():
+    """At most `limit` objects per index value: the oldest by `age` go, others stay."""
+    def stamped(name: str, rv: str, owner: str, at: str) -> dict:
+        o = labelled(name, rv, owner)
+        o["at"] = at
+        return o
+
+    source = ScriptedSource(
+        lists=[([stamped("a1", "1", "a", "01"), stamped("a2", "1", "a", "03"),
+                 stamped("a3", "1", "a", "02"), stamped("b1", "1", "b", "00")], "1")],
+        watches=[[("ADDED", stamped("a4", "2", "a", "04")),
+                  ("ADDED", stamped("a0", "3", "a", "00")),  # older than all: not kept
+                  ("MODIFIED", stamped("a2", "4", "a", "05"))]])
+    delivered: list[str] = []
+    watcher = ListWatcher("t", source, lambda t, o: delivered.append(o["metadata"]["name"]),
+                          resync_seconds=0, index=lambda o: o["metadata"]["labels"]["owner"],
+                          limit=2, age=lambda o: o["at"])
+
+    def names(value: str) -> list[str]:
+        return sorted(o["metadata"]["name"] for o in watcher.indexed(value))
+
+    watcher.relist()
+    assert names("a") == ["a2", "a3"] and names("b") == ["b1"]
+    watcher.watch_once()
+    assert names("a") == ["a2", "a4"] and names("b") == ["b1"]
+    assert sorted(watcher.cached_keys()) == ["ns/a2", "ns/a4", "ns/b1"]
+    assert delivered[-3:] == ["a4", "a0", "a2"]  # the handler still hears of each
+    with pytest.raises(ValueError, match="a limit needs an index"):
+        ListWatcher("t", source, lambda t, o: None, limit=2)
 
 
 def test_a_stop_while_the_watch_is_starting_joins_no_unstarted_thread(monkeypatch):
