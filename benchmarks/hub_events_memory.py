@@ -9,8 +9,15 @@ the Event caches hold (tracemalloc) two ways:
 
 - `unfiltered`: every Event cached whole (the hub before the filter, and what a plain informer
   on the namespace's Events holds);
+- `hub_without_the_cap`: the hub's filter and slimming, with no limit per object;
 - `hub`: the hub's caches (spawner.events: only Events about its own instances and their pods,
-  slimmed to what progress shows).
+  slimmed to what progress shows, at most MAX_PER_OBJECT per instance or pod).
+
+`--per-server 200` plays crash-looping servers (a new Event per restart). For the hub's caches
+it also times one read of every server's Events as `progress` makes it on each wake of a spawn,
+on the hub's event loop (`cached_events`: the Events filed under each object's uid), against
+the same reads as a scan of the whole cache per server (how the hub read them before they were
+filed by uid), in the same run.
 
     .venv/bin/python benchmarks/hub_events_memory.py [--foreign 35000] [--servers 2000]
                                                       [--per-server 6]
@@ -24,6 +31,7 @@ import argparse
 import gc
 import json
 import sys
+import time
 import tracemalloc
 
 from kubernetes import client
@@ -77,7 +85,28 @@ def feed(foreign: int, servers: int, per_server: int) -> list[tuple[str, dict]]:
     return out
 
 
-def measure(events: list[tuple[str, dict]], servers: int, filtered: bool) -> dict:
+def scan_events(cluster: SharedCluster, name: str) -> list[dict]:
+    """The baseline: a server's Events found by scanning both caches (the hub before its Event
+    caches were filed by uid)."""
+    instance = cluster.cached_instance(name) or {}
+    uid = (instance.get("metadata") or {}).get("uid")
+    pod_uids = {(p.get("metadata") or {}).get("uid") for p in cluster.cached_pods(name)}
+    found = [e for e in cluster.instance_events.items()
+             if (e.get("involvedObject") or {}).get("uid") == uid]
+    found += [e for e in cluster.pod_events.items()
+              if (e.get("involvedObject") or {}).get("uid") in pod_uids]
+    return found
+
+
+def read_round(servers: int, read) -> float:
+    started = time.perf_counter()
+    for s in range(servers):
+        read(f"server{s}")
+    return round(time.perf_counter() - started, 4)
+
+
+def measure(events: list[tuple[str, dict]], servers: int, filtered: bool,
+            capped: bool = True) -> dict:
     cluster = SharedCluster(NS, Kube(client.ApiClient(client.Configuration())), workers=1)
     for s in range(servers):
         cluster.instances._apply("ADDED", {"apiVersion": API_VERSION, "kind": INSTANCE_KIND,
@@ -90,6 +119,10 @@ def measure(events: list[tuple[str, dict]], servers: int, filtered: bool) -> dic
         for watcher in (cluster.instance_events, cluster.pod_events):
             watcher.keep = None
             watcher.transform = None
+            watcher.limit = None
+    if not capped:  # the hub's filter without the per-object limit (its baseline)
+        for watcher in (cluster.instance_events, cluster.pod_events):
+            watcher.limit = None
     watchers: dict[str, ListWatcher] = {"instance": cluster.instance_events,
                                         "pod": cluster.pod_events}
     gc.collect()
@@ -102,8 +135,15 @@ def measure(events: list[tuple[str, dict]], servers: int, filtered: bool) -> dic
     tracemalloc.stop()
     held = sum(stat.size_diff for stat in after.compare_to(before, "filename"))
     cached = len(cluster.instance_events.items()) + len(cluster.pod_events.items())
+    out: dict = {"events_cached": cached, "bytes": held, "mib": round(held / 2**20, 2)}
+    if filtered and capped:
+        out["progress_reads_seconds"] = read_round(servers, cluster.cached_events)
+        out["progress_reads_seconds_scan"] = read_round(
+            servers, lambda name: scan_events(cluster, name))
+        assert all(len(cluster.cached_events(f"server{s}")) == len(scan_events(
+            cluster, f"server{s}")) for s in range(min(servers, 50)))
     cluster.executor.shutdown()
-    return {"events_cached": cached, "bytes": held, "mib": round(held / 2**20, 2)}
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -117,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     result = {"events_in_namespace": len(events), "foreign_events": args.foreign,
               "servers": args.servers, "events_per_server": args.per_server,
               "unfiltered": measure(events, args.servers, filtered=False),
+              "hub_without_the_cap": measure(events, args.servers, filtered=True,
+                                             capped=False),
               "hub": measure(events, args.servers, filtered=True)}
     result["ratio"] = round(result["hub"]["bytes"] / max(1, result["unfiltered"]["bytes"]), 3)
     print(json.dumps(result, indent=1))
