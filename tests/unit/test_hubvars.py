@@ -10,6 +10,9 @@ from jupyterhub import orm
 from jupyterhub.objects import Hub
 from jupyterhub.spawner import Spawner
 from jupyterhub.user import User
+from sqlalchemy import create_engine
+from sqlalchemy.orm import sessionmaker
+from sqlalchemy.pool import StaticPool
 
 from jupyternetes.render import hubvars
 
@@ -19,7 +22,11 @@ TOKEN = "fresh-token"
 def hub_spawner() -> Spawner:
     """JupyterHub's own base Spawner for user alice's default server, on the hub's orm objects
     (in-memory database) as a spawn has them: a server with its URL prefix, a fresh token."""
-    db = orm.new_session_factory("sqlite:///:memory:")()
+    # The hub's tables made directly: orm.new_session_factory also runs an alembic stamp, whose
+    # env module imports the whole hub app (6 s idle, a minute on a loaded CI box).
+    engine = create_engine("sqlite://", poolclass=StaticPool)
+    orm.Base.metadata.create_all(engine)
+    db = sessionmaker(bind=engine, expire_on_commit=False)()
     orm_user = orm.User(name="alice")
     db.add(orm_user)
     db.commit()
