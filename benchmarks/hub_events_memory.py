@@ -119,8 +119,7 @@ def measure(events: list[tuple[str, dict]], servers: int, filtered: bool,
         for watcher in (cluster.instance_events, cluster.pod_events):
             watcher.keep = None
             watcher.transform = None
-            watcher.limit = None
-    if not capped:  # the hub's filter without the per-object limit (its baseline)
+    if not (filtered and capped):  # no limit per object: the cap's baseline
         for watcher in (cluster.instance_events, cluster.pod_events):
             watcher.limit = None
     watchers: dict[str, ListWatcher] = {"instance": cluster.instance_events,

@@ -164,9 +164,9 @@ def write_kubeconfig(path: Path, server: str, pki: Path, user: str = "admin") ->
     path.chmod(0o600)
 
 
-def kwok_stale_delete_guard() -> list[dict[str, object]]:
-    """An admission policy (and its binding) that refuses kwok the delete of a pod that is not
-    terminating.
+def kwok_stale_delete_guard() -> list[tuple[str, dict[str, object]]]:
+    """An admission policy and its binding, each with its resource (plural), that refuse kwok
+    the delete of a pod that is not terminating.
 
     kwok v0.8.0 ends a terminating pod with a delete by name, grace 0, and no UID precondition
     (a kubelet sends one, kubernetes#25224). A job it queued from a late watch event of a pod
@@ -176,25 +176,27 @@ def kwok_stale_delete_guard() -> list[dict[str, object]]:
     stale jobs (kwok does not retry a 403)."""
     name = "jupyternetes-harness-kwok-deletes-only-terminating-pods"
     return [
-        {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy",
-         "metadata": {"name": name},
-         "spec": {
-             "failurePolicy": "Fail",
-             "matchConstraints": {"resourceRules": [{
-                 "apiGroups": [""], "apiVersions": ["v1"], "operations": ["DELETE"],
-                 "resources": ["pods"]}]},
-             "matchConditions": [{"name": "kwok",
-                                  "expression": f"request.userInfo.username == '{KWOK_USER}'"}],
-             "validations": [{
-                 "expression": "has(oldObject.metadata.deletionTimestamp)",
-                 "reason": "Forbidden",
-                 "message": "kwok may only end a pod that is terminating; this pod is not "
-                            "terminating, so the delete is a stale job for an earlier pod of "
-                            "the same name (kwok deletes by name, without a UID precondition)"}],
-         }},
-        {"apiVersion": "admissionregistration.k8s.io/v1",
-         "kind": "ValidatingAdmissionPolicyBinding", "metadata": {"name": name},
-         "spec": {"policyName": name, "validationActions": ["Deny"]}},
+        ("validatingadmissionpolicies",
+         {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy",
+          "metadata": {"name": name},
+          "spec": {
+              "failurePolicy": "Fail",
+              "matchConstraints": {"resourceRules": [{
+                  "apiGroups": [""], "apiVersions": ["v1"], "operations": ["DELETE"],
+                  "resources": ["pods"]}]},
+              "matchConditions": [{"name": "kwok",
+                                   "expression": f"request.userInfo.username == '{KWOK_USER}'"}],
+              "validations": [{
+                  "expression": "has(oldObject.metadata.deletionTimestamp)",
+                  "reason": "Forbidden",
+                  "message": "kwok may only end a pod that is terminating; this pod is not "
+                             "terminating, so the delete is a stale job for an earlier pod of "
+                             "the same name (kwok deletes by name, without a UID precondition)"}],
+          }}),
+        ("validatingadmissionpolicybindings",
+         {"apiVersion": "admissionregistration.k8s.io/v1",
+          "kind": "ValidatingAdmissionPolicyBinding", "metadata": {"name": name},
+          "spec": {"policyName": name, "validationActions": ["Deny"]}}),
     ]
 
 
@@ -499,10 +501,7 @@ class DevCluster:
         self._wait("kube-apiserver /readyz",
                    lambda: _request(f"{self.server}/readyz", ctx)[0] == 200, deadline, apiserver)
         self.timing["apiserver"] = time.monotonic() - t0
-        for doc in kwok_stale_delete_guard():
-            plural = {"ValidatingAdmissionPolicy": "validatingadmissionpolicies",
-                      "ValidatingAdmissionPolicyBinding": "validatingadmissionpolicybindings"}[
-                str(doc["kind"])]
+        for plural, doc in kwok_stale_delete_guard():
             status, body = _request(
                 f"{self.server}/apis/admissionregistration.k8s.io/v1/{plural}", ctx, "POST", doc)
             if status not in (201, 409):

@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 from prometheus_client.parser import text_string_to_metric_families
 
 from harness.cluster import free_port
-from jupyternetes.engine.runtime.procs import children
+from jupyternetes.engine.runtime.procs import descendants
 from jupyternetes.engine.state import statedirs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -63,12 +63,7 @@ def _die_with_parent() -> None:
 
 def process_tree(root: int) -> list[int]:
     """`root` and every process below it, parents before their children."""
-    pids, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        pids.append(pid)
-        todo += children(pid)
-    return pids
+    return [root, *descendants(root)]
 
 
 def poll(check: Callable[[], T], timeout: float, interval: float = 0.25) -> T | None:

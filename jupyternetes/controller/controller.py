@@ -78,12 +78,12 @@ class Operator:
             requeue=lambda key, hurry: (self.queue.add if hurry else self.queue.nudge)(key),
             singleton=lambda: self.singleton(), watch_timeout_seconds=watch_timeout_seconds,
             status_seconds=template_status_seconds)
-        self.revisions = self.templates.revisions
         self.reconciler = Reconciler(self.fenced_kube, engine, config, pod_lookup=self.lookup_pod,
                                      drift=self.drift, metrics=self.metrics,
                                      instance_lookup=self._instance,
                                      template_lookup=self.templates.template,
-                                     revisions=self.revisions, waiting=lambda: len(self.queue))
+                                     revisions=self.templates.revisions,
+                                     waiting=lambda: len(self.queue))
         self._seen: dict[str, tuple[Any, ...]] = {}
         self._seen_lock = threading.Lock()
         self._resync_seconds = resync_seconds
@@ -102,8 +102,6 @@ class Operator:
         self._watching = False  # set by start(): scopes found later start their watches at once
         for ns in scopes:
             self._add_scope(ns)
-        self.template_watchers = self.templates.watchers
-        self.template_status = self.templates.status
         # Stacks whose instance vanished without a destroy (orphans.py); at start, then
         # every orphan_seconds (0: at start only). Engines that cannot list stacks: none.
         # Label-selected: only the stacks of the namespaces selected now are judged (served()),
@@ -340,7 +338,7 @@ class Operator:
         # instances) overlap the stale-lock clean-up, which must end before any worker starts.
         with self._scope_lock:
             self._watching = True
-            for watcher in self.pod_watchers + self.template_watchers + self.instance_watchers:
+            for watcher in self.pod_watchers + self.templates.watchers + self.instance_watchers:
                 watcher.start()
         if self.namespace_scope is not None:
             self.namespace_scope.start()
@@ -349,7 +347,7 @@ class Operator:
             log.info("cleared stale stack locks: %s", cleared)
             self.metrics.locks_cleared.inc(
                 sum(1 for line in cleared if str(line).startswith("removed stale lock")))
-        self.template_status.start()
+        self.templates.status.start()
         for index in range(self.workers):
             # Daemon: an engine operation that ignores shutdown must not keep the process alive
             # past the grace period (its stack lock is cleared at the next start).
@@ -361,7 +359,7 @@ class Operator:
         self._started.set()
         log.info("operator started: %d worker(s), watching %s; template rollout %s",
                  self.workers, ", ".join(w.name for w in self.instance_watchers
-                                         + self.template_watchers),
+                                         + self.templates.watchers),
                  self.reconciler.config.template_rollout)
 
     def engine_clear_locks(self, stacks: Callable[[str], bool] | None = None) -> Any:
@@ -387,7 +385,7 @@ class Operator:
             return True
         watchers = self.all_watchers()
         return (all(w.alive() for w in watchers) and all(t.is_alive() for t in self._threads)
-                and self.template_status.alive())
+                and self.templates.status.alive())
 
     def ready(self) -> bool:
         return (self._started.is_set() and self.healthy()
@@ -395,7 +393,7 @@ class Operator:
 
     def all_watchers(self) -> list[ListWatcher]:
         scope = [self.namespace_scope.watcher] if self.namespace_scope is not None else []
-        return scope + self.instance_watchers + self.pod_watchers + self.template_watchers
+        return scope + self.instance_watchers + self.pod_watchers + self.templates.watchers
 
     def in_flight(self) -> list[str]:
         with self._busy_lock:
@@ -413,7 +411,7 @@ class Operator:
         for watcher in self.all_watchers():
             watcher.stop(timeout=2.0)
         self.queue.shutdown()
-        self.template_status.stop()
+        self.templates.status.stop()
         deadline = time.monotonic() + self.shutdown_grace
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))

@@ -123,13 +123,12 @@ class ListWatcher:
             return
         keys = self._indexed.setdefault(value, set())
         keys.add(key)
-        if self.limit is not None and len(keys) > self.limit:
+        while self.limit is not None and len(keys) > self.limit:
             assert self.age is not None
             age = self.age
-            for oldest in sorted(keys, key=lambda k: (age(self._cache[k]), k))[
-                    :len(keys) - self.limit]:
-                keys.discard(oldest)
-                del self._cache[oldest]
+            oldest = min(keys, key=lambda k: (age(self._cache[k]), k))
+            keys.discard(oldest)
+            del self._cache[oldest]
 
     def forget(self, value: str) -> int:
         """Drop the cached objects filed under index `value` (the handler is not called); how

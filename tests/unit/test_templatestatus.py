@@ -90,7 +90,7 @@ def test_operator_marks_old_and_new_template_of_an_instance() -> None:
 
     operator = Operator(NoKube(), engine=None, template_status_seconds=60)  # type: ignore[arg-type]
     marked: list[str | None] = []
-    operator.template_status.mark = marked.append  # type: ignore[method-assign]
+    operator.templates.status.mark = marked.append  # type: ignore[method-assign]
     obj = {"metadata": {"name": "i", "namespace": "u", "generation": 1},
            "spec": {"template": {"name": "t1", "namespace": "hub"}}}
     operator.on_instance("ADDED", obj)

@@ -392,10 +392,10 @@ def test_template_edit_requeues_exactly_the_instances_that_use_it():
 def test_templates_are_watched_cluster_wide_even_when_instances_are_scoped():
     op = operator(namespaces=["default"])
     assert [w.name for w in op.instance_watchers] == ["instances@default"]
-    assert [w.name for w in op.template_watchers] == ["templates@*"]
+    assert [w.name for w in op.templates.watchers] == ["templates@*"]
     op = operator(namespaces=["default"], template_namespaces=["kadense", "kadense", "x"])
-    assert [w.name for w in op.template_watchers] == ["templates@kadense", "templates@x"]
-    assert set(op.all_watchers()) >= set(op.template_watchers)
+    assert [w.name for w in op.templates.watchers] == ["templates@kadense", "templates@x"]
+    assert set(op.all_watchers()) >= set(op.templates.watchers)
 
 
 def test_a_template_watch_event_reaches_the_queue_through_the_list_watch_loop():

@@ -66,14 +66,10 @@ def die_with_parent() -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
-def child_pids() -> list[int]:
-    return children(os.getpid())
-
-
 def cli_pids(stack: str) -> list[int]:
     """This process's children that are a Pulumi CLI run for `stack` (`... --stack <stack>`)."""
     found = []
-    for pid in child_pids():
+    for pid in children(os.getpid()):
         try:
             argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except OSError:
@@ -104,7 +100,7 @@ def on_sigterm(_signum: int, _frame: Any) -> None:
     """Cancel every Pulumi CLI of this process like Ctrl-C does, then make sure nothing of ours
     is left (the operator died, or stops the worker after a cancel did not end it)."""
     log.warning("terminating: cancelling the Pulumi CLI")
-    interrupt(child_pids(), protocol.CANCEL_GRACE_SECONDS)
+    interrupt(children(os.getpid()), protocol.CANCEL_GRACE_SECONDS)
     os._exit(143)
 
 
