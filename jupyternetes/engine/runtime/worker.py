@@ -150,14 +150,16 @@ class Operations:
     def _run(self, op_id: Any, request: dict[str, Any], timings: dict[str, float]) -> None:
         try:
             answer = answer_to(request, timings, self.mask)
+            with self._write:
+                sys.stdout.buffer.write(protocol.encode({"id": op_id, "answer": answer}))
+                sys.stdout.buffer.flush()
         finally:
+            # Done only once the answer is out: a recycled worker whose stdin has ended exits
+            # as soon as nothing runs (serve -> wait), and this daemon thread dies with it.
             with self._lock:
                 self._running.pop(op_id, None)
                 self.done += 1
                 self.last_activity = time.monotonic()
-        with self._write:
-            sys.stdout.buffer.write(protocol.encode({"id": op_id, "answer": answer}))
-            sys.stdout.buffer.flush()
 
     def wait(self) -> None:
         while self.running():
